@@ -1,0 +1,250 @@
+"""CellHost: the plain-Python body of a CellShard actor.
+
+A CellHost owns the cells (and user keys) that the placement table assigns to its shard name:
+- it is the only writer of their rows (rule 2), through one GroupCommitter;
+- it keeps each active cell's newest posts in memory (a cache of Postgres), activating a cell
+  from Postgres on first use and passivating it after ``cell_idle_s`` without use;
+- it refuses work for keys it does not own with ``{"moved": version}``.
+
+Persisted: everything, via Postgres, before a reply. Idempotent: every mutation, by its
+(user, key) idempotency record, so Ray's retry of a call after a restart is safe.
+No Ray and no aiohttp here; ``actors/shard.py`` wraps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from actors.group_commit import GroupCommitter, Tx
+from cluster.config import Settings
+from models.errors import AppError, BadRequest
+from models.feed import CellFeed, FeedCursor, Post
+from models.placement import Placement, cell_key
+from models.streams import Event
+from store import events as event_log
+from store import feed_store, idempotency, placement
+from store.db import create_pool
+from store.fanout import publish
+
+log = logging.getLogger("hyperlocal.shard")
+
+Command = dict[str, Any]
+"""{"op", "user_id", "key" (idempotency), "route" (placement key), "data"}."""
+
+
+@dataclass
+class Emitted:
+    """Events a command appends, per stream, in order; offsets are assigned at append."""
+
+    items: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def add(self, stream: str, ev: str, data: dict[str, Any]) -> None:
+        self.items.append((stream, ev, data))
+
+
+Handler = Callable[["CellHost", Tx, Command, Emitted], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class ActiveCell:
+    feed: CellFeed
+    last_used: float
+
+
+class CellHost:
+    """See the module docstring. One per shard process."""
+
+    def __init__(self, name: str, settings: Settings, handlers: dict[str, Handler]) -> None:
+        self.name = name
+        self.settings = settings
+        self.handlers = handlers
+        self.cells: dict[str, ActiveCell] = {}
+        self._activating: dict[str, asyncio.Future[ActiveCell]] = {}
+        self.pool: asyncpg.Pool | None = None
+        self.redis: aioredis.Redis | None = None
+        self.committer: GroupCommitter | None = None
+        self.placement: Placement | None = None
+        self._started: asyncio.Future[None] | None = None
+        self._janitor: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def ready(self) -> None:
+        """Connect on first use (also after Ray restarts the actor); concurrent callers wait."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            try:
+                await self._start()
+                self._started.set_result(None)
+            except BaseException as exc:
+                self._started.set_exception(exc)
+                self._started = None
+                raise
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
+        assert self.settings.database_url and self.settings.redis_url
+        self.pool = await create_pool(self.settings.database_url, min_size=2, max_size=8)
+        self.redis = aioredis.from_url(self.settings.redis_url, decode_responses=False)
+        self.placement = await placement.load(self.pool)
+        self.committer = GroupCommitter(
+            self.pool, self.settings.group_commit_ms / 1000, self.settings.group_commit_max
+        )
+        self.committer.start()
+        self._janitor = asyncio.create_task(self._passivate_loop(), name="passivate")
+        log.info(
+            "shard %s ready (placement v%s)", self.name, self.placement and self.placement.version
+        )
+
+    async def close(self) -> None:
+        for task in (self._janitor,):
+            if task:
+                task.cancel()
+        if self.committer:
+            await self.committer.stop()
+        if self.redis:
+            await self.redis.aclose()
+        if self.pool:
+            await self.pool.close()
+
+    # -- ownership ---------------------------------------------------------------------------
+    async def _owns(self, version: int, key: str) -> bool:
+        assert self.pool is not None
+        if self.placement is None or self.placement.version < version:
+            self.placement = await placement.load(self.pool)
+        return self.placement is not None and self.placement.owner(key) == self.name
+
+    def placement_version(self) -> int:
+        return self.placement.version if self.placement else 0
+
+    # -- cells -------------------------------------------------------------------------------
+    async def cell(self, cell: str) -> ActiveCell:
+        """The active cell, activated from Postgres on first use (once, even if raced)."""
+        active = self.cells.get(cell)
+        if active is not None:
+            active.last_used = time.monotonic()
+            return active
+        pending = self._activating.get(cell)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[ActiveCell] = asyncio.get_running_loop().create_future()
+        self._activating[cell] = future
+        try:
+            assert self.pool is not None
+            cap = self.settings.cell_recent_posts
+            posts = await feed_store.recent_posts(self.pool, cell, cap)
+            active = ActiveCell(CellFeed.loaded(cell, cap, posts), time.monotonic())
+            self.cells[cell] = active
+            future.set_result(active)
+            return active
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            self._activating.pop(cell, None)
+
+    async def _passivate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self.settings.cell_idle_s))
+            cutoff = time.monotonic() - self.settings.cell_idle_s
+            for cell in [c for c, a in self.cells.items() if a.last_used < cutoff]:
+                del self.cells[cell]
+                log.debug("passivated cell %s", cell)
+
+    # -- commands ----------------------------------------------------------------------------
+    async def execute(self, version: int, commands: list[Command]) -> list[dict[str, Any]]:
+        """Run a batch of commands from one router call; one reply per command, in order."""
+        await self.ready()
+        return list(await asyncio.gather(*(self._execute_one(version, c) for c in commands)))
+
+    async def _execute_one(self, version: int, cmd: Command) -> dict[str, Any]:
+        try:
+            if not await self._owns(version, cmd["route"]):
+                return {"moved": self.placement_version()}
+            handler = self.handlers.get(cmd["op"])
+            if handler is None:
+                raise BadRequest(f"unknown op {cmd['op']!r}")
+            result = await self._mutate(handler, cmd)
+            return {"ok": True, "data": result}
+        except AppError as err:
+            return {"ok": False, "error": err.to_dict()}
+
+    async def _mutate(self, handler: Handler, cmd: Command) -> dict[str, Any]:
+        assert self.committer is not None
+        user_id, key, op = cmd["user_id"], cmd["key"], cmd["op"]
+
+        async def work(tx: Tx) -> dict[str, Any]:
+            prior = await idempotency.lookup(tx.conn, user_id, key, op)
+            if prior is not None:
+                return dict(prior)
+            emitted = Emitted()
+            result = await handler(self, tx, cmd, emitted)
+            committed = await self._append(tx.conn, emitted)
+            await idempotency.record(tx.conn, user_id, key, op, result)
+            if committed:
+                tx.then(lambda: self._publish(committed))
+            return result
+
+        return dict(await self.committer.submit(work))
+
+    async def _append(self, conn: asyncpg.Connection, emitted: Emitted) -> list[Event]:
+        by_stream: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for stream, ev, data in emitted.items:
+            by_stream.setdefault(stream, []).append((ev, data))
+        out: list[Event] = []
+        for stream, items in by_stream.items():
+            out.extend(await event_log.append(conn, stream, items))
+        return out
+
+    async def _publish(self, committed: list[Event]) -> None:
+        if self.redis is not None:
+            await publish(self.redis, committed)
+
+    # -- reads -------------------------------------------------------------------------------
+    async def feed_page(
+        self, version: int, cells: list[str], cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        """Newest-first posts of ``cells`` (all owned here) older than ``cursor``."""
+        await self.ready()
+        for cell in cells:
+            if not await self._owns(version, cell_key(cell)):
+                return {"moved": self.placement_version()}
+        before = FeedCursor.decode(cursor) if cursor else None
+        items: list[Post] = []
+        fallback: list[str] = []
+        for cell in cells:
+            page, final = (await self.cell(cell)).feed.page(before, limit)
+            items.extend(page)
+            if not final:
+                fallback.append(cell)
+        if fallback:
+            assert self.pool is not None
+            seen = {p["id"] for p in items}
+            older = await feed_store.older_posts(self.pool, fallback, before, limit)
+            items.extend(p for p in older if p["id"] not in seen)
+        return {"ok": True, "data": {"items": items}}
+
+    async def stats(self) -> dict[str, Any]:
+        committer = self.committer
+        redis_ok = True
+        if self.redis is not None:
+            try:
+                await self.redis.ping()
+            except (RedisError, OSError):
+                redis_ok = False
+        return {
+            "name": self.name,
+            "active_cells": len(self.cells),
+            "batches": committer.batches if committer else 0,
+            "commands": committer.commands if committer else 0,
+            "placement_version": self.placement_version(),
+            "redis_ok": redis_ok,
+        }

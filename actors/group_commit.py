@@ -1,0 +1,144 @@
+"""Group commit: many mutations, one Postgres transaction (rule 1: acked means durable).
+
+``GroupCommitter`` gathers submitted commands for ``window_s`` (or until ``max_batch``), runs each
+inside its own savepoint of one transaction, commits, and only then runs their after-commit
+steps (memory updates, publishing) and resolves their futures. A command that fails with a typed
+error rolls back its savepoint alone; a failed commit fails the whole batch as ``unavailable``,
+and nothing of it is applied or published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from models.errors import AppError, BadRequest, Conflict, Unavailable
+
+log = logging.getLogger("hyperlocal.group_commit")
+
+
+@dataclass
+class Tx:
+    """What one command may do inside the batch transaction."""
+
+    conn: asyncpg.Connection
+    after_commit: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+
+    def then(self, step: Callable[[], Awaitable[None] | None]) -> None:
+        """Run ``step`` once the batch has committed (never if it rolls back)."""
+        self.after_commit.append(step)
+
+
+Work = Callable[[Tx], Awaitable[Any]]
+
+
+@dataclass
+class _Pending:
+    work: Work
+    future: asyncio.Future[Any]
+    steps: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+    result: Any = None
+    error: AppError | None = None
+
+
+class GroupCommitter:
+    """Owns one writer loop over a pool; ``submit`` returns once the work is durable."""
+
+    def __init__(self, pool: asyncpg.Pool, window_s: float, max_batch: int) -> None:
+        self._pool = pool
+        self._window_s = window_s
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.commands = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="group-commit")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def submit(self, work: Work) -> Any:
+        """Run ``work`` in the next batch; its result once committed, or its typed error."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(work, future))
+        return await future
+
+    async def _gather(self) -> list[_Pending]:
+        batch = [await self._queue.get()]
+        if self._window_s:
+            await asyncio.sleep(self._window_s)
+        while len(batch) < self._max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._gather()
+            try:
+                await self._commit(batch)
+            except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
+                log.warning("batch of %d failed to commit: %r", len(batch), exc)
+                for item in batch:
+                    item.error = Unavailable("storage unavailable, retry with the same key")
+                    item.steps.clear()
+            except Exception:  # the loop must not die; each caller still gets an answer
+                log.exception("unexpected error committing a batch of %d", len(batch))
+                for item in batch:
+                    item.error = Unavailable("internal error, retry with the same key")
+                    item.steps.clear()
+            await self._finish(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            for item in batch:
+                await self._run_one(conn, item)
+        self.batches += 1
+        self.commands += len(batch)
+
+    async def _run_one(self, conn: asyncpg.Connection, item: _Pending) -> None:
+        """Run one command in its own savepoint; a unique-key race is retried once."""
+        for attempt in (1, 2):
+            tx = Tx(conn)
+            try:
+                async with conn.transaction():
+                    item.result = await item.work(tx)
+                item.steps = tx.after_commit
+                return
+            except AppError as err:
+                item.error = err
+                return
+            except asyncpg.UniqueViolationError:
+                # A concurrent writer committed the same key; the retry's lookup now sees it.
+                if attempt == 2:
+                    item.error = Conflict("concurrent duplicate request")
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                item.error = Conflict(f"refused by a constraint: {exc.constraint_name}")
+                return
+            except asyncpg.DataError:
+                item.error = BadRequest("a value is out of range for storage")
+                return
+
+    async def _finish(self, batch: list[_Pending]) -> None:
+        for item in batch:
+            for step in item.steps:
+                try:
+                    outcome = step()
+                    if outcome is not None:
+                        await outcome
+                except Exception:  # a failed side effect must not lose the ack
+                    log.exception("after-commit step failed")
+            if item.future.done():
+                continue
+            if item.error is not None:
+                item.future.set_exception(item.error)
+            else:
+                item.future.set_result(item.result)

@@ -1,0 +1,47 @@
+"""CellShard: the Ray async actor that hosts many cells.
+
+Thin by design: it exposes the CellHost interface to Ray and nothing else. Owns (through its
+CellHost) the cells and user keys the placement table assigns to its name. Restartable: Ray
+restarts it after a crash or ``ray.kill``; it reconnects lazily and reloads cells from Postgres,
+and callers' retries are safe because every mutation is idempotent by key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from actors.cell_host import CellHost, Command
+from actors.feed_ops import HANDLERS
+from cluster.config import Settings
+
+
+class CellShard:
+    def __init__(self, name: str, settings: Settings) -> None:
+        self._host = CellHost(name, settings, dict(HANDLERS))
+
+    async def execute(self, version: int, commands: list[Command]) -> list[dict[str, Any]]:
+        return await self._host.execute(version, commands)
+
+    async def feed_page(
+        self, version: int, cells: list[str], cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        return await self._host.feed_page(version, cells, cursor, limit)
+
+    async def stats(self) -> dict[str, Any]:
+        await self._host.ready()
+        return await self._host.stats()
+
+    async def ping(self) -> str:
+        return self._host.name
+
+
+def shard_actor_class(settings: Settings) -> Any:
+    """The Ray actor class with this deployment's resources and restart policy."""
+    return ray.remote(
+        num_cpus=settings.shard_num_cpus,
+        max_restarts=settings.shard_max_restarts,
+        max_task_retries=2,
+        max_concurrency=1000,
+    )(CellShard)

@@ -1,0 +1,114 @@
+"""The `hyperlocal` command: up, gateway, migrate, shards, recommend.
+
+`hyperlocal up` is what `make run` calls: it starts embedded Postgres and Redis (unless
+DATABASE_URL / REDIS_URL are set), migrates, starts or joins Ray (RAY_ADDRESS), the shard actors,
+and serves the gateway until Ctrl-C, then stops everything it started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from cluster.config import Settings, load_settings
+from cluster.logs import setup_logging
+from cluster.runtime import Runtime
+
+log = logging.getLogger("hyperlocal.cli")
+
+
+async def serve(settings: Settings, ready_line: bool = True) -> None:
+    """Serve the gateway on settings.host:port until SIGINT/SIGTERM."""
+    from gateway.app import build_app
+
+    runner = web.AppRunner(build_app(settings), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready_line:
+        print(
+            f"hyperlocal gateway on http://{settings.host}:{settings.port}  (Ctrl-C stops)",
+            flush=True,
+        )
+    await stop.wait()
+    log.info("stopping gateway")
+    await runner.cleanup()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if args.gateways != 1:
+        print("GATEWAYS > 1 is not supported yet (issue 3, multi-gateway)", file=sys.stderr)
+        return 2
+    runtime = Runtime(load_settings(port=args.port))
+    try:
+        settings = runtime.start()
+        asyncio.run(serve(settings))
+    finally:
+        runtime.stop()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    runtime = Runtime(load_settings())
+    try:
+        runtime.start_services()
+    finally:
+        runtime.stop()
+    print("migrations up to date")
+    return 0
+
+
+def cmd_shards(args: argparse.Namespace) -> int:
+    """Print each shard's stats (needs a running cluster: RAY_ADDRESS)."""
+    import ray
+
+    settings = load_settings()
+    if not settings.ray_address:
+        print("set RAY_ADDRESS to the running cluster", file=sys.stderr)
+        return 2
+    ray.init(address=settings.ray_address, namespace=settings.ray_namespace, log_to_driver=False)
+    for name in settings.shard_names():
+        with contextlib.suppress(ValueError):
+            handle = ray.get_actor(name, namespace=settings.ray_namespace)
+            print(json.dumps(ray.get(handle.stats.remote(), timeout=10)))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="hyperlocal", description=__doc__.splitlines()[0])
+    top.add_argument("--log-level", default="INFO")
+    sub = top.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start everything and serve the gateway (make run)")
+    up.add_argument("--port", type=int, default=8080)
+    up.add_argument("--gateways", type=int, default=1)
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("shards", help="print shard stats").set_defaults(func=cmd_shards)
+    try:
+        from cluster.recommend_eval import register
+    except ImportError:  # pragma: no cover - recommendation extras not installed
+        pass
+    else:
+        register(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.log_level)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

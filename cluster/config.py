@@ -1,0 +1,134 @@
+"""The one settings object.
+
+Every knob of the process lives here, typed, with its unit in its name, read from the environment
+(prefix ``HL_``, except the three service URLs which use their conventional names) and validated
+at startup. docs/config.md lists them all; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Validated process configuration. Immutable once loaded."""
+
+    model_config = SettingsConfigDict(env_prefix="HL_", frozen=True, extra="ignore")
+
+    # -- where things run -------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    """Interface the gateway binds to."""
+    port: int = Field(8080, ge=0, le=65535)
+    """Gateway HTTP/websocket port (0 picks a free one; tests do)."""
+    data_dir: Path = Path(".hyperlocal")
+    """Embedded Postgres/Redis data and generated secrets live here (gitignored)."""
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL"))
+    """Postgres DSN. Unset: start the embedded PostgreSQL under data_dir."""
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL"))
+    """Redis URL. Unset: start the embedded Redis under data_dir."""
+    ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS"))
+    """Ray cluster address. Unset: start a local Ray with ray_num_cpus."""
+    ray_num_cpus: int = Field(2, ge=1)
+    """CPUs a locally started Ray advertises."""
+    ray_namespace: str = "hyperlocal"
+    """Ray namespace holding the named shard actors; gateways of one deployment share it."""
+
+    # -- cells and shards ---------------------------------------------------------------------
+    h3_resolution: int = Field(8, ge=0, le=15)
+    """H3 resolution of a neighbourhood cell (8 is about 0.74 km2)."""
+    k_ring: int = Field(1, ge=0, le=5)
+    """A user sees their cell and the cells within this grid distance."""
+    shard_count: int = Field(2, ge=1, le=256)
+    """Number of CellShard actors."""
+    shard_num_cpus: float = Field(0.25, gt=0, le=8)
+    """Ray CPU reservation of each shard actor."""
+    shard_max_restarts: int = Field(-1, ge=-1)
+    """Ray restarts a killed shard this many times (-1: forever)."""
+    group_commit_ms: float = Field(2.0, ge=0, le=100)
+    """A shard gathers mutations this long before committing them in one transaction."""
+    group_commit_max: int = Field(256, ge=1, le=10_000)
+    """At most this many mutations per transaction."""
+    cell_idle_s: float = Field(300.0, gt=0)
+    """A cell untouched this long is passivated (its memory dropped)."""
+    cell_recent_posts: int = Field(200, ge=10, le=10_000)
+    """Newest posts per cell kept in shard memory for feed.get."""
+    batch_flush_ms: float = Field(1.0, ge=0, le=100)
+    """The gateway gathers commands per shard this long before one Ray call."""
+    batch_max: int = Field(256, ge=1, le=10_000)
+    """At most this many commands per gateway to shard call."""
+    shard_call_timeout_s: float = Field(10.0, gt=0)
+    """A gateway to shard call slower than this answers the client `unavailable`."""
+
+    # -- streams ------------------------------------------------------------------------------
+    recovery_max_events: int = Field(1000, ge=1)
+    """A subscribe with `since` replays at most this many missed events, else recovered=false."""
+
+    # -- sockets and limits -------------------------------------------------------------------
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Origins a browser websocket may come from (comma-separated). Empty: same host only."""
+    max_frame_bytes: int = Field(64 * 1024, ge=1024)
+    """Largest websocket frame accepted; larger closes the socket with 1009."""
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest REST request body accepted (413 too_large above)."""
+    max_text_chars: int = Field(5000, ge=1)
+    """Longest post, comment or message text."""
+    outbound_queue_max: int = Field(1024, ge=8)
+    """Frames queued for one socket; overflow closes it (4100, reconnect and recover)."""
+    heartbeat_s: float = Field(20.0, gt=0)
+    """Websocket ping interval; a peer silent for two intervals is dropped."""
+    ws_rate_per_s: float = Field(20.0, gt=0)
+    """Sustained requests per second per socket."""
+    ws_rate_burst: int = Field(60, ge=1)
+    """Burst size of the per-socket token bucket."""
+    rest_rate_per_min: int = Field(120, ge=1)
+    """REST requests per minute per client address (auth endpoints: a tenth of it)."""
+
+    # -- auth ---------------------------------------------------------------------------------
+    jwt_secret: str | None = None
+    """HS256 signing key (>= 32 bytes). Unset: generated once and kept in data_dir/jwt_secret."""
+    jwt_issuer: str = "hyperlocal"
+    jwt_audience: str = "hyperlocal-api"
+    access_ttl_s: int = Field(900, ge=30)
+    """Lifetime of an access token."""
+    refresh_ttl_s: int = Field(30 * 86400, ge=60)
+    """Lifetime of a refresh token family."""
+    ws_ticket_ttl_s: int = Field(30, ge=1, le=600)
+    """A websocket ticket must be used within this time, once."""
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> Settings:
+        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
+            raise ValueError("HL_JWT_SECRET must be at least 32 bytes")
+        return self
+
+    def shard_names(self) -> tuple[str, ...]:
+        """Names of this deployment's shard actors."""
+        return tuple(f"shard-{i}" for i in range(self.shard_count))
+
+    def signing_key(self) -> str:
+        """The JWT key: configured, or generated once per data dir and kept there (mode 600)."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "jwt_secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment, apply explicit overrides (CLI flags, tests) and validate."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,106 @@
+"""Bring a deployment up and down: services, schema, Ray, shards and placement.
+
+``Runtime`` owns what it starts, and only that: an embedded Postgres/Redis when no URL is given,
+a local Ray when no RAY_ADDRESS is given, and the shard actors. ``stop`` undoes it in reverse.
+It returns the resolved Settings (with the real URLs) that gateways and shards run with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import ray
+
+from actors.shard import shard_actor_class
+from cluster.config import Settings
+from models.placement import Placement
+from store import placement
+from store.db import create_pool, migrate
+from store.embedded import EmbeddedPostgres, EmbeddedRedis
+
+log = logging.getLogger("hyperlocal.runtime")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
+    started_ray: bool = False
+    shards: dict[str, object] = field(default_factory=dict)
+
+    def start_services(self) -> Settings:
+        """Start what has no URL, migrate, and return settings with every URL resolved."""
+        updates: dict[str, object] = {}
+        root = self.settings.data_dir.resolve()
+        if not self.settings.database_url:
+            self.postgres = EmbeddedPostgres(root).start()
+            updates["database_url"] = self.postgres.url
+        if not self.settings.redis_url:
+            self.redis = EmbeddedRedis(root).start()
+            updates["redis_url"] = self.redis.url
+        self.settings = self.settings.model_copy(update=updates)
+        assert self.settings.database_url
+        applied = asyncio.run(migrate(self.settings.database_url))
+        if applied:
+            log.info("migrations applied: %s", applied)
+        return self.settings
+
+    def start_ray(self) -> None:
+        if ray.is_initialized():
+            return
+        if self.settings.ray_address:
+            ray.init(
+                address=self.settings.ray_address,
+                namespace=self.settings.ray_namespace,
+                log_to_driver=False,
+            )
+        else:
+            ray.init(
+                num_cpus=self.settings.ray_num_cpus,
+                namespace=self.settings.ray_namespace,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+            self.started_ray = True
+
+    def start_shards(self) -> Placement:
+        """Create (or find) the named shard actors and make the placement table match them."""
+        cls = shard_actor_class(self.settings)
+        for name in self.settings.shard_names():
+            self.shards[name] = cls.options(
+                name=name,
+                namespace=self.settings.ray_namespace,
+                lifetime="detached",
+                get_if_exists=True,
+            ).remote(name, self.settings)
+        ray.get([h.ping.remote() for h in self.shards.values()], timeout=60)  # type: ignore[attr-defined]
+        return asyncio.run(self._ensure_placement())
+
+    async def _ensure_placement(self) -> Placement:
+        assert self.settings.database_url
+        pool = await create_pool(self.settings.database_url)
+        try:
+            return await placement.ensure(pool, self.settings.shard_names())
+        finally:
+            await pool.close()
+
+    def start(self) -> Settings:
+        settings = self.start_services()
+        self.start_ray()
+        table = self.start_shards()
+        log.info("placement v%d over %s", table.version, ", ".join(table.shards))
+        return settings
+
+    def stop(self) -> None:
+        if self.started_ray:
+            for handle in self.shards.values():
+                ray.kill(handle)  # type: ignore[arg-type]
+            ray.shutdown()
+            self.started_ray = False
+        if self.redis:
+            self.redis.stop()
+        if self.postgres:
+            self.postgres.stop()

@@ -1,0 +1,75 @@
+"""Typed shapes of websocket requests (PROTOCOL.md). Frames are validated into these at the edge."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")]
+
+
+class _Req(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Envelope(_Req):
+    """``{"id", "op", "key"?, "data"?}``."""
+
+    id: int | Annotated[str, StringConstraints(max_length=64)]
+    op: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    key: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class LatLng(_Req):
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
+
+
+class OptionalLatLng(_Req):
+    lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    lng: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
+
+
+class Locate(LatLng):
+    pass
+
+
+class PostCreate(OptionalLatLng):
+    text: Text
+    media: list[Url] = Field(default_factory=list, max_length=10)
+
+
+class CommentCreate(_Req):
+    post_id: Id
+    text: Text
+
+
+class PostRef(_Req):
+    post_id: Id
+
+
+class UserRef(_Req):
+    user_id: Id
+
+
+class FeedGet(OptionalLatLng):
+    cursor: Annotated[str, StringConstraints(max_length=256)] | None = None
+    limit: int = Field(20, ge=1, le=100)
+
+
+class Since(_Req):
+    epoch: Annotated[str, StringConstraints(max_length=64)]
+    offset: int = Field(ge=0)
+
+
+class Subscribe(_Req):
+    stream: Annotated[str, StringConstraints(max_length=128)]
+    since: Since | None = None
+
+
+class Unsubscribe(_Req):
+    stream: Annotated[str, StringConstraints(max_length=128)]

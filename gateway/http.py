@@ -1,0 +1,80 @@
+"""REST plumbing shared by every handler: typed errors, size-limited JSON bodies, rate limits.
+
+A handler raises ``AppError`` subclasses; ``error_middleware`` turns them into
+``{"error": {"code", "message"}}`` with the error's status. Anything else is logged with context
+and answered as a typed 500-free ``unavailable`` (never a stack trace to the client).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from models.errors import AppError, BadRequest, TooLarge, Unavailable
+
+log = logging.getLogger("hyperlocal.http")
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(err: AppError, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": err.to_dict()}, status=err.http_status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AppError as err:
+        headers = {"Retry-After": "1"} if err.temporary else None
+        return error_response(err, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "bad_request", 413: "too_large"}.get(exc.status)
+        code = code or ("bad_request" if exc.status < 500 else "unavailable")
+        body = {"error": {"code": code, "message": exc.reason}}
+        return web.json_response(body, status=exc.status)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(Unavailable("internal error, try again"))
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One readable line naming each bad field, without echoing the input back."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_model(model: type[M], payload: Any) -> M:
+    """Validate plain data into ``model`` or raise ``bad_request`` naming the fields."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """Read a JSON object body (size-limited by the app's client_max_size) into ``model``."""
+    if request.content_length is not None and request.content_length > request._client_max_size:
+        raise TooLarge("request body too large")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLarge("request body too large") from None
+    try:
+        payload = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("body must be a JSON object")
+    return parse_model(model, payload)

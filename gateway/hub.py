@@ -1,0 +1,215 @@
+"""The gateway's fanout hub: one Redis pub/sub connection, refcounted per stream.
+
+The hub owns, per stream that at least one local session follows, the Redis subscription and the
+last offset it delivered. It guarantees each listener sees a contiguous, ordered run of events:
+an event beyond the next offset means messages were lost (Redis restarted, a publish failed), so
+the hub reads the missing ones from the Postgres log first. After a Redis reconnect it
+resubscribes and catches every stream up from the log the same way. Each event is decoded once
+and encoded at most once per wire format, whatever the number of sockets.
+
+The reader loop must not die: it logs, backs off and reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from models.streams import Event, StreamCursor
+from store import events as event_log
+from store.fanout import CONTROL_CHANNEL, channel, stream_of
+
+log = logging.getLogger("hyperlocal.hub")
+
+
+class Listener(Protocol):
+    def on_event(self, stream: str, out: Any) -> None: ...
+
+
+OutFactory = Callable[[Event, str], Any]
+ControlHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+@dataclass
+class _Stream:
+    listeners: set[Listener] = field(default_factory=set)
+    cursor: StreamCursor | None = None
+
+
+class Hub:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        db: asyncpg.Pool,
+        make_out: OutFactory,
+        on_control: ControlHandler,
+    ) -> None:
+        self._redis = redis
+        self._db = db
+        self._make_out = make_out
+        self._on_control = on_control
+        self._streams: dict[str, _Stream] = {}
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+        self.delivered = 0
+        self.gap_fills = 0
+        self.reconnects = 0
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_loop(), name="hub-reader")
+        await asyncio.wait_for(self._connected.wait(), 10)
+
+    async def stop(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+
+    @property
+    def streams(self) -> int:
+        return len(self._streams)
+
+    # -- membership ----------------------------------------------------------------------------
+    async def join(self, stream: str, listener: Listener) -> None:
+        """Follow ``stream``; once this returns, every later event reaches ``listener``."""
+        async with self._lock:
+            state = self._streams.get(stream)
+            if state is None:
+                state = self._streams[stream] = _Stream()
+                await self._subscribe(stream)
+                # Read after subscribing: anything published before is already in the log.
+                pos = await event_log.position(self._db, stream)
+                state.cursor = StreamCursor(pos.epoch, pos.offset)
+            state.listeners.add(listener)
+
+    async def leave(self, stream: str, listener: Listener) -> None:
+        async with self._lock:
+            state = self._streams.get(stream)
+            if state is None:
+                return
+            state.listeners.discard(listener)
+            if not state.listeners:
+                del self._streams[stream]
+                await self._unsubscribe(stream)
+
+    async def _subscribe(self, stream: str) -> None:
+        if self._pubsub is not None:
+            try:
+                await self._pubsub.subscribe(channel(stream))
+            except (RedisError, OSError) as exc:
+                log.warning("subscribe %s failed, will resubscribe on reconnect: %r", stream, exc)
+
+    async def _unsubscribe(self, stream: str) -> None:
+        if self._pubsub is not None:
+            try:
+                await self._pubsub.unsubscribe(channel(stream))
+            except (RedisError, OSError) as exc:
+                log.debug("unsubscribe %s failed: %r", stream, exc)
+
+    # -- reading -------------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._connect()
+                backoff = 0.1
+                while True:
+                    message = await self._pubsub.get_message(  # type: ignore[union-attr]
+                        ignore_subscribe_messages=True, timeout=1.0
+                    )
+                    if message is not None:
+                        await self._dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._connected.clear()
+                log.warning("redis fanout connection lost (%r); retrying in %.1fs", exc, backoff)
+            except Exception:
+                self._connected.clear()
+                log.exception("hub reader failed; retrying in %.1fs", backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _connect(self) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+            self.reconnects += 1
+        self._pubsub = self._redis.pubsub()
+        await self._pubsub.subscribe(CONTROL_CHANNEL, *(channel(s) for s in self._streams))
+        self._connected.set()
+        # Messages may have been lost while disconnected: catch every stream up from the log.
+        for stream in list(self._streams):
+            await self._catch_up(stream, upto=None)
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        name = message["channel"]
+        name = name.decode() if isinstance(name, bytes) else name
+        data = message["data"]
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        if name == CONTROL_CHANNEL:
+            await self._control(text)
+            return
+        stream = stream_of(name)
+        if stream is None or stream not in self._streams:
+            return
+        event = Event.from_frame(json.loads(text))
+        await self._accept(stream, event, text)
+
+    async def _control(self, text: str) -> None:
+        try:
+            outcome = self._on_control(json.loads(text))
+            if outcome is not None:
+                await outcome
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored malformed control message")
+
+    async def _accept(self, stream: str, event: Event, text: str | None) -> None:
+        state = self._streams.get(stream)
+        if state is None or state.cursor is None:
+            return
+        verdict = state.cursor.classify(event)
+        if verdict == "duplicate":
+            return
+        if verdict == "gap":
+            await self._catch_up(stream, upto=event.offset - 1)
+        elif verdict == "epoch":
+            log.warning("stream %s changed epoch %s -> %s", stream, state.cursor.epoch, event.epoch)
+            state.cursor = StreamCursor(event.epoch, event.offset - 1)
+        self._deliver(stream, state, event, text)
+
+    async def _catch_up(self, stream: str, upto: int | None) -> None:
+        state = self._streams.get(stream)
+        if state is None or state.cursor is None:
+            return
+        missed = await event_log.read_range(
+            self._db, stream, state.cursor.epoch, state.cursor.offset, upto
+        )
+        if missed:
+            self.gap_fills += 1
+        for event in missed:
+            self._deliver(stream, state, event, None)
+
+    def _deliver(self, stream: str, state: _Stream, event: Event, text: str | None) -> None:
+        assert state.cursor is not None
+        if state.cursor.classify(event) != "deliver":
+            return
+        state.cursor.advance(event)
+        if text is None:
+            text = json.dumps(event.frame(), separators=(",", ":"), ensure_ascii=False)
+        out = self._make_out(event, text)
+        for listener in list(state.listeners):
+            listener.on_event(stream, out)
+        self.delivered += 1

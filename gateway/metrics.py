@@ -1,0 +1,65 @@
+"""Prometheus metrics of one gateway process, in its own registry (no module-level state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _Live(Collector):
+    """Gauges read at scrape time from the objects that own the numbers."""
+
+    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+        self._read = read
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        for name, value in self._read().items():
+            family = GaugeMetricFamily(f"hl_{name}", f"current {name.replace('_', ' ')}")
+            family.add_metric([], value)
+            yield family
+
+
+class Metrics:
+    """Counters and histograms the gateway updates as it serves."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "hl_ws_requests",
+            "websocket requests by op and outcome code",
+            ["op", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "hl_ws_request_seconds",
+            "websocket request latency by op",
+            ["op"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.connections = Counter(
+            "hl_ws_connections", "websocket connections accepted", registry=self.registry
+        )
+        self.closed = Counter(
+            "hl_ws_closed",
+            "websocket sessions closed by close code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.rest = Counter(
+            "hl_http_requests",
+            "REST requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.up = Gauge("hl_up", "1 while the gateway serves", registry=self.registry)
+        self.up.set(1)
+
+    def watch(self, read: Callable[[], dict[str, float]]) -> None:
+        self.registry.register(_Live(read))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

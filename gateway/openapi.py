@@ -1,0 +1,185 @@
+"""The OpenAPI 3.1 description of the REST API, served at /api/v1/openapi.json.
+
+Written by hand next to the handlers it describes; tests check every registered REST route is in
+it. The websocket protocol is described in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_BEARER = [{"bearer": []}]
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "bad_request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        409: "conflict",
+        413: "too_large",
+        429: "rate_limited",
+        503: "unavailable",
+    }
+    return {str(s): {"description": text[s], **_json(_ERROR)} for s in statuses}
+
+
+def _obj(required: list[str], **props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": props}
+
+
+_STR = {"type": "string"}
+_TOKENS = _obj(["access_token", "refresh_token"], access_token=_STR, refresh_token=_STR)
+_AUTHED = _obj(
+    ["user", "access_token", "refresh_token"],
+    user={"$ref": "#/components/schemas/User"},
+    access_token=_STR,
+    refresh_token=_STR,
+)
+
+
+def openapi_spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Hyperlocal API",
+            "version": "1.0.0",
+            "description": "REST side of Hyperlocal; websocket protocol in docs/protocol.md.",
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "schemas": {
+                "Error": _obj(
+                    ["error"],
+                    error=_obj(
+                        ["code", "message"], code=_STR, message=_STR, details={"type": "object"}
+                    ),
+                ),
+                "User": _obj(
+                    ["id", "email", "display_name", "roles", "created_at"],
+                    id=_STR,
+                    email=_STR,
+                    display_name=_STR,
+                    roles={"type": "array", "items": _STR},
+                    created_at={"type": "string", "format": "date-time"},
+                ),
+            },
+        },
+        "paths": {
+            "/api/v1/auth/signup": {
+                "post": {
+                    "summary": "Create an account and sign in",
+                    "requestBody": _json(
+                        _obj(
+                            ["email", "password", "display_name"],
+                            email=_STR,
+                            password={"type": "string", "minLength": 8},
+                            display_name=_STR,
+                        )
+                    ),
+                    "responses": {
+                        "201": {"description": "created", **_json(_AUTHED)},
+                        **_errors(400, 409, 413, 429),
+                    },
+                }
+            },
+            "/api/v1/auth/login": {
+                "post": {
+                    "summary": "Sign in",
+                    "requestBody": _json(
+                        _obj(["email", "password"], email=_STR, password=_STR, otp=_STR)
+                    ),
+                    "responses": {
+                        "200": {"description": "signed in", **_json(_AUTHED)},
+                        **_errors(400, 401, 413, 429),
+                    },
+                }
+            },
+            "/api/v1/auth/refresh": {
+                "post": {
+                    "summary": "Rotate a refresh token (reuse of an old one revokes its family)",
+                    "requestBody": _json(_obj(["refresh_token"], refresh_token=_STR)),
+                    "responses": {
+                        "200": {"description": "rotated", **_json(_TOKENS)},
+                        **_errors(400, 401, 429),
+                    },
+                }
+            },
+            "/api/v1/auth/logout": {
+                "post": {
+                    "summary": "End this sign-in: its refresh family, access tokens and sockets",
+                    "security": _BEARER,
+                    "responses": {"204": {"description": "signed out"}, **_errors(401)},
+                }
+            },
+            "/api/v1/auth/ws-ticket": {
+                "post": {
+                    "summary": "A single-use, short-lived ticket for GET /ws?ticket=",
+                    "security": _BEARER,
+                    "responses": {
+                        "200": {
+                            "description": "ticket",
+                            **_json(_obj(["ticket"], ticket=_STR, expires_in={"type": "integer"})),
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
+            "/api/v1/me": {
+                "get": {
+                    "summary": "The caller's user",
+                    "security": _BEARER,
+                    "responses": {
+                        "200": {
+                            "description": "user",
+                            **_json(_obj(["user"], user={"$ref": "#/components/schemas/User"})),
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
+            "/ws": {
+                "get": {
+                    "summary": "Websocket session (subprotocols hl.json, hl.msgpack)",
+                    "description": "Authorization: Bearer <access_token>, or ?ticket=. "
+                    "See docs/protocol.md.",
+                    "parameters": [
+                        {"name": "ticket", "in": "query", "required": False, "schema": _STR}
+                    ],
+                    "responses": {
+                        "101": {"description": "switching protocols"},
+                        **_errors(401, 403),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {"summary": "Process is up", "responses": {"200": {"description": "up"}}}
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Postgres, Redis and the shards are reachable",
+                    "responses": {
+                        "200": {"description": "ready"},
+                        "503": {"description": "not ready"},
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text exposition"}},
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": {"description": "spec"}}}
+            },
+        },
+    }

@@ -1,0 +1,203 @@
+"""How the gateway reaches the shards: one router, one transport.
+
+``ShardRouter`` owns this gateway's copy of the placement table and one batcher per shard:
+commands from all sockets bound for a shard within ``batch_flush_ms`` travel in one call. A shard
+answering ``moved`` makes the router reload the table and retry (a few times). Transport errors
+(actor dead, timeout) become ``unavailable``; the client retries with the same idempotency key.
+
+``ShardTransport`` is the only thing that knows about Ray; tests of gateway logic may use
+``LocalTransport`` over in-process CellHosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from models.errors import AppError, Unavailable, error_from_dict
+from models.placement import Placement, cell_key
+
+log = logging.getLogger("hyperlocal.router")
+
+MAX_MOVED_RETRIES = 3
+
+
+class ShardTransport(Protocol):
+    async def execute(
+        self, shard: str, version: int, commands: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]: ...
+
+    async def feed_page(
+        self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
+    ) -> dict[str, Any]: ...
+
+    async def ping(self, shard: str) -> str: ...
+
+
+class RayTransport:
+    """Calls named CellShard actors; Ray failures and timeouts become ``unavailable``."""
+
+    def __init__(self, handles: dict[str, Any], timeout_s: float) -> None:
+        self._handles = handles
+        self._timeout_s = timeout_s
+
+    async def _call(self, shard: str, method: str, *args: Any) -> Any:
+        import ray
+        from ray.exceptions import RayError
+
+        handle = self._handles.get(shard)
+        if handle is None:
+            raise Unavailable(f"shard {shard} is unknown to this gateway")
+        try:
+            return await asyncio.wait_for(getattr(handle, method).remote(*args), self._timeout_s)
+        except (TimeoutError, RayError) as exc:
+            log.warning("shard %s %s failed: %r", shard, method, exc)
+            raise Unavailable("a shard is restarting, retry with the same key") from None
+        except ray.exceptions.RaySystemError as exc:  # pragma: no cover - cluster gone
+            raise Unavailable(f"cluster unavailable: {exc}") from None
+
+    async def execute(
+        self, shard: str, version: int, commands: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        return list(await self._call(shard, "execute", version, commands))
+
+    async def feed_page(
+        self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        return dict(await self._call(shard, "feed_page", version, cells, cursor, limit))
+
+    async def ping(self, shard: str) -> str:
+        return str(await self._call(shard, "ping"))
+
+
+class _Batcher:
+    """Gathers one shard's commands for a flush window and sends them in one call."""
+
+    def __init__(
+        self,
+        send: Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]],
+        flush_s: float,
+        max_batch: int,
+    ) -> None:
+        self._send = send
+        self._flush_s = flush_s
+        self._max = max_batch
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self.calls = 0
+
+    def submit(self, command: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._pending.append((command, future))
+        if len(self._pending) >= self._max:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._flush_s, self._flush)
+        return future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            self.calls += 1
+            asyncio.get_running_loop().create_task(self._deliver(batch))
+
+    async def _deliver(self, batch: list[tuple[dict[str, Any], asyncio.Future[Any]]]) -> None:
+        try:
+            replies = await self._send([command for command, _ in batch])
+        except AppError as err:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)
+
+
+class ShardRouter:
+    """Routes commands and reads to the owner of their placement key."""
+
+    def __init__(
+        self,
+        transport: ShardTransport,
+        load_placement: Callable[[], Awaitable[Placement]],
+        flush_s: float,
+        max_batch: int,
+    ) -> None:
+        self._transport = transport
+        self._load_placement = load_placement
+        self._flush_s = flush_s
+        self._max_batch = max_batch
+        self.placement: Placement | None = None
+        self._batchers: dict[tuple[str, int], _Batcher] = {}
+        self.moved_retries = 0
+
+    async def refresh(self) -> Placement:
+        self.placement = await self._load_placement()
+        return self.placement
+
+    async def _table(self) -> Placement:
+        return self.placement or await self.refresh()
+
+    def _batcher(self, shard: str, version: int) -> _Batcher:
+        key = (shard, version)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            for old in [k for k in self._batchers if k[0] == shard and k[1] != version]:
+                del self._batchers[old]
+
+            async def send(commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                return await self._transport.execute(shard, version, commands)
+
+            batcher = self._batchers[key] = _Batcher(send, self._flush_s, self._max_batch)
+        return batcher
+
+    async def ping(self, shard: str) -> str:
+        return await self._transport.ping(shard)
+
+    async def call(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Run a mutation at the owner of ``command["route"]``; its data or its typed error."""
+        for _ in range(MAX_MOVED_RETRIES + 1):
+            table = await self._table()
+            shard = table.owner(command["route"])
+            reply = await self._batcher(shard, table.version).submit(command)
+            if "moved" in reply:
+                self.moved_retries += 1
+                await self.refresh()
+                continue
+            if reply.get("ok"):
+                return dict(reply["data"])
+            raise error_from_dict(reply["error"])
+        raise Unavailable("placement is changing, retry")
+
+    async def feed_page(
+        self, cells: list[str], cursor: str | None, limit: int
+    ) -> list[list[dict[str, Any]]]:
+        """One newest-first page per owning shard of ``cells``."""
+        for _ in range(MAX_MOVED_RETRIES + 1):
+            table = await self._table()
+            by_shard: dict[str, list[str]] = defaultdict(list)
+            for cell in cells:
+                by_shard[table.owner(cell_key(cell))].append(cell)
+            replies = await asyncio.gather(
+                *(
+                    self._transport.feed_page(shard, table.version, owned, cursor, limit)
+                    for shard, owned in by_shard.items()
+                )
+            )
+            if any("moved" in r for r in replies):
+                self.moved_retries += 1
+                await self.refresh()
+                continue
+            for reply in replies:
+                if not reply.get("ok"):
+                    raise error_from_dict(reply["error"])
+            return [list(r["data"]["items"]) for r in replies]
+        raise Unavailable("placement is changing, retry")

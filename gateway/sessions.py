@@ -1,0 +1,203 @@
+"""One websocket session and the registry of a gateway's sessions.
+
+A ``Session`` owns its socket's outbound side: a bounded queue drained by exactly one writer task
+(rule 4). Nothing awaits a slow peer except that writer; when the queue is full the session is
+closed with 4100 ("reconnect and recover") and the client resumes by offset (rule 3).
+
+Per followed stream it keeps a ``StreamCursor``: live events are delivered only if they are the
+next offset; while a subscribe is replaying history, live events are buffered and then merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+from aiohttp import web
+from models.auth import Principal
+
+from models.streams import Event, StreamCursor
+
+log = logging.getLogger("hyperlocal.session")
+
+# Close codes (docs/protocol.md). 4000-4099: do not reconnect. 4100-4199: reconnect and recover.
+CLOSE_PROTOCOL_ERROR = 4002
+CLOSE_AUTH_REVOKED = 4004
+CLOSE_SLOW_CONSUMER = 4100
+CLOSE_SERVER_RESTART = 4101
+
+
+class OutEvent:
+    """A pushed event encoded at most once per format, shared by every socket it goes to."""
+
+    __slots__ = ("_msgpack", "event", "json")
+
+    def __init__(self, event: Event, json_text: str) -> None:
+        self.event = event
+        self.json = json_text
+        self._msgpack: bytes | None = None
+
+    @property
+    def msgpack(self) -> bytes:
+        if self._msgpack is None:
+            self._msgpack = msgpack.packb(self.event.frame(), use_bin_type=True)
+        return self._msgpack
+
+
+@dataclass
+class _Followed:
+    cursor: StreamCursor | None = None  # None while a subscribe is replaying history
+    buffer: list[OutEvent] = field(default_factory=list)
+
+
+class Session:
+    """A connected client: identity, location, followed streams and its outbound queue."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        principal: Principal,
+        session_id: str,
+        binary: bool,
+        queue_max: int,
+    ) -> None:
+        self.ws = ws
+        self.principal = principal
+        self.id = session_id
+        self.binary = binary
+        self.queue: asyncio.Queue[str | bytes] = asyncio.Queue(maxsize=queue_max)
+        self.followed: dict[str, _Followed] = {}
+        self.location: dict[str, Any] | None = None
+        self.location_streams: list[str] = []
+        self.closing = False
+        self._writer: asyncio.Task[None] | None = None
+        self.on_close: list[Callable[[], None]] = []
+
+    # -- outbound -----------------------------------------------------------------------------
+    def start_writer(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{self.id}")
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                frame = await self.queue.get()
+                if isinstance(frame, bytes):
+                    await self.ws.send_bytes(frame)
+                else:
+                    await self.ws.send_str(frame)
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            pass  # the socket is gone; the read loop notices and cleans up
+
+    def encode(self, frame: dict[str, Any]) -> str | bytes:
+        if self.binary:
+            return msgpack.packb(frame, use_bin_type=True)
+        import json
+
+        return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.push(self.encode(frame))
+
+    def push(self, data: str | bytes) -> None:
+        """Queue an encoded frame; a full queue closes the session (slow consumer)."""
+        if self.closing:
+            return
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            log.info("session %s is a slow consumer, closing", self.id)
+            self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and recover")
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self._writer:
+            self._writer.cancel()
+        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 5)
+
+    async def stop_writer(self) -> None:
+        if self._writer:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    # -- streams ------------------------------------------------------------------------------
+    def begin_follow(self, stream: str) -> None:
+        """Start buffering live events of ``stream`` until ``finish_follow``."""
+        self.followed[stream] = _Followed()
+
+    def finish_follow(self, stream: str, cursor: StreamCursor) -> None:
+        """Replay done at ``cursor``: deliver buffered live events after it, then go live."""
+        followed = self.followed.get(stream)
+        if followed is None:
+            return
+        followed.cursor = cursor
+        buffered, followed.buffer = followed.buffer, []
+        for out in buffered:
+            self.on_event(stream, out)
+
+    def unfollow(self, stream: str) -> None:
+        self.followed.pop(stream, None)
+
+    def on_event(self, stream: str, out: OutEvent) -> None:
+        """A live event from the hub (contiguous per stream, possibly already seen)."""
+        followed = self.followed.get(stream)
+        if followed is None:
+            return
+        if followed.cursor is None:
+            followed.buffer.append(out)
+            return
+        verdict = followed.cursor.classify(out.event)
+        if verdict == "deliver":
+            followed.cursor.advance(out.event)
+            self.push(out.msgpack if self.binary else out.json)
+        elif verdict in ("gap", "epoch"):
+            # The hub fills gaps before delivering, so this means our position is unusable.
+            log.warning(
+                "session %s lost position on %s (%s), asking it to recover",
+                self.id,
+                stream,
+                verdict,
+            )
+            self.close(CLOSE_SERVER_RESTART, "stream position lost: reconnect and recover")
+
+
+class SessionRegistry:
+    """The sessions connected to this gateway, by id, user and token family."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Session] = {}
+
+    def add(self, session: Session) -> None:
+        self.by_id[session.id] = session
+
+    def remove(self, session: Session) -> None:
+        self.by_id.pop(session.id, None)
+
+    def of_user(self, user_id: str) -> list[Session]:
+        return [s for s in self.by_id.values() if s.principal.user_id == user_id]
+
+    def revoke(self, user_id: str, token_family: str | None) -> int:
+        """Close the user's sessions of ``token_family`` (all of them if None)."""
+        closed = 0
+        for session in self.of_user(user_id):
+            if token_family is None or session.principal.session_id == token_family:
+                session.close(CLOSE_AUTH_REVOKED, "signed out")
+                closed += 1
+        return closed
+
+    def close_all(self, code: int, reason: str) -> None:
+        for session in list(self.by_id.values()):
+            session.close(code, reason)
+
+    def __len__(self) -> int:
+        return len(self.by_id)

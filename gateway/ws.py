@@ -1,0 +1,225 @@
+"""The websocket endpoint: authenticate, greet, then read frames into typed requests.
+
+The read loop decodes and validates each frame, applies the per-socket rate limit and hands the
+request to its op from ``ops.OPS``. Session-state ops (locate, subscribe...) run in order inside
+the loop; the rest run concurrently, at most ``_IN_FLIGHT`` per socket (the loop waits beyond,
+which is the socket's backpressure). Every failure becomes a typed error reply; the socket stays
+usable unless the client broke the protocol's framing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgpack
+from aiohttp import WSMsgType, web
+from models.auth import Principal
+from pydantic import ValidationError
+
+from gateway.commands import Envelope
+from gateway.context import AUTH, METRICS, SERVICES, SESSIONS, SETTINGS
+from gateway.http import error_response, validation_message
+from gateway.ops import OPS, Call, follow, unfollow
+from gateway.sessions import Session
+from models.errors import (
+    AppError,
+    BadRequest,
+    Forbidden,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
+from models.ids import new_id
+from models.ratelimit import TokenBucket
+from models.streams import user_stream
+
+log = logging.getLogger("hyperlocal.ws")
+
+PROTOCOLS = ("hl.json", "hl.msgpack")
+_IN_FLIGHT = 32
+_INLINE_OPS = frozenset({"locate", "subscribe", "unsubscribe"})
+
+
+def check_origin(request: web.Request) -> None:
+    """Browsers send Origin: it must be allowed, or the gateway's own host."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    allowed = request.app[SETTINGS].allowed_origins
+    if origin.rstrip("/") in allowed:
+        return
+    if urlsplit(origin).netloc == request.host:
+        return
+    raise Forbidden("origin not allowed")
+
+
+async def authenticate(request: web.Request) -> Principal:
+    auth = request.app[AUTH]
+    ticket = request.query.get("ticket")
+    if ticket:
+        return await auth.consume_ticket(ticket)
+    header = request.headers.get("Authorization")
+    if not header:
+        raise Unauthorized("missing credentials: Authorization: Bearer or ?ticket=")
+    return await auth.authenticate_bearer(header)
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    try:
+        check_origin(request)
+        principal = await authenticate(request)
+    except AppError as err:
+        return error_response(err)
+    settings = request.app[SETTINGS]
+    ws = web.WebSocketResponse(
+        protocols=PROTOCOLS,
+        heartbeat=settings.heartbeat_s,
+        max_msg_size=settings.max_frame_bytes * 16,
+        compress=False,
+    )
+    await ws.prepare(request)
+    session = Session(
+        ws, principal, new_id(), ws.ws_protocol == "hl.msgpack", settings.outbound_queue_max
+    )
+    await _serve(request.app, session)
+    return ws
+
+
+async def _serve(app: web.Application, session: Session) -> None:
+    sessions, metrics = app[SESSIONS], app[METRICS]
+    sessions.add(session)
+    metrics.connections.inc()
+    session.start_writer()
+    user_id = session.principal.user_id
+    session.send({"ev": "hello", "data": {"user_id": user_id, "session_id": session.id}})
+    reader = _Reader(app, session)
+    try:
+        inbox = Call(app[SERVICES], session, None)
+        await follow(inbox, user_stream(user_id), None)
+        for step in inbox.after_reply:
+            step()
+        await reader.run()
+    finally:
+        await reader.drain()
+        for stream in list(session.followed):
+            await unfollow(Call(app[SERVICES], session, None), stream)
+        sessions.remove(session)
+        await session.stop_writer()
+        metrics.closed.labels(str(session.ws.close_code)).inc()
+
+
+class _Reader:
+    """The read side of one session."""
+
+    def __init__(self, app: web.Application, session: Session) -> None:
+        self.app = app
+        self.session = session
+        settings = app[SETTINGS]
+        self.max_bytes = settings.max_frame_bytes
+        self.bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
+        self.slots = asyncio.Semaphore(_IN_FLIGHT)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        async for msg in self.session.ws:
+            if msg.type == WSMsgType.TEXT:
+                await self.on_frame(msg.data, len(msg.data.encode()))
+            elif msg.type == WSMsgType.BINARY:
+                await self.on_frame(msg.data, len(msg.data))
+            elif msg.type == WSMsgType.ERROR:
+                log.info(
+                    "session %s socket error: %r", self.session.id, self.session.ws.exception()
+                )
+                break
+
+    async def drain(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def reply_error(self, re: Any, err: AppError) -> None:
+        self.session.send({"re": re, "ok": False, "error": err.to_dict()})
+
+    async def on_frame(self, raw: str | bytes, size: int) -> None:
+        if size > self.max_bytes:
+            self.reply_error(
+                None, TooLarge(f"frame is {size} bytes; the limit is {self.max_bytes}")
+            )
+            return
+        if not self.bucket.allow(time.monotonic()):
+            self.reply_error(_peek_id(raw), RateLimited("too many requests, slow down"))
+            return
+        try:
+            env = Envelope.model_validate(_decode(raw))
+        except AppError as err:
+            self.reply_error(None, err)
+            return
+        except ValidationError as exc:
+            self.reply_error(_peek_id(raw), BadRequest(validation_message(exc)))
+            return
+        if env.op in _INLINE_OPS:
+            await self.handle(env)
+            return
+        await self.slots.acquire()
+        task = asyncio.create_task(self.handle(env))
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+
+    async def handle(self, env: Envelope) -> None:
+        metrics = self.app[METRICS]
+        started = time.perf_counter()
+        call = Call(self.app[SERVICES], self.session, env.key)
+        code = "ok"
+        try:
+            op = OPS.get(env.op)
+            if op is None:
+                raise BadRequest(f"unknown op {env.op!r}")
+            if op.mutating and env.key is None:
+                raise BadRequest(f"{env.op} mutates: it needs an idempotency key")
+            try:
+                req = op.model.model_validate(env.data)
+            except ValidationError as exc:
+                raise BadRequest(validation_message(exc)) from None
+            data = await op.handler(call, req)
+            self.session.send({"re": env.id, "ok": True, "data": data})
+            for step in call.after_reply:
+                step()
+        except AppError as err:
+            code = err.code
+            self.reply_error(env.id, err)
+        except Exception:
+            code = "unavailable"
+            log.exception("op %s failed for session %s", env.op, self.session.id)
+            self.reply_error(env.id, Unavailable("internal error, retry with the same key"))
+        op_label = env.op if env.op in OPS else "unknown"
+        metrics.requests.labels(op_label, code).inc()
+        metrics.latency.labels(op_label).observe(time.perf_counter() - started)
+
+
+def _decode(raw: str | bytes) -> Any:
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else msgpack.unpackb(raw, raw=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        raise BadRequest("frame is not valid JSON (or msgpack on hl.msgpack)") from None
+    if not isinstance(value, dict):
+        raise BadRequest("a request must be an object: {id, op, key?, data?}")
+    return value
+
+
+def _peek_id(raw: str | bytes) -> Any:
+    try:
+        value = _decode(raw)
+    except AppError:
+        return None
+    ident = value.get("id")
+    return ident if isinstance(ident, int | str) else None

@@ -1,0 +1,63 @@
+"""Which shard owns which key: rendezvous hashing over the shard list, plus explicit overrides.
+
+A key is a cell (``cell:<h3>``) or another owned entity (``user:<id>``). The table is versioned:
+every change (a shard added, a hot cell moved) bumps the version, so a shard asked about a key by
+a router holding an older table answers ``moved`` and the router reloads. Pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _score(key: str, shard: str) -> int:
+    digest = hashlib.blake2b(f"{shard}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """An immutable placement table."""
+
+    version: int
+    shards: tuple[str, ...]
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.shards:
+            raise ValueError("a placement needs at least one shard")
+        unknown = set(self.overrides.values()) - set(self.shards)
+        if unknown:
+            raise ValueError(f"overrides name unknown shards: {sorted(unknown)}")
+
+    def owner(self, key: str) -> str:
+        """The shard owning ``key``: its override, else the highest rendezvous score."""
+        override = self.overrides.get(key)
+        if override is not None:
+            return override
+        return max(self.shards, key=lambda shard: _score(key, shard))
+
+    def with_shards(self, shards: tuple[str, ...]) -> Placement:
+        """A new version over another shard list (keys move only to or from changed shards)."""
+        kept = {k: s for k, s in self.overrides.items() if s in shards}
+        return Placement(self.version + 1, tuple(shards), kept)
+
+    def with_override(self, key: str, shard: str) -> Placement:
+        return Placement(self.version + 1, self.shards, {**self.overrides, key: shard})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "shards": list(self.shards), "overrides": self.overrides}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Placement:
+        return cls(int(data["version"]), tuple(data["shards"]), dict(data.get("overrides") or {}))
+
+
+def cell_key(cell: str) -> str:
+    return f"cell:{cell}"
+
+
+def user_key(user_id: str) -> str:
+    return f"user:{user_id}"

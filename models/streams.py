@@ -1,0 +1,92 @@
+"""Streams a client can follow, their positions, and the events they carry (rule 3).
+
+Every stream has an ``epoch`` (changes only if its history is lost) and a gap-free, increasing
+``offset``. An event is immutable once committed. Pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from models.errors import BadRequest
+
+_STREAM = re.compile(r"^(feed|room|user):([0-9A-Za-z._-]{1,80})$")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One committed event of a stream."""
+
+    stream: str
+    epoch: str
+    offset: int
+    ev: str
+    data: dict[str, Any]
+
+    def frame(self) -> dict[str, Any]:
+        """The wire shape of a pushed event (PROTOCOL.md)."""
+        return {
+            "ev": self.ev,
+            "stream": self.stream,
+            "epoch": self.epoch,
+            "offset": self.offset,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_frame(cls, frame: dict[str, Any]) -> Event:
+        return cls(
+            frame["stream"], frame["epoch"], int(frame["offset"]), frame["ev"], frame["data"]
+        )
+
+
+@dataclass(frozen=True)
+class Position:
+    epoch: str
+    offset: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+
+def parse_stream(name: str) -> tuple[str, str]:
+    """(kind, id) of a stream name, or bad_request."""
+    match = _STREAM.match(name)
+    if not match:
+        raise BadRequest(f"unknown stream {name[:100]!r}")
+    return match[1], match[2]
+
+
+def feed_stream(cell: str) -> str:
+    return f"feed:{cell}"
+
+
+def user_stream(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+@dataclass
+class StreamCursor:
+    """What one subscriber has seen of one stream; decides what to deliver next.
+
+    ``accept`` is the whole dedupe/ordering rule: deliver an event only if it is the next one;
+    an event beyond the next means a gap the caller must fill from the log first.
+    """
+
+    epoch: str
+    offset: int
+
+    def classify(self, event: Event) -> str:
+        """'deliver', 'duplicate' (already seen), 'gap' (missing events before it) or 'epoch'."""
+        if event.epoch != self.epoch:
+            return "epoch"
+        if event.offset <= self.offset:
+            return "duplicate"
+        if event.offset == self.offset + 1:
+            return "deliver"
+        return "gap"
+
+    def advance(self, event: Event) -> None:
+        self.offset = event.offset

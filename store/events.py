@@ -1,0 +1,73 @@
+"""The per-stream event log in Postgres (rule 3: streams resume, never skip).
+
+``append`` runs inside the writer's transaction: it takes the stream row's lock, assigns the next
+offsets and inserts the events, so offsets are gap-free and commit atomically with the change
+they describe. Readers (recovery) see only committed events.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import asyncpg
+
+from models.streams import Event, Position
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+async def append(
+    conn: asyncpg.Connection, stream: str, items: list[tuple[str, dict[str, Any]]]
+) -> list[Event]:
+    """Append events to ``stream`` inside the caller's transaction; return them with offsets."""
+    if not items:
+        return []
+    row = await conn.fetchrow(
+        "INSERT INTO streams (name, epoch, last_offset) VALUES ($1, $2, $3)"
+        " ON CONFLICT (name) DO UPDATE SET last_offset = streams.last_offset + $3"
+        " RETURNING epoch, last_offset",
+        stream,
+        new_epoch(),
+        len(items),
+    )
+    first = row["last_offset"] - len(items) + 1
+    events = [
+        Event(stream, row["epoch"], first + i, ev, data) for i, (ev, data) in enumerate(items)
+    ]
+    await conn.executemany(
+        'INSERT INTO stream_events (stream, "offset", ev, data) VALUES ($1, $2, $3, $4)',
+        [(e.stream, e.offset, e.ev, e.data) for e in events],
+    )
+    return events
+
+
+async def position(db: asyncpg.Pool | asyncpg.Connection, stream: str) -> Position:
+    """The stream's current position, creating the (empty) stream on first sight."""
+    row = await db.fetchrow(
+        "INSERT INTO streams (name, epoch) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE"
+        " SET name = EXCLUDED.name RETURNING epoch, last_offset",
+        stream,
+        new_epoch(),
+    )
+    return Position(row["epoch"], row["last_offset"])
+
+
+async def positions(db: asyncpg.Pool, streams: list[str]) -> dict[str, Position]:
+    return {s: await position(db, s) for s in streams}
+
+
+async def read_range(
+    db: asyncpg.Pool | asyncpg.Connection, stream: str, epoch: str, after: int, upto: int | None
+) -> list[Event]:
+    """Committed events with ``after < offset <= upto`` (``upto`` None: to the end), in order."""
+    rows = await db.fetch(
+        'SELECT "offset", ev, data FROM stream_events WHERE stream = $1 AND "offset" > $2'
+        ' AND ($3::bigint IS NULL OR "offset" <= $3) ORDER BY "offset"',
+        stream,
+        after,
+        upto,
+    )
+    return [Event(stream, epoch, r["offset"], r["ev"], r["data"]) for r in rows]

@@ -1,0 +1,68 @@
+"""Integration fixtures: one embedded Postgres, Redis and Ray per test session, real sockets.
+
+Everything started here is stopped here; nothing outside is touched (data lives in a temp dir).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from cluster.config import Settings, load_settings
+from cluster.runtime import Runtime
+from gateway.app import build_app
+from tests.integration.client import Api
+
+_BASE = dict(
+    port=0,
+    shard_count=2,
+    shard_num_cpus=0.1,
+    ray_num_cpus=2,
+    group_commit_ms=1.0,
+    heartbeat_s=5.0,
+    rest_rate_per_min=100_000,
+    ws_rate_burst=500,
+    ws_rate_per_s=500,
+)
+
+
+@pytest.fixture(scope="session")
+def runtime() -> Iterator[Runtime]:
+    root = Path(tempfile.mkdtemp(prefix="hl-test-"))
+    rt = Runtime(load_settings(data_dir=root, **_BASE))
+    try:
+        rt.start()
+        yield rt
+    finally:
+        rt.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(runtime: Runtime) -> Settings:
+    return runtime.settings
+
+
+@pytest.fixture(scope="session")
+async def server(settings: Settings) -> AsyncIterator[TestServer]:
+    srv = TestServer(build_app(settings), host="127.0.0.1", port=0)
+    await srv.start_server()
+    yield srv
+    await srv.close()
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[ClientSession]:
+    async with ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def api(server: TestServer, http: ClientSession) -> Api:
+    return Api(str(server.make_url("")), http)
