@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     """Lifetime of a refresh token family."""
     ws_ticket_ttl_s: int = Field(30, ge=1, le=600)
     """A websocket ticket must be used within this time, once."""
+    argon2_time_cost: int = Field(3, ge=1, le=20)
+    """argon2id passes (RFC 9106 second recommended option: 3 passes, 64 MiB, 4 lanes)."""
+    argon2_memory_kib: int = Field(64 * 1024, ge=8 * 1024)
+    """argon2id memory per hash, in KiB."""
+    argon2_parallelism: int = Field(4, ge=1, le=16)
+    """argon2id lanes."""
+    hash_concurrency: int = Field(2, ge=1, le=64)
+    """Password hashes computed at once (each holds argon2_memory_kib); more wait their turn."""
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -59,6 +59,7 @@ class Runtime:
             )
         else:
             ray.init(
+                address="local",  # a new private Ray, even if another runs on this machine
                 num_cpus=self.settings.ray_num_cpus,
                 namespace=self.settings.ray_namespace,
                 include_dashboard=False,

@@ -26,6 +26,7 @@ from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_spec
 from gateway.ops import Services
+from gateway.ratelimit import rate_limit_middleware
 from gateway.router import RayTransport, ShardRouter, ShardTransport
 from gateway.sessions import CLOSE_SERVER_RESTART, OutEvent, SessionRegistry
 from gateway.ws import ws_handler
@@ -150,7 +151,10 @@ async def openapi_view(request: web.Request) -> web.Response:
 
 def build_app(settings: Settings, transport: ShardTransport | None = None) -> web.Application:
     """The gateway app; ``transport`` None means real Ray shards looked up by name."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[error_middleware, rate_limit_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.extend([_db_ctx, _redis_ctx, auth_ctx, _core_ctx(transport)])

@@ -32,7 +32,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except AppError as err:
-        headers = {"Retry-After": "1"} if err.temporary else None
+        retry = err.details.get("retry_after_s", 1)
+        headers = {"Retry-After": str(retry)} if err.temporary else None
         return error_response(err, headers)
     except web.HTTPException as exc:
         if exc.status < 400:

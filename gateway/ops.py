@@ -21,7 +21,7 @@ from gateway.router import ShardRouter
 from gateway.sessions import Session
 from models.cells import Geo
 from models.errors import BadRequest, Forbidden, NotFound, TooLarge
-from models.feed import merge_pages
+from models.feed import FeedCursor, merge_pages
 from models.ids import cell_of
 from models.placement import cell_key, user_key
 from models.streams import StreamCursor, feed_stream, parse_stream
@@ -205,6 +205,8 @@ async def op_feed_get(call: Call, req: c.FeedGet) -> dict[str, Any]:
     lat, lng = _where(call, req.lat, req.lng)
     geo = call.services.geo
     cells = geo.neighbourhood(geo.cell_of(lat, lng))
+    if req.cursor is not None:
+        FeedCursor.decode(req.cursor)  # a bad cursor is the client's error, refused here
     pages = await call.services.router.feed_page(cells, req.cursor, req.limit)
     items, next_cursor = merge_pages(pages, req.limit)
     return {"items": items, "next_cursor": next_cursor}

@@ -53,6 +53,11 @@ class RayTransport:
             raise Unavailable(f"shard {shard} is unknown to this gateway")
         try:
             return await asyncio.wait_for(getattr(handle, method).remote(*args), self._timeout_s)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, AppError):  # a typed refusal from the shard's own code
+                raise exc.cause from None
+            log.warning("shard %s %s failed: %r", shard, method, exc)
+            raise Unavailable("a shard failed, retry with the same key") from None
         except (TimeoutError, RayError) as exc:
             log.warning("shard %s %s failed: %r", shard, method, exc)
             raise Unavailable("a shard is restarting, retry with the same key") from None

@@ -105,16 +105,23 @@ class EmbeddedPostgres:
         return f"postgresql://{PG_ROLE}:{self.password}@127.0.0.1:{self.port}/{PG_DATABASE}"
 
     def _run(self, *args: str, timeout_s: float = 60) -> None:
+        # With only ``user=`` the child keeps root's groups, and a folder whose group is root
+        # would then deny it traversal (group bits win over "others"): drop them too.
         user = self._user
-        subprocess.run(
+        done = subprocess.run(
             [str(self.bin_dir / args[0]), *args[1:]],
-            check=True,
+            check=False,
             timeout=timeout_s,
             user=user,
+            group=user,
+            extra_groups=[] if user else None,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        if done.returncode != 0:
+            error = done.stderr.decode(errors="replace").strip()
+            raise RuntimeError(f"embedded postgres: {args[0]} failed ({done.returncode}): {error}")
 
     def _prepare_user(self) -> None:
         if os.geteuid() != 0:

@@ -29,6 +29,8 @@ _BASE = dict(
     rest_rate_per_min=100_000,
     ws_rate_burst=500,
     ws_rate_per_s=500,
+    argon2_time_cost=1,  # real argon2id, cheaper: tests sign up many users
+    argon2_memory_kib=8192,
 )
 
 

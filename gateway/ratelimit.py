@@ -1,0 +1,67 @@
+"""REST rate limits: a fixed one-minute window per client address, counted in Redis so every
+gateway shares it.
+
+Auth endpoints (password guessing, signup floods) get a tenth of the general budget. Redis
+carries only what may be lost: if it is down, requests are let through (and logged) rather than
+refused, so losing Redis degrades protection, never availability.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from gateway.context import REDIS, SETTINGS
+from gateway.http import Handler
+from models.errors import RateLimited
+
+log = logging.getLogger("hyperlocal.ratelimit")
+
+_WINDOW_S = 60
+_UNLIMITED = ("/healthz", "/readyz", "/metrics")
+
+
+def scope_of(path: str) -> str | None:
+    """Which budget a path spends: "auth", "rest" or None (not limited)."""
+    if path in _UNLIMITED:
+        return None
+    if path.startswith("/api/v1/auth/"):
+        return "auth"
+    return "rest"
+
+
+def limit_of(scope: str, per_min: int) -> int:
+    return max(1, per_min // 10) if scope == "auth" else per_min
+
+
+async def hit(request: web.Request, scope: str, limit: int, now: float) -> int | None:
+    """Count one request; the seconds to wait if over ``limit``, else None."""
+    window = int(now // _WINDOW_S)
+    key = f"hl:rl:{scope}:{request.remote}:{window}"
+    try:
+        async with request.app[REDIS].pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, _WINDOW_S + 1)
+            count, _ = await pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning("rate limit not applied, redis unavailable: %r", exc)
+        return None
+    if int(count) <= limit:
+        return None
+    return max(1, int((window + 1) * _WINDOW_S - now))
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    scope = scope_of(request.path)
+    if scope is not None:
+        limit = limit_of(scope, request.app[SETTINGS].rest_rate_per_min)
+        wait_s = await hit(request, scope, limit, time.time())
+        if wait_s is not None:
+            raise RateLimited(
+                f"more than {limit} requests a minute; retry in {wait_s} s", retry_after_s=wait_s
+            )
+    return await handler(request)

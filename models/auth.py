@@ -1,0 +1,134 @@
+"""Identity rules: who a caller is (``Principal``), how access tokens are made and checked,
+what a valid account looks like. Pure: no I/O; the gateway's AuthService does the storage.
+
+Access tokens are JWTs signed with exactly one algorithm (HS256). Verification pins that
+algorithm (so ``alg: none`` and algorithm swaps are refused) and requires exp, iat, aud, iss,
+sub and sid. ``sid`` names the refresh-token family (one sign-in); revoking the family ends the
+access tokens and sockets that carry it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from models.errors import BadRequest, Unauthorized
+
+ALGORITHM = "HS256"
+_REQUIRED_CLAIMS = ["exp", "iat", "aud", "iss", "sub", "sid"]
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+PASSWORD_MIN_CHARS = 8
+PASSWORD_MAX_CHARS = 256
+DISPLAY_NAME_MAX_CHARS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: the user, their roles and the sign-in (token family) used."""
+
+    user_id: str
+    roles: frozenset[str]
+    session_id: str
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "roles": sorted(self.roles), "sid": self.session_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Principal:
+        return cls(str(data["user_id"]), frozenset(data.get("roles", ())), str(data["sid"]))
+
+
+class TokenCodec:
+    """Issues and verifies access tokens. One key, one algorithm, every claim required."""
+
+    def __init__(self, key: str, issuer: str, audience: str, ttl_s: int) -> None:
+        self._key = key
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl_s = ttl_s
+
+    def issue(self, principal: Principal, now: int) -> str:
+        claims = {
+            "sub": principal.user_id,
+            "sid": principal.session_id,
+            "roles": sorted(principal.roles),
+            "iat": now,
+            "exp": now + self.ttl_s,
+            "iss": self.issuer,
+            "aud": self.audience,
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Principal:
+        """The token's principal, or ``Unauthorized`` saying (briefly) what was wrong."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": _REQUIRED_CLAIMS},
+                leeway=0,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("access token expired") from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized("invalid access token") from None
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise Unauthorized("invalid access token")
+        if not isinstance(claims["sid"], str):
+            raise Unauthorized("invalid access token")
+        return Principal(claims["sub"], frozenset(roles), claims["sid"])
+
+
+def bearer_token(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("expected Authorization: Bearer <token>")
+    return token.strip()
+
+
+def new_secret_token() -> str:
+    """A refresh token or ticket: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    """What is stored instead of a refresh token (a leaked table grants nothing)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalize_email(email: str) -> str:
+    value = email.strip()
+    if len(value) > 254 or not _EMAIL.match(value):
+        raise BadRequest("email: not a valid address")
+    return value.lower()
+
+
+def check_password(password: str) -> None:
+    if not PASSWORD_MIN_CHARS <= len(password) <= PASSWORD_MAX_CHARS:
+        raise BadRequest(
+            f"password: must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
+        )
+
+
+def clean_display_name(name: str) -> str:
+    value = unicodedata.normalize("NFC", name).strip()
+    if not 1 <= len(value) <= DISPLAY_NAME_MAX_CHARS:
+        raise BadRequest(f"display_name: must be 1 to {DISPLAY_NAME_MAX_CHARS} characters")
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise BadRequest("display_name: control characters are not allowed")
+    return value

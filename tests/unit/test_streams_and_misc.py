@@ -1,0 +1,68 @@
+import pytest
+
+from models.cells import Geo
+from models.errors import BadRequest, NotFound, Unavailable, error_from_dict
+from models.ids import cell_of, cell_scoped_id, new_id
+from models.ratelimit import TokenBucket
+from models.streams import Event, StreamCursor, parse_stream
+
+
+def ev(offset: int, epoch: str = "e1") -> Event:
+    return Event("feed:x", epoch, offset, "post.created", {})
+
+
+def test_cursor_classifies_next_duplicate_gap_and_epoch() -> None:
+    cursor = StreamCursor("e1", 5)
+    assert cursor.classify(ev(6)) == "deliver"
+    assert cursor.classify(ev(5)) == "duplicate"
+    assert cursor.classify(ev(8)) == "gap"
+    assert cursor.classify(ev(6, "e2")) == "epoch"
+    cursor.advance(ev(6))
+    assert cursor.classify(ev(7)) == "deliver"
+
+
+def test_stream_names() -> None:
+    assert parse_stream("feed:882a100d63fffff") == ("feed", "882a100d63fffff")
+    assert parse_stream("user:abc") == ("user", "abc")
+    for bad in ("feeds:x", "feed:", "user:a b", "x" * 300):
+        with pytest.raises(BadRequest):
+            parse_stream(bad)
+
+
+def test_event_frame_round_trip() -> None:
+    event = Event("room:r", "e", 3, "chat.message", {"text": "hi"})
+    assert Event.from_frame(event.frame()) == event
+
+
+def test_ids_sort_by_time_and_carry_cells() -> None:
+    first, second = new_id(1_000), new_id(2_000)
+    assert len(first) == 16 and first < second
+    scoped = cell_scoped_id("882a100d63fffff")
+    assert cell_of(scoped) == "882a100d63fffff"
+    for bad in ("nonsense", "zz.0123456789abcdef", "882a100d63fffff.short", ""):
+        assert cell_of(bad) is None
+
+
+def test_geo_cells_and_bounds() -> None:
+    geo = Geo(8, 1)
+    cell = geo.cell_of(40.7128, -74.0060)
+    ring = geo.neighbourhood(cell)
+    assert ring[0] == cell and len(ring) == 7 and len(set(ring)) == 7
+    assert geo.is_cell(cell) and not geo.is_cell("nope") and not Geo(9, 1).is_cell(cell)
+    assert len(Geo(8, 2).neighbourhood(cell)) == 19
+    for lat, lng in ((123, 0), (0, 200), (float("nan"), 0)):
+        with pytest.raises(BadRequest):
+            geo.cell_of(lat, lng)
+
+
+def test_token_bucket() -> None:
+    bucket = TokenBucket(rate_per_s=2, burst=3)
+    assert [bucket.allow(10.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.allow(10.5) is True  # one token back after half a second
+    assert bucket.allow(10.5) is False
+
+
+def test_errors_cross_process_boundaries_typed() -> None:
+    err = error_from_dict(NotFound("no such post").to_dict())
+    assert isinstance(err, NotFound) and err.message == "no such post"
+    assert isinstance(error_from_dict({"code": "weird"}), Unavailable)
