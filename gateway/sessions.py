@@ -19,8 +19,8 @@ from typing import Any
 
 import msgpack
 from aiohttp import web
-from models.auth import Principal
 
+from models.auth import Principal
 from models.streams import Event, StreamCursor
 
 log = logging.getLogger("hyperlocal.session")

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import msgpack
 from aiohttp import WSMsgType, web
-from models.auth import Principal
 from pydantic import ValidationError
 
 from gateway.commands import Envelope
@@ -26,6 +25,7 @@ from gateway.context import AUTH, METRICS, SERVICES, SESSIONS, SETTINGS
 from gateway.http import error_response, validation_message
 from gateway.ops import OPS, Call, follow, unfollow
 from gateway.sessions import Session
+from models.auth import Principal
 from models.errors import (
     AppError,
     BadRequest,
