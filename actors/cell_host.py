@@ -52,6 +52,10 @@ class Emitted:
 
 
 Handler = Callable[["CellHost", Tx, Command, Emitted], Awaitable[dict[str, Any]]]
+"""A mutation: validates, writes rows through ``tx``, declares events in ``Emitted``."""
+
+Reader = Callable[["CellHost", dict[str, Any]], Awaitable[dict[str, Any]]]
+"""A read answered by the owner of a key (in-memory state, or state only the owner may see)."""
 
 
 @dataclass
@@ -63,10 +67,17 @@ class ActiveCell:
 class CellHost:
     """See the module docstring. One per shard process."""
 
-    def __init__(self, name: str, settings: Settings, handlers: dict[str, Handler]) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        handlers: dict[str, Handler],
+        readers: dict[str, Reader] | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
         self.handlers = handlers
+        self.readers = readers or {}
         self.cells: dict[str, ActiveCell] = {}
         self._activating: dict[str, asyncio.Future[ActiveCell]] = {}
         self.pool: asyncpg.Pool | None = None
@@ -209,6 +220,21 @@ class CellHost:
             await publish(self.redis, committed)
 
     # -- reads -------------------------------------------------------------------------------
+    async def read(
+        self, version: int, route: str, name: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Answer the reader ``name`` for the owner of ``route``: ok/data, error, or moved."""
+        await self.ready()
+        if not await self._owns(version, route):
+            return {"moved": self.placement_version()}
+        reader = self.readers.get(name)
+        try:
+            if reader is None:
+                raise BadRequest(f"unknown read {name!r}")
+            return {"ok": True, "data": await reader(self, args)}
+        except AppError as err:
+            return {"ok": False, "error": err.to_dict()}
+
     async def feed_page(
         self, version: int, cells: list[str], cursor: str | None, limit: int
     ) -> dict[str, Any]:

@@ -13,13 +13,13 @@ from typing import Any
 import ray
 
 from actors.cell_host import CellHost, Command
-from actors.feed_ops import HANDLERS
+from actors.registry import HANDLERS, READERS
 from cluster.config import Settings
 
 
 class CellShard:
     def __init__(self, name: str, settings: Settings) -> None:
-        self._host = CellHost(name, settings, dict(HANDLERS))
+        self._host = CellHost(name, settings, dict(HANDLERS), dict(READERS))
 
     async def execute(self, version: int, commands: list[Command]) -> list[dict[str, Any]]:
         return await self._host.execute(version, commands)
@@ -28,6 +28,11 @@ class CellShard:
         self, version: int, cells: list[str], cursor: str | None, limit: int
     ) -> dict[str, Any]:
         return await self._host.feed_page(version, cells, cursor, limit)
+
+    async def read(
+        self, version: int, route: str, name: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self._host.read(version, route, name, args)
 
     async def stats(self) -> dict[str, Any]:
         await self._host.ready()

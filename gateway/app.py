@@ -18,7 +18,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from cluster.config import Settings
-from gateway.auth import add_routes as add_auth_routes
+from gateway import registry
 from gateway.auth import auth_ctx
 from gateway.context import DB, HUB, METRICS, REDIS, ROUTER, SERVICES, SESSIONS, SETTINGS
 from gateway.http import error_middleware
@@ -157,11 +157,13 @@ def build_app(settings: Settings, transport: ShardTransport | None = None) -> we
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app.cleanup_ctx.extend([_db_ctx, _redis_ctx, auth_ctx, _core_ctx(transport)])
+    app.cleanup_ctx.extend(
+        [_db_ctx, _redis_ctx, auth_ctx, _core_ctx(transport), *registry.CONTEXTS]
+    )
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/api/v1/openapi.json", openapi_view)
-    add_auth_routes(app)
+    registry.add_routes(app)
     return app

@@ -45,6 +45,16 @@ _AUTHED = _obj(
 
 
 def openapi_spec() -> dict[str, Any]:
+    """The core document plus every feature's paths and schemas (gateway/registry.py)."""
+    from gateway import registry
+
+    spec = _core_spec()
+    spec["paths"].update(registry.OPENAPI_PATHS)
+    spec["components"]["schemas"].update(registry.OPENAPI_SCHEMAS)
+    return spec
+
+
+def _core_spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {

@@ -61,6 +61,8 @@ class Op:
     model: type[BaseModel]
     handler: Handler
     mutating: bool = False
+    inline: bool = False
+    """Changes the session's own state: run in frame order, not concurrently."""
 
 
 def _check_text(call: Call, text: str) -> None:
@@ -222,9 +224,9 @@ class _Empty(BaseModel):
 
 OPS: dict[str, Op] = {
     "ping": Op(_Empty, op_ping),
-    "locate": Op(c.Locate, op_locate),
-    "subscribe": Op(c.Subscribe, op_subscribe),
-    "unsubscribe": Op(c.Unsubscribe, op_unsubscribe),
+    "locate": Op(c.Locate, op_locate, inline=True),
+    "subscribe": Op(c.Subscribe, op_subscribe, inline=True),
+    "unsubscribe": Op(c.Unsubscribe, op_unsubscribe, inline=True),
     "feed.get": Op(c.FeedGet, op_feed_get),
     "post.create": Op(c.PostCreate, op_post_create, mutating=True),
     "comment.create": Op(c.CommentCreate, op_comment_create, mutating=True),

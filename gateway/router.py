@@ -34,6 +34,10 @@ class ShardTransport(Protocol):
         self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
     ) -> dict[str, Any]: ...
 
+    async def read(
+        self, shard: str, version: int, route: str, name: str, args: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
     async def ping(self, shard: str) -> str: ...
 
 
@@ -73,6 +77,11 @@ class RayTransport:
         self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
     ) -> dict[str, Any]:
         return dict(await self._call(shard, "feed_page", version, cells, cursor, limit))
+
+    async def read(
+        self, shard: str, version: int, route: str, name: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        return dict(await self._call(shard, "read", version, route, name, args))
 
     async def ping(self, shard: str) -> str:
         return str(await self._call(shard, "ping"))
@@ -173,6 +182,20 @@ class ShardRouter:
             table = await self._table()
             shard = table.owner(command["route"])
             reply = await self._batcher(shard, table.version).submit(command)
+            if "moved" in reply:
+                self.moved_retries += 1
+                await self.refresh()
+                continue
+            if reply.get("ok"):
+                return dict(reply["data"])
+            raise error_from_dict(reply["error"])
+        raise Unavailable("placement is changing, retry")
+
+    async def read(self, route: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Ask the owner of ``route`` the read ``name``; its data or its typed error."""
+        for _ in range(MAX_MOVED_RETRIES + 1):
+            table = await self._table()
+            reply = await self._transport.read(table.owner(route), table.version, route, name, args)
             if "moved" in reply:
                 self.moved_retries += 1
                 await self.refresh()

@@ -1,10 +1,10 @@
 """The websocket endpoint: authenticate, greet, then read frames into typed requests.
 
 The read loop decodes and validates each frame, applies the per-socket rate limit and hands the
-request to its op from ``ops.OPS``. Session-state ops (locate, subscribe...) run in order inside
-the loop; the rest run concurrently, at most ``_IN_FLIGHT`` per socket (the loop waits beyond,
-which is the socket's backpressure). Every failure becomes a typed error reply; the socket stays
-usable unless the client broke the protocol's framing.
+request to its op from ``registry.OPS``. Session-state ops (``Op.inline``: locate, subscribe...)
+run in order inside the loop; the rest run concurrently, at most ``_IN_FLIGHT`` per socket
+(the loop waits beyond, which is the socket's backpressure). Every failure becomes a typed
+error reply; the socket stays usable unless the client broke the protocol's framing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pydantic import ValidationError
 from gateway.commands import Envelope
 from gateway.context import AUTH, METRICS, SERVICES, SESSIONS, SETTINGS
 from gateway.http import error_response, validation_message
-from gateway.ops import OPS, Call, follow, unfollow
+from gateway.ops import Call, follow, unfollow
+from gateway.registry import OPS
 from gateway.sessions import Session
 from models.auth import Principal
 from models.errors import (
@@ -43,7 +44,6 @@ log = logging.getLogger("hyperlocal.ws")
 
 PROTOCOLS = ("hl.json", "hl.msgpack")
 _IN_FLIGHT = 32
-_INLINE_OPS = frozenset({"locate", "subscribe", "unsubscribe"})
 
 
 def check_origin(request: web.Request) -> None:
@@ -163,7 +163,8 @@ class _Reader:
         except ValidationError as exc:
             self.reply_error(_peek_id(raw), BadRequest(validation_message(exc)))
             return
-        if env.op in _INLINE_OPS:
+        known = OPS.get(env.op)
+        if known is not None and known.inline:
             await self.handle(env)
             return
         await self.slots.acquire()

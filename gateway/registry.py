@@ -1,0 +1,47 @@
+"""What each feature plugs into the gateway, listed once.
+
+A feature module (``ops`` for the feed, later chat, marketplace, vendors...) may define:
+- ``OPS``: websocket operations, name -> ``ops.Op``;
+- ``add_routes(app)``: its REST endpoints;
+- ``CONTEXTS``: aiohttp cleanup contexts for the resources it owns (run after the core's);
+- ``OPENAPI_PATHS`` / ``OPENAPI_SCHEMAS``: its part of the OpenAPI document.
+Names must be unique across features; a clash fails at import, not at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from types import ModuleType
+from typing import Any
+
+from aiohttp import web
+
+from gateway import auth, ops
+from gateway.ops import Op
+
+FEATURES: tuple[ModuleType, ...] = (auth, ops)
+
+
+def _merge(name: str) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for feature in FEATURES:
+        table = getattr(feature, name, {})
+        clash = merged.keys() & table.keys()
+        assert not clash, f"{name}: defined twice: {sorted(clash)}"
+        merged.update(table)
+    return merged
+
+
+OPS: dict[str, Op] = _merge("OPS")
+OPENAPI_PATHS: dict[str, Any] = _merge("OPENAPI_PATHS")
+OPENAPI_SCHEMAS: dict[str, Any] = _merge("OPENAPI_SCHEMAS")
+CONTEXTS: list[Callable[[web.Application], AsyncIterator[None]]] = [
+    ctx for feature in FEATURES for ctx in getattr(feature, "CONTEXTS", ())
+]
+
+
+def add_routes(app: web.Application) -> None:
+    for feature in FEATURES:
+        adder = getattr(feature, "add_routes", None)
+        if adder is not None:
+            adder(app)
