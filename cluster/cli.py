@@ -85,6 +85,22 @@ def cmd_shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print every setting: the markdown table of docs/config.md, or the current values."""
+    from cluster.config import config_markdown, env_name
+
+    if args.markdown:
+        print(config_markdown(), end="")
+        return 0
+    settings = load_settings()
+    for name, value in settings.model_dump().items():
+        shown = "(set)" if name == "jwt_secret" and value else value
+        if name in ("database_url", "redis_url") and value:
+            shown = "(set)"  # may carry a password
+        print(f"{env_name(name)}={shown}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hyperlocal", description=__doc__.splitlines()[0])
     top.add_argument("--log-level", default="INFO")
@@ -95,6 +111,9 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("shards", help="print shard stats").set_defaults(func=cmd_shards)
+    config = sub.add_parser("config", help="print the settings in effect (or --markdown docs)")
+    config.add_argument("--markdown", action="store_true", help="the docs/config.md table")
+    config.set_defaults(func=cmd_config)
     try:
         from cluster.recommend_eval import register
     except ImportError:  # pragma: no cover - recommendation extras not installed

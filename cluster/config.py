@@ -18,7 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class Settings(BaseSettings):
     """Validated process configuration. Immutable once loaded."""
 
-    model_config = SettingsConfigDict(env_prefix="HL_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HL_", frozen=True, extra="ignore", use_attribute_docstrings=True
+    )
 
     # -- where things run -------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -92,7 +94,9 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     """HS256 signing key (>= 32 bytes). Unset: generated once and kept in data_dir/jwt_secret."""
     jwt_issuer: str = "hyperlocal"
+    """`iss` of access tokens; tokens with another issuer are refused."""
     jwt_audience: str = "hyperlocal-api"
+    """`aud` of access tokens; tokens for another audience are refused."""
     access_ttl_s: int = Field(900, ge=30)
     """Lifetime of an access token."""
     refresh_ttl_s: int = Field(30 * 86400, ge=60)
@@ -135,6 +139,27 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"HL_{field.upper()}"
+
+
+def config_markdown() -> str:
+    """The table of every knob (docs/config.md is this output; a test keeps them in step)."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        default = "" if info.default is None else str(info.default)
+        if name == "allowed_origins":
+            default = "(same host only)"
+        meaning = " ".join((info.description or "").split()).replace("|", "\\|")
+        lines.append(f"| `{env_name(name)}` | `{default}` | {meaning} |")
+    return "\n".join(lines) + "\n"
 
 
 def load_settings(**overrides: object) -> Settings:

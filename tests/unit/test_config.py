@@ -1,0 +1,39 @@
+"""The settings object: validated at startup, every knob documented in docs/config.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from cluster.config import Settings, config_markdown, env_name, load_settings
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+
+
+def test_every_knob_has_a_docstring() -> None:
+    missing = [name for name, info in Settings.model_fields.items() if not info.description]
+    assert not missing, f"document these settings in cluster/config.py: {missing}"
+
+
+def test_docs_config_md_is_in_step_with_the_code() -> None:
+    assert config_markdown() in DOC.read_text(), (
+        "docs/config.md is stale: regenerate its table with `hyperlocal config --markdown`"
+    )
+
+
+def test_environment_names() -> None:
+    assert env_name("database_url") == "DATABASE_URL"
+    assert env_name("group_commit_ms") == "HL_GROUP_COMMIT_MS"
+
+
+def test_bad_values_are_refused_naming_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HL_K_RING", "-1")
+    with pytest.raises(ValidationError, match="k_ring"):
+        load_settings()
+    monkeypatch.delenv("HL_K_RING")
+    with pytest.raises(ValidationError, match="32 bytes"):
+        load_settings(jwt_secret="short")
+    monkeypatch.setenv("HL_ALLOWED_ORIGINS", "https://a.example/, https://b.example")
+    assert load_settings().allowed_origins == ("https://a.example", "https://b.example")
