@@ -1,0 +1,498 @@
+"""An open-loop websocket load generator for Hyperlocal and for the raw broadcast baseline.
+
+N clients sign up over REST, open one websocket each (``Authorization: Bearer``) and run a
+workload's setup (the feed workload sends ``locate``). A fraction of them are senders: one clock
+fires sends at a fixed total offered rate, round-robin over the senders, whatever the replies do
+(open loop: a slow server makes latency grow, never the offered rate shrink). Every sent text
+carries ``lg <phase> <sender> <seq> <scheduled wall ns>``; receivers parse it from the event and
+measure scheduled-send to delivery, so a loadgen that falls behind its clock inflates latency
+instead of hiding it (no coordinated omission). Who must receive what is computed here, from the
+workload's own geometry (for the feed: H3 grid distance <= k), not from what the server says.
+
+One ``Fleet`` connects once and runs any number of phases (the step search reuses it); each
+phase stops by itself: ``duration_s`` of sending, then at most ``drain_s`` waiting for the last
+replies and deliveries. Only loopback targets are accepted.
+
+Reused by bench/feed_fanout.py and, through the ``Workload`` protocol, by a chat benchmark.
+Command line (against a server already running on this machine)::
+
+    python -m bench.loadgen --url http://127.0.0.1:8080 --clients 200 --rate 100 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import random
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import h3
+import psutil
+
+from bench.report import result_rows, table
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+PASSWORD = "bench horse battery staple"
+
+
+def check_loopback(url: str) -> str:
+    """The base URL, refused unless it points at this machine (never load a remote host)."""
+    host = urlsplit(url).hostname
+    if host not in LOOPBACK:
+        raise ValueError(f"the load generator only targets loopback, not {host!r}")
+    return url.rstrip("/")
+
+
+# -- who stands where ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spot:
+    lat: float
+    lng: float
+    cell: str
+
+
+def spread_cells(center: tuple[float, float], count: int, resolution: int, gap: int) -> list[str]:
+    """``count`` cells around ``center``, pairwise at grid distance >= ``gap``, nearest first."""
+    origin = h3.latlng_to_cell(center[0], center[1], resolution)
+    chosen: list[str] = []
+    radius = gap
+    while len(chosen) < count:
+        radius *= 2
+        chosen = []
+        for ring in range(radius + 1):
+            for cell in sorted(h3.grid_ring(origin, ring)):
+                if all(h3.grid_distance(cell, other) >= gap for other in chosen):
+                    chosen.append(cell)
+                    if len(chosen) == count:
+                        return chosen
+    return chosen
+
+
+def place_clients(
+    clients: int,
+    cells: int,
+    *,
+    resolution: int = 8,
+    k_ring: int = 1,
+    spread: str = "ring",
+    center: tuple[float, float] = (48.8566, 2.3522),
+) -> list[Spot]:
+    """One spot per client. Home cells are ``2k+2`` apart, so their neighbourhoods are disjoint.
+
+    Client ``i`` belongs to home ``i % cells``; with ``spread="ring"`` it stands in the home cell
+    or one of its k-ring neighbours (round-robin), so posts reach partly overlapping sets of
+    readers; with ``spread="cell"`` every client of a home stands in the home cell itself.
+    """
+    homes = spread_cells(center, cells, resolution, 2 * k_ring + 2)
+    slots = {home: [home, *sorted(set(h3.grid_disk(home, k_ring)) - {home})] for home in homes}
+    spots = []
+    for i in range(clients):
+        home = homes[i % cells]
+        cell = home if spread == "cell" else slots[home][(i // cells) % len(slots[home])]
+        lat, lng = h3.cell_to_latlng(cell)
+        spots.append(Spot(lat, lng, cell))
+    return spots
+
+
+# -- what clients do -------------------------------------------------------------------------------
+class Workload(Protocol):
+    """What a benchmark's clients do; the load generator does the rest."""
+
+    op: str
+    """The request a send makes (mutating: it gets an idempotency key)."""
+    event: str
+    """The event each expected receiver gets for a send."""
+
+    async def setup(self, client: Client) -> None:
+        """After connecting: locate, subscribe, join a room..."""
+
+    def payload(self, client: Client, text: str) -> dict[str, Any]:
+        """The request data of a send carrying ``text``."""
+
+    def receivers(self, sender: int) -> Sequence[int]:
+        """Indexes of the clients that must receive each send of client ``sender``."""
+
+    def text_of(self, frame: dict[str, Any]) -> str | None:
+        """The sent text inside an ``event`` frame."""
+
+
+class FeedWorkload:
+    """Clients ``locate`` at their spot; senders ``post.create``; readers get ``post.created``."""
+
+    op = "post.create"
+    event = "post.created"
+
+    def __init__(self, spots: Sequence[Spot], k_ring: int = 1) -> None:
+        self.spots = list(spots)
+        self.k_ring = k_ring
+        by_cell: dict[str, list[int]] = defaultdict(list)
+        for i, spot in enumerate(self.spots):
+            by_cell[spot.cell].append(i)
+        self._readers = {
+            cell: sorted(i for near in h3.grid_disk(cell, k_ring) for i in by_cell.get(near, ()))
+            for cell in by_cell
+        }
+
+    async def setup(self, client: Client) -> None:
+        spot = self.spots[client.index]
+        reply = await client.request("locate", {"lat": spot.lat, "lng": spot.lng})
+        if not reply.get("ok"):
+            raise RuntimeError(f"locate refused: {reply}")
+        cells = set(reply["data"]["cells"])
+        if reply["data"]["cell"] != spot.cell or cells != set(h3.grid_disk(spot.cell, self.k_ring)):
+            raise RuntimeError(f"server neighbourhood {sorted(cells)} differs from k={self.k_ring}")
+
+    def payload(self, client: Client, text: str) -> dict[str, Any]:
+        return {"text": text}
+
+    def receivers(self, sender: int) -> Sequence[int]:
+        return self._readers[self.spots[sender].cell]
+
+    def text_of(self, frame: dict[str, Any]) -> str | None:
+        post = frame.get("data", {}).get("post")
+        return post.get("text") if isinstance(post, dict) else None
+
+
+# -- one phase's bookkeeping -----------------------------------------------------------------------
+@dataclass
+class Phase:
+    """Everything measured while one offered rate ran."""
+
+    tag: str
+    rate: float
+    duration_s: float
+    receivers: dict[int, frozenset[int]]
+    sent: int = 0
+    replies: int = 0
+    acked: int = 0
+    expected: int = 0
+    matched: int = 0
+    duplicates: int = 0
+    unexpected: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    ack_ms: list[float] = field(default_factory=list)
+    delivery_ms: list[float] = field(default_factory=list)
+    lag_ms: list[float] = field(default_factory=list)
+    seen: set[tuple[int, int, int]] = field(default_factory=set)
+    first_ns: int = 0
+    last_delivery_ns: int = 0
+    offering: bool = True
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    wall_s: float = 0.0
+    loadgen_cpu_s: float = 0.0
+
+    def on_reply(self, sender: int, scheduled_ns: int, frame: dict[str, Any]) -> None:
+        self.replies += 1
+        self.ack_ms.append((time.time_ns() - scheduled_ns) / 1e6)
+        if frame.get("ok"):
+            self.acked += 1
+            self.expected += len(self.receivers[sender])
+        else:
+            self.errors[str(frame.get("error", {}).get("code", "error"))] += 1
+        self.check()
+
+    def on_delivery(self, receiver: int, sender: int, seq: int, scheduled_ns: int) -> None:
+        now = time.time_ns()
+        key = (receiver, sender, seq)
+        if key in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(key)
+        if receiver not in self.receivers.get(sender, ()):
+            self.unexpected += 1
+            return
+        self.matched += 1
+        self.last_delivery_ns = now
+        self.delivery_ms.append((now - scheduled_ns) / 1e6)
+        self.check()
+
+    def check(self) -> None:
+        """Signal ``done`` once sending is over and every reply and delivery is in."""
+        if not self.offering and self.replies == self.sent and self.matched >= self.expected:
+            self.done.set()
+
+    def result(self) -> dict[str, Any]:
+        """The phase's figures (latencies in ms, rates per second)."""
+        span_s = max((self.last_delivery_ns - self.first_ns) / 1e9, self.duration_s, 1e-9)
+        return {
+            "tag": self.tag,
+            "offered_per_s": self.rate,
+            "duration_s": self.duration_s,
+            "sent": self.sent,
+            "acked": self.acked,
+            "errors": dict(self.errors),
+            "no_reply": self.sent - self.replies,
+            "expected": self.expected,
+            "delivered": self.matched,
+            "loss": self.expected - self.matched,
+            "duplicates": self.duplicates,
+            "unexpected": self.unexpected,
+            "fanout": self.expected / self.acked if self.acked else 0.0,
+            "delivered_per_s": self.matched / span_s,
+            "acked_per_s": self.acked / span_s,
+            "delivery_p50_ms": percentile(self.delivery_ms, 50),
+            "delivery_p95_ms": percentile(self.delivery_ms, 95),
+            "delivery_p99_ms": percentile(self.delivery_ms, 99),
+            "delivery_max_ms": max(self.delivery_ms, default=float("nan")),
+            "ack_p50_ms": percentile(self.ack_ms, 50),
+            "ack_p99_ms": percentile(self.ack_ms, 99),
+            "send_lag_p99_ms": percentile(self.lag_ms, 99),
+            "loadgen_cpu_pct": 100 * self.loadgen_cpu_s / max(self.wall_s, 1e-9),
+        }
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+# -- one client ------------------------------------------------------------------------------------
+class Client:
+    """One websocket session: requests by id, replies and events routed to the running phase."""
+
+    def __init__(self, fleet: Fleet, index: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.fleet = fleet
+        self.index = index
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.sends: dict[int, tuple[Phase, int, int]] = {}  # request id -> (phase, seq, sched ns)
+        self.closed_code: int | None = None
+        self.reader = asyncio.create_task(self._read(), name=f"lg-reader-{index}")
+
+    async def request(self, op: str, data: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        """A request awaited for its reply (setup only; sends never wait)."""
+        ident = next(self.ids)
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[ident] = future
+        await self.ws.send_str(json.dumps({"id": ident, "op": op, "data": data}))
+        return await asyncio.wait_for(future, timeout)
+
+    async def send(self, phase: Phase, seq: int, scheduled_ns: int) -> None:
+        ident = next(self.ids)
+        text = f"lg {phase.tag} {self.index} {seq} {scheduled_ns}"
+        workload = self.fleet.workload
+        frame = {
+            "id": ident,
+            "op": workload.op,
+            "key": uuid.uuid4().hex,
+            "data": workload.payload(self, text),
+        }
+        self.sends[ident] = (phase, seq, scheduled_ns)
+        phase.sent += 1
+        await self.ws.send_str(json.dumps(frame))
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self.ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    self._on_frame(json.loads(msg.data))
+                elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                    break
+        finally:
+            self.closed_code = self.ws.close_code
+            self.fleet.on_closed(self)
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        if "re" in frame:
+            ident = frame["re"]
+            sent = self.sends.pop(ident, None)
+            if sent is not None:
+                phase, _, scheduled_ns = sent
+                phase.on_reply(self.index, scheduled_ns, frame)
+                return
+            future = self.waiting.pop(ident, None)
+            if future is not None and not future.done():
+                future.set_result(frame)
+            return
+        if frame.get("ev") != self.fleet.workload.event:
+            return
+        text = self.fleet.workload.text_of(frame)
+        phase = self.fleet.phase
+        if not text or phase is None:
+            return
+        parts = text.split()
+        if len(parts) == 5 and parts[0] == "lg" and parts[1] == phase.tag:
+            phase.on_delivery(self.index, int(parts[2]), int(parts[3]), int(parts[4]))
+
+
+# -- the fleet -------------------------------------------------------------------------------------
+@dataclass
+class FleetConfig:
+    clients: int = 200
+    senders_fraction: float = 0.1
+    connect_concurrency: int = 32
+    seed: int = 7
+
+
+class Fleet:
+    """All clients of one target: connect once, run phases, close."""
+
+    def __init__(self, base_url: str, workload: Workload, config: FleetConfig) -> None:
+        self.base = check_loopback(base_url)
+        self.workload = workload
+        self.config = config
+        self.clients: list[Client] = []
+        self.senders: list[Client] = []
+        self.phase: Phase | None = None
+        self.closed_during_phase = 0
+        self._http: aiohttp.ClientSession | None = None
+        self._closing = False
+
+    async def connect(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0)
+        self._http = aiohttp.ClientSession(connector=connector)
+        gate = asyncio.Semaphore(self.config.connect_concurrency)
+
+        async def one(index: int) -> Client:
+            async with gate:
+                return await self._join(index)
+
+        self.clients = list(await asyncio.gather(*(one(i) for i in range(self.config.clients))))
+        count = max(1, round(self.config.clients * self.config.senders_fraction))
+        picks = random.Random(self.config.seed).sample(range(len(self.clients)), count)
+        self.senders = [self.clients[i] for i in sorted(picks)]
+
+    async def _join(self, index: int) -> Client:
+        assert self._http is not None
+        body = {
+            "email": f"lg-{index}-{uuid.uuid4().hex[:8]}@bench.test",
+            "password": PASSWORD,
+            "display_name": f"lg{index}",
+        }
+        async with self._http.post(self.base + "/api/v1/auth/signup", json=body) as resp:
+            data = await resp.json()
+            if resp.status != 201:
+                raise RuntimeError(f"signup failed ({resp.status}): {data}")
+        ws = await self._http.ws_connect(
+            self.base + "/ws",
+            headers={"Authorization": f"Bearer {data['access_token']}"},
+            protocols=("hl.json",),
+            heartbeat=None,
+            max_msg_size=0,
+        )
+        hello = await ws.receive_json(timeout=30)
+        if hello.get("ev") != "hello":
+            raise RuntimeError(f"expected hello, got {hello}")
+        client = Client(self, index, ws)
+        await self.workload.setup(client)
+        return client
+
+    def on_closed(self, client: Client) -> None:
+        if not self._closing and self.phase is not None:
+            self.closed_during_phase += 1
+            self.phase.errors[f"closed:{client.closed_code}"] += 1
+
+    async def run_phase(self, rate: float, duration_s: float, drain_s: float = 10.0) -> Phase:
+        """Offer ``rate`` sends/s for ``duration_s``, then drain; the phase's measurements."""
+        receivers = {c.index: frozenset(self.workload.receivers(c.index)) for c in self.senders}
+        phase = Phase(uuid.uuid4().hex[:8], rate, duration_s, receivers)
+        self.phase = phase
+        me = psutil.Process()
+        cpu0 = sum(me.cpu_times()[:2])
+        t0 = time.perf_counter()
+        phase.first_ns = time.time_ns()
+        await self._offer(phase)
+        phase.offering = False
+        phase.check()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(phase.done.wait(), drain_s)
+        phase.wall_s = time.perf_counter() - t0
+        phase.loadgen_cpu_s = sum(me.cpu_times()[:2]) - cpu0
+        self.phase = None
+        for client in self.senders:  # forget replies that never came; they count as no_reply
+            client.sends.clear()
+        return phase
+
+    async def _offer(self, phase: Phase) -> None:
+        """The open-loop clock: send number i is due at start + i/rate, whatever came back."""
+        total = max(1, int(phase.rate * phase.duration_s))
+        interval_ns = int(1e9 / phase.rate)
+        start_perf = time.perf_counter_ns()
+        start_wall = phase.first_ns
+        senders = self.senders
+        for i in range(total):
+            due = i * interval_ns
+            wait_ns = due - (time.perf_counter_ns() - start_perf)
+            if wait_ns > 0:
+                await asyncio.sleep(wait_ns / 1e9)
+            phase.lag_ms.append(max(0, (time.perf_counter_ns() - start_perf) - due) / 1e6)
+            client = senders[i % len(senders)]
+            if client.closed_code is None:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await client.send(phase, i // len(senders), start_wall + due)
+
+    async def close(self) -> None:
+        self._closing = True
+        await asyncio.gather(*(c.ws.close() for c in self.clients), return_exceptions=True)
+        await asyncio.gather(*(c.reader for c in self.clients), return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+
+
+# -- command line ----------------------------------------------------------------------------------
+async def run(
+    url: str,
+    *,
+    clients: int,
+    cells: int,
+    senders_fraction: float,
+    rate: float,
+    duration_s: float,
+    drain_s: float = 10.0,
+    spread: str = "ring",
+    k_ring: int = 1,
+) -> dict[str, Any]:
+    """Connect a feed fleet to ``url``, run one phase, close; the phase's figures."""
+    workload = FeedWorkload(place_clients(clients, cells, k_ring=k_ring, spread=spread), k_ring)
+    fleet = Fleet(url, workload, FleetConfig(clients=clients, senders_fraction=senders_fraction))
+    try:
+        await fleet.connect()
+        return (await fleet.run_phase(rate, duration_s, drain_s)).result()
+    finally:
+        await fleet.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--clients", type=int, default=200)
+    p.add_argument("--cells", type=int, default=10)
+    p.add_argument("--senders-fraction", type=float, default=0.1)
+    p.add_argument("--rate", type=float, default=100.0, help="offered sends per second")
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--drain", type=float, default=10.0)
+    p.add_argument("--spread", choices=("ring", "cell"), default="ring")
+    args = p.parse_args(argv)
+    result = asyncio.run(
+        run(
+            args.url,
+            clients=args.clients,
+            cells=args.cells,
+            senders_fraction=args.senders_fraction,
+            rate=args.rate,
+            duration_s=args.duration,
+            drain_s=args.drain,
+            spread=args.spread,
+        )
+    )
+    print(table(result_rows(result), [args.url]))
+    return 0 if result["loss"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
