@@ -35,5 +35,9 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 
+# A short smoke run of the feed fanout benchmark (docs/benchmarks.md has the full commands).
+bench: $(STAMP)
+	$(BIN)/python -m bench.feed_fanout --quick
+
 clean-data:
 	rm -rf .hyperlocal
