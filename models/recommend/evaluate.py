@@ -1,0 +1,162 @@
+"""The offline next-POI evaluation (GETNext protocol) and the ranker's training recipe.
+
+Protocol (Yang et al., GETNext, SIGIR'22, ``top_k_acc_last_timestep``): one query per evaluation
+trajectory with at least two inputs; the target is its LAST check-in, the inputs are the ones
+before it; every POI of the catalog is ranked, and Acc@1/5/10, MRR and NDCG@10 are averaged.
+
+Leakage control, in one place:
+    * the history a split is scored with holds only check-ins strictly before the split's first
+      check-in (``cutoff``); the evaluation trajectories are never part of it, so the target and
+      everything after it are unseen; the prefix is the only view of the trajectory;
+    * the ranker is trained on trajectories of the ``train_days`` before ``cutoff`` with
+      statistics of the history before that window (the same shape as at evaluation);
+    * ties are broken by global popularity, then item id: never in the target's favour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .baselines import BASELINES
+from .candidates import CandidateConfig, CandidateGenerator, CandidateSet
+from .data import Catalog, InteractionLog, Trajectory, split_trajectories
+from .features import build_features
+from .metrics import MetricRow, rank_of_target, summarize
+from .queries import QueryBatch
+from .ranker import LambdaRanker, RankerConfig, training_groups
+from .stats import DAY_S, HistoryStats, StatsConfig
+
+Progress = Callable[[str, int, int], None]
+"""progress(step, done, total): long steps report how far they are."""
+
+
+def _quiet(step: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass
+class Recipe:
+    """Everything that decides the ranker's result; tuned on the validation file only."""
+
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    train_days: float = 75.0
+    train_min_prefix: int = 1
+    max_negatives: int = 80
+    seed: int = 0
+
+
+def protocol_queries(trajs: Sequence[Trajectory], min_inputs: int = 2) -> QueryBatch:
+    """GETNext queries: the last check-in of trajectories with ``min_inputs`` or more before it,
+    keeping only known users and target POIs (GETNext drops unseen ones)."""
+    keep = [t for t in trajs if len(t) >= min_inputs + 1 and t.user >= 0 and t.items[-1] >= 0]
+    for t in keep:  # an unknown prefix POI cannot be looked up; drop it from the input
+        ok = t.items >= 0
+        if not ok.all():
+            t.items, t.ts, t.hour, t.dow = t.items[ok], t.ts[ok], t.hour[ok], t.dow[ok]
+    return QueryBatch.from_trajectories([t for t in keep if len(t) >= 2], last_only=True)
+
+
+def history_stats(
+    log: InteractionLog, catalog: Catalog, cutoff: float, config: StatsConfig
+) -> HistoryStats:
+    """Statistics of everything strictly before ``cutoff``."""
+    return HistoryStats(log.before(cutoff), catalog, cutoff, config)
+
+
+def _sample_negatives(
+    cs: CandidateSet, qb: QueryBatch, max_neg: int, rng: np.random.Generator
+) -> CandidateSet:
+    """Keep every positive and at most ``max_neg`` random negatives per query."""
+    pos = cs.item == qb.target[cs.query]
+    noise = rng.random(len(cs))
+    noise[pos] = -1.0  # positives sort first and are always kept
+    order = np.lexsort((noise, cs.query))
+    q_sorted = cs.query[order]
+    first = np.searchsorted(q_sorted, q_sorted, side="left")
+    keep = np.sort(order[(np.arange(len(order)) - first) <= max_neg])
+    query = cs.query[keep]
+    sizes = np.bincount(query, minlength=len(cs.offsets) - 1)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return CandidateSet(query, cs.item[keep], cs.source[keep], offsets)
+
+
+def train_ranker(
+    log: InteractionLog,
+    catalog: Catalog,
+    cutoff: float,
+    recipe: Recipe,
+    progress: Progress = _quiet,
+) -> tuple[LambdaRanker, dict[str, float]]:
+    """Train on the ``train_days`` before ``cutoff``; history = what came before that window."""
+    start = cutoff - recipe.train_days * DAY_S
+    stats = history_stats(log, catalog, start, recipe.stats)
+    window = log.subset((log.ts >= start) & (log.ts < cutoff))
+    trajs = split_trajectories(window, recipe.stats.transition_gap_s)
+    qb = QueryBatch.from_trajectories(trajs, last_only=False, min_prefix=recipe.train_min_prefix)
+    gen = CandidateGenerator(stats, recipe.candidates)
+    cs = gen.generate(qb, lambda d, t: progress("train candidates", d, t))
+    recall = cs.recall(qb.target)
+    cs = _sample_negatives(cs, qb, recipe.max_negatives, np.random.default_rng(recipe.seed))
+    progress("train features", 0, len(cs))
+    x = build_features(qb, cs, stats)
+    rows, y, group = training_groups(qb, cs)
+    progress("train lightgbm", 0, recipe.ranker.n_estimators)
+    ranker = LambdaRanker(config=recipe.ranker).fit(x[rows], y, group)
+    info = {"queries": float(len(qb)), "rows": float(rows.sum()), "candidate_recall": recall}
+    return ranker, info
+
+
+def evaluate(
+    log: InteractionLog,
+    catalog: Catalog,
+    trajs: Sequence[Trajectory],
+    ranker: LambdaRanker | None,
+    recipe: Recipe,
+    progress: Progress = _quiet,
+    cutoff: float | None = None,
+) -> tuple[list[MetricRow], dict[str, float]]:
+    """Metric rows (baselines, then ``ranker``) on the last check-in of ``trajs``.
+
+    The history is everything before ``cutoff``, at most the first check-in of ``trajs``.
+    """
+    qb = protocol_queries(trajs)
+    first = float(min(t.ts[0] for t in trajs))
+    cutoff = first if cutoff is None else min(cutoff, first)
+    stats = history_stats(log, catalog, cutoff, recipe.stats)
+    tie = stats.item_pop
+    rows: list[MetricRow] = []
+    for name, make in BASELINES.items():
+        scorer = make(stats)
+        ranks = [rank_of_target(scorer(qb, q), int(qb.target[q]), tie) for q in range(len(qb))]
+        rows.append(summarize(name, ranks))
+        progress(f"baseline {name}", len(rows), len(BASELINES))
+    gen = CandidateGenerator(stats, recipe.candidates)
+    cs = gen.generate(qb, lambda d, t: progress("eval candidates", d, t))
+    info = {
+        "queries": float(len(qb)),
+        "candidate_recall": cs.recall(qb.target),
+        "mean_candidates": float(np.mean(cs.sizes())) if len(qb) else 0.0,
+    }
+    if ranker is not None:
+        scores = ranker.score(build_features(qb, cs, stats))
+        rows.append(summarize("ranker", _candidate_ranks(qb, cs, scores, tie)))
+    return rows, info
+
+
+def _candidate_ranks(
+    qb: QueryBatch, cs: CandidateSet, scores: np.ndarray, tie: np.ndarray
+) -> list[int]:
+    """Ranks over the whole catalog: candidates by score, every other item after them."""
+    ranks = []
+    full = np.full(len(tie), -np.inf)
+    for q in range(len(qb)):
+        lo, hi = cs.offsets[q], cs.offsets[q + 1]
+        full[cs.item[lo:hi]] = scores[lo:hi]
+        ranks.append(rank_of_target(full, int(qb.target[q]), tie))
+        full[cs.item[lo:hi]] = -np.inf
+    return ranks
