@@ -43,9 +43,14 @@ Command = dict[str, Any]
 
 @dataclass
 class Emitted:
-    """Events a command appends, per stream, in order; offsets are assigned at append."""
+    """Events a command appends, per stream, in order; offsets are assigned at append.
+
+    ``appended`` holds events a handler already wrote itself (when its rows must carry the
+    event's offset, as chat messages do); they are published with the rest after commit.
+    """
 
     items: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    appended: list[Event] = field(default_factory=list)
 
     def add(self, stream: str, ev: str, data: dict[str, Any]) -> None:
         self.items.append((stream, ev, data))
@@ -210,7 +215,7 @@ class CellHost:
         by_stream: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for stream, ev, data in emitted.items:
             by_stream.setdefault(stream, []).append((ev, data))
-        out: list[Event] = []
+        out: list[Event] = list(emitted.appended)
         for stream, items in by_stream.items():
             out.extend(await event_log.append(conn, stream, items))
         return out

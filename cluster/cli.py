@@ -1,8 +1,10 @@
-"""The `hyperlocal` command: up, gateway, migrate, shards, recommend.
+"""The `hyperlocal` command: up, gateway, migrate, shards, config, recommend.
 
 `hyperlocal up` is what `make run` calls: it starts embedded Postgres and Redis (unless
 DATABASE_URL / REDIS_URL are set), migrates, starts or joins Ray (RAY_ADDRESS), the shard actors,
-and serves the gateway until Ctrl-C, then stops everything it started, in reverse order.
+and serves the gateway (``--gateways N``: N gateway processes on consecutive ports) until
+Ctrl-C, then stops everything it started, in reverse order. `hyperlocal gateway` is one more
+gateway process joining a running deployment.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
+import subprocess
 import sys
 
 from aiohttp import web
@@ -47,15 +51,78 @@ async def serve(settings: Settings, ready_line: bool = True) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    if args.gateways != 1:
-        print("GATEWAYS > 1 is not supported yet (issue 3, multi-gateway)", file=sys.stderr)
+    if args.gateways < 1:
+        print("--gateways must be at least 1", file=sys.stderr)
         return 2
     runtime = Runtime(load_settings(port=args.port))
+    extra: list[subprocess.Popen[bytes]] = []
     try:
         settings = runtime.start()
+        extra = [
+            spawn_gateway(settings, runtime.ray_address(), settings.port + i)
+            for i in range(1, args.gateways)
+        ]
         asyncio.run(serve(settings))
     finally:
+        stop_gateways(extra)
         runtime.stop()
+    return 0
+
+
+def spawn_gateway(settings: Settings, ray_address: str, port: int) -> subprocess.Popen[bytes]:
+    """Another gateway process on ``port`` over the same Ray, Postgres and Redis."""
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": ray_address,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "HL_DATA_DIR": str(settings.data_dir.resolve()),  # the shared JWT key lives there
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cluster.cli", "gateway", "--port", str(port)], env=env
+    )
+    log.info("started gateway pid %d on port %d", proc.pid, port)
+    return proc
+
+
+def stop_gateways(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            log.warning("gateway pid %d did not stop in 30 s, killing it", proc.pid)
+            proc.kill()
+            proc.wait()
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    """One more gateway joining a running deployment (RAY_ADDRESS, DATABASE_URL, REDIS_URL)."""
+    import ray
+
+    settings = load_settings(port=args.port)
+    missing = [
+        name
+        for name, value in (
+            ("RAY_ADDRESS", settings.ray_address),
+            ("DATABASE_URL", settings.database_url),
+            ("REDIS_URL", settings.redis_url),
+        )
+        if not value
+    ]
+    if missing:
+        print(
+            f"hyperlocal gateway joins a running deployment: set {', '.join(missing)}",
+            file=sys.stderr,
+        )
+        return 2
+    ray.init(address=settings.ray_address, namespace=settings.ray_namespace, log_to_driver=False)
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        ray.shutdown()
     return 0
 
 
@@ -109,6 +176,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8080)
     up.add_argument("--gateways", type=int, default=1)
     up.set_defaults(func=cmd_up)
+    gateway = sub.add_parser("gateway", help="serve one more gateway of a running deployment")
+    gateway.add_argument("--port", type=int, default=8080)
+    gateway.set_defaults(func=cmd_gateway)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("shards", help="print shard stats").set_defaults(func=cmd_shards)
     config = sub.add_parser("config", help="print the settings in effect (or --markdown docs)")

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     recovery_max_events: int = Field(1000, ge=1)
     """A subscribe with `since` replays at most this many missed events, else recovered=false."""
 
+    presence_ttl_s: float = Field(30.0, ge=3, le=3600)
+    """A gateway refreshes its presence entries every third of this; a dead gateway's users
+    vanish from presence after it."""
+
     # -- sockets and limits -------------------------------------------------------------------
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     """Origins a browser websocket may come from (comma-separated). Empty: same host only."""
@@ -111,6 +115,38 @@ class Settings(BaseSettings):
     """argon2id lanes."""
     hash_concurrency: int = Field(2, ge=1, le=64)
     """Password hashes computed at once (each holds argon2_memory_kib); more wait their turn."""
+
+    # -- marketplace (issue 4) ------------------------------------------------------------------
+    reservation_ttl_s: float = Field(900.0, gt=0, le=86400)
+    """Checkout holds stock this long for an unpaid order; then the reservation is released."""
+    market_sweep_s: float = Field(5.0, gt=0, le=3600)
+    """How often a gateway releases expired reservations and retries pending refunds."""
+    low_stock_threshold: int = Field(3, ge=0)
+    """A listing whose stock falls to this or below fires the `listing.low_stock` hook."""
+    sandbox_payments: bool = True
+    """Offer the `sandbox` payment provider (test cards, no keys). Turn off in production."""
+    stripe_api_key: str | None = None
+    """Stripe secret key; unset: the `stripe` provider is not offered."""
+    stripe_webhook_secret: str | None = None
+    """Signing secret (whsec_...) of POST /api/v1/payments/stripe/webhook."""
+    stripe_api_base: str | None = None
+    """Stripe API base URL override (tests point it at a local stand-in); unset: Stripe's own."""
+    app_token_ttl_s: int = Field(3600, ge=60, le=86400)
+    """Lifetime of an OAuth2 client-credentials access token of a vendor app."""
+    hooks_allow_private: bool = Field(
+        False, validation_alias=AliasChoices("HOOKS_ALLOW_PRIVATE", "hooks_allow_private")
+    )
+    """Allow hook target URLs on loopback/private/link-local addresses (tests do; never prod)."""
+    hook_timeout_s: float = Field(10.0, gt=0, le=60)
+    """A hook delivery not answered within this time counts as a failed attempt."""
+    hook_retry_base_s: float = Field(10.0, gt=0)
+    """First retry of a failed delivery after about this long; doubling each time (jittered)."""
+    hook_retry_max_s: float = Field(3600.0, gt=0)
+    """Longest wait between two delivery attempts."""
+    hook_max_attempts: int = Field(8, ge=1, le=50)
+    """After this many failed attempts a delivery is dead-lettered (replayable)."""
+    hook_poll_s: float = Field(1.0, gt=0, le=60)
+    """How often the dispatcher looks for due deliveries when idle."""
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

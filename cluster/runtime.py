@@ -67,6 +67,10 @@ class Runtime:
             )
             self.started_ray = True
 
+    def ray_address(self) -> str:
+        """The address other processes (more gateways) use to join this Ray cluster."""
+        return self.settings.ray_address or str(ray.get_runtime_context().gcs_address)
+
     def start_shards(self) -> Placement:
         """Create (or find) the named shard actors and make the placement table match them."""
         cls = shard_actor_class(self.settings)

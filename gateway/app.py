@@ -26,11 +26,13 @@ from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_spec
 from gateway.ops import Services
+from gateway.presence import Presence
 from gateway.ratelimit import rate_limit_middleware
 from gateway.router import RayTransport, ShardRouter, ShardTransport
 from gateway.sessions import CLOSE_SERVER_RESTART, OutEvent, SessionRegistry
 from gateway.ws import ws_handler
 from models.cells import Geo
+from models.ids import new_id
 from store import placement
 from store.db import create_pool
 
@@ -89,7 +91,9 @@ def _core_ctx(transport: ShardTransport | None):  # type: ignore[no-untyped-def]
         hub = app[HUB] = Hub(app[REDIS], db, OutEvent, on_control)
         await hub.start()
         geo = Geo(settings.h3_resolution, settings.k_ring)
-        app[SERVICES] = Services(settings, geo, router, hub, db)
+        presence = Presence(app[REDIS], new_id(), settings.presence_ttl_s)
+        presence.start()
+        app[SERVICES] = Services(settings, geo, router, hub, db, presence)
         app[METRICS].watch(
             lambda: {
                 "ws_sessions": len(sessions),
@@ -102,7 +106,7 @@ def _core_ctx(transport: ShardTransport | None):  # type: ignore[no-untyped-def]
         )
         yield
         sessions.close_all(CLOSE_SERVER_RESTART, "server shutting down: reconnect and recover")
-        await asyncio.sleep(0.05)
+        await presence.stop()
         await hub.stop()
 
     return ctx
@@ -149,6 +153,17 @@ async def openapi_view(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(openapi_spec()), content_type="application/json")
 
 
+async def _close_sockets(app: web.Application) -> None:
+    """on_shutdown: runs before aiohttp waits for open handlers, so sockets end promptly."""
+    if SESSIONS in app:
+        sessions = app[SESSIONS]
+        sessions.close_all(CLOSE_SERVER_RESTART, "server shutting down: reconnect and recover")
+        for _ in range(50):  # let the close frames go out (at most 1 s)
+            if not len(sessions):
+                break
+            await asyncio.sleep(0.02)
+
+
 def build_app(settings: Settings, transport: ShardTransport | None = None) -> web.Application:
     """The gateway app; ``transport`` None means real Ray shards looked up by name."""
     app = web.Application(
@@ -160,6 +175,7 @@ def build_app(settings: Settings, transport: ShardTransport | None = None) -> we
     app.cleanup_ctx.extend(
         [_db_ctx, _redis_ctx, auth_ctx, _core_ctx(transport), *registry.CONTEXTS]
     )
+    app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

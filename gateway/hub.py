@@ -33,6 +33,8 @@ log = logging.getLogger("hyperlocal.hub")
 class Listener(Protocol):
     def on_event(self, stream: str, out: Any) -> None: ...
 
+    def on_ephemeral(self, stream: str, text: str, frame: dict[str, Any]) -> None: ...
+
 
 OutFactory = Callable[[Event, str], Any]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
@@ -165,8 +167,12 @@ class Hub:
         stream = stream_of(name)
         if stream is None or stream not in self._streams:
             return
-        event = Event.from_frame(json.loads(text))
-        await self._accept(stream, event, text)
+        frame = json.loads(text)
+        if "offset" not in frame:  # ephemeral (typing, presence): no order, no recovery
+            for listener in list(self._streams[stream].listeners):
+                listener.on_ephemeral(stream, text, frame)
+            return
+        await self._accept(stream, Event.from_frame(frame), text)
 
     async def _control(self, text: str) -> None:
         try:

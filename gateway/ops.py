@@ -16,11 +16,14 @@ from pydantic import BaseModel
 
 from cluster.config import Settings
 from gateway import commands as c
+from gateway.access import check_stream_access
 from gateway.hub import Hub
+from gateway.presence import Presence
 from gateway.router import ShardRouter
 from gateway.sessions import Session
 from models.cells import Geo
-from models.errors import BadRequest, Forbidden, NotFound, TooLarge
+from models.chat import neighbourhood_room, room_stream
+from models.errors import BadRequest, NotFound, TooLarge
 from models.feed import FeedCursor, merge_pages
 from models.ids import cell_of
 from models.placement import cell_key, user_key
@@ -37,6 +40,7 @@ class Services:
     router: ShardRouter
     hub: Hub
     db: asyncpg.Pool
+    presence: Presence
 
 
 @dataclass
@@ -65,7 +69,7 @@ class Op:
     """Changes the session's own state: run in frame order, not concurrently."""
 
 
-def _check_text(call: Call, text: str) -> None:
+def check_text(call: Call, text: str) -> None:
     limit = call.services.settings.max_text_chars
     if len(text) > limit:
         raise TooLarge(f"text is {len(text)} characters; the limit is {limit}")
@@ -81,27 +85,17 @@ def _where(call: Call, lat: float | None, lng: float | None) -> tuple[float, flo
     return call.session.location["lat"], call.session.location["lng"]
 
 
-async def _mutate(call: Call, op: str, route: str, data: dict[str, Any]) -> dict[str, Any]:
+async def mutate(call: Call, op: str, route: str, data: dict[str, Any]) -> dict[str, Any]:
     assert call.key is not None
     command = {"op": op, "user_id": call.user_id, "key": call.key, "route": route, "data": data}
     return await call.services.router.call(command)
 
 
 # -- streams ------------------------------------------------------------------------------------
-def check_stream_access(call: Call, stream: str) -> None:
-    """Rule 7: feeds are public per valid cell; a user inbox only to its user."""
-    kind, ident = parse_stream(stream)
-    if kind == "feed" and not call.services.geo.is_cell(ident):
-        raise NotFound("no such feed")
-    if kind == "user" and ident != call.user_id:
-        raise Forbidden("that inbox is not yours")
-    if kind == "room":
-        raise NotFound("no such room")
-
-
 async def follow(call: Call, stream: str, since: c.Since | None) -> dict[str, Any]:
     """Follow ``stream`` live, replaying what was missed after ``since`` (rule 3)."""
     services, session = call.services, call.session
+    already = stream in session.followed
     session.begin_follow(stream)
     await services.hub.join(stream, session)
     pos = await event_log.position(services.db, stream)
@@ -122,16 +116,34 @@ async def follow(call: Call, stream: str, since: c.Since | None) -> dict[str, An
         reply.update(recovered=True, events=[e.frame() for e in missed])
     cursor = StreamCursor(pos.epoch, start)
     call.after_reply.append(lambda: session.finish_follow(stream, cursor))
+    if stream.startswith("room:") and not already:
+        await services.presence.enter(stream, call.user_id)
     return reply
 
 
 async def unfollow(call: Call, stream: str) -> None:
+    if stream not in call.session.followed:
+        return
     call.session.unfollow(stream)
     await call.services.hub.leave(stream, call.session)
+    if stream.startswith("room:"):
+        await call.services.presence.exit(stream, call.user_id)
+
+
+async def set_presence_cell(call: Call, cell: str | None) -> None:
+    """Move the session's presence to ``cell``'s feed stream (None: nowhere)."""
+    session, presence = call.session, call.services.presence
+    old = session.location["cell"] if session.location else None
+    if old == cell:
+        return
+    if old is not None:
+        await presence.exit(feed_stream(old), call.user_id)
+    if cell is not None:
+        await presence.enter(feed_stream(cell), call.user_id)
 
 
 async def op_subscribe(call: Call, req: c.Subscribe) -> dict[str, Any]:
-    check_stream_access(call, req.stream)
+    await check_stream_access(call, req.stream)
     return await follow(call, req.stream, req.since)
 
 
@@ -145,7 +157,7 @@ async def op_locate(call: Call, req: c.Locate) -> dict[str, Any]:
     geo, session = call.services.geo, call.session
     cell = geo.cell_of(req.lat, req.lng)
     cells = geo.neighbourhood(cell)
-    streams = [feed_stream(x) for x in cells]
+    streams = [feed_stream(x) for x in cells] + [room_stream(neighbourhood_room(cell))]
     for old in session.location_streams:
         if old not in streams:
             await unfollow(call, old)
@@ -153,6 +165,7 @@ async def op_locate(call: Call, req: c.Locate) -> dict[str, Any]:
     for stream in streams:
         if stream not in session.followed:
             positions[stream] = await follow(call, stream, None)
+    await set_presence_cell(call, cell)
     session.location = {"lat": req.lat, "lng": req.lng, "cell": cell}
     session.location_streams = streams
     return {
@@ -167,11 +180,11 @@ async def op_locate(call: Call, req: c.Locate) -> dict[str, Any]:
 
 # -- feed ---------------------------------------------------------------------------------------
 async def op_post_create(call: Call, req: c.PostCreate) -> dict[str, Any]:
-    _check_text(call, req.text)
+    check_text(call, req.text)
     lat, lng = _where(call, req.lat, req.lng)
     cell = call.services.geo.cell_of(lat, lng)
     data = {"cell": cell, "lat": lat, "lng": lng, "text": req.text, "media": list(req.media)}
-    return await _mutate(call, "post.create", cell_key(cell), data)
+    return await mutate(call, "post.create", cell_key(cell), data)
 
 
 def _post_cell(post_id: str) -> str:
@@ -182,25 +195,25 @@ def _post_cell(post_id: str) -> str:
 
 
 async def op_comment_create(call: Call, req: c.CommentCreate) -> dict[str, Any]:
-    _check_text(call, req.text)
+    check_text(call, req.text)
     route = cell_key(_post_cell(req.post_id))
-    return await _mutate(call, "comment.create", route, req.model_dump())
+    return await mutate(call, "comment.create", route, req.model_dump())
 
 
 async def op_post_like(call: Call, req: c.PostRef) -> dict[str, Any]:
-    return await _mutate(call, "post.like", cell_key(_post_cell(req.post_id)), req.model_dump())
+    return await mutate(call, "post.like", cell_key(_post_cell(req.post_id)), req.model_dump())
 
 
 async def op_post_unlike(call: Call, req: c.PostRef) -> dict[str, Any]:
-    return await _mutate(call, "post.unlike", cell_key(_post_cell(req.post_id)), req.model_dump())
+    return await mutate(call, "post.unlike", cell_key(_post_cell(req.post_id)), req.model_dump())
 
 
 async def op_user_follow(call: Call, req: c.UserRef) -> dict[str, Any]:
-    return await _mutate(call, "user.follow", user_key(call.user_id), req.model_dump())
+    return await mutate(call, "user.follow", user_key(call.user_id), req.model_dump())
 
 
 async def op_user_unfollow(call: Call, req: c.UserRef) -> dict[str, Any]:
-    return await _mutate(call, "user.unfollow", user_key(call.user_id), req.model_dump())
+    return await mutate(call, "user.unfollow", user_key(call.user_id), req.model_dump())
 
 
 async def op_feed_get(call: Call, req: c.FeedGet) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import auth, ops
+from gateway import auth, chat_ops, ops
 from gateway.ops import Op
 
-FEATURES: tuple[ModuleType, ...] = (auth, ops)
+FEATURES: tuple[ModuleType, ...] = (auth, ops, chat_ops)
 
 
 def _merge(name: str) -> dict[str, Any]:

@@ -148,6 +148,13 @@ class Session:
     def unfollow(self, stream: str) -> None:
         self.followed.pop(stream, None)
 
+    def on_ephemeral(self, stream: str, text: str, frame: dict[str, Any]) -> None:
+        """A typing or presence event: delivered if the stream is live here, else dropped."""
+        followed = self.followed.get(stream)
+        if followed is None or followed.cursor is None or self.queue.full():
+            return  # ephemeral: never worth closing a slow socket for
+        self.push(msgpack.packb(frame, use_bin_type=True) if self.binary else text)
+
     def on_event(self, stream: str, out: OutEvent) -> None:
         """A live event from the hub (contiguous per stream, possibly already seen)."""
         followed = self.followed.get(stream)

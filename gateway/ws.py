@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from gateway.commands import Envelope
 from gateway.context import AUTH, METRICS, SERVICES, SESSIONS, SETTINGS
 from gateway.http import error_response, validation_message
-from gateway.ops import Call, follow, unfollow
+from gateway.ops import Call, follow, set_presence_cell, unfollow
 from gateway.registry import OPS
 from gateway.sessions import Session
 from models.auth import Principal
@@ -107,8 +107,10 @@ async def _serve(app: web.Application, session: Session) -> None:
         await reader.run()
     finally:
         await reader.drain()
+        leaving = Call(app[SERVICES], session, None)
         for stream in list(session.followed):
-            await unfollow(Call(app[SERVICES], session, None), stream)
+            await unfollow(leaving, stream)
+        await set_presence_cell(leaving, None)
         sessions.remove(session)
         await session.stop_writer()
         metrics.closed.labels(str(session.ws.close_code)).inc()

@@ -19,28 +19,40 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-async def append(
-    conn: asyncpg.Connection, stream: str, items: list[tuple[str, dict[str, Any]]]
-) -> list[Event]:
-    """Append events to ``stream`` inside the caller's transaction; return them with offsets."""
-    if not items:
-        return []
+async def reserve(conn: asyncpg.Connection, stream: str, count: int) -> tuple[str, int]:
+    """Take the next ``count`` offsets of ``stream`` inside the caller's transaction.
+
+    Returns (epoch, first offset). The stream row stays locked until the transaction ends, so
+    offsets are gap-free and commit (or roll back) with the change they describe.
+    """
     row = await conn.fetchrow(
         "INSERT INTO streams (name, epoch, last_offset) VALUES ($1, $2, $3)"
         " ON CONFLICT (name) DO UPDATE SET last_offset = streams.last_offset + $3"
         " RETURNING epoch, last_offset",
         stream,
         new_epoch(),
-        len(items),
+        count,
     )
-    first = row["last_offset"] - len(items) + 1
-    events = [
-        Event(stream, row["epoch"], first + i, ev, data) for i, (ev, data) in enumerate(items)
-    ]
+    return row["epoch"], row["last_offset"] - count + 1
+
+
+async def insert(conn: asyncpg.Connection, events: list[Event]) -> None:
+    """Write events whose offsets were reserved in this transaction."""
     await conn.executemany(
         'INSERT INTO stream_events (stream, "offset", ev, data) VALUES ($1, $2, $3, $4)',
         [(e.stream, e.offset, e.ev, e.data) for e in events],
     )
+
+
+async def append(
+    conn: asyncpg.Connection, stream: str, items: list[tuple[str, dict[str, Any]]]
+) -> list[Event]:
+    """Append events to ``stream`` inside the caller's transaction; return them with offsets."""
+    if not items:
+        return []
+    epoch, first = await reserve(conn, stream, len(items))
+    events = [Event(stream, epoch, first + i, ev, data) for i, (ev, data) in enumerate(items)]
+    await insert(conn, events)
     return events
 
 

@@ -18,6 +18,7 @@ from cluster.config import Settings, load_settings
 from cluster.runtime import Runtime
 from gateway.app import build_app
 from tests.integration.client import Api
+from tests.integration.gateways import GatewayProcess
 
 _BASE = dict(
     port=0,
@@ -68,3 +69,19 @@ async def http() -> AsyncIterator[ClientSession]:
 @pytest.fixture
 def api(server: TestServer, http: ClientSession) -> Api:
     return Api(str(server.make_url("")), http)
+
+
+@pytest.fixture(scope="session")
+async def gateway2(
+    runtime: Runtime, settings: Settings, http: ClientSession
+) -> AsyncIterator[GatewayProcess]:
+    """A second gateway *process* over the same Ray, Postgres and Redis."""
+    proc = GatewayProcess(settings, runtime.ray_address())
+    await proc.start(http)
+    yield proc
+    await proc.stop()
+
+
+@pytest.fixture
+def api2(gateway2: GatewayProcess, http: ClientSession) -> Api:
+    return Api(gateway2.base, http)

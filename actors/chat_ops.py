@@ -1,0 +1,148 @@
+"""Chat mutations, run by the owner of the room's home cell inside a group commit.
+
+The gateway has already checked the caller may use the room (models/chat.py rules); member
+rooms are checked again here against committed rows, so a member removed a moment ago cannot
+slip a message in. A message's offset is its event's offset in ``room:<id>``: the handler
+reserves it, writes the row carrying it, and hands the event to the host for publishing.
+Direct-room messages are also appended to each member's inbox ``user:<id>``, so every session
+of the user receives them wherever it is connected.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from models.chat import room_stream
+from models.errors import BadRequest, Forbidden, NotFound
+from models.ids import new_id
+from models.streams import Event, user_stream
+from store import chat_store
+from store import events as event_log
+from store.feed_store import ms_to_dt
+
+if TYPE_CHECKING:
+    from actors.cell_host import CellHost, Command, Emitted, Handler
+    from actors.group_commit import Tx
+
+
+async def _require_member(tx: Tx, room_id: str, user_id: str) -> None:
+    state = await chat_store.membership(tx.conn, room_id, user_id)
+    if state == "missing":
+        raise NotFound("no such room")
+    if state != "member":
+        raise Forbidden("you are not a member of this room")
+
+
+async def chat_open(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    data, me = cmd["data"], cmd["user_id"]
+    other = data["user_id"]
+    if other not in await chat_store.users_exist(tx.conn, [other]):
+        raise NotFound("no such user")
+    created = await chat_store.create_room(
+        tx.conn, data["room_id"], "direct", data["cell"], None, data["pair"], me, [me, other]
+    )
+    room = await chat_store.get_room(tx.conn, data["room_id"])
+    assert room is not None
+    if created:
+        out.add(user_stream(other), "notification", {"kind": "room.opened", "room": room})
+    return {"room": room}
+
+
+async def room_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    data, me = cmd["data"], cmd["user_id"]
+    wanted = sorted({me, *data["members"]})
+    known = await chat_store.users_exist(tx.conn, wanted)
+    if missing := [u for u in wanted if u not in known]:
+        raise NotFound(f"no such user: {missing[0]}")
+    await chat_store.create_room(
+        tx.conn, data["room_id"], "group", data["cell"], data["title"], None, me, wanted
+    )
+    room = await chat_store.get_room(tx.conn, data["room_id"])
+    assert room is not None
+    for member in wanted:
+        if member != me:
+            out.add(user_stream(member), "notification", {"kind": "room.added", "room": room})
+    return {"room": room}
+
+
+async def room_add(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    data, me = cmd["data"], cmd["user_id"]
+    room_id, user = data["room_id"], data["user_id"]
+    await _require_member(tx, room_id, me)
+    room = await chat_store.get_room(tx.conn, room_id)
+    assert room is not None
+    if room["kind"] != "group":
+        raise BadRequest("members can be added to group rooms only")
+    if user not in await chat_store.users_exist(tx.conn, [user]):
+        raise NotFound("no such user")
+    if await chat_store.add_member(tx.conn, room_id, user):
+        out.add(room_stream(room_id), "room.member_added", {"room_id": room_id, "user_id": user})
+        room["members"].append(user)
+        out.add(user_stream(user), "notification", {"kind": "room.added", "room": room})
+    return {"room_id": room_id, "user_id": user}
+
+
+async def room_leave(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    room_id, me = cmd["data"]["room_id"], cmd["user_id"]
+    await _require_member(tx, room_id, me)
+    room = await chat_store.get_room(tx.conn, room_id)
+    if room is not None and room["kind"] != "group":
+        raise BadRequest("only group rooms can be left")
+    await chat_store.remove_member(tx.conn, room_id, me)
+    out.add(room_stream(room_id), "room.member_left", {"room_id": room_id, "user_id": me})
+    return {"room_id": room_id, "left": True}
+
+
+async def chat_send(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    data, me = cmd["data"], cmd["user_id"]
+    room_id = data["room_id"]
+    recipients: list[str] = []
+    if data["kind"] == "member":
+        await _require_member(tx, room_id, me)
+        room = await chat_store.get_room(tx.conn, room_id)
+        if room is not None and room["kind"] == "direct":
+            recipients = room["members"]
+    stream = room_stream(room_id)
+    epoch, offset = await event_log.reserve(tx.conn, stream, 1)
+    now_ms = time.time_ns() // 1_000_000
+    message = {
+        "id": new_id(now_ms),
+        "room_id": room_id,
+        "cell": data["cell"],
+        "sender_id": me,
+        "text": data["text"],
+        "offset": offset,
+        "created_at": ms_to_dt(now_ms).isoformat(),
+    }
+    await chat_store.insert_message(tx.conn, message)
+    event = Event(stream, epoch, offset, "chat.message", {"message": message})
+    await event_log.insert(tx.conn, [event])
+    out.appended.append(event)
+    for member in recipients:
+        out.add(user_stream(member), "chat.message", {"message": message})
+    return {"message": message}
+
+
+async def chat_read(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    data, me = cmd["data"], cmd["user_id"]
+    room_id, offset = data["room_id"], data["offset"]
+    await _require_member(tx, room_id, me)
+    last = (await event_log.position(tx.conn, room_stream(room_id))).offset
+    if offset > last:
+        raise BadRequest(f"offset {offset} is beyond the room's last offset {last}")
+    if await chat_store.advance_read(tx.conn, room_id, me, offset):
+        out.add(
+            room_stream(room_id), "chat.read", {"room_id": room_id, "user_id": me, "offset": offset}
+        )
+    return {"room_id": room_id, "offset": offset}
+
+
+HANDLERS: dict[str, Handler] = {
+    "chat.open": chat_open,
+    "room.create": room_create,
+    "room.add": room_add,
+    "room.leave": room_leave,
+    "chat.send": chat_send,
+    "chat.read": chat_read,
+}

@@ -1,0 +1,123 @@
+"""Presence: who is in a room or a cell right now. Approximate, kept in Redis, self-healing.
+
+For each stream with presence (``room:<id>`` and a user's own ``feed:<cell>``) Redis holds a
+sorted set ``hl:pr:<stream>`` of ``<gateway id>|<user id>`` scored by an expiry time. Each gateway
+counts its own sessions per (stream, user), adds the member on the first, removes it on the
+last, and refreshes its members every ``presence_ttl_s / 3``. A gateway that dies stops
+refreshing; its members expire and readers skip them, so presence rebuilds itself without any
+coordinator. ``presence.join`` / ``presence.leave`` are ephemeral events (no offset) published on
+the stream's channel when a user appears on, or disappears from, every gateway.
+
+Redis errors are logged, never raised to a client: presence may be briefly wrong, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from store.fanout import channel
+
+log = logging.getLogger("hyperlocal.presence")
+
+
+def _key(stream: str) -> str:
+    return f"hl:pr:{stream}"
+
+
+def ephemeral_frame(ev: str, stream: str, data: dict[str, object]) -> str:
+    """The wire frame of an event that carries no offset (typing, presence)."""
+    return json.dumps({"ev": ev, "stream": stream, "data": data}, separators=(",", ":"))
+
+
+class Presence:
+    """This gateway's share of presence. See the module docstring."""
+
+    def __init__(self, redis: aioredis.Redis, gateway_id: str, ttl_s: float) -> None:
+        self.redis = redis
+        self.gateway_id = gateway_id
+        self.ttl_s = ttl_s
+        self._local: dict[str, dict[str, int]] = defaultdict(dict)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._refresh_loop(), name="presence-refresh")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for stream, users in list(self._local.items()):
+            for user in list(users):
+                users[user] = 1
+                await self.exit(stream, user)
+
+    def _member(self, user_id: str) -> str:
+        return f"{self.gateway_id}|{user_id}"
+
+    async def enter(self, stream: str, user_id: str) -> None:
+        users = self._local[stream]
+        users[user_id] = users.get(user_id, 0) + 1
+        if users[user_id] > 1:
+            return
+        try:
+            already = user_id in await self.members(stream)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(_key(stream), {self._member(user_id): time.time() + self.ttl_s})
+                pipe.expire(_key(stream), int(self.ttl_s * 2) + 1)
+                await pipe.execute()
+            if not already:
+                await self._announce("presence.join", stream, user_id)
+        except (RedisError, OSError) as exc:
+            log.warning("presence enter %s failed: %r", stream, exc)
+
+    async def exit(self, stream: str, user_id: str) -> None:
+        users = self._local.get(stream)
+        if not users or user_id not in users:
+            return
+        users[user_id] -= 1
+        if users[user_id] > 0:
+            return
+        del users[user_id]
+        if not users:
+            self._local.pop(stream, None)
+        try:
+            await self.redis.zrem(_key(stream), self._member(user_id))
+            if user_id not in await self.members(stream):
+                await self._announce("presence.leave", stream, user_id)
+        except (RedisError, OSError) as exc:
+            log.warning("presence exit %s failed: %r", stream, exc)
+
+    async def members(self, stream: str) -> list[str]:
+        """Users present on ``stream`` on any live gateway (sorted)."""
+        raw = await self.redis.zrangebyscore(_key(stream), time.time(), "+inf")
+        users = {(m.decode() if isinstance(m, bytes) else m).split("|", 1)[1] for m in raw}
+        return sorted(users)
+
+    async def _announce(self, ev: str, stream: str, user_id: str) -> None:
+        frame = ephemeral_frame(ev, stream, {"stream": stream, "user_id": user_id})
+        await self.redis.publish(channel(stream), frame)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_s / 3)
+            try:
+                await self._refresh()
+            except (RedisError, OSError) as exc:
+                log.warning("presence refresh failed (will retry): %r", exc)
+
+    async def _refresh(self) -> None:
+        expires = time.time() + self.ttl_s
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, users in self._local.items():
+                if users:
+                    pipe.zadd(_key(stream), {self._member(u): expires for u in users})
+                    pipe.zremrangebyscore(_key(stream), "-inf", time.time())
+                    pipe.expire(_key(stream), int(self.ttl_s * 2) + 1)
+            await pipe.execute()

@@ -1,0 +1,79 @@
+"""Extra gateway processes for multi-gateway tests: `hyperlocal gateway` on its own port,
+joined to the session's Ray, Postgres and Redis. Stopped (or killed) by the test that made it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from cluster.config import Settings
+from store.embedded import free_port
+
+
+class GatewayProcess:
+    def __init__(self, settings: Settings, ray_address: str) -> None:
+        self.settings = settings
+        self.ray_address = ray_address
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(settings.data_dir) / f"gateway-{self.port}.log"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        s = self.settings
+        env = {
+            **os.environ,
+            "RAY_ADDRESS": self.ray_address,
+            "DATABASE_URL": s.database_url or "",
+            "REDIS_URL": s.redis_url or "",
+            "HL_DATA_DIR": str(Path(s.data_dir).resolve()),
+            "HL_REST_RATE_PER_MIN": str(s.rest_rate_per_min),
+            "HL_WS_RATE_PER_S": str(s.ws_rate_per_s),
+            "HL_WS_RATE_BURST": str(s.ws_rate_burst),
+            "HL_ARGON2_TIME_COST": str(s.argon2_time_cost),
+            "HL_ARGON2_MEMORY_KIB": str(s.argon2_memory_kib),
+            "HL_SHARD_COUNT": str(s.shard_count),
+        }
+        with open(self.log, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "cluster.cli", "gateway", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+
+    async def start(self, http: aiohttp.ClientSession, timeout_s: float = 90) -> None:
+        self.proc = await asyncio.to_thread(self._spawn)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.log.read_text()[-3000:]}")
+            try:
+                async with http.get(self.base + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.3)
+        raise TimeoutError(f"gateway not ready: {self.log.read_text()[-3000:]}")
+
+    async def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(self.proc.wait, 30)
+
+    async def kill(self) -> None:
+        """Die like a crashed process: no goodbyes to clients, Redis or Ray."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(self.proc.wait, 30)
