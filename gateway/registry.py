@@ -16,10 +16,19 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import auth, chat_ops, ops
+from gateway import auth, chat_ops, hooks_api, market_ops, oauth, ops, payments_api, vendor_api
 from gateway.ops import Op
 
-FEATURES: tuple[ModuleType, ...] = (auth, ops, chat_ops)
+FEATURES: tuple[ModuleType, ...] = (
+    auth,
+    ops,
+    chat_ops,
+    market_ops,
+    vendor_api,
+    hooks_api,
+    oauth,
+    payments_api,
+)
 
 
 def _merge(name: str) -> dict[str, Any]:

@@ -1,0 +1,267 @@
+"""Marketplace mutations, run by the shard that owns the cell (or buyer key) they route to.
+
+Owned here, per cell: the vendor profiles, listings (and so their stock) and orders homed in
+the cell. Owned per buyer key (``user:<id>``): the buyer's cart. Every handler runs inside the
+shard's group commit: it validates against committed state, writes rows, declares its stream
+events and queues its REST hook deliveries (the outbox) in that same transaction, so an acked
+reservation, sale or refund is durable, and its events and hooks exist if and only if it is.
+
+Stock moves only here: ``order.reserve`` takes it (a conditional UPDATE; ``CHECK (stock >= 0)``
+backs it up), ``order.act`` gives it back when an unpaid or not yet handed-over order ends,
+``listing.stock`` sets it for the vendor. Idempotent: all by the caller's (user, key) record.
+The gateway passes who is acting (``actor``, ``vendor_id``); the handlers check it against the
+row (rule 7), so a vendor reaches only its own listings and orders, a buyer only their own.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from models import market
+from models.errors import BadRequest, Conflict, NotFound, OutOfStock
+from models.ids import cell_of, cell_scoped_id, new_id
+from models.streams import feed_stream, user_stream
+from store import hooks_store
+from store import market_store as ms
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from actors.cell_host import CellHost, Command, Emitted, Handler
+    from actors.group_commit import Tx
+
+
+def _listing_changed(out: Emitted, listing: dict[str, Any]) -> None:
+    out.add(feed_stream(listing["cell"]), "listing.updated", {"listing": listing})
+
+
+async def _stock_hooks(host: CellHost, tx: Tx, before: int | None, listing: dict[str, Any]) -> None:
+    threshold = host.settings.low_stock_threshold
+    if listing["stock"] <= threshold and (before is None or before > threshold):
+        await hooks_store.enqueue(tx.conn, listing["vendor_id"], "listing.low_stock", listing)
+    await hooks_store.enqueue(tx.conn, listing["vendor_id"], "listing.updated", listing)
+
+
+async def _own_listing(tx: Tx, cmd: Command) -> asyncpg.Record:
+    row = await ms.listing_row(tx.conn, cmd["data"]["listing_id"], lock=True)
+    if row is None or row["vendor_id"] != cmd["data"]["vendor_id"] or row["deleted_at"]:
+        raise NotFound("no such listing")
+    return row
+
+
+# -- vendors and listings -----------------------------------------------------------------------
+async def vendor_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    data = cmd["data"]
+    vendor = {**data, "id": cell_scoped_id(data["cell"]), "user_id": cmd["user_id"]}
+    return {"vendor": await ms.insert_vendor(tx.conn, vendor)}
+
+
+async def listing_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    data = cmd["data"]
+    vendor = await ms.vendor_by_id(tx.conn, data["vendor_id"])
+    if vendor is None:
+        raise NotFound("no such vendor")
+    fields = {k: data[k] for k in data if k != "vendor_id"}
+    row = {
+        **fields,
+        "id": cell_scoped_id(vendor["cell"]),
+        "vendor_id": vendor["id"],
+        "cell": vendor["cell"],
+        "lat": vendor["lat"],
+        "lng": vendor["lng"],
+    }
+    listing = await ms.insert_listing(tx.conn, row)
+    _listing_changed(out, listing)
+    await _stock_hooks(host, tx, None, listing)
+    return {"listing": listing}
+
+
+async def listing_update(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    await _own_listing(tx, cmd)
+    listing = await ms.update_listing(tx.conn, cmd["data"]["listing_id"], cmd["data"]["fields"])
+    _listing_changed(out, listing)
+    await hooks_store.enqueue(tx.conn, listing["vendor_id"], "listing.updated", listing)
+    return {"listing": listing}
+
+
+async def listing_delete(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    await _own_listing(tx, cmd)
+    listing = await ms.delete_listing(tx.conn, cmd["data"]["listing_id"])
+    _listing_changed(out, listing)
+    return {"listing": listing}
+
+
+async def listing_stock(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    row = await _own_listing(tx, cmd)
+    data = cmd["data"]
+    stock = data["set"] if data.get("set") is not None else row["stock"] + data["delta"]
+    if stock < 0:
+        raise Conflict(f"stock is {row['stock']}; it cannot go below zero")
+    listing = await ms.set_stock(tx.conn, row["id"], stock)
+    _listing_changed(out, listing)
+    await _stock_hooks(host, tx, row["stock"], listing)
+    return {"listing": listing}
+
+
+# -- carts (routed to the buyer's key) ----------------------------------------------------------
+async def cart_add(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    data = cmd["data"]
+    row = await ms.listing_row(tx.conn, data["listing_id"])
+    if row is None or not row["active"] or row["deleted_at"] is not None:
+        raise NotFound("no such listing")
+    held = await tx.conn.fetchval(
+        "SELECT qty FROM cart_items WHERE user_id = $1 AND listing_id = $2",
+        cmd["user_id"],
+        row["id"],
+    )
+    if (held or 0) + data["qty"] > 999:
+        raise BadRequest("at most 999 of one listing in a cart")
+    qty = await ms.cart_add(tx.conn, cmd["user_id"], row["id"], data["qty"])
+    return {"item": {"listing_id": row["id"], "qty": qty}}
+
+
+async def cart_remove(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    ids = cmd["data"]["listing_ids"]
+    removed = await ms.cart_remove(tx.conn, cmd["user_id"], ids)
+    return {"removed": removed}
+
+
+# -- orders (routed to the vendor's cell) -------------------------------------------------------
+async def _order_events(
+    tx: Tx, out: Emitted, row: asyncpg.Record, created: bool = False
+) -> dict[str, Any]:
+    order = await ms.order_with_lines(tx.conn, row)
+    for user in {row["buyer_id"], row["vendor_user_id"]}:
+        out.add(user_stream(user), "order.updated", {"order": order})
+    if created:
+        await hooks_store.enqueue(tx.conn, row["vendor_id"], "order.created", order)
+    await hooks_store.enqueue(tx.conn, row["vendor_id"], "order.updated", order)
+    return order
+
+
+async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any]) -> None:
+    row = await ms.take_stock(tx.conn, item["listing_id"], item["qty"])
+    if row is None:
+        current = await ms.listing_row(tx.conn, item["listing_id"])
+        if current is None or not current["active"] or current["deleted_at"] is not None:
+            raise NotFound(f"{item['title']} is no longer on sale", listing_id=item["listing_id"])
+        raise OutOfStock(
+            f"only {current['stock']} left of {item['title']}",
+            listing_id=item["listing_id"],
+            available=current["stock"],
+        )
+    if row["price"] != item["unit_price"]:
+        raise Conflict(f"the price of {item['title']} changed; review the cart")
+    listing = ms.listing_public(row)
+    _listing_changed(out, listing)
+    await _stock_hooks(host, tx, row["stock"] + item["qty"], listing)
+
+
+async def order_reserve(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    """Take the stock of one vendor's part of a checkout and open its pending order."""
+    data = cmd["data"]
+    vendor_id = data["vendor_id"]
+    cell = cell_of(vendor_id)
+    vendor = await ms.vendor_by_id(tx.conn, vendor_id)
+    if vendor is None or cell is None:
+        raise NotFound("no such vendor")
+    for item in data["items"]:
+        if cell_of(item["listing_id"]) != cell:
+            raise BadRequest("a part must hold only its vendor's listings")
+        await _take(host, tx, out, item)
+    now = datetime.now(UTC)
+    order = {
+        "id": cell_scoped_id(cell),
+        "group_id": data["group_id"],
+        "buyer_id": cmd["user_id"],
+        "vendor_id": vendor_id,
+        "vendor_user_id": vendor["user_id"],
+        "cell": cell,
+        "status": market.PENDING,
+        "total": data["total"],
+        "currency": data["currency"],
+        "reserved_until": market.reservation_deadline(now, data["ttl_s"]),
+    }
+    await ms.insert_order(tx.conn, order, data["items"])
+    row = await ms.order_row(tx.conn, order["id"])
+    return {"order": await _order_events(tx, out, row, created=True)}
+
+
+def _may_see(row: asyncpg.Record, cmd: Command) -> bool:
+    actor = cmd["data"]["actor"]
+    if actor == "buyer":
+        return bool(row["buyer_id"] == cmd["user_id"])
+    if actor == "vendor":
+        return bool(row["vendor_id"] == cmd["data"].get("vendor_id"))
+    return True
+
+
+async def order_act(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    """One step of the order state machine (models/market.py), with its stock and refund."""
+    data = cmd["data"]
+    row = await ms.order_row(tx.conn, data["order_id"], lock=True)
+    if row is None or not _may_see(row, cmd):
+        raise NotFound("no such order")
+    action, actor = data["action"], data["actor"]
+    now = datetime.now(UTC)
+    if action == "expire" and not market.is_expired(row["status"], row["reserved_until"], now):
+        return {"order": await ms.order_with_lines(tx.conn, row), "changed": False}
+    if actor in ("system", "provider") and _already(row["status"], action):
+        return {"order": await ms.order_with_lines(tx.conn, row), "changed": False}
+    step = market.transition(row["status"], action, actor)
+    order = await ms.order_with_lines(tx.conn, row)
+    if step.restock:
+        for item in order["items"]:
+            _listing_changed(out, await ms.put_back(tx.conn, item["listing_id"], item["qty"]))
+    refund_id = None
+    if step.target == market.REFUNDED:
+        refund_id = await _record_refund(tx, row, external=not step.refund_owed)
+    reason = data.get("reason") or f"{action} by {actor}"
+    updated = await ms.set_order_status(tx.conn, row["id"], step.target, reason)
+    result = {"order": await _order_events(tx, out, updated), "changed": True}
+    if refund_id is not None:
+        result["refund_id"] = refund_id
+    return result
+
+
+def _already(status: str, action: str) -> bool:
+    """A system step repeated after it (or an equivalent) took effect: answer, change nothing."""
+    done = {
+        "confirm": (market.PAID, market.ACCEPTED, market.FULFILLED, market.COMPLETED),
+        "release": (market.CANCELLED,),
+        "refund": (market.REFUNDED,),
+    }
+    return status in done.get(action, ())
+
+
+async def _record_refund(tx: Tx, row: asyncpg.Record, *, external: bool) -> str | None:
+    payment_id = await tx.conn.fetchval(
+        "SELECT id FROM payments WHERE group_id = $1 AND status = 'captured'", row["group_id"]
+    )
+    if payment_id is None:
+        return None
+    refund_id = new_id()
+    await tx.conn.execute(
+        "INSERT INTO refunds (id, order_id, payment_id, amount, status) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (order_id) DO NOTHING",
+        refund_id,
+        row["id"],
+        payment_id,
+        row["total"],
+        "external" if external else "pending",
+    )
+    return refund_id
+
+
+HANDLERS: dict[str, Handler] = {
+    "vendor.create": vendor_create,
+    "listing.create": listing_create,
+    "listing.update": listing_update,
+    "listing.delete": listing_delete,
+    "listing.stock": listing_stock,
+    "cart.add": cart_add,
+    "cart.remove": cart_remove,
+    "order.reserve": order_reserve,
+    "order.act": order_act,
+}

@@ -1,0 +1,257 @@
+"""Checkout: the cart becomes one order per vendor under one order group, paid once.
+
+Steps, each durable before the next, each safe to repeat (a retry with the same key resumes):
+
+1. **Group**: the cart is snapshotted into ``order_groups`` (unique per buyer and key), split
+   per vendor (models/market.py). A retry finds it, and its stored answer once finished.
+2. **Reserve**: one ``order.reserve`` command per vendor, to the shard owning that vendor's
+   cell (idempotency key ``<key>#r:<vendor>``): stock is taken and a ``pending_payment`` order
+   opened with ``reserved_until``. If any part fails, the reserved parts are released.
+3. **Pay**: a ``payments`` row (its id is the provider idempotency key) is written *before* the
+   provider is called, so a crash here leaves a pending payment the sweeper can reconcile.
+4. **Settle**: captured: each order is confirmed (reservation becomes a sale) and the bought
+   items leave the cart; declined: every order is released; customer action needed: the orders
+   stay reserved until a provider webhook settles them or the reservation expires.
+
+A crash between steps loses nothing and oversells nothing: reservations not confirmed expire
+and give their stock back (gateway/market_jobs.py), and a payment captured for an order that
+expired meanwhile is refunded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+
+from gateway.market_service import Actor, MarketService
+from models.errors import AppError, PaymentFailed, error_from_dict
+from models.ids import new_id
+from models.market import Line, split_by_vendor
+from models.placement import cell_key, user_key
+from payments import Charge, PaymentProvider
+from store import market_store as ms
+
+log = logging.getLogger("hyperlocal.checkout")
+
+SYSTEM = "system"
+
+
+def payment_public(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "id": row["id"],
+        "provider": row["provider"],
+        "status": row["status"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "refunded_amount": row["refunded_amount"],
+    }
+    if row["status"] == "requires_action" and row["client_secret"]:
+        out["client_secret"] = row["client_secret"]
+    return out
+
+
+class Checkout:
+    def __init__(self, market: MarketService) -> None:
+        self.market = market
+        self.db = market.db
+
+    async def checkout(self, user_id: str, key: str, payment: dict[str, Any]) -> dict[str, Any]:
+        provider = self.market.provider(str(payment.get("provider", "sandbox")))
+        provider.check(payment)
+        group = await self._group(user_id, key, provider.name)
+        if group["result"] is not None:
+            return _replay(group["result"])
+        try:
+            return await self._run(group, provider, payment)
+        except AppError as err:
+            if not err.temporary:
+                await self._finish(group["id"], "failed", {"error": err.to_dict()})
+            raise
+
+    # -- 1. group -------------------------------------------------------------------------------
+    async def _group(self, user_id: str, key: str, provider: str) -> asyncpg.Record:
+        found = await self._find(user_id, key)
+        if found is not None:
+            return found
+        rows = await self.db.fetch(
+            "SELECT c.listing_id, c.qty, l.vendor_id, l.cell, l.title, l.price, l.currency"
+            " FROM cart_items c JOIN listings l ON l.id = c.listing_id WHERE c.user_id = $1",
+            user_id,
+        )
+        lines = [
+            Line(r["listing_id"], r["vendor_id"], r["cell"], r["title"], r["qty"], r["price"],
+                 r["currency"])
+            for r in rows
+        ]  # fmt: skip
+        parts, total, currency = split_by_vendor(lines)
+        await self.db.execute(
+            "INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount, currency)"
+            " VALUES ($1, $2, $3, 'open', $4, $5, $6) ON CONFLICT (buyer_id, idem_key) DO NOTHING",
+            new_id(),
+            user_id,
+            key,
+            parts,
+            total,
+            currency,
+        )
+        found = await self._find(user_id, key)
+        assert found is not None
+        return found
+
+    async def _find(self, user_id: str, key: str) -> asyncpg.Record | None:
+        return await self.db.fetchrow(
+            "SELECT * FROM order_groups WHERE buyer_id = $1 AND idem_key = $2", user_id, key
+        )
+
+    async def _finish(self, group_id: str, status: str, result: dict[str, Any] | None) -> None:
+        await self.db.execute(
+            "UPDATE order_groups SET status = $2, result = COALESCE(result, $3), updated_at = now()"
+            " WHERE id = $1",
+            group_id,
+            status,
+            result,
+        )
+
+    # -- 2-4 ------------------------------------------------------------------------------------
+    async def _run(
+        self, group: asyncpg.Record, provider: PaymentProvider, details: dict[str, Any]
+    ) -> dict[str, Any]:
+        key = group["idem_key"]
+        orders = await self._reserve(group)
+        payment = await self._payment(group, provider.name)
+        if payment["status"] == "pending":
+            payment = await self._charge(payment, provider, details, group["id"])
+        if payment["status"] == "declined":
+            await self.settle(group["id"], "declined", f"{key}#")
+            raise PaymentFailed("the payment was declined", payment_id=payment["id"])
+        if payment["status"] == "captured":
+            orders = await self.settle(group["id"], "captured", f"{key}#")
+            status = "completed"
+        else:
+            status = "awaiting_payment"
+        result = {"orders": orders, "payment": payment_public(payment)}
+        await self._finish(group["id"], status, result)
+        log.info("checkout %s: %d orders, payment %s", group["id"], len(orders), payment["status"])
+        return result
+
+    async def _reserve(self, group: asyncpg.Record) -> list[dict[str, Any]]:
+        """One ``order.reserve`` per owning cell, sent together; all or none stay reserved."""
+        buyer, key = group["buyer_id"], group["idem_key"]
+        ttl = self.market.settings.reservation_ttl_s
+
+        async def reserve(part: dict[str, Any]) -> dict[str, Any]:
+            data = {**part, "group_id": group["id"], "currency": group["currency"], "ttl_s": ttl}
+            who = Actor(buyer, f"{key}#r:{part['vendor_id']}")
+            reply = await self.market.mutate(who, "order.reserve", cell_key(part["cell"]), data)
+            return dict(reply["order"])
+
+        done = await asyncio.gather(
+            *(reserve(part) for part in group["parts"]), return_exceptions=True
+        )
+        orders = [r for r in done if isinstance(r, dict)]
+        failures = [r for r in done if isinstance(r, BaseException)]
+        if not failures:
+            return orders
+        for order in orders:
+            await self._release_one(order, f"{key}#", "checkout failed")
+        raise failures[0]
+
+    async def _release_one(self, order: dict[str, Any], key_base: str, reason: str) -> None:
+        who = Actor(SYSTEM, f"{key_base}x:{order['id']}")
+        await self.market.act(who, order["id"], "release", SYSTEM, reason)
+
+    async def _payment(self, group: asyncpg.Record, provider: str) -> asyncpg.Record:
+        await self.db.execute(
+            "INSERT INTO payments (id, group_id, provider, amount, currency, status)"
+            " VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (group_id) DO NOTHING",
+            new_id(),
+            group["id"],
+            provider,
+            group["amount"],
+            group["currency"],
+        )
+        return await self.db.fetchrow("SELECT * FROM payments WHERE group_id = $1", group["id"])
+
+    async def _charge(
+        self,
+        payment: asyncpg.Record,
+        provider: PaymentProvider,
+        details: dict[str, Any],
+        group_id: str,
+    ) -> asyncpg.Record:
+        charge = Charge(
+            payment["id"], payment["amount"], payment["currency"], details, {"group_id": group_id}
+        )
+        result = await provider.charge(charge)
+        return await self.db.fetchrow(
+            "UPDATE payments SET status = $2, provider_ref = COALESCE($3, provider_ref),"
+            " client_secret = $4, updated_at = now() WHERE id = $1 AND status = 'pending'"
+            " RETURNING *",
+            payment["id"],
+            result.status,
+            result.provider_ref,
+            result.client_secret,
+        ) or await self.db.fetchrow("SELECT * FROM payments WHERE id = $1", payment["id"])
+
+    # -- settling (also from provider webhooks and the sweeper) ---------------------------------
+    async def settle(self, group_id: str, outcome: str, key_base: str) -> list[dict[str, Any]]:
+        """Apply a payment outcome to the group's pending orders; the orders afterwards.
+
+        ``captured`` confirms them (an order that expired meanwhile gets its money back);
+        ``declined`` releases them. Idempotent: keys derive from ``key_base``, and repeating a
+        system step that already took effect changes nothing.
+        """
+        group = await self.db.fetchrow("SELECT * FROM order_groups WHERE id = $1", group_id)
+        orders = await self.db.fetch(
+            "SELECT id, status FROM orders WHERE group_id = $1 ORDER BY vendor_id", group_id
+        )
+        for order in orders:
+            if outcome == "captured":
+                await self._confirm_one(dict(order), key_base)
+            elif order["status"] == "pending_payment":
+                await self._release_one(dict(order), key_base, "payment declined")
+        if outcome == "captured" and group is not None:
+            await self._clear_cart(group)
+            await self._finish(group_id, "completed", None)
+        elif group is not None:
+            await self._finish(group_id, "failed", None)
+        return await ms.orders_of_group(self.db, group_id)
+
+    async def _confirm_one(self, order: dict[str, Any], key_base: str) -> None:
+        who = Actor(SYSTEM, f"{key_base}c:{order['id']}")
+        try:
+            await self.market.act(who, order["id"], "confirm", SYSTEM, "payment captured")
+        except AppError as err:
+            if err.temporary:
+                raise
+            # Expired and released before the money arrived: give the money back.
+            log.warning("order %s paid after it ended (%s): refunding", order["id"], err.message)
+            await self._refund_orphan(order["id"])
+
+    async def _refund_orphan(self, order_id: str) -> None:
+        refund_id = new_id()
+        await self.db.execute(
+            "INSERT INTO refunds (id, order_id, payment_id, amount, status)"
+            " SELECT $1, o.id, p.id, o.total, 'pending' FROM orders o"
+            " JOIN payments p ON p.group_id = o.group_id AND p.status = 'captured'"
+            " WHERE o.id = $2 ON CONFLICT (order_id) DO NOTHING",
+            refund_id,
+            order_id,
+        )
+        await self.market.run_refund(refund_id)
+
+    async def _clear_cart(self, group: asyncpg.Record) -> None:
+        ids = [item["listing_id"] for part in group["parts"] for item in part["items"]]
+        who = Actor(group["buyer_id"], f"{group['idem_key']}#clear")
+        await self.market.mutate(
+            who, "cart.remove", user_key(group["buyer_id"]), {"listing_ids": ids}
+        )
+
+
+def _replay(result: dict[str, Any]) -> dict[str, Any]:
+    if "error" in result:
+        raise error_from_dict(result["error"])
+    return result

@@ -1,0 +1,121 @@
+"""``POST /api/v1/payments/stripe/webhook``: Stripe tells us what happened to a payment.
+
+The body is verified with the SDK against ``Stripe-Signature`` (a bad one is 400 and changes
+nothing). Each event takes effect once: its order steps are commands keyed by the event id (a
+repeat returns the first result), and the event id is recorded in ``stripe_events`` in the same
+transaction as its payment-row effect; a redelivered event already recorded is acknowledged
+without effect. Handled: ``payment_intent.succeeded`` (confirm the orders),
+``payment_intent.payment_failed`` / ``payment_intent.canceled`` (release them) and
+``charge.refunded`` (a full refund made at Stripe refunds the orders). Others are acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from gateway.context import DB
+from gateway.market_context import CHECKOUT, MARKET
+from gateway.market_service import Actor
+from models.errors import BadRequest, NotFound, TooLarge
+
+log = logging.getLogger("hyperlocal.stripe")
+
+_MAX_BODY = 512 * 1024
+_STATUS = {
+    "payment_intent.succeeded": "captured",
+    "payment_intent.payment_failed": "declined",
+    "payment_intent.canceled": "declined",
+}
+
+
+async def stripe_webhook_view(request: web.Request) -> web.Response:
+    provider = request.app[MARKET].providers.get("stripe")
+    if provider is None:
+        raise NotFound("stripe is not configured here")
+    if request.content_length is not None and request.content_length > _MAX_BODY:
+        raise TooLarge("webhook body too large")
+    payload = await request.read()
+    event = provider.verify_webhook(payload, request.headers.get("Stripe-Signature"))  # type: ignore[attr-defined]
+    event_id, kind = str(event.get("id", "")), str(event.get("type", ""))
+    if not event_id:
+        raise BadRequest("the event has no id")
+    db = request.app[DB]
+    if await db.fetchval("SELECT 1 FROM stripe_events WHERE id = $1", event_id):
+        return web.json_response({"received": True, "duplicate": True})
+    obj = (event.get("data") or {}).get("object") or {}
+    payment = await _payment_of(db, obj, kind)
+    if payment is not None:
+        await _apply(request, event_id, kind, obj, payment)
+    first = await _record(db, event_id, kind, obj, payment)
+    log.info("stripe event %s (%s) applied=%s", event_id, kind, first)
+    return web.json_response({"received": True, "duplicate": not first})
+
+
+async def _payment_of(db: asyncpg.Pool, obj: dict[str, Any], kind: str) -> asyncpg.Record | None:
+    intent = obj.get("payment_intent") if kind.startswith("charge.") else obj.get("id")
+    if not isinstance(intent, str):
+        return None
+    return await db.fetchrow(
+        "SELECT * FROM payments WHERE provider = 'stripe' AND provider_ref = $1", intent
+    )
+
+
+async def _apply(
+    request: web.Request, event_id: str, kind: str, obj: dict[str, Any], payment: asyncpg.Record
+) -> None:
+    """The order effects, each keyed by the event id (safe if Stripe redelivers)."""
+    key_base = f"stripe:{event_id}#"
+    if kind in _STATUS:
+        await request.app[CHECKOUT].settle(payment["group_id"], _STATUS[kind], key_base)
+    elif kind == "charge.refunded" and obj.get("refunded"):
+        market = request.app[MARKET]
+        for order in await request.app[DB].fetch(
+            "SELECT id FROM orders WHERE group_id = $1 AND status NOT IN"
+            " ('pending_payment', 'cancelled', 'refunded')",
+            payment["group_id"],
+        ):
+            who = Actor("stripe", f"{key_base}refund:{order['id']}")
+            await market.act(who, order["id"], "refund", "provider", "refunded at stripe")
+
+
+async def _record(
+    db: asyncpg.Pool,
+    event_id: str,
+    kind: str,
+    obj: dict[str, Any],
+    payment: asyncpg.Record | None,
+) -> bool:
+    """Record the event with its payment-row effect, in one transaction; False if repeated."""
+    async with db.acquire() as conn, conn.transaction():
+        first = await conn.fetchval(
+            "INSERT INTO stripe_events (id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            " RETURNING id",
+            event_id,
+            kind,
+        )
+        if first is None or payment is None:
+            return first is not None
+        if kind in _STATUS:
+            status = "captured" if _STATUS[kind] == "captured" else "declined"
+            await conn.execute(
+                "UPDATE payments SET status = $2, updated_at = now() WHERE id = $1"
+                " AND status <> 'captured'",
+                payment["id"],
+                status,
+            )
+        elif kind == "charge.refunded":
+            await conn.execute(
+                "UPDATE payments SET refunded_amount = GREATEST(refunded_amount, $2),"
+                " updated_at = now() WHERE id = $1",
+                payment["id"],
+                int(obj.get("amount_refunded") or 0),
+            )
+    return True
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/payments/stripe/webhook", stripe_webhook_view)

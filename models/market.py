@@ -1,0 +1,233 @@
+"""Marketplace rules: the order state machine, cart and price math, reservation expiry, scopes
+and browse cursors. Pure: no I/O, no Ray, no aiohttp (tests/unit/test_market_model.py).
+
+Order states (docs/marketplace.md has the diagram)::
+
+    pending_payment -> paid -> accepted -> fulfilled -> completed
+          |             |         |           |            |
+          v             v         v           v            v
+      cancelled      refunded  refunded    refunded     refunded (provider only)
+
+Who may take which step is part of the rule: a buyer cancels only before the vendor accepts, a
+vendor accepts and fulfils, the system confirms payment, releases and expires reservations, and
+only the payment provider's own refund (a Stripe dashboard refund) reaches a completed order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from models.errors import BadRequest, Conflict
+
+Actor = Literal["buyer", "vendor", "system", "provider"]
+
+PENDING = "pending_payment"
+PAID = "paid"
+ACCEPTED = "accepted"
+FULFILLED = "fulfilled"
+COMPLETED = "completed"
+CANCELLED = "cancelled"
+REFUNDED = "refunded"
+ORDER_STATES = (PENDING, PAID, ACCEPTED, FULFILLED, COMPLETED, CANCELLED, REFUNDED)
+TERMINAL = frozenset({CANCELLED, REFUNDED})
+
+# (from state, action) -> (to state, actors allowed to take it)
+_TRANSITIONS: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
+    (PENDING, "confirm"): (PAID, frozenset({"system", "provider"})),
+    (PENDING, "cancel"): (CANCELLED, frozenset({"buyer", "vendor"})),
+    (PENDING, "release"): (CANCELLED, frozenset({"system", "provider"})),
+    (PENDING, "expire"): (CANCELLED, frozenset({"system"})),
+    (PAID, "accept"): (ACCEPTED, frozenset({"vendor"})),
+    (PAID, "cancel"): (REFUNDED, frozenset({"buyer", "vendor"})),
+    (PAID, "refund"): (REFUNDED, frozenset({"system", "provider"})),
+    (ACCEPTED, "fulfil"): (FULFILLED, frozenset({"vendor"})),
+    (ACCEPTED, "cancel"): (REFUNDED, frozenset({"vendor"})),
+    (ACCEPTED, "refund"): (REFUNDED, frozenset({"system", "provider"})),
+    (FULFILLED, "complete"): (COMPLETED, frozenset({"buyer", "system"})),
+    (FULFILLED, "refund"): (REFUNDED, frozenset({"system", "provider"})),
+    (COMPLETED, "refund"): (REFUNDED, frozenset({"provider"})),
+}
+ACTIONS = frozenset(action for _, action in _TRANSITIONS)
+
+
+@dataclass(frozen=True)
+class Step:
+    """The outcome of one allowed transition and what it implies."""
+
+    source: str
+    target: str
+    restock: bool
+    """Reserved or sold units go back to stock (nothing was handed over yet)."""
+    refund_owed: bool
+    """Money was captured and must go back through the provider."""
+
+
+def transition(status: str, action: str, actor: Actor) -> Step:
+    """The step ``actor`` takes with ``action`` from ``status``, or ``conflict`` if illegal."""
+    if action not in ACTIONS:
+        raise BadRequest(f"unknown order action {action!r}")
+    found = _TRANSITIONS.get((status, action))
+    if found is None or actor not in found[1]:
+        raise Conflict(f"an order that is {status} cannot be {action} by the {actor}")
+    target = found[0]
+    restock = target in TERMINAL and status in (PENDING, PAID, ACCEPTED)
+    refund_owed = target == REFUNDED and actor != "provider"
+    return Step(status, target, restock, refund_owed)
+
+
+# -- reservations -------------------------------------------------------------------------------
+def reservation_deadline(now: datetime, ttl_s: float) -> datetime:
+    return now + timedelta(seconds=ttl_s)
+
+
+def is_expired(status: str, reserved_until: datetime | None, now: datetime) -> bool:
+    """A pending order whose reservation has run out (its stock goes back)."""
+    return status == PENDING and reserved_until is not None and reserved_until <= now
+
+
+# -- carts and prices ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Line:
+    listing_id: str
+    vendor_id: str
+    cell: str
+    title: str
+    qty: int
+    unit_price: int
+    currency: str
+
+    @property
+    def amount(self) -> int:
+        return self.qty * self.unit_price
+
+
+def split_by_vendor(lines: list[Line]) -> tuple[list[dict[str, Any]], int, str]:
+    """One part per vendor (its cell, lines and total), the grand total and the currency.
+
+    A checkout pays once, so every line must be in one currency.
+    """
+    if not lines:
+        raise BadRequest("the cart is empty")
+    currencies = {line.currency for line in lines}
+    if len(currencies) != 1:
+        raise BadRequest(f"a checkout takes one currency; the cart has {sorted(currencies)}")
+    parts: dict[str, dict[str, Any]] = {}
+    for line in sorted(lines, key=lambda x: (x.vendor_id, x.listing_id)):
+        part = parts.setdefault(
+            line.vendor_id,
+            {"vendor_id": line.vendor_id, "cell": line.cell, "items": [], "total": 0},
+        )
+        part["items"].append(
+            {
+                "listing_id": line.listing_id,
+                "title": line.title,
+                "qty": line.qty,
+                "unit_price": line.unit_price,
+            }
+        )
+        part["total"] += line.amount
+    total = sum(p["total"] for p in parts.values())
+    return list(parts.values()), total, currencies.pop()
+
+
+def cart_totals(items: list[dict[str, Any]]) -> dict[str, int]:
+    """Sum per currency of ``{qty, listing: {price, currency}}`` cart items."""
+    totals: dict[str, int] = {}
+    for item in items:
+        listing = item["listing"]
+        totals[listing["currency"]] = totals.get(listing["currency"], 0) + (
+            item["qty"] * listing["price"]
+        )
+    return totals
+
+
+# -- vendor API scopes --------------------------------------------------------------------------
+SCOPES = (
+    "listings:read",
+    "listings:write",
+    "orders:read",
+    "orders:write",
+    "hooks:read",
+    "hooks:write",
+)
+
+
+def parse_scopes(requested: str | None, allowed: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The scopes a token gets: the requested (space-separated) subset of ``allowed``."""
+    if requested is None or not requested.strip():
+        return tuple(allowed)
+    wanted = tuple(dict.fromkeys(requested.split()))
+    unknown = [s for s in wanted if s not in SCOPES]
+    if unknown:
+        raise BadRequest(f"unknown scope {unknown[0]!r}")
+    extra = [s for s in wanted if s not in allowed]
+    if extra:
+        raise BadRequest(f"scope {extra[0]!r} is not granted to this app")
+    return wanted
+
+
+# -- browse cursors -----------------------------------------------------------------------------
+SORTS = ("distance", "newest", "price")
+
+
+@dataclass(frozen=True)
+class NearbyCursor:
+    """Where a ``listings.nearby`` page ended: the sort, the last sort value and the last id."""
+
+    sort: str
+    value: float | str
+    last_id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.sort, self.value, self.last_id], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, sort: str) -> NearbyCursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            kind, value, last_id = json.loads(raw)
+        except (ValueError, TypeError):
+            raise BadRequest("cursor is not valid") from None
+        if kind != sort:
+            raise BadRequest("cursor belongs to another sort order")
+        if not isinstance(last_id, str) or not isinstance(value, int | float | str):
+            raise BadRequest("cursor is not valid")
+        if sort == "newest":
+            try:
+                datetime.fromisoformat(str(value))
+            except ValueError:
+                raise BadRequest("cursor is not valid") from None
+        if sort != "newest" and isinstance(value, str):
+            raise BadRequest("cursor is not valid")
+        return cls(kind, value, last_id)
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where a newest-first page (orders, a vendor's listings) ended."""
+
+    created_at: str
+    last_id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at, self.last_id], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str | None) -> PageCursor | None:
+        if text is None:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            created_at, last_id = json.loads(raw)
+            datetime.fromisoformat(created_at)
+        except (ValueError, TypeError):
+            raise BadRequest("cursor is not valid") from None
+        if not isinstance(last_id, str):
+            raise BadRequest("cursor is not valid")
+        return cls(created_at, last_id)

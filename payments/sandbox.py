@@ -1,0 +1,59 @@
+"""The sandbox provider: no keys, no network; the card number decides (PROTOCOL.md).
+
+- ``4242424242424242`` approves (authorised and captured at once);
+- ``4000000000000002`` is declined (``payment_failed``);
+- ``4000000000003220`` needs customer action (3-D Secure): the orders stay ``pending_payment``
+  until their reservation expires *(extension, for testing expiry)*.
+
+The outcome is encoded in the provider reference, so ``status`` and refunds need no state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from models.errors import BadRequest
+from payments.base import Charge, ChargeResult, ChargeStatus
+
+APPROVE = "4242424242424242"
+DECLINE = "4000000000000002"
+ACTION = "4000000000003220"
+_OUTCOMES: dict[str, ChargeStatus] = {
+    APPROVE: "captured",
+    DECLINE: "declined",
+    ACTION: "requires_action",
+}
+
+
+class SandboxProvider:
+    name = "sandbox"
+
+    def check(self, details: dict[str, Any]) -> None:
+        card = details.get("card")
+        if not isinstance(card, str) or card.replace(" ", "") not in _OUTCOMES:
+            raise BadRequest(
+                f"payment.card: the sandbox takes the test cards {', '.join(_OUTCOMES)}"
+            )
+
+    async def charge(self, charge: Charge) -> ChargeResult:
+        outcome = _OUTCOMES[str(charge.details["card"]).replace(" ", "")]
+        ref = f"sbx_{outcome}_{charge.idempotency_key}"
+        if outcome == "declined":
+            return ChargeResult("declined", ref, "your card was declined")
+        secret = f"{ref}_secret" if outcome == "requires_action" else None
+        return ChargeResult(outcome, ref, client_secret=secret)
+
+    async def status(self, provider_ref: str) -> ChargeStatus | Literal["pending"]:
+        for outcome in ("captured", "declined", "requires_action"):
+            if provider_ref.startswith(f"sbx_{outcome}_"):
+                return outcome  # type: ignore[return-value]
+        return "pending"
+
+    async def cancel(self, provider_ref: str) -> None:
+        return None
+
+    async def refund(self, provider_ref: str, amount: int, idempotency_key: str) -> str:
+        return f"sbx_re_{idempotency_key}"
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,116 @@
+"""The Stripe provider, through the official SDK's async client (never blocking the loop).
+
+Charges are PaymentIntents created and confirmed in one call with our payment id as the
+idempotency key; refunds are Refunds keyed by our refund id. ``api_base`` points the SDK at
+another host (tests run a local stand-in of the Stripe API). Webhooks are verified with the
+SDK's ``Webhook.construct_event`` against the endpoint's signing secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import stripe
+
+from models.errors import BadRequest, Unavailable
+from payments.base import Charge, ChargeResult, ChargeStatus
+
+_STATUS: dict[str, ChargeStatus | Literal["pending"]] = {
+    "succeeded": "captured",
+    "requires_action": "requires_action",
+    "requires_confirmation": "requires_action",
+    "processing": "pending",
+    "requires_capture": "pending",
+    "requires_payment_method": "declined",
+    "canceled": "declined",
+}
+
+
+class StripeProvider:
+    name = "stripe"
+
+    def __init__(self, api_key: str, api_base: str | None, webhook_secret: str | None) -> None:
+        self._webhook_secret = webhook_secret
+        self._http = stripe.AIOHTTPClient()
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            http_client=self._http,
+            max_network_retries=2,
+        )
+
+    def check(self, details: dict[str, Any]) -> None:
+        method = details.get("payment_method")
+        if not isinstance(method, str) or not 3 <= len(method) <= 255:
+            raise BadRequest("payment.payment_method: give a Stripe PaymentMethod id (pm_...)")
+
+    async def charge(self, charge: Charge) -> ChargeResult:
+        params: dict[str, Any] = {
+            "amount": charge.amount,
+            "currency": charge.currency,
+            "payment_method": charge.details["payment_method"],
+            "confirm": True,
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+            "metadata": charge.metadata,
+        }
+        try:
+            intent = await self._client.v1.payment_intents.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": charge.idempotency_key},
+            )
+        except stripe.CardError as exc:
+            return ChargeResult("declined", _intent_of(exc), exc.user_message or "declined")
+        except stripe.InvalidRequestError as exc:
+            return ChargeResult("declined", None, exc.user_message or "payment refused")
+        except stripe.StripeError as exc:
+            raise Unavailable(f"stripe unavailable: {type(exc).__name__}") from None
+        status = _STATUS.get(intent.status, "pending")
+        if status == "pending":
+            status = "requires_action"
+        return ChargeResult(status, intent.id, client_secret=intent.client_secret)  # type: ignore[arg-type]
+
+    async def status(self, provider_ref: str) -> ChargeStatus | Literal["pending"]:
+        try:
+            intent = await self._client.v1.payment_intents.retrieve_async(provider_ref)
+        except stripe.StripeError as exc:
+            raise Unavailable(f"stripe unavailable: {type(exc).__name__}") from None
+        return _STATUS.get(intent.status, "pending")
+
+    async def cancel(self, provider_ref: str) -> None:
+        try:
+            await self._client.v1.payment_intents.cancel_async(provider_ref)
+        except stripe.InvalidRequestError:
+            return  # already captured or cancelled: nothing to void
+        except stripe.StripeError as exc:
+            raise Unavailable(f"stripe unavailable: {type(exc).__name__}") from None
+
+    async def refund(self, provider_ref: str, amount: int, idempotency_key: str) -> str:
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                {"payment_intent": provider_ref, "amount": amount},
+                {"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise Unavailable(f"stripe refund failed: {type(exc).__name__}") from None
+        return str(refund.id)
+
+    def verify_webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """The verified event as plain data, or ``bad_request`` (bad signature or body)."""
+        if not self._webhook_secret:
+            raise BadRequest("stripe webhooks are not configured")
+        try:
+            event = stripe.Webhook.construct_event(payload, signature, self._webhook_secret)
+        except stripe.SignatureVerificationError:
+            raise BadRequest("Stripe-Signature does not verify") from None
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("webhook body is not a Stripe event") from None
+        return event.to_dict()
+
+    async def close(self) -> None:
+        await self._http.close_async()
+
+
+def _intent_of(exc: stripe.StripeError) -> str | None:
+    body = exc.json_body if isinstance(exc.json_body, dict) else {}
+    intent = (body.get("error") or {}).get("payment_intent") or {}
+    return intent.get("id") if isinstance(intent, dict) else None

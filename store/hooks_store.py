@@ -1,0 +1,163 @@
+"""SQL for REST hooks: subscriptions and the delivery outbox.
+
+``enqueue`` runs inside the transaction that produces the event (a shard's group commit), so a
+delivery exists if and only if its event committed: the transactional outbox. The dispatcher
+(gateway/hooks.py) claims due rows with ``FOR UPDATE SKIP LOCKED`` and pushes their ``next_at``
+forward as a lease, so several gateways never deliver one row at the same time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from models.ids import new_id
+
+Db = asyncpg.Pool | asyncpg.Connection
+
+
+def hook_public(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "target_url": row["target_url"],
+        "events": list(row["events"]),
+        "active": row["active"],
+        "disabled_reason": row["disabled_reason"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+def delivery_public(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "hook_id": row["hook_id"],
+        "event_type": row["event_type"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "next_at": row["next_at"].isoformat(),
+        "last_status": row["last_status"],
+        "last_error": row["last_error"],
+        "created_at": row["created_at"].isoformat(),
+        "payload": row["payload"],
+    }
+
+
+async def enqueue(
+    conn: asyncpg.Connection, vendor_id: str, event_type: str, data: dict[str, Any]
+) -> int:
+    """Queue ``event_type`` for every active hook of the vendor subscribed to it."""
+    hooks = await conn.fetch(
+        "SELECT id FROM hooks WHERE vendor_id = $1 AND active AND $2 = ANY(events)",
+        vendor_id,
+        event_type,
+    )
+    if not hooks:
+        return 0
+    now = datetime.now(UTC)
+    payload = {"type": event_type, "timestamp": now.isoformat(), "data": data}
+    await conn.executemany(
+        "INSERT INTO hook_deliveries (id, hook_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+        [(f"msg_{new_id()}", h["id"], event_type, payload) for h in hooks],
+    )
+    return len(hooks)
+
+
+async def create_hook(
+    db: Db, hook_id: str, vendor_id: str, url: str, events: list[str], secret: str
+) -> asyncpg.Record:
+    return await db.fetchrow(
+        "INSERT INTO hooks (id, vendor_id, target_url, events, secret)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING *",
+        hook_id,
+        vendor_id,
+        url,
+        events,
+        secret,
+    )
+
+
+async def hooks_of(db: Db, vendor_id: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT * FROM hooks WHERE vendor_id = $1 ORDER BY created_at DESC", vendor_id
+    )
+
+
+async def hook_of(db: Db, vendor_id: str, hook_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        "SELECT * FROM hooks WHERE id = $1 AND vendor_id = $2", hook_id, vendor_id
+    )
+
+
+async def disable(db: Db, hook_id: str, reason: str) -> None:
+    await db.execute(
+        "UPDATE hooks SET active = false, disabled_reason = $2 WHERE id = $1 AND active",
+        hook_id,
+        reason,
+    )
+
+
+async def claim_due(db: asyncpg.Pool, limit: int, lease_s: float) -> list[asyncpg.Record]:
+    """Due pending deliveries with their hook, leased for ``lease_s`` to this dispatcher."""
+    async with db.acquire() as conn, conn.transaction():
+        return await conn.fetch(
+            "WITH due AS (SELECT id FROM hook_deliveries WHERE status = 'pending'"
+            " AND next_at <= now() ORDER BY next_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " UPDATE hook_deliveries d SET next_at = now() + make_interval(secs => $2)"
+            " FROM due, hooks h WHERE d.id = due.id AND h.id = d.hook_id"
+            " RETURNING d.id, d.hook_id, d.event_type, d.payload, d.attempts,"
+            " h.target_url, h.secret, h.active",
+            limit,
+            lease_s,
+        )
+
+
+async def record_attempt(
+    db: Db,
+    delivery_id: str,
+    status: str,
+    http_status: int | None,
+    error: str | None,
+    retry_in_s: float,
+) -> None:
+    await db.execute(
+        "UPDATE hook_deliveries SET status = $2, attempts = attempts + 1, last_status = $3,"
+        " last_error = $4, next_at = now() + make_interval(secs => $5),"
+        " delivered_at = CASE WHEN $2 = 'delivered' THEN now() END WHERE id = $1",
+        delivery_id,
+        status,
+        http_status,
+        error,
+        retry_in_s,
+    )
+
+
+async def cancel_pending(db: Db, hook_id: str) -> None:
+    """A hook that is gone (410, deleted) keeps its history; its pending rows stop."""
+    await db.execute(
+        "UPDATE hook_deliveries SET status = 'gone' WHERE hook_id = $1 AND status = 'pending'",
+        hook_id,
+    )
+
+
+async def deliveries(db: Db, hook_id: str, status: str | None, limit: int) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT * FROM hook_deliveries WHERE hook_id = $1 AND ($2::text IS NULL OR status = $2)"
+        " ORDER BY created_at DESC, id DESC LIMIT $3",
+        hook_id,
+        status,
+        limit,
+    )
+
+
+async def replay(db: Db, hook_id: str, ids: list[str] | None) -> int:
+    """Put dead-lettered deliveries (all, or those ``ids``) back in the queue, attempts reset."""
+    status = await db.execute(
+        "UPDATE hook_deliveries SET status = 'pending', attempts = 0, next_at = now(),"
+        " last_error = NULL WHERE hook_id = $1 AND status = 'dead'"
+        " AND ($2::text[] IS NULL OR id = ANY($2::text[]))",
+        hook_id,
+        ids,
+    )
+    return int(status.split()[-1])

@@ -1,0 +1,453 @@
+"""SQL for vendors, listings, carts and orders.
+
+Writers take a connection and run inside the caller's transaction (a shard's group commit for
+everything that lives in a cell: listings, stock, orders). Readers take a pool or a connection.
+Stock only ever moves through ``take_stock`` / ``put_back`` / ``adjust_stock`` in the owning
+shard; the ``CHECK (stock >= 0)`` constraint backs that up.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from models.errors import Conflict
+from models.market import NearbyCursor, PageCursor
+
+Db = asyncpg.Pool | asyncpg.Connection
+
+_LISTING_COLUMNS = (
+    "id, vendor_id, cell, kind, title, description, category, price, currency, stock, images,"
+    " active, lat, lng, created_at, updated_at, deleted_at"
+)
+_ORDER_COLUMNS = (
+    "id, group_id, buyer_id, vendor_id, vendor_user_id, cell, status, total, currency,"
+    " reserved_until, reason, created_at, updated_at"
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# -- vendors ------------------------------------------------------------------------------------
+def vendor_public(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "user_id": row["user_id"],
+        "name": row["name"],
+        "category": row["category"],
+        "cell": row["cell"],
+        "lat": row["lat"],
+        "lng": row["lng"],
+        "created_at": _iso(row["created_at"]),
+    }
+
+
+async def insert_vendor(conn: asyncpg.Connection, v: dict[str, Any]) -> dict[str, Any]:
+    try:
+        row = await conn.fetchrow(
+            "INSERT INTO vendors (id, user_id, name, category, cell, lat, lng)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            v["id"],
+            v["user_id"],
+            v["name"],
+            v["category"],
+            v["cell"],
+            v["lat"],
+            v["lng"],
+        )
+    except asyncpg.UniqueViolationError:
+        raise Conflict("you already have a vendor profile") from None
+    return vendor_public(row)
+
+
+async def vendor_of_user(db: Db, user_id: str) -> dict[str, Any] | None:
+    row = await db.fetchrow("SELECT * FROM vendors WHERE user_id = $1", user_id)
+    return vendor_public(row) if row else None
+
+
+async def vendor_by_id(db: Db, vendor_id: str) -> dict[str, Any] | None:
+    row = await db.fetchrow("SELECT * FROM vendors WHERE id = $1", vendor_id)
+    return vendor_public(row) if row else None
+
+
+# -- listings -----------------------------------------------------------------------------------
+def listing_public(row: asyncpg.Record) -> dict[str, Any]:
+    out = {
+        "id": row["id"],
+        "vendor_id": row["vendor_id"],
+        "cell": row["cell"],
+        "kind": row["kind"],
+        "title": row["title"],
+        "description": row["description"],
+        "category": row["category"],
+        "price": row["price"],
+        "currency": row["currency"],
+        "stock": row["stock"],
+        "images": row["images"],
+        "active": row["active"] and row["deleted_at"] is None,
+        "lat": row["lat"],
+        "lng": row["lng"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+    if row["deleted_at"] is not None:
+        out["deleted"] = True
+    if "distance_m" in row.keys():  # noqa: SIM118 - asyncpg.Record has no __contains__ by key
+        out["distance_m"] = round(row["distance_m"], 1)
+    return out
+
+
+async def insert_listing(conn: asyncpg.Connection, x: dict[str, Any]) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        f"INSERT INTO listings (id, vendor_id, cell, kind, title, description, category, price,"
+        f" currency, stock, images, active, lat, lng) VALUES"
+        f" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        f" RETURNING {_LISTING_COLUMNS}",
+        x["id"],
+        x["vendor_id"],
+        x["cell"],
+        x["kind"],
+        x["title"],
+        x["description"],
+        x["category"],
+        x["price"],
+        x["currency"],
+        x["stock"],
+        x["images"],
+        x["active"],
+        x["lat"],
+        x["lng"],
+    )
+    return listing_public(row)
+
+
+async def listing_row(db: Db, listing_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    suffix = " FOR UPDATE" if lock else ""
+    return await db.fetchrow(
+        f"SELECT {_LISTING_COLUMNS} FROM listings WHERE id = $1{suffix}", listing_id
+    )
+
+
+_EDITABLE = ("title", "description", "category", "price", "currency", "images", "active", "kind")
+
+
+async def update_listing(
+    conn: asyncpg.Connection, listing_id: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    names = [k for k in _EDITABLE if k in fields]
+    sets = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
+    row = await conn.fetchrow(
+        f"UPDATE listings SET {sets + ', ' if sets else ''}updated_at = now()"
+        f" WHERE id = $1 RETURNING {_LISTING_COLUMNS}",
+        listing_id,
+        *(fields[n] for n in names),
+    )
+    return listing_public(row)
+
+
+async def delete_listing(conn: asyncpg.Connection, listing_id: str) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        f"UPDATE listings SET active = false, deleted_at = now(), updated_at = now()"
+        f" WHERE id = $1 RETURNING {_LISTING_COLUMNS}",
+        listing_id,
+    )
+    await conn.execute("DELETE FROM cart_items WHERE listing_id = $1", listing_id)
+    return listing_public(row)
+
+
+async def set_stock(conn: asyncpg.Connection, listing_id: str, stock: int) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        f"UPDATE listings SET stock = $2, updated_at = now() WHERE id = $1"
+        f" RETURNING {_LISTING_COLUMNS}",
+        listing_id,
+        stock,
+    )
+    return listing_public(row)
+
+
+async def take_stock(conn: asyncpg.Connection, listing_id: str, qty: int) -> asyncpg.Record | None:
+    """Take ``qty`` units if the listing is on sale and has them; None otherwise."""
+    return await conn.fetchrow(
+        f"UPDATE listings SET stock = stock - $2, updated_at = now()"
+        f" WHERE id = $1 AND active AND deleted_at IS NULL AND stock >= $2"
+        f" RETURNING {_LISTING_COLUMNS}",
+        listing_id,
+        qty,
+    )
+
+
+async def put_back(conn: asyncpg.Connection, listing_id: str, qty: int) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        f"UPDATE listings SET stock = stock + $2, updated_at = now() WHERE id = $1"
+        f" RETURNING {_LISTING_COLUMNS}",
+        listing_id,
+        qty,
+    )
+    return listing_public(row)
+
+
+def _page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
+    """Rows of this page and the cursor after its last row (None on the last page)."""
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], PageCursor(last["created_at"].isoformat(), last["id"]).encode()
+
+
+def _before(cursor: PageCursor | None) -> tuple[datetime | None, str | None]:
+    if cursor is None:
+        return None, None
+    return datetime.fromisoformat(cursor.created_at), cursor.last_id
+
+
+async def vendor_listings(
+    db: Db, vendor_id: str, cursor: PageCursor | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    at, last_id = _before(cursor)
+    rows = await db.fetch(
+        f"SELECT {_LISTING_COLUMNS} FROM listings WHERE vendor_id = $1 AND deleted_at IS NULL"
+        f" AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))"
+        f" ORDER BY created_at DESC, id DESC LIMIT $4",
+        vendor_id,
+        at,
+        last_id,
+        limit + 1,
+    )
+    page, next_cursor = _page(rows, limit)
+    return [listing_public(r) for r in page], next_cursor
+
+
+# Equirectangular distance in metres: exact enough within a k-ring of a few kilometres.
+_DISTANCE = (
+    "6371008.8 * sqrt(power(radians(lat - $2), 2)"
+    " + power(radians(lng - $3) * cos(radians(($2 + lat) / 2)), 2))"
+)
+_ORDER_BY = {
+    "distance": ("distance_m", "ASC", ">"),
+    "price": ("price", "ASC", ">"),
+    "newest": ("created_at", "DESC", "<"),
+}
+
+
+def nearby_sql(sort: str, with_cursor: bool) -> str:
+    """The browse query; shared with bench/checkout.py so the bench compares like with like."""
+    key, direction, cmp = _ORDER_BY[sort]
+    cursor = ""
+    if with_cursor:
+        value = "$8::timestamptz" if sort == "newest" else "$8::float8"
+        cursor = f" AND ({key}, id) {cmp} ({value}, $9)"
+    return (
+        f"SELECT * FROM (SELECT {_LISTING_COLUMNS}, {_DISTANCE} AS distance_m FROM listings"
+        f" WHERE cell = ANY($1::text[]) AND active AND deleted_at IS NULL"
+        f" AND ($4::text IS NULL OR category = $4)"
+        f" AND ($5::text IS NULL OR search @@ websearch_to_tsquery('english', $5))"
+        f" AND ($6::bigint IS NULL OR price <= $6)) AS x"
+        f" WHERE true{cursor} ORDER BY {key} {direction}, id {direction} LIMIT $7"
+    )
+
+
+async def nearby(
+    db: Db,
+    cells: list[str],
+    lat: float,
+    lng: float,
+    filters: dict[str, Any],
+    sort: str,
+    cursor: NearbyCursor | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of listings on sale in ``cells`` and the cursor of the next page (or None)."""
+    args: list[Any] = [
+        cells,
+        lat,
+        lng,
+        filters.get("category"),
+        filters.get("q"),
+        filters.get("max_price"),
+        limit + 1,
+    ]
+    if cursor is not None:
+        value: Any = cursor.value
+        if sort == "newest":
+            value = datetime.fromisoformat(str(value))
+        args += [value, cursor.last_id]
+    rows = await db.fetch(nearby_sql(sort, cursor is not None), *args)
+    items = [listing_public(r) for r in rows[:limit]]
+    if len(rows) <= limit:
+        return items, None
+    last = rows[limit - 1]
+    key = _ORDER_BY[sort][0]
+    value = last[key].isoformat() if sort == "newest" else float(last[key])
+    return items, NearbyCursor(sort, value, last["id"]).encode()
+
+
+# -- carts --------------------------------------------------------------------------------------
+async def cart_add(conn: asyncpg.Connection, user_id: str, listing_id: str, qty: int) -> int:
+    return int(
+        await conn.fetchval(
+            "INSERT INTO cart_items (user_id, listing_id, qty) VALUES ($1, $2, $3)"
+            " ON CONFLICT (user_id, listing_id) DO UPDATE SET qty = cart_items.qty + $3"
+            " RETURNING qty",
+            user_id,
+            listing_id,
+            qty,
+        )
+    )
+
+
+async def cart_remove(conn: asyncpg.Connection, user_id: str, listing_ids: list[str]) -> int:
+    status = await conn.execute(
+        "DELETE FROM cart_items WHERE user_id = $1 AND listing_id = ANY($2::text[])",
+        user_id,
+        listing_ids,
+    )
+    return int(status.split()[-1])
+
+
+async def cart(db: Db, user_id: str) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        f"SELECT c.qty, c.added_at, l.vendor_id AS l_vendor, {_listing_alias('l')}"
+        f" FROM cart_items c JOIN listings l ON l.id = c.listing_id"
+        f" WHERE c.user_id = $1 ORDER BY c.added_at, l.id",
+        user_id,
+    )
+    return [{"listing_id": r["id"], "qty": r["qty"], "listing": listing_public(r)} for r in rows]
+
+
+def _listing_alias(alias: str) -> str:
+    return ", ".join(f"{alias}.{c.strip()}" for c in _LISTING_COLUMNS.split(","))
+
+
+# -- orders -------------------------------------------------------------------------------------
+def order_public(row: asyncpg.Record, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "group_id": row["group_id"],
+        "buyer_id": row["buyer_id"],
+        "vendor_id": row["vendor_id"],
+        "status": row["status"],
+        "items": lines,
+        "total": row["total"],
+        "currency": row["currency"],
+        "reserved_until": _iso(row["reserved_until"]),
+        "reason": row["reason"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+async def insert_order(
+    conn: asyncpg.Connection, o: dict[str, Any], lines: list[dict[str, Any]]
+) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        f"INSERT INTO orders (id, group_id, buyer_id, vendor_id, vendor_user_id, cell, status,"
+        f" total, currency, reserved_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        f" RETURNING {_ORDER_COLUMNS}",
+        o["id"],
+        o["group_id"],
+        o["buyer_id"],
+        o["vendor_id"],
+        o["vendor_user_id"],
+        o["cell"],
+        o["status"],
+        o["total"],
+        o["currency"],
+        o["reserved_until"],
+    )
+    await conn.executemany(
+        "INSERT INTO order_lines (order_id, listing_id, title, qty, unit_price)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        [(o["id"], x["listing_id"], x["title"], x["qty"], x["unit_price"]) for x in lines],
+    )
+    return order_public(row, lines)
+
+
+async def _lines(db: Db, order_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    rows = await db.fetch(
+        "SELECT order_id, listing_id, title, qty, unit_price FROM order_lines"
+        " WHERE order_id = ANY($1::text[]) ORDER BY order_id, listing_id",
+        order_ids,
+    )
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in order_ids}
+    for r in rows:
+        out[r["order_id"]].append(
+            {
+                "listing_id": r["listing_id"],
+                "title": r["title"],
+                "qty": r["qty"],
+                "unit_price": r["unit_price"],
+            }
+        )
+    return out
+
+
+async def _orders(db: Db, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    lines = await _lines(db, [r["id"] for r in rows])
+    return [order_public(r, lines[r["id"]]) for r in rows]
+
+
+async def order_row(db: Db, order_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    suffix = " FOR UPDATE" if lock else ""
+    return await db.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1{suffix}", order_id)
+
+
+async def order(db: Db, order_id: str) -> dict[str, Any] | None:
+    row = await order_row(db, order_id)
+    return (await _orders(db, [row]))[0] if row else None
+
+
+async def set_order_status(
+    conn: asyncpg.Connection, order_id: str, status: str, reason: str | None
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"UPDATE orders SET status = $2, reason = COALESCE($3, reason), updated_at = now(),"
+        f" reserved_until = CASE WHEN $2 = 'pending_payment' THEN reserved_until END"
+        f" WHERE id = $1 RETURNING {_ORDER_COLUMNS}",
+        order_id,
+        status,
+        reason,
+    )
+
+
+async def order_with_lines(db: Db, row: asyncpg.Record) -> dict[str, Any]:
+    return (await _orders(db, [row]))[0]
+
+
+async def orders_where(
+    db: Db, column: str, owner: str, status: str | None, cursor: PageCursor | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Orders of a buyer (``column='buyer_id'``) or vendor, newest first, and the next cursor."""
+    assert column in ("buyer_id", "vendor_id")
+    at, last_id = _before(cursor)
+    rows = await db.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {column} = $1"
+        f" AND ($2::text IS NULL OR status = $2)"
+        f" AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))"
+        f" ORDER BY created_at DESC, id DESC LIMIT $5",
+        owner,
+        status,
+        at,
+        last_id,
+        limit + 1,
+    )
+    page, next_cursor = _page(rows, limit)
+    return await _orders(db, page), next_cursor
+
+
+async def orders_of_group(db: Db, group_id: str) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE group_id = $1 ORDER BY vendor_id", group_id
+    )
+    return await _orders(db, rows)
+
+
+async def expired_orders(db: Db, limit: int) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT id, group_id, buyer_id FROM orders WHERE status = 'pending_payment'"
+        " AND reserved_until <= now() ORDER BY reserved_until LIMIT $1",
+        limit,
+    )
