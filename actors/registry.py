@@ -6,13 +6,14 @@ CellShard hosts the union. Op names are unique across features.
 
 from __future__ import annotations
 
-from actors import chat_ops, feed_ops, market_ops
+from actors import chat_ops, feed_ops, market_ops, recommend_ops
 from actors.cell_host import Handler, Reader
 
 _FEATURES = (
     feed_ops,
     chat_ops,
     market_ops,
+    recommend_ops,
 )
 
 

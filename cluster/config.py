@@ -148,6 +148,28 @@ class Settings(BaseSettings):
     hook_poll_s: float = Field(1.0, gt=0, le=60)
     """How often the dispatcher looks for due deliveries when idle."""
 
+    # -- recommendation -----------------------------------------------------------------------
+    recommend_retrain_s: float = Field(0.0, ge=0)
+    """Scheduled retrain period of `hyperlocal recommend train --loop` (0: only on demand)."""
+    recommend_history_days: float = Field(30.0, gt=0)
+    """Interactions younger than this train the rankers and feed their features."""
+    recommend_max_events: int = Field(200_000, ge=100)
+    """At most this many newest interactions per training scope or scored neighbourhood."""
+    recommend_cell_min_events: int = Field(200, ge=2)
+    """A cell (or parent cell) with this many interactions gets its own model."""
+    recommend_parent_levels: int = Field(2, ge=0, le=8)
+    """Parent cells (coarser resolutions) tried before the global model."""
+    recommend_train_num_cpus: float = Field(0.5, gt=0, le=64)
+    """Ray CPU reservation of each training task."""
+    recommend_keep_versions: int = Field(3, ge=1)
+    """Model versions kept per scope; older ones are deleted after a training run."""
+    recommend_candidates: int = Field(200, ge=10, le=1000)
+    """feed.get sort=relevance ranks this many newest posts of the neighbourhood."""
+    recommend_context_ttl_s: float = Field(5.0, ge=0)
+    """A shard reuses a neighbourhood's interaction snapshot this long before reloading it."""
+    recommend_thread_min: int = Field(50, ge=0)
+    """Batches of at least this many candidates are scored in a thread, off the shard's loop."""
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

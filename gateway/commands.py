@@ -59,6 +59,8 @@ class UserRef(_Req):
 class FeedGet(OptionalLatLng):
     cursor: Annotated[str, StringConstraints(max_length=256)] | None = None
     limit: int = Field(20, ge=1, le=100)
+    sort: Annotated[str, StringConstraints(pattern="^(relevance|newest)$")] | None = None
+    """None: relevance when a ranking model covers the cell, else newest."""
 
 
 class Since(_Req):

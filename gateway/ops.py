@@ -217,14 +217,37 @@ async def op_user_unfollow(call: Call, req: c.UserRef) -> dict[str, Any]:
 
 
 async def op_feed_get(call: Call, req: c.FeedGet) -> dict[str, Any]:
+    """Newest first, or by relevance: the newest ``recommend_candidates`` posts of the
+    neighbourhood ranked by the model of the user's cell, inside the shard that owns it."""
+    from models.recommend import serving as rec  # ranking helpers (pure)
+
     lat, lng = _where(call, req.lat, req.lng)
-    geo = call.services.geo
-    cells = geo.neighbourhood(geo.cell_of(lat, lng))
+    geo, router = call.services.geo, call.services.router
+    cell = geo.cell_of(lat, lng)
+    cells = geo.neighbourhood(cell)
+    offset = rec.parse_relevance_cursor(req.cursor)
+    if req.sort != "newest" and (req.cursor is None or offset is not None):
+        pool = call.services.settings.recommend_candidates
+        items, _ = merge_pages(await router.feed_page(cells, None, pool), pool)
+        args = {"user_id": call.user_id, "lat": lat, "lng": lng, "items": items}
+        ranked = await router.read(cell_key(cell), "recommend.rank", args)
+        if ranked.get("model") is not None:
+            start = offset or 0
+            order = rec.order_by_scores(len(items), ranked["scores"])[start : start + req.limit]
+            more = start + req.limit < len(items)
+            return {
+                "items": [items[i] for i in order],
+                "next_cursor": rec.relevance_cursor(start + req.limit) if more else None,
+                "sort": "relevance",
+                "model": ranked["model"],
+            }
+        if offset is not None:  # the model went away between pages: start again, newest
+            return {"items": [], "next_cursor": None, "sort": "newest"}
     if req.cursor is not None:
         FeedCursor.decode(req.cursor)  # a bad cursor is the client's error, refused here
-    pages = await call.services.router.feed_page(cells, req.cursor, req.limit)
+    pages = await router.feed_page(cells, req.cursor, req.limit)
     items, next_cursor = merge_pages(pages, req.limit)
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": items, "next_cursor": next_cursor, "sort": "newest"}
 
 
 async def op_ping(call: Call, req: BaseModel) -> dict[str, Any]:

@@ -120,7 +120,7 @@ class CandidateGenerator:
         ]
         items = np.concatenate([p for p, _ in parts]).astype(np.int64)
         flags = np.concatenate([np.full(len(p), f, dtype=np.int64) for p, f in parts])
-        alive = st.item_born[items] <= queries.ts[q]
+        alive = (st.item_born[items] <= queries.ts[q]) | (flags == PREFIX)
         items, flags = items[alive], flags[alive]
         uniq, inv = np.unique(items, return_inverse=True)
         src = np.zeros(len(uniq), dtype=np.int64)
@@ -133,7 +133,9 @@ class CandidateGenerator:
         """Candidates of every query; ``progress(done, total)`` is called now and then."""
         items: list[np.ndarray] = []
         sources: list[np.ndarray] = []
-        lat, lng = queries.locations(self.stats.item_lat, self.stats.item_lng)
+        lat, lng = queries.locations(
+            self.stats.item_lat, self.stats.item_lng, self.stats.home_lat, self.stats.home_lng
+        )
         for q in range(len(queries)):
             if progress is not None and q % 2000 == 0:
                 progress(q, len(queries))

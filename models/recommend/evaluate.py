@@ -15,39 +15,19 @@ Leakage control, in one place:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 
 from .baselines import BASELINES
-from .candidates import CandidateConfig, CandidateGenerator, CandidateSet
-from .data import Catalog, InteractionLog, Trajectory, split_trajectories
+from .candidates import CandidateGenerator, CandidateSet
+from .data import Catalog, InteractionLog, Trajectory
 from .features import build_features
 from .metrics import MetricRow, rank_of_target, summarize
 from .queries import QueryBatch
-from .ranker import LambdaRanker, RankerConfig, training_groups
+from .ranker import LambdaRanker
 from .stats import DAY_S, HistoryStats, StatsConfig
-
-Progress = Callable[[str, int, int], None]
-"""progress(step, done, total): long steps report how far they are."""
-
-
-def _quiet(step: str, done: int, total: int) -> None:
-    return None
-
-
-@dataclass
-class Recipe:
-    """Everything that decides the ranker's result; tuned on the validation file only."""
-
-    stats: StatsConfig = field(default_factory=StatsConfig)
-    candidates: CandidateConfig = field(default_factory=CandidateConfig)
-    ranker: RankerConfig = field(default_factory=RankerConfig)
-    train_days: float = 75.0
-    train_min_prefix: int = 1
-    max_negatives: int = 80
-    seed: int = 0
+from .training import Progress, Recipe, _quiet, fit_window
 
 
 def protocol_queries(trajs: Sequence[Trajectory], min_inputs: int = 2) -> QueryBatch:
@@ -68,23 +48,6 @@ def history_stats(
     return HistoryStats(log.before(cutoff), catalog, cutoff, config)
 
 
-def _sample_negatives(
-    cs: CandidateSet, qb: QueryBatch, max_neg: int, rng: np.random.Generator
-) -> CandidateSet:
-    """Keep every positive and at most ``max_neg`` random negatives per query."""
-    pos = cs.item == qb.target[cs.query]
-    noise = rng.random(len(cs))
-    noise[pos] = -1.0  # positives sort first and are always kept
-    order = np.lexsort((noise, cs.query))
-    q_sorted = cs.query[order]
-    first = np.searchsorted(q_sorted, q_sorted, side="left")
-    keep = np.sort(order[(np.arange(len(order)) - first) <= max_neg])
-    query = cs.query[keep]
-    sizes = np.bincount(query, minlength=len(cs.offsets) - 1)
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    return CandidateSet(query, cs.item[keep], cs.source[keep], offsets)
-
-
 def train_ranker(
     log: InteractionLog,
     catalog: Catalog,
@@ -94,21 +57,7 @@ def train_ranker(
 ) -> tuple[LambdaRanker, dict[str, float]]:
     """Train on the ``train_days`` before ``cutoff``; history = what came before that window."""
     start = cutoff - recipe.train_days * DAY_S
-    stats = history_stats(log, catalog, start, recipe.stats)
-    window = log.subset((log.ts >= start) & (log.ts < cutoff))
-    trajs = split_trajectories(window, recipe.stats.transition_gap_s)
-    qb = QueryBatch.from_trajectories(trajs, last_only=False, min_prefix=recipe.train_min_prefix)
-    gen = CandidateGenerator(stats, recipe.candidates)
-    cs = gen.generate(qb, lambda d, t: progress("train candidates", d, t))
-    recall = cs.recall(qb.target)
-    cs = _sample_negatives(cs, qb, recipe.max_negatives, np.random.default_rng(recipe.seed))
-    progress("train features", 0, len(cs))
-    x = build_features(qb, cs, stats)
-    rows, y, group = training_groups(qb, cs)
-    progress("train lightgbm", 0, recipe.ranker.n_estimators)
-    ranker = LambdaRanker(config=recipe.ranker).fit(x[rows], y, group)
-    info = {"queries": float(len(qb)), "rows": float(rows.sum()), "candidate_recall": recall}
-    return ranker, info
+    return fit_window(log, catalog, start, cutoff, recipe, progress)
 
 
 def evaluate(

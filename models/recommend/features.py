@@ -95,7 +95,7 @@ class _Pairs:
         self.weekend = qb.dow[self.q] >= 5
         self.cat = st.item_cat[self.c]
         self.n = st.n_items
-        qlat, qlng = qb.locations(st.item_lat, st.item_lng)
+        qlat, qlng = qb.locations(st.item_lat, st.item_lng, st.home_lat, st.home_lng)
         self.q_lat, self.q_lng = qlat[self.q], qlng[self.q]
         self.q_cells = [st.cell_at(a, b) for a, b in zip(qlat, qlng, strict=True)]
 

@@ -73,13 +73,22 @@ class QueryBatch:
         )
 
     def locations(
-        self, item_lat: np.ndarray, item_lng: np.ndarray
+        self,
+        item_lat: np.ndarray,
+        item_lng: np.ndarray,
+        home_lat: np.ndarray | None = None,
+        home_lng: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per query (lat, lng): the given location, else the last prefix item's (else NaN)."""
+        """Per query (lat, lng): the given location, else the last prefix item's, else the
+        user's home (median of their history), else NaN."""
         has = self.last >= 0
         idx = np.maximum(self.last, 0)
         lat = np.where(has, item_lat[idx] if len(item_lat) else np.nan, np.nan)
         lng = np.where(has, item_lng[idx] if len(item_lng) else np.nan, np.nan)
+        if home_lat is not None and home_lng is not None and len(home_lat):
+            users = np.minimum(self.user, len(home_lat) - 1)
+            lat = np.where(np.isnan(lat), home_lat[users], lat)
+            lng = np.where(np.isnan(lng), home_lng[users], lng)
         if self.lat is not None and self.lng is not None:
             given = np.isfinite(self.lat) & np.isfinite(self.lng)
             lat, lng = np.where(given, self.lat, lat), np.where(given, self.lng, lng)
@@ -123,8 +132,12 @@ class QueryBatch:
         ids: list[str] = []
         for q, (tr, p) in enumerate(rows):
             lo = 0 if max_prefix is None else max(0, p - max_prefix)
-            user[q], last[q], ts[q] = tr.user, tr.items[p - 1], tr.ts[p - 1]
-            hour[q], dow[q], target[q] = tr.hour[p - 1], tr.dow[p - 1], tr.items[p]
+            if p >= 1:
+                user[q], last[q], ts[q] = tr.user, tr.items[p - 1], tr.ts[p - 1]
+                hour[q], dow[q], target[q] = tr.hour[p - 1], tr.dow[p - 1], tr.items[p]
+            else:  # no prefix: the request comes just before the target, nothing more is known
+                user[q], last[q], ts[q] = tr.user, -1, tr.ts[0] - 1.0
+                hour[q], dow[q], target[q] = tr.hour[0], tr.dow[0], tr.items[0]
             if p >= 2:
                 prev2[q] = tr.items[p - 2]
             items.append(tr.items[lo:p])

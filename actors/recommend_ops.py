@@ -1,0 +1,161 @@
+"""Relevance scoring inside the shard that owns the user's cell: the ``recommend.rank`` read.
+
+Args: ``{user_id, lat, lng, items: [{id, lat, lng, cell?, category?, author_id?, created_ms?,
+price?}]}`` (at most 1000 items; posts use their author as category, listings their category
+and price). Answer: ``{"model": {"scope", "version"} | None, "scores": [float per item]}``;
+``model`` None (and no scores) when no ranker covers the cell: the caller keeps its own order.
+
+State (a cache of Postgres, rebuilt on demand; nothing is persisted here):
+    * model bundles by scope, reloaded when a newer version appears (one indexed query a call);
+    * a snapshot of the neighbourhood's recent interactions, kept ``recommend_context_ttl_s``.
+Scoring of ``recommend_thread_min`` or more items, and snapshot building, run in a thread so the
+shard's loop keeps serving (rule 6). Idempotent: a pure read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import h3
+
+from models.errors import BadRequest
+from models.recommend.serving import Item, ModelBundle, Snapshot, model_scopes, rank
+from store import recommend_store
+
+if TYPE_CHECKING:
+    from actors.cell_host import CellHost, Reader
+
+MAX_ITEMS = 1000
+
+
+@dataclass
+class _State:
+    bundles: dict[str, ModelBundle] = field(default_factory=dict)
+    snapshots: dict[str, tuple[float, Snapshot]] = field(default_factory=dict)
+    building: dict[str, asyncio.Future[Snapshot]] = field(default_factory=dict)
+
+
+# Per-host recommendation cache, dropped with its host (CellHost has no slot for features).
+_STATES: weakref.WeakKeyDictionary[CellHost, _State] = weakref.WeakKeyDictionary()
+
+
+def _state(host: CellHost) -> _State:
+    state = _STATES.get(host)
+    if state is None:
+        state = _STATES[host] = _State()
+    return state
+
+
+def _float(args: dict[str, Any], name: str) -> float:
+    value = args.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRequest(f"{name} must be a number")
+    return float(value)
+
+
+def parse_items(raw: Any) -> list[Item]:
+    """Validate the candidate list; typed ``bad_request`` on anything malformed."""
+    if not isinstance(raw, list) or len(raw) > MAX_ITEMS:
+        raise BadRequest(f"items must be a list of at most {MAX_ITEMS}")
+    out = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise BadRequest("every item needs a string id")
+        created = entry.get("created_ms")
+        price = entry.get("price")
+        out.append(
+            Item(
+                id=entry["id"],
+                lat=_float(entry, "lat"),
+                lng=_float(entry, "lng"),
+                cell=entry.get("cell") if isinstance(entry.get("cell"), str) else None,
+                category=str(entry.get("category") or entry.get("author_id") or "") or None,
+                created_s=created / 1000.0 if isinstance(created, int | float) else math.nan,
+                price=float(price) if isinstance(price, int | float) else math.nan,
+            )
+        )
+    return out
+
+
+async def _bundle(host: CellHost, cell: str) -> ModelBundle | None:
+    """The newest model of the first scope that has one: cell, parents, global."""
+    assert host.pool is not None
+    scopes = model_scopes(cell, host.settings.recommend_parent_levels)
+    newest = await recommend_store.newest_versions(host.pool, scopes)
+    scope = next((s for s in scopes if s in newest), None)
+    if scope is None:
+        return None
+    state = _state(host)
+    cached = state.bundles.get(scope)
+    if cached is not None and cached.version == newest[scope]:
+        return cached
+    blob = await recommend_store.load_model(host.pool, scope, newest[scope])
+    if blob is None:  # pruned between the two queries: use what we have
+        return cached
+    bundle = await asyncio.to_thread(ModelBundle.from_bytes, blob)
+    state.bundles[scope] = bundle
+    return bundle
+
+
+async def _snapshot(host: CellHost, cell: str, bundle: ModelBundle) -> Snapshot:
+    """The neighbourhood's interaction snapshot, shared by concurrent callers, TTL-cached."""
+    state = _state(host)
+    hit = state.snapshots.get(cell)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    pending = state.building.get(cell)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
+    state.building[cell] = future
+    try:
+        settings = host.settings
+        assert host.pool is not None
+        cells = list(h3.grid_disk(cell, settings.k_ring))
+        items, events = await recommend_store.load_events(
+            host.pool,
+            cells,
+            recommend_store.since(settings.recommend_history_days),
+            settings.recommend_max_events,
+        )
+        snap = await asyncio.to_thread(Snapshot, items, events, time.time(), bundle.recipe.stats)
+        state.snapshots[cell] = (time.monotonic() + settings.recommend_context_ttl_s, snap)
+        future.set_result(snap)
+        return snap
+    except BaseException as exc:
+        future.set_exception(exc)
+        raise
+    finally:
+        state.building.pop(cell, None)
+
+
+async def recommend_rank(host: CellHost, args: dict[str, Any]) -> dict[str, Any]:
+    user_id = args.get("user_id")
+    if not isinstance(user_id, str) or not user_id:
+        raise BadRequest("user_id must be a string")
+    lat, lng = _float(args, "lat"), _float(args, "lng")
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise BadRequest("lat/lng out of range")
+    items = parse_items(args.get("items"))
+    cell = str(h3.latlng_to_cell(lat, lng, host.settings.h3_resolution))
+    bundle = await _bundle(host, cell)
+    if bundle is None:
+        return {"model": None}
+    model = {"scope": bundle.scope, "version": bundle.version}
+    if not items:
+        return {"model": model, "scores": []}
+    snap = await _snapshot(host, cell, bundle)
+    if len(items) >= host.settings.recommend_thread_min:
+        scores = await asyncio.to_thread(rank, bundle, snap, user_id, lat, lng, items)
+    else:
+        scores = rank(bundle, snap, user_id, lat, lng, items)
+    return {"model": model, "scores": [float(s) for s in scores]}
+
+
+READERS: dict[str, Reader] = {"recommend.rank": recommend_rank}
+HANDLERS: dict[str, Any] = {}

@@ -1,0 +1,202 @@
+"""Training the rankers on Ray from the interactions in Postgres.
+
+One run: read the recent interactions (store/recommend_store.py), plan the scopes - one global
+model, plus one per cell (data of the cell and its k-ring) and per parent cell that has at least
+``recommend_cell_min_events`` interactions - train each scope in its own Ray task
+(``num_cpus=recommend_train_num_cpus``), then store every model as a new version and prune old
+ones. Shards pick a new version up on their next scoring call (actors/recommend_ops.py).
+
+A scope without enough usable data is skipped and reported, never an error of the run.
+``hyperlocal recommend train`` runs it once with a progress display; ``--loop`` repeats it every
+``recommend_retrain_s`` (the scheduled retrain; run it as a service next to the gateways).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import h3
+import ray
+
+from cluster.config import Settings, load_settings
+from models.recommend.data import Interaction
+from models.recommend.serving import GLOBAL, Item, ModelBundle, product_recipe, train_scope
+from models.recommend.training import NotEnoughData
+from store import recommend_store
+from store.db import create_pool
+
+log = logging.getLogger("hyperlocal.trainer")
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class Scope:
+    name: str
+    items: list[Item]
+    events: list[Interaction]
+
+
+def _train_task(
+    scope: str, items: list[Item], events: list[Interaction], h3_res: int, k_ring: int
+) -> dict[str, Any]:
+    """Ray task body: train one scope; a scope with too little data answers ``skipped``."""
+    t0 = time.perf_counter()
+    recipe = product_recipe(h3_res, k_ring)
+    try:
+        ranker, info = train_scope(scope, items, events, recipe)
+    except NotEnoughData as exc:
+        return {"scope": scope, "skipped": exc.message}
+    info["train_s"] = time.perf_counter() - t0
+    return {"scope": scope, "ranker": ranker, "recipe": recipe, "metrics": info}
+
+
+def plan_scopes(
+    items: Sequence[Item],
+    events: Sequence[Interaction],
+    settings: Settings,
+    cells: Sequence[str] | None = None,
+    min_events: int | None = None,
+) -> list[Scope]:
+    """Global (unless ``cells`` restricts the run) + cells and parents with enough data."""
+    need = settings.recommend_cell_min_events if min_events is None else min_events
+    res, k = settings.h3_resolution, settings.k_ring
+    by_cell: dict[str, list[Interaction]] = defaultdict(list)
+    for ev in events:
+        if ev.cell is not None and h3.get_resolution(ev.cell) == res:
+            by_cell[ev.cell].append(ev)
+    items_by_cell: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        if it.cell is not None:
+            items_by_cell[it.cell].append(it)
+    scopes: list[Scope] = [] if cells else [Scope(GLOBAL, list(items), list(events))]
+    wanted = list(cells) if cells else [c for c, evs in by_cell.items() if len(evs) >= need]
+    for cell in wanted:
+        disk = set(h3.grid_disk(cell, k))
+        scopes.append(_scope(cell, disk, items_by_cell, by_cell))
+    if cells:
+        return scopes
+    for level in range(1, settings.recommend_parent_levels + 1):
+        if res - level < 0:
+            break
+        groups: dict[str, set[str]] = defaultdict(set)
+        for cell in by_cell:
+            groups[h3.cell_to_parent(cell, res - level)].add(cell)
+        for parent, members in groups.items():
+            if sum(len(by_cell[c]) for c in members) >= need:
+                scopes.append(_scope(parent, members, items_by_cell, by_cell))
+    return scopes
+
+
+def _scope(
+    name: str,
+    cells: set[str],
+    items_by_cell: dict[str, list[Item]],
+    by_cell: dict[str, list[Interaction]],
+) -> Scope:
+    items = [it for c in cells for it in items_by_cell.get(c, ())]
+    events = sorted((ev for c in cells for ev in by_cell.get(c, ())), key=lambda e: e.timestamp)
+    return Scope(name, items, events)
+
+
+async def train(
+    settings: Settings,
+    db: asyncpg.Pool,
+    cells: Sequence[str] | None = None,
+    min_events: int | None = None,
+    report: Report | None = None,
+) -> list[dict[str, Any]]:
+    """One training run (see the module docstring); one summary dict per scope."""
+    say = report or (lambda line: log.info("%s", line))
+    since = recommend_store.since(settings.recommend_history_days)
+    load_cells = None
+    if cells:
+        load_cells = sorted({c for cell in cells for c in h3.grid_disk(cell, settings.k_ring)})
+    items, events = await recommend_store.load_events(
+        db, load_cells, since, settings.recommend_max_events
+    )
+    scopes = plan_scopes(items, events, settings, cells, min_events)
+    say(f"{len(events)} interactions, {len(items)} items -> {len(scopes)} scopes")
+    task = ray.remote(_train_task).options(num_cpus=settings.recommend_train_num_cpus)
+    refs = [
+        task.remote(s.name, s.items, s.events, settings.h3_resolution, settings.k_ring)
+        for s in scopes
+    ]
+    futures = [asyncio.wrap_future(ref.future()) for ref in refs]
+    results: list[dict[str, Any]] = []
+    for done, next_result in enumerate(asyncio.as_completed(futures), 1):
+        result = await next_result
+        results.append(await _store(db, result))
+        say(f"[{done}/{len(scopes)}] {_describe(results[-1])}")
+    removed = await recommend_store.prune_models(db, settings.recommend_keep_versions)
+    if removed:
+        say(f"pruned {removed} old model versions")
+    return results
+
+
+async def _store(db: asyncpg.Pool, result: dict[str, Any]) -> dict[str, Any]:
+    if "skipped" in result:
+        return result
+    version = await recommend_store.next_version(db)
+    bundle = ModelBundle(
+        result["scope"], version, result["ranker"], result["recipe"], result["metrics"]
+    )
+    await recommend_store.save_model(db, bundle.scope, version, bundle.metrics, bundle.to_bytes())
+    return {"scope": bundle.scope, "version": version, "metrics": bundle.metrics}
+
+
+def _describe(r: dict[str, Any]) -> str:
+    if "skipped" in r:
+        return f"{r['scope']}: skipped ({r['skipped']})"
+    m = r["metrics"]
+    return (
+        f"{r['scope']}: v{r['version']} {int(m['interactions'])} interactions, "
+        f"{int(m['groups'])} training queries, recall {m['candidate_recall']:.2f}, "
+        f"{m['train_s']:.1f}s"
+    )
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``hyperlocal recommend train [--cells ...] [--loop]``."""
+    from cluster.runtime import Runtime
+
+    runtime = Runtime(load_settings())
+    try:
+        settings = runtime.start_services()
+        runtime.start_ray()
+        period = settings.recommend_retrain_s
+        if args.loop and period <= 0:
+            print("set HL_RECOMMEND_RETRAIN_S to a period to use --loop", file=sys.stderr)
+            return 2
+        while True:
+            asyncio.run(_run_once(settings, args.cells))
+            if not args.loop:
+                return 0
+            print(f"next run in {period:.0f}s", flush=True)
+            time.sleep(period)
+    finally:
+        runtime.stop()
+
+
+async def _run_once(settings: Settings, cells: list[str] | None) -> None:
+    assert settings.database_url
+    t0 = time.monotonic()
+    pool = await create_pool(settings.database_url)
+    try:
+        await train(
+            settings,
+            pool,
+            cells or None,
+            report=lambda line: print(f"[{time.monotonic() - t0:6.1f}s] {line}", flush=True),
+        )
+    finally:
+        await pool.close()
