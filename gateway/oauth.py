@@ -90,6 +90,12 @@ class AppTokens:
     def decode(self, token: str) -> dict[str, Any] | None:
         """The claims of an app token; None if it is not one (e.g. a user token)."""
         try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.InvalidTokenError:
+            raise Unauthorized("invalid access token") from None
+        if unverified.get("aud") != self._audience:
+            return None  # not an app token: the caller tries it as a user token
+        try:
             return dict(
                 jwt.decode(
                     token,
@@ -102,8 +108,6 @@ class AppTokens:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("access token expired") from None
-        except jwt.InvalidAudienceError:
-            return None
         except jwt.InvalidTokenError:
             raise Unauthorized("invalid access token") from None
 

@@ -32,6 +32,13 @@ _BASE = dict(
     ws_rate_per_s=500,
     argon2_time_cost=1,  # real argon2id, cheaper: tests sign up many users
     argon2_memory_kib=8192,
+    # marketplace: hooks to the local receiver, fast retries and sweeps
+    hooks_allow_private=True,
+    hook_retry_base_s=0.2,
+    hook_retry_max_s=1.0,
+    hook_max_attempts=4,
+    hook_poll_s=0.1,
+    market_sweep_s=0.3,
 )
 
 

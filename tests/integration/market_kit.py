@@ -1,0 +1,81 @@
+"""Helpers of the marketplace integration tests: vendors, listings, REST calls, the database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import h3
+
+from cluster.config import Settings
+from tests.integration.client import Api, User, Ws
+
+# Berlin, away from the feed tests' Manhattan; every test takes its own neighbourhood.
+BASE = (52.5200, 13.4050)
+APPROVE = {"provider": "sandbox", "card": "4242424242424242"}
+DECLINE = {"provider": "sandbox", "card": "4000000000000002"}
+ACTION = {"provider": "sandbox", "card": "4000000000003220"}
+
+
+def spot(settings: Settings, i: int) -> tuple[float, float]:
+    base = h3.latlng_to_cell(BASE[0], BASE[1], settings.h3_resolution)
+    return h3.cell_to_latlng(sorted(h3.grid_ring(base, 5 + 4 * i))[0])
+
+
+def neighbour(settings: Settings, where: tuple[float, float]) -> tuple[float, float]:
+    cell = h3.latlng_to_cell(where[0], where[1], settings.h3_resolution)
+    return h3.cell_to_latlng(sorted(h3.grid_ring(cell, 1))[0])
+
+
+async def rest(
+    api: Api,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+    hdrs.update(headers or {})
+    kwargs: dict[str, Any] = {} if body is None else {"json": body}
+    async with api.http.request(method, api.base + path, headers=hdrs, **kwargs) as resp:
+        text = await resp.text()
+        return resp.status, (json.loads(text) if text else None)
+
+
+async def vendor(
+    api: Api, where: tuple[float, float], name: str = "vendor", category: str = "bakery"
+) -> tuple[User, dict[str, Any]]:
+    user = await api.signup(name)
+    body = {"name": name, "lat": where[0], "lng": where[1], "category": category}
+    status, out = await rest(api, "POST", "/api/v1/vendors", body, user.access_token)
+    assert status == 201, out
+    return user, out["vendor"]
+
+
+async def listing(api: Api, token: str, **fields: Any) -> dict[str, Any]:
+    body = {"title": "Sourdough loaf", "category": "bread", "price": 450, "stock": 10, **fields}
+    status, out = await rest(api, "POST", "/api/v1/vendor/listings", body, token)
+    assert status == 201, out
+    return dict(out["listing"])
+
+
+async def buy(ws: Ws, listing_id: str, qty: int, payment: dict[str, Any]) -> dict[str, Any]:
+    """cart.add then checkout; the checkout reply (ok or error)."""
+    await ws.mutate("cart.add", {"listing_id": listing_id, "qty": qty})
+    return await ws.request("checkout", {"payment": payment}, key=uuid.uuid4().hex, timeout=60)
+
+
+async def db(settings: Settings) -> asyncpg.Connection:
+    assert settings.database_url
+    return await asyncpg.connect(settings.database_url)
+
+
+async def stock_of(settings: Settings, listing_id: str) -> int:
+    conn = await db(settings)
+    try:
+        return int(await conn.fetchval("SELECT stock FROM listings WHERE id = $1", listing_id))
+    finally:
+        await conn.close()

@@ -1,0 +1,186 @@
+"""Marketplace over real websockets, shards, Postgres and Redis: browse, race, pay, expire."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from cluster.config import Settings
+from tests.integration import market_kit as mk
+from tests.integration.client import Api
+
+pytestmark = pytest.mark.integration
+
+
+async def test_browse_filters_sorts_pages_and_sees_listing_changes_live(
+    api: Api, settings: Settings
+) -> None:
+    here = mk.spot(settings, 0)
+    near = mk.neighbour(settings, here)
+    seller, _ = await mk.vendor(api, near, "bakery")
+    tok = seller.access_token
+    loaf = await mk.listing(api, tok, title="Rye sourdough loaf", price=500)
+    await mk.listing(api, tok, title="Croissant", category="pastry", price=250)
+    await mk.listing(api, tok, title="Baguette", price=300)
+    buyer = await api.signup("browser")
+    ws = await api.connect(buyer)
+    await ws.ok("locate", {"lat": here[0], "lng": here[1]})
+    at = {"lat": here[0], "lng": here[1]}
+
+    everything = await ws.ok("listings.nearby", {**at, "sort": "price"})
+    assert [x["price"] for x in everything["items"]] == [250, 300, 500]
+    assert everything["items"][0]["distance_m"] > 0
+    found = await ws.ok("listings.nearby", {**at, "q": "sourdough"})
+    assert [x["id"] for x in found["items"]] == [loaf["id"]]
+    bread = await ws.ok("listings.nearby", {**at, "category": "bread", "max_price": 400})
+    assert [x["title"] for x in bread["items"]] == ["Baguette"]
+    page1 = await ws.ok("listings.nearby", {**at, "sort": "newest", "limit": 2})
+    page2 = await ws.ok("listings.nearby", {**at, "sort": "newest", "cursor": page1["next_cursor"]})
+    titles = [x["title"] for x in page1["items"] + page2["items"]]
+    assert titles == ["Baguette", "Croissant", "Rye sourdough loaf"] and not page2["next_cursor"]
+    bad = await ws.request("listings.nearby", {**at, "cursor": "garbage"})
+    assert bad["error"]["code"] == "bad_request"
+    assert (await ws.ok("listing.get", {"listing_id": loaf["id"]}))["listing"]["stock"] == 10
+    missing = await ws.request("listing.get", {"listing_id": "nope"})
+    assert missing["error"]["code"] == "not_found"
+
+    path = f"/api/v1/vendor/listings/{loaf['id']}/stock"
+    status, _ = await mk.rest(api, "POST", path, {"delta": -3}, tok)
+    assert status == 200
+    event = await ws.next_event("listing.updated")
+    assert event["stream"] == f"feed:{loaf['cell']}" and event["data"]["listing"]["stock"] == 7
+    status, body = await mk.rest(api, "POST", path, {"delta": -8}, tok)
+    assert status == 409 and body["error"]["code"] == "conflict"
+    await ws.close()
+
+
+async def test_fifty_buyers_race_for_five_units(api: Api, settings: Settings) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 1), "scarce")
+    item = await mk.listing(api, seller.access_token, title="Limited print", stock=5, price=1000)
+    buyers = await asyncio.gather(*(api.signup(f"racer{i}") for i in range(50)))
+    sockets = await asyncio.gather(*(api.connect(b) for b in buyers))
+    for ws in sockets:
+        await ws.mutate("cart.add", {"listing_id": item["id"], "qty": 1})
+
+    replies = await asyncio.gather(
+        *(
+            ws.request("checkout", {"payment": mk.APPROVE}, key=uuid.uuid4().hex, timeout=90)
+            for ws in sockets
+        )
+    )
+    won = [r for r in replies if r["ok"]]
+    lost = [r for r in replies if not r["ok"]]
+    assert len(won) == 5, [r.get("error") for r in lost][:3]
+    assert len(lost) == 45 and {r["error"]["code"] for r in lost} == {"out_of_stock"}
+    assert all(r["data"]["orders"][0]["status"] == "paid" for r in won)
+    conn = await mk.db(settings)
+    try:
+        assert await conn.fetchval("SELECT stock FROM listings WHERE id = $1", item["id"]) == 0
+        sold = await conn.fetchval(
+            "SELECT sum(l.qty) FROM order_lines l JOIN orders o ON o.id = l.order_id"
+            " WHERE l.listing_id = $1 AND o.status = 'paid'",
+            item["id"],
+        )
+        assert sold == 5
+    finally:
+        await conn.close()
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_declined_payment_releases_and_expired_reservation_returns_stock(
+    api: Api, settings: Settings
+) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 2), "release")
+    item = await mk.listing(api, seller.access_token, stock=4)
+    buyer = await api.signup("unlucky")
+    ws = await api.connect(buyer)
+
+    declined = await mk.buy(ws, item["id"], 3, mk.DECLINE)
+    assert declined["error"]["code"] == "payment_failed"
+    assert await mk.stock_of(settings, item["id"]) == 4
+    mine = await ws.ok("orders.list", {})
+    assert mine["items"][0]["status"] == "cancelled"
+    assert (await ws.ok("cart.get"))["items"][0]["qty"] == 3  # the cart is kept to retry
+
+    pending = await ws.request("checkout", {"payment": mk.ACTION}, key=uuid.uuid4().hex)
+    assert pending["ok"] and pending["data"]["payment"]["status"] == "requires_action"
+    order = pending["data"]["orders"][0]
+    assert order["status"] == "pending_payment" and order["reserved_until"]
+    assert await mk.stock_of(settings, item["id"]) == 1
+    conn = await mk.db(settings)
+    try:  # let time pass: the reservation runs out
+        await conn.execute(
+            "UPDATE orders SET reserved_until = now() - interval '1 second' WHERE id = $1",
+            order["id"],
+        )
+    finally:
+        await conn.close()
+    while True:
+        event = await ws.next_event("order.updated", timeout=20)
+        if event["data"]["order"]["id"] == order["id"]:
+            if event["data"]["order"]["status"] == "cancelled":
+                break
+    assert await mk.stock_of(settings, item["id"]) == 4
+    await ws.close()
+
+
+async def test_paid_order_lifecycle_refund_and_illegal_steps(api: Api, settings: Settings) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 3), "lifecycle")
+    tok = seller.access_token
+    item = await mk.listing(api, tok, stock=5, price=700)
+    vendor_ws = await api.connect(seller)
+    buyer = await api.signup("lifecycle-buyer")
+    ws = await api.connect(buyer)
+
+    key = uuid.uuid4().hex
+    await ws.mutate("cart.add", {"listing_id": item["id"], "qty": 2})
+    first = await ws.ok("checkout", {"payment": mk.APPROVE}, key=key)
+    again = await ws.ok("checkout", {"payment": mk.APPROVE}, key=key)
+    assert first == again  # a retry with the same key returns the first result
+    order = first["orders"][0]
+    assert order["status"] == "paid" and order["total"] == 1400
+    assert (await ws.ok("cart.get"))["items"] == []
+    seen = await vendor_ws.next_event("order.updated")
+    assert seen["stream"] == f"user:{seller.id}"
+
+    base = f"/api/v1/vendor/orders/{order['id']}"
+    status, body = await mk.rest(api, "POST", f"{base}/fulfil", None, tok)
+    assert status == 409 and body["error"]["code"] == "conflict"  # paid cannot be fulfilled
+    status, body = await mk.rest(api, "POST", f"{base}/accept", None, tok)
+    assert status == 200 and body["order"]["status"] == "accepted"
+    cancel = await ws.request("order.cancel", {"order_id": order["id"]}, key=uuid.uuid4().hex)
+    assert cancel["error"]["code"] == "conflict"  # too late for the buyer once accepted
+    status, body = await mk.rest(api, "POST", f"{base}/cancel", None, tok)
+    assert status == 200 and body["order"]["status"] == "refunded"
+    assert await mk.stock_of(settings, item["id"]) == 5
+    conn = await mk.db(settings)
+    try:
+        refund = await conn.fetchrow(
+            "SELECT r.status, r.amount, p.refunded_amount FROM refunds r"
+            " JOIN payments p ON p.id = r.payment_id WHERE r.order_id = $1",
+            order["id"],
+        )
+    finally:
+        await conn.close()
+    assert refund["status"] == "succeeded" and refund["amount"] == 1400
+    assert refund["refunded_amount"] == 1400
+
+    # The buyer's own cancel of a paid order refunds it too; a second cancel is refused.
+    second = (await mk.buy(ws, item["id"], 1, mk.APPROVE))["data"]["orders"][0]
+    done = await ws.mutate("order.cancel", {"order_id": second["id"]})
+    assert done["order"]["status"] == "refunded"
+    twice = await ws.request("order.cancel", {"order_id": second["id"]}, key=uuid.uuid4().hex)
+    assert twice["error"]["code"] == "conflict"
+
+    third = (await mk.buy(ws, item["id"], 1, mk.APPROVE))["data"]["orders"][0]
+    for action in ("accept", "fulfil"):
+        status, _ = await mk.rest(api, "POST", f"/api/v1/vendor/orders/{third['id']}/{action}",
+                                  None, tok)  # fmt: skip
+        assert status == 200
+    completed = await ws.mutate("order.complete", {"order_id": third["id"]})
+    assert completed["order"]["status"] == "completed"
+    for sock in (ws, vendor_ws):
+        await sock.close()
