@@ -120,9 +120,9 @@ async def test_declined_payment_releases_and_expired_reservation_returns_stock(
         await conn.close()
     while True:
         event = await ws.next_event("order.updated", timeout=20)
-        if event["data"]["order"]["id"] == order["id"]:
-            if event["data"]["order"]["status"] == "cancelled":
-                break
+        seen = event["data"]["order"]
+        if seen["id"] == order["id"] and seen["status"] == "cancelled":
+            break
     assert await mk.stock_of(settings, item["id"]) == 4
     await ws.close()
 
