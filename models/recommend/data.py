@@ -231,6 +231,8 @@ def local_hour_dow(ts: np.ndarray, tz_offset_min: np.ndarray) -> tuple[np.ndarra
 
 def split_trajectories(log: InteractionLog, max_gap_s: float = 86400.0) -> list[Trajectory]:
     """Cut each user's interactions into trajectories at gaps longer than ``max_gap_s``."""
+    if len(log) == 0:
+        return []
     order = np.lexsort((log.ts, log.user))
     user, ts = log.user[order], log.ts[order]
     new = np.ones(len(order), dtype=bool)
