@@ -1,0 +1,168 @@
+"""REST hooks end to end: a two-vendor checkout, signed deliveries to a local receiver, retries,
+410 unsubscribes, dead letters and replay."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from standardwebhooks.webhooks import Webhook
+
+from cluster.config import Settings
+from tests.integration import market_kit as mk
+from tests.integration.client import Api
+
+pytestmark = pytest.mark.integration
+
+
+class Receiver:
+    """A local HTTP receiver; each path answers from a script of statuses (the last repeats)."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[int]] = {}
+        self.got: dict[str, list[tuple[dict[str, str], str]]] = defaultdict(list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        path = request.match_info["name"]
+        self.got[path].append((dict(request.headers), await request.text()))
+        script = self.script.get(path, [200])
+        status = script[min(len(self.got[path]), len(script)) - 1]
+        return web.Response(status=status)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/{name}", rec.handle)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    yield rec, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def subscribe(api: Api, token: str, url: str, events: list[str]) -> dict[str, Any]:
+    status, hook = await mk.rest(
+        api, "POST", "/api/v1/vendor/hooks", {"target_url": url, "events": events}, token
+    )
+    assert status == 201, hook
+    assert hook["secret"].startswith("whsec_")
+    return dict(hook)
+
+
+def verified(secret: str, delivery: tuple[dict[str, str], str]) -> dict[str, Any]:
+    headers, body = delivery
+    return dict(Webhook(secret).verify(body, headers))
+
+
+async def test_two_vendor_checkout_signed_hooks_retry_and_gone(
+    api: Api, settings: Settings, receiver: tuple[Receiver, str]
+) -> None:
+    rec, base = receiver
+    rec.script = {"b": [500, 500, 200], "gone": [410]}
+    here = mk.spot(settings, 4)
+    there = mk.neighbour(settings, here)
+    seller_a, vendor_a = await mk.vendor(api, here, "hook-a")
+    seller_b, vendor_b = await mk.vendor(api, there, "hook-b")
+    assert vendor_a["cell"] != vendor_b["cell"]
+    hook_a = await subscribe(api, seller_a.access_token, f"{base}/a", ["order.created"])
+    hook_b = await subscribe(api, seller_b.access_token, f"{base}/b", ["order.created"])
+    hook_gone = await subscribe(api, seller_b.access_token, f"{base}/gone", ["order.updated"])
+    item_a = await mk.listing(api, seller_a.access_token, title="Jam", price=300)
+    item_b = await mk.listing(api, seller_b.access_token, title="Honey", price=800)
+
+    buyer = await api.signup("two-vendors")
+    ws = await api.connect(buyer)
+    await ws.mutate("cart.add", {"listing_id": item_a["id"], "qty": 2})
+    await ws.mutate("cart.add", {"listing_id": item_b["id"], "qty": 1})
+    cart = await ws.ok("cart.get")
+    assert cart["totals"] == {"usd": 1400}
+    out = await ws.ok("checkout", {"payment": mk.APPROVE}, key=uuid.uuid4().hex)
+    orders = {o["vendor_id"]: o for o in out["orders"]}
+    assert set(orders) == {vendor_a["id"], vendor_b["id"]}
+    assert len({o["group_id"] for o in orders.values()}) == 1
+    assert out["payment"]["amount"] == 1400 and out["payment"]["status"] == "captured"
+
+    async def delivered() -> bool:
+        return len(rec.got["a"]) >= 1 and len(rec.got["b"]) >= 3 and len(rec.got["gone"]) >= 1
+
+    await eventually(delivered)
+    got_a = verified(hook_a["secret"], rec.got["a"][0])
+    assert got_a["type"] == "order.created"
+    assert got_a["data"]["id"] == orders[vendor_a["id"]]["id"]
+    b_bodies = [verified(hook_b["secret"], d) for d in rec.got["b"]]
+    assert {b["data"]["id"] for b in b_bodies} == {orders[vendor_b["id"]]["id"]}
+    assert len({d[0]["webhook-id"] for d in rec.got["b"]}) == 1  # one message, retried
+    with pytest.raises(Exception, match="signature"):
+        Webhook(hook_a["secret"]).verify(rec.got["b"][0][1], rec.got["b"][0][0])
+
+    async def unsubscribed() -> bool:
+        status, hooks = await mk.rest(api, "GET", "/api/v1/vendor/hooks", None,
+                                      seller_b.access_token)  # fmt: skip
+        gone = next(h for h in hooks["items"] if h["id"] == hook_gone["id"])
+        return status == 200 and gone["active"] is False
+
+    await eventually(unsubscribed)
+    path = f"/api/v1/vendor/hooks/{hook_b['id']}/deliveries?status=delivered"
+    status, deliveries = await mk.rest(api, "GET", path, None, seller_b.access_token)
+    assert status == 200 and deliveries["items"][0]["attempts"] == 3
+    await ws.close()
+
+
+async def test_dead_letter_and_replay(
+    api: Api, settings: Settings, receiver: tuple[Receiver, str]
+) -> None:
+    rec, base = receiver
+    rec.script = {"down": [500]}
+    seller, _ = await mk.vendor(api, mk.spot(settings, 5), "dead-letter")
+    tok = seller.access_token
+    hook = await subscribe(api, tok, f"{base}/down", ["listing.low_stock"])
+    item = await mk.listing(api, tok, stock=10)
+    status, _ = await mk.rest(api, "POST", f"/api/v1/vendor/listings/{item['id']}/stock",
+                              {"set": 1}, tok)  # fmt: skip
+    assert status == 200
+    dead_path = f"/api/v1/vendor/hooks/{hook['id']}/deliveries?status=dead"
+
+    async def dead() -> bool:
+        _, body = await mk.rest(api, "GET", dead_path, None, tok)
+        return len(body["items"]) == 1
+
+    await eventually(dead)
+    assert len(rec.got["down"]) == settings.hook_max_attempts
+    rec.script["down"] = [200]
+    status, body = await mk.rest(api, "POST", f"/api/v1/vendor/hooks/{hook['id']}/replay",
+                                 {}, tok)  # fmt: skip
+    assert status == 200 and body["replayed"] == 1
+
+    async def redelivered() -> bool:
+        return len(rec.got["down"]) == settings.hook_max_attempts + 1
+
+    await eventually(redelivered)
+    payload = verified(hook["secret"], rec.got["down"][-1])
+    assert payload["type"] == "listing.low_stock" and payload["data"]["stock"] == 1
+
+
+async def test_bad_hook_requests_are_refused(api: Api, settings: Settings) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 6), "bad-hooks")
+    tok = seller.access_token
+    for body in (
+        {"target_url": "ftp://example.com/x", "events": ["order.created"]},
+        {"target_url": "http://example.com/x", "events": ["order.exploded"]},
+        {"target_url": "http://example.com/x", "events": []},
+        {"target_url": "http://example.com/x"},
+    ):
+        status, out = await mk.rest(api, "POST", "/api/v1/vendor/hooks", body, tok)
+        assert status == 400 and out["error"]["code"] == "bad_request", body
