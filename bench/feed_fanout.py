@@ -29,9 +29,10 @@ from typing import Any
 
 import psutil
 
-from bench.loadgen import FeedWorkload, Fleet, FleetConfig, place_clients
+from bench.loadgen import Fleet, FleetConfig
 from bench.procs import ServerProcess, TreeMeter, machine, python_module
 from bench.report import fmt, result_rows, table
+from bench.workloads import FeedWorkload, place_clients
 from store.embedded import free_port
 
 P99_LIMIT_MS = 250.0
@@ -144,7 +145,8 @@ class Bench:
             meter = TreeMeter(target.server.proc.pid, target.data_dir)
             async with meter:
                 phase = await fleet.run_phase(a.rate, a.duration, a.drain)
-            result = phase.result() | meter.report() | {"connect_s": connect_s}
+            result = phase.result() | meter.report() | fleet.join_report()
+            result["connect_s"] = connect_s
             self.results[target.name] = result
             say(f"[{target.name}] {summary(result)}")
             if a.search:
@@ -198,7 +200,10 @@ class Bench:
             ("server CPU ms / 1k events", None),
             ("server RSS peak MB", "rss_peak_mb"),
             ("server processes", "processes"),
-            ("connect+setup s", "connect_s"),
+            ("connect+setup s (all)", "connect_s"),
+            ("signup p50 ms", "signup_p50_ms"),
+            ("locate p50 ms", "setup_p50_ms"),
+            ("locate p99 ms", "setup_p99_ms"),
         ):
             values = [self.results[n][key] if key else cpu_per_k(self.results[n]) for n in names]
             rows.append((label, values + ratio(values, len(names))))

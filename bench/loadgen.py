@@ -36,10 +36,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
-import h3
 import psutil
 
 from bench.report import result_rows, table
+from bench.workloads import FeedWorkload, place_clients
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PASSWORD = "bench horse battery staple"
@@ -51,57 +51,6 @@ def check_loopback(url: str) -> str:
     if host not in LOOPBACK:
         raise ValueError(f"the load generator only targets loopback, not {host!r}")
     return url.rstrip("/")
-
-
-# -- who stands where ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Spot:
-    lat: float
-    lng: float
-    cell: str
-
-
-def spread_cells(center: tuple[float, float], count: int, resolution: int, gap: int) -> list[str]:
-    """``count`` cells around ``center``, pairwise at grid distance >= ``gap``, nearest first."""
-    origin = h3.latlng_to_cell(center[0], center[1], resolution)
-    chosen: list[str] = []
-    radius = gap
-    while len(chosen) < count:
-        radius *= 2
-        chosen = []
-        for ring in range(radius + 1):
-            for cell in sorted(h3.grid_ring(origin, ring)):
-                if all(h3.grid_distance(cell, other) >= gap for other in chosen):
-                    chosen.append(cell)
-                    if len(chosen) == count:
-                        return chosen
-    return chosen
-
-
-def place_clients(
-    clients: int,
-    cells: int,
-    *,
-    resolution: int = 8,
-    k_ring: int = 1,
-    spread: str = "ring",
-    center: tuple[float, float] = (48.8566, 2.3522),
-) -> list[Spot]:
-    """One spot per client. Home cells are ``2k+2`` apart, so their neighbourhoods are disjoint.
-
-    Client ``i`` belongs to home ``i % cells``; with ``spread="ring"`` it stands in the home cell
-    or one of its k-ring neighbours (round-robin), so posts reach partly overlapping sets of
-    readers; with ``spread="cell"`` every client of a home stands in the home cell itself.
-    """
-    homes = spread_cells(center, cells, resolution, 2 * k_ring + 2)
-    slots = {home: [home, *sorted(set(h3.grid_disk(home, k_ring)) - {home})] for home in homes}
-    spots = []
-    for i in range(clients):
-        home = homes[i % cells]
-        cell = home if spread == "cell" else slots[home][(i // cells) % len(slots[home])]
-        lat, lng = h3.cell_to_latlng(cell)
-        spots.append(Spot(lat, lng, cell))
-    return spots
 
 
 # -- what clients do -------------------------------------------------------------------------------
@@ -126,43 +75,6 @@ class Workload(Protocol):
         """The sent text inside an ``event`` frame."""
 
 
-class FeedWorkload:
-    """Clients ``locate`` at their spot; senders ``post.create``; readers get ``post.created``."""
-
-    op = "post.create"
-    event = "post.created"
-
-    def __init__(self, spots: Sequence[Spot], k_ring: int = 1) -> None:
-        self.spots = list(spots)
-        self.k_ring = k_ring
-        by_cell: dict[str, list[int]] = defaultdict(list)
-        for i, spot in enumerate(self.spots):
-            by_cell[spot.cell].append(i)
-        self._readers = {
-            cell: sorted(i for near in h3.grid_disk(cell, k_ring) for i in by_cell.get(near, ()))
-            for cell in by_cell
-        }
-
-    async def setup(self, client: Client) -> None:
-        spot = self.spots[client.index]
-        reply = await client.request("locate", {"lat": spot.lat, "lng": spot.lng})
-        if not reply.get("ok"):
-            raise RuntimeError(f"locate refused: {reply}")
-        cells = set(reply["data"]["cells"])
-        if reply["data"]["cell"] != spot.cell or cells != set(h3.grid_disk(spot.cell, self.k_ring)):
-            raise RuntimeError(f"server neighbourhood {sorted(cells)} differs from k={self.k_ring}")
-
-    def payload(self, client: Client, text: str) -> dict[str, Any]:
-        return {"text": text}
-
-    def receivers(self, sender: int) -> Sequence[int]:
-        return self._readers[self.spots[sender].cell]
-
-    def text_of(self, frame: dict[str, Any]) -> str | None:
-        post = frame.get("data", {}).get("post")
-        return post.get("text") if isinstance(post, dict) else None
-
-
 # -- one phase's bookkeeping -----------------------------------------------------------------------
 @dataclass
 class Phase:
@@ -182,6 +94,7 @@ class Phase:
     errors: Counter[str] = field(default_factory=Counter)
     ack_ms: list[float] = field(default_factory=list)
     delivery_ms: list[float] = field(default_factory=list)
+    by_second: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     lag_ms: list[float] = field(default_factory=list)
     seen: set[tuple[int, int, int]] = field(default_factory=set)
     first_ns: int = 0
@@ -213,7 +126,9 @@ class Phase:
             return
         self.matched += 1
         self.last_delivery_ns = now
-        self.delivery_ms.append((now - scheduled_ns) / 1e6)
+        latency_ms = (now - scheduled_ns) / 1e6
+        self.delivery_ms.append(latency_ms)
+        self.by_second[(scheduled_ns - self.first_ns) // 1_000_000_000].append(latency_ms)
         self.check()
 
     def check(self) -> None:
@@ -248,6 +163,9 @@ class Phase:
             "ack_p99_ms": percentile(self.ack_ms, 99),
             "send_lag_p99_ms": percentile(self.lag_ms, 99),
             "loadgen_cpu_pct": 100 * self.loadgen_cpu_s / max(self.wall_s, 1e-9),
+            "delivery_p99_ms_by_second": [
+                round(percentile(self.by_second[s], 99), 1) for s in sorted(self.by_second)
+            ],
         }
 
 
@@ -350,6 +268,7 @@ class Fleet:
         self.senders: list[Client] = []
         self.phase: Phase | None = None
         self.closed_during_phase = 0
+        self.join_ms: dict[str, list[float]] = defaultdict(list)  # signup, connect, setup
         self._http: aiohttp.ClientSession | None = None
         self._closing = False
 
@@ -369,6 +288,7 @@ class Fleet:
 
     async def _join(self, index: int) -> Client:
         assert self._http is not None
+        t0 = time.perf_counter()
         body = {
             "email": f"lg-{index}-{uuid.uuid4().hex[:8]}@bench.test",
             "password": PASSWORD,
@@ -378,6 +298,7 @@ class Fleet:
             data = await resp.json()
             if resp.status != 201:
                 raise RuntimeError(f"signup failed ({resp.status}): {data}")
+        t1 = time.perf_counter()
         ws = await self._http.ws_connect(
             self.base + "/ws",
             headers={"Authorization": f"Bearer {data['access_token']}"},
@@ -388,9 +309,21 @@ class Fleet:
         hello = await ws.receive_json(timeout=30)
         if hello.get("ev") != "hello":
             raise RuntimeError(f"expected hello, got {hello}")
+        t2 = time.perf_counter()
         client = Client(self, index, ws)
         await self.workload.setup(client)
+        for step, (a, b) in (("signup", (t0, t1)), ("connect", (t1, t2))):
+            self.join_ms[step].append(1000 * (b - a))
+        self.join_ms["setup"].append(1000 * (time.perf_counter() - t2))
         return client
+
+    def join_report(self) -> dict[str, float]:
+        """p50/p99 of each joining step (ms): REST signup, websocket+hello, workload setup."""
+        out = {}
+        for step, values in self.join_ms.items():
+            out[f"{step}_p50_ms"] = percentile(values, 50)
+            out[f"{step}_p99_ms"] = percentile(values, 99)
+        return out
 
     def on_closed(self, client: Client) -> None:
         if not self._closing and self.phase is not None:
