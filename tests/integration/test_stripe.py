@@ -1,0 +1,230 @@
+"""The Stripe provider against a local stand-in of the Stripe API (the SDK's api base points at
+it), and the webhook endpoint with events signed by the SDK's own signature helper."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import stripe
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
+
+from cluster.config import Settings
+from gateway.app import build_app
+from tests.integration import market_kit as mk
+from tests.integration.client import Api
+
+pytestmark = pytest.mark.integration
+
+WEBHOOK_SECRET = "whsec_test_hyperlocal"
+
+
+class FakeStripe:
+    """Just enough of the Stripe API: PaymentIntents and Refunds, honouring idempotency keys."""
+
+    def __init__(self) -> None:
+        self.intents: dict[str, dict[str, Any]] = {}
+        self.by_key: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.requests: list[tuple[str, str | None, dict[str, str]]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/payment_intents", self.create_intent)
+        app.router.add_get("/v1/payment_intents/{id}", self.get_intent)
+        app.router.add_post("/v1/payment_intents/{id}/cancel", self.cancel_intent)
+        app.router.add_post("/v1/refunds", self.create_refund)
+        return app
+
+    async def _form(self, request: web.Request) -> dict[str, str]:
+        assert request.headers["Authorization"] == "Bearer sk_test_hyperlocal"
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.requests.append((request.path, request.headers.get("Idempotency-Key"), form))
+        return form
+
+    def _once(self, request: web.Request, make: Any) -> web.Response:
+        key = request.headers.get("Idempotency-Key")
+        if key and key in self.by_key:
+            status, body = self.by_key[key]
+        else:
+            status, body = make()
+            if key:
+                self.by_key[key] = (status, body)
+        return web.json_response(body, status=status)
+
+    async def create_intent(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+
+        def make() -> tuple[int, dict[str, Any]]:
+            ident = f"pi_{uuid.uuid4().hex[:16]}"
+            method = form["payment_method"]
+            status = {"pm_card_visa": "succeeded", "pm_card_threeDSecure2Required":
+                      "requires_action"}.get(method, "requires_payment_method")  # fmt: skip
+            intent = {
+                "id": ident,
+                "object": "payment_intent",
+                "amount": int(form["amount"]),
+                "currency": form["currency"],
+                "status": status,
+                "client_secret": f"{ident}_secret_x",
+                "metadata": {"group_id": form.get("metadata[group_id]")},
+            }
+            self.intents[ident] = intent
+            if method == "pm_card_chargeDeclined":
+                error = {"type": "card_error", "code": "card_declined",
+                         "message": "Your card was declined.", "payment_intent": intent}  # fmt: skip
+                return 402, {"error": error}
+            return 200, intent
+
+        return self._once(request, make)
+
+    async def get_intent(self, request: web.Request) -> web.Response:
+        intent = self.intents.get(request.match_info["id"])
+        if intent is None:
+            return web.json_response({"error": {"type": "invalid_request_error"}}, status=404)
+        return web.json_response(intent)
+
+    async def cancel_intent(self, request: web.Request) -> web.Response:
+        await self._form(request)
+        intent = self.intents[request.match_info["id"]]
+        intent["status"] = "canceled"
+        return web.json_response(intent)
+
+    async def create_refund(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+
+        def make() -> tuple[int, dict[str, Any]]:
+            body = {"id": f"re_{uuid.uuid4().hex[:16]}", "object": "refund", "status": "succeeded",
+                    "amount": int(form["amount"]), "payment_intent": form["payment_intent"]}  # fmt: skip
+            return 200, body
+
+        return self._once(request, make)
+
+
+@pytest.fixture(scope="module")
+async def stripe_env(settings: Settings) -> AsyncIterator[tuple[FakeStripe, Api]]:
+    fake = FakeStripe()
+    fake_server = TestServer(fake.app(), host="127.0.0.1", port=0)
+    await fake_server.start_server()
+    configured = settings.model_copy(
+        update={
+            "stripe_api_key": "sk_test_hyperlocal",
+            "stripe_webhook_secret": WEBHOOK_SECRET,
+            "stripe_api_base": str(fake_server.make_url("")).rstrip("/"),
+        }
+    )
+    gateway = TestServer(build_app(configured), host="127.0.0.1", port=0)
+    await gateway.start_server()
+    async with ClientSession() as http:
+        yield fake, Api(str(gateway.make_url("")), http)
+    await gateway.close()
+    await fake_server.close()
+
+
+async def send_event(api: Api, event: dict[str, Any], secret: str = WEBHOOK_SECRET) -> Any:
+    payload = json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(payload, secret)
+    async with api.http.post(
+        api.base + "/api/v1/payments/stripe/webhook",
+        data=payload,
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+    ) as resp:
+        return resp.status, await resp.json()
+
+
+def event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return {"id": f"evt_{uuid.uuid4().hex[:16]}", "object": "event", "type": kind,
+            "data": {"object": obj}}  # fmt: skip
+
+
+async def test_stripe_checkout_capture_decline_and_refund(
+    settings: Settings, stripe_env: tuple[FakeStripe, Api]
+) -> None:
+    fake, api = stripe_env
+    seller, _ = await mk.vendor(api, mk.spot(settings, 7), "stripe-shop")
+    item = await mk.listing(api, seller.access_token, stock=5, price=1250, currency="eur")
+    buyer = await api.signup("stripe-buyer")
+    ws = await api.connect(buyer)
+
+    paid = await mk.buy(ws, item["id"], 2, {"provider": "stripe", "payment_method": "pm_card_visa"})
+    assert paid["ok"], paid
+    order = paid["data"]["orders"][0]
+    assert order["status"] == "paid" and paid["data"]["payment"]["status"] == "captured"
+    path, key, form = fake.requests[-1]
+    assert path == "/v1/payment_intents" and key == paid["data"]["payment"]["id"]
+    assert form["amount"] == "2500" and form["currency"] == "eur" and form["confirm"] == "true"
+
+    declined = await mk.buy(
+        ws, item["id"], 1, {"provider": "stripe", "payment_method": "pm_card_chargeDeclined"}
+    )
+    assert declined["error"]["code"] == "payment_failed"
+    assert await mk.stock_of(settings, item["id"]) == 3
+
+    cancelled = await ws.mutate("order.cancel", {"order_id": order["id"]})
+    assert cancelled["order"]["status"] == "refunded"
+    path, key, form = fake.requests[-1]
+    assert path == "/v1/refunds" and key and form["amount"] == "2500"
+    assert await mk.stock_of(settings, item["id"]) == 5
+    await ws.close()
+
+
+async def test_stripe_webhook_signature_and_once_only(
+    settings: Settings, stripe_env: tuple[FakeStripe, Api]
+) -> None:
+    fake, api = stripe_env
+    seller, _ = await mk.vendor(api, mk.spot(settings, 8), "stripe-3ds")
+    item = await mk.listing(api, seller.access_token, stock=5, price=900)
+    buyer = await api.signup("stripe-3ds-buyer")
+    ws = await api.connect(buyer)
+    pending = await mk.buy(
+        ws, item["id"], 1, {"provider": "stripe", "payment_method": "pm_card_threeDSecure2Required"}
+    )
+    assert pending["data"]["payment"]["status"] == "requires_action"
+    assert pending["data"]["payment"]["client_secret"]
+    order = pending["data"]["orders"][0]
+    intent = fake.intents[next(reversed(fake.intents))]
+    intent["status"] = "succeeded"
+    succeeded = event("payment_intent.succeeded", intent)
+
+    status, body = await send_event(api, succeeded, secret="whsec_wrong")
+    assert status == 400 and body["error"]["code"] == "bad_request"
+    assert (await ws.ok("order.get", {"order_id": order["id"]}))["order"]["status"] == (
+        "pending_payment"
+    )
+    conn = await mk.db(settings)
+    try:
+        assert not await conn.fetchval("SELECT 1 FROM stripe_events WHERE id = $1", succeeded["id"])
+        for _ in range(2):
+            status, body = await send_event(api, succeeded)
+            assert status == 200 and body["received"]
+        assert body["duplicate"] is True
+        assert (await ws.ok("order.get", {"order_id": order["id"]}))["order"]["status"] == "paid"
+        paid_events = await conn.fetchval(
+            "SELECT count(*) FROM stream_events WHERE stream = $1 AND ev = 'order.updated'"
+            " AND data->'order'->>'id' = $2 AND data->'order'->>'status' = 'paid'",
+            f"user:{buyer.id}",
+            order["id"],
+        )
+        assert paid_events == 1
+
+        refunded = event("charge.refunded", {"id": "ch_1", "object": "charge",
+                         "payment_intent": intent["id"], "refunded": True,
+                         "amount_refunded": 900})  # fmt: skip
+        for _ in range(2):
+            status, body = await send_event(api, refunded)
+            assert status == 200
+        final = (await ws.ok("order.get", {"order_id": order["id"]}))["order"]
+        assert final["status"] == "refunded"
+        assert await mk.stock_of(settings, item["id"]) == 5
+        refunds = await conn.fetchval(
+            "SELECT count(*) FROM refunds WHERE order_id = $1 AND status = 'external'", order["id"]
+        )
+        assert refunds == 1
+    finally:
+        await conn.close()
+    status, _ = await send_event(api, {"garbage": True}, secret="whsec_wrong")
+    assert status == 400
+    await ws.close()
