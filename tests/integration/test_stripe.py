@@ -74,8 +74,12 @@ class FakeStripe:
             }
             self.intents[ident] = intent
             if method == "pm_card_chargeDeclined":
-                error = {"type": "card_error", "code": "card_declined",
-                         "message": "Your card was declined.", "payment_intent": intent}  # fmt: skip
+                error = {
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "message": "Your card was declined.",
+                    "payment_intent": intent,
+                }
                 return 402, {"error": error}
             return 200, intent
 
@@ -97,8 +101,13 @@ class FakeStripe:
         form = await self._form(request)
 
         def make() -> tuple[int, dict[str, Any]]:
-            body = {"id": f"re_{uuid.uuid4().hex[:16]}", "object": "refund", "status": "succeeded",
-                    "amount": int(form["amount"]), "payment_intent": form["payment_intent"]}  # fmt: skip
+            body = {
+                "id": f"re_{uuid.uuid4().hex[:16]}",
+                "object": "refund",
+                "status": "succeeded",
+                "amount": int(form["amount"]),
+                "payment_intent": form["payment_intent"],
+            }
             return 200, body
 
         return self._once(request, make)
