@@ -21,9 +21,10 @@ async def test_vendors_and_buyers_reach_only_their_own(api: Api, settings: Setti
     seller_b, _ = await mk.vendor(api, mk.spot(settings, 10), "owner-b")
     a_tok = seller_a.access_token
     b_item = await mk.listing(api, seller_b.access_token, stock=5)
-    status, b_hook = await mk.rest(api, "POST", "/api/v1/vendor/hooks",
-                                   {"target_url": "http://127.0.0.1:9/x",
-                                    "events": ["order.created"]}, seller_b.access_token)  # fmt: skip
+    hook_body = {"target_url": "http://127.0.0.1:9/x", "events": ["order.created"]}
+    status, b_hook = await mk.rest(
+        api, "POST", "/api/v1/vendor/hooks", hook_body, seller_b.access_token
+    )
     assert status == 201
     alice, bob = await api.signup("alice"), await api.signup("bob")
     a_ws, b_ws = await api.connect(alice), await api.connect(bob)
