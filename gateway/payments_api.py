@@ -59,9 +59,19 @@ async def _payment_of(db: asyncpg.Pool, obj: dict[str, Any], kind: str) -> async
     intent = obj.get("payment_intent") if kind.startswith("charge.") else obj.get("id")
     if not isinstance(intent, str):
         return None
-    return await db.fetchrow(
+    found = await db.fetchrow(
         "SELECT * FROM payments WHERE provider = 'stripe' AND provider_ref = $1", intent
     )
+    group_id = (obj.get("metadata") or {}).get("group_id")
+    if found is None and kind.startswith("payment_intent.") and isinstance(group_id, str):
+        # We crashed before storing Stripe's answer: find the payment by our metadata.
+        found = await db.fetchrow(
+            "UPDATE payments SET provider_ref = $2, updated_at = now() WHERE group_id = $1"
+            " AND provider = 'stripe' AND provider_ref IS NULL RETURNING *",
+            group_id,
+            intent,
+        )
+    return found
 
 
 async def _apply(
@@ -70,6 +80,11 @@ async def _apply(
     """The order effects, each keyed by the event id (safe if Stripe redelivers)."""
     key_base = f"stripe:{event_id}#"
     if kind in _STATUS:
+        if _STATUS[kind] == "captured":  # idempotent; lets an orphaned capture be refunded
+            await request.app[DB].execute(
+                "UPDATE payments SET status = 'captured', updated_at = now() WHERE id = $1",
+                payment["id"],
+            )
         await request.app[CHECKOUT].settle(payment["group_id"], _STATUS[kind], key_base)
     elif kind == "charge.refunded" and obj.get("refunded"):
         market = request.app[MARKET]
