@@ -124,7 +124,7 @@ class Checkout:
         payment = await self._payment(group, provider.name)
         if payment["status"] == "pending":
             payment = await self._charge(payment, provider, details, group["id"])
-        if payment["status"] == "declined":
+        if payment["status"] in ("declined", "cancelled"):
             await self.settle(group["id"], "declined", f"{key}#")
             raise PaymentFailed("the payment was declined", payment_id=payment["id"])
         if payment["status"] == "captured":
@@ -155,6 +155,9 @@ class Checkout:
         failures = [r for r in done if isinstance(r, BaseException)]
         if not failures:
             return orders
+        temporary = [f for f in failures if isinstance(f, AppError) and f.temporary]
+        if temporary:  # keep what is reserved: a retry with the key reuses it, else it expires
+            raise temporary[0]
         for order in orders:
             await self._release_one(order, f"{key}#", "checkout failed")
         raise failures[0]
