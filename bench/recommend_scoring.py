@@ -1,0 +1,86 @@
+"""Recommendation benchmark: scoring latency inside a cell and training time per scope.
+
+Scoring: what a shard's ``recommend.rank`` runs for one ``feed.get sort=relevance`` - feature
+building for 200 candidate posts of a neighbourhood snapshot plus the LightGBM prediction - timed
+in-process (p50/p99 over ``--runs`` calls; the Ray hop from the gateway is not included). The
+snapshot holds a busy neighbourhood: ``--cell-events`` interactions over ``--cell-items`` posts.
+
+Training: ``train_scope`` with the product recipe (one thread, as one Ray task with
+``num_cpus=0.5`` runs it) on a cell-sized world and on a global-sized one. Generated data only.
+
+    python -m bench.recommend_scoring              # about a minute on 2 cores
+    python -m bench.recommend_scoring --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from models.recommend.serving import ModelBundle, Snapshot, product_recipe, rank, train_scope
+from models.recommend.synthetic import make_events, make_items
+
+
+def _world(n_items: int, n_users: int, days: int, seed: int) -> tuple[list, list]:
+    items = make_items(n_items, seed=seed, spread_deg=0.004)
+    return items, make_events(items, n_users=n_users, days=days, seed=seed)
+
+
+def _train(label: str, n_items: int, n_users: int, days: int) -> ModelBundle:
+    items, events = _world(n_items, n_users, days, seed=1)
+    recipe = product_recipe(8, 1)
+    t0 = time.perf_counter()
+    ranker, info = train_scope(label, items, events, recipe)
+    took = time.perf_counter() - t0
+    print(
+        f"train {label:<7} {len(events):>7} interactions {n_items:>5} items "
+        f"{int(info['groups']):>6} queries: {took:6.2f} s"
+    )
+    return ModelBundle(label, 1, ranker, recipe, info)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--cell-items", type=int, default=1000)
+    parser.add_argument("--cell-events", type=int, default=20_000)
+    args = parser.parse_args()
+    runs = 50 if args.quick else args.runs
+    cell_model = _train("cell", 300, 60, 30)
+    if not args.quick:
+        _train("global", 3000, 1000, 60)
+    users = max(args.cell_events // 60, 10)
+    items, events = _world(args.cell_items, users, 30, seed=2)
+    events = events[-args.cell_events :]
+    now = events[-1].timestamp + 60
+    t0 = time.perf_counter()
+    snap = Snapshot(items, events, now, cell_model.recipe.stats)
+    print(
+        f"snapshot {len(events)} interactions {len(items)} items: "
+        f"{(time.perf_counter() - t0) * 1000:.0f} ms (built once per TTL, in a thread)"
+    )
+    rng = np.random.default_rng(0)
+    lat, lng = items[0].lat, items[0].lng
+    times = []
+    for r in range(runs + 5):
+        pick = rng.choice(len(items), size=args.candidates, replace=False)
+        cands = [items[i] for i in pick]
+        user = events[int(rng.integers(len(events)))].user_id
+        t = time.perf_counter()
+        scores = rank(cell_model, snap, user, lat, lng, cands, now=now)
+        if r >= 5:  # warm-up excluded
+            times.append((time.perf_counter() - t) * 1000)
+        assert len(scores) == args.candidates
+    p50, p99 = np.percentile(times, [50, 99])
+    print(
+        f"score {args.candidates} candidates in a cell: p50 {p50:.1f} ms  p99 {p99:.1f} ms "
+        f"({runs} calls)"
+    )
+
+
+if __name__ == "__main__":
+    main()
