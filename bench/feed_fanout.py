@@ -66,7 +66,7 @@ def snapshot(rev: str, root: Path) -> tuple[Path, str]:
     return dest, sha
 
 
-def make_target(name: str, root: Path, source: Path | None) -> Target:
+def make_target(name: str, root: Path, source: Path | None, extra_env: dict[str, str]) -> Target:
     port = free_port()
     data_dir = root / name
     data_dir.mkdir(parents=True)
@@ -87,6 +87,7 @@ def make_target(name: str, root: Path, source: Path | None) -> Target:
             HL_ARGON2_TIME_COST="1",  # real argon2id, cheaper: the fleet signs up many users
             HL_ARGON2_MEMORY_KIB="8192",
         )
+        env.update(extra_env)
         argv = python_module("cluster.cli", "--log-level", "WARNING", "up", "--port", str(port))
         ready = "hyperlocal gateway on"
     server = ServerProcess(name, argv, env, ready, data_dir / "server.log", cwd=source)
@@ -126,7 +127,8 @@ class Bench:
                 source, self.sha = snapshot(self.args.source, root)
                 say(f"[ours] runs commit {self.sha[:12]} ({self.args.source}), from {source}")
             for name in self.args.targets:
-                await self.measure(make_target(name, root, source if name == "ours" else None))
+                src = source if name == "ours" else None
+                await self.measure(make_target(name, root, src, self.args.ours_env))
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -284,8 +286,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="REV",
         help="run `ours` from a snapshot of this git revision (e.g. HEAD), not the working tree",
     )
+    p.add_argument(
+        "--ours-env",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="extra environment for `ours` (experiments: HL_GROUP_COMMIT_MS=5, ...)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
+    args.ours_env = dict(item.split("=", 1) for item in args.ours_env)
     if args.quick:
         args.clients, args.cells, args.rate = min(args.clients, 100), min(args.cells, 10), 50.0
         args.duration, args.warmup, args.drain = 5.0, 1.0, 5.0
