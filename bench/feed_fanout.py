@@ -255,7 +255,9 @@ def summary(result: dict[str, Any]) -> str:
     return (
         f"delivered {result['delivered_per_s']:,.0f}/s, p50 {result['delivery_p50_ms']:.1f} ms,"
         f" p99 {result['delivery_p99_ms']:.1f} ms, ack p99 {result['ack_p99_ms']:.1f} ms,"
-        f" loss {result['loss']}, errors {result['errors'] or 0}"
+        f" loss {result['loss']}, errors {result['errors'] or 0},"
+        f" loadgen CPU {result['loadgen_cpu_pct']:.0f}%,"
+        f" send lag p99 {result['send_lag_p99_ms']:.0f} ms"
     )
 
 
@@ -278,7 +280,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--search", action="store_true", help="step search for the p99/loss limit")
     p.add_argument("--search-start", type=float, default=100.0)
     p.add_argument("--search-factor", type=float, default=1.5)
-    p.add_argument("--search-max", type=float, default=5000.0)
+    p.add_argument("--search-max", type=float, default=20000.0)
     p.add_argument("--search-duration", type=float, default=6.0)
     p.add_argument("--search-pause", type=float, default=2.0)
     p.add_argument(
