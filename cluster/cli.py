@@ -161,10 +161,8 @@ def cmd_config(args: argparse.Namespace) -> int:
         return 0
     settings = load_settings()
     for name, value in settings.model_dump().items():
-        shown = "(set)" if name == "jwt_secret" and value else value
-        if name in ("database_url", "redis_url") and value:
-            shown = "(set)"  # may carry a password
-        print(f"{env_name(name)}={shown}")
+        secret = any(word in name for word in ("secret", "api_key", "password", "_url"))
+        print(f"{env_name(name)}={'(set)' if secret and value else value}")
     return 0
 
 

@@ -65,8 +65,10 @@ class Session:
         session_id: str,
         binary: bool,
         queue_max: int,
+        transport: asyncio.Transport | None = None,
     ) -> None:
         self.ws = ws
+        self.transport = transport
         self.principal = principal
         self.id = session_id
         self.binary = binary
@@ -75,6 +77,7 @@ class Session:
         self.location: dict[str, Any] | None = None
         self.location_streams: list[str] = []
         self.closing = False
+        self.closed_with: int | None = None  # the code we closed with (the peer may not answer)
         self._writer: asyncio.Task[None] | None = None
         self.on_close: list[Callable[[], None]] = []
 
@@ -117,13 +120,24 @@ class Session:
         if self.closing:
             return
         self.closing = True
+        self.closed_with = code
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         if self._writer:
             self._writer.cancel()
-        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 5)
+        try:
+            with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 5)
+        finally:  # also when aiohttp cancels the close of a stuck socket
+            transport = self.transport
+            if transport is not None and (
+                transport.get_write_buffer_size() > 0 or not transport.is_closing()
+            ):
+                # A peer that does not read cannot take a close frame either, and a transport
+                # with unsent data never finishes closing: cut it, so the read loop ends and
+                # the socket's resources go now rather than never.
+                transport.abort()
 
     async def stop_writer(self) -> None:
         if self._writer:

@@ -85,7 +85,12 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     session = Session(
-        ws, principal, new_id(), ws.ws_protocol == "hl.msgpack", settings.outbound_queue_max
+        ws,
+        principal,
+        new_id(),
+        ws.ws_protocol == "hl.msgpack",
+        settings.outbound_queue_max,
+        request.transport,
     )
     await _serve(request.app, session)
     return ws
@@ -113,7 +118,7 @@ async def _serve(app: web.Application, session: Session) -> None:
         await set_presence_cell(leaving, None)
         sessions.remove(session)
         await session.stop_writer()
-        metrics.closed.labels(str(session.ws.close_code)).inc()
+        metrics.closed.labels(str(session.closed_with or session.ws.close_code)).inc()
 
 
 class _Reader:
