@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     """Ray CPU reservation of each training task."""
     recommend_keep_versions: int = Field(3, ge=1)
     """Model versions kept per scope; older ones are deleted after a training run."""
+    recommend_absent_ttl_s: float = Field(30.0, ge=0)
+    """A gateway that found no model for a cell serves its feed newest-first without asking
+    again for this long (a new model is picked up within it)."""
     recommend_candidates: int = Field(200, ge=10, le=1000)
     """feed.get sort=relevance ranks this many newest posts of the neighbourhood."""
     recommend_context_ttl_s: float = Field(5.0, ge=0)

@@ -7,6 +7,7 @@ reads of streams go to the Postgres log. The socket loop (ws.py) knows nothing o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,8 @@ class Services:
     hub: Hub
     db: asyncpg.Pool
     presence: Presence
+    unranked_cells: dict[str, float] = field(default_factory=dict)
+    """Cells known to have no ranking model, until a monotonic time (feed.get skips ranking)."""
 
 
 @dataclass
@@ -226,12 +229,15 @@ async def op_feed_get(call: Call, req: c.FeedGet) -> dict[str, Any]:
     cell = geo.cell_of(lat, lng)
     cells = geo.neighbourhood(cell)
     offset = rec.parse_relevance_cursor(req.cursor)
-    if req.sort != "newest" and (req.cursor is None or offset is not None):
+    unranked = call.services.unranked_cells
+    known_plain = req.sort is None and unranked.get(cell, 0.0) > time.monotonic()
+    if req.sort != "newest" and not known_plain and (req.cursor is None or offset is not None):
         pool = call.services.settings.recommend_candidates
         items, _ = merge_pages(await router.feed_page(cells, None, pool), pool)
         args = {"user_id": call.user_id, "lat": lat, "lng": lng, "items": items}
         ranked = await router.read(cell_key(cell), "recommend.rank", args)
         if ranked.get("model") is not None:
+            unranked.pop(cell, None)
             start = offset or 0
             order = rec.order_by_scores(len(items), ranked["scores"])[start : start + req.limit]
             more = start + req.limit < len(items)
@@ -241,6 +247,10 @@ async def op_feed_get(call: Call, req: c.FeedGet) -> dict[str, Any]:
                 "sort": "relevance",
                 "model": ranked["model"],
             }
+        # No model covers this cell: skip the ranking round trips for a while.
+        unranked[cell] = time.monotonic() + call.services.settings.recommend_absent_ttl_s
+        if len(unranked) > 100_000:
+            unranked.clear()
         if offset is not None:  # the model went away between pages: start again, newest
             return {"items": [], "next_cursor": None, "sort": "newest"}
     if req.cursor is not None:
