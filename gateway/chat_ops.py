@@ -100,18 +100,22 @@ async def op_room_create(call: Call, req: RoomCreate) -> dict[str, Any]:
     return await mutate(call, "room.create", cell_key(cell), data)
 
 
-async def op_room_add(call: Call, req: RoomAdd) -> dict[str, Any]:
-    ref = await check_room(call, req.room_id)
+async def _member_room(call: Call, room_id: str, what: str) -> str:
+    """The home cell of a direct or group room the caller may use (not a neighbourhood one)."""
+    ref = await check_room(call, room_id)
     if ref.kind == "neighbourhood":
-        raise BadRequest("neighbourhood rooms have no member list")
-    return await mutate(call, "room.add", cell_key(ref.cell), req.model_dump())
+        raise BadRequest(f"neighbourhood rooms have no {what}")
+    return ref.cell
+
+
+async def op_room_add(call: Call, req: RoomAdd) -> dict[str, Any]:
+    cell = await _member_room(call, req.room_id, "member list")
+    return await mutate(call, "room.add", cell_key(cell), req.model_dump())
 
 
 async def op_room_leave(call: Call, req: RoomRef) -> dict[str, Any]:
-    ref = await check_room(call, req.room_id)
-    if ref.kind == "neighbourhood":
-        raise BadRequest("neighbourhood rooms have no member list")
-    return await mutate(call, "room.leave", cell_key(ref.cell), req.model_dump())
+    cell = await _member_room(call, req.room_id, "member list")
+    return await mutate(call, "room.leave", cell_key(cell), req.model_dump())
 
 
 async def op_rooms_list(call: Call, req: _Empty) -> dict[str, Any]:
@@ -133,10 +137,8 @@ async def op_chat_history(call: Call, req: ChatHistory) -> dict[str, Any]:
 
 
 async def op_chat_read(call: Call, req: ChatRead) -> dict[str, Any]:
-    ref = await check_room(call, req.room_id)
-    if ref.kind == "neighbourhood":
-        raise BadRequest("read receipts are kept for direct and group rooms only")
-    return await mutate(call, "chat.read", cell_key(ref.cell), req.model_dump())
+    cell = await _member_room(call, req.room_id, "read receipts")
+    return await mutate(call, "chat.read", cell_key(cell), req.model_dump())
 
 
 async def op_chat_typing(call: Call, req: RoomRef) -> dict[str, Any]:

@@ -178,24 +178,27 @@ class ShardRouter:
 
     async def call(self, command: dict[str, Any]) -> dict[str, Any]:
         """Run a mutation at the owner of ``command["route"]``; its data or its typed error."""
-        for _ in range(MAX_MOVED_RETRIES + 1):
-            table = await self._table()
+
+        async def send(table: Placement) -> dict[str, Any]:
             shard = table.owner(command["route"])
-            reply = await self._batcher(shard, table.version).submit(command)
-            if "moved" in reply:
-                self.moved_retries += 1
-                await self.refresh()
-                continue
-            if reply.get("ok"):
-                return dict(reply["data"])
-            raise error_from_dict(reply["error"])
-        raise Unavailable("placement is changing, retry")
+            return await self._batcher(shard, table.version).submit(command)
+
+        return await self._routed(send)
 
     async def read(self, route: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Ask the owner of ``route`` the read ``name``; its data or its typed error."""
+
+        async def send(table: Placement) -> dict[str, Any]:
+            return await self._transport.read(table.owner(route), table.version, route, name, args)
+
+        return await self._routed(send)
+
+    async def _routed(
+        self, send: Callable[[Placement], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """Send with the current table; on ``moved`` reload it and send again (a few times)."""
         for _ in range(MAX_MOVED_RETRIES + 1):
-            table = await self._table()
-            reply = await self._transport.read(table.owner(route), table.version, route, name, args)
+            reply = await send(await self._table())
             if "moved" in reply:
                 self.moved_retries += 1
                 await self.refresh()
