@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import random
 import time
 import uuid
@@ -174,7 +175,7 @@ def percentile(values: Sequence[float], pct: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(pct * len(ordered) / 100 - 1e-9)))
     return ordered[rank - 1]
 
 

@@ -8,8 +8,10 @@ import math
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bench.loadgen import run
+from bench import raw_broadcast
+from bench.loadgen import check_loopback, percentile, run
 from bench.report import result_rows, table
+from bench.workloads import FeedWorkload, place_clients
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +38,42 @@ async def test_loadgen_runs_against_the_real_stack_without_loss(server: TestServ
     assert "delivery p99 ms" in table(result_rows(result), ["smoke"])
 
 
-def test_loadgen_refuses_remote_targets() -> None:
-    from bench.loadgen import check_loopback
+async def test_the_raw_baseline_speaks_the_same_frames() -> None:
+    srv = TestServer(raw_broadcast.build_app(), host="127.0.0.1", port=0)
+    await srv.start_server()
+    try:
+        result = await run(
+            str(srv.make_url("")),
+            clients=12,
+            cells=3,
+            senders_fraction=0.25,
+            rate=20.0,
+            duration_s=1.0,
+            drain_s=5.0,
+        )
+    finally:
+        await srv.close()
+    assert result["acked"] == result["sent"] == 20
+    assert result["loss"] == 0 and result["unexpected"] == 0 and result["expected"] > 20
 
+
+def test_who_must_receive_what_follows_the_h3_geometry() -> None:
+    import h3
+
+    spots = place_clients(70, 5)
+    homes = {spots[i].cell for i in range(5)}
+    assert all(h3.grid_distance(a, b) >= 4 for a in homes for b in homes if a != b)
+    workload = FeedWorkload(spots)
+    for sender in range(len(spots)):
+        readers = set(workload.receivers(sender))
+        assert sender in readers
+        for reader in range(len(spots)):
+            near = h3.grid_distance(spots[sender].cell, spots[reader].cell) <= 1
+            assert (reader in readers) == near
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([1.0] * 99 + [9.0], 99) == 1.0
+
+
+def test_loadgen_refuses_remote_targets() -> None:
     with pytest.raises(ValueError, match="loopback"):
         check_loopback("http://example.com:8080")
     assert check_loopback("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
