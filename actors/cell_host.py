@@ -112,7 +112,10 @@ class CellHost:
         self.redis = aioredis.from_url(self.settings.redis_url, decode_responses=False)
         self.placement = await placement.load(self.pool)
         self.committer = GroupCommitter(
-            self.pool, self.settings.group_commit_ms / 1000, self.settings.group_commit_max
+            self.pool,
+            self.settings.group_commit_ms / 1000,
+            self.settings.group_commit_max,
+            flush=self._publish,
         )
         self.committer.start()
         self._janitor = asyncio.create_task(self._passivate_loop(), name="passivate")
@@ -205,8 +208,7 @@ class CellHost:
             result = await handler(self, tx, cmd, emitted)
             committed = await self._append(tx.conn, emitted)
             await idempotency.record(tx.conn, user_id, key, op, result)
-            if committed:
-                tx.then(lambda: self._publish(committed))
+            tx.emit(committed)
             return result
 
         return dict(await self.committer.submit(work))

@@ -1,10 +1,10 @@
 """Group commit: many mutations, one Postgres transaction (rule 1: acked means durable).
 
 ``GroupCommitter`` gathers submitted commands for ``window_s`` (or until ``max_batch``), runs each
-inside its own savepoint of one transaction, commits, and only then runs their after-commit
-steps (memory updates, publishing) and resolves their futures. A command that fails with a typed
-error rolls back its savepoint alone; a failed commit fails the whole batch as ``unavailable``,
-and nothing of it is applied or published.
+inside its own savepoint of one transaction, commits, and only then runs the after-commit steps
+(memory updates), flushes the whole batch's outbox in one call (publishing) and resolves the
+futures. A command that fails with a typed error rolls back its savepoint alone; a failed
+commit fails the whole batch as ``unavailable``, and nothing of it is applied or published.
 """
 
 from __future__ import annotations
@@ -28,10 +28,16 @@ class Tx:
 
     conn: asyncpg.Connection
     after_commit: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+    outbox: list[Any] = field(default_factory=list)
 
     def then(self, step: Callable[[], Awaitable[None] | None]) -> None:
         """Run ``step`` once the batch has committed (never if it rolls back)."""
         self.after_commit.append(step)
+
+    def emit(self, items: list[Any]) -> None:
+        """Hand ``items`` to the committer's ``flush`` once the batch has committed: the whole
+        batch's outbox goes in one call (one Redis round trip), before any reply."""
+        self.outbox.extend(items)
 
 
 Work = Callable[[Tx], Awaitable[Any]]
@@ -42,6 +48,7 @@ class _Pending:
     work: Work
     future: asyncio.Future[Any]
     steps: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+    outbox: list[Any] = field(default_factory=list)
     result: Any = None
     error: AppError | None = None
 
@@ -49,8 +56,15 @@ class _Pending:
 class GroupCommitter:
     """Owns one writer loop over a pool; ``submit`` returns once the work is durable."""
 
-    def __init__(self, pool: asyncpg.Pool, window_s: float, max_batch: int) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        window_s: float,
+        max_batch: int,
+        flush: Callable[[list[Any]], Awaitable[None]] | None = None,
+    ) -> None:
         self._pool = pool
+        self._flush = flush
         self._window_s = window_s
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -90,11 +104,13 @@ class GroupCommitter:
                 for item in batch:
                     item.error = Unavailable("storage unavailable, retry with the same key")
                     item.steps.clear()
+                    item.outbox.clear()
             except Exception:  # the loop must not die; each caller still gets an answer
                 log.exception("unexpected error committing a batch of %d", len(batch))
                 for item in batch:
                     item.error = Unavailable("internal error, retry with the same key")
                     item.steps.clear()
+                    item.outbox.clear()
             await self._finish(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
@@ -112,6 +128,7 @@ class GroupCommitter:
                 async with conn.transaction():
                     item.result = await item.work(tx)
                 item.steps = tx.after_commit
+                item.outbox = tx.outbox
                 return
             except AppError as err:
                 item.error = err
@@ -136,6 +153,13 @@ class GroupCommitter:
                         await outcome
                 except Exception:  # a failed side effect must not lose the ack
                     log.exception("after-commit step failed")
+        outbox = [entry for item in batch for entry in item.outbox]
+        if outbox and self._flush is not None:
+            try:
+                await self._flush(outbox)
+            except Exception:  # a failed side effect must not lose the acks
+                log.exception("flushing the outbox of %d entries failed", len(outbox))
+        for item in batch:
             if item.future.done():
                 continue
             if item.error is not None:

@@ -23,7 +23,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from models.streams import Event, StreamCursor
+from models.streams import Event, Position, StreamCursor
 from store import events as event_log
 from store.fanout import CONTROL_CHANNEL, channel, stream_of
 
@@ -42,6 +42,7 @@ ControlHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 @dataclass
 class _Stream:
+    ready: asyncio.Future[None]
     listeners: set[Listener] = field(default_factory=set)
     cursor: StreamCursor | None = None
 
@@ -63,7 +64,6 @@ class Hub:
         self._streams: dict[str, _Stream] = {}
         self._pubsub: aioredis.client.PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
         self._connected = asyncio.Event()
         self.delivered = 0
         self.gap_fills = 0
@@ -85,27 +85,41 @@ class Hub:
         return len(self._streams)
 
     # -- membership ----------------------------------------------------------------------------
-    async def join(self, stream: str, listener: Listener) -> None:
-        """Follow ``stream``; once this returns, every later event reaches ``listener``."""
-        async with self._lock:
-            state = self._streams.get(stream)
-            if state is None:
-                state = self._streams[stream] = _Stream()
+    async def join(self, stream: str, listener: Listener) -> Position:
+        """Follow ``stream``; every event after the returned position reaches ``listener``.
+
+        The first local follower subscribes and reads the stream's position (once, even if
+        many join at the same time); later ones join without any I/O.
+        """
+        state = self._streams.get(stream)
+        if state is None:
+            state = self._streams[stream] = _Stream(asyncio.get_running_loop().create_future())
+            try:
                 await self._subscribe(stream)
                 # Read after subscribing: anything published before is already in the log.
                 pos = await event_log.position(self._db, stream)
-                state.cursor = StreamCursor(pos.epoch, pos.offset)
-            state.listeners.add(listener)
+            except BaseException as exc:
+                if self._streams.get(stream) is state:
+                    del self._streams[stream]
+                state.ready.set_exception(exc)
+                state.ready.exception()  # retrieved: the joiners that wait re-raise it
+                raise
+            state.cursor = StreamCursor(pos.epoch, pos.offset)
+            state.ready.set_result(None)
+        elif not state.ready.done():
+            await asyncio.shield(state.ready)
+        assert state.cursor is not None
+        state.listeners.add(listener)
+        return Position(state.cursor.epoch, state.cursor.offset)
 
     async def leave(self, stream: str, listener: Listener) -> None:
-        async with self._lock:
-            state = self._streams.get(stream)
-            if state is None:
-                return
-            state.listeners.discard(listener)
-            if not state.listeners:
-                del self._streams[stream]
-                await self._unsubscribe(stream)
+        state = self._streams.get(stream)
+        if state is None:
+            return
+        state.listeners.discard(listener)
+        if not state.listeners and state.ready.done():
+            del self._streams[stream]
+            await self._unsubscribe(stream)
 
     async def _subscribe(self, stream: str) -> None:
         if self._pubsub is not None:

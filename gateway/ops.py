@@ -100,8 +100,10 @@ async def follow(call: Call, stream: str, since: c.Since | None) -> dict[str, An
     services, session = call.services, call.session
     already = stream in session.followed
     session.begin_follow(stream)
-    await services.hub.join(stream, session)
-    pos = await event_log.position(services.db, stream)
+    # The hub's position is what it has delivered: events after it reach this session live.
+    pos = await services.hub.join(stream, session)
+    if since is not None and since.offset > pos.offset and since.epoch == pos.epoch:
+        pos = await event_log.position(services.db, stream)  # committed, not yet delivered here
     reply: dict[str, Any] = {"stream": stream, "epoch": pos.epoch, "offset": pos.offset}
     start = pos.offset
     if since is None:

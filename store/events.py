@@ -57,13 +57,23 @@ async def append(
 
 
 async def position(db: asyncpg.Pool | asyncpg.Connection, stream: str) -> Position:
-    """The stream's current position, creating the (empty) stream on first sight."""
-    row = await db.fetchrow(
-        "INSERT INTO streams (name, epoch) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE"
-        " SET name = EXCLUDED.name RETURNING epoch, last_offset",
-        stream,
-        new_epoch(),
-    )
+    """The stream's current committed position, creating the (empty) stream on first sight.
+
+    A plain read when the stream exists (no write, no wait on a writer's row lock); only a
+    stream's very first reader inserts it.
+    """
+    row = await db.fetchrow("SELECT epoch, last_offset FROM streams WHERE name = $1", stream)
+    if row is None:
+        row = await db.fetchrow(
+            "INSERT INTO streams (name, epoch) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
+            " RETURNING epoch, last_offset",
+            stream,
+            new_epoch(),
+        )
+        if row is None:  # created concurrently
+            row = await db.fetchrow(
+                "SELECT epoch, last_offset FROM streams WHERE name = $1", stream
+            )
     return Position(row["epoch"], row["last_offset"])
 
 
