@@ -75,6 +75,9 @@ class Workload(Protocol):
     def text_of(self, frame: dict[str, Any]) -> str | None:
         """The sent text inside an ``event`` frame."""
 
+    # Optional: ``async def prepare(self, clients: list[Client]) -> None`` runs once after every
+    # client has joined (the chat workload creates its rooms there: it needs every member's id).
+
 
 # -- one phase's bookkeeping -----------------------------------------------------------------------
 @dataclass
@@ -191,14 +194,20 @@ class Client:
         self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.sends: dict[int, tuple[Phase, int, int]] = {}  # request id -> (phase, seq, sched ns)
         self.closed_code: int | None = None
+        self.user_id = ""  # from the server's hello frame
         self.reader = asyncio.create_task(self._read(), name=f"lg-reader-{index}")
 
-    async def request(self, op: str, data: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
-        """A request awaited for its reply (setup only; sends never wait)."""
+    async def request(
+        self, op: str, data: dict[str, Any], timeout: float = 30, key: str | None = None
+    ) -> dict[str, Any]:
+        """A request awaited for its reply (setup only; sends never wait). ``key``: mutating."""
         ident = next(self.ids)
         future = asyncio.get_running_loop().create_future()
         self.waiting[ident] = future
-        await self.ws.send_str(json.dumps({"id": ident, "op": op, "data": data}))
+        frame = {"id": ident, "op": op, "data": data}
+        if key is not None:
+            frame["key"] = key
+        await self.ws.send_str(json.dumps(frame))
         return await asyncio.wait_for(future, timeout)
 
     async def send(self, phase: Phase, seq: int, scheduled_ns: int) -> None:
@@ -286,6 +295,11 @@ class Fleet:
         count = max(1, round(self.config.clients * self.config.senders_fraction))
         picks = random.Random(self.config.seed).sample(range(len(self.clients)), count)
         self.senders = [self.clients[i] for i in sorted(picks)]
+        prepare = getattr(self.workload, "prepare", None)
+        if prepare is not None:
+            t0 = time.perf_counter()
+            await prepare(self.clients)
+            self.join_ms["prepare"].append(1000 * (time.perf_counter() - t0))
 
     async def _join(self, index: int) -> Client:
         assert self._http is not None
@@ -312,6 +326,7 @@ class Fleet:
             raise RuntimeError(f"expected hello, got {hello}")
         t2 = time.perf_counter()
         client = Client(self, index, ws)
+        client.user_id = str(hello.get("data", {}).get("user_id", ""))
         await self.workload.setup(client)
         for step, (a, b) in (("signup", (t0, t1)), ("connect", (t1, t2))):
             self.join_ms[step].append(1000 * (b - a))

@@ -4,9 +4,13 @@ It speaks just enough of the client protocol for bench/loadgen.py to drive it ex
 real gateway — ``POST /api/v1/auth/signup`` (any body, a fake token back), ``GET /ws`` (any
 Bearer, a ``hello`` frame), ``locate`` (H3 cell and k-ring, the same geometry) and
 ``post.create`` (the ``post.created`` event, encoded once, written to every socket following the
-post's cell, then the ack) — and nothing else: no auth, no durability, no Redis, no Ray, one
-process. What Hyperlocal does on top (argon2/JWT, group commit to Postgres, the event log, Redis
-fanout, per-socket queues) is the difference the benchmark measures.
+post's cell, then the ack), and the chat frames of bench/chat_workload.py — ``room.create
+{title, members}`` (after ``locate``), ``subscribe {stream: "room:<id>"}`` (members only) and
+``chat.send {room_id, text}`` (the ``chat.message`` event, encoded once, written to every socket
+subscribed to the room, then the ack with the message) — and nothing else: no auth, no
+durability, no Redis, no Ray, one process. What Hyperlocal does on top (argon2/JWT, group
+commit to Postgres, the event log, Redis fanout, per-socket queues) is
+the difference the benchmark measures.
 
     python -m bench.raw_broadcast --port 8090
 """
@@ -38,6 +42,8 @@ class Broadcaster:
         self.followers: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self.offsets: dict[str, int] = defaultdict(int)
         self.ids = itertools.count(1)
+        self.rooms: dict[str, dict[str, Any]] = {}
+        self.room_sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
 
     def locate(self, ws: web.WebSocketResponse, old: list[str], lat: float, lng: float) -> dict:
         cell = h3.latlng_to_cell(lat, lng, self.resolution)
@@ -81,6 +87,61 @@ class Broadcaster:
                 await ws.send_str(encoded)
         return {"post": post}
 
+    def room_create(self, user: str, where: dict[str, Any], data: dict[str, Any]) -> dict:
+        room_id = f"{where['cell']}.raw{next(self.ids)}"
+        room = {
+            "id": room_id,
+            "kind": "group",
+            "cell": where["cell"],
+            "title": data["title"],
+            "members": sorted({user, *data["members"]}),
+            "created_by": user,
+            "created_at": time.time_ns() // 1_000_000,
+        }
+        self.rooms[room_id] = room | {"member_set": set(room["members"])}
+        return {"room": room}
+
+    def member_room(self, user: str, room_id: str) -> str | None:
+        """The room id if ``user`` is a member, else None (the real gateway's access check)."""
+        room = self.rooms.get(room_id)
+        return room_id if room is not None and user in room["member_set"] else None
+
+    def subscribe(self, ws: web.WebSocketResponse, user: str, stream: str) -> dict | None:
+        room_id = self.member_room(user, stream.removeprefix("room:"))
+        if room_id is None:
+            return None
+        self.room_sockets[room_id].add(ws)
+        return {"recovered": False, "epoch": "raw", "offset": self.offsets[stream]}
+
+    def unsubscribe_all(self, ws: web.WebSocketResponse, rooms: list[str]) -> None:
+        for room_id in rooms:
+            self.room_sockets[room_id].discard(ws)
+
+    async def chat_send(self, user: str, room_id: str, text: str) -> dict[str, Any]:
+        stream = f"room:{room_id}"
+        self.offsets[stream] += 1
+        message = {
+            "id": f"{room_id}-{next(self.ids)}",
+            "room_id": room_id,
+            "cell": self.rooms[room_id]["cell"],
+            "sender_id": user,
+            "text": text,
+            "offset": self.offsets[stream],
+            "created_at": time.time_ns() // 1_000_000,
+        }
+        frame = {
+            "ev": "chat.message",
+            "stream": stream,
+            "epoch": "raw",
+            "offset": message["offset"],
+            "data": {"message": message},
+        }
+        encoded = _DUMPS(frame)
+        for ws in list(self.room_sockets[room_id]):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_str(encoded)
+        return {"message": message}
+
 
 BROADCASTER = web.AppKey("broadcaster", Broadcaster)
 
@@ -104,6 +165,7 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     await ws.send_str(_DUMPS({"ev": "hello", "data": {"user_id": user, "session_id": user}}))
     where: dict[str, Any] = {}
     cells: list[str] = []
+    rooms: list[str] = []
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -116,6 +178,13 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
                 where = {"lat": data["lat"], "lng": data["lng"], "cell": reply["cell"]}
             elif op == "post.create" and where:
                 reply = await hub.post(user, where, data["text"])
+            elif op == "room.create" and where and data.get("members"):
+                reply = hub.room_create(user, where, data)
+            elif op == "subscribe" and (sub := hub.subscribe(ws, user, data.get("stream", ""))):
+                rooms.append(data["stream"].removeprefix("room:"))
+                reply = sub
+            elif op == "chat.send" and hub.member_room(user, data.get("room_id", "")):
+                reply = await hub.chat_send(user, data["room_id"], data["text"])
             elif op == "ping":
                 reply = {"pong": True}
             else:
@@ -125,6 +194,7 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
             await ws.send_str(_DUMPS({"re": req.get("id"), "ok": True, "data": reply}))
     finally:
         hub.leave(ws, cells)
+        hub.unsubscribe_all(ws, rooms)
     return ws
 
 
