@@ -17,9 +17,12 @@ from store.embedded import free_port
 
 
 class GatewayProcess:
-    def __init__(self, settings: Settings, ray_address: str) -> None:
+    def __init__(
+        self, settings: Settings, ray_address: str, env: dict[str, str] | None = None
+    ) -> None:
         self.settings = settings
         self.ray_address = ray_address
+        self.extra_env = env or {}
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = Path(settings.data_dir) / f"gateway-{self.port}.log"
@@ -42,6 +45,7 @@ class GatewayProcess:
             "HL_ARGON2_TIME_COST": str(s.argon2_time_cost),
             "HL_ARGON2_MEMORY_KIB": str(s.argon2_memory_kib),
             "HL_SHARD_COUNT": str(s.shard_count),
+            **self.extra_env,
         }
         with open(self.log, "ab") as log:
             return subprocess.Popen(

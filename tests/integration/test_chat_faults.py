@@ -184,3 +184,26 @@ async def test_no_acknowledged_message_is_lost_or_duplicated_under_faults(
         if member.ws is not None:
             await member.ws.close()
     await doomed.stop()
+
+
+async def test_presence_forgets_the_users_of_a_dead_gateway(
+    api: Api, runtime: Runtime, settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    doomed = GatewayProcess(settings, runtime.ray_address(), {"HL_PRESENCE_TTL_S": "3"})
+    await doomed.start(http)
+    ann, ben = await api.signup("ann"), await api.signup("ben")
+    a = await api.connect(ann)
+    b = await Api(doomed.base, http).connect(ben)
+    room = (await a.ok("chat.open", {"user_id": ben.id}))["room"]
+    stream = f"room:{room['id']}"
+    await a.ok("subscribe", {"stream": stream})
+    await b.ok("subscribe", {"stream": stream})
+    assert (await a.ok("presence.get", {"stream": stream}))["users"] == sorted([ann.id, ben.id])
+    await doomed.kill()  # no goodbye: its Redis entries stay until they expire
+    for _ in range(100):
+        if (await a.ok("presence.get", {"stream": stream}))["users"] == [ann.id]:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("presence still lists the dead gateway's user")
+    await a.close()

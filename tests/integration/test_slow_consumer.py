@@ -108,3 +108,23 @@ async def test_a_slow_consumer_is_closed_and_others_keep_up(
     slow.close()
     for ws in (fast, poster):
         await ws.close()
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped(
+    settings: Settings, http: ClientSession
+) -> None:
+    srv = TestServer(build_app(settings.model_copy(update={"heartbeat_s": 0.5})))
+    await srv.start_server()
+    try:
+        api = Api(str(srv.make_url("")), http)
+        user = await api.signup("silent")
+        silent = await asyncio.to_thread(_never_reading_client, srv.port, user.access_token)
+        sessions = srv.app[SESSIONS]
+        for _ in range(100):
+            if not sessions.of_user(user.id):
+                break
+            await asyncio.sleep(0.1)
+        assert not sessions.of_user(user.id), "a peer that never answers pings is still held"
+        silent.close()
+    finally:
+        await srv.close()
