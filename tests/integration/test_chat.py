@@ -207,3 +207,19 @@ async def test_chat_over_msgpack(api: Api, api2: Api) -> None:
     assert [m["text"] for m in history["messages"]] == ["packed"]
     for ws in (a, b):
         await ws.close()
+
+
+async def test_every_op_answers_over_msgpack(api: Api, settings: Settings) -> None:
+    """Every registered op gets a reply frame over hl.msgpack: data, or a typed error."""
+    from gateway.registry import OPS
+    from models.errors import ERRORS_BY_CODE
+
+    user = await api.signup("packer")
+    ws = await api.connect(user, protocol="hl.msgpack")
+    here = place(settings, 4)
+    await ws.ok("locate", {"lat": here[0], "lng": here[1]})
+    for name in sorted(OPS):
+        reply = await ws.request(name, {}, key=f"k-{name}")
+        assert reply.get("ok") is True or reply["error"]["code"] in ERRORS_BY_CODE, (name, reply)
+    assert (await ws.request("no.such.op", {}))["error"]["code"] == "bad_request"
+    await ws.close()
