@@ -83,6 +83,9 @@ class CellHost:
         self.settings = settings
         self.handlers = handlers
         self.readers = readers or {}
+        self.ext: dict[str, Any] = {}
+        """Per-feature state a feature's handlers keep on this host (a cache of Postgres rows
+        of keys this host owns). Cleared when the placement table changes."""
         self.cells: dict[str, ActiveCell] = {}
         self._activating: dict[str, asyncio.Future[ActiveCell]] = {}
         self.pool: asyncpg.Pool | None = None
@@ -139,6 +142,7 @@ class CellHost:
         assert self.pool is not None
         if self.placement is None or self.placement.version < version:
             self.placement = await placement.load(self.pool)
+            self.ext.clear()  # keys may have moved: cached state of any of them may be stale
         return self.placement is not None and self.placement.owner(key) == self.name
 
     def placement_version(self) -> int:

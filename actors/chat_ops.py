@@ -6,11 +6,16 @@ slip a message in. A message's offset is its event's offset in ``room:<id>``: th
 reserves it, writes the row carrying it, and hands the event to the host for publishing.
 Direct-room messages are also appended to each member's inbox ``user:<id>``, so every session
 of the user receives them wherever it is connected.
+
+The owner keeps each member room's kind and members in memory (``host.ext``): only this host
+writes them, so the cache is exact; a change drops the entry after commit, and a placement
+change clears it all.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.chat import room_stream
@@ -26,12 +31,49 @@ if TYPE_CHECKING:
     from actors.group_commit import Tx
 
 
-async def _require_member(tx: Tx, room_id: str, user_id: str) -> None:
-    state = await chat_store.membership(tx.conn, room_id, user_id)
-    if state == "missing":
-        raise NotFound("no such room")
-    if state != "member":
+@dataclass
+class _Room:
+    """What the owner remembers of a member room: only this host changes its members."""
+
+    kind: str
+    members: set[str]
+
+
+_CACHE_MAX = 10_000
+
+
+async def _room(host: CellHost, tx: Tx, room_id: str) -> _Room:
+    """The room (kind, members), from this host's cache or Postgres; ``not_found`` if none."""
+    cache: dict[str, _Room] = host.ext.setdefault("chat.rooms", {})
+    room = cache.get(room_id)
+    if room is None:
+        row = await chat_store.get_room(tx.conn, room_id)
+        if row is None:
+            raise NotFound("no such room")
+        loaded = room = _Room(row["kind"], set(row["members"]))
+
+        def remember() -> None:  # only committed state is cached
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[room_id] = loaded
+
+        tx.then(remember)
+    return room
+
+
+def _forget(host: CellHost, tx: Tx, room_id: str) -> None:
+    """Members changed: drop the cached room now (later commands of this batch read the
+    transaction's own rows) and again after commit (over anything cached meanwhile)."""
+    cache: dict[str, _Room] = host.ext.setdefault("chat.rooms", {})
+    cache.pop(room_id, None)
+    tx.then(lambda: cache.pop(room_id, None) and None)
+
+
+async def _require_member(host: CellHost, tx: Tx, room_id: str, user_id: str) -> _Room:
+    room = await _room(host, tx, room_id)
+    if user_id not in room.members:
         raise Forbidden("you are not a member of this room")
+    return room
 
 
 async def chat_open(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
@@ -69,7 +111,7 @@ async def room_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dic
 async def room_add(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
     data, me = cmd["data"], cmd["user_id"]
     room_id, user = data["room_id"], data["user_id"]
-    await _require_member(tx, room_id, me)
+    await _require_member(host, tx, room_id, me)
     room = await chat_store.get_room(tx.conn, room_id)
     assert room is not None
     if room["kind"] != "group":
@@ -77,6 +119,7 @@ async def room_add(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[s
     if user not in await chat_store.users_exist(tx.conn, [user]):
         raise NotFound("no such user")
     if await chat_store.add_member(tx.conn, room_id, user):
+        _forget(host, tx, room_id)
         out.add(room_stream(room_id), "room.member_added", {"room_id": room_id, "user_id": user})
         room["members"].append(user)
         out.add(user_stream(user), "notification", {"kind": "room.added", "room": room})
@@ -85,11 +128,11 @@ async def room_add(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[s
 
 async def room_leave(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
     room_id, me = cmd["data"]["room_id"], cmd["user_id"]
-    await _require_member(tx, room_id, me)
-    room = await chat_store.get_room(tx.conn, room_id)
-    if room is not None and room["kind"] != "group":
+    room = await _require_member(host, tx, room_id, me)
+    if room.kind != "group":
         raise BadRequest("only group rooms can be left")
     await chat_store.remove_member(tx.conn, room_id, me)
+    _forget(host, tx, room_id)
     out.add(room_stream(room_id), "room.member_left", {"room_id": room_id, "user_id": me})
     return {"room_id": room_id, "left": True}
 
@@ -99,10 +142,9 @@ async def chat_send(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[
     room_id = data["room_id"]
     recipients: list[str] = []
     if data["kind"] == "member":
-        await _require_member(tx, room_id, me)
-        room = await chat_store.get_room(tx.conn, room_id)
-        if room is not None and room["kind"] == "direct":
-            recipients = room["members"]
+        room = await _require_member(host, tx, room_id, me)
+        if room.kind == "direct":
+            recipients = sorted(room.members)
     stream = room_stream(room_id)
     epoch, offset = await event_log.reserve(tx.conn, stream, 1)
     now_ms = time.time_ns() // 1_000_000
@@ -127,7 +169,7 @@ async def chat_send(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[
 async def chat_read(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
     data, me = cmd["data"], cmd["user_id"]
     room_id, offset = data["room_id"], data["offset"]
-    await _require_member(tx, room_id, me)
+    await _require_member(host, tx, room_id, me)
     last = (await event_log.position(tx.conn, room_stream(room_id))).offset
     if offset > last:
         raise BadRequest(f"offset {offset} is beyond the room's last offset {last}")
