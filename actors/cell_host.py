@@ -282,6 +282,7 @@ class CellHost:
             "active_cells": len(self.cells),
             "batches": committer.batches if committer else 0,
             "commands": committer.commands if committer else 0,
+            "slow_batches": committer.slow_batches if committer else 0,
             "placement_version": self.placement_version(),
             "redis_ok": redis_ok,
         }

@@ -1,10 +1,11 @@
 """Group commit: many mutations, one Postgres transaction (rule 1: acked means durable).
 
-``GroupCommitter`` gathers submitted commands for ``window_s`` (or until ``max_batch``), runs each
-inside its own savepoint of one transaction, commits, and only then runs the after-commit steps
-(memory updates), flushes the whole batch's outbox in one call (publishing) and resolves the
-futures. A command that fails with a typed error rolls back its savepoint alone; a failed
-commit fails the whole batch as ``unavailable``, and nothing of it is applied or published.
+``GroupCommitter`` gathers submitted commands for ``window_s`` (or until ``max_batch``), runs them
+in one transaction (each in its own savepoint once any of them fails: see ``_commit``), commits,
+and only then runs the after-commit steps (memory updates), flushes the whole batch's outbox in
+one call (publishing) and resolves the futures. A command that fails with a typed error is
+rolled back alone; a failed commit fails the whole batch as ``unavailable``, and nothing of it
+is applied or published.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class _Pending:
     error: AppError | None = None
 
 
+class _BatchNeedsSavepoints(Exception):
+    """A command failed on the fast path; the batch is rolled back and run command by command."""
+
+
 class GroupCommitter:
     """Owns one writer loop over a pool; ``submit`` returns once the work is durable."""
 
@@ -71,6 +76,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.commands = 0
+        self.slow_batches = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit")
@@ -114,11 +120,31 @@ class GroupCommitter:
             await self._finish(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            for item in batch:
-                await self._run_one(conn, item)
+        """Fast path: every command straight in the transaction (no savepoints). If any command
+        fails, roll it all back and run the batch again with a savepoint per command, so the
+        failure stays its own and the others commit."""
+        async with self._pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    for item in batch:
+                        await self._run_plain(conn, item)
+            except _BatchNeedsSavepoints:
+                self.slow_batches += 1
+                async with conn.transaction():
+                    for item in batch:
+                        item.error, item.steps, item.outbox = None, [], []
+                        await self._run_one(conn, item)
         self.batches += 1
         self.commands += len(batch)
+
+    async def _run_plain(self, conn: asyncpg.Connection, item: _Pending) -> None:
+        tx = Tx(conn)
+        try:
+            item.result = await item.work(tx)
+        except (AppError, asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
+            raise _BatchNeedsSavepoints from None
+        item.steps = tx.after_commit
+        item.outbox = tx.outbox
 
     async def _run_one(self, conn: asyncpg.Connection, item: _Pending) -> None:
         """Run one command in its own savepoint; a unique-key race is retried once."""
