@@ -177,10 +177,17 @@ class CellHost:
     async def _passivate_loop(self) -> None:
         while True:
             await asyncio.sleep(min(30.0, self.settings.cell_idle_s))
-            cutoff = time.monotonic() - self.settings.cell_idle_s
-            for cell in [c for c, a in self.cells.items() if a.last_used < cutoff]:
-                del self.cells[cell]
-                log.debug("passivated cell %s", cell)
+            self.passivate_idle(time.monotonic())
+
+    def passivate_idle(self, now: float) -> list[str]:
+        """Drop the memory of cells unused for ``cell_idle_s``; Postgres still has them all."""
+        cutoff = now - self.settings.cell_idle_s
+        idle = [c for c, a in self.cells.items() if a.last_used < cutoff]
+        for cell in idle:
+            del self.cells[cell]
+        if idle:
+            log.debug("passivated %d cells", len(idle))
+        return idle
 
     # -- commands ----------------------------------------------------------------------------
     async def execute(self, version: int, commands: list[Command]) -> list[dict[str, Any]]:
