@@ -9,6 +9,8 @@ reservation, sale or refund is durable, and its events and hooks exist if and on
 Stock moves only here: ``order.reserve`` takes it (a conditional UPDATE; ``CHECK (stock >= 0)``
 backs it up), ``order.act`` gives it back when an unpaid or not yet handed-over order ends,
 ``listing.stock`` sets it for the vendor. Idempotent: all by the caller's (user, key) record.
+An order's move to ``paid`` also records one ``purchase`` interaction per line (the
+recommender's training data) in the same transaction, so a sale is counted exactly once.
 The gateway passes who is acting (``actor``, ``vendor_id``); the handlers check it against the
 row (rule 7), so a vendor reaches only its own listings and orders, a buyer only their own.
 """
@@ -22,7 +24,7 @@ from models import market
 from models.errors import BadRequest, Conflict, NotFound, OutOfStock
 from models.ids import cell_of, cell_scoped_id, new_id
 from models.streams import feed_stream, user_stream
-from store import hooks_store
+from store import hooks_store, recommend_store
 from store import market_store as ms
 
 if TYPE_CHECKING:
@@ -219,6 +221,8 @@ async def order_act(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[
         refund_id = await _record_refund(tx, row, external=not step.refund_owed)
     reason = data.get("reason") or f"{action} by {actor}"
     updated = await ms.set_order_status(tx.conn, row["id"], step.target, reason)
+    if step.target == market.PAID:  # a sale: the buyer's purchases train the rankers
+        await recommend_store.record_purchases(tx.conn, row["buyer_id"], row["id"])
     result = {"order": await _order_events(tx, out, updated), "changed": True}
     if refund_id is not None:
         result["refund_id"] = refund_id

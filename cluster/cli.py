@@ -62,7 +62,13 @@ def cmd_up(args: argparse.Namespace) -> int:
             spawn_gateway(settings, runtime.ray_address(), settings.port + i)
             for i in range(1, args.gateways)
         ]
-        asyncio.run(serve(settings))
+        main = serve(settings)
+        if settings.recommend_retrain_s > 0:  # the scheduled retrain, beside this gateway
+            from cluster.trainer import beside_retrain_loop
+
+            log.info("retraining the rankers every %gs", settings.recommend_retrain_s)
+            main = beside_retrain_loop(settings, main)
+        asyncio.run(main)
     finally:
         stop_gateways(extra)
         runtime.stop()

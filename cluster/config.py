@@ -150,7 +150,8 @@ class Settings(BaseSettings):
 
     # -- recommendation -----------------------------------------------------------------------
     recommend_retrain_s: float = Field(0.0, ge=0)
-    """Scheduled retrain period of `hyperlocal recommend train --loop` (0: only on demand)."""
+    """Scheduled retrain period: `hyperlocal up` retrains in the background this often, as
+    does `hyperlocal recommend train --loop` (0: only on demand)."""
     recommend_history_days: float = Field(30.0, gt=0)
     """Interactions younger than this train the rankers and feed their features."""
     recommend_max_events: int = Field(200_000, ge=100)
@@ -164,14 +165,17 @@ class Settings(BaseSettings):
     recommend_keep_versions: int = Field(3, ge=1)
     """Model versions kept per scope; older ones are deleted after a training run."""
     recommend_absent_ttl_s: float = Field(30.0, ge=0)
-    """A gateway that found no model for a cell serves its feed newest-first without asking
-    again for this long (a new model is picked up within it)."""
+    """A gateway that found no model for a cell serves its feed newest-first and its listings
+    by distance without asking again for this long (a new model is picked up within it)."""
     recommend_candidates: int = Field(200, ge=10, le=1000)
-    """feed.get sort=relevance ranks this many newest posts of the neighbourhood."""
+    """sort=relevance ranks this many candidates: the neighbourhood's newest posts (feed.get),
+    its nearest matching listings (listings.nearby)."""
     recommend_context_ttl_s: float = Field(5.0, ge=0)
     """A shard reuses a neighbourhood's interaction snapshot this long before reloading it."""
     recommend_thread_min: int = Field(50, ge=0)
     """Batches of at least this many candidates are scored in a thread, off the shard's loop."""
+    recommend_view_dedupe_s: float = Field(600.0, ge=0)
+    """A buyer's repeated listing.get of one listing records one view per this many seconds."""
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

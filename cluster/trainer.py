@@ -8,18 +8,23 @@ ones. Shards pick a new version up on their next scoring call (actors/recommend_
 
 A scope without enough usable data is skipped and reported, never an error of the run.
 ``hyperlocal recommend train`` runs it once with a progress display; ``--loop`` repeats it every
-``recommend_retrain_s`` (the scheduled retrain; run it as a service next to the gateways).
+``recommend_retrain_s``. ``hyperlocal up`` with ``recommend_retrain_s`` > 0 runs the same
+schedule itself (``beside_retrain_loop``): each run is one Ray generator task, so the gateway's
+loop only awaits object refs and logs the progress lines the task streams back.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import queue
 import sys
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,16 +192,99 @@ def run_cli(args: argparse.Namespace) -> int:
         runtime.stop()
 
 
-async def _run_once(settings: Settings, cells: list[str] | None) -> None:
+async def _run_once(
+    settings: Settings, cells: list[str] | None, report: Report | None = None
+) -> None:
     assert settings.database_url
     t0 = time.monotonic()
+    say = report or (lambda line: print(line, flush=True))
     pool = await create_pool(settings.database_url)
     try:
         await train(
             settings,
             pool,
             cells or None,
-            report=lambda line: print(f"[{time.monotonic() - t0:6.1f}s] {line}", flush=True),
+            report=lambda line: say(f"[{time.monotonic() - t0:6.1f}s] {line}"),
         )
     finally:
         await pool.close()
+
+
+# -- scheduled retraining beside the gateway (hyperlocal up) ------------------------------------
+_END = object()
+
+
+def _run_streaming(settings: Settings) -> Iterator[str]:
+    """Ray generator task body: one training run in this worker, yielding its progress lines
+    as they happen (the run has its own event loop, in a thread of the worker)."""
+    lines: queue.Queue[object] = queue.Queue()
+
+    def work() -> None:
+        try:
+            asyncio.run(_run_once(settings, None, lines.put))
+            lines.put(_END)
+        except BaseException as exc:  # handed over: the generator raises it in the task
+            lines.put(exc)
+
+    threading.Thread(target=work, name="recommend-retrain", daemon=True).start()
+    while (line := lines.get()) is not _END:
+        if isinstance(line, BaseException):
+            raise line
+        yield str(line)
+
+
+async def remote_run(settings: Settings) -> AsyncIterator[str]:
+    """One training run as a Ray task; its progress lines, live. Closing the iterator early
+    (cancellation) cancels the task and the scope tasks it started."""
+    task = ray.remote(_run_streaming).options(
+        num_cpus=settings.recommend_train_num_cpus, num_returns="streaming", max_retries=0
+    )
+    gen = task.remote(settings)
+    finished = False
+    try:
+        async for ref in gen:
+            yield str(await ref)
+        finished = True
+    finally:
+        if not finished:
+            with contextlib.suppress(Exception):  # already gone: nothing left to cancel
+                ray.cancel(gen, force=True)
+
+
+async def retrain_loop(
+    settings: Settings,
+    run: Callable[[Settings], AsyncIterator[str]] = remote_run,
+    say: Report | None = None,
+) -> None:
+    """Retrain now and then every ``recommend_retrain_s`` after a run ends, until cancelled.
+
+    This loop must not die: a failed run is logged with its traceback and the schedule goes on.
+    """
+    period = settings.recommend_retrain_s
+    report = say or (lambda line: log.info("%s", line))
+    n = 0
+    while True:
+        n += 1
+        t0 = time.monotonic()
+        report(f"retrain #{n} started")
+        outcome = "done"
+        try:
+            async for line in run(settings):
+                report(f"retrain #{n} {line}")
+        except Exception:  # Ray, Postgres or training errors: the next run may well succeed
+            log.exception("retrain #%d failed", n)
+            outcome = "failed"
+        report(f"retrain #{n} {outcome} in {time.monotonic() - t0:.1f}s; next in {period:g}s")
+        await asyncio.sleep(period)
+
+
+async def beside_retrain_loop(settings: Settings, main: Awaitable[None]) -> None:
+    """Await ``main`` (the gateway) with ``retrain_loop`` running beside it on the same event
+    loop (it only awaits Ray refs: rule 6); the loop is stopped when ``main`` returns."""
+    task = asyncio.create_task(retrain_loop(settings), name="recommend-retrain")
+    try:
+        await main
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -44,7 +44,8 @@ class ListingsNearby(_Req):
     category: Annotated[str, StringConstraints(max_length=64)] | None = None
     q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
     max_price: int | None = Field(None, ge=0)
-    sort: Literal["distance", "newest", "price"] = "distance"
+    sort: Literal["relevance", "distance", "newest", "price"] | None = None
+    """None: relevance where a ranking model covers the cell, else distance."""
     cursor: Cursor = None
     limit: int = Field(20, ge=1, le=100)
 
@@ -92,11 +93,13 @@ def _who(call: Call) -> Actor:
 
 async def op_nearby(call: Call, req: ListingsNearby) -> dict[str, Any]:
     filters = {"category": req.category, "q": req.q or None, "max_price": req.max_price}
-    return await market_of(call).nearby(req.lat, req.lng, filters, req.sort, req.cursor, req.limit)
+    return await market_of(call).nearby(
+        call.user_id, req.lat, req.lng, filters, req.sort, req.cursor, req.limit
+    )
 
 
 async def op_listing_get(call: Call, req: ListingRef) -> dict[str, Any]:
-    return {"listing": await market_of(call).listing(req.listing_id)}
+    return {"listing": await market_of(call).listing(req.listing_id, viewer=call.user_id)}
 
 
 async def op_cart_add(call: Call, req: CartAdd) -> dict[str, Any]:
@@ -165,6 +168,7 @@ async def market_ctx(app: web.Application) -> AsyncIterator[None]:
     # Websocket ops reach the services through the shared Services object (see the report:
     # a generic extension slot on Services would be the clean way).
     services = app[SERVICES]
+    market.unranked = services.unranked_cells  # one no-model cache for feed and listings
     services.market = market  # type: ignore[attr-defined]
     services.checkout = checkout  # type: ignore[attr-defined]
     dispatcher = HookDispatcher(settings, app[DB])

@@ -6,11 +6,19 @@ owner shard as commands (actors/market_ops.py), keyed by the caller's idempotenc
 to Postgres with the caller's identity in the query (rule 7): a buyer reads only their own cart
 and orders, a vendor only its own listings and orders; anything else is ``not_found``.
 Checkout orchestration lives in gateway/checkout.py; refunds are executed here.
+
+Relevance (``listings.nearby`` with ``sort: "relevance"``, the default where a model covers the
+cell) ranks the nearest matching listings inside the shard owning the caller's cell, through its
+``recommend.rank`` reader. A buyer's ``listing.get`` records a ``view`` interaction straight
+from here: interactions are append-only analytics rows, not cell state (nothing reads them to
+decide a mutation, no stream carries them), so they need no owner, and routing a read through a
+shard's group commit to log it would cost a Ray hop and a commit slot per page view.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +32,11 @@ from models.errors import AppError, BadRequest, NotFound
 from models.ids import cell_of
 from models.market import NearbyCursor, PageCursor, cart_totals
 from models.placement import cell_key, user_key
+from models.recommend import listings as rec_listings
+from models.recommend.serving import order_by_scores, parse_relevance_cursor, relevance_cursor
 from payments import PaymentProvider
 from store import market_store as ms
+from store import recommend_store
 
 log = logging.getLogger("hyperlocal.market")
 
@@ -70,6 +81,9 @@ class MarketService:
         self.router = router
         self.geo = geo
         self.providers = providers
+        self.unranked: dict[str, float] = {}
+        """Cells known to have no ranking model, until a monotonic time; the gateway shares
+        its feed's cache (Services.unranked_cells) here."""
 
     async def mutate(self, who: Actor, op: str, route: str, data: dict[str, Any]) -> dict[str, Any]:
         command = {"op": op, "user_id": who.user_id, "key": who.key, "route": route, "data": data}
@@ -136,19 +150,75 @@ class MarketService:
 
     # -- browsing (buyer side) ------------------------------------------------------------------
     async def nearby(
-        self, lat: float, lng: float, filters: dict[str, Any], sort: str, cursor: str | None,
-        limit: int,
+        self, user_id: str, lat: float, lng: float, filters: dict[str, Any], sort: str | None,
+        cursor: str | None, limit: int,
     ) -> dict[str, Any]:  # fmt: skip
-        cells = self.geo.neighbourhood(self.geo.cell_of(lat, lng))
-        after = NearbyCursor.decode(cursor, sort) if cursor else None
-        items, next_cursor = await ms.nearby(self.db, cells, lat, lng, filters, sort, after, limit)
-        return {"items": items, "next_cursor": next_cursor}
+        """A page of listings on sale around ``lat,lng``. ``sort`` None: by relevance where a
+        model covers the cell, else by distance; the reply's ``sort`` says which was used."""
+        cell = self.geo.cell_of(lat, lng)
+        cells = self.geo.neighbourhood(cell)
+        offset = parse_relevance_cursor(cursor)
+        known_plain = sort is None and self.unranked.get(cell, 0.0) > time.monotonic()
+        wants_rank = sort in (None, "relevance") and (cursor is None or offset is not None)
+        if wants_rank and not known_plain:
+            ranked = await self._ranked(user_id, lat, lng, cell, cells, filters, offset or 0, limit)
+            if ranked is not None:
+                return ranked
+            if offset is not None:  # the model went away between pages: start again
+                return {"items": [], "next_cursor": None, "sort": "distance"}
+        plain = "distance" if sort in (None, "relevance") else sort
+        after = NearbyCursor.decode(cursor, plain) if cursor else None
+        items, next_cursor = await ms.nearby(self.db, cells, lat, lng, filters, plain, after, limit)
+        return {"items": items, "next_cursor": next_cursor, "sort": plain}
 
-    async def listing(self, listing_id: str) -> dict[str, Any]:
+    async def _ranked(
+        self, user_id: str, lat: float, lng: float, cell: str, cells: list[str],
+        filters: dict[str, Any], offset: int, limit: int,
+    ) -> dict[str, Any] | None:  # fmt: skip
+        """The nearest ``recommend_candidates`` matching listings, ranked by the model of the
+        caller's cell inside the shard that owns it; None (and the cell remembered as
+        unranked) when no model covers the cell."""
+        pool = self.settings.recommend_candidates
+        listings, _ = await ms.nearby(self.db, cells, lat, lng, filters, "distance", None, pool)
+        args = {
+            "user_id": user_id,
+            "lat": lat,
+            "lng": lng,
+            "items": [rec_listings.rank_item(x) for x in listings],
+        }
+        ranked = await self.router.read(cell_key(cell), "recommend.rank", args)
+        if ranked.get("model") is None:
+            self.unranked[cell] = time.monotonic() + self.settings.recommend_absent_ttl_s
+            if len(self.unranked) > 100_000:
+                self.unranked.clear()
+            return None
+        self.unranked.pop(cell, None)
+        order = order_by_scores(len(listings), ranked["scores"])
+        page, after = rec_listings.relevance_page(order, offset, limit)
+        return {
+            "items": [listings[i] for i in page],
+            "next_cursor": relevance_cursor(after) if after is not None else None,
+            "sort": "relevance",
+            "model": ranked["model"],
+        }
+
+    async def listing(self, listing_id: str, viewer: str | None = None) -> dict[str, Any]:
+        """A listing on sale; a ``viewer`` (a buyer's ``listing.get``) records a view."""
         row = await ms.listing_row(self.db, listing_id)
         if row is None or row["deleted_at"] is not None or not row["active"]:
             raise NotFound("no such listing")
-        return ms.listing_public(row)
+        listing = ms.listing_public(row)
+        if viewer is not None:
+            await self._record_view(viewer, listing)
+        return listing
+
+    async def _record_view(self, viewer: str, listing: dict[str, Any]) -> None:
+        """Best effort: a view that cannot be logged never fails the read it belongs to."""
+        try:
+            dedupe_s = self.settings.recommend_view_dedupe_s
+            await recommend_store.record_view(self.db, viewer, listing, dedupe_s)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("view of %s by %s not recorded: %s", listing["id"], viewer, exc)
 
     # -- carts ----------------------------------------------------------------------------------
     async def cart_add(self, who: Actor, listing_id: str, qty: int) -> dict[str, Any]:

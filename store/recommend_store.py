@@ -4,6 +4,12 @@ Interactions come from three durable places, read as one stream: the ``interacti
 (views, purchases, check-ins, whatever a feature records with ``record``), and the product's own
 ``likes`` and ``comments`` rows on posts (so feed ops need no extra write). A post's "category"
 is its author. Removed posts are left out.
+
+Listings write two kinds of rows here: a ``view`` per buyer ``listing.get`` (``record_view``,
+from the gateway: an append-only analytics row, no cell state) and a ``purchase`` per order line
+when an order is paid (``record_purchases``, inside the owning shard's confirm transaction).
+The catalog the trainer and the shards load holds the neighbourhood's posts and listings, with
+listing prices in major units (models/recommend/listings.py) for the price band feature.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from models.recommend.data import Interaction
+from models.recommend.listings import major_units
 from models.recommend.serving import Item, tz_offset_min
 
 _EVENTS = """
@@ -48,6 +55,25 @@ SELECT id, cell, lat, lng, author_id, extract(epoch FROM created_at)::float8 AS 
  LIMIT $3
 """
 
+_LISTINGS = """
+SELECT id, cell, lat, lng, category, price, currency,
+       extract(epoch FROM created_at)::float8 AS ts
+  FROM listings
+ WHERE deleted_at IS NULL AND active AND ($1::text[] IS NULL OR cell = ANY($1))
+ ORDER BY created_at DESC
+ LIMIT $2
+"""
+
+# A view is recorded at most once per user and listing per dedupe window, and never the
+# vendor's own (a vendor checking its shop is not a buyer's interest).
+_VIEW = """
+INSERT INTO interactions (user_id, item_kind, item_id, kind, cell, lat, lng, category, price)
+SELECT $1, 'listing', $2, 'view', $3, $4, $5, $6, $7
+ WHERE NOT EXISTS (SELECT 1 FROM vendors WHERE id = $8 AND user_id = $1)
+   AND NOT EXISTS (SELECT 1 FROM interactions WHERE user_id = $1 AND item_id = $2
+                      AND kind = 'view' AND created_at > now() - make_interval(secs => $9))
+"""
+
 
 def _interaction(row: asyncpg.Record) -> Interaction:
     lng = row["lng"] if row["lng"] is not None else float("nan")
@@ -71,7 +97,8 @@ async def load_events(
     limit: int,
     user_id: str | None = None,
 ) -> tuple[list[Item], list[Interaction]]:
-    """Items (posts of ``cells`` plus every interacted item) and interactions, oldest first.
+    """Items (posts and listings of ``cells`` plus every interacted item) and interactions,
+    oldest first.
 
     ``cells`` None means everywhere; at most ``limit`` newest interactions and posts.
     """
@@ -82,6 +109,11 @@ async def load_events(
         for r in await db.fetch(_POSTS, since_s, cells, limit):
             items[r["id"]] = Item(
                 r["id"], r["lat"], r["lng"], r["cell"], r["author_id"], r["ts"], float("nan")
+            )
+        for r in await db.fetch(_LISTINGS, cells, limit):
+            price = major_units(r["price"], r["currency"])
+            items[r["id"]] = Item(
+                r["id"], r["lat"], r["lng"], r["cell"], r["category"], r["ts"], price
             )
     for r in rows:
         if r["item_id"] not in items and r["lat"] is not None:
@@ -118,6 +150,47 @@ async def record(
         category,
         price,
     )
+
+
+async def record_view(
+    db: asyncpg.Pool | asyncpg.Connection, user_id: str, listing: dict[str, Any], dedupe_s: float
+) -> bool:
+    """Record ``user_id`` viewing ``listing`` (``listing_public`` shape); True if a row was
+    written (not a repeat within ``dedupe_s``, not the vendor's own listing)."""
+    status = await db.execute(
+        _VIEW,
+        user_id,
+        listing["id"],
+        listing["cell"],
+        listing["lat"],
+        listing["lng"],
+        listing["category"],
+        major_units(listing["price"], listing["currency"]),
+        listing["vendor_id"],
+        float(dedupe_s),
+    )
+    return bool(status.endswith(" 1"))
+
+
+async def record_purchases(conn: asyncpg.Connection, buyer_id: str, order_id: str) -> int:
+    """One ``purchase`` per line of a paid order, at the price paid (run it in the transaction
+    that confirms the order); how many rows were written."""
+    rows = await conn.fetch(
+        "SELECT ol.listing_id, ol.unit_price, o.currency, l.cell, l.lat, l.lng, l.category"
+        " FROM order_lines ol JOIN orders o ON o.id = ol.order_id"
+        " JOIN listings l ON l.id = ol.listing_id WHERE ol.order_id = $1 ORDER BY ol.listing_id",
+        order_id,
+    )
+    await conn.executemany(
+        "INSERT INTO interactions (user_id, item_kind, item_id, kind, cell, lat, lng, category,"
+        " price) VALUES ($1, 'listing', $2, 'purchase', $3, $4, $5, $6, $7)",
+        [
+            (buyer_id, r["listing_id"], r["cell"], r["lat"], r["lng"], r["category"],
+             major_units(r["unit_price"], r["currency"]))
+            for r in rows
+        ],
+    )  # fmt: skip
+    return len(rows)
 
 
 async def next_version(db: asyncpg.Pool) -> int:
