@@ -194,7 +194,8 @@ class ChatBench(Bench):
         rows = []
         for label, _ in result_rows(next(iter(self.results.values()))):
             values = [dict(result_rows(self.results[n]))[label][0] for n in names]
-            rows.append((label.replace("posts/s", "messages/s"), values + ratio(values, 2)))
+            label = label.replace("posts/s", "messages/s")
+            rows.append((label, values + ratio(values, len(names))))
         for label, key in (
             ("server CPU % (of 1 core)", "cpu_pct"),
             ("server CPU ms / 1k events", None),
