@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,7 +233,7 @@ def _run_streaming(settings: Settings) -> Iterator[str]:
         yield str(line)
 
 
-async def remote_run(settings: Settings) -> AsyncIterator[str]:
+async def remote_run(settings: Settings) -> AsyncGenerator[str]:
     """One training run as a Ray task; its progress lines, live. Closing the iterator early
     (cancellation) cancels the task and the scope tasks it started."""
     task = ray.remote(_run_streaming).options(
@@ -253,7 +253,7 @@ async def remote_run(settings: Settings) -> AsyncIterator[str]:
 
 async def retrain_loop(
     settings: Settings,
-    run: Callable[[Settings], AsyncIterator[str]] = remote_run,
+    run: Callable[[Settings], AsyncGenerator[str]] = remote_run,
     say: Report | None = None,
 ) -> None:
     """Retrain now and then every ``recommend_retrain_s`` after a run ends, until cancelled.
@@ -269,8 +269,9 @@ async def retrain_loop(
         report(f"retrain #{n} started")
         outcome = "done"
         try:
-            async for line in run(settings):
-                report(f"retrain #{n} {line}")
+            async with contextlib.aclosing(run(settings)) as progress:  # closed even if cancelled
+                async for line in progress:
+                    report(f"retrain #{n} {line}")
         except Exception:  # Ray, Postgres or training errors: the next run may well succeed
             log.exception("retrain #%d failed", n)
             outcome = "failed"
