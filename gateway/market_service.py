@@ -160,8 +160,12 @@ class MarketService:
         offset = parse_relevance_cursor(cursor)
         known_plain = sort is None and self.unranked.get(cell, 0.0) > time.monotonic()
         wants_rank = sort in (None, "relevance") and (cursor is None or offset is not None)
-        if wants_rank and not known_plain:
-            ranked = await self._ranked(user_id, lat, lng, cell, cells, filters, offset or 0, limit)
+        if wants_rank:
+            ranked = None
+            if not known_plain:
+                ranked = await self._ranked(
+                    user_id, lat, lng, cell, cells, filters, offset or 0, limit
+                )
             if ranked is not None:
                 return ranked
             if offset is not None:  # the model went away between pages: start again

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from actors.recommend_ops import parse_items
 from cluster.config import Settings, load_settings
 from cluster.trainer import retrain_loop
+from gateway.market_service import MarketService
+from models.cells import Geo
+from models.errors import BadRequest
 from models.recommend.features import price_band
 from models.recommend.listings import major_units, rank_item, relevance_page
 
@@ -99,3 +104,84 @@ async def test_retrain_loop_cancelled_mid_run_closes_the_run() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.wait_for(closed.wait(), 5)
+
+
+# -- listings.nearby sort selection, against an in-memory router and database -------------------
+class _Db:
+    """Answers the distance browse query with fixed rows, honouring its cursor and LIMIT."""
+
+    def __init__(self, n: int) -> None:
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        self.rows = [
+            {
+                "id": f"l{i}", "vendor_id": "v", "cell": "c", "kind": "product",
+                "title": f"t{i}", "description": "", "category": "x", "price": 100 * (i + 1),
+                "currency": "eur", "stock": 1, "images": [], "active": True, "lat": 52.5,
+                "lng": 13.4, "created_at": now, "updated_at": now, "deleted_at": None,
+                "distance_m": float(i),
+            }
+            for i in range(n)
+        ]  # fmt: skip
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        after = args[7] if len(args) > 7 else -1.0  # a distance cursor: the last distance
+        return [r for r in self.rows if r["distance_m"] > after][: args[6]]
+
+
+class _Router:
+    """The ``recommend.rank`` reader: no model, or one that prefers the last items."""
+
+    def __init__(self, model: bool) -> None:
+        self.model = model
+        self.calls = 0
+
+    async def read(self, route: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        assert name == "recommend.rank" and route.startswith("cell:")
+        self.calls += 1
+        if not self.model:
+            return {"model": None}
+        return {"model": {"scope": "global", "version": 7}, "scores": [float(i) for i in
+                range(len(args["items"]))]}  # fmt: skip
+
+
+def _market(model: bool, n: int = 5) -> tuple[MarketService, _Router]:
+    router = _Router(model)
+    market = MarketService(
+        load_settings(),
+        _Db(n),
+        router,
+        Geo(8, 1),
+        {},  # type: ignore[arg-type]
+    )
+    return market, router
+
+
+AT = (52.52, 13.405)
+
+
+async def test_nearby_defaults_to_relevance_where_a_model_exists_and_pages_it() -> None:
+    market, _ = _market(model=True)
+    first = await market.nearby("u", *AT, {}, None, None, 3)
+    assert first["sort"] == "relevance" and first["model"] == {"scope": "global", "version": 7}
+    assert [x["id"] for x in first["items"]] == ["l4", "l3", "l2"]
+    rest = await market.nearby("u", *AT, {}, None, first["next_cursor"], 3)
+    assert [x["id"] for x in rest["items"]] == ["l1", "l0"] and rest["next_cursor"] is None
+    plain = await market.nearby("u", *AT, {}, "price", None, 3)
+    assert plain["sort"] == "price" and "model" not in plain
+    with pytest.raises(BadRequest):
+        await market.nearby("u", *AT, {}, "distance", first["next_cursor"], 3)
+
+
+async def test_nearby_without_a_model_falls_back_and_remembers_the_cell() -> None:
+    market, router = _market(model=False)
+    first = await market.nearby("u", *AT, {}, None, None, 3)
+    assert first["sort"] == "distance" and [x["id"] for x in first["items"]] == ["l0", "l1", "l2"]
+    assert router.calls == 1
+    again = await market.nearby("u", *AT, {}, None, None, 3)
+    assert again["sort"] == "distance" and router.calls == 1  # known unranked: no round trip
+    more = await market.nearby("u", *AT, {}, None, first["next_cursor"], 3)
+    assert [x["id"] for x in more["items"]] == ["l3", "l4"] and more["sort"] == "distance"
+    asked = await market.nearby("u", *AT, {}, "relevance", None, 3)
+    assert asked["sort"] == "distance" and router.calls == 2  # an explicit ask always asks
+    stale = await market.nearby("u", *AT, {}, None, "r3", 3)  # the model went away mid-paging
+    assert stale == {"items": [], "next_cursor": None, "sort": "distance"}
