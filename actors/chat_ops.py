@@ -146,20 +146,18 @@ async def chat_send(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[
         if room.kind == "direct":
             recipients = sorted(room.members)
     stream = room_stream(room_id)
-    epoch, offset = await event_log.reserve(tx.conn, stream, 1)
     now_ms = time.time_ns() // 1_000_000
-    message = {
+    message: dict[str, Any] = {
         "id": new_id(now_ms),
         "room_id": room_id,
         "cell": data["cell"],
         "sender_id": me,
         "text": data["text"],
-        "offset": offset,
         "created_at": ms_to_dt(now_ms).isoformat(),
     }
-    await chat_store.insert_message(tx.conn, message)
+    epoch, offset = await chat_store.append_message(tx.conn, stream, message)
+    message["offset"] = offset
     event = Event(stream, epoch, offset, "chat.message", {"message": message})
-    await event_log.insert(tx.conn, [event])
     out.appended.append(event)
     for member in recipients:
         out.add(user_stream(member), "chat.message", {"message": message})

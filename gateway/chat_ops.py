@@ -124,7 +124,13 @@ async def op_rooms_list(call: Call, req: _Empty) -> dict[str, Any]:
 
 async def op_chat_send(call: Call, req: ChatSend) -> dict[str, Any]:
     check_text(call, req.text)
-    ref = await check_room(call, req.room_id)
+    ref = parse_room(req.room_id)
+    if ref is None:
+        raise NotFound("no such room")
+    if ref.kind == "neighbourhood":
+        ref = await check_room(call, req.room_id)  # location rule: the gateway knows it
+    # Member rooms: the owner checks membership inside its transaction (from its exact cache),
+    # answering not_found / forbidden; a second check here would cost a query per message.
     data = {"room_id": req.room_id, "cell": ref.cell, "kind": ref.kind, "text": req.text}
     return await mutate(call, "chat.send", cell_key(ref.cell), data)
 
