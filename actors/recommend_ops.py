@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,15 +39,17 @@ class _State:
     building: dict[str, asyncio.Future[Snapshot]] = field(default_factory=dict)
 
 
-# Per-host recommendation cache, dropped with its host (CellHost has no slot for features).
-_STATES: weakref.WeakKeyDictionary[CellHost, _State] = weakref.WeakKeyDictionary()
+_SNAPSHOTS_MAX = 1000
 
 
 def _state(host: CellHost) -> _State:
-    state = _STATES.get(host)
+    """This host's recommendation cache (in ``host.ext``: dropped on a placement change)."""
+    state = host.ext.get("recommend")
     if state is None:
-        state = _STATES[host] = _State()
-    return state
+        state = host.ext["recommend"] = _State()
+    if len(state.snapshots) > _SNAPSHOTS_MAX:
+        state.snapshots.clear()  # a bound, not an LRU: snapshots are cheap to rebuild
+    return state  # type: ignore[no-any-return]
 
 
 def _float(args: dict[str, Any], name: str) -> float:

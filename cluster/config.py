@@ -7,7 +7,9 @@ at startup. docs/config.md lists them all; keep the two in step.
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -93,6 +95,9 @@ class Settings(BaseSettings):
     """Burst size of the per-socket token bucket."""
     rest_rate_per_min: int = Field(120, ge=1)
     """REST requests per minute per client address (auth endpoints: a tenth of it)."""
+    trusted_proxy_hops: int = Field(0, ge=0, le=10)
+    """Load balancers in front of the gateway that append to X-Forwarded-For; the client
+    address for rate limits is taken that many entries from the right. 0: the TCP peer."""
 
     # -- auth ---------------------------------------------------------------------------------
     jwt_secret: str | None = None
@@ -201,9 +206,19 @@ class Settings(BaseSettings):
         path = self.data_dir / "jwt_secret"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+            try:  # created once, private from the start; a racing process reads the winner's
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_urlsafe(48))
+        for _ in range(50):  # the winner may not have written yet
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.01)
+        raise RuntimeError(f"{path} is empty: remove it or set HL_JWT_SECRET")
 
 
 def env_name(field: str) -> str:

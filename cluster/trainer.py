@@ -236,8 +236,10 @@ def _run_streaming(settings: Settings) -> Iterator[str]:
 async def remote_run(settings: Settings) -> AsyncGenerator[str]:
     """One training run as a Ray task; its progress lines, live. Closing the iterator early
     (cancellation) cancels the task and the scope tasks it started."""
+    # The orchestrating task only waits on the scope tasks: it reserves no CPU, so on a small
+    # cluster it cannot hold the CPU the scope tasks it waits for need.
     task = ray.remote(_run_streaming).options(
-        num_cpus=settings.recommend_train_num_cpus, num_returns="streaming", max_retries=0
+        num_cpus=0, num_returns="streaming", max_retries=0
     )
     gen = task.remote(settings)
     finished = False

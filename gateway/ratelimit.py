@@ -21,16 +21,31 @@ from models.errors import RateLimited
 log = logging.getLogger("hyperlocal.ratelimit")
 
 _WINDOW_S = 60
-_UNLIMITED = ("/healthz", "/readyz", "/metrics")
+# Not limited: probes, and the payment provider's signed webhook (its senders share addresses,
+# and every request is verified before it does anything).
+_UNLIMITED = ("/healthz", "/readyz", "/metrics", "/api/v1/payments/stripe/webhook")
+_AUTH = ("/api/v1/auth/", "/api/v1/oauth/token")
 
 
 def scope_of(path: str) -> str | None:
     """Which budget a path spends: "auth", "rest" or None (not limited)."""
     if path in _UNLIMITED:
         return None
-    if path.startswith("/api/v1/auth/"):
+    if path.startswith(_AUTH):
         return "auth"
     return "rest"
+
+
+def client_address(request: web.Request, proxy_hops: int) -> str:
+    """The client's address: the peer, or (behind ``proxy_hops`` trusted proxies) the address
+    those proxies put in X-Forwarded-For, counted from the right (a client can prepend lies,
+    not append them)."""
+    if proxy_hops:
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+        hops = [h for h in hops if h]
+        if len(hops) >= proxy_hops:
+            return hops[-proxy_hops]
+    return request.remote or "unknown"
 
 
 def limit_of(scope: str, per_min: int) -> int:
@@ -40,7 +55,8 @@ def limit_of(scope: str, per_min: int) -> int:
 async def hit(request: web.Request, scope: str, limit: int, now: float) -> int | None:
     """Count one request; the seconds to wait if over ``limit``, else None."""
     window = int(now // _WINDOW_S)
-    key = f"hl:rl:{scope}:{request.remote}:{window}"
+    address = client_address(request, request.app[SETTINGS].trusted_proxy_hops)
+    key = f"hl:rl:{scope}:{address}:{window}"
     try:
         async with request.app[REDIS].pipeline(transaction=False) as pipe:
             pipe.incr(key)

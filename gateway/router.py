@@ -65,8 +65,6 @@ class RayTransport:
         except (TimeoutError, RayError) as exc:
             log.warning("shard %s %s failed: %r", shard, method, exc)
             raise Unavailable("a shard is restarting, retry with the same key") from None
-        except ray.exceptions.RaySystemError as exc:  # pragma: no cover - cluster gone
-            raise Unavailable(f"cluster unavailable: {exc}") from None
 
     async def execute(
         self, shard: str, version: int, commands: list[dict[str, Any]]
@@ -125,14 +123,24 @@ class _Batcher:
     async def _deliver(self, batch: list[tuple[dict[str, Any], asyncio.Future[Any]]]) -> None:
         try:
             replies = await self._send([command for command, _ in batch])
+            if len(replies) != len(batch):
+                raise Unavailable(f"a shard answered {len(replies)} of {len(batch)} commands")
         except AppError as err:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(err)
+            self._fail(batch, err)
+            return
+        except Exception:  # no caller may wait forever: every future gets an answer
+            log.exception("shard call for a batch of %d failed", len(batch))
+            self._fail(batch, Unavailable("a shard call failed, retry with the same key"))
             return
         for (_, future), reply in zip(batch, replies, strict=True):
             if not future.done():
                 future.set_result(reply)
+
+    @staticmethod
+    def _fail(batch: list[tuple[dict[str, Any], asyncio.Future[Any]]], err: AppError) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(err)
 
 
 class ShardRouter:

@@ -37,3 +37,18 @@ def test_bad_values_are_refused_naming_the_field(monkeypatch: pytest.MonkeyPatch
         load_settings(jwt_secret="short")
     monkeypatch.setenv("HL_ALLOWED_ORIGINS", "https://a.example/, https://b.example")
     assert load_settings().allowed_origins == ("https://a.example", "https://b.example")
+
+
+def test_client_address_behind_trusted_proxies() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway.ratelimit import client_address, scope_of
+
+    spoofed = make_mocked_request("GET", "/", headers={"X-Forwarded-For": "6.6.6.6, 1.2.3.4"})
+    assert client_address(spoofed, 1) == "1.2.3.4"  # the proxy's entry, not the client's lie
+    assert client_address(spoofed, 2) == "6.6.6.6"
+    bare = make_mocked_request("GET", "/")
+    assert client_address(bare, 1) == client_address(bare, 0)  # no header: the peer
+    assert scope_of("/api/v1/oauth/token") == "auth"
+    assert scope_of("/api/v1/payments/stripe/webhook") is None
+    assert scope_of("/api/v1/me") == "rest"
