@@ -299,18 +299,12 @@ class MarketService:
             )
             return False
         async with self.db.acquire() as conn, conn.transaction():
-            done = await conn.fetchval(
+            payment_id = await conn.fetchval(
                 "UPDATE refunds SET status = 'succeeded', provider_ref = $2, updated_at = now()"
-                " WHERE id = $1 AND status = 'pending' RETURNING amount",
+                " WHERE id = $1 AND status = 'pending' RETURNING payment_id",
                 refund_id,
                 ref,
             )
-            if done is not None:
-                await conn.execute(
-                    "UPDATE payments SET refunded_amount = refunded_amount + $2,"
-                    " updated_at = now() WHERE id = (SELECT payment_id FROM refunds"
-                    " WHERE id = $1)",
-                    refund_id,
-                    done,
-                )
+            if payment_id is not None:  # derived, not added: the provider's webhook may be first
+                await ms.sync_refunded(conn, payment_id)
         return True

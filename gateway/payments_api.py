@@ -21,6 +21,7 @@ from gateway.context import DB
 from gateway.market_context import CHECKOUT, MARKET
 from gateway.market_service import Actor
 from models.errors import BadRequest, NotFound, TooLarge
+from store import market_store as ms
 
 log = logging.getLogger("hyperlocal.stripe")
 
@@ -123,12 +124,9 @@ async def _record(
                 status,
             )
         elif kind == "charge.refunded":
-            await conn.execute(
-                "UPDATE payments SET refunded_amount = GREATEST(refunded_amount, $2),"
-                " updated_at = now() WHERE id = $1",
-                payment["id"],
-                int(obj.get("amount_refunded") or 0),
-            )
+            # Stripe's cumulative figure, maxed with our own refund rows: the event our own
+            # refund triggers is not counted again (see ms.sync_refunded).
+            await ms.sync_refunded(conn, payment["id"], int(obj.get("amount_refunded") or 0))
     return True
 
 

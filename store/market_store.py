@@ -445,6 +445,23 @@ async def orders_of_group(db: Db, group_id: str) -> list[dict[str, Any]]:
     return await _orders(db, rows)
 
 
+async def sync_refunded(conn: asyncpg.Connection, payment_id: str, provider_total: int = 0) -> None:
+    """Set a payment's ``refunded_amount`` from what is known, never by adding to it.
+
+    It is the largest of: its current value, the sum of its refunds done (``succeeded`` by us,
+    ``external`` at the provider), and ``provider_total`` (the provider's own cumulative figure,
+    e.g. Stripe's ``amount_refunded``). Every writer may run in any order and any number of
+    times: our refund and the provider's webhook about that same refund count it once.
+    """
+    await conn.execute(
+        "UPDATE payments SET refunded_amount = GREATEST(refunded_amount, $2::bigint,"
+        " (SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = $1"
+        " AND status IN ('succeeded', 'external'))), updated_at = now() WHERE id = $1",
+        payment_id,
+        provider_total,
+    )
+
+
 async def expired_orders(db: Db, limit: int) -> list[asyncpg.Record]:
     return await db.fetch(
         "SELECT id, group_id, buyer_id FROM orders WHERE status = 'pending_payment'"

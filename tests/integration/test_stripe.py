@@ -30,6 +30,8 @@ class FakeStripe:
         self.intents: dict[str, dict[str, Any]] = {}
         self.by_key: dict[str, tuple[int, dict[str, Any]]] = {}
         self.requests: list[tuple[str, str | None, dict[str, str]]] = []
+        self.on_refund: Any = None
+        """An async callable run with each new refund before it is answered (a webhook race)."""
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -110,6 +112,11 @@ class FakeStripe:
             }
             return 200, body
 
+        key = request.headers.get("Idempotency-Key")
+        if self.on_refund is not None and not (key and key in self.by_key):
+            response = self._once(request, make)
+            await self.on_refund(self.by_key[key][1] if key else None)
+            return response
         return self._once(request, make)
 
 
@@ -236,4 +243,43 @@ async def test_stripe_webhook_signature_and_once_only(
         await conn.close()
     status, _ = await send_event(api, {"garbage": True}, secret="whsec_wrong")
     assert status == 400
+    await ws.close()
+
+
+async def test_own_refund_and_its_webhook_count_once(
+    settings: Settings, stripe_env: tuple[FakeStripe, Api]
+) -> None:
+    """Stripe's ``charge.refunded`` for our own refund lands before we record it: not 2x."""
+    fake, api = stripe_env
+    seller, _ = await mk.vendor(api, mk.spot(settings, 30), "stripe-refund-race")
+    item = await mk.listing(api, seller.access_token, stock=3, price=800)
+    buyer = await api.signup("stripe-refund-buyer")
+    ws = await api.connect(buyer)
+    paid = await mk.buy(ws, item["id"], 1, {"provider": "stripe", "payment_method": "pm_card_visa"})
+    order = paid["data"]["orders"][0]
+    intent = fake.intents[next(reversed(fake.intents))]
+
+    async def webhook_first(refund: dict[str, Any] | None) -> None:
+        charge = {"id": "ch_race", "object": "charge", "payment_intent": intent["id"],
+                  "refunded": True, "amount_refunded": 800}  # fmt: skip
+        status, _ = await send_event(api, event("charge.refunded", charge))
+        landed.append(status)
+
+    landed: list[int] = []
+    fake.on_refund = webhook_first
+    try:
+        cancelled = await ws.mutate("order.cancel", {"order_id": order["id"]})
+    finally:
+        fake.on_refund = None
+    assert cancelled["order"]["status"] == "refunded" and landed == [200]
+    conn = await mk.db(settings)
+    try:
+        row = await conn.fetchrow(
+            "SELECT p.refunded_amount, r.status FROM payments p JOIN refunds r"
+            " ON r.payment_id = p.id WHERE r.order_id = $1",
+            order["id"],
+        )
+    finally:
+        await conn.close()
+    assert row["status"] == "succeeded" and row["refunded_amount"] == 800
     await ws.close()
