@@ -15,7 +15,6 @@ never taken from the request).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets
@@ -91,7 +90,7 @@ class AppTokens:
         """The claims of an app token; None if it is not one (e.g. a user token)."""
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, ValueError):  # ValueError: e.g. a non-UTF-8 header byte
             raise Unauthorized("invalid access token") from None
         if unverified.get("aud") != self._audience:
             return None  # not an app token: the caller tries it as a user token
@@ -108,7 +107,7 @@ class AppTokens:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("access token expired") from None
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, ValueError):
             raise Unauthorized("invalid access token") from None
 
     async def caller(self, claims: dict[str, Any]) -> VendorCaller:
@@ -206,6 +205,8 @@ async def list_apps_view(request: web.Request) -> web.Response:
 
 async def revoke_app_view(request: web.Request) -> web.Response:
     caller = await require_vendor_user(request)
+    if not _credential(request.match_info["client_id"]):
+        raise NotFound("no such app")
     done = await request.app[DB].fetchval(
         "UPDATE vendor_apps SET revoked_at = now() WHERE client_id = $1 AND vendor_id = $2"
         " AND revoked_at IS NULL RETURNING client_id",
@@ -236,10 +237,17 @@ def _basic(request: web.Request) -> tuple[str, str] | None:
     if scheme.lower() != "basic":
         return None
     try:
+        # non-ASCII input raises a plain ValueError (binascii.Error is one of its subclasses)
         client_id, _, secret = base64.b64decode(value.strip()).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):
         raise Unauthorized("bad client authentication") from None
     return client_id, secret
+
+
+def _credential(value: str | None) -> bool:
+    """A client id or secret we could ever have issued: printable ASCII (no NUL, no surrogate,
+    which Postgres and sha256 would refuse with an unhandled error), bounded."""
+    return bool(value) and len(value) <= 256 and value.isascii() and value.isprintable()
 
 
 async def token_view(request: web.Request) -> web.Response:
@@ -249,6 +257,8 @@ async def token_view(request: web.Request) -> web.Response:
     client_id, secret = _basic(request) or (body.client_id, body.client_secret)
     if not client_id or not secret:
         raise Unauthorized("client_id and client_secret are required")
+    if not (_credential(client_id) and _credential(secret)):
+        raise Unauthorized("unknown client or wrong secret")
     row = await request.app[DB].fetchrow(
         "SELECT vendor_id, secret_hash, scopes FROM vendor_apps WHERE client_id = $1"
         " AND revoked_at IS NULL",

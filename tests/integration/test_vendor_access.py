@@ -179,3 +179,35 @@ async def test_bad_vendor_input_is_a_typed_4xx(api: Api, settings: Settings) -> 
     reply = await ws.request("cart.add", {"listing_id": item["id"]})
     assert reply["error"]["code"] == "bad_request"  # no idempotency key
     await ws.close()
+
+
+async def test_hostile_client_credentials_are_a_typed_401(api: Api, settings: Settings) -> None:
+    """Rule 5: undecodable credentials are refused as ``unauthorized``, never an internal error."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, 14), "hostile-creds")
+    token_url = api.base + "/api/v1/oauth/token"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    for auth in ("Basic é", "Basic \u00ff\u00fe", "Basic ////", "Bearer é.é.é"):
+        async with api.http.post(
+            token_url, data="grant_type=client_credentials", headers={**form, "Authorization": auth}
+        ) as resp:
+            out = await resp.json()
+            assert resp.status == 401 and out["error"]["code"] == "unauthorized", (auth, out)
+    for body in (
+        {"grant_type": "client_credentials", "client_id": "app_x", "client_secret": "\ud800"},
+        {"grant_type": "client_credentials", "client_id": "app_\u0000", "client_secret": "s"},
+    ):
+        status, out = await mk.rest(api, "POST", "/api/v1/oauth/token", body)
+        assert status in (400, 401) and out["error"]["code"] != "unavailable", (body, out)
+    async with api.http.post(
+        token_url, data="grant_type=client_credentials&client_id=a%00&client_secret=b", headers=form
+    ) as resp:
+        assert resp.status == 401
+    for auth in ("Bearer é", "Bearer \u00ff.x.y"):
+        async with api.http.get(
+            api.base + "/api/v1/vendor/listings", headers={"Authorization": auth}
+        ) as resp:
+            assert resp.status == 401, auth
+    status, out = await mk.rest(
+        api, "DELETE", "/api/v1/vendor/apps/app_%00", None, seller.access_token
+    )
+    assert status == 404, out
