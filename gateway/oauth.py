@@ -57,6 +57,16 @@ class VendorCaller:
         return Actor(self.user_id, key or fresh_key(), self.vendor)
 
 
+# An active app with its vendor's owner: a disabled (banned) owner's apps neither mint tokens
+# nor act on tokens minted before the ban.
+_APP_SQL = (
+    "SELECT a.vendor_id, a.secret_hash, a.scopes, u.disabled_at IS NOT NULL AS owner_disabled"
+    " FROM vendor_apps a JOIN vendors v ON v.id = a.vendor_id JOIN users u ON u.id = v.user_id"
+    " WHERE a.client_id = $1 AND a.revoked_at IS NULL"
+)
+_OWNER_DISABLED = "the vendor's account is disabled"
+
+
 class AppTokens:
     """Issues and verifies vendor app tokens (one key, one algorithm, every claim required)."""
 
@@ -111,13 +121,11 @@ class AppTokens:
             raise Unauthorized("invalid access token") from None
 
     async def caller(self, claims: dict[str, Any]) -> VendorCaller:
-        row = await self._db.fetchrow(
-            "SELECT a.vendor_id, a.scopes FROM vendor_apps a WHERE a.client_id = $1"
-            " AND a.revoked_at IS NULL",
-            claims["sub"],
-        )
+        row = await self._db.fetchrow(_APP_SQL, claims["sub"])
         if row is None or row["vendor_id"] != claims["vendor"]:
             raise Unauthorized("this app has been revoked")
+        if row["owner_disabled"]:
+            raise Unauthorized(_OWNER_DISABLED)
         vendor = await ms.vendor_by_id(self._db, row["vendor_id"])
         if vendor is None:
             raise Unauthorized("this app has been revoked")
@@ -259,14 +267,12 @@ async def token_view(request: web.Request) -> web.Response:
         raise Unauthorized("client_id and client_secret are required")
     if not (_credential(client_id) and _credential(secret)):
         raise Unauthorized("unknown client or wrong secret")
-    row = await request.app[DB].fetchrow(
-        "SELECT vendor_id, secret_hash, scopes FROM vendor_apps WHERE client_id = $1"
-        " AND revoked_at IS NULL",
-        client_id,
-    )
+    row = await request.app[DB].fetchrow(_APP_SQL, client_id)
     expected = row["secret_hash"] if row else _digest("no-such-app")
     if not hmac.compare_digest(expected, _digest(secret)) or row is None:
         raise Unauthorized("unknown client or wrong secret")
+    if row["owner_disabled"]:
+        raise Unauthorized(_OWNER_DISABLED)
     scopes = parse_scopes(body.scope, tuple(row["scopes"]))
     tokens = request.app[APP_TOKENS].issue(client_id, row["vendor_id"], scopes)
     return web.json_response(tokens, headers={"Cache-Control": "no-store"})

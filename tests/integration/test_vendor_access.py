@@ -211,3 +211,26 @@ async def test_hostile_client_credentials_are_a_typed_401(api: Api, settings: Se
         api, "DELETE", "/api/v1/vendor/apps/app_%00", None, seller.access_token
     )
     assert status == 404, out
+
+
+async def test_a_disabled_vendor_owner_disables_its_apps(api: Api, settings: Settings) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 15), "banned-owner")
+    status, app = await mk.rest(api, "POST", "/api/v1/vendor/apps", {"name": "pos"},
+                                seller.access_token)  # fmt: skip
+    assert status == 201
+    creds = {"grant_type": "client_credentials", "client_id": app["client_id"],
+             "client_secret": app["client_secret"]}  # fmt: skip
+    status, token = await mk.rest(api, "POST", "/api/v1/oauth/token", creds)
+    assert status == 200
+    app_tok = token["access_token"]
+    status, _ = await mk.rest(api, "GET", "/api/v1/vendor/listings", None, app_tok)
+    assert status == 200
+    conn = await mk.db(settings)
+    try:
+        await conn.execute("UPDATE users SET disabled_at = now() WHERE id = $1", seller.id)
+    finally:
+        await conn.close()
+    status, out = await mk.rest(api, "GET", "/api/v1/vendor/listings", None, app_tok)
+    assert status == 401 and out["error"]["code"] == "unauthorized", out  # the minted token
+    status, out = await mk.rest(api, "POST", "/api/v1/oauth/token", creds)
+    assert status == 401 and out["error"]["code"] == "unauthorized", out  # no new token
