@@ -20,7 +20,7 @@ import asyncpg
 
 from gateway.checkout import SYSTEM, Checkout
 from gateway.market_service import Actor, MarketService
-from models.errors import AppError
+from models.errors import AppError, Unavailable
 from store import market_store as ms
 
 log = logging.getLogger("hyperlocal.market.sweeper")
@@ -88,20 +88,44 @@ class Sweeper:
         await self.market.act(who, order_id, "expire", SYSTEM, "reservation expired")
 
     async def _ask_provider(self, payment: asyncpg.Record) -> str:
-        if not payment["provider_ref"]:
-            return "cancelled"
+        """The payment's real outcome, settled in our row: ``captured`` or ``cancelled``.
+
+        A payment without a provider reference (we crashed before storing the answer) is looked
+        up at the provider by our ids. A payment not captured is voided; when the provider
+        refuses to void it (the customer finished 3-D Secure meanwhile), it is asked again and
+        settled by that answer, never assumed void.
+        """
         provider = self.market.provider(payment["provider"])
-        state = await provider.status(payment["provider_ref"])
+        ref = payment["provider_ref"]
+        if not ref:
+            ref = await provider.lookup(payment["id"], payment["group_id"])
+            if ref is None:
+                return await self._settle_payment(payment["id"], "cancelled")
+            await self.db.execute(
+                "UPDATE payments SET provider_ref = $2, updated_at = now()"
+                " WHERE id = $1 AND provider_ref IS NULL",
+                payment["id"],
+                ref,
+            )
+        state = await provider.status(ref)
+        if state != "captured" and not await provider.cancel(ref):
+            state = await provider.status(ref)
+            if state in ("pending", "requires_action"):
+                raise Unavailable(f"payment {payment['id']} is neither voidable nor final yet")
+        return await self._settle_payment(
+            payment["id"], "captured" if state == "captured" else "cancelled"
+        )
+
+    async def _settle_payment(self, payment_id: str, state: str) -> str:
         if state == "captured":
             await self.db.execute(
                 "UPDATE payments SET status = 'captured', updated_at = now() WHERE id = $1",
-                payment["id"],
+                payment_id,
             )
-            return state
-        await provider.cancel(payment["provider_ref"])
-        await self.db.execute(
-            "UPDATE payments SET status = 'cancelled', updated_at = now()"
-            " WHERE id = $1 AND status IN ('pending', 'requires_action')",
-            payment["id"],
-        )
-        return "cancelled"
+        else:
+            await self.db.execute(
+                "UPDATE payments SET status = 'cancelled', updated_at = now()"
+                " WHERE id = $1 AND status IN ('pending', 'requires_action')",
+                payment_id,
+            )
+        return state

@@ -47,8 +47,20 @@ class PaymentProvider(Protocol):
     async def status(self, provider_ref: str) -> ChargeStatus | Literal["pending"]:
         """Where a payment stands now (reconciliation after a crash)."""
 
-    async def cancel(self, provider_ref: str) -> None:
-        """Void an uncaptured payment (its reservation expired)."""
+    async def cancel(self, provider_ref: str) -> bool:
+        """Void an uncaptured payment (its reservation expired); False when the provider
+        refused because it is no longer voidable (e.g. the customer finished 3-D Secure and it
+        was captured meanwhile): the caller must then ask ``status`` again, not assume void."""
+
+    async def lookup(self, payment_id: str, group_id: str) -> str | None:
+        """The provider reference of a charge whose answer we never stored (a crash or a
+        timeout during ``charge``), found by our ids; None when the provider has no such charge.
+
+        Not a re-issue of the charge with the same idempotency key: we do not keep the client's
+        payment details (a re-issue needs identical parameters, or Stripe refuses the key),
+        Stripe forgets keys after 24 h, and if the first request never arrived a re-issue would
+        newly charge the customer for a reservation that has already expired.
+        """
 
     async def refund(self, provider_ref: str, amount: int, idempotency_key: str) -> str:
         """Refund ``amount`` of a captured payment; the provider's refund id."""

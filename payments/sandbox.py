@@ -49,7 +49,12 @@ class SandboxProvider:
                 return outcome  # type: ignore[return-value]
         return "pending"
 
-    async def cancel(self, provider_ref: str) -> None:
+    async def cancel(self, provider_ref: str) -> bool:
+        return not provider_ref.startswith("sbx_captured_")
+
+    async def lookup(self, payment_id: str, group_id: str) -> str | None:
+        # The sandbox answers at once, without I/O: a payment with no stored reference never
+        # reached it (a crash before the call), so there is no charge to find.
         return None
 
     async def refund(self, provider_ref: str, amount: int, idempotency_key: str) -> str:

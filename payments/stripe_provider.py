@@ -76,13 +76,30 @@ class StripeProvider:
             raise Unavailable(f"stripe unavailable: {type(exc).__name__}") from None
         return _STATUS.get(intent.status, "pending")
 
-    async def cancel(self, provider_ref: str) -> None:
+    async def cancel(self, provider_ref: str) -> bool:
         try:
             await self._client.v1.payment_intents.cancel_async(provider_ref)
         except stripe.InvalidRequestError:
-            return  # already captured or cancelled: nothing to void
+            return False  # not cancelable now (succeeded meanwhile, or already canceled)
         except stripe.StripeError as exc:
             raise Unavailable(f"stripe unavailable: {type(exc).__name__}") from None
+        return True
+
+    async def lookup(self, payment_id: str, group_id: str) -> str | None:
+        """By our ``group_id`` metadata, through Stripe's search. Search is eventually
+        consistent (indexed within about a minute); the sweeper asks only once the
+        reservation has expired (``reservation_ttl_s``, default 15 min), and a PaymentIntent
+        it still misses is caught by its webhook (``_payment_of`` attaches it by metadata; a
+        capture for an expired order is refunded)."""
+        try:
+            found = await self._client.v1.payment_intents.search_async(
+                {"query": f"metadata['group_id']:'{group_id}'", "limit": 10}
+            )
+        except stripe.StripeError as exc:
+            raise Unavailable(f"stripe unavailable: {type(exc).__name__}") from None
+        for intent in found.data:
+            return str(intent.id)
+        return None
 
     async def refund(self, provider_ref: str, amount: int, idempotency_key: str) -> str:
         try:

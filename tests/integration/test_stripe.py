@@ -3,7 +3,9 @@ it), and the webhook endpoint with events signed by the SDK's own signature help
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,11 +33,14 @@ class FakeStripe:
         self.by_key: dict[str, tuple[int, dict[str, Any]]] = {}
         self.requests: list[tuple[str, str | None, dict[str, str]]] = []
         self.on_refund: Any = None
+        self.complete_on_read: set[str] = set()
+        """Intents whose customer finishes 3-D Secure right after the next read of them."""
         """An async callable run with each new refund before it is answered (a webhook race)."""
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/payment_intents", self.create_intent)
+        app.router.add_get("/v1/payment_intents/search", self.search_intents)
         app.router.add_get("/v1/payment_intents/{id}", self.get_intent)
         app.router.add_post("/v1/payment_intents/{id}/cancel", self.cancel_intent)
         app.router.add_post("/v1/refunds", self.create_refund)
@@ -91,11 +96,28 @@ class FakeStripe:
         intent = self.intents.get(request.match_info["id"])
         if intent is None:
             return web.json_response({"error": {"type": "invalid_request_error"}}, status=404)
-        return web.json_response(intent)
+        response = web.json_response(intent)
+        if intent["id"] in self.complete_on_read:
+            self.complete_on_read.discard(intent["id"])
+            intent["status"] = "succeeded"
+        return response
+
+    async def search_intents(self, request: web.Request) -> web.Response:
+        match = re.fullmatch(r"metadata\['group_id'\]:'([^']*)'", request.query["query"])
+        assert match, request.query
+        found = [x for x in self.intents.values() if x["metadata"]["group_id"] == match[1]]
+        body = {"object": "search_result", "url": "/v1/payment_intents/search",
+                "has_more": False, "data": found}  # fmt: skip
+        return web.json_response(body)
 
     async def cancel_intent(self, request: web.Request) -> web.Response:
         await self._form(request)
         intent = self.intents[request.match_info["id"]]
+        if intent["status"] in ("succeeded", "canceled"):
+            message = f"You cannot cancel this PaymentIntent: its status is {intent['status']}."
+            error = {"type": "invalid_request_error", "code": "payment_intent_unexpected_state",
+                     "message": message}  # fmt: skip
+            return web.json_response({"error": error}, status=400)
         intent["status"] = "canceled"
         return web.json_response(intent)
 
@@ -283,3 +305,78 @@ async def test_own_refund_and_its_webhook_count_once(
         await conn.close()
     assert row["status"] == "succeeded" and row["refunded_amount"] == 800
     await ws.close()
+
+
+async def _expire_and_wait(settings: Settings, order_id: str) -> str:
+    """Run the order's reservation out; its status once the sweeper has settled it."""
+    conn = await mk.db(settings)
+    try:
+        await conn.execute(
+            "UPDATE orders SET reserved_until = now() - interval '1 second' WHERE id = $1",
+            order_id,
+        )
+        for _ in range(300):
+            status = await conn.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
+            if status != "pending_payment":
+                return str(status)
+            await asyncio.sleep(0.1)
+        return "pending_payment"
+    finally:
+        await conn.close()
+
+
+async def _three_ds(
+    settings: Settings, fake: FakeStripe, api: Api, i: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    seller, _ = await mk.vendor(api, mk.spot(settings, i), f"stripe-sweep-{i}")
+    item = await mk.listing(api, seller.access_token, stock=2, price=600)
+    buyer = await api.signup(f"stripe-sweep-buyer-{i}")
+    ws = await api.connect(buyer)
+    pay = {"provider": "stripe", "payment_method": "pm_card_threeDSecure2Required"}
+    pending = (await mk.buy(ws, item["id"], 1, pay))["data"]
+    await ws.close()
+    intent = next(x for x in fake.intents.values() if x["metadata"]["group_id"] == (
+        pending["orders"][0]["group_id"]))  # fmt: skip
+    return pending["orders"][0], pending["payment"], intent
+
+
+async def test_sweeper_settles_a_3ds_finished_during_its_cancel_as_captured(
+    settings: Settings, stripe_env: tuple[FakeStripe, Api]
+) -> None:
+    """Read ``requires_action``, then the customer finishes: Stripe refuses the cancel, so the
+    payment is captured and the order paid, not cancelled with the money kept."""
+    fake, api = stripe_env
+    order, payment, intent = await _three_ds(settings, fake, api, 31)
+    fake.complete_on_read.add(intent["id"])
+    assert await _expire_and_wait(settings, order["id"]) == "paid"
+    conn = await mk.db(settings)
+    try:
+        row = await conn.fetchrow("SELECT status FROM payments WHERE id = $1", payment["id"])
+    finally:
+        await conn.close()
+    assert row["status"] == "captured"
+
+
+async def test_sweeper_finds_a_charge_whose_answer_was_never_stored(
+    settings: Settings, stripe_env: tuple[FakeStripe, Api]
+) -> None:
+    """A crash after Stripe captured but before we stored its answer: the sweeper finds the
+    PaymentIntent by our metadata and settles the order by it instead of assuming void."""
+    fake, api = stripe_env
+    order, payment, intent = await _three_ds(settings, fake, api, 32)
+    intent["status"] = "succeeded"
+    conn = await mk.db(settings)
+    try:
+        await conn.execute(
+            "UPDATE payments SET status = 'pending', provider_ref = NULL WHERE id = $1",
+            payment["id"],
+        )
+    finally:
+        await conn.close()
+    assert await _expire_and_wait(settings, order["id"]) == "paid"
+    conn = await mk.db(settings)
+    try:
+        row = await conn.fetchrow("SELECT * FROM payments WHERE id = $1", payment["id"])
+    finally:
+        await conn.close()
+    assert row["status"] == "captured" and row["provider_ref"] == intent["id"]

@@ -159,5 +159,8 @@ async def test_sandbox_cards() -> None:
         result = await sandbox.charge(Charge("k", 100, "usd", {"card": card}))
         assert result.status == status
         assert await sandbox.status(result.provider_ref or "") == status
+        # cancel says whether it voided: a captured payment is not voidable
+        assert await sandbox.cancel(result.provider_ref or "") == (status != "captured")
+    assert await sandbox.lookup("p", "g") is None  # no stored ref: it never reached the sandbox
     with pytest.raises(BadRequest):
         sandbox.check({"card": "1111"})
