@@ -63,19 +63,42 @@ def check_target_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _embedded(ip: IP) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address reaches through: IPv4-mapped, 6to4, Teredo (server and
+    client), NAT64 well-known prefix. Empty for a plain address."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    if ip in _NAT64:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return []
+
+
+def _is_global(ip: IP) -> bool:
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_loopback or site_local
+    )
+
+
 def is_public_address(address: str) -> bool:
-    """False for loopback, private, link-local, multicast, reserved and unspecified ranges."""
+    """True only for a globally reachable unicast address: False for loopback, private, CGNAT,
+    link-local, multicast, reserved, unspecified and documentation ranges, and for an IPv6
+    address that wraps such an IPv4 address (mapped, 6to4, Teredo, NAT64)."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
+    wrapped = _embedded(ip)
+    if wrapped:  # the wrapper's own range says nothing: judge where it leads
+        return all(_is_global(v4) for v4 in wrapped)
+    return _is_global(ip)
