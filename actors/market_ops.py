@@ -17,7 +17,6 @@ row (rule 7), so a vendor reaches only its own listings and orders, a buyer only
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from models import market
@@ -172,7 +171,7 @@ async def order_reserve(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> d
         if cell_of(item["listing_id"]) != cell:
             raise BadRequest("a part must hold only its vendor's listings")
         await _take(host, tx, out, item)
-    now = datetime.now(UTC)
+    now = await tx.conn.fetchval("SELECT now()")  # the clock expiry is decided by, not ours
     order = {
         "id": cell_scoped_id(cell),
         "group_id": data["group_id"],
@@ -206,9 +205,10 @@ async def order_act(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[
     if row is None or not _may_see(row, cmd):
         raise NotFound("no such order")
     action, actor = data["action"], data["actor"]
-    now = datetime.now(UTC)
-    if action == "expire" and not market.is_expired(row["status"], row["reserved_until"], now):
-        return {"order": await ms.order_with_lines(tx.conn, row), "changed": False}
+    if action == "expire" and not await ms.reservation_over(tx.conn, row["id"]):
+        # Decided by the database clock (the sweeper's), never this host's; an error, not a
+        # no-op, so nothing is recorded under the caller's key and a later sweep can expire it.
+        raise Conflict("the order is not an expired reservation", order_id=row["id"])
     if actor in ("system", "provider") and _already(row["status"], action):
         return {"order": await ms.order_with_lines(tx.conn, row), "changed": False}
     step = market.transition(row["status"], action, actor)

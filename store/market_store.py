@@ -445,6 +445,18 @@ async def orders_of_group(db: Db, group_id: str) -> list[dict[str, Any]]:
     return await _orders(db, rows)
 
 
+async def reservation_over(conn: asyncpg.Connection, order_id: str) -> bool:
+    """A ``pending_payment`` order whose ``reserved_until`` has passed by the database clock
+    (the one the sweeper selects with), inside the caller's transaction."""
+    return bool(
+        await conn.fetchval(
+            "SELECT status = 'pending_payment' AND reserved_until <= now() FROM orders"
+            " WHERE id = $1",
+            order_id,
+        )
+    )
+
+
 async def sync_refunded(conn: asyncpg.Connection, payment_id: str, provider_total: int = 0) -> None:
     """Set a payment's ``refunded_amount`` from what is known, never by adding to it.
 

@@ -6,8 +6,13 @@ import asyncio
 import uuid
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
+from gateway.checkout import SYSTEM
+from gateway.market_context import MARKET
+from gateway.market_service import Actor
+from models.errors import Conflict
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
 
@@ -184,3 +189,47 @@ async def test_paid_order_lifecycle_refund_and_illegal_steps(api: Api, settings:
     assert completed["order"]["status"] == "completed"
     for sock in (ws, vendor_ws):
         await sock.close()
+
+
+async def _wait_status(settings: Settings, order_id: str, want: str) -> str:
+    conn = await mk.db(settings)
+    try:
+        for _ in range(300):
+            status = await conn.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
+            if status == want:
+                break
+            await asyncio.sleep(0.1)
+        return str(status)
+    finally:
+        await conn.close()
+
+
+async def test_early_expire_records_nothing_so_a_later_sweep_still_expires(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    """``expire`` before the reservation ran out (by the database clock) is a typed error, not
+    a no-op stored under the sweeper's fixed key that every later sweep would replay."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, 33), "early-expire")
+    item = await mk.listing(api, seller.access_token, stock=2)
+    buyer = await api.signup("early-expire-buyer")
+    ws = await api.connect(buyer)
+    order = (await mk.buy(ws, item["id"], 1, mk.ACTION))["data"]["orders"][0]
+    await ws.close()
+    assert order["status"] == "pending_payment"
+    who = Actor(SYSTEM, f"expire:{order['id']}")
+    with pytest.raises(Conflict):
+        await server.app[MARKET].act(who, order["id"], "expire", SYSTEM, "reservation expired")
+    conn = await mk.db(settings)
+    try:
+        recorded = await conn.fetchval(
+            "SELECT count(*) FROM idempotency WHERE user_id = $1 AND key = $2", SYSTEM, who.key
+        )
+        assert recorded == 0
+        await conn.execute(
+            "UPDATE orders SET reserved_until = now() - interval '1 second' WHERE id = $1",
+            order["id"],
+        )
+    finally:
+        await conn.close()
+    assert await _wait_status(settings, order["id"], "cancelled") == "cancelled"
+    assert await mk.stock_of(settings, item["id"]) == 2
