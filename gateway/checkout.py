@@ -107,9 +107,14 @@ class Checkout:
         )
 
     async def _finish(self, group_id: str, status: str, result: dict[str, Any] | None) -> None:
+        """Move the group to ``status`` only from a non-final one (``open``,
+        ``awaiting_payment``), so a late writer (the checkout call finishing after a webhook
+        settled it, a late failure after success) never regresses it; a final group without
+        a stored answer yet gets ``result`` (a retry then replays it)."""
         await self.db.execute(
             "UPDATE order_groups SET status = $2, result = COALESCE(result, $3), updated_at = now()"
-            " WHERE id = $1",
+            " WHERE id = $1 AND (status IN ('open', 'awaiting_payment')"
+            " OR (status = $2 AND result IS NULL))",
             group_id,
             status,
             result,
@@ -127,13 +132,13 @@ class Checkout:
         if payment["status"] in ("declined", "cancelled"):
             await self.settle(group["id"], "declined", f"{key}#")
             raise PaymentFailed("the payment was declined", payment_id=payment["id"])
-        if payment["status"] == "captured":
-            orders = await self.settle(group["id"], "captured", f"{key}#")
-            status = "completed"
-        else:
-            status = "awaiting_payment"
         result = {"orders": orders, "payment": payment_public(payment)}
-        await self._finish(group["id"], status, result)
+        if payment["status"] == "captured":
+            result["orders"] = await self.settle(group["id"], "captured", f"{key}#")
+            await self._finish(group["id"], "completed", result)
+        else:  # no stored answer while awaiting: a retry with the key reads the state afresh
+            result["orders"] = await ms.orders_of_group(self.db, group["id"])
+            await self._finish(group["id"], "awaiting_payment", None)
         log.info("checkout %s: %d orders, payment %s", group["id"], len(orders), payment["status"])
         return result
 
@@ -204,10 +209,16 @@ class Checkout:
         """Apply a payment outcome to the group's pending orders; the orders afterwards.
 
         ``captured`` confirms them (an order that expired meanwhile gets its money back);
-        ``declined`` releases them. Idempotent: keys derive from ``key_base``, and repeating a
-        system step that already took effect changes nothing.
+        ``declined`` releases them, unless the payment is captured (then it is ignored).
+        Idempotent: keys derive from ``key_base``, and repeating a system step that already
+        took effect changes nothing.
         """
         group = await self.db.fetchrow("SELECT * FROM order_groups WHERE id = $1", group_id)
+        if outcome == "declined" and await self.db.fetchval(
+            "SELECT 1 FROM payments WHERE group_id = $1 AND status = 'captured'", group_id
+        ):  # a late failure report after the money was captured changes nothing
+            log.warning("group %s: decline ignored, its payment is captured", group_id)
+            return await ms.orders_of_group(self.db, group_id)
         orders = await self.db.fetch(
             "SELECT id, status FROM orders WHERE group_id = $1 ORDER BY vendor_id", group_id
         )

@@ -5,8 +5,10 @@ nothing). Each event takes effect once: its order steps are commands keyed by th
 repeat returns the first result), and the event id is recorded in ``stripe_events`` in the same
 transaction as its payment-row effect; a redelivered event already recorded is acknowledged
 without effect. Handled: ``payment_intent.succeeded`` (confirm the orders),
-``payment_intent.payment_failed`` / ``payment_intent.canceled`` (release them) and
-``charge.refunded`` (a full refund made at Stripe refunds the orders). Others are acknowledged.
+``payment_intent.canceled`` (release them, unless captured) and ``charge.refunded`` (a full
+refund made at Stripe refunds the orders not already refunded; ``refunded_amount`` takes
+Stripe's cumulative figure without counting our own refunds twice). Others, including
+``payment_intent.payment_failed`` (not final: the customer may retry), are acknowledged.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from store import market_store as ms
 log = logging.getLogger("hyperlocal.stripe")
 
 _MAX_BODY = 512 * 1024
+# ``payment_intent.payment_failed`` is not final at Stripe (the intent goes back to
+# ``requires_payment_method`` and the client may confirm again with its client_secret): it is
+# acknowledged only; the orders stay reserved until ``canceled`` or their reservation expires.
 _STATUS = {
     "payment_intent.succeeded": "captured",
-    "payment_intent.payment_failed": "declined",
     "payment_intent.canceled": "declined",
 }
 

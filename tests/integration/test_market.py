@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
 from gateway.checkout import SYSTEM
-from gateway.market_context import MARKET
+from gateway.market_context import CHECKOUT, MARKET
 from gateway.market_service import Actor
 from models.errors import Conflict
 from tests.integration import market_kit as mk
@@ -233,3 +233,36 @@ async def test_early_expire_records_nothing_so_a_later_sweep_still_expires(
         await conn.close()
     assert await _wait_status(settings, order["id"], "cancelled") == "cancelled"
     assert await mk.stock_of(settings, item["id"]) == 2
+
+
+async def test_group_state_never_regresses_and_awaiting_is_not_frozen(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    """The provider settles a 3-D Secure checkout: a retry with the key sees it completed (no
+    stale ``awaiting_payment`` answer), and a late decline changes nothing."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, 34), "group-state")
+    item = await mk.listing(api, seller.access_token, stock=2)
+    buyer = await api.signup("group-state-buyer")
+    ws = await api.connect(buyer)
+    await ws.mutate("cart.add", {"listing_id": item["id"], "qty": 1})
+    key = uuid.uuid4().hex
+    first = await ws.ok("checkout", {"payment": mk.ACTION}, key=key)
+    assert first["payment"]["status"] == "requires_action"
+    group_id = first["orders"][0]["group_id"]
+    conn = await mk.db(settings)
+    try:  # the provider's webhook: captured
+        await conn.execute("UPDATE payments SET status = 'captured' WHERE group_id = $1", group_id)
+        checkout = server.app[CHECKOUT]
+        await checkout.settle(group_id, "captured", "hook1#")
+        again = await ws.ok("checkout", {"payment": mk.ACTION}, key=key)
+        assert again["payment"]["status"] == "captured"
+        assert [o["status"] for o in again["orders"]] == ["paid"]
+        await checkout.settle(group_id, "declined", "hook2#")  # late, after success
+        group = await conn.fetchval("SELECT status FROM order_groups WHERE id = $1", group_id)
+        assert group == "completed"
+        assert await conn.fetchval(
+            "SELECT status FROM orders WHERE group_id = $1", group_id
+        ) == "paid"  # fmt: skip
+    finally:
+        await conn.close()
+    await ws.close()

@@ -380,3 +380,34 @@ async def test_sweeper_finds_a_charge_whose_answer_was_never_stored(
     finally:
         await conn.close()
     assert row["status"] == "captured" and row["provider_ref"] == intent["id"]
+
+
+async def test_payment_failed_is_not_final_only_canceled_releases(
+    settings: Settings, stripe_env: tuple[FakeStripe, Api]
+) -> None:
+    """After ``payment_intent.payment_failed`` the customer may confirm again: the order stays
+    reserved and a later success pays it; ``canceled`` releases."""
+    fake, api = stripe_env
+    order, _, intent = await _three_ds(settings, fake, api, 35)
+    intent["status"] = "requires_payment_method"
+    status, _ = await send_event(api, event("payment_intent.payment_failed", intent))
+    assert status == 200
+    conn = await mk.db(settings)
+    try:
+        assert await conn.fetchval(
+            "SELECT status FROM orders WHERE id = $1", order["id"]
+        ) == "pending_payment"  # fmt: skip
+        intent["status"] = "succeeded"
+        await send_event(api, event("payment_intent.succeeded", intent))
+        assert await conn.fetchval("SELECT status FROM orders WHERE id = $1", order["id"]) == "paid"
+    finally:
+        await conn.close()
+    other, _, intent2 = await _three_ds(settings, fake, api, 36)
+    intent2["status"] = "canceled"
+    await send_event(api, event("payment_intent.canceled", intent2))
+    conn = await mk.db(settings)
+    try:
+        status = await conn.fetchval("SELECT status FROM orders WHERE id = $1", other["id"])
+    finally:
+        await conn.close()
+    assert status == "cancelled"
