@@ -245,17 +245,18 @@ async def _record_refund(tx: Tx, row: asyncpg.Record, *, external: bool) -> str 
     )
     if payment_id is None:
         return None
-    refund_id = new_id()
-    await tx.conn.execute(
+    refund_id = await tx.conn.fetchval(
         "INSERT INTO refunds (id, order_id, payment_id, amount, status) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (order_id) DO NOTHING",
-        refund_id,
+        " ON CONFLICT (order_id) DO NOTHING RETURNING id",
+        new_id(),
         row["id"],
         payment_id,
         row["total"],
         "external" if external else "pending",
     )
-    return refund_id
+    if refund_id is None:  # the order's refund already exists: that one is the one to run
+        refund_id = await tx.conn.fetchval("SELECT id FROM refunds WHERE order_id = $1", row["id"])
+    return str(refund_id)
 
 
 HANDLERS: dict[str, Handler] = {

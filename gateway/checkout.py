@@ -246,16 +246,16 @@ class Checkout:
             await self._refund_orphan(order["id"])
 
     async def _refund_orphan(self, order_id: str) -> None:
-        refund_id = new_id()
-        await self.db.execute(
+        refund_id = await self.db.fetchval(
             "INSERT INTO refunds (id, order_id, payment_id, amount, status)"
             " SELECT $1, o.id, p.id, o.total, 'pending' FROM orders o"
             " JOIN payments p ON p.group_id = o.group_id AND p.status = 'captured'"
-            " WHERE o.id = $2 ON CONFLICT (order_id) DO NOTHING",
-            refund_id,
+            " WHERE o.id = $2 ON CONFLICT (order_id) DO NOTHING RETURNING id",
+            new_id(),
             order_id,
-        )
-        await self.market.run_refund(refund_id)
+        ) or await self.db.fetchval("SELECT id FROM refunds WHERE order_id = $1", order_id)
+        if refund_id is not None:  # new or already recorded: run it (a no-op once done)
+            await self.market.run_refund(refund_id)
 
     async def _clear_cart(self, group: asyncpg.Record) -> None:
         ids = [item["listing_id"] for part in group["parts"] for item in part["items"]]

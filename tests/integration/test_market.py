@@ -266,3 +266,38 @@ async def test_group_state_never_regresses_and_awaiting_is_not_frozen(
     finally:
         await conn.close()
     await ws.close()
+
+
+async def test_a_refund_already_recorded_for_the_order_is_the_one_run(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    """A refund row already there for the order (ON CONFLICT DO NOTHING): its id is returned
+    and executed, not a fresh id of no row (which made the refund silently do nothing)."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, 37), "refund-conflict")
+    item = await mk.listing(api, seller.access_token, stock=4, price=300)
+    buyer = await api.signup("refund-conflict-buyer")
+    ws = await api.connect(buyer)
+    paid = (await mk.buy(ws, item["id"], 1, mk.APPROVE))["data"]["orders"][0]
+    orphan = (await mk.buy(ws, item["id"], 1, mk.APPROVE))["data"]["orders"][0]
+    await ws.close()
+    conn = await mk.db(settings)
+    try:
+        for order, refund_id in ((paid, "pre-" + paid["id"]), (orphan, "pre-" + orphan["id"])):
+            await conn.execute(
+                "INSERT INTO refunds (id, order_id, payment_id, amount, status)"
+                " SELECT $1, o.id, p.id, o.total, 'pending' FROM orders o"
+                " JOIN payments p ON p.group_id = o.group_id WHERE o.id = $2",
+                refund_id,
+                order["id"],
+            )
+        who = Actor(buyer.id, uuid.uuid4().hex)
+        done = await server.app[MARKET].act(who, paid["id"], "cancel", "buyer")
+        assert done["refund_id"] == "pre-" + paid["id"]
+        await server.app[CHECKOUT]._refund_orphan(orphan["id"])
+        states = await conn.fetch(
+            "SELECT status FROM refunds WHERE id = ANY($1::text[])",
+            ["pre-" + paid["id"], "pre-" + orphan["id"]],
+        )
+    finally:
+        await conn.close()
+    assert [r["status"] for r in states] == ["succeeded", "succeeded"]
