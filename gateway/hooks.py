@@ -12,18 +12,25 @@ Targets on loopback, private, link-local or reserved addresses are refused when 
 again at connect time (a resolver that drops such addresses, so DNS rebinding cannot reach
 them) unless ``HOOKS_ALLOW_PRIVATE=1``. Redirects are not followed.
 
-The loop must not die: a failing round is logged and retried with backoff.
+Deliveries are independent: the loop claims due rows into free slots (``_CONCURRENCY`` in
+flight per gateway, at most ``_PER_HOOK`` to one hook) and each is sent on its own task, so a
+slow target delays only its own hook. At most ``_MAX_BODY`` bytes of an answer are read.
+
+The loop must not die: a failing claim is logged and retried with backoff; a failing delivery
+task is logged and its row is claimed again when its lease ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
 import secrets
 import socket
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -38,7 +45,10 @@ from store import hooks_store
 
 log = logging.getLogger("hyperlocal.hooks")
 
-_BATCH = 20
+_BATCH = 20  # rows per claim
+_CONCURRENCY = 32  # deliveries in flight per gateway
+_PER_HOOK = 4  # of which at most this many to one hook (then its rows wait for the next claim)
+_MAX_BODY = 1024  # bytes of a target's answer read, at most
 
 
 class PublicResolver(AbstractResolver):
@@ -85,6 +95,9 @@ def sign(secret: str, msg_id: str, at: datetime, body: str) -> dict[str, str]:
 
 
 class HookDispatcher:
+    """Claims due deliveries into free slots and sends each on its own task: one slow target
+    holds only its own slots (at most ``_PER_HOOK`` per hook), never the other vendors'."""
+
     def __init__(self, settings: Settings, db: asyncpg.Pool) -> None:
         self.settings = settings
         self.db = db
@@ -93,35 +106,67 @@ class HookDispatcher:
         )
         resolver = None if settings.hooks_allow_private else PublicResolver()
         self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=resolver, limit=64),
+            connector=aiohttp.TCPConnector(resolver=resolver, limit=_CONCURRENCY),
             timeout=aiohttp.ClientTimeout(total=settings.hook_timeout_s),
         )
+        self.inflight: dict[asyncio.Task[None], str] = {}  # task -> hook id
         self.delivered = 0
         self.failed = 0
 
     async def close(self) -> None:
+        for task in list(self.inflight):
+            task.cancel()
+        await asyncio.gather(*self.inflight, return_exceptions=True)
         await self.http.close()
 
     async def run(self) -> None:
         idle = self.settings.hook_poll_s
-        delay = idle
+        backoff = 0.0
         while True:
+            free = claimed = 0
             try:
-                sent = await self.round()
-                delay = 0.0 if sent == _BATCH else idle
+                free = _CONCURRENCY - len(self.inflight)
+                claimed = await self.dispatch(min(free, _BATCH)) if free > 0 else 0
+                backoff = 0.0
             except (asyncpg.PostgresError, OSError) as exc:
-                delay = min(60.0, max(idle, delay) * 2)
-                log.warning("hook round failed (next in %.1f s): %r", delay, exc)
+                backoff = min(60.0, max(idle, backoff * 2))
+                log.warning("hook claim failed (next in %.1f s): %r", backoff, exc)
             except Exception:  # the loop must not die; log with context and back off
-                delay = min(60.0, max(idle, delay) * 2)
-                log.exception("unexpected error in a hook round (next in %.1f s)", delay)
-            await asyncio.sleep(delay)
+                backoff = min(60.0, max(idle, backoff * 2))
+                log.exception("unexpected error claiming hooks (next in %.1f s)", backoff)
+            if backoff:
+                await asyncio.sleep(backoff)
+            elif len(self.inflight) >= _CONCURRENCY:  # full: wait for a slot, then claim again
+                await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
+            elif claimed < min(free, _BATCH):  # nothing more due now
+                await asyncio.sleep(idle)
+            else:
+                await asyncio.sleep(0)
 
-    async def round(self) -> int:
+    async def dispatch(self, limit: int) -> int:
+        """Claim up to ``limit`` due deliveries and start each on its own task."""
+        per_hook: dict[str, int] = {}
+        for hook_id in self.inflight.values():
+            per_hook[hook_id] = per_hook.get(hook_id, 0) + 1
+        busy = [h for h, n in per_hook.items() if n >= _PER_HOOK]
         lease = self.settings.hook_timeout_s + 5
-        due = await hooks_store.claim_due(self.db, _BATCH, lease)
-        await asyncio.gather(*(self.deliver(row) for row in due))
+        due = await hooks_store.claim_due(self.db, limit, lease, busy)
+        for row in due:
+            task = asyncio.create_task(self._deliver_guarded(row), name=f"hook-{row['id']}")
+            self.inflight[task] = row["hook_id"]
+            task.add_done_callback(self._done)
         return len(due)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.pop(task, None)
+
+    async def _deliver_guarded(self, row: asyncpg.Record) -> None:
+        try:
+            await self.deliver(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the row's lease expires and it is claimed again
+            log.exception("hook delivery %s failed to complete", row["id"])
 
     async def deliver(self, row: asyncpg.Record) -> None:
         attempts = row["attempts"] + 1
@@ -151,16 +196,29 @@ class HookDispatcher:
             )
 
     async def _post(self, row: asyncpg.Record) -> tuple[int | None, str | None]:
+        url = row["target_url"]
+        if not self.settings.hooks_allow_private and not _literal_allowed(url):
+            return None, "refused: the target is not a public address"
         body = json.dumps(row["payload"], separators=(",", ":"))
         headers = sign(row["secret"], row["id"], datetime.now(UTC), body)
         try:
-            async with self.http.post(
-                row["target_url"], data=body, headers=headers, allow_redirects=False
-            ) as resp:
-                await resp.read()
-                return resp.status, None if resp.status < 300 else f"HTTP {resp.status}"
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            async with self.http.post(url, data=body, headers=headers, allow_redirects=False) as r:
+                # the answer's status is all we need: read at most a little of a hostile body
+                await r.content.read(_MAX_BODY)
+                return r.status, None if r.status < 300 else f"HTTP {r.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _literal_allowed(url: str) -> bool:
+    """An IP-literal host bypasses the connector's resolver: judge it here (a hostname is
+    judged by ``PublicResolver`` at connect time, so DNS rebinding cannot reach a private one)."""
+    try:
+        host = urlsplit(url).hostname or ""
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return is_public_address(host)
 
 
 def new_secret() -> str:

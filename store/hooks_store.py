@@ -98,18 +98,23 @@ async def disable(db: Db, hook_id: str, reason: str) -> None:
     )
 
 
-async def claim_due(db: asyncpg.Pool, limit: int, lease_s: float) -> list[asyncpg.Record]:
-    """Due pending deliveries with their hook, leased for ``lease_s`` to this dispatcher."""
+async def claim_due(
+    db: asyncpg.Pool, limit: int, lease_s: float, skip_hooks: list[str] | None = None
+) -> list[asyncpg.Record]:
+    """Due pending deliveries with their hook, leased for ``lease_s`` to this dispatcher;
+    none of the hooks in ``skip_hooks`` (those the dispatcher already has enough in flight)."""
     async with db.acquire() as conn, conn.transaction():
         return await conn.fetch(
             "WITH due AS (SELECT id FROM hook_deliveries WHERE status = 'pending'"
-            " AND next_at <= now() ORDER BY next_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " AND next_at <= now() AND hook_id <> ALL($3::text[])"
+            " ORDER BY next_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
             " UPDATE hook_deliveries d SET next_at = now() + make_interval(secs => $2)"
             " FROM due, hooks h WHERE d.id = due.id AND h.id = d.hook_id"
             " RETURNING d.id, d.hook_id, d.event_type, d.payload, d.attempts,"
             " h.target_url, h.secret, h.active",
             limit,
             lease_s,
+            skip_hooks or [],
         )
 
 

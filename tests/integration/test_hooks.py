@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,8 @@ from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
 
 from cluster.config import Settings
+from store import hooks_store
+from store.db import _init_connection
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
 
@@ -27,10 +30,27 @@ class Receiver:
     def __init__(self) -> None:
         self.script: dict[str, list[int]] = {}
         self.got: dict[str, list[tuple[dict[str, str], str]]] = defaultdict(list)
+        self.release = asyncio.Event()  # "/slow" answers only once this is set
+        self.waiting = 0
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["name"]
         self.got[path].append((dict(request.headers), await request.text()))
+        if path == "slow":
+            self.waiting += 1
+            try:
+                await self.release.wait()
+            finally:
+                self.waiting -= 1
+        if path == "endless":  # 200, then a body that never ends
+            resp = web.StreamResponse(status=200)
+            await resp.prepare(request)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                for _ in range(4096):
+                    await resp.write(b"x" * 65536)
+            return resp
+        if path == "redirect":
+            raise web.HTTPTemporaryRedirect("/sink")
         script = self.script.get(path, [200])
         status = script[min(len(self.got[path]), len(script)) - 1]
         return web.Response(status=status)
@@ -166,3 +186,57 @@ async def test_bad_hook_requests_are_refused(api: Api, settings: Settings) -> No
     ):
         status, out = await mk.rest(api, "POST", "/api/v1/vendor/hooks", body, tok)
         assert status == 400 and out["error"]["code"] == "bad_request", body
+
+
+async def test_slow_hostile_and_redirecting_targets(
+    api: Api, settings: Settings, receiver: tuple[Receiver, str]
+) -> None:
+    """A slow target holds only its own deliveries; an endless body is not read; a redirect is
+    not followed."""
+    rec, base = receiver
+    slow_seller, slow_vendor = await mk.vendor(api, mk.spot(settings, 7), "slow-target")
+    fast_seller, fast_vendor = await mk.vendor(api, mk.spot(settings, 8), "fast-target")
+    await subscribe(api, slow_seller.access_token, f"{base}/slow", ["order.created"])
+    fast_tok = fast_seller.access_token
+    hooks = [await subscribe(api, fast_tok, f"{base}/{name}", ["order.created"])
+             for name in ("fast", "endless", "redirect")]  # fmt: skip
+    conn = await mk.db(settings)
+    await _init_connection(conn)  # jsonb as Python objects, like the app's pool
+    try:
+        for i in range(8):
+            await hooks_store.enqueue(conn, slow_vendor["id"], "order.created", {"i": i})
+
+        async def slow_in_flight() -> bool:
+            return rec.waiting >= 1
+
+        await eventually(slow_in_flight)
+        await hooks_store.enqueue(conn, fast_vendor["id"], "order.created", {"i": 0})
+
+        async def fast_done() -> bool:
+            return bool(rec.got["fast"])
+
+        await eventually(fast_done)
+        finished = await conn.fetchval(
+            "SELECT count(*) FROM hook_deliveries d JOIN hooks h ON h.id = d.hook_id"
+            " WHERE h.vendor_id = $1 AND d.attempts > 0",
+            slow_vendor["id"],
+        )
+        assert finished == 0  # the fast hook did not wait for the slow one's attempts
+    finally:
+        rec.release.set()
+        await conn.close()
+
+    async def settled(hook: dict[str, Any]) -> dict[str, Any] | None:
+        path = f"/api/v1/vendor/hooks/{hook['id']}/deliveries"
+        _, body = await mk.rest(api, "GET", path, None, fast_tok)
+        items = [d for d in body["items"] if d["attempts"] > 0]
+        return items[0] if items else None
+
+    async def all_settled() -> bool:
+        return all([await settled(h) for h in hooks[1:]])
+
+    await eventually(all_settled)
+    endless, redirect = [await settled(h) for h in hooks[1:]]
+    assert endless and endless["status"] == "delivered" and endless["last_status"] == 200
+    assert redirect and redirect["last_status"] == 307 and redirect["status"] != "delivered"
+    assert not rec.got["sink"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.hooks import PublicResolver, _literal_allowed
 from models.market_hooks import is_public_address
 
 REFUSED = [
@@ -31,3 +32,21 @@ def test_non_public_addresses_are_refused(address: str) -> None:
 @pytest.mark.parametrize("address", ALLOWED)
 def test_public_addresses_are_allowed(address: str) -> None:
     assert is_public_address(address)
+
+
+def test_ip_literal_targets_are_judged_before_connecting() -> None:
+    """An IP-literal host bypasses the resolver, so the dispatcher judges it itself."""
+    assert not _literal_allowed("http://127.0.0.1:8080/x")
+    assert not _literal_allowed("http://[2002:7f00:1::1]/x")
+    assert not _literal_allowed("http://100.64.0.1/x")
+    assert _literal_allowed("http://93.184.216.34/x")
+    assert _literal_allowed("https://hooks.example.com/x")  # left to PublicResolver
+
+
+async def test_public_resolver_never_answers_a_private_address() -> None:
+    resolver = PublicResolver()
+    try:
+        with pytest.raises(OSError, match="private"):
+            await resolver.resolve("localhost", 80)
+    finally:
+        await resolver.close()
