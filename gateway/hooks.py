@@ -14,7 +14,8 @@ them) unless ``HOOKS_ALLOW_PRIVATE=1``. Redirects are not followed.
 
 Deliveries are independent: the loop claims due rows into free slots (``_CONCURRENCY`` in
 flight per gateway, at most ``_PER_HOOK`` to one hook) and each is sent on its own task, so a
-slow target delays only its own hook. At most ``_MAX_BODY`` bytes of an answer are read.
+slow target delays only its own hook. At most ``_MAX_BODY`` bytes of an answer are read. Logs
+name a target by ``scheme://host`` only (vendors put tokens in URLs).
 
 The loop must not die: a failing claim is logged and retried with backoff; a failing delivery
 task is logged and its row is claimed again when its lease ends.
@@ -92,6 +93,16 @@ def sign(secret: str, msg_id: str, at: datetime, body: str) -> dict[str, str]:
         "content-type": "application/json",
         "user-agent": "hyperlocal-hooks/1",
     }
+
+
+def origin(url: str) -> str:
+    """``scheme://host`` of a target URL: what may be logged (vendors put tokens in paths and
+    query strings)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or '?'}"
+    except ValueError:
+        return "<bad url>"
 
 
 class HookDispatcher:
@@ -189,8 +200,8 @@ class HookDispatcher:
             log.info(
                 "hook delivery %s to %s: %s (attempt %d, %s)",
                 row["id"],
-                row["target_url"],
-                status or error,
+                origin(row["target_url"]),
+                status or (error or "").split(":", 1)[0],  # an error text may quote the URL
                 attempts,
                 outcome,
             )

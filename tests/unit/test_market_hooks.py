@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.hooks import PublicResolver, _literal_allowed
+from gateway.hooks import PublicResolver, _literal_allowed, origin
 from models.market_hooks import is_public_address
 
 REFUSED = [
@@ -32,6 +32,13 @@ def test_non_public_addresses_are_refused(address: str) -> None:
 @pytest.mark.parametrize("address", ALLOWED)
 def test_public_addresses_are_allowed(address: str) -> None:
     assert is_public_address(address)
+
+
+def test_logged_target_is_scheme_and_host_only() -> None:
+    assert origin("https://hooks.example.com:8443/x/tok_secret?key=abc#f") == (
+        "https://hooks.example.com"
+    )
+    assert origin("http://[::1]/a?token=t") == "http://::1"
 
 
 def test_ip_literal_targets_are_judged_before_connecting() -> None:
