@@ -141,7 +141,7 @@ async def _order_events(
     return order
 
 
-async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any]) -> None:
+async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], currency: str) -> None:
     row = await ms.take_stock(tx.conn, item["listing_id"], item["qty"])
     if row is None:
         current = await ms.listing_row(tx.conn, item["listing_id"])
@@ -152,8 +152,9 @@ async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any]) -> N
             listing_id=item["listing_id"],
             available=current["stock"],
         )
-    if row["price"] != item["unit_price"]:
-        raise Conflict(f"the price of {item['title']} changed; review the cart")
+    if row["price"] != item["unit_price"] or row["currency"] != currency:
+        # the whole command rolls back: the stock just taken is not kept
+        raise Conflict(f"the price or currency of {item['title']} changed; review the cart")
     listing = ms.listing_public(row)
     _listing_changed(out, listing)
     await _stock_hooks(host, tx, row["stock"] + item["qty"], listing)
@@ -170,7 +171,7 @@ async def order_reserve(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> d
     for item in data["items"]:
         if cell_of(item["listing_id"]) != cell:
             raise BadRequest("a part must hold only its vendor's listings")
-        await _take(host, tx, out, item)
+        await _take(host, tx, out, item, data["currency"])
     now = await tx.conn.fetchval("SELECT now()")  # the clock expiry is decided by, not ours
     order = {
         "id": cell_scoped_id(cell),

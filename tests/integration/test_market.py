@@ -13,6 +13,7 @@ from gateway.checkout import SYSTEM
 from gateway.market_context import CHECKOUT, MARKET
 from gateway.market_service import Actor
 from models.errors import Conflict
+from models.placement import cell_key
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
 
@@ -301,3 +302,19 @@ async def test_a_refund_already_recorded_for_the_order_is_the_one_run(
     finally:
         await conn.close()
     assert [r["status"] for r in states] == ["succeeded", "succeeded"]
+
+
+async def test_reserve_refuses_a_listing_whose_currency_changed(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    """Same price, other currency since the cart was snapshotted: a conflict, stock kept."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, 38), "currency-swap")
+    item = await mk.listing(api, seller.access_token, stock=3, price=500, currency="eur")
+    buyer = await api.signup("currency-swap-buyer")
+    line = {"listing_id": item["id"], "title": item["title"], "qty": 1, "unit_price": 500}
+    data = {"vendor_id": item["vendor_id"], "cell": item["cell"], "items": [line], "total": 500,
+            "group_id": uuid.uuid4().hex, "currency": "usd", "ttl_s": 60}  # fmt: skip
+    who = Actor(buyer.id, uuid.uuid4().hex)
+    with pytest.raises(Conflict):
+        await server.app[MARKET].mutate(who, "order.reserve", cell_key(item["cell"]), data)
+    assert await mk.stock_of(settings, item["id"]) == 3
