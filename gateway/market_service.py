@@ -35,6 +35,7 @@ from models.placement import cell_key, user_key
 from models.recommend import listings as rec_listings
 from models.recommend.serving import order_by_scores, parse_relevance_cursor, relevance_cursor
 from payments import PaymentProvider
+from payments.base import RefundRefused
 from store import market_store as ms
 from store import recommend_store
 
@@ -279,7 +280,9 @@ class MarketService:
     async def run_refund(self, refund_id: str) -> bool:
         """Execute a pending refund at the provider (idempotent by its id); True when done.
 
-        A failure leaves it pending: the sweeper (gateway/market_jobs.py) tries again.
+        A temporary failure leaves it pending: the sweeper (gateway/market_jobs.py) tries
+        again; a permanent refusal by the provider marks it ``failed`` (terminal, logged as an
+        error for an admin to settle).
         """
         row = await self.db.fetchrow(
             "SELECT r.id, r.amount, r.status, p.provider, p.provider_ref FROM refunds r"
@@ -291,6 +294,15 @@ class MarketService:
         try:
             provider = self.provider(row["provider"])
             ref = await provider.refund(row["provider_ref"], row["amount"], f"refund-{row['id']}")
+        except RefundRefused as err:  # terminal: never retried; an admin must settle it
+            log.error("refund %s refused by %s for good: %s", refund_id, row["provider"], err)
+            await self.db.execute(
+                "UPDATE refunds SET status = 'failed', error = $2, attempts = attempts + 1,"
+                " updated_at = now() WHERE id = $1 AND status = 'pending'",
+                refund_id,
+                err.message,
+            )
+            return False
         except AppError as err:
             log.warning("refund %s not executed yet: %s", refund_id, err.message)
             await self.db.execute(

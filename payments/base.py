@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from models.errors import Conflict
+
 ChargeStatus = Literal["captured", "requires_action", "declined"]
+
+
+class RefundRefused(Conflict):
+    """The provider refused a refund for good (already refunded, more than was captured...):
+    retrying with the same key cannot succeed; the refund is recorded ``failed``."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class PaymentProvider(Protocol):
         """
 
     async def refund(self, provider_ref: str, amount: int, idempotency_key: str) -> str:
-        """Refund ``amount`` of a captured payment; the provider's refund id."""
+        """Refund ``amount`` of a captured payment; the provider's refund id. Raises
+        ``RefundRefused`` when the provider refuses for good, ``Unavailable`` to retry."""
 
     async def close(self) -> None: ...

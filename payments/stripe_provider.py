@@ -13,7 +13,7 @@ from typing import Any, Literal
 import stripe
 
 from models.errors import BadRequest, Unavailable
-from payments.base import Charge, ChargeResult, ChargeStatus
+from payments.base import Charge, ChargeResult, ChargeStatus, RefundRefused
 
 _STATUS: dict[str, ChargeStatus | Literal["pending"]] = {
     "succeeded": "captured",
@@ -107,6 +107,10 @@ class StripeProvider:
                 {"payment_intent": provider_ref, "amount": amount},
                 {"idempotency_key": idempotency_key},
             )
+        except stripe.InvalidRequestError as exc:  # permanent: the same request fails again
+            raise RefundRefused(
+                f"stripe refused the refund: {exc.code or exc.user_message}"
+            ) from None
         except stripe.StripeError as exc:
             raise Unavailable(f"stripe refund failed: {type(exc).__name__}") from None
         return str(refund.id)

@@ -35,6 +35,9 @@ class FakeStripe:
         self.on_refund: Any = None
         self.complete_on_read: set[str] = set()
         """Intents whose customer finishes 3-D Secure right after the next read of them."""
+        self.refunded_elsewhere: set[str] = set()
+        """Intents already fully refunded (e.g. from the dashboard): refunds are refused."""
+        """Intents whose customer finishes 3-D Secure right after the next read of them."""
         """An async callable run with each new refund before it is answered (a webhook race)."""
 
     def app(self) -> web.Application:
@@ -125,6 +128,10 @@ class FakeStripe:
         form = await self._form(request)
 
         def make() -> tuple[int, dict[str, Any]]:
+            if form["payment_intent"] in self.refunded_elsewhere:
+                error = {"type": "invalid_request_error", "code": "charge_already_refunded",
+                         "message": "Charge has already been refunded."}  # fmt: skip
+                return 400, {"error": error}
             body = {
                 "id": f"re_{uuid.uuid4().hex[:16]}",
                 "object": "refund",
@@ -411,3 +418,25 @@ async def test_payment_failed_is_not_final_only_canceled_releases(
     finally:
         await conn.close()
     assert status == "cancelled"
+
+
+async def test_a_refund_stripe_refuses_for_good_is_failed_not_retried(
+    settings: Settings, stripe_env: tuple[FakeStripe, Api]
+) -> None:
+    fake, api = stripe_env
+    seller, _ = await mk.vendor(api, mk.spot(settings, 39), "stripe-refused")
+    item = await mk.listing(api, seller.access_token, stock=3, price=700)
+    buyer = await api.signup("stripe-refused-buyer")
+    ws = await api.connect(buyer)
+    paid = await mk.buy(ws, item["id"], 1, {"provider": "stripe", "payment_method": "pm_card_visa"})
+    order = paid["data"]["orders"][0]
+    fake.refunded_elsewhere.add(fake.intents[next(reversed(fake.intents))]["id"])
+    cancelled = await ws.mutate("order.cancel", {"order_id": order["id"]})
+    await ws.close()
+    assert cancelled["order"]["status"] == "refunded"
+    conn = await mk.db(settings)
+    try:
+        row = await conn.fetchrow("SELECT * FROM refunds WHERE order_id = $1", order["id"])
+    finally:
+        await conn.close()
+    assert row["status"] == "failed" and "charge_already_refunded" in row["error"]
