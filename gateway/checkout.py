@@ -78,7 +78,8 @@ class Checkout:
             return found
         rows = await self.db.fetch(
             "SELECT c.listing_id, c.qty, l.vendor_id, l.cell, l.title, l.price, l.currency"
-            " FROM cart_items c JOIN listings l ON l.id = c.listing_id WHERE c.user_id = $1",
+            " FROM cart_items c JOIN listings l ON l.id = c.listing_id WHERE c.user_id = $1"
+            " AND l.active AND l.deleted_at IS NULL",  # what is on sale; the rest stays put
             user_id,
         )
         lines = [

@@ -150,12 +150,13 @@ async def update_listing(
 
 
 async def delete_listing(conn: asyncpg.Connection, listing_id: str) -> dict[str, Any]:
+    """Soft delete, in the listing's cell owner. Buyers' cart rows for it are left alone: they
+    belong to each buyer's own key (rule 2); carts and checkout skip listings not on sale."""
     row = await conn.fetchrow(
         f"UPDATE listings SET active = false, deleted_at = now(), updated_at = now()"
         f" WHERE id = $1 RETURNING {_LISTING_COLUMNS}",
         listing_id,
     )
-    await conn.execute("DELETE FROM cart_items WHERE listing_id = $1", listing_id)
     return listing_public(row)
 
 
@@ -312,7 +313,7 @@ async def cart(db: Db, user_id: str) -> list[dict[str, Any]]:
     rows = await db.fetch(
         f"SELECT c.qty, c.added_at, l.vendor_id AS l_vendor, {_listing_alias('l')}"
         f" FROM cart_items c JOIN listings l ON l.id = c.listing_id"
-        f" WHERE c.user_id = $1 ORDER BY c.added_at, l.id",
+        f" WHERE c.user_id = $1 AND l.active AND l.deleted_at IS NULL ORDER BY c.added_at, l.id",
         user_id,
     )
     return [{"listing_id": r["id"], "qty": r["qty"], "listing": listing_public(r)} for r in rows]

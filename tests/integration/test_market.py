@@ -318,3 +318,25 @@ async def test_reserve_refuses_a_listing_whose_currency_changed(
     with pytest.raises(Conflict):
         await server.app[MARKET].mutate(who, "order.reserve", cell_key(item["cell"]), data)
     assert await mk.stock_of(settings, item["id"]) == 3
+
+
+async def test_a_deleted_listing_leaves_carts_alone_and_is_skipped(
+    api: Api, settings: Settings
+) -> None:
+    """The listing's cell owner does not touch buyers' carts (owned by their keys): a deleted
+    listing is left out of the cart and of checkout instead."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, 40), "delete-in-cart")
+    gone = await mk.listing(api, seller.access_token, stock=3, price=100)
+    kept = await mk.listing(api, seller.access_token, stock=3, price=200)
+    buyer = await api.signup("delete-in-cart-buyer")
+    ws = await api.connect(buyer)
+    for listing in (gone, kept):
+        await ws.mutate("cart.add", {"listing_id": listing["id"], "qty": 1})
+    path = f"/api/v1/vendor/listings/{gone['id']}"
+    status, _ = await mk.rest(api, "DELETE", path, None, seller.access_token)
+    assert status in (200, 204)
+    cart = await ws.ok("cart.get")
+    assert [x["listing_id"] for x in cart["items"]] == [kept["id"]]
+    paid = await ws.ok("checkout", {"payment": mk.APPROVE}, key=uuid.uuid4().hex)
+    assert [line["listing_id"] for line in paid["orders"][0]["items"]] == [kept["id"]]
+    await ws.close()
