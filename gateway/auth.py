@@ -222,7 +222,7 @@ class AuthService:
         return {"ticket": ticket, "expires_in": ttl}
 
     async def consume_ticket(self, ticket: str) -> Principal:
-        if len(ticket) > 256:
+        if len(ticket) > 256 or not (ticket.isascii() and ticket.isprintable()):
             raise Unauthorized("invalid ticket")
         try:
             raw = await self.redis.getdel(_TICKET_PREFIX + token_digest(ticket))

@@ -232,9 +232,7 @@ async def op_feed_get(call: Call, req: c.FeedGet) -> dict[str, Any]:
     cells = geo.neighbourhood(cell)
     offset = rec.parse_relevance_cursor(req.cursor)
     unranked = call.services.unranked_cells
-    known_plain = (
-        req.sort is None and offset is None and unranked.get(cell, 0.0) > time.monotonic()
-    )
+    known_plain = req.sort is None and offset is None and unranked.get(cell, 0.0) > time.monotonic()
     if req.sort != "newest" and not known_plain and (req.cursor is None or offset is not None):
         pool = call.services.settings.recommend_candidates
         items, _ = merge_pages(await router.feed_page(cells, None, pool), pool)

@@ -83,7 +83,7 @@ class TokenCodec:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("access token expired") from None
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, ValueError):  # incl. undecodable bytes in the token
             raise Unauthorized("invalid access token") from None
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):

@@ -105,3 +105,9 @@ def test_account_rules() -> None:
 def test_refresh_tokens_are_stored_as_digests() -> None:
     digest = token_digest("secret")
     assert len(digest) == 64 and "secret" not in digest
+
+
+def test_undecodable_tokens_are_unauthorized_not_errors() -> None:
+    for junk in ("é.é.é", "\udcff.a.b", "a" * 5000, "..", "\x00"):
+        with pytest.raises(Unauthorized):
+            codec.verify(junk)
