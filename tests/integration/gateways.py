@@ -12,8 +12,26 @@ from pathlib import Path
 
 import aiohttp
 
-from cluster.config import Settings
+from cluster.config import Settings, env_name
 from store.embedded import free_port
+
+
+def _differing_settings(settings: Settings) -> dict[str, str]:
+    """Environment variables for every setting that differs from its default."""
+    out: dict[str, str] = {}
+    skip = {"port", "data_dir", "database_url", "redis_url", "ray_address"}
+    for name, info in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if name in skip or value == info.default:
+            continue
+        if isinstance(value, bool):
+            text = "1" if value else "0"
+        elif isinstance(value, tuple):
+            text = ",".join(value)
+        else:
+            text = str(value)
+        out[env_name(name)] = text
+    return out
 
 
 class GatewayProcess:
@@ -35,16 +53,11 @@ class GatewayProcess:
         s = self.settings
         env = {
             **os.environ,
+            **_differing_settings(s),  # the same configuration as the in-process test gateway
             "RAY_ADDRESS": self.ray_address,
             "DATABASE_URL": s.database_url or "",
             "REDIS_URL": s.redis_url or "",
             "HL_DATA_DIR": str(Path(s.data_dir).resolve()),
-            "HL_REST_RATE_PER_MIN": str(s.rest_rate_per_min),
-            "HL_WS_RATE_PER_S": str(s.ws_rate_per_s),
-            "HL_WS_RATE_BURST": str(s.ws_rate_burst),
-            "HL_ARGON2_TIME_COST": str(s.argon2_time_cost),
-            "HL_ARGON2_MEMORY_KIB": str(s.argon2_memory_kib),
-            "HL_SHARD_COUNT": str(s.shard_count),
             **self.extra_env,
         }
         with open(self.log, "ab") as log:
