@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from actors.group_commit import GroupCommitter, Tx
+from actors.singleflight import SingleFlight
 from cluster.config import Settings
 from models.errors import AppError, BadRequest
 from models.feed import CellFeed, FeedCursor, Post
@@ -87,7 +88,7 @@ class CellHost:
         """Per-feature state a feature's handlers keep on this host (a cache of Postgres rows
         of keys this host owns). Cleared when the placement table changes."""
         self.cells: dict[str, ActiveCell] = {}
-        self._activating: dict[str, asyncio.Future[ActiveCell]] = {}
+        self._activating: SingleFlight[str, ActiveCell] = SingleFlight()
         self.pool: asyncpg.Pool | None = None
         self.redis: aioredis.Redis | None = None
         self.committer: GroupCommitter | None = None
@@ -155,24 +156,17 @@ class CellHost:
         if active is not None:
             active.last_used = time.monotonic()
             return active
-        pending = self._activating.get(cell)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[ActiveCell] = asyncio.get_running_loop().create_future()
-        self._activating[cell] = future
-        try:
+
+        async def activate() -> ActiveCell:
             assert self.pool is not None
             cap = self.settings.cell_recent_posts
             posts = await feed_store.recent_posts(self.pool, cell, cap)
-            active = ActiveCell(CellFeed.loaded(cell, cap, posts), time.monotonic())
-            self.cells[cell] = active
-            future.set_result(active)
-            return active
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        finally:
-            self._activating.pop(cell, None)
+            loaded = self.cells[cell] = ActiveCell(
+                CellFeed.loaded(cell, cap, posts), time.monotonic()
+            )
+            return loaded
+
+        return await self._activating.run(cell, activate)
 
     async def _passivate_loop(self) -> None:
         while True:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import h3
 
+from actors.singleflight import SingleFlight
 from models.errors import BadRequest
 from models.recommend.serving import Item, ModelBundle, Snapshot, model_scopes, rank
 from store import recommend_store
@@ -36,7 +37,7 @@ MAX_ITEMS = 1000
 class _State:
     bundles: dict[str, ModelBundle] = field(default_factory=dict)
     snapshots: dict[str, tuple[float, Snapshot]] = field(default_factory=dict)
-    building: dict[str, asyncio.Future[Snapshot]] = field(default_factory=dict)
+    building: SingleFlight[str, Snapshot] = field(default_factory=SingleFlight)
 
 
 _SNAPSHOTS_MAX = 1000
@@ -109,12 +110,8 @@ async def _snapshot(host: CellHost, cell: str, bundle: ModelBundle) -> Snapshot:
     hit = state.snapshots.get(cell)
     if hit is not None and hit[0] > time.monotonic():
         return hit[1]
-    pending = state.building.get(cell)
-    if pending is not None:
-        return await asyncio.shield(pending)
-    future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
-    state.building[cell] = future
-    try:
+
+    async def build() -> Snapshot:
         settings = host.settings
         assert host.pool is not None
         cells = list(h3.grid_disk(cell, settings.k_ring))
@@ -126,13 +123,9 @@ async def _snapshot(host: CellHost, cell: str, bundle: ModelBundle) -> Snapshot:
         )
         snap = await asyncio.to_thread(Snapshot, items, events, time.time(), bundle.recipe.stats)
         state.snapshots[cell] = (time.monotonic() + settings.recommend_context_ttl_s, snap)
-        future.set_result(snap)
         return snap
-    except BaseException as exc:
-        future.set_exception(exc)
-        raise
-    finally:
-        state.building.pop(cell, None)
+
+    return await state.building.run(cell, build)
 
 
 async def recommend_rank(host: CellHost, args: dict[str, Any]) -> dict[str, Any]:
