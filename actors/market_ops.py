@@ -9,6 +9,10 @@ reservation, sale or refund is durable, and its events and hooks exist if and on
 Stock moves only here: ``order.reserve`` takes it (a conditional UPDATE; ``CHECK (stock >= 0)``
 backs it up), ``order.act`` gives it back when an unpaid or not yet handed-over order ends,
 ``listing.stock`` sets it for the vendor. Idempotent: all by the caller's (user, key) record.
+Refund rows are the order's, so they are written only here too (rule 2): ``order.act`` records
+the refund a step into ``refunded`` owes, ``refund.record`` the one owed for a payment captured
+after its order ended, and ``refund.settle`` what the provider answered (the gateway calls the
+provider, outside any transaction, then sends the outcome here).
 An order's move to ``paid`` also records one ``purchase`` interaction per line (the
 recommender's training data) in the same transaction, so a sale is counted exactly once.
 The gateway passes who is acting (``actor``, ``vendor_id``); the handlers check it against the
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from models import market
 from models.errors import BadRequest, Conflict, NotFound, OutOfStock
 from models.ids import cell_of, cell_scoped_id, new_id
+from models.placement import cell_key
 from models.streams import feed_stream, user_stream
 from store import hooks_store, recommend_store
 from store import market_store as ms
@@ -241,6 +246,7 @@ def _already(status: str, action: str) -> bool:
 
 
 async def _record_refund(tx: Tx, row: asyncpg.Record, *, external: bool) -> str | None:
+    """The order's refund row (new, or the one already there); None without a captured payment."""
     payment_id = await tx.conn.fetchval(
         "SELECT id FROM payments WHERE group_id = $1 AND status = 'captured'", row["group_id"]
     )
@@ -260,6 +266,59 @@ async def _record_refund(tx: Tx, row: asyncpg.Record, *, external: bool) -> str 
     return str(refund_id)
 
 
+def _in_route(cmd: Command, cell: str) -> bool:
+    """The row's cell is the one this command was routed (and ownership checked) by."""
+    return bool(cmd["route"] == cell_key(cell))
+
+
+# -- refunds (routed to the order's cell) -------------------------------------------------------
+async def refund_record(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    """A pending refund for an order whose payment was captured after the order ended (an
+    orphaned capture), or the order's refund already recorded; the gateway then runs it."""
+    row = await ms.order_row(tx.conn, cmd["data"]["order_id"], lock=True)
+    if row is None or not _in_route(cmd, row["cell"]):
+        raise NotFound("no such order")
+    refund_id = await _record_refund(tx, row, external=False)
+    if refund_id is None:  # an error: nothing recorded under the key, a later call may record
+        raise Conflict("the order's payment is not captured", order_id=row["id"])
+    return {"refund_id": refund_id}
+
+
+_SETTLED = {"succeeded": "succeeded", "failed": "failed", "retry": "pending"}
+
+
+async def refund_settle(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+    """Record what the provider answered to a pending refund: ``succeeded`` (with its
+    ``provider_ref``), ``failed`` for good (with ``reason``), or ``retry`` (a temporary
+    failure: one more attempt counted, the sweeper tries again). A refund no longer pending
+    is left as it is; the reply says its status and payment either way."""
+    data = cmd["data"]
+    outcome = data["outcome"]
+    if outcome not in _SETTLED:
+        raise BadRequest(f"outcome: {outcome!r} is not one of {', '.join(_SETTLED)}")
+    row = await tx.conn.fetchrow(
+        "SELECT r.id, r.status, r.payment_id, o.cell FROM refunds r"
+        " JOIN orders o ON o.id = r.order_id WHERE r.id = $1 FOR UPDATE OF r",
+        data["refund_id"],
+    )
+    if row is None or not _in_route(cmd, row["cell"]):
+        raise NotFound("no such refund")
+    status = row["status"]
+    if status == "pending":
+        status = _SETTLED[outcome]
+        await tx.conn.execute(
+            "UPDATE refunds SET status = $2, provider_ref = COALESCE($3, provider_ref),"
+            " error = COALESCE($4, error), attempts = attempts + $5, updated_at = now()"
+            " WHERE id = $1",
+            row["id"],
+            status,
+            data.get("provider_ref"),
+            data.get("reason") if outcome != "succeeded" else None,
+            0 if outcome == "succeeded" else 1,
+        )
+    return {"refund_id": row["id"], "status": status, "payment_id": row["payment_id"]}
+
+
 HANDLERS: dict[str, Handler] = {
     "vendor.create": vendor_create,
     "listing.create": listing_create,
@@ -270,4 +329,6 @@ HANDLERS: dict[str, Handler] = {
     "cart.remove": cart_remove,
     "order.reserve": order_reserve,
     "order.act": order_act,
+    "refund.record": refund_record,
+    "refund.settle": refund_settle,
 }

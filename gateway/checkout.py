@@ -26,9 +26,9 @@ from typing import Any
 
 import asyncpg
 
-from gateway.market_service import Actor, MarketService
+from gateway.market_service import SYSTEM, Actor, MarketService
 from models.errors import AppError, PaymentFailed, error_from_dict
-from models.ids import new_id
+from models.ids import cell_of, new_id
 from models.market import Line, split_by_vendor
 from models.placement import cell_key, user_key
 from payments import Charge, PaymentProvider
@@ -36,7 +36,7 @@ from store import market_store as ms
 
 log = logging.getLogger("hyperlocal.checkout")
 
-SYSTEM = "system"
+__all__ = ["SYSTEM", "Checkout", "payment_public"]
 
 
 def payment_public(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -247,16 +247,22 @@ class Checkout:
             await self._refund_orphan(order["id"])
 
     async def _refund_orphan(self, order_id: str) -> None:
-        refund_id = await self.db.fetchval(
-            "INSERT INTO refunds (id, order_id, payment_id, amount, status)"
-            " SELECT $1, o.id, p.id, o.total, 'pending' FROM orders o"
-            " JOIN payments p ON p.group_id = o.group_id AND p.status = 'captured'"
-            " WHERE o.id = $2 ON CONFLICT (order_id) DO NOTHING RETURNING id",
-            new_id(),
-            order_id,
-        ) or await self.db.fetchval("SELECT id FROM refunds WHERE order_id = $1", order_id)
-        if refund_id is not None:  # new or already recorded: run it (a no-op once done)
-            await self.market.run_refund(refund_id)
+        """Refund a payment captured after its order ended. The refund row is recorded by the
+        order's owner shard (``refund.record``, key ``orphan:<order>``: the order's existing
+        refund if there is one), then run at the provider (a no-op once done)."""
+        cell = cell_of(order_id)
+        if cell is None:
+            return
+        who = Actor(SYSTEM, f"orphan:{order_id}")
+        data = {"order_id": order_id}
+        try:
+            reply = await self.market.mutate(who, "refund.record", cell_key(cell), data)
+        except AppError as err:
+            if err.temporary:
+                raise
+            log.warning("order %s: no refund recorded: %s", order_id, err.message)
+            return
+        await self.market.run_refund(str(reply["refund_id"]))
 
     async def _clear_cart(self, group: asyncpg.Record) -> None:
         ids = [item["listing_id"] for part in group["parts"] for item in part["items"]]

@@ -6,7 +6,10 @@ Each round:
   its payment's real state, asked of the provider when ours is not final: captured confirms
   it, anything else voids the payment and expires the order (its stock goes back);
 - **paid but unconfirmed** groups (a crash after capture) are confirmed;
-- **pending refunds** are executed at the provider again (idempotent by refund id).
+- **pending refunds** are executed at the provider again (idempotent by refund id); their
+  outcome is recorded by the order's owner shard (``refund.settle``);
+- **refunded amounts** behind their payment's done refunds (a crash between a refund's
+  ``refund.settle`` and the gateway's ``sync_refunded``) are derived again.
 
 The loop never dies: a failing round is logged and retried with exponential backoff.
 """
@@ -67,6 +70,13 @@ class Sweeper:
             _BATCH,
         ):
             await self._guard(self.market.run_refund(refund["id"]), f"refund {refund['id']}")
+        for payment in await self.db.fetch(
+            "SELECT p.id FROM payments p JOIN refunds r ON r.payment_id = p.id"
+            " WHERE r.status IN ('succeeded', 'external') GROUP BY p.id"
+            " HAVING p.refunded_amount < sum(r.amount) LIMIT $1",
+            _BATCH,
+        ):
+            await ms.sync_refunded(self.db, payment["id"])
         self.rounds += 1
 
     async def _guard(self, step: object, what: str) -> None:

@@ -7,6 +7,17 @@ to Postgres with the caller's identity in the query (rule 7): a buyer reads only
 and orders, a vendor only its own listings and orders; anything else is ``not_found``.
 Checkout orchestration lives in gateway/checkout.py; refunds are executed here.
 
+Refunds: a ``refunds`` row belongs to its order, so only the order's owner shard writes it
+(rule 2): ``order.act`` records the refund a step owes, ``refund.record`` one owed for an
+orphaned capture (gateway/checkout.py), and ``refund.settle`` the provider's answer.
+``run_refund`` calls the provider here, outside any transaction (an awaited HTTP call, never
+blocking the loop), then sends that answer as ``refund.settle`` keyed by the refund id.
+``payments.refunded_amount`` stays a gateway write (``ms.sync_refunded``): a payment belongs to
+a checkout group whose orders live in several cells, so no single shard owns it; the value is
+derived, never added to (the largest of the done refunds' sum and the provider's cumulative
+figure), so any writer may set it any number of times in any order without counting a refund
+twice, and the sweeper derives it again should a crash come between a settle and its sync.
+
 Relevance (``listings.nearby`` with ``sort: "relevance"``, the default where a model covers the
 cell) ranks the nearest matching listings inside the shard owning the caller's cell, through its
 ``recommend.rank`` reader. A buyer's ``listing.get`` records a ``view`` interaction straight
@@ -40,6 +51,9 @@ from store import market_store as ms
 from store import recommend_store
 
 log = logging.getLogger("hyperlocal.market")
+
+SYSTEM = "system"
+"""The user id of commands the system sends (checkout, sweeper, refunds): their key space."""
 
 
 @dataclass(frozen=True)
@@ -280,43 +294,56 @@ class MarketService:
     async def run_refund(self, refund_id: str) -> bool:
         """Execute a pending refund at the provider (idempotent by its id); True when done.
 
-        A temporary failure leaves it pending: the sweeper (gateway/market_jobs.py) tries
-        again; a permanent refusal by the provider marks it ``failed`` (terminal, logged as an
-        error for an admin to settle).
+        The provider is called here, outside any transaction; its answer goes to the order's
+        owner shard as ``refund.settle`` (the refund row is the order's: rule 2). A temporary
+        failure leaves it pending (one more attempt counted): the sweeper
+        (gateway/market_jobs.py) tries again; a permanent refusal by the provider marks it
+        ``failed`` (terminal, logged as an error for an admin to settle).
         """
         row = await self.db.fetchrow(
-            "SELECT r.id, r.amount, r.status, p.provider, p.provider_ref FROM refunds r"
-            " JOIN payments p ON p.id = r.payment_id WHERE r.id = $1",
+            "SELECT r.id, r.amount, r.status, r.payment_id, r.attempts, o.cell, p.provider,"
+            " p.provider_ref FROM refunds r JOIN payments p ON p.id = r.payment_id"
+            " JOIN orders o ON o.id = r.order_id WHERE r.id = $1",
             refund_id,
         )
-        if row is None or row["status"] != "pending":
-            return row is not None
+        if row is None:
+            return False
+        if row["status"] != "pending":
+            if row["status"] == "succeeded":  # a crash may have come before the sync: redo it
+                await ms.sync_refunded(self.db, row["payment_id"])
+            return True
         try:
             provider = self.provider(row["provider"])
             ref = await provider.refund(row["provider_ref"], row["amount"], f"refund-{row['id']}")
         except RefundRefused as err:  # terminal: never retried; an admin must settle it
             log.error("refund %s refused by %s for good: %s", refund_id, row["provider"], err)
-            await self.db.execute(
-                "UPDATE refunds SET status = 'failed', error = $2, attempts = attempts + 1,"
-                " updated_at = now() WHERE id = $1 AND status = 'pending'",
-                refund_id,
-                err.message,
-            )
+            await self._settle_refund(row, "failed", reason=err.message)
             return False
         except AppError as err:
             log.warning("refund %s not executed yet: %s", refund_id, err.message)
-            await self.db.execute(
-                "UPDATE refunds SET attempts = attempts + 1, updated_at = now() WHERE id = $1",
-                refund_id,
-            )
+            await self._settle_refund(row, "retry", reason=err.message)
             return False
-        async with self.db.acquire() as conn, conn.transaction():
-            payment_id = await conn.fetchval(
-                "UPDATE refunds SET status = 'succeeded', provider_ref = $2, updated_at = now()"
-                " WHERE id = $1 AND status = 'pending' RETURNING payment_id",
-                refund_id,
-                ref,
-            )
-            if payment_id is not None:  # derived, not added: the provider's webhook may be first
-                await ms.sync_refunded(conn, payment_id)
+        settled = await self._settle_refund(row, "succeeded", provider_ref=ref)
+        if settled["status"] == "succeeded":  # derived, not added: the webhook may be first
+            await ms.sync_refunded(self.db, row["payment_id"])
         return True
+
+    async def _settle_refund(
+        self,
+        row: asyncpg.Record,
+        outcome: str,
+        *,
+        provider_ref: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Send the provider's answer to the order's owner shard as ``refund.settle``. Keyed by
+        the refund id (and, for a temporary failure, the attempt it was), as the system."""
+        key = f"refund:{row['id']}"
+        if outcome == "retry":
+            key += f"#{row['attempts']}"
+        data = {"refund_id": row["id"], "outcome": outcome}
+        if provider_ref is not None:
+            data["provider_ref"] = provider_ref
+        if reason is not None:
+            data["reason"] = reason
+        return await self.mutate(Actor(SYSTEM, key), "refund.settle", cell_key(row["cell"]), data)

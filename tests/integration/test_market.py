@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import h3
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -12,7 +13,7 @@ from cluster.config import Settings
 from gateway.checkout import SYSTEM
 from gateway.market_context import CHECKOUT, MARKET
 from gateway.market_service import Actor
-from models.errors import Conflict
+from models.errors import Conflict, NotFound
 from models.placement import cell_key
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
@@ -340,3 +341,50 @@ async def test_a_deleted_listing_leaves_carts_alone_and_is_skipped(
     paid = await ws.ok("checkout", {"payment": mk.APPROVE}, key=uuid.uuid4().hex)
     assert [line["listing_id"] for line in paid["orders"][0]["items"]] == [kept["id"]]
     await ws.close()
+
+
+async def test_refund_rows_are_written_by_the_orders_owner_shard(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    """Rule 2: an orphaned capture's refund is recorded (``refund.record``) and settled
+    (``refund.settle``) by the order's owner shard, under the system's idempotency keys; the
+    same commands routed to another cell are refused and change nothing."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, 41), "refund-owner")
+    item = await mk.listing(api, seller.access_token, stock=3, price=450)
+    buyer = await api.signup("refund-owner-buyer")
+    ws = await api.connect(buyer)
+    order = (await mk.buy(ws, item["id"], 1, mk.APPROVE))["data"]["orders"][0]
+    await ws.close()
+    market = server.app[MARKET]
+    elsewhere = cell_key(h3.latlng_to_cell(*mk.spot(settings, 42), settings.h3_resolution))
+    assert elsewhere != cell_key(item["cell"])
+    stray = Actor(SYSTEM, f"stray:{uuid.uuid4().hex}")
+    with pytest.raises(NotFound):  # not this cell's order: nothing written
+        await market.mutate(stray, "refund.record", elsewhere, {"order_id": order["id"]})
+
+    await server.app[CHECKOUT]._refund_orphan(order["id"])
+    conn = await mk.db(settings)
+    try:
+        refund = await conn.fetchrow(
+            "SELECT r.id, r.status, p.refunded_amount FROM refunds r"
+            " JOIN payments p ON p.id = r.payment_id WHERE r.order_id = $1",
+            order["id"],
+        )
+        keys = await conn.fetch(
+            "SELECT key, op FROM idempotency WHERE user_id = $1 AND key = ANY($2::text[])"
+            " ORDER BY op",
+            SYSTEM,
+            [f"orphan:{order['id']}", f"refund:{refund['id']}", stray.key],
+        )
+        with pytest.raises(NotFound):  # a settle sent to a shard of another cell
+            data = {"refund_id": refund["id"], "outcome": "failed", "reason": "stray"}
+            await market.mutate(stray, "refund.settle", elsewhere, data)
+        after = await conn.fetchrow("SELECT status, error FROM refunds WHERE id = $1", refund["id"])
+    finally:
+        await conn.close()
+    assert refund["status"] == "succeeded" and refund["refunded_amount"] == 450
+    assert [(r["key"], r["op"]) for r in keys] == [
+        (f"orphan:{order['id']}", "refund.record"),
+        (f"refund:{refund['id']}", "refund.settle"),
+    ]
+    assert after["status"] == "succeeded" and after["error"] is None
