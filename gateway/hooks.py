@@ -80,6 +80,8 @@ async def check_target(url: str, allow_private: bool) -> None:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         raise BadRequest("target_url: the host does not resolve") from None
+    except ValueError:  # UnicodeError: a host name IDNA cannot encode (empty label, too long)
+        raise BadRequest("target_url: the host name is not valid") from None
     if not infos or not all(is_public_address(str(info[4][0])) for info in infos):
         raise BadRequest("target_url: private, loopback and link-local addresses are refused")
 

@@ -15,7 +15,7 @@ from gateway.http import parse_model, read_json
 from gateway.oauth import require_vendor
 from models.errors import NotFound
 from models.ids import new_id
-from models.market_hooks import check_events
+from models.market_hooks import check_events, is_token
 from store import hooks_store
 
 
@@ -25,11 +25,13 @@ class HookBody(BaseModel):
     events: list[Annotated[str, StringConstraints(max_length=64)]] = Field(max_length=16)
 
 
+DeliveryId = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,64}$")]
+"""Printable ASCII, no spaces: NUL and control characters are a 400, never sent to Postgres."""
+
+
 class ReplayBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    delivery_ids: list[Annotated[str, StringConstraints(max_length=64)]] | None = Field(
-        None, max_length=1000
-    )
+    delivery_ids: list[DeliveryId] | None = Field(None, max_length=1000)
 
 
 class DeliveriesQuery(BaseModel):
@@ -41,6 +43,8 @@ class DeliveriesQuery(BaseModel):
 async def _own_hook(request: web.Request, scope: str) -> str:
     caller = await require_vendor(request, scope)
     hook_id = request.match_info["hook_id"]
+    if not is_token(hook_id):  # NUL, controls, surrogates: no hook has such an id
+        raise NotFound("no such hook")
     if await hooks_store.hook_of(request.app[DB], caller.vendor["id"], hook_id) is None:
         raise NotFound("no such hook")
     return hook_id

@@ -49,18 +49,34 @@ def check_events(events: list[str]) -> list[str]:
     return list(dict.fromkeys(events))
 
 
+def is_token(value: str, max_length: int = 64) -> bool:
+    """A printable ASCII id with no spaces (a hook or delivery id can be nothing else): False
+    for NUL, control characters, lone surrogates and anything Postgres or a log should not get."""
+    return 0 < len(value) <= max_length and all("!" <= c <= "~" for c in value)
+
+
 def check_target_url(url: str) -> tuple[str, int]:
     """(host, port) of an http(s) target URL, or ``bad_request``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not url.isprintable() or any(c.isspace() for c in url):  # NUL, controls, surrogates
+        raise BadRequest("target_url: must be printable, without spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise BadRequest("target_url: not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise BadRequest("target_url: must be an absolute http(s) URL")
+    try:
+        hostname.encode("idna")  # what the resolver would do: refused here, typed
+    except UnicodeError:
+        raise BadRequest("target_url: the host name is not valid") from None
     if parts.username or parts.password:
         raise BadRequest("target_url: credentials in the URL are not allowed")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise BadRequest("target_url: bad port") from None
-    return parts.hostname, port
+    return hostname, port
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")

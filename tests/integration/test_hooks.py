@@ -14,8 +14,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
+from yarl import URL
 
 from cluster.config import Settings
+from gateway.hooks import check_target
+from models.errors import BadRequest
 from store import hooks_store
 from store.db import _init_connection
 from tests.integration import market_kit as mk
@@ -234,3 +237,53 @@ async def test_slow_hostile_and_redirecting_targets(
     assert endless and endless["status"] == "delivered" and endless["last_status"] == 200
     assert redirect and redirect["last_status"] == 307 and redirect["status"] != "delivered"
     assert not rec.got["sink"]
+
+
+HOSTILE_TARGETS = [
+    "http://exa\x00mple.com/x",  # NUL
+    "http://example.com/\x00",
+    "http://example.com/\ud800",  # a lone surrogate
+    "http://exa\udfffmple.com/",
+    "http://example.com/a\x07b",  # a control character
+    "http://example.com/a\x7fb",
+    "http://exam ple.com/",  # a space inside
+    "http://example.com/a\u2028b",  # a line separator
+    "http://[::1/",  # an unclosed IPv6 bracket
+    "http://a..b/",  # an empty label: IDNA refuses it
+    "http://" + "a" * 70 + ".com/",  # a label too long for IDNA
+]
+HOSTILE_IDS = ["%00", "a%00b", "%ED%A0%80", "%C0%80", "%07", "a%20b", "%E2%80%A8", "x" * 65]
+
+
+async def test_hostile_text_in_hook_requests_is_a_typed_4xx(api: Api, settings: Settings) -> None:
+    """NUL, lone surrogates, control characters and malformed hosts in ``target_url``, hook ids
+    and ``delivery_ids`` are typed 400/404s: nothing reaches Postgres or the resolver to fail
+    there as a 503 (the resolver check, off in tests, is run directly too)."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, 43), "hostile-hooks")
+    tok = seller.access_token
+    for url in HOSTILE_TARGETS:
+        body = {"target_url": url, "events": ["order.created"]}
+        status, out = await mk.rest(api, "POST", "/api/v1/vendor/hooks", body, tok)
+        assert status == 400 and out["error"]["code"] == "bad_request", (url, out)
+        with pytest.raises(BadRequest):
+            await check_target(url, allow_private=False)
+    hook = await subscribe(api, tok, "http://127.0.0.1:9/never", ["order.created"])
+    base = "/api/v1/vendor/hooks/"
+    for raw in HOSTILE_IDS:
+        for method, path in (
+            ("DELETE", f"{base}{raw}"),
+            ("GET", f"{base}{raw}/deliveries"),
+            ("POST", f"{base}{raw}/replay"),
+        ):
+            url = URL(api.base + path, encoded=True)
+            async with api.http.request(
+                method, url, headers={"Authorization": f"Bearer {tok}"}
+            ) as resp:
+                out = await resp.json()
+                assert resp.status == 404 and out["error"]["code"] == "not_found", (path, out)
+    replay = f"{base}{hook['id']}/replay"
+    for bad in ("a\x00b", "\ud800", "msg_\x07", "a b", "\u2028", "x" * 65, ""):
+        status, out = await mk.rest(api, "POST", replay, {"delivery_ids": [bad]}, tok)
+        assert status == 400 and out["error"]["code"] == "bad_request", (repr(bad), out)
+    status, out = await mk.rest(api, "POST", replay, {"delivery_ids": ["msg_unknown"]}, tok)
+    assert status == 200 and out == {"replayed": 0}
