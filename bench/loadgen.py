@@ -13,7 +13,7 @@ One ``Fleet`` connects once and runs any number of phases (the step search reuse
 phase stops by itself: ``duration_s`` of sending, then at most ``drain_s`` waiting for the last
 replies and deliveries. Only loopback targets are accepted.
 
-Reused by bench/feed_fanout.py and, through the ``Workload`` protocol, by a chat benchmark.
+Reused by bench/runner.py, the run of both fanout benchmarks, through the ``Workload`` protocol.
 Command line (against a server already running on this machine)::
 
     python -m bench.loadgen --url http://127.0.0.1:8080 --clients 200 --rate 100 --duration 10

@@ -4,6 +4,7 @@ loses nothing and produces its figures. Timing values are measured, never assert
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -16,16 +17,21 @@ from bench.workloads import FeedWorkload, place_clients
 pytestmark = pytest.mark.integration
 
 
-async def test_loadgen_runs_against_the_real_stack_without_loss(server: TestServer) -> None:
-    result = await run(
-        str(server.make_url("")),
+async def feed_run(url: str, duration_s: float, drain_s: float) -> dict[str, Any]:
+    """12 clients over 3 cells, 3 of them posting 20 posts/s in all."""
+    return await run(
+        url,
         clients=12,
         cells=3,
         senders_fraction=0.25,
         rate=20.0,
-        duration_s=3.0,
-        drain_s=8.0,
+        duration_s=duration_s,
+        drain_s=drain_s,
     )
+
+
+async def test_loadgen_runs_against_the_real_stack_without_loss(server: TestServer) -> None:
+    result = await feed_run(str(server.make_url("")), 3.0, 8.0)
     assert result["sent"] == 60
     assert result["acked"] == result["sent"], result["errors"]
     assert result["errors"] == {} and result["no_reply"] == 0
@@ -42,15 +48,7 @@ async def test_the_raw_baseline_speaks_the_same_frames() -> None:
     srv = TestServer(raw_broadcast.build_app(), host="127.0.0.1", port=0)
     await srv.start_server()
     try:
-        result = await run(
-            str(srv.make_url("")),
-            clients=12,
-            cells=3,
-            senders_fraction=0.25,
-            rate=20.0,
-            duration_s=1.0,
-            drain_s=5.0,
-        )
+        result = await feed_run(str(srv.make_url("")), 1.0, 5.0)
     finally:
         await srv.close()
     assert result["acked"] == result["sent"] == 20

@@ -1,0 +1,286 @@
+"""The run shared by the fanout benchmarks (bench/feed_fanout.py, bench/chat_fanout.py).
+
+``Bench`` takes every target of ``--targets`` in turn (bench/targets.py): start it, run the
+subclass's ``before_load`` (the chat bench measures idle connections there), connect the fleet
+of the subclass's workload, warm up, measure one phase while sampling the server's process tree,
+optionally run the step search on the same fleet, then stop the target. The run fails unless
+every target exits 0 and leaves no Postgres or Redis behind. ``report`` builds the comparison
+table; a subclass names its unit (posts, messages) and adds rows or tables.
+
+``add_load_flags`` and ``add_run_flags`` declare the flags both benchmarks share; ``finish_args``
+applies ``--quick`` to them. ``execute`` runs a bench, prints its report and writes ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import Fleet
+from bench.procs import TreeMeter, machine
+from bench.report import result_rows, table
+from bench.targets import TARGETS, Target, make_target, snapshot
+
+P99_LIMIT_MS = 250.0
+
+
+class Bench:
+    """One run: the same load and search against every target, then one report.
+
+    A subclass gives ``fleet`` and ``joined``; the other hooks are optional.
+    """
+
+    unit = "posts"  # what a send is, in labels: "offered posts/s"
+    connect_label = "connect+setup s (all)"
+    extra_rows: tuple[tuple[str, str], ...] = ()  # (label, result key) after the standard ones
+    share_note = ""  # after the ours/raw sustainable rate
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.results: dict[str, dict[str, Any]] = {}
+        self.searches: dict[str, list[dict[str, Any]]] = {}
+        self.sha = "working tree"
+
+    def fleet(self, url: str) -> Fleet:
+        """The fleet of this benchmark's workload against ``url`` (not connected yet)."""
+        raise NotImplementedError
+
+    def joined(self, connect_s: float) -> str:
+        """What connected, for the log line: ``100 clients connected in 1.2s``."""
+        raise NotImplementedError
+
+    async def before_load(self, target: Target) -> None:
+        """Runs on the freshly started target, before the fleet connects."""
+
+    async def run(self) -> None:
+        root = Path(tempfile.mkdtemp(prefix="hl-bench-"))
+        try:
+            source = None
+            if self.args.source:
+                source, self.sha = snapshot(self.args.source, root)
+                say(f"[ours] runs commit {self.sha[:12]} ({self.args.source}), from {source}")
+            for name in self.args.targets:
+                src = source if name == "ours" else None
+                await self.measure(make_target(name, root, src, self.args.ours_env))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    async def measure(self, target: Target) -> None:
+        say(f"[{target.name}] starting on {target.url}")
+        await target.server.start()
+        fleet: Fleet | None = None
+        try:
+            await self.before_load(target)
+            fleet = self.fleet(target.url)
+            await self.load(target, fleet)
+        finally:
+            if fleet is not None:
+                await fleet.close()
+            code, left = await target.stop()
+            say(f"[{target.name}] stopped: exit {code}, leftover services {left or 'none'}")
+            if code != 0 or left:
+                raise RuntimeError(f"{target.name} did not stop cleanly (exit {code}, {left})")
+
+    async def load(self, target: Target, fleet: Fleet) -> None:
+        """Connect, warm up, measure one phase (and the step search) on ``fleet``."""
+        a = self.args
+        assert target.server.proc is not None
+        started = time.perf_counter()
+        await fleet.connect()
+        connect_s = time.perf_counter() - started
+        say(f"[{target.name}] {self.joined(connect_s)}; warming up")
+        await fleet.run_phase(min(a.rate, 50.0), a.warmup, a.drain)
+        meter = TreeMeter(target.server.proc.pid, target.data_dir)
+        async with meter:
+            phase = await fleet.run_phase(a.rate, a.duration, a.drain)
+        result = phase.result() | meter.report() | fleet.join_report()
+        result["connect_s"] = connect_s
+        self.results[target.name] = result
+        say(f"[{target.name}] {summary(result)}")
+        if a.search:
+            self.searches[target.name] = await self.search(target.name, fleet)
+
+    async def search(self, name: str, fleet: Fleet) -> list[dict[str, Any]]:
+        """Grow the offered rate by ``--search-factor`` until a step fails, then bisect twice."""
+        a = self.args
+        steps: list[dict[str, Any]] = []
+
+        async def step(rate: float) -> bool:
+            result = (await fleet.run_phase(rate, a.search_duration, a.drain)).result()
+            ok = passes(result)
+            steps.append(result | {"pass": ok})
+            say(f"[{name}] search {rate:,.0f}/s: {'pass' if ok else 'FAIL'} {summary(result)}")
+            await asyncio.sleep(a.search_pause)  # let a backlog clear before the next step
+            return ok
+
+        good, bad = 0.0, None
+        rate = a.search_start
+        while rate <= a.search_max:
+            if not await step(rate):
+                bad = rate
+                break
+            good, rate = rate, rate * a.search_factor
+        for _ in range(2 if bad is not None else 0):
+            mid = round((good + bad) / 2) if good else round(bad / 2)  # type: ignore[operator]
+            if await step(mid):
+                good = mid
+            else:
+                bad = mid
+        steps.append({"best": good, "limit_hit": bad is None})
+        return steps
+
+    def report(self) -> str:
+        names = [n for n in TARGETS if n in self.results]
+        header = [*names, "ours/raw"] if len(names) == 2 else names
+        out = [table(self.rows(names), header), *self.extra_tables()]
+        return "\n".join(out + self.search_lines())
+
+    def rows(self, names: list[str]) -> list[tuple[str, list[Any]]]:
+        """The comparison rows: load figures, server cost, join costs, cost per component."""
+        rows = []
+        for label, _ in result_rows(next(iter(self.results.values()))):
+            values = [dict(result_rows(self.results[n]))[label][0] for n in names]
+            label = label.replace("posts/s", f"{self.unit}/s")
+            rows.append((label, values + ratio(values, len(names))))
+        for label, key in (
+            ("server CPU % (of 1 core)", "cpu_pct"),
+            ("server CPU ms / 1k events", None),
+            ("server RSS peak MB", "rss_peak_mb"),
+            ("server processes", "processes"),
+            (self.connect_label, "connect_s"),
+            ("signup p50 ms", "signup_p50_ms"),
+            ("locate p50 ms", "setup_p50_ms"),
+            ("locate p99 ms", "setup_p99_ms"),
+            *self.extra_rows,
+        ):
+            values = [self.results[n][key] if key else cpu_per_k(self.results[n]) for n in names]
+            rows.append((label, values + ratio(values, len(names))))
+        for label, key in (("  CPU %", "cpu_pct_by"), ("  RSS MB", "rss_peak_mb_by")):
+            parts = sorted({p for n in names for p in self.results[n][key]})
+            for part in parts:
+                values = [self.results[n][key].get(part, "-") for n in names]
+                rows.append((f"{label} {part}", values))
+        return rows
+
+    def extra_tables(self) -> list[str]:
+        """Lines printed between the comparison table and the search results."""
+        return []
+
+    def search_lines(self) -> list[str]:
+        out = []
+        for n, steps in self.searches.items():
+            best = steps[-1]
+            hit = " (search ceiling, not a failure)" if best["limit_hit"] else ""
+            out.append(
+                f"{n}: highest offered rate with p99 <= {P99_LIMIT_MS:.0f} ms and zero loss:"
+                f" {best['best']:,.0f} {self.unit}/s{hit}"
+            )
+        if len(self.searches) == 2 and self.searches["raw"][-1]["best"]:
+            share = self.searches["ours"][-1]["best"] / self.searches["raw"][-1]["best"]
+            out.append(f"ours/raw sustainable rate: {share:.2f}{self.share_note}")
+        return out
+
+    def figures(self) -> dict[str, Any]:
+        """What ``--json`` holds besides the machine, the commit and the arguments."""
+        return {"results": self.results, "searches": self.searches}
+
+
+def execute(bench: Bench) -> int:
+    """Run ``bench``, print its report, write ``--json``; 0 unless a target lost events."""
+    args = bench.args
+    asyncio.run(bench.run())
+    print()
+    print(bench.report())
+    if args.json:
+        doc = {"machine": machine(), "commit": bench.sha}
+        doc |= {"args": vars(args) | {"json": str(args.json)}}
+        doc |= bench.figures()
+        args.json.write_text(json.dumps(doc, indent=2, default=str))
+    ok = all(r["loss"] == 0 for r in bench.results.values())
+    return 0 if ok else 1
+
+
+def passes(result: dict[str, Any]) -> bool:
+    return (
+        result["loss"] == 0
+        and not result["errors"]
+        and result["no_reply"] == 0
+        and result["delivery_p99_ms"] <= P99_LIMIT_MS
+    )
+
+
+def cpu_per_k(result: dict[str, Any]) -> float:
+    events = result["delivered"]
+    return 1e6 * result["cpu_s"] / events if events else float("nan")
+
+
+def ratio(values: list[Any], n: int) -> list[Any]:
+    if n != 2:
+        return []
+    raw, ours = values
+    if isinstance(raw, int | float) and isinstance(ours, int | float) and raw:
+        return [f"{ours / raw:.2f}"]
+    return [""]
+
+
+def summary(result: dict[str, Any]) -> str:
+    return (
+        f"delivered {result['delivered_per_s']:,.0f}/s, p50 {result['delivery_p50_ms']:.1f} ms,"
+        f" p99 {result['delivery_p99_ms']:.1f} ms, ack p99 {result['ack_p99_ms']:.1f} ms,"
+        f" loss {result['loss']}, errors {result['errors'] or 0},"
+        f" loadgen CPU {result['loadgen_cpu_pct']:.0f}%,"
+        f" send lag p99 {result['send_lag_p99_ms']:.0f} ms"
+    )
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# -- command line ----------------------------------------------------------------------------------
+def add_load_flags(p: argparse.ArgumentParser, unit: str) -> None:
+    """The offered load and its phases (after ``--clients`` and the cells/rooms flag)."""
+    p.add_argument("--senders-fraction", type=float, default=0.1)
+    p.add_argument("--rate", type=float, default=200.0, help=f"offered {unit}/s (all senders)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of sending")
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--drain", type=float, default=10.0, help="max wait for late replies/events")
+
+
+def add_run_flags(
+    p: argparse.ArgumentParser, *, source_help: str, env_help: str = "(experiments)"
+) -> None:
+    """Targets, smoke run, step search, what ``ours`` runs, JSON output."""
+    p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    p.add_argument("--quick", action="store_true", help="a short smoke run")
+    p.add_argument("--search", action="store_true", help="step search for the p99/loss limit")
+    p.add_argument("--search-start", type=float, default=100.0)
+    p.add_argument("--search-factor", type=float, default=1.5)
+    p.add_argument("--search-max", type=float, default=20000.0)
+    p.add_argument("--search-duration", type=float, default=6.0)
+    p.add_argument("--search-pause", type=float, default=2.0)
+    p.add_argument("--source", metavar="REV", help=source_help)
+    p.add_argument(
+        "--ours-env",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help=f"extra environment for `ours` {env_help}",
+    )
+    p.add_argument("--json", type=Path, help="also write the figures here")
+
+
+def finish_args(args: argparse.Namespace) -> argparse.Namespace:
+    """``--ours-env`` as a dict; ``--quick`` shrinks the shared flags (the caller its own)."""
+    args.ours_env = dict(item.split("=", 1) for item in args.ours_env)
+    if args.quick:
+        args.clients, args.rate = min(args.clients, 100), 50.0
+        args.duration, args.warmup, args.drain = 5.0, 1.0, 5.0
+        args.search_duration, args.search_max = 3.0, 400.0
+    return args

@@ -1,0 +1,93 @@
+"""The servers a fanout benchmark measures: ``raw`` (bench/raw_broadcast.py) and ``ours``.
+
+``make_target`` prepares one as a child process on a free loopback port with its own data dir
+under the run's temp root: ``raw`` is the in-process aiohttp broadcast, ``ours`` is
+``hyperlocal up`` (embedded Postgres, Redis, local Ray, the gateway) with the REST and websocket
+rate limits raised and a cheaper argon2id, optionally from a ``git archive`` of a commit
+(``snapshot``). ``Target.stop`` sends SIGINT and reports the exit code and any Postgres or Redis
+left running on the data dir; a clean stop is exit 0 with none left.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from bench.procs import ServerProcess, python_module
+from store.embedded import free_port
+
+TARGETS = ("raw", "ours")
+
+
+@dataclass
+class Target:
+    name: str
+    server: ServerProcess
+    port: int
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> tuple[int, list[int]]:
+        """SIGINT and wait; (exit code, pids of services still running on the data dir)."""
+        code = await self.server.stop()
+        return code, leftovers(self.data_dir) if self.name == "ours" else []
+
+
+def snapshot(rev: str, root: Path) -> tuple[Path, str]:
+    """Export commit ``rev`` of this repository into ``root/src``; (the tree, its full sha)."""
+    repo = Path(__file__).resolve().parent.parent
+    sha = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", rev], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    dest = root / "src"
+    dest.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", sha], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest, sha
+
+
+def make_target(name: str, root: Path, source: Path | None, extra_env: dict[str, str]) -> Target:
+    port = free_port()
+    data_dir = root / name
+    data_dir.mkdir(parents=True)
+    env = dict(os.environ)
+    if source is not None:  # the gateway, and Ray's shard workers, import from this tree
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
+    if name == "raw":
+        argv = python_module("bench.raw_broadcast", "--port", str(port))
+        ready = "raw broadcast on"
+    else:
+        for var in ("RAY_ADDRESS", "DATABASE_URL", "REDIS_URL"):
+            env.pop(var, None)
+        env.update(
+            HL_DATA_DIR=str(data_dir),
+            HL_REST_RATE_PER_MIN="100000000",  # the fleet signs up from one address
+            HL_WS_RATE_PER_S="100000",  # measure fanout, not the per-socket limiter
+            HL_WS_RATE_BURST="100000",
+            HL_ARGON2_TIME_COST="1",  # real argon2id, cheaper: the fleet signs up many users
+            HL_ARGON2_MEMORY_KIB="8192",
+        )
+        env.update(extra_env)
+        argv = python_module("cluster.cli", "--log-level", "WARNING", "up", "--port", str(port))
+        ready = "hyperlocal gateway on"
+    server = ServerProcess(name, argv, env, ready, data_dir / "server.log", cwd=source)
+    return Target(name, server, port, data_dir)
+
+
+def leftovers(data_dir: Path) -> list[int]:
+    """Postgres or Redis processes still running on ``data_dir`` (there must be none)."""
+    marker = str(data_dir)
+    return [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if marker in " ".join(p.info["cmdline"] or [])
+    ]
