@@ -81,12 +81,9 @@ def transition(status: str, action: str, actor: Actor) -> Step:
 
 # -- reservations -------------------------------------------------------------------------------
 def reservation_deadline(now: datetime, ttl_s: float) -> datetime:
+    """When a reservation made at ``now`` (the database clock) runs out. Whether it has is
+    decided by the database too (``reserved_until <= now()``, store/market_store.py)."""
     return now + timedelta(seconds=ttl_s)
-
-
-def is_expired(status: str, reserved_until: datetime | None, now: datetime) -> bool:
-    """A pending order whose reservation has run out (its stock goes back)."""
-    return status == PENDING and reserved_until is not None and reserved_until <= now
 
 
 # -- carts and prices ---------------------------------------------------------------------------

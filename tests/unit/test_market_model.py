@@ -52,13 +52,12 @@ def test_cancel_and_refund_effects() -> None:
         m.transition(m.COMPLETED, "refund", "system")
 
 
-def test_reservation_expiry() -> None:
+def test_reservation_deadline() -> None:
+    """Only the deadline is computed here; expiry is judged by the database clock."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
     deadline = m.reservation_deadline(now, 900)
     assert deadline - now == timedelta(minutes=15)
-    assert not m.is_expired(m.PENDING, deadline, now)
-    assert m.is_expired(m.PENDING, deadline, deadline)
-    assert not m.is_expired(m.PAID, deadline, deadline + timedelta(days=1))
+    assert not hasattr(m, "is_expired")  # no second, host-clock notion of expiry
 
 
 def _line(listing: str, vendor: str, qty: int, price: int, cur: str = "usd") -> m.Line:
