@@ -162,8 +162,9 @@ class HookDispatcher:
         for hook_id in self.inflight.values():
             per_hook[hook_id] = per_hook.get(hook_id, 0) + 1
         busy = [h for h, n in per_hook.items() if n >= _PER_HOOK]
+        room = {h: _PER_HOOK - n for h, n in per_hook.items() if n < _PER_HOOK}
         lease = self.settings.hook_timeout_s + 5
-        due = await hooks_store.claim_due(self.db, limit, lease, busy)
+        due = await hooks_store.claim_due(self.db, limit, lease, busy, _PER_HOOK, room)
         for row in due:
             task = asyncio.create_task(self._deliver_guarded(row), name=f"hook-{row['id']}")
             self.inflight[task] = row["hook_id"]

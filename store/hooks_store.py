@@ -98,16 +98,34 @@ async def disable(db: Db, hook_id: str, reason: str) -> None:
     )
 
 
+_CANDIDATES = 500  # due rows looked at per claim, oldest first (busy hooks' rows excluded)
+
+
 async def claim_due(
-    db: asyncpg.Pool, limit: int, lease_s: float, skip_hooks: list[str] | None = None
+    db: asyncpg.Pool,
+    limit: int,
+    lease_s: float,
+    skip_hooks: list[str] | None = None,
+    per_hook: int = 4,
+    room: dict[str, int] | None = None,
 ) -> list[asyncpg.Record]:
-    """Due pending deliveries with their hook, leased for ``lease_s`` to this dispatcher;
-    none of the hooks in ``skip_hooks`` (those the dispatcher already has enough in flight)."""
+    """Due pending deliveries with their hook, leased for ``lease_s`` to this dispatcher,
+    oldest first: none of the hooks in ``skip_hooks`` (those the dispatcher already has enough
+    in flight), at most ``room[hook]`` (else ``per_hook``) of any one hook. The cap holds within
+    the claim too, so one hook's backlog never fills a claim (nor the dispatcher's slots)."""
+    hooks = list(room or {})
     async with db.acquire() as conn, conn.transaction():
         return await conn.fetch(
-            "WITH due AS (SELECT id FROM hook_deliveries WHERE status = 'pending'"
-            " AND next_at <= now() AND hook_id <> ALL($3::text[])"
-            " ORDER BY next_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            "WITH cand AS (SELECT id, hook_id, next_at FROM hook_deliveries"
+            " WHERE status = 'pending' AND next_at <= now() AND hook_id <> ALL($3::text[])"
+            " ORDER BY next_at LIMIT $4),"
+            " ranked AS (SELECT c.id, c.next_at, COALESCE(a.room, $5) AS room,"
+            " row_number() OVER (PARTITION BY c.hook_id ORDER BY c.next_at, c.id) AS n"
+            " FROM cand c LEFT JOIN unnest($6::text[], $7::int[]) AS a(hook_id, room)"
+            " ON a.hook_id = c.hook_id),"
+            " due AS (SELECT d.id FROM hook_deliveries d JOIN ranked r ON r.id = d.id"
+            " WHERE r.n <= r.room AND d.status = 'pending' AND d.next_at <= now()"
+            " ORDER BY r.next_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)"
             " UPDATE hook_deliveries d SET next_at = now() + make_interval(secs => $2)"
             " FROM due, hooks h WHERE d.id = due.id AND h.id = d.hook_id"
             " RETURNING d.id, d.hook_id, d.event_type, d.payload, d.attempts,"
@@ -115,6 +133,10 @@ async def claim_due(
             limit,
             lease_s,
             skip_hooks or [],
+            _CANDIDATES,
+            per_hook,
+            hooks,
+            [(room or {})[h] for h in hooks],
         )
 
 

@@ -287,3 +287,49 @@ async def test_hostile_text_in_hook_requests_is_a_typed_4xx(api: Api, settings: 
         assert status == 400 and out["error"]["code"] == "bad_request", (repr(bad), out)
     status, out = await mk.rest(api, "POST", replay, {"delivery_ids": ["msg_unknown"]}, tok)
     assert status == 200 and out == {"replayed": 0}
+
+
+async def test_slow_backlogs_never_fill_a_gateway_so_a_fast_hook_is_not_starved(
+    api: Api, settings: Settings, receiver: tuple[Receiver, str]
+) -> None:
+    """Three slow hooks with 40 due deliveries each (more than every gateway's 32 slots
+    together), held by the target until the test releases them: a claim takes at most 4 of one
+    hook, so a fast hook's delivery queued behind them all arrives while every slow request is
+    still held (none has finished, not even by timing out)."""
+    rec, base = receiver
+    fast_seller, fast_vendor = await mk.vendor(api, mk.spot(settings, 45), "unstarved-fast")
+    await subscribe(api, fast_seller.access_token, f"{base}/fast", ["order.created"])
+    slow_vendors = []
+    for i in range(3):
+        seller, vendor = await mk.vendor(api, mk.spot(settings, 46 + i), f"backlog-{i}")
+        await subscribe(api, seller.access_token, f"{base}/slow", ["order.created"])
+        slow_vendors.append(vendor["id"])
+    conn = await mk.db(settings)
+    await _init_connection(conn)
+    try:
+        for vendor_id in slow_vendors:
+            async with conn.transaction():
+                for i in range(40):
+                    await hooks_store.enqueue(conn, vendor_id, "order.created", {"i": i})
+
+        async def slow_in_flight() -> bool:
+            return rec.waiting >= 1
+
+        await eventually(slow_in_flight)
+        await hooks_store.enqueue(conn, fast_vendor["id"], "order.created", {"i": 0})
+
+        async def fast_done() -> bool:
+            return bool(rec.got["fast"])
+
+        await eventually(fast_done)
+        finished = await conn.fetchval(
+            "SELECT count(*) FROM hook_deliveries d JOIN hooks h ON h.id = d.hook_id"
+            " WHERE h.vendor_id = ANY($1::text[]) AND d.attempts > 0",
+            slow_vendors,
+        )
+        held = rec.waiting
+    finally:
+        rec.release.set()
+        await conn.close()
+    assert finished == 0  # the fast hook waited for no slow attempt to end
+    assert 1 <= held < 3 * 40
