@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from actors.group_commit import GroupCommitter, Tx
 from actors.singleflight import SingleFlight
 from cluster.config import Settings
-from models.errors import AppError, BadRequest
+from models.errors import AppError, BadRequest, Conflict
 from models.feed import CellFeed, FeedCursor, Post
 from models.placement import Placement, cell_key
 from models.streams import Event
@@ -120,6 +120,7 @@ class CellHost:
             self.settings.group_commit_ms / 1000,
             self.settings.group_commit_max,
             flush=self._publish,
+            write_deferred=idempotency.record_many,
         )
         self.committer.start()
         self._janitor = asyncio.create_task(self._passivate_loop(), name="passivate")
@@ -185,14 +186,36 @@ class CellHost:
 
     # -- commands ----------------------------------------------------------------------------
     async def execute(self, version: int, commands: list[Command]) -> list[dict[str, Any]]:
-        """Run a batch of commands from one router call; one reply per command, in order."""
-        await self.ready()
-        return list(await asyncio.gather(*(self._execute_one(version, c) for c in commands)))
+        """Run a batch of commands from one router call; one reply per command, in order.
 
-    async def _execute_one(self, version: int, cmd: Command) -> dict[str, Any]:
+        Commands already committed under their key (client retries) are answered from their
+        records, looked up for the whole call in one query, without entering a transaction.
+        """
+        await self.ready()
+        assert self.pool is not None
+        done = await idempotency.lookup_many(
+            self.pool, [(c["user_id"], c["key"]) for c in commands]
+        )
+        return list(
+            await asyncio.gather(
+                *(
+                    self._execute_one(version, c, done.get((c["user_id"], c["key"])))
+                    for c in commands
+                )
+            )
+        )
+
+    async def _execute_one(
+        self, version: int, cmd: Command, prior: tuple[str, Any] | None
+    ) -> dict[str, Any]:
         try:
             if not await self._owns(version, cmd["route"]):
                 return {"moved": self.placement_version()}
+            if prior is not None:
+                op, result = prior
+                if op != cmd["op"]:
+                    raise Conflict(f"idempotency key already used for {op}")
+                return {"ok": True, "data": dict(result)}
             handler = self.handlers.get(cmd["op"])
             if handler is None:
                 raise BadRequest(f"unknown op {cmd['op']!r}")
@@ -206,13 +229,17 @@ class CellHost:
         user_id, key, op = cmd["user_id"], cmd["key"], cmd["op"]
 
         async def work(tx: Tx) -> dict[str, Any]:
-            prior = await idempotency.lookup(tx.conn, user_id, key, op)
-            if prior is not None:
-                return dict(prior)
+            # Retries of committed commands were answered before the batch (``execute``); a
+            # duplicate inside this batch fails the fast path at the record's primary key, and
+            # the careful re-run finds the first one here.
+            if tx.careful:
+                prior = await idempotency.lookup(tx.conn, user_id, key, op)
+                if prior is not None:
+                    return dict(prior)
             emitted = Emitted()
             result = await handler(self, tx, cmd, emitted)
             committed = await self._append(tx.conn, emitted)
-            await idempotency.record(tx.conn, user_id, key, op, result)
+            tx.defer((user_id, key, op, result))
             tx.emit(committed)
             return result
 

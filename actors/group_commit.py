@@ -28,8 +28,18 @@ class Tx:
     """What one command may do inside the batch transaction."""
 
     conn: asyncpg.Connection
+    careful: bool = True
+    """False on the batch's fast path: a duplicate will fail the batch at ``defer``'s write, and
+    the batch then runs again carefully (savepoints, ``careful`` True). Work may skip checks
+    that only matter for duplicates (the idempotency lookup) when it is False."""
     after_commit: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
     outbox: list[Any] = field(default_factory=list)
+    deferred: list[Any] = field(default_factory=list)
+
+    def defer(self, row: Any) -> None:
+        """Write ``row`` with the committer's ``write_deferred``, in this transaction: for the
+        whole batch in one statement on the fast path, for this command alone otherwise."""
+        self.deferred.append(row)
 
     def then(self, step: Callable[[], Awaitable[None] | None]) -> None:
         """Run ``step`` once the batch has committed (never if it rolls back)."""
@@ -67,9 +77,11 @@ class GroupCommitter:
         window_s: float,
         max_batch: int,
         flush: Callable[[list[Any]], Awaitable[None]] | None = None,
+        write_deferred: Callable[[asyncpg.Connection, list[Any]], Awaitable[None]] | None = None,
     ) -> None:
         self._pool = pool
         self._flush = flush
+        self._write_deferred = write_deferred
         self._window_s = window_s
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -126,8 +138,10 @@ class GroupCommitter:
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
+                    deferred: list[Any] = []
                     for item in batch:
-                        await self._run_plain(conn, item)
+                        deferred.extend(await self._run_plain(conn, item))
+                    await self._write(conn, deferred, fast=True)
             except _BatchNeedsSavepoints:
                 self.slow_batches += 1
                 async with conn.transaction():
@@ -137,14 +151,26 @@ class GroupCommitter:
         self.batches += 1
         self.commands += len(batch)
 
-    async def _run_plain(self, conn: asyncpg.Connection, item: _Pending) -> None:
-        tx = Tx(conn)
+    async def _run_plain(self, conn: asyncpg.Connection, item: _Pending) -> list[Any]:
+        tx = Tx(conn, careful=False)
         try:
             item.result = await item.work(tx)
         except (AppError, asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
             raise _BatchNeedsSavepoints from None
         item.steps = tx.after_commit
         item.outbox = tx.outbox
+        return tx.deferred
+
+    async def _write(self, conn: asyncpg.Connection, rows: list[Any], *, fast: bool) -> None:
+        if not rows or self._write_deferred is None:
+            return
+        if not fast:
+            await self._write_deferred(conn, rows)
+            return
+        try:
+            await self._write_deferred(conn, rows)
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
+            raise _BatchNeedsSavepoints from None  # e.g. a duplicate: sort it out carefully
 
     async def _run_one(self, conn: asyncpg.Connection, item: _Pending) -> None:
         """Run one command in its own savepoint; a unique-key race is retried once."""
@@ -153,6 +179,7 @@ class GroupCommitter:
             try:
                 async with conn.transaction():
                     item.result = await item.work(tx)
+                    await self._write(conn, tx.deferred, fast=False)
                 item.steps = tx.after_commit
                 item.outbox = tx.outbox
                 return

@@ -33,3 +33,26 @@ async def record(conn: asyncpg.Connection, user_id: str, key: str, op: str, resu
         op,
         result,
     )
+
+
+async def lookup_many(
+    db: asyncpg.Pool | asyncpg.Connection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str, Any]]:
+    """Committed records of ``keys`` ((user, key) pairs): {(user, key): (op, result)}."""
+    if not keys:
+        return {}
+    rows = await db.fetch(
+        """SELECT i.user_id, i.key, i.op, i.result
+           FROM idempotency i JOIN unnest($1::text[], $2::text[]) AS k(user_id, key)
+             ON i.user_id = k.user_id AND i.key = k.key""",
+        [u for u, _ in keys],
+        [k for _, k in keys],
+    )
+    return {(r["user_id"], r["key"]): (r["op"], r["result"]) for r in rows}
+
+
+async def record_many(conn: asyncpg.Connection, rows: list[tuple[str, str, str, Any]]) -> None:
+    """Record several first results at once (a duplicate key fails the whole statement)."""
+    await conn.executemany(
+        "INSERT INTO idempotency (user_id, key, op, result) VALUES ($1, $2, $3, $4)", rows
+    )

@@ -75,6 +75,18 @@ async def test_same_key_twice_makes_one_post(api: Api, settings: Settings) -> No
     # The same key for another op is a conflict, not a silent success.
     reply = await ws.request("post.like", {"post_id": first["post"]["id"]}, key=key)
     assert reply["error"]["code"] == "conflict"
+
+    # The same key many times at once (one shard batch, most likely): still one post.
+    racing = uuid.uuid4().hex
+    replies = await asyncio.gather(
+        *(ws.request("post.create", {"text": "raced"}, key=racing) for _ in range(6)),
+        ws.mutate("post.create", {"text": "bystander"}),
+    )
+    ids = {r["data"]["post"]["id"] for r in replies[:6]}
+    assert all(r["ok"] for r in replies[:6]) and len(ids) == 1
+    feed = await ws.ok("feed.get", {"limit": 100})
+    assert sum(p["text"] == "raced" for p in feed["items"]) == 1
+    assert sum(p["text"] == "bystander" for p in feed["items"]) == 1
     await ws.close()
 
 
