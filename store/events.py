@@ -77,10 +77,6 @@ async def position(db: asyncpg.Pool | asyncpg.Connection, stream: str) -> Positi
     return Position(row["epoch"], row["last_offset"])
 
 
-async def positions(db: asyncpg.Pool, streams: list[str]) -> dict[str, Position]:
-    return {s: await position(db, s) for s in streams}
-
-
 async def read_range(
     db: asyncpg.Pool | asyncpg.Connection, stream: str, epoch: str, after: int, upto: int | None
 ) -> list[Event]:

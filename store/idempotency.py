@@ -1,8 +1,9 @@
 """Idempotency keys (rule 1): the first result of a mutation, unique per (user, key).
 
-Both calls run inside the writer's transaction, so the record commits with the effect. A
-concurrent duplicate that slips past ``lookup`` fails on the primary key and is retried by the
-caller as a lookup.
+``lookup_many`` answers retries of committed commands before a batch starts; ``record_many``
+writes a batch's first results inside the writer's transaction, so they commit with the
+effects. A duplicate fails on the primary key and the batch is re-run carefully, where
+``lookup`` (inside the transaction) finds the first result.
 """
 
 from __future__ import annotations
@@ -23,16 +24,6 @@ async def lookup(conn: asyncpg.Connection, user_id: str, key: str, op: str) -> A
     if row["op"] != op:
         raise Conflict(f"idempotency key already used for {row['op']}")
     return row["result"]
-
-
-async def record(conn: asyncpg.Connection, user_id: str, key: str, op: str, result: Any) -> None:
-    await conn.execute(
-        "INSERT INTO idempotency (user_id, key, op, result) VALUES ($1, $2, $3, $4)",
-        user_id,
-        key,
-        op,
-        result,
-    )
 
 
 async def lookup_many(
