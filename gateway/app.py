@@ -27,6 +27,7 @@ from gateway.metrics import Metrics
 from gateway.openapi import openapi_spec
 from gateway.ops import Services
 from gateway.presence import Presence
+from gateway.ranking import CellRanker
 from gateway.ratelimit import rate_limit_middleware
 from gateway.router import RayTransport, ShardRouter, ShardTransport
 from gateway.sessions import CLOSE_SERVER_RESTART, OutEvent, SessionRegistry
@@ -93,7 +94,8 @@ def _core_ctx(transport: ShardTransport | None):  # type: ignore[no-untyped-def]
         geo = Geo(settings.h3_resolution, settings.k_ring)
         presence = Presence(app[REDIS], new_id(), settings.presence_ttl_s)
         presence.start()
-        app[SERVICES] = Services(settings, geo, router, hub, db, presence)
+        ranker = CellRanker(router, settings.recommend_absent_ttl_s)
+        app[SERVICES] = Services(settings, geo, router, hub, db, presence, ranker)
         app[METRICS].watch(
             lambda: {
                 "ws_sessions": len(sessions),

@@ -83,7 +83,8 @@ class _Empty(_Req):
 
 
 def market_of(call: Call) -> MarketService:
-    return call.services.market  # type: ignore[attr-defined, no-any-return]
+    market: MarketService = call.services.features["market"]
+    return market
 
 
 def _who(call: Call) -> Actor:
@@ -115,7 +116,7 @@ async def op_cart_get(call: Call, req: _Empty) -> dict[str, Any]:
 
 
 async def op_checkout(call: Call, req: CheckoutReq) -> dict[str, Any]:
-    checkout: Checkout = call.services.checkout  # type: ignore[attr-defined]
+    checkout: Checkout = call.services.features["checkout"]
     assert call.key is not None
     return await checkout.checkout(call.user_id, call.key, req.payment.model_dump())
 
@@ -165,12 +166,10 @@ async def market_ctx(app: web.Application) -> AsyncIterator[None]:
     geo = Geo(settings.h3_resolution, settings.k_ring)
     market = app[MARKET] = MarketService(settings, app[DB], app[ROUTER], geo, providers)
     checkout = app[CHECKOUT] = Checkout(market)
-    # Websocket ops reach the services through the shared Services object (see the report:
-    # a generic extension slot on Services would be the clean way).
+    # Websocket ops reach the services through the shared Services object's feature slot.
     services = app[SERVICES]
-    market.unranked = services.unranked_cells  # one no-model cache for feed and listings
-    services.market = market  # type: ignore[attr-defined]
-    services.checkout = checkout  # type: ignore[attr-defined]
+    market.ranker = services.ranker  # one memory of cells without a model, feed and listings
+    services.features.update(market=market, checkout=checkout)
     dispatcher = HookDispatcher(settings, app[DB])
     sweeper = Sweeper(market, checkout)
     tasks = [

@@ -29,7 +29,6 @@ shard's group commit to log it would cost a Ray hop and a commit slot per page v
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from typing import Any
 import asyncpg
 
 from cluster.config import Settings
+from gateway.ranking import CellRanker
 from gateway.router import ShardRouter
 from models.cells import Geo
 from models.errors import AppError, BadRequest, NotFound
@@ -44,7 +44,7 @@ from models.ids import cell_of
 from models.market import NearbyCursor, PageCursor, cart_totals
 from models.placement import cell_key, user_key
 from models.recommend import listings as rec_listings
-from models.recommend.serving import order_by_scores, parse_relevance_cursor, relevance_cursor
+from models.recommend.serving import parse_relevance_cursor, relevance_cursor
 from payments import PaymentProvider
 from payments.base import RefundRefused
 from store import market_store as ms
@@ -90,15 +90,15 @@ class MarketService:
         router: ShardRouter,
         geo: Geo,
         providers: dict[str, PaymentProvider],
+        ranker: CellRanker | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.router = router
         self.geo = geo
         self.providers = providers
-        self.unranked: dict[str, float] = {}
-        """Cells known to have no ranking model, until a monotonic time; the gateway shares
-        its feed's cache (Services.unranked_cells) here."""
+        self.ranker = ranker or CellRanker(router, settings.recommend_absent_ttl_s)
+        """Shared with feed.get in a gateway (one memory of cells without a model)."""
 
     async def mutate(self, who: Actor, op: str, route: str, data: dict[str, Any]) -> dict[str, Any]:
         command = {"op": op, "user_id": who.user_id, "key": who.key, "route": route, "data": data}
@@ -173,7 +173,7 @@ class MarketService:
         cell = self.geo.cell_of(lat, lng)
         cells = self.geo.neighbourhood(cell)
         offset = parse_relevance_cursor(cursor)
-        known_plain = sort is None and self.unranked.get(cell, 0.0) > time.monotonic()
+        known_plain = sort is None and self.ranker.known_unranked(cell)
         wants_rank = sort in (None, "relevance") and (cursor is None or offset is not None)
         if wants_rank:
             ranked = None
@@ -199,26 +199,17 @@ class MarketService:
         unranked) when no model covers the cell."""
         pool = self.settings.recommend_candidates
         listings, _ = await ms.nearby(self.db, cells, lat, lng, filters, "distance", None, pool)
-        args = {
-            "user_id": user_id,
-            "lat": lat,
-            "lng": lng,
-            "items": [rec_listings.rank_item(x) for x in listings],
-        }
-        ranked = await self.router.read(cell_key(cell), "recommend.rank", args)
-        if ranked.get("model") is None:
-            self.unranked[cell] = time.monotonic() + self.settings.recommend_absent_ttl_s
-            if len(self.unranked) > 100_000:
-                self.unranked.clear()
+        items = [rec_listings.rank_item(x) for x in listings]
+        ranked = await self.ranker.order(user_id, lat, lng, cell, items)
+        if ranked is None:
             return None
-        self.unranked.pop(cell, None)
-        order = order_by_scores(len(listings), ranked["scores"])
+        order, model = ranked
         page, after = rec_listings.relevance_page(order, offset, limit)
         return {
             "items": [listings[i] for i in page],
             "next_cursor": relevance_cursor(after) if after is not None else None,
             "sort": "relevance",
-            "model": ranked["model"],
+            "model": model,
         }
 
     async def listing(self, listing_id: str, viewer: str | None = None) -> dict[str, Any]:

@@ -7,7 +7,6 @@ reads of streams go to the Postgres log. The socket loop (ws.py) knows nothing o
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from gateway import commands as c
 from gateway.access import check_stream_access
 from gateway.hub import Hub
 from gateway.presence import Presence
+from gateway.ranking import CellRanker
 from gateway.router import ShardRouter
 from gateway.sessions import Session
 from models.cells import Geo
@@ -42,8 +42,10 @@ class Services:
     hub: Hub
     db: asyncpg.Pool
     presence: Presence
-    unranked_cells: dict[str, float] = field(default_factory=dict)
-    """Cells known to have no ranking model, until a monotonic time (feed.get skips ranking)."""
+    ranker: CellRanker
+    features: dict[str, Any] = field(default_factory=dict)
+    """What feature modules add for their ops (e.g. "market", "checkout"), set up by their
+    cleanup contexts (gateway/registry.py)."""
 
 
 @dataclass
@@ -225,34 +227,28 @@ async def op_feed_get(call: Call, req: c.FeedGet) -> dict[str, Any]:
     """Newest first, or by relevance: the newest ``recommend_candidates`` posts of the
     neighbourhood ranked by the model of the user's cell, inside the shard that owns it."""
     from models.recommend import serving as rec  # ranking helpers (pure)
+    from models.recommend.listings import relevance_page
 
     lat, lng = _where(call, req.lat, req.lng)
     geo, router = call.services.geo, call.services.router
     cell = geo.cell_of(lat, lng)
     cells = geo.neighbourhood(cell)
     offset = rec.parse_relevance_cursor(req.cursor)
-    unranked = call.services.unranked_cells
-    known_plain = req.sort is None and offset is None and unranked.get(cell, 0.0) > time.monotonic()
+    ranker = call.services.ranker
+    known_plain = req.sort is None and offset is None and ranker.known_unranked(cell)
     if req.sort != "newest" and not known_plain and (req.cursor is None or offset is not None):
         pool = call.services.settings.recommend_candidates
         items, _ = merge_pages(await router.feed_page(cells, None, pool), pool)
-        args = {"user_id": call.user_id, "lat": lat, "lng": lng, "items": items}
-        ranked = await router.read(cell_key(cell), "recommend.rank", args)
-        if ranked.get("model") is not None:
-            unranked.pop(cell, None)
-            start = offset or 0
-            order = rec.order_by_scores(len(items), ranked["scores"])[start : start + req.limit]
-            more = start + req.limit < len(items)
+        ranked = await ranker.order(call.user_id, lat, lng, cell, items)
+        if ranked is not None:
+            order, model = ranked
+            page, after = relevance_page(order, offset or 0, req.limit)
             return {
-                "items": [items[i] for i in order],
-                "next_cursor": rec.relevance_cursor(start + req.limit) if more else None,
+                "items": [items[i] for i in page],
+                "next_cursor": rec.relevance_cursor(after) if after is not None else None,
                 "sort": "relevance",
-                "model": ranked["model"],
+                "model": model,
             }
-        # No model covers this cell: skip the ranking round trips for a while.
-        unranked[cell] = time.monotonic() + call.services.settings.recommend_absent_ttl_s
-        if len(unranked) > 100_000:
-            unranked.clear()
         if offset is not None:  # the model went away between pages: start again, newest
             return {"items": [], "next_cursor": None, "sort": "newest"}
     if req.cursor is not None:

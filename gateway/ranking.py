@@ -1,0 +1,47 @@
+"""Ranking candidates with the model that covers a cell: one mechanism for feed.get and
+listings.nearby.
+
+The scores are computed inside the shard that owns the caller's cell (the ``recommend.rank``
+reader, actors/recommend_ops.py); this gateway-side object only routes the request and
+remembers, for ``recommend_absent_ttl_s``, the cells that have no model, so that default-sorted
+requests for them skip the ranking round trips (an explicit ``sort: relevance`` always asks).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gateway.router import ShardRouter
+from models.placement import cell_key
+from models.recommend.serving import order_by_scores
+
+_REMEMBER_MAX = 100_000
+
+
+class CellRanker:
+    """Routes ranking requests to the owner of a cell; remembers cells without a model."""
+
+    def __init__(self, router: ShardRouter, absent_ttl_s: float) -> None:
+        self.router = router
+        self.absent_ttl_s = absent_ttl_s
+        self._absent_until: dict[str, float] = {}
+
+    def known_unranked(self, cell: str) -> bool:
+        """True while ``cell`` is remembered as having no model."""
+        return self._absent_until.get(cell, 0.0) > time.monotonic()
+
+    async def order(
+        self, user_id: str, lat: float, lng: float, cell: str, items: list[dict[str, Any]]
+    ) -> tuple[list[int], dict[str, Any]] | None:
+        """Positions of ``items``, best first, and the model used; None if no model covers
+        ``cell`` (remembered for ``absent_ttl_s``)."""
+        args = {"user_id": user_id, "lat": lat, "lng": lng, "items": items}
+        ranked = await self.router.read(cell_key(cell), "recommend.rank", args)
+        if ranked.get("model") is None:
+            if len(self._absent_until) >= _REMEMBER_MAX:
+                self._absent_until.clear()
+            self._absent_until[cell] = time.monotonic() + self.absent_ttl_s
+            return None
+        self._absent_until.pop(cell, None)
+        return order_by_scores(len(items), ranked["scores"]), ranked["model"]
