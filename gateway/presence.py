@@ -27,6 +27,10 @@ from store.fanout import channel
 log = logging.getLogger("hyperlocal.presence")
 
 
+_GATEWAYS = "hl:pr:gateways"
+"""Live gateways (scored by expiry): whose entries count when deciding join/leave events."""
+
+
 def _key(stream: str) -> str:
     return f"hl:pr:{stream}"
 
@@ -67,9 +71,11 @@ class Presence:
         if users[user_id] > 1:
             return
         try:
-            already = user_id in await self.members(stream)
+            already = await self._present_elsewhere(stream, user_id)
+            expires = time.time() + self.ttl_s
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(_key(stream), {self._member(user_id): time.time() + self.ttl_s})
+                pipe.zadd(_GATEWAYS, {self.gateway_id: expires})
+                pipe.zadd(_key(stream), {self._member(user_id): expires})
                 pipe.expire(_key(stream), int(self.ttl_s * 2) + 1)
                 await pipe.execute()
             if not already:
@@ -89,10 +95,24 @@ class Presence:
             self._local.pop(stream, None)
         try:
             await self.redis.zrem(_key(stream), self._member(user_id))
-            if user_id not in await self.members(stream):
+            if not await self._present_elsewhere(stream, user_id):
                 await self._announce("presence.leave", stream, user_id)
         except (RedisError, OSError) as exc:
             log.warning("presence exit %s failed: %r", stream, exc)
+
+    async def _present_elsewhere(self, stream: str, user_id: str) -> bool:
+        """Is ``user_id`` on ``stream`` through another live gateway? O(gateways), not
+        O(people present): this runs on every locate and room subscribe."""
+        now = time.time()
+        others = [
+            gw.decode() if isinstance(gw, bytes) else gw
+            for gw in await self.redis.zrangebyscore(_GATEWAYS, now, "+inf")
+        ]
+        others = [gw for gw in others if gw != self.gateway_id]
+        if not others:
+            return False
+        scores = await self.redis.zmscore(_key(stream), [f"{gw}|{user_id}" for gw in others])
+        return any(score is not None and score > now for score in scores)
 
     async def members(self, stream: str) -> list[str]:
         """Users present on ``stream`` on any live gateway (sorted)."""
@@ -115,6 +135,8 @@ class Presence:
     async def _refresh(self) -> None:
         expires = time.time() + self.ttl_s
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(_GATEWAYS, {self.gateway_id: expires})
+            pipe.zremrangebyscore(_GATEWAYS, "-inf", time.time())
             for stream, users in self._local.items():
                 if users:
                     pipe.zadd(_key(stream), {self._member(u): expires for u in users})
