@@ -136,7 +136,7 @@ class _Reader:
     async def run(self) -> None:
         async for msg in self.session.ws:
             if msg.type == WSMsgType.TEXT:
-                await self.on_frame(msg.data, len(msg.data.encode()))
+                await self.on_frame(msg.data, _utf8_size(msg.data, self.max_bytes))
             elif msg.type == WSMsgType.BINARY:
                 await self.on_frame(msg.data, len(msg.data))
             elif msg.type == WSMsgType.ERROR:
@@ -212,6 +212,12 @@ class _Reader:
         op_label = env.op if env.op in OPS else "unknown"
         metrics.requests.labels(op_label, code).inc()
         metrics.latency.labels(op_label).observe(time.perf_counter() - started)
+
+
+def _utf8_size(text: str, limit: int) -> int:
+    """The frame's size in bytes where it matters: a text that cannot exceed ``limit`` even at
+    4 bytes a character is not encoded just to be measured (the common case, every frame)."""
+    return len(text) if len(text) * 4 <= limit else len(text.encode())
 
 
 def _decode(raw: str | bytes) -> Any:
