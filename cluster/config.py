@@ -62,9 +62,13 @@ class Settings(BaseSettings):
     cell_recent_posts: int = Field(200, ge=10, le=10_000)
     """Newest posts per cell kept in shard memory for feed.get."""
     batch_flush_ms: float = Field(1.0, ge=0, le=100)
-    """The gateway gathers commands per shard this long before one Ray call."""
+    """A command bound for a shard waits this long for others before its Ray call leaves."""
     batch_max: int = Field(256, ge=1, le=10_000)
     """At most this many commands per gateway to shard call."""
+    batch_in_flight: int = Field(2, ge=1, le=64)
+    """At most this many calls per gateway to one shard at a time; commands arriving while all
+    are out gather and leave together when one returns (under load, bigger batches rather than
+    more calls: each call costs gateway and shard a fixed amount of CPU)."""
     shard_call_timeout_s: float = Field(10.0, gt=0)
     """A gateway to shard call slower than this answers the client `unavailable`."""
 

@@ -82,6 +82,7 @@ def _core_ctx(transport: ShardTransport | None):  # type: ignore[no-untyped-def]
             load,
             settings.batch_flush_ms / 1000,
             settings.batch_max,
+            settings.batch_in_flight,
         )
         await router.refresh()
 

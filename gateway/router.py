@@ -1,7 +1,8 @@
 """How the gateway reaches the shards: one router, one transport.
 
 ``ShardRouter`` owns this gateway's copy of the placement table and one batcher per shard:
-commands from all sockets bound for a shard within ``batch_flush_ms`` travel in one call. A shard
+commands from all sockets bound for a shard travel together, at most ``batch_in_flight`` calls
+per shard at a time (under load batches grow rather than calls). A shard
 answering ``moved`` makes the router reload the table and retry (a few times). Transport errors
 (actor dead, timeout) become ``unavailable``; the client retries with the same idempotency key.
 
@@ -86,19 +87,28 @@ class RayTransport:
 
 
 class _Batcher:
-    """Gathers one shard's commands for a flush window and sends them in one call."""
+    """One shard's command batches: at most ``max_in_flight`` calls at a time.
+
+    The first command waits ``flush_s`` for company, then goes. While ``max_in_flight`` calls
+    are out, commands gather and leave together as soon as one returns: under light load a
+    command waits at most ``flush_s``; under heavy load the batches grow instead of the number
+    of calls (each Ray call costs both processes a fixed amount of CPU), up to ``max_batch``.
+    """
 
     def __init__(
         self,
         send: Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]],
         flush_s: float,
         max_batch: int,
+        max_in_flight: int,
     ) -> None:
         self._send = send
         self._flush_s = flush_s
         self._max = max_batch
+        self._max_in_flight = max_in_flight
         self._pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self.in_flight = 0
         self.calls = 0
 
     def submit(self, command: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
@@ -107,20 +117,29 @@ class _Batcher:
         self._pending.append((command, future))
         if len(self._pending) >= self._max:
             self._flush()
-        elif self._timer is None:
+        elif self._timer is None and self.in_flight < self._max_in_flight:
             self._timer = loop.call_later(self._flush_s, self._flush)
         return future
 
     def _flush(self) -> None:
+        """Send what is pending, unless all call slots are taken (a returning call sends it)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._pending = self._pending, []
-        if batch:
+        while self._pending and self.in_flight < self._max_in_flight:
+            batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+            self.in_flight += 1
             self.calls += 1
             asyncio.get_running_loop().create_task(self._deliver(batch))
 
     async def _deliver(self, batch: list[tuple[dict[str, Any], asyncio.Future[Any]]]) -> None:
+        try:
+            await self._answer(batch)
+        finally:
+            self.in_flight -= 1
+            self._flush()  # what gathered while every slot was out goes now
+
+    async def _answer(self, batch: list[tuple[dict[str, Any], asyncio.Future[Any]]]) -> None:
         try:
             replies = await self._send([command for command, _ in batch])
             if len(replies) != len(batch):
@@ -152,11 +171,13 @@ class ShardRouter:
         load_placement: Callable[[], Awaitable[Placement]],
         flush_s: float,
         max_batch: int,
+        max_in_flight: int = 2,
     ) -> None:
         self._transport = transport
         self._load_placement = load_placement
         self._flush_s = flush_s
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self.placement: Placement | None = None
         self._batchers: dict[tuple[str, int], _Batcher] = {}
         self.moved_retries = 0
@@ -178,7 +199,9 @@ class ShardRouter:
             async def send(commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 return await self._transport.execute(shard, version, commands)
 
-            batcher = self._batchers[key] = _Batcher(send, self._flush_s, self._max_batch)
+            batcher = self._batchers[key] = _Batcher(
+                send, self._flush_s, self._max_batch, self._max_in_flight
+            )
         return batcher
 
     async def ping(self, shard: str) -> str:
