@@ -4,6 +4,12 @@ A ``Session`` owns its socket's outbound side: a bounded queue drained by exactl
 (rule 4). Nothing awaits a slow peer except that writer; when the queue is full the session is
 closed with 4100 ("reconnect and recover") and the client resumes by offset (rule 3).
 
+The fast path skips the queue: when it is empty and the socket's transport holds less than
+``DIRECT_WRITE_MAX`` unsent bytes, a frame is written to the transport at once (one call, no task
+switch). A pushed event's whole websocket frame is built once per wire format and the same bytes
+go to every socket. Order is kept: a frame takes the fast path only when nothing is queued ahead
+of it, and the writer writes each frame whole, synchronously, as aiohttp does.
+
 Per followed stream it keeps a ``StreamCursor``: live events are delivered only if they are the
 next offset; while a subscribe is replaying history, live events are buffered and then merged.
 """
@@ -12,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,22 +39,55 @@ CLOSE_AUTH_REVOKED = 4004
 CLOSE_SLOW_CONSUMER = 4100
 CLOSE_SERVER_RESTART = 4101
 
+DIRECT_WRITE_MAX = 16 * 1024
+"""Unsent bytes a transport may hold for a frame to still be written without the queue."""
+
+
+def ws_frame(payload: str | bytes) -> bytes:
+    """A whole, final, unmasked, uncompressed websocket frame as a server sends it (RFC 6455
+    5.2): text for ``str`` (UTF-8), binary for ``bytes``. Sessions never negotiate compression."""
+    if isinstance(payload, str):
+        data, first = payload.encode(), 0x81
+    else:
+        data, first = payload, 0x82
+    n = len(data)
+    if n < 126:
+        return bytes((first, n)) + data
+    if n < 1 << 16:
+        return struct.pack("!BBH", first, 126, n) + data
+    return struct.pack("!BBQ", first, 127, n) + data
+
 
 class OutEvent:
-    """A pushed event encoded at most once per format, shared by every socket it goes to."""
+    """A pushed event encoded, and framed, at most once per format, shared by every socket."""
 
-    __slots__ = ("_msgpack", "event", "json")
+    __slots__ = ("_json_frame", "_msgpack", "_msgpack_frame", "event", "json")
 
     def __init__(self, event: Event, json_text: str) -> None:
         self.event = event
         self.json = json_text
         self._msgpack: bytes | None = None
+        self._json_frame: bytes | None = None
+        self._msgpack_frame: bytes | None = None
 
     @property
     def msgpack(self) -> bytes:
         if self._msgpack is None:
             self._msgpack = msgpack.packb(self.event.frame(), use_bin_type=True)
         return self._msgpack
+
+    def payload(self, binary: bool) -> str | bytes:
+        return self.msgpack if binary else self.json
+
+    def wire(self, binary: bool) -> bytes:
+        """The whole websocket frame of this event in one format."""
+        if binary:
+            if self._msgpack_frame is None:
+                self._msgpack_frame = ws_frame(self.msgpack)
+            return self._msgpack_frame
+        if self._json_frame is None:
+            self._json_frame = ws_frame(self.json)
+        return self._json_frame
 
 
 @dataclass
@@ -99,16 +140,26 @@ class Session:
     def encode(self, frame: dict[str, Any]) -> str | bytes:
         if self.binary:
             return msgpack.packb(frame, use_bin_type=True)
-        import json
-
         return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
     def send(self, frame: dict[str, Any]) -> None:
         self.push(self.encode(frame))
 
-    def push(self, data: str | bytes) -> None:
-        """Queue an encoded frame; a full queue closes the session (slow consumer)."""
+    def push(self, data: str | bytes, wire: bytes | None = None) -> None:
+        """Send an encoded frame: written at once when nothing waits ahead of it and the socket
+        keeps up (``wire``: its prebuilt websocket frame), else queued for the writer. A full
+        queue closes the session (slow consumer)."""
         if self.closing:
+            return
+        transport = self.transport
+        if (
+            transport is not None
+            and self.queue.empty()
+            and transport.get_write_buffer_size() <= DIRECT_WRITE_MAX
+            and not transport.is_closing()
+            and not self.ws.closed
+        ):
+            transport.write(wire if wire is not None else ws_frame(data))
             return
         try:
             self.queue.put_nowait(data)
@@ -180,7 +231,7 @@ class Session:
         verdict = followed.cursor.classify(out.event)
         if verdict == "deliver":
             followed.cursor.advance(out.event)
-            self.push(out.msgpack if self.binary else out.json)
+            self.push(out.payload(self.binary), out.wire(self.binary))
         elif verdict in ("gap", "epoch"):
             # The hub fills gaps before delivering, so this means our position is unusable.
             log.warning(

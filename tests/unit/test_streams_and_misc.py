@@ -66,3 +66,27 @@ def test_errors_cross_process_boundaries_typed() -> None:
     err = error_from_dict(NotFound("no such post").to_dict())
     assert isinstance(err, NotFound) and err.message == "no such post"
     assert isinstance(error_from_dict({"code": "weird"}), Unavailable)
+
+
+def _parse_server_frame(frame: bytes) -> tuple[int, bytes]:
+    """(opcode, payload) of one unmasked final frame, per RFC 6455 5.2."""
+    assert frame[0] & 0x80, "FIN set"
+    assert not frame[1] & 0x80, "server frames are unmasked"
+    n, at = frame[1] & 0x7F, 2
+    if n == 126:
+        n, at = int.from_bytes(frame[2:4], "big"), 4
+    elif n == 127:
+        n, at = int.from_bytes(frame[2:10], "big"), 10
+    assert len(frame) == at + n, "exactly one frame"
+    return frame[0] & 0x0F, frame[at:]
+
+
+def test_ws_frame_lengths_and_opcodes() -> None:
+    from gateway.sessions import ws_frame
+
+    for size in (0, 1, 125, 126, 127, 65535, 65536, 70000):
+        opcode, payload = _parse_server_frame(ws_frame(b"x" * size))
+        assert (opcode, payload) == (0x2, b"x" * size)
+    text = "café ünïcode " * 20
+    opcode, payload = _parse_server_frame(ws_frame(text))
+    assert (opcode, payload.decode()) == (0x1, text)
