@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     """A command bound for a shard waits this long for others before its Ray call leaves."""
     batch_max: int = Field(256, ge=1, le=10_000)
     """At most this many commands per gateway to shard call."""
-    batch_in_flight: int = Field(2, ge=1, le=64)
+    batch_in_flight: int = Field(1, ge=1, le=64)
     """At most this many calls per gateway to one shard at a time; commands arriving while all
     are out gather and leave together when one returns (under load, bigger batches rather than
     more calls: each call costs gateway and shard a fixed amount of CPU)."""

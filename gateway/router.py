@@ -171,7 +171,7 @@ class ShardRouter:
         load_placement: Callable[[], Awaitable[Placement]],
         flush_s: float,
         max_batch: int,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
     ) -> None:
         self._transport = transport
         self._load_placement = load_placement
