@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from actors.group_commit import GroupCommitter, Tx
 from actors.singleflight import SingleFlight
 from cluster.config import Settings
-from models.errors import AppError, BadRequest, Conflict
+from models.errors import AppError, BadRequest
 from models.feed import CellFeed, FeedCursor, Post
 from models.placement import Placement, cell_key
 from models.streams import Event
@@ -188,34 +188,17 @@ class CellHost:
     async def execute(self, version: int, commands: list[Command]) -> list[dict[str, Any]]:
         """Run a batch of commands from one router call; one reply per command, in order.
 
-        Commands already committed under their key (client retries) are answered from their
-        records, looked up for the whole call in one query, without entering a transaction.
+        A client's retry of a committed command needs no lookup here: its idempotency record
+        makes the batch's fast path fail at the record's primary key, and the careful re-run
+        answers it from the record (``_mutate``). Retries are rare; a query per call is not.
         """
         await self.ready()
-        assert self.pool is not None
-        done = await idempotency.lookup_many(
-            self.pool, [(c["user_id"], c["key"]) for c in commands]
-        )
-        return list(
-            await asyncio.gather(
-                *(
-                    self._execute_one(version, c, done.get((c["user_id"], c["key"])))
-                    for c in commands
-                )
-            )
-        )
+        return list(await asyncio.gather(*(self._execute_one(version, c) for c in commands)))
 
-    async def _execute_one(
-        self, version: int, cmd: Command, prior: tuple[str, Any] | None
-    ) -> dict[str, Any]:
+    async def _execute_one(self, version: int, cmd: Command) -> dict[str, Any]:
         try:
             if not await self._owns(version, cmd["route"]):
                 return {"moved": self.placement_version()}
-            if prior is not None:
-                op, result = prior
-                if op != cmd["op"]:
-                    raise Conflict(f"idempotency key already used for {op}")
-                return {"ok": True, "data": dict(result)}
             handler = self.handlers.get(cmd["op"])
             if handler is None:
                 raise BadRequest(f"unknown op {cmd['op']!r}")
@@ -229,9 +212,8 @@ class CellHost:
         user_id, key, op = cmd["user_id"], cmd["key"], cmd["op"]
 
         async def work(tx: Tx) -> dict[str, Any]:
-            # Retries of committed commands were answered before the batch (``execute``); a
-            # duplicate inside this batch fails the fast path at the record's primary key, and
-            # the careful re-run finds the first one here.
+            # A retry (of a committed command, or a duplicate inside this batch) fails the fast
+            # path at the record's primary key; the careful re-run finds the first result here.
             if tx.careful:
                 prior = await idempotency.lookup(tx.conn, user_id, key, op)
                 if prior is not None:

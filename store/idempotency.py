@@ -1,9 +1,8 @@
 """Idempotency keys (rule 1): the first result of a mutation, unique per (user, key).
 
-``lookup_many`` answers retries of committed commands before a batch starts; ``record_many``
-writes a batch's first results inside the writer's transaction, so they commit with the
-effects. A duplicate fails on the primary key and the batch is re-run carefully, where
-``lookup`` (inside the transaction) finds the first result.
+``record_many`` writes a batch's first results inside the writer's transaction, so they commit
+with the effects. A retry fails the batch on the primary key and the batch is re-run
+carefully, where ``lookup`` (inside the transaction) finds the first result.
 """
 
 from __future__ import annotations
@@ -24,22 +23,6 @@ async def lookup(conn: asyncpg.Connection, user_id: str, key: str, op: str) -> A
     if row["op"] != op:
         raise Conflict(f"idempotency key already used for {row['op']}")
     return row["result"]
-
-
-async def lookup_many(
-    db: asyncpg.Pool | asyncpg.Connection, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], tuple[str, Any]]:
-    """Committed records of ``keys`` ((user, key) pairs): {(user, key): (op, result)}."""
-    if not keys:
-        return {}
-    rows = await db.fetch(
-        """SELECT i.user_id, i.key, i.op, i.result
-           FROM idempotency i JOIN unnest($1::text[], $2::text[]) AS k(user_id, key)
-             ON i.user_id = k.user_id AND i.key = k.key""",
-        [u for u, _ in keys],
-        [k for _, k in keys],
-    )
-    return {(r["user_id"], r["key"]): (r["op"], r["result"]) for r in rows}
 
 
 async def record_many(conn: asyncpg.Connection, rows: list[tuple[str, str, str, Any]]) -> None:
