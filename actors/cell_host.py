@@ -24,15 +24,16 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from actors.group_commit import GroupCommitter, Tx
+from actors.group_commit import GroupCommitter, RunCarefully, Tx
 from actors.singleflight import SingleFlight
+from actors.stream_heads import StreamHeads
 from cluster.config import Settings
 from models.errors import AppError, BadRequest
 from models.feed import CellFeed, FeedCursor, Post
 from models.placement import Placement, cell_key
-from models.streams import Event
+from models.streams import Event, single_writer
+from store import batch_write, feed_store, idempotency, placement
 from store import events as event_log
-from store import feed_store, idempotency, placement
 from store.db import create_pool
 from store.fanout import publish
 
@@ -92,6 +93,8 @@ class CellHost:
         self.pool: asyncpg.Pool | None = None
         self.redis: aioredis.Redis | None = None
         self.committer: GroupCommitter | None = None
+        self.heads = StreamHeads()
+        """Offsets of the feed and room streams this host writes alone (fast path)."""
         self.placement: Placement | None = None
         self._started: asyncio.Future[None] | None = None
         self._janitor: asyncio.Task[None] | None = None
@@ -120,7 +123,8 @@ class CellHost:
             self.settings.group_commit_ms / 1000,
             self.settings.group_commit_max,
             flush=self._publish,
-            write_deferred=idempotency.record_many,
+            write_deferred=self._write_deferred,
+            settle=self.heads.settle,
         )
         self.committer.start()
         self._janitor = asyncio.create_task(self._passivate_loop(), name="passivate")
@@ -220,21 +224,49 @@ class CellHost:
                     return dict(prior)
             emitted = Emitted()
             result = await handler(self, tx, cmd, emitted)
-            committed = await self._append(tx.conn, emitted)
-            tx.defer((user_id, key, op, result))
+            committed = await self._append(tx, emitted)
+            tx.defer(("record", (user_id, key, op, result)))
             tx.emit(committed)
             return result
 
         return dict(await self.committer.submit(work))
 
-    async def _append(self, conn: asyncpg.Connection, emitted: Emitted) -> list[Event]:
+    async def _append(self, tx: Tx, emitted: Emitted) -> list[Event]:
         by_stream: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for stream, ev, data in emitted.items:
             by_stream.setdefault(stream, []).append((ev, data))
         out: list[Event] = list(emitted.appended)
         for stream, items in by_stream.items():
-            out.extend(await event_log.append(conn, stream, items))
+            out.extend(await self.append(tx, stream, items))
         return out
+
+    async def append(
+        self, tx: Tx, stream: str, items: list[tuple[str, dict[str, Any]]]
+    ) -> list[Event]:
+        """Append events to ``stream`` in ``tx``. A stream this host writes alone, on the fast
+        path: offsets from ``heads``, rows written with the batch's one statement. Otherwise
+        (a user inbox, or the careful path): offsets reserved and rows written in SQL now."""
+        if tx.careful or not single_writer(stream):
+            return await event_log.append(tx.conn, stream, items)
+        epoch, first = await self.heads.take(tx.conn, stream, len(items))
+        events = [Event(stream, epoch, first + i, ev, data) for i, (ev, data) in enumerate(items)]
+        for event in events:
+            tx.defer(("event", event))
+        return events
+
+    async def _write_deferred(self, conn: asyncpg.Connection, rows: list[Any]) -> None:
+        """The batch's deferred rows (tagged ``record``, ``event``, ``message``) and its moved
+        stream heads in one statement; a head that moved under us refuses the fast path."""
+        by_kind: dict[str, list[Any]] = {"record": [], "event": [], "message": []}
+        for kind, row in rows:
+            by_kind[kind].append(row)
+        heads = self.heads.changes()
+        ok = await batch_write.write(
+            conn, heads, by_kind["event"], by_kind["message"], by_kind["record"]
+        )
+        if not ok:
+            log.warning("a stream head moved under shard %s: batch runs carefully", self.name)
+            raise RunCarefully
 
     async def _publish(self, committed: list[Event]) -> None:
         if self.redis is not None:

@@ -6,6 +6,10 @@ and only then runs the after-commit steps (memory updates), flushes the whole ba
 one call (publishing) and resolves the futures. A command that fails with a typed error is
 rolled back alone; a failed commit fails the whole batch as ``unavailable``, and nothing of it
 is applied or published.
+
+On the fast path the rows commands ``defer`` are written for the whole batch by the owner's
+``write_deferred`` (one statement), which may refuse the batch with ``RunCarefully``; the
+owner's ``settle`` hears after each attempt whether the fast path committed.
 """
 
 from __future__ import annotations
@@ -64,8 +68,13 @@ class _Pending:
     error: AppError | None = None
 
 
-class _BatchNeedsSavepoints(Exception):
-    """A command failed on the fast path; the batch is rolled back and run command by command."""
+class RunCarefully(Exception):
+    """Raised by ``write_deferred`` (or a command) on the fast path: roll the batch back and run
+    it again command by command, each in its own savepoint, with ``Tx.careful`` set."""
+
+
+_REFUSALS = (AppError, asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, RunCarefully)
+"""What makes the fast path give way to the careful one: a typed refusal, a duplicate, bad data."""
 
 
 class GroupCommitter:
@@ -78,10 +87,12 @@ class GroupCommitter:
         max_batch: int,
         flush: Callable[[list[Any]], Awaitable[None]] | None = None,
         write_deferred: Callable[[asyncpg.Connection, list[Any]], Awaitable[None]] | None = None,
+        settle: Callable[[bool], None] | None = None,
     ) -> None:
         self._pool = pool
         self._flush = flush
         self._write_deferred = write_deferred
+        self._settle = settle
         self._window_s = window_s
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -136,13 +147,20 @@ class GroupCommitter:
         fails, roll it all back and run the batch again with a savepoint per command, so the
         failure stays its own and the others commit."""
         async with self._pool.acquire() as conn:
+            committed = careful = False
             try:
                 async with conn.transaction():
                     deferred: list[Any] = []
                     for item in batch:
                         deferred.extend(await self._run_plain(conn, item))
                     await self._write(conn, deferred, fast=True)
-            except _BatchNeedsSavepoints:
+                committed = True
+            except RunCarefully:
+                careful = True
+            finally:  # before any careful run: what the fast path took is void unless committed
+                if self._settle is not None:
+                    self._settle(committed)
+            if careful:
                 self.slow_batches += 1
                 async with conn.transaction():
                     for item in batch:
@@ -155,8 +173,8 @@ class GroupCommitter:
         tx = Tx(conn, careful=False)
         try:
             item.result = await item.work(tx)
-        except (AppError, asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
-            raise _BatchNeedsSavepoints from None
+        except _REFUSALS:
+            raise RunCarefully from None
         item.steps = tx.after_commit
         item.outbox = tx.outbox
         return tx.deferred
@@ -169,8 +187,8 @@ class GroupCommitter:
             return
         try:
             await self._write_deferred(conn, rows)
-        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
-            raise _BatchNeedsSavepoints from None  # e.g. a duplicate: sort it out carefully
+        except _REFUSALS:
+            raise RunCarefully from None  # e.g. a duplicate key: sort it out carefully
 
     async def _run_one(self, conn: asyncpg.Connection, item: _Pending) -> None:
         """Run one command in its own savepoint; a unique-key race is retried once."""

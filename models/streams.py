@@ -51,6 +51,12 @@ class Position:
         return {"epoch": self.epoch, "offset": self.offset}
 
 
+def single_writer(stream: str) -> bool:
+    """Feed and room streams have one writer, the owner of their cell (rule 2); a user's inbox
+    is written by the owner of whatever the event is about."""
+    return stream.startswith(("feed:", "room:"))
+
+
 def parse_stream(name: str) -> tuple[str, str]:
     """(kind, id) of a stream name, or bad_request."""
     match = _STREAM.match(name)

@@ -1,8 +1,9 @@
 """Idempotency keys (rule 1): the first result of a mutation, unique per (user, key).
 
-``record_many`` writes a batch's first results inside the writer's transaction, so they commit
-with the effects. A retry fails the batch on the primary key and the batch is re-run
-carefully, where ``lookup`` (inside the transaction) finds the first result.
+A batch's first results are written inside the writer's transaction with its other rows
+(store/batch_write.py), so they commit with the effects. A retry fails the batch on the primary
+key and the batch is re-run carefully, where ``lookup`` (inside the transaction) finds the
+first result.
 """
 
 from __future__ import annotations
@@ -23,10 +24,3 @@ async def lookup(conn: asyncpg.Connection, user_id: str, key: str, op: str) -> A
     if row["op"] != op:
         raise Conflict(f"idempotency key already used for {row['op']}")
     return row["result"]
-
-
-async def record_many(conn: asyncpg.Connection, rows: list[tuple[str, str, str, Any]]) -> None:
-    """Record several first results at once (a duplicate key fails the whole statement)."""
-    await conn.executemany(
-        "INSERT INTO idempotency (user_id, key, op, result) VALUES ($1, $2, $3, $4)", rows
-    )

@@ -56,3 +56,70 @@ async def test_cells_activate_from_postgres_and_passivate_when_idle(
         assert "moved" in moved
     finally:
         await host.close()
+
+
+async def test_stream_offsets_stay_gap_free_when_a_cached_head_is_stale(
+    api: Api, settings: Settings
+) -> None:
+    """The owner numbers its feed and room streams in memory; a head that moved behind its back
+    (a second writer, as during a placement change) refuses the fast path at the batch's
+    compare-and-set, and the careful re-run numbers from Postgres: no gap, no duplicate."""
+    user = await api.signup("heads")
+    lat, lng = -41.2865, 174.7762  # Wellington
+    cell = str(h3.latlng_to_cell(lat, lng, settings.h3_resolution))
+    first, second = (
+        CellHost(f"shard-{n}", settings, dict(HANDLERS), dict(READERS)) for n in (0, 1)
+    )
+    await first.ready()
+    await second.ready()
+    try:
+        owner = first.placement.owner(cell_key(cell)) if first.placement else "shard-0"
+        first.name = second.name = owner  # both believe they own the cell
+        version = first.placement_version()
+
+        def post(text: str) -> dict[str, object]:
+            return {
+                "op": "post.create",
+                "user_id": user.id,
+                "key": uuid.uuid4().hex,
+                "route": cell_key(cell),
+                "data": {"cell": cell, "lat": lat, "lng": lng, "text": text},
+            }
+
+        async def offsets() -> list[int]:
+            assert first.pool is not None
+            rows = await first.pool.fetch(
+                'SELECT "offset" FROM stream_events WHERE stream = $1 ORDER BY "offset"',
+                f"feed:{cell}",
+            )
+            return [r["offset"] for r in rows]
+
+        replies = await first.execute(version, [post("a"), post("b"), post("c")])
+        assert all(r["ok"] for r in replies), replies
+        start = (await offsets())[0]
+        assert await offsets() == [start, start + 1, start + 2]
+        assert len(first.heads) == 1  # the head is cached now
+
+        [behind] = await second.execute(version, [post("from the other writer")])
+        assert behind["ok"], behind
+        slow_before = first.committer.slow_batches if first.committer else 0
+        [late] = await first.execute(version, [post("stale head")])
+        assert late["ok"], late
+        assert first.committer is not None and first.committer.slow_batches == slow_before + 1
+        [after] = await first.execute(version, [post("head reloaded")])
+        assert after["ok"], after
+        assert await offsets() == list(range(start, start + 6))
+
+        # A typed refusal inside a batch: the others still get consecutive offsets.
+        bad = {**post("x"), "op": "comment.create", "data": {"post_id": "nope", "text": "hi"}}
+        mixed = await first.execute(version, [post("d"), bad, post("e")])
+        assert [r["ok"] for r in mixed] == [True, False, True]
+        assert await offsets() == list(range(start, start + 8))
+        assert first.pool is not None
+        head = await first.pool.fetchval(
+            "SELECT last_offset FROM streams WHERE name = $1", f"feed:{cell}"
+        )
+        assert head == start + 7
+    finally:
+        await first.close()
+        await second.close()
