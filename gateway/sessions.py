@@ -119,6 +119,7 @@ class Session:
         self.location_streams: list[str] = []
         self.closing = False
         self.closed_with: int | None = None  # the code we closed with (the peer may not answer)
+        self._backlog = False  # frames wait in the queue, or the writer is writing its last one
         self._writer: asyncio.Task[None] | None = None
         self.on_close: list[Callable[[], None]] = []
 
@@ -134,6 +135,8 @@ class Session:
                     await self.ws.send_bytes(frame)
                 else:
                     await self.ws.send_str(frame)
+                if self.queue.empty():
+                    self._backlog = False  # written: later frames may go straight out again
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass  # the socket is gone; the read loop notices and cleans up
 
@@ -153,8 +156,8 @@ class Session:
             return
         transport = self.transport
         if (
-            transport is not None
-            and self.queue.empty()
+            not self._backlog
+            and transport is not None
             and transport.get_write_buffer_size() <= DIRECT_WRITE_MAX
             and not transport.is_closing()
             and not self.ws.closed
@@ -163,6 +166,7 @@ class Session:
             return
         try:
             self.queue.put_nowait(data)
+            self._backlog = True
         except asyncio.QueueFull:
             log.info("session %s is a slow consumer, closing", self.id)
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and recover")
@@ -228,9 +232,8 @@ class Session:
         if followed.cursor is None:
             followed.buffer.append(out)
             return
-        verdict = followed.cursor.classify(out.event)
+        verdict = followed.cursor.take(out.event)
         if verdict == "deliver":
-            followed.cursor.advance(out.event)
             self.push(out.payload(self.binary), out.wire(self.binary))
         elif verdict in ("gap", "epoch"):
             # The hub fills gaps before delivering, so this means our position is unusable.

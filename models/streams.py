@@ -96,3 +96,10 @@ class StreamCursor:
 
     def advance(self, event: Event) -> None:
         self.offset = event.offset
+
+    def take(self, event: Event) -> str:
+        """``classify``, and advance past the event when it is the one to deliver."""
+        if event.epoch == self.epoch and event.offset == self.offset + 1:
+            self.offset = event.offset
+            return "deliver"
+        return self.classify(event)

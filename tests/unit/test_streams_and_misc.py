@@ -90,3 +90,26 @@ def test_ws_frame_lengths_and_opcodes() -> None:
     text = "café ünïcode " * 20
     opcode, payload = _parse_server_frame(ws_frame(text))
     assert (opcode, payload.decode()) == (0x1, text)
+
+
+def test_cursor_take_delivers_only_the_next_event_and_advances() -> None:
+    from models.streams import Event, StreamCursor
+
+    cursor = StreamCursor("e", 4)
+
+    def ev(offset: int, epoch: str = "e") -> Event:
+        return Event("room:r", epoch, offset, "chat.message", {})
+
+    assert cursor.take(ev(5)) == "deliver" and cursor.offset == 5
+    assert cursor.take(ev(5)) == "duplicate" and cursor.offset == 5
+    assert cursor.take(ev(7)) == "gap" and cursor.offset == 5
+    assert cursor.take(ev(6, "other")) == "epoch" and cursor.offset == 5
+
+
+def test_placement_owner_is_stable_when_answered_from_its_cache() -> None:
+    from models.placement import Placement
+
+    table = Placement(1, ("a", "b", "c"))
+    first = {f"cell:{n}": table.owner(f"cell:{n}") for n in range(50)}
+    assert {k: table.owner(k) for k in first} == first
+    assert table == Placement(1, ("a", "b", "c"))  # the cache is not part of the value
