@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+_OWNERS_CACHED = 100_000
+
 
 def _score(key: str, shard: str) -> int:
     digest = hashlib.blake2b(f"{shard}\x00{key}".encode(), digest_size=8).digest()
@@ -24,6 +26,9 @@ class Placement:
     version: int
     shards: tuple[str, ...]
     overrides: dict[str, str] = field(default_factory=dict)
+    _owners: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Answers already computed (the table is immutable): one hash per shard per key is paid
+    once, not on every command of the gateway's and the shard's hot paths."""
 
     def __post_init__(self) -> None:
         if not self.shards:
@@ -34,10 +39,13 @@ class Placement:
 
     def owner(self, key: str) -> str:
         """The shard owning ``key``: its override, else the highest rendezvous score."""
-        override = self.overrides.get(key)
-        if override is not None:
-            return override
-        return max(self.shards, key=lambda shard: _score(key, shard))
+        found = self._owners.get(key)
+        if found is None:
+            found = self.overrides.get(key) or max(self.shards, key=lambda s: _score(key, s))
+            if len(self._owners) >= _OWNERS_CACHED:
+                self._owners.clear()
+            self._owners[key] = found
+        return found
 
     def with_shards(self, shards: tuple[str, ...]) -> Placement:
         """A new version over another shard list (keys move only to or from changed shards)."""
