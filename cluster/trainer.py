@@ -238,9 +238,7 @@ async def remote_run(settings: Settings) -> AsyncGenerator[str]:
     (cancellation) cancels the task and the scope tasks it started."""
     # The orchestrating task only waits on the scope tasks: it reserves no CPU, so on a small
     # cluster it cannot hold the CPU the scope tasks it waits for need.
-    task = ray.remote(_run_streaming).options(
-        num_cpus=0, num_returns="streaming", max_retries=0
-    )
+    task = ray.remote(_run_streaming).options(num_cpus=0, num_returns="streaming", max_retries=0)
     gen = task.remote(settings)
     finished = False
     try:
