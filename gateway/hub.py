@@ -7,6 +7,11 @@ the hub reads the missing ones from the Postgres log first. After a Redis reconn
 resubscribes and catches every stream up from the log the same way. Each event is decoded once
 and encoded at most once per wire format, whatever the number of sockets.
 
+A fill runs in its own task per stream, never in the reader loop: while one stream waits for
+Postgres, its live events are held (at most ``HELD_MAX``; past that the fill reads the log again)
+and every other stream keeps flowing. A fill that cannot read retries with backoff until it
+can or nobody follows the stream any more.
+
 The reader loop must not die: it logs, backs off and reconnects.
 """
 
@@ -39,12 +44,19 @@ class Listener(Protocol):
 OutFactory = Callable[[Event, str], Any]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
 
+HELD_MAX = 10_000
+"""Live events one stream may hold while its fill reads Postgres; beyond, they are dropped and
+the fill reads the log once more (everything published is in the log)."""
+
 
 @dataclass
 class _Stream:
     ready: asyncio.Future[None]
     listeners: set[Listener] = field(default_factory=set)
     cursor: StreamCursor | None = None
+    filling: asyncio.Task[None] | None = None
+    held: list[tuple[Event, str | None]] = field(default_factory=list)
+    overflowed: bool = False
 
 
 class Hub:
@@ -74,9 +86,12 @@ class Hub:
         await asyncio.wait_for(self._connected.wait(), 10)
 
     async def stop(self) -> None:
+        tasks = [s.filling for s in self._streams.values() if s.filling is not None]
         if self._reader:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+            tasks.append(self._reader)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._pubsub is not None:
             await self._pubsub.aclose()
 
@@ -119,6 +134,8 @@ class Hub:
         state.listeners.discard(listener)
         if not state.listeners and state.ready.done():
             del self._streams[stream]
+            if state.filling is not None:
+                state.filling.cancel()
             await self._unsubscribe(stream)
 
     async def _subscribe(self, stream: str) -> None:
@@ -167,8 +184,8 @@ class Hub:
         await self._pubsub.subscribe(CONTROL_CHANNEL, *(channel(s) for s in self._streams))
         self._connected.set()
         # Messages may have been lost while disconnected: catch every stream up from the log.
-        for stream in list(self._streams):
-            await self._catch_up(stream, upto=None)
+        for stream, state in self._streams.items():
+            self._fill(stream, state)
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         name = message["channel"]
@@ -186,7 +203,7 @@ class Hub:
             for listener in list(self._streams[stream].listeners):
                 listener.on_ephemeral(stream, text, frame)
             return
-        await self._accept(stream, Event.from_frame(frame), text)
+        self._accept(stream, Event.from_frame(frame), text)
 
     async def _control(self, text: str) -> None:
         try:
@@ -196,31 +213,67 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("ignored malformed control message")
 
-    async def _accept(self, stream: str, event: Event, text: str | None) -> None:
+    def _accept(self, stream: str, event: Event, text: str | None) -> None:
         state = self._streams.get(stream)
         if state is None or state.cursor is None:
+            return
+        if state.filling is not None:
+            self._hold(state, event, text)
             return
         verdict = state.cursor.classify(event)
         if verdict == "duplicate":
             return
         if verdict == "gap":
-            await self._catch_up(stream, upto=event.offset - 1)
-        elif verdict == "epoch":
+            self._hold(state, event, text)
+            self._fill(stream, state)
+            return
+        if verdict == "epoch":
             log.warning("stream %s changed epoch %s -> %s", stream, state.cursor.epoch, event.epoch)
             state.cursor = StreamCursor(event.epoch, event.offset - 1)
         self._deliver(stream, state, event, text)
 
-    async def _catch_up(self, stream: str, upto: int | None) -> None:
-        state = self._streams.get(stream)
-        if state is None or state.cursor is None:
-            return
-        missed = await event_log.read_range(
-            self._db, stream, state.cursor.epoch, state.cursor.offset, upto
-        )
-        if missed:
-            self.gap_fills += 1
-        for event in missed:
-            self._deliver(stream, state, event, None)
+    @staticmethod
+    def _hold(state: _Stream, event: Event, text: str | None) -> None:
+        if len(state.held) < HELD_MAX:
+            state.held.append((event, text))
+        else:
+            state.held.clear()
+            state.overflowed = True
+
+    def _fill(self, stream: str, state: _Stream) -> None:
+        """Start reading ``stream``'s missed events from the log, unless already reading."""
+        if state.filling is None and state.cursor is not None:
+            state.filling = asyncio.create_task(self._filler(stream, state), name="hub-fill")
+
+    async def _filler(self, stream: str, state: _Stream) -> None:
+        """Deliver what the log holds after the stream's cursor, then what was held meanwhile."""
+        backoff = 0.1
+        try:
+            while True:
+                assert state.cursor is not None
+                try:
+                    missed = await event_log.read_range(
+                        self._db, stream, state.cursor.epoch, state.cursor.offset, None
+                    )
+                except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+                    log.warning(
+                        "gap fill of %s failed (%r); retrying in %.1fs", stream, exc, backoff
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                if missed:
+                    self.gap_fills += 1
+                for event in missed:
+                    self._deliver(stream, state, event, None)
+                if not state.overflowed:
+                    break
+                state.overflowed = False  # live events were dropped while reading: read again
+        finally:
+            state.filling = None
+        held, state.held = state.held, []
+        for event, text in held:
+            self._accept(stream, event, text)  # the ones already read are duplicates now
 
     def _deliver(self, stream: str, state: _Stream, event: Event, text: str | None) -> None:
         assert state.cursor is not None
