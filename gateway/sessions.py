@@ -1,8 +1,9 @@
 """One websocket session and the registry of a gateway's sessions.
 
 A ``Session`` owns its socket's outbound side: a bounded queue drained by exactly one writer task
-(rule 4). Nothing awaits a slow peer except that writer; when the queue is full the session is
-closed with 4100 ("reconnect and recover") and the client resumes by offset (rule 3).
+(rule 4), started the first time a frame has to wait. Nothing awaits a slow peer except that
+writer; when the queue is full the session is closed with 4100 ("reconnect and recover") and the
+client resumes by offset (rule 3).
 
 The fast path skips the queue: when it is empty and the socket's transport holds less than
 ``DIRECT_WRITE_MAX`` unsent bytes, a frame is written to the transport at once (one call, no task
@@ -124,7 +125,9 @@ class Session:
         self.on_close: list[Callable[[], None]] = []
 
     # -- outbound -----------------------------------------------------------------------------
-    def start_writer(self) -> None:
+    def _start_writer(self) -> None:
+        """The writer exists only once a frame had to wait: an idle or keeping-up socket,
+        served by direct writes alone, costs no task."""
         self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{self.id}")
 
     async def _write_loop(self) -> None:
@@ -167,6 +170,8 @@ class Session:
         try:
             self.queue.put_nowait(data)
             self._backlog = True
+            if self._writer is None:
+                self._start_writer()
         except asyncio.QueueFull:
             log.info("session %s is a slow consumer, closing", self.id)
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and recover")

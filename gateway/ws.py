@@ -100,7 +100,6 @@ async def _serve(app: web.Application, session: Session) -> None:
     sessions, metrics = app[SESSIONS], app[METRICS]
     sessions.add(session)
     metrics.connections.inc()
-    session.start_writer()
     user_id = session.principal.user_id
     session.send({"ev": "hello", "data": {"user_id": user_id, "session_id": session.id}})
     reader = _Reader(app, session)
