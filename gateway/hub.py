@@ -44,6 +44,8 @@ class Listener(Protocol):
 OutFactory = Callable[[Event, str], Any]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
 
+_READ_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
 HELD_MAX = 10_000
 """Live events one stream may hold while its fill reads Postgres; beyond, they are dropped and
 the fill reads the log once more (everything published is in the log)."""
@@ -255,7 +257,7 @@ class Hub:
                     missed = await event_log.read_range(
                         self._db, stream, state.cursor.epoch, state.cursor.offset, None
                     )
-                except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+                except _READ_FAILURES as exc:
                     log.warning(
                         "gap fill of %s failed (%r); retrying in %.1fs", stream, exc, backoff
                     )
