@@ -105,6 +105,8 @@ def _core_ctx(transport: ShardTransport | None):  # type: ignore[no-untyped-def]
                 "hub_gap_fills": hub.gap_fills,
                 "hub_reconnects": hub.reconnects,
                 "router_moved_retries": router.moved_retries,
+                "router_shard_calls": router.calls,
+                "router_shard_commands": router.commands,
             }
         )
         yield

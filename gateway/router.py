@@ -181,6 +181,8 @@ class ShardRouter:
         self.placement: Placement | None = None
         self._batchers: dict[tuple[str, int], _Batcher] = {}
         self.moved_retries = 0
+        self.calls = 0  # command batches sent to shards
+        self.commands = 0  # commands in them (commands / calls: the batching achieved)
 
     async def refresh(self) -> Placement:
         self.placement = await self._load_placement()
@@ -197,6 +199,8 @@ class ShardRouter:
                 del self._batchers[old]
 
             async def send(commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                self.calls += 1
+                self.commands += len(commands)
                 return await self._transport.execute(shard, version, commands)
 
             batcher = self._batchers[key] = _Batcher(

@@ -201,6 +201,7 @@ async def test_health_ready_metrics_openapi(api: Api, server: TestServer) -> Non
     assert status == 200 and body["checks"] == {"postgres": True, "redis": True, "ray": True}
     status, text = await api.get("/metrics")
     assert status == 200 and "hl_ws_requests_total" in text and "hl_ws_sessions" in text
+    assert "hl_router_shard_calls" in text and "hl_router_shard_commands" in text
     status, spec = await api.get("/api/v1/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")
     routes = {r.resource.canonical for r in server.app.router.routes() if r.resource}
