@@ -30,7 +30,7 @@ from gateway.presence import Presence
 from gateway.ranking import CellRanker
 from gateway.ratelimit import rate_limit_middleware
 from gateway.router import RayTransport, ShardRouter, ShardTransport
-from gateway.sessions import CLOSE_SERVER_RESTART, OutEvent, SessionRegistry
+from gateway.sessions import CLOSE_SERVER_RESTART, OutEphemeral, OutEvent, SessionRegistry
 from gateway.ws import ws_handler
 from models.cells import Geo
 from models.ids import new_id
@@ -90,7 +90,7 @@ def _core_ctx(transport: ShardTransport | None):  # type: ignore[no-untyped-def]
             if message.get("kind") == "session.revoked":
                 sessions.revoke(str(message["user_id"]), message.get("session_id"))
 
-        hub = app[HUB] = Hub(app[REDIS], db, OutEvent, on_control)
+        hub = app[HUB] = Hub(app[REDIS], db, OutEvent, OutEphemeral, on_control)
         await hub.start()
         geo = Geo(settings.h3_resolution, settings.k_ring)
         presence = Presence(app[REDIS], new_id(), settings.presence_ttl_s)

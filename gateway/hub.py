@@ -38,10 +38,11 @@ log = logging.getLogger("hyperlocal.hub")
 class Listener(Protocol):
     def on_event(self, stream: str, out: Any) -> None: ...
 
-    def on_ephemeral(self, stream: str, text: str, frame: dict[str, Any]) -> None: ...
+    def on_ephemeral(self, stream: str, out: Any) -> None: ...
 
 
 OutFactory = Callable[[Event, str], Any]
+EphemeralFactory = Callable[[dict[str, Any], str], Any]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 _READ_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
@@ -69,11 +70,13 @@ class Hub:
         redis: aioredis.Redis,
         db: asyncpg.Pool,
         make_out: OutFactory,
+        make_ephemeral: EphemeralFactory,
         on_control: ControlHandler,
     ) -> None:
         self._redis = redis
         self._db = db
         self._make_out = make_out
+        self._make_ephemeral = make_ephemeral
         self._on_control = on_control
         self._streams: dict[str, _Stream] = {}
         self._pubsub: aioredis.client.PubSub | None = None
@@ -202,8 +205,9 @@ class Hub:
             return
         frame = json.loads(text)
         if "offset" not in frame:  # ephemeral (typing, presence): no order, no recovery
+            out = self._make_ephemeral(frame, text)
             for listener in list(self._streams[stream].listeners):
-                listener.on_ephemeral(stream, text, frame)
+                listener.on_ephemeral(stream, out)
             return
         self._accept(stream, Event.from_frame(frame), text)
 

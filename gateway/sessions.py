@@ -59,29 +59,31 @@ def ws_frame(payload: str | bytes) -> bytes:
     return struct.pack("!BBQ", first, 127, n) + data
 
 
-class OutEvent:
-    """A pushed event encoded, and framed, at most once per format, shared by every socket."""
+class OutFrame:
+    """A pushed frame encoded, and framed, at most once per format, shared by every socket."""
 
-    __slots__ = ("_json_frame", "_msgpack", "_msgpack_frame", "event", "json")
+    __slots__ = ("_json_frame", "_msgpack", "_msgpack_frame", "json")
 
-    def __init__(self, event: Event, json_text: str) -> None:
-        self.event = event
+    def __init__(self, json_text: str) -> None:
         self.json = json_text
         self._msgpack: bytes | None = None
         self._json_frame: bytes | None = None
         self._msgpack_frame: bytes | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
     @property
     def msgpack(self) -> bytes:
         if self._msgpack is None:
-            self._msgpack = msgpack.packb(self.event.frame(), use_bin_type=True)
+            self._msgpack = msgpack.packb(self.as_dict(), use_bin_type=True)
         return self._msgpack
 
     def payload(self, binary: bool) -> str | bytes:
         return self.msgpack if binary else self.json
 
     def wire(self, binary: bool) -> bytes:
-        """The whole websocket frame of this event in one format."""
+        """The whole websocket frame in one format."""
         if binary:
             if self._msgpack_frame is None:
                 self._msgpack_frame = ws_frame(self.msgpack)
@@ -89,6 +91,32 @@ class OutEvent:
         if self._json_frame is None:
             self._json_frame = ws_frame(self.json)
         return self._json_frame
+
+
+class OutEvent(OutFrame):
+    """A stream event (it has an offset: ordered, recoverable)."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: Event, json_text: str) -> None:
+        super().__init__(json_text)
+        self.event = event
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.event.frame()
+
+
+class OutEphemeral(OutFrame):
+    """A typing or presence event: no offset, no order, no recovery."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: dict[str, Any], json_text: str) -> None:
+        super().__init__(json_text)
+        self.frame = frame
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.frame
 
 
 @dataclass
@@ -222,12 +250,12 @@ class Session:
     def unfollow(self, stream: str) -> None:
         self.followed.pop(stream, None)
 
-    def on_ephemeral(self, stream: str, text: str, frame: dict[str, Any]) -> None:
+    def on_ephemeral(self, stream: str, out: OutEphemeral) -> None:
         """A typing or presence event: delivered if the stream is live here, else dropped."""
         followed = self.followed.get(stream)
         if followed is None or followed.cursor is None or self.queue.full():
             return  # ephemeral: never worth closing a slow socket for
-        self.push(msgpack.packb(frame, use_bin_type=True) if self.binary else text)
+        self.push(out.payload(self.binary), out.wire(self.binary))
 
     def on_event(self, stream: str, out: OutEvent) -> None:
         """A live event from the hub (contiguous per stream, possibly already seen)."""

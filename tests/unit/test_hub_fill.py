@@ -51,12 +51,18 @@ class Collect:
     def on_event(self, stream: str, out: Event) -> None:
         self.seen.setdefault(stream, []).append(out.offset)
 
-    def on_ephemeral(self, stream: str, text: str, frame: dict[str, Any]) -> None:
+    def on_ephemeral(self, stream: str, out: Any) -> None:
         pass
 
 
 async def make_hub(log: FakeLog) -> tuple[Hub, Collect]:
-    hub = Hub(None, log, lambda event, text: event, lambda message: None)  # type: ignore[arg-type]
+    hub = Hub(
+        None,  # type: ignore[arg-type]
+        log,  # type: ignore[arg-type]
+        lambda event, text: event,
+        lambda frame, text: frame,
+        lambda message: None,
+    )
     listener = Collect()
     for stream in ("room:a", "room:b"):
         await hub.join(stream, listener)
