@@ -287,7 +287,7 @@ class Hub:
             return
         state.cursor.advance(event)
         if text is None:
-            text = json.dumps(event.frame(), separators=(",", ":"), ensure_ascii=False)
+            text = event.frame_json
         out = self._make_out(event, text)
         for listener in list(state.listeners):
             listener.on_event(stream, out)

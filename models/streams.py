@@ -6,24 +6,43 @@ Every stream has an ``epoch`` (changes only if its history is lost) and a gap-fr
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from models.errors import BadRequest
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
 
 _STREAM = re.compile(r"^(feed|room|user):([0-9A-Za-z._-]{1,80})$")
 
 
 @dataclass(frozen=True)
 class Event:
-    """One committed event of a stream."""
+    """One committed event of a stream. Immutable, ``data`` included: its JSON is computed once
+    and shared by the log row, the Redis message and every gateway that re-encodes it."""
 
     stream: str
     epoch: str
     offset: int
     ev: str
     data: dict[str, Any]
+
+    @cached_property
+    def data_json(self) -> str:
+        """``data`` as compact JSON (the log's ``data`` column)."""
+        return _dumps(self.data)
+
+    @cached_property
+    def frame_json(self) -> str:
+        """The wire frame as compact JSON, built around ``data_json`` (not encoded again)."""
+        head = _dumps({"ev": self.ev, "stream": self.stream, "epoch": self.epoch})
+        return f'{head[:-1]},"offset":{self.offset},"data":{self.data_json}}}'
 
     def frame(self) -> dict[str, Any]:
         """The wire shape of a pushed event (PROTOCOL.md)."""

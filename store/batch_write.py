@@ -66,7 +66,7 @@ async def write(
         [e.stream for e in events],
         [e.offset for e in events],
         [e.ev for e in events],
-        [_json(e.data) for e in events],
+        [e.data_json for e in events],
         [m["id"] for m in messages],
         [m["room_id"] for m in messages],
         [m["cell"] for m in messages],

@@ -8,7 +8,6 @@ log, so a publish failure is logged, never raised to the writer.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import redis.asyncio as aioredis
@@ -30,10 +29,6 @@ def stream_of(channel_name: str) -> str | None:
     return channel_name[5:] if channel_name.startswith("hl:s:") else None
 
 
-def encode(event: Event) -> str:
-    return json.dumps(event.frame(), separators=(",", ":"), ensure_ascii=False)
-
-
 async def publish(redis: aioredis.Redis, events: list[Event]) -> None:
     """Publish committed events in one round trip; log (not raise) if Redis is unavailable."""
     if not events:
@@ -41,7 +36,7 @@ async def publish(redis: aioredis.Redis, events: list[Event]) -> None:
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for event in events:
-                pipe.publish(channel(event.stream), encode(event))
+                pipe.publish(channel(event.stream), event.frame_json)
             await pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning("publish of %d events failed (subscribers will recover): %r", len(events), exc)

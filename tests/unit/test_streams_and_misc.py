@@ -113,3 +113,16 @@ def test_placement_owner_is_stable_when_answered_from_its_cache() -> None:
     first = {f"cell:{n}": table.owner(f"cell:{n}") for n in range(50)}
     assert {k: table.owner(k) for k in first} == first
     assert table == Placement(1, ("a", "b", "c"))  # the cache is not part of the value
+
+
+def test_event_json_is_the_frame_encoded_once() -> None:
+    import json
+
+    from models.streams import Event
+
+    data = {"message": {"text": 'quote " and ünï', "offset": 9, "n": [1, 2]}}
+    event = Event("room:r", "ep", 9, "chat.message", data)
+    assert json.loads(event.frame_json) == event.frame()
+    assert event.frame_json == json.dumps(event.frame(), separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(event.data_json) == data
+    assert event.frame_json is event.frame_json  # computed once
