@@ -47,8 +47,8 @@ Command = dict[str, Any]
 class Emitted:
     """Events a command appends, per stream, in order; offsets are assigned at append.
 
-    ``appended`` holds events a handler already wrote itself (when its rows must carry the
-    event's offset, as chat messages do); they are published with the rest after commit.
+    ``appended`` holds events a handler appended itself with ``CellHost.offsets`` (when its own
+    rows must carry the event's offset, as chat messages do); published with the rest.
     """
 
     items: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
@@ -240,23 +240,29 @@ class CellHost:
             out.extend(await self.append(tx, stream, items))
         return out
 
+    async def offsets(self, tx: Tx, stream: str, count: int) -> tuple[str, int]:
+        """The next ``count`` offsets of ``stream`` in ``tx``: (epoch, first). A stream this
+        host writes alone, on the fast path: from ``heads`` (the batch's one statement moves the
+        head by compare-and-set). Otherwise (a user inbox, or the careful path): reserved in SQL
+        under the stream row's lock."""
+        if tx.careful or not single_writer(stream):
+            return await event_log.reserve(tx.conn, stream, count)
+        return await self.heads.take(tx.conn, stream, count)
+
     async def append(
         self, tx: Tx, stream: str, items: list[tuple[str, dict[str, Any]]]
     ) -> list[Event]:
-        """Append events to ``stream`` in ``tx``. A stream this host writes alone, on the fast
-        path: offsets from ``heads``, rows written with the batch's one statement. Otherwise
-        (a user inbox, or the careful path): offsets reserved and rows written in SQL now."""
-        if tx.careful or not single_writer(stream):
-            return await event_log.append(tx.conn, stream, items)
-        epoch, first = await self.heads.take(tx.conn, stream, len(items))
+        """Append events to ``stream`` in ``tx``; their rows go with the deferred writes."""
+        epoch, first = await self.offsets(tx, stream, len(items))
         events = [Event(stream, epoch, first + i, ev, data) for i, (ev, data) in enumerate(items)]
         for event in events:
             tx.defer(("event", event))
         return events
 
     async def _write_deferred(self, conn: asyncpg.Connection, rows: list[Any]) -> None:
-        """The batch's deferred rows (tagged ``record``, ``event``, ``message``) and its moved
-        stream heads in one statement; a head that moved under us refuses the fast path."""
+        """Deferred rows (tagged ``record``, ``event``, ``message``) and the moved stream heads
+        in one statement: the whole batch's on the fast path, one command's on the careful path
+        (no heads then). A head that moved under us refuses the fast path."""
         by_kind: dict[str, list[Any]] = {"record": [], "event": [], "message": []}
         for kind, row in rows:
             by_kind[kind].append(row)

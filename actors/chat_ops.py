@@ -137,22 +137,6 @@ async def room_leave(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict
     return {"room_id": room_id, "left": True}
 
 
-async def _append_message(host: CellHost, tx: Tx, stream: str, message: dict[str, Any]) -> Event:
-    """Give ``message`` the next offset of its room's stream and write it with its event: on the
-    fast path with the batch's one statement (offset from the host's heads), on the careful
-    path in one statement of its own (offset reserved in SQL)."""
-    if tx.careful:
-        epoch, offset = await chat_store.append_message(tx.conn, stream, message)
-        message["offset"] = offset
-        return Event(stream, epoch, offset, "chat.message", {"message": message})
-    epoch, offset = await host.heads.take(tx.conn, stream, 1)
-    message["offset"] = offset
-    event = Event(stream, epoch, offset, "chat.message", {"message": message})
-    tx.defer(("message", message))
-    tx.defer(("event", event))
-    return event
-
-
 async def chat_send(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
     data, me = cmd["data"], cmd["user_id"]
     room_id = data["room_id"]
@@ -171,7 +155,11 @@ async def chat_send(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[
         "text": data["text"],
         "created_at": ms_to_dt(now_ms).isoformat(),
     }
-    out.appended.append(await _append_message(host, tx, stream, message))
+    epoch, message["offset"] = await host.offsets(tx, stream, 1)
+    event = Event(stream, epoch, message["offset"], "chat.message", {"message": message})
+    tx.defer(("message", message))
+    tx.defer(("event", event))
+    out.appended.append(event)
     for member in recipients:
         out.add(user_stream(member), "chat.message", {"message": message})
     return {"message": message}

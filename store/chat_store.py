@@ -8,8 +8,6 @@ from typing import Any
 
 import asyncpg
 
-from store.events import new_epoch
-
 Db = asyncpg.Pool | asyncpg.Connection
 
 
@@ -107,44 +105,6 @@ async def remove_member(conn: asyncpg.Connection, room_id: str, user_id: str) ->
         "DELETE FROM room_members WHERE room_id = $1 AND user_id = $2", room_id, user_id
     )
     return status != "DELETE 0"
-
-
-async def append_message(
-    conn: asyncpg.Connection, stream: str, message: dict[str, Any]
-) -> tuple[str, int]:
-    """In one statement: take the next offset of ``stream``, write the message row carrying it
-    and its ``chat.message`` event. Returns (epoch, offset); ``message["offset"]`` is ignored.
-
-    One round trip instead of three on the hottest write path; same guarantees as
-    store/events.py ``reserve`` + ``insert`` (the stream row stays locked until commit).
-    """
-    row = await conn.fetchrow(
-        """WITH s AS (
-               INSERT INTO streams (name, epoch, last_offset) VALUES ($1, $2, 1)
-               ON CONFLICT (name) DO UPDATE SET last_offset = streams.last_offset + 1
-               RETURNING epoch, last_offset
-           ), m AS (
-               INSERT INTO messages (id, room_id, cell, sender_id, text, "offset", created_at)
-               SELECT $3, $4, $5, $6, $7, s.last_offset, $8 FROM s
-           ), e AS (
-               INSERT INTO stream_events (stream, "offset", ev, data)
-               SELECT $1, s.last_offset, 'chat.message',
-                      jsonb_build_object(
-                          'message', $9::jsonb || jsonb_build_object('offset', s.last_offset))
-               FROM s
-           )
-           SELECT epoch, last_offset FROM s""",
-        stream,
-        new_epoch(),
-        message["id"],
-        message["room_id"],
-        message["cell"],
-        message["sender_id"],
-        message["text"],
-        datetime.fromisoformat(message["created_at"]),
-        {k: v for k, v in message.items() if k != "offset"},
-    )
-    return row["epoch"], row["last_offset"]
 
 
 async def advance_read(conn: asyncpg.Connection, room_id: str, user_id: str, offset: int) -> bool:

@@ -1,14 +1,15 @@
 """The per-stream event log in Postgres (rule 3: streams resume, never skip).
 
-``append`` runs inside the writer's transaction: it takes the stream row's lock, assigns the next
-offsets and inserts the events, so offsets are gap-free and commit atomically with the change
-they describe. Readers (recovery) see only committed events.
+``reserve`` runs inside the writer's transaction: it takes the stream row's lock and assigns the
+next offsets; the writer inserts the events in the same transaction (store/batch_write.py), so
+offsets are gap-free and commit atomically with the change they describe. (The owner of a
+single-writer stream assigns them from memory instead: actors/stream_heads.py.) Readers
+(recovery) see only committed events.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import asyncpg
 
@@ -34,26 +35,6 @@ async def reserve(conn: asyncpg.Connection, stream: str, count: int) -> tuple[st
         count,
     )
     return row["epoch"], row["last_offset"] - count + 1
-
-
-async def insert(conn: asyncpg.Connection, events: list[Event]) -> None:
-    """Write events whose offsets were reserved in this transaction."""
-    await conn.executemany(
-        'INSERT INTO stream_events (stream, "offset", ev, data) VALUES ($1, $2, $3, $4)',
-        [(e.stream, e.offset, e.ev, e.data) for e in events],
-    )
-
-
-async def append(
-    conn: asyncpg.Connection, stream: str, items: list[tuple[str, dict[str, Any]]]
-) -> list[Event]:
-    """Append events to ``stream`` inside the caller's transaction; return them with offsets."""
-    if not items:
-        return []
-    epoch, first = await reserve(conn, stream, len(items))
-    events = [Event(stream, epoch, first + i, ev, data) for i, (ev, data) in enumerate(items)]
-    await insert(conn, events)
-    return events
 
 
 async def position(db: asyncpg.Pool | asyncpg.Connection, stream: str) -> Position:
