@@ -109,7 +109,6 @@ class _Batcher:
         self._pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self.in_flight = 0
-        self.calls = 0
 
     def submit(self, command: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         loop = asyncio.get_running_loop()
@@ -129,7 +128,6 @@ class _Batcher:
         while self._pending and self.in_flight < self._max_in_flight:
             batch, self._pending = self._pending[: self._max], self._pending[self._max :]
             self.in_flight += 1
-            self.calls += 1
             asyncio.get_running_loop().create_task(self._deliver(batch))
 
     async def _deliver(self, batch: list[tuple[dict[str, Any], asyncio.Future[Any]]]) -> None:

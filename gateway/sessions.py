@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import struct
 from collections.abc import Callable
@@ -30,7 +29,7 @@ import msgpack
 from aiohttp import web
 
 from models.auth import Principal
-from models.streams import Event, StreamCursor
+from models.streams import Event, StreamCursor, compact_json
 
 log = logging.getLogger("hyperlocal.session")
 
@@ -174,7 +173,7 @@ class Session:
     def encode(self, frame: dict[str, Any]) -> str | bytes:
         if self.binary:
             return msgpack.packb(frame, use_bin_type=True)
-        return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+        return compact_json(frame)
 
     def send(self, frame: dict[str, Any]) -> None:
         self.push(self.encode(frame))

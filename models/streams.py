@@ -15,7 +15,8 @@ from typing import Any
 from models.errors import BadRequest
 
 
-def _dumps(value: Any) -> str:
+def compact_json(value: Any) -> str:
+    """JSON as this project puts it on the wire and in the log: no spaces, UTF-8 kept."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -36,12 +37,12 @@ class Event:
     @cached_property
     def data_json(self) -> str:
         """``data`` as compact JSON (the log's ``data`` column)."""
-        return _dumps(self.data)
+        return compact_json(self.data)
 
     @cached_property
     def frame_json(self) -> str:
         """The wire frame as compact JSON, built around ``data_json`` (not encoded again)."""
-        head = _dumps({"ev": self.ev, "stream": self.stream, "epoch": self.epoch})
+        head = compact_json({"ev": self.ev, "stream": self.stream, "epoch": self.epoch})
         return f'{head[:-1]},"offset":{self.offset},"data":{self.data_json}}}'
 
     def frame(self) -> dict[str, Any]:

@@ -9,13 +9,12 @@ A duplicate idempotency key or message raises the unique violation, as separate 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from models.streams import Event
+from models.streams import Event, compact_json
 
 HeadChange = tuple[str, str, int, int]
 """(stream, epoch, expected last offset, new last offset)."""
@@ -41,10 +40,6 @@ WITH h AS (
 )
 SELECT count(*) FROM h
 """
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 async def write(
@@ -77,6 +72,6 @@ async def write(
         [r[0] for r in records],
         [r[1] for r in records],
         [r[2] for r in records],
-        [_json(r[3]) for r in records],
+        [compact_json(r[3]) for r in records],
     )
     return bool(moved == len(heads))

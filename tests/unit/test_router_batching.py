@@ -55,7 +55,7 @@ async def test_commands_wait_for_a_free_slot_and_then_leave_together() -> None:
     replies = await asyncio.gather(*waiting)
     assert [r["data"]["n"] for r in replies] == [1, 2, 3, 4, 5]
     await settle()
-    assert batcher.in_flight == 0 and batcher.calls == 2
+    assert batcher.in_flight == 0 and len(shard.calls) == 2
 
 
 async def test_two_slots_and_the_batch_size_cap() -> None:
