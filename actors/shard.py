@@ -14,12 +14,14 @@ import ray
 
 from actors.cell_host import CellHost, Command
 from actors.registry import HANDLERS, READERS
+from cluster import gcpolicy
 from cluster.config import Settings
 
 
 class CellShard:
     def __init__(self, name: str, settings: Settings) -> None:
         self._host = CellHost(name, settings, dict(HANDLERS), dict(READERS))
+        gcpolicy.settle(settings)  # a long-running process from here on (cluster/gcpolicy.py)
 
     async def execute(self, version: int, commands: list[Command]) -> list[dict[str, Any]]:
         return await self._host.execute(version, commands)

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from bench.loadgen import Fleet
 from bench.procs import TreeMeter, machine
@@ -45,6 +49,7 @@ class Bench:
         self.args = args
         self.results: dict[str, dict[str, Any]] = {}
         self.searches: dict[str, list[dict[str, Any]]] = {}
+        self.sweeps: dict[str, list[dict[str, Any]]] = {}
         self.sha = "working tree"
 
     def fleet(self, url: str) -> Fleet:
@@ -94,6 +99,7 @@ class Bench:
         started = time.perf_counter()
         await fleet.connect()
         connect_s = time.perf_counter() - started
+        settle_gc()
         say(f"[{target.name}] {self.joined(connect_s)}; warming up")
         await fleet.run_phase(min(a.rate, 50.0), a.warmup, a.drain)
         meter = TreeMeter(target.server.proc.pid, target.data_dir)
@@ -103,21 +109,42 @@ class Bench:
         result["connect_s"] = connect_s
         self.results[target.name] = result
         say(f"[{target.name}] {summary(result)}")
+        if a.sweep:
+            self.sweeps[target.name] = [
+                await self.step(target, fleet, rate, "sweep") for rate in a.sweep
+            ]
         if a.search:
-            self.searches[target.name] = await self.search(target.name, fleet)
+            self.searches[target.name] = await self.search(target, fleet)
 
-    async def search(self, name: str, fleet: Fleet) -> list[dict[str, Any]]:
+    async def step(self, target: Target, fleet: Fleet, rate: float, what: str) -> dict[str, Any]:
+        """One ``--search-duration`` phase at ``rate``, with the server's CPU by component."""
+        a = self.args
+        assert target.server.proc is not None
+        before = await gauges(target.url)
+        async with TreeMeter(target.server.proc.pid, target.data_dir) as meter:
+            phase = await fleet.run_phase(rate, a.search_duration, a.drain)
+        result = phase.result() | meter.report()
+        after = await gauges(target.url)
+        if "hl_router_shard_calls" in before and "hl_router_shard_calls" in after:
+            calls = after["hl_router_shard_calls"] - before["hl_router_shard_calls"]
+            commands = after["hl_router_shard_commands"] - before["hl_router_shard_commands"]
+            result["shard_calls_per_s"] = calls / max(phase.wall_s, 1e-9)
+            result["commands_per_call"] = commands / calls if calls else 0.0
+        result["pass"] = passes(result)
+        verdict = "pass" if result["pass"] else "FAIL"
+        say(f"[{target.name}] {what} {rate:,.0f}/s: {verdict} {summary(result)}")
+        say(f"[{target.name}]   {cpu_line(result)}")
+        await asyncio.sleep(a.search_pause)  # let a backlog clear before the next step
+        return result
+
+    async def search(self, target: Target, fleet: Fleet) -> list[dict[str, Any]]:
         """Grow the offered rate by ``--search-factor`` until a step fails, then bisect twice."""
         a = self.args
         steps: list[dict[str, Any]] = []
 
         async def step(rate: float) -> bool:
-            result = (await fleet.run_phase(rate, a.search_duration, a.drain)).result()
-            ok = passes(result)
-            steps.append(result | {"pass": ok})
-            say(f"[{name}] search {rate:,.0f}/s: {'pass' if ok else 'FAIL'} {summary(result)}")
-            await asyncio.sleep(a.search_pause)  # let a backlog clear before the next step
-            return ok
+            steps.append(await self.step(target, fleet, rate, "search"))
+            return bool(steps[-1]["pass"])
 
         good, bad = 0.0, None
         rate = a.search_start
@@ -174,6 +201,13 @@ class Bench:
 
     def search_lines(self) -> list[str]:
         out = []
+        for n, steps in self.sweeps.items():
+            out.append(f"{n} sweep (offered/s: p99 ms, server CPU % of a core, ms per 1k events):")
+            out.extend(
+                f"  {s['offered_per_s']:>8,.0f}: p99 {s['delivery_p99_ms']:7.1f},"
+                f" CPU {s['cpu_pct']:5.0f} %, {cpu_per_k(s):6.1f} ms/1k"
+                for s in steps
+            )
         for n, steps in self.searches.items():
             best = steps[-1]
             hit = " (search ceiling, not a failure)" if best["limit_hit"] else ""
@@ -188,7 +222,7 @@ class Bench:
 
     def figures(self) -> dict[str, Any]:
         """What ``--json`` holds besides the machine, the commit and the arguments."""
-        return {"results": self.results, "searches": self.searches}
+        return {"results": self.results, "searches": self.searches, "sweeps": self.sweeps}
 
 
 def execute(bench: Bench) -> int:
@@ -204,6 +238,15 @@ def execute(bench: Bench) -> int:
         args.json.write_text(json.dumps(doc, indent=2, default=str))
     ok = all(r["loss"] == 0 for r in bench.results.values())
     return 0 if ok else 1
+
+
+def settle_gc() -> None:
+    """The load generator's own collector pauses would show as latency of whichever target it
+    measures: once the fleet is connected, freeze what is alive and collect rarely (the same
+    policy as the servers', cluster/gcpolicy.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 100)
 
 
 def passes(result: dict[str, Any]) -> bool:
@@ -239,6 +282,36 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
+def cpu_line(result: dict[str, Any]) -> str:
+    """Server CPU (% of one core) in all and by component, per delivered event, shard calls."""
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(result["cpu_pct_by"].items()))
+    line = f"server CPU {result['cpu_pct']:.0f}% ({parts}), {cpu_per_k(result):.1f} ms / 1k events"
+    if "shard_calls_per_s" in result:
+        line += (
+            f", {result['shard_calls_per_s']:.0f} shard calls/s"
+            f" of {result['commands_per_call']:.1f} commands"
+        )
+    return line
+
+
+async def gauges(url: str) -> dict[str, float]:
+    """The target's unlabelled Prometheus samples (``/metrics``); empty if it has none."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
+            if resp.status != 200:
+                return {}
+            text = await resp.text()
+    except aiohttp.ClientError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if line.startswith("hl_") and "{" not in name:
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+    return out
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -265,6 +338,13 @@ def add_run_flags(
     p.add_argument("--search-max", type=float, default=20000.0)
     p.add_argument("--search-duration", type=float, default=6.0)
     p.add_argument("--search-pause", type=float, default=2.0)
+    p.add_argument(
+        "--sweep",
+        type=lambda text: [float(r) for r in text.split(",")],
+        default=[],
+        metavar="R1,R2,...",
+        help="also run one --search-duration step at each of these rates (server CPU by part)",
+    )
     p.add_argument("--source", metavar="REV", help=source_help)
     p.add_argument(
         "--ours-env",

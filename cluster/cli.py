@@ -21,6 +21,7 @@ import sys
 
 from aiohttp import web
 
+from cluster import gcpolicy
 from cluster.config import Settings, load_settings
 from cluster.logs import setup_logging
 from cluster.runtime import Runtime
@@ -36,6 +37,7 @@ async def serve(settings: Settings, ready_line: bool = True) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
+    gcpolicy.settle(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

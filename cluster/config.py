@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     ray_namespace: str = "hyperlocal"
     """Ray namespace holding the named shard actors; gateways of one deployment share it."""
 
+    gc_freeze: bool = True
+    """Once a gateway or shard has started, move every object alive then out of the cyclic
+    garbage collector's reach (``gc.freeze``): imports, Ray, the app. A full collection then
+    walks only what was made since, and stalls the event loop that much less
+    (cluster/gcpolicy.py)."""
+    gc_young: int = Field(10_000, ge=100)
+    """Allocations (net) between young-generation collections (CPython's default: 700)."""
+    gc_full_every: int = Field(100, ge=1)
+    """Middle-generation collections between full ones (CPython's default: 10). A full
+    collection stops the process's event loop while it walks every tracked object."""
+
     # -- cells and shards ---------------------------------------------------------------------
     h3_resolution: int = Field(8, ge=0, le=15)
     """H3 resolution of a neighbourhood cell (8 is about 0.74 km2)."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +56,30 @@ def test_client_address_behind_trusted_proxies() -> None:
     assert scope_of("/api/v1/oauth/token") == "auth"
     assert scope_of("/api/v1/payments/stripe/webhook") is None
     assert scope_of("/api/v1/me") == "rest"
+
+
+def _gc_after_settle(env: dict[str, str]) -> list[int]:
+    """[young, middle, full thresholds, frozen objects] in a fresh interpreter after settle."""
+    code = (
+        "import gc, json\n"
+        "from cluster import gcpolicy\n"
+        "from cluster.config import Settings\n"
+        "gcpolicy.settle(Settings())\n"
+        "print(json.dumps([*gc.get_threshold(), gc.get_freeze_count()]))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HL_GC")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=clean | env, capture_output=True, text=True, check=True
+    )
+    return list(json.loads(out.stdout))
+
+
+def test_gc_policy_freezes_and_sets_thresholds() -> None:
+    young, middle, full, frozen = _gc_after_settle({"HL_GC_YOUNG": "5000"})
+    assert (young, middle, full) == (5000, 10, 100)
+    assert frozen > 1000  # at least the imported modules' objects
+
+
+def test_gc_policy_can_leave_objects_unfrozen() -> None:
+    young, _, full, frozen = _gc_after_settle({"HL_GC_FREEZE": "false", "HL_GC_FULL_EVERY": "7"})
+    assert (young, full, frozen) == (10_000, 7, 0)
