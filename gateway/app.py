@@ -107,6 +107,8 @@ def _core_ctx(transport: ShardTransport | None):  # type: ignore[no-untyped-def]
                 "router_moved_retries": router.moved_retries,
                 "router_shard_calls": router.calls,
                 "router_shard_commands": router.commands,
+                "socket_batched_writes": sessions.writes.writes,
+                "socket_batched_frames": sessions.writes.frames,
             }
         )
         yield

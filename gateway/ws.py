@@ -91,6 +91,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         ws.ws_protocol == "hl.msgpack",
         settings.outbound_queue_max,
         request.transport,
+        request.app[SESSIONS].writes,
     )
     await _serve(request.app, session)
     return ws
