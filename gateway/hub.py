@@ -203,13 +203,14 @@ class Hub:
         stream = stream_of(name)
         if stream is None or stream not in self._streams:
             return
-        frame = json.loads(text)
-        if "offset" not in frame:  # ephemeral (typing, presence): no order, no recovery
-            out = self._make_ephemeral(frame, text)
-            for listener in list(self._streams[stream].listeners):
-                listener.on_ephemeral(stream, out)
-            return
-        self._accept(stream, Event.from_frame(frame), text)
+        for line in text.split("\n"):  # consecutive events of the stream (store/fanout.py)
+            frame = json.loads(line)
+            if "offset" not in frame:  # ephemeral (typing, presence): no order, no recovery
+                out = self._make_ephemeral(frame, line)
+                for listener in list(self._streams[stream].listeners):
+                    listener.on_ephemeral(stream, out)
+                continue
+            self._accept(stream, Event.from_frame(frame), line)
 
     async def _control(self, text: str) -> None:
         try:

@@ -1,9 +1,11 @@
 """Redis pub/sub naming and publishing of committed events.
 
-Every stream has one channel, ``hl:s:<stream>``; a message is the event's JSON wire frame,
-encoded once by the publisher and forwarded as-is by gateways. Publishing happens after commit
-and may fail (Redis down): the event is already durable and subscribers fill the gap from the
-log, so a publish failure is logged, never raised to the writer.
+Every stream has one channel, ``hl:s:<stream>``; a message is the JSON wire frames of one or
+more consecutive events of that stream, one per line, in offset order (compact JSON never holds
+a raw newline), encoded once by the publisher and forwarded as-is by gateways: a committed batch
+publishes one message per stream it touched, however many events it appended there. Publishing
+happens after commit and may fail (Redis down): the event is already durable and subscribers
+fill the gap from the log, so a publish failure is logged, never raised to the writer.
 """
 
 from __future__ import annotations
@@ -30,13 +32,17 @@ def stream_of(channel_name: str) -> str | None:
 
 
 async def publish(redis: aioredis.Redis, events: list[Event]) -> None:
-    """Publish committed events in one round trip; log (not raise) if Redis is unavailable."""
+    """Publish committed events in one round trip, one message per stream (its events in the
+    order given); log (not raise) if Redis is unavailable."""
     if not events:
         return
+    frames: dict[str, list[str]] = {}
+    for event in events:
+        frames.setdefault(event.stream, []).append(event.frame_json)
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.publish(channel(event.stream), event.frame_json)
+            for stream, lines in frames.items():
+                pipe.publish(channel(stream), "\n".join(lines))
             await pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning("publish of %d events failed (subscribers will recover): %r", len(events), exc)

@@ -110,3 +110,18 @@ async def test_a_failing_read_is_retried_and_overflowing_holds_are_read_again(
     log.gates["room:a"].set()
     await until(lambda: listener.seen.get("room:a") == list(range(1, 8)))
     await hub.stop()
+
+
+async def test_one_message_carries_a_batch_of_a_streams_events_in_order() -> None:
+    """store/fanout.py publishes a batch's events of one stream as one message, a frame per line;
+    the hub delivers each of them, in order (texts with newlines stay one line each)."""
+    log = FakeLog()
+    hub, listener = await make_hub(log)
+    events = [Event("room:a", "e", n, "chat.message", {"text": f"line\n{n}"}) for n in (1, 2, 3)]
+    text = "\n".join(e.frame_json for e in events)
+    assert text.count("\n") == 2
+    await hub._dispatch({"channel": b"hl:s:room:a", "data": text.encode()})
+    typing = '{"ev":"chat.typing","stream":"room:a","data":{}}'
+    await hub._dispatch({"channel": b"hl:s:room:a", "data": typing.encode()})
+    assert listener.seen == {"room:a": [1, 2, 3]}
+    await hub.stop()
