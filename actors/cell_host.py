@@ -24,7 +24,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from actors.group_commit import GroupCommitter, RunCarefully, Tx
+from actors.group_commit import GroupCommitter, RunCarefully, Tx, Work
 from actors.singleflight import SingleFlight
 from actors.stream_heads import StreamHeads
 from cluster.config import Settings
@@ -144,12 +144,19 @@ class CellHost:
             await self.pool.close()
 
     # -- ownership ---------------------------------------------------------------------------
-    async def _owns(self, version: int, key: str) -> bool:
+    async def _placement_at_least(self, version: int) -> None:
+        """Reload the placement table if a caller has seen a newer one than ours."""
         assert self.pool is not None
         if self.placement is None or self.placement.version < version:
             self.placement = await placement.load(self.pool)
             self.ext.clear()  # keys may have moved: cached state of any of them may be stale
+
+    def _owned(self, key: str) -> bool:
         return self.placement is not None and self.placement.owner(key) == self.name
+
+    async def _owns(self, version: int, key: str) -> bool:
+        await self._placement_at_least(version)
+        return self._owned(key)
 
     def placement_version(self) -> int:
         return self.placement.version if self.placement else 0
@@ -192,27 +199,37 @@ class CellHost:
     async def execute(self, version: int, commands: list[Command]) -> list[dict[str, Any]]:
         """Run a batch of commands from one router call; one reply per command, in order.
 
-        A client's retry of a committed command needs no lookup here: its idempotency record
-        makes the batch's fast path fail at the record's primary key, and the careful re-run
-        answers it from the record (``_mutate``). Retries are rare; a query per call is not.
+        The call's commands join the committer's queue together, in order, with no task per
+        command: a command's reply is its future's outcome. A client's retry of a committed
+        command needs no lookup here: its idempotency record makes the batch's fast path fail
+        at the record's primary key, and the careful re-run answers it from the record
+        (``_work``). Retries are rare; a query per call is not.
         """
         await self.ready()
-        return list(await asyncio.gather(*(self._execute_one(version, c) for c in commands)))
-
-    async def _execute_one(self, version: int, cmd: Command) -> dict[str, Any]:
-        try:
-            if not await self._owns(version, cmd["route"]):
-                return {"moved": self.placement_version()}
+        assert self.committer is not None
+        await self._placement_at_least(version)
+        replies: list[dict[str, Any]] = []
+        pending: list[tuple[int, asyncio.Future[Any]]] = []
+        for cmd in commands:
+            if not self._owned(cmd["route"]):
+                replies.append({"moved": self.placement_version()})
+                continue
             handler = self.handlers.get(cmd["op"])
             if handler is None:
-                raise BadRequest(f"unknown op {cmd['op']!r}")
-            result = await self._mutate(handler, cmd)
-            return {"ok": True, "data": result}
-        except AppError as err:
-            return {"ok": False, "error": err.to_dict()}
+                error = BadRequest(f"unknown op {cmd['op']!r}")
+                replies.append({"ok": False, "error": error.to_dict()})
+                continue
+            pending.append((len(replies), self.committer.enqueue(self._work(handler, cmd))))
+            replies.append({})
+        for index, future in pending:
+            try:
+                replies[index] = {"ok": True, "data": dict(await future)}
+            except AppError as err:
+                replies[index] = {"ok": False, "error": err.to_dict()}
+        return replies
 
-    async def _mutate(self, handler: Handler, cmd: Command) -> dict[str, Any]:
-        assert self.committer is not None
+    def _work(self, handler: Handler, cmd: Command) -> Work:
+        """The committer's work for one command: its handler, events and idempotency record."""
         user_id, key, op = cmd["user_id"], cmd["key"], cmd["op"]
 
         async def work(tx: Tx) -> dict[str, Any]:
@@ -229,7 +246,7 @@ class CellHost:
             tx.emit(committed)
             return result
 
-        return dict(await self.committer.submit(work))
+        return work
 
     async def _append(self, tx: Tx, emitted: Emitted) -> list[Event]:
         by_stream: dict[str, list[tuple[str, dict[str, Any]]]] = {}

@@ -1,6 +1,6 @@
 """Group commit: many mutations, one Postgres transaction (rule 1: acked means durable).
 
-``GroupCommitter`` gathers submitted commands for ``window_s`` (or until ``max_batch``), runs them
+``GroupCommitter`` gathers queued commands for ``window_s`` (or until ``max_batch``), runs them
 in one transaction (each in its own savepoint once any of them fails: see ``_commit``), commits,
 and only then runs the after-commit steps (memory updates), flushes the whole batch's outbox in
 one call (publishing) and resolves the futures. A command that fails with a typed error is
@@ -78,7 +78,7 @@ _REFUSALS = (AppError, asyncpg.IntegrityConstraintViolationError, asyncpg.DataEr
 
 
 class GroupCommitter:
-    """Owns one writer loop over a pool; ``submit`` returns once the work is durable."""
+    """Owns one writer loop over a pool; ``enqueue``'s future resolves once the work is durable."""
 
     def __init__(
         self,
@@ -109,11 +109,12 @@ class GroupCommitter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def submit(self, work: Work) -> Any:
-        """Run ``work`` in the next batch; its result once committed, or its typed error."""
+    def enqueue(self, work: Work) -> asyncio.Future[Any]:
+        """Queue ``work`` for the next batch (works queued together stay in order); the future
+        of its result once committed, or of its typed error."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(work, future))
-        return await future
+        return future
 
     async def _gather(self) -> list[_Pending]:
         batch = [await self._queue.get()]

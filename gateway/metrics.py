@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -57,6 +58,17 @@ class Metrics:
         )
         self.up = Gauge("hl_up", "1 while the gateway serves", registry=self.registry)
         self.up.set(1)
+        self._request_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def request_done(self, op: str, code: str, seconds: float) -> None:
+        """Count a websocket request and observe its latency (the labelled children are looked
+        up once per (op, code), not on every request)."""
+        children = self._request_children.get((op, code))
+        if children is None:
+            children = (self.requests.labels(op, code), self.latency.labels(op))
+            self._request_children[(op, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def watch(self, read: Callable[[], dict[str, float]]) -> None:
         self.registry.register(_Live(read))

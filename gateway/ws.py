@@ -210,8 +210,7 @@ class _Reader:
             log.exception("op %s failed for session %s", env.op, self.session.id)
             self.reply_error(env.id, Unavailable("internal error, retry with the same key"))
         op_label = env.op if env.op in OPS else "unknown"
-        metrics.requests.labels(op_label, code).inc()
-        metrics.latency.labels(op_label).observe(time.perf_counter() - started)
+        metrics.request_done(op_label, code, time.perf_counter() - started)
 
 
 def _utf8_size(text: str, limit: int) -> int:
