@@ -175,6 +175,10 @@ class ChatBench(Bench):
     def figures(self) -> dict[str, Any]:
         return super().figures() | {"idle": self.idle}
 
+    def absorb(self, part: dict[str, Any]) -> None:
+        super().absorb(part)
+        self.idle |= part.get("idle", {})
+
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
