@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     """A shard gathers mutations this long before committing them in one transaction. Every
     batch costs a fixed amount of CPU in each process it crosses, so a longer window means
     bigger batches and more throughput per core, for that much more latency (chat bench,
-    docs/benchmarks.md: 2 ms about 700-900 msgs/s, 5 ms 854, 8 ms 949)."""
+    docs/benchmarks.md, before the collector policy: 2 ms about 700-900 msgs/s, 5 ms 854,
+    8 ms 949)."""
     group_commit_max: int = Field(256, ge=1, le=10_000)
     """At most this many mutations per transaction."""
     cell_idle_s: float = Field(300.0, gt=0)
