@@ -142,7 +142,11 @@ class WriteBatch:
     def flush(self) -> None:
         sessions, self._sessions = self._sessions, []
         for session in sessions:
-            written = session.write_batched()
+            try:
+                written = session.write_batched()
+            except Exception:  # one broken transport must not keep the others' frames
+                log.exception("writing the batched frames of session %s failed", session.id)
+                continue
             if written:
                 self.frames += written
                 self.writes += 1

@@ -93,3 +93,22 @@ async def test_without_a_batch_frames_are_written_at_once() -> None:
     s, transport, _ = session(None)
     s.push("now")
     assert transport.writes == [ws_frame("now")]
+
+
+async def test_a_failing_socket_does_not_hold_back_the_others() -> None:
+    batch = WriteBatch()
+    broken, bad_transport, _ = session(batch)
+    fine, good_transport, _ = session(batch)
+
+    def refuse(data: bytes) -> None:
+        raise RuntimeError("transport gone")
+
+    bad_transport.write = refuse  # type: ignore[method-assign]
+    broken.push("lost")
+    fine.push("kept")
+    await asyncio.sleep(0)
+    assert good_transport.writes == [ws_frame("kept")]
+    bad_transport.write = good_transport.write  # type: ignore[method-assign]
+    broken.push("next turn")  # not stuck behind the failed write: batched and written again
+    await asyncio.sleep(0)
+    assert good_transport.writes[-1] == ws_frame("next turn")
