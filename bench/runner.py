@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import shutil
 import subprocess
@@ -32,6 +31,8 @@ from bench.loadgen import Fleet
 from bench.procs import TreeMeter, machine
 from bench.report import result_rows, table
 from bench.targets import TARGETS, Target, make_target, snapshot
+from cluster import gcpolicy
+from cluster.config import Settings
 
 P99_LIMIT_MS = 250.0
 
@@ -286,11 +287,9 @@ def measure_in_child(bench: Bench, name: str) -> int:
 
 def settle_gc() -> None:
     """The load generator's own collector pauses would show as latency of whichever target it
-    measures: once the fleet is connected, freeze what is alive and collect rarely (the same
-    policy as the servers', cluster/gcpolicy.py)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 100)
+    measures: once the fleet is connected, it takes the servers' policy (cluster/gcpolicy.py,
+    at its defaults: freeze what is alive, collect rarely)."""
+    gcpolicy.settle(Settings())
 
 
 def passes(result: dict[str, Any]) -> bool:
