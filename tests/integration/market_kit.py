@@ -79,3 +79,18 @@ async def stock_of(settings: Settings, listing_id: str) -> int:
         return int(await conn.fetchval("SELECT stock FROM listings WHERE id = $1", listing_id))
     finally:
         await conn.close()
+
+
+async def refund_of(settings: Settings, order_id: str) -> asyncpg.Record:
+    """The order's refund row with its payment's ``refunded_amount`` (one refund per order)."""
+    conn = await db(settings)
+    try:
+        row = await conn.fetchrow(
+            "SELECT r.*, p.refunded_amount FROM refunds r"
+            " JOIN payments p ON p.id = r.payment_id WHERE r.order_id = $1",
+            order_id,
+        )
+    finally:
+        await conn.close()
+    assert row is not None, f"no refund for order {order_id}"
+    return row

@@ -77,6 +77,21 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
         await asyncio.sleep(0.1)
 
 
+async def fast_gets_through(conn: Any, rec: Receiver, fast_vendor_id: str) -> None:
+    """Once a slow target holds a request, a fast vendor's hook is still delivered."""
+
+    async def slow_in_flight() -> bool:
+        return rec.waiting >= 1
+
+    await eventually(slow_in_flight)
+    await hooks_store.enqueue(conn, fast_vendor_id, "order.created", {"i": 0})
+
+    async def fast_done() -> bool:
+        return bool(rec.got["fast"])
+
+    await eventually(fast_done)
+
+
 async def subscribe(api: Api, token: str, url: str, events: list[str]) -> dict[str, Any]:
     status, hook = await mk.rest(
         api, "POST", "/api/v1/vendor/hooks", {"target_url": url, "events": events}, token
@@ -209,16 +224,7 @@ async def test_slow_hostile_and_redirecting_targets(
         for i in range(8):
             await hooks_store.enqueue(conn, slow_vendor["id"], "order.created", {"i": i})
 
-        async def slow_in_flight() -> bool:
-            return rec.waiting >= 1
-
-        await eventually(slow_in_flight)
-        await hooks_store.enqueue(conn, fast_vendor["id"], "order.created", {"i": 0})
-
-        async def fast_done() -> bool:
-            return bool(rec.got["fast"])
-
-        await eventually(fast_done)  # delivered while the slow target still holds its requests
+        await fast_gets_through(conn, rec, fast_vendor["id"])
     finally:
         rec.release.set()
         await conn.close()
@@ -312,16 +318,7 @@ async def test_slow_backlogs_never_fill_a_gateway_so_a_fast_hook_is_not_starved(
                 for i in range(40):
                     await hooks_store.enqueue(conn, vendor_id, "order.created", {"i": i})
 
-        async def slow_in_flight() -> bool:
-            return rec.waiting >= 1
-
-        await eventually(slow_in_flight)
-        await hooks_store.enqueue(conn, fast_vendor["id"], "order.created", {"i": 0})
-
-        async def fast_done() -> bool:
-            return bool(rec.got["fast"])
-
-        await eventually(fast_done)
+        await fast_gets_through(conn, rec, fast_vendor["id"])
         finished = await conn.fetchval(
             "SELECT count(*) FROM hook_deliveries d JOIN hooks h ON h.id = d.hook_id"
             " WHERE h.vendor_id = ANY($1::text[]) AND d.attempts > 0",

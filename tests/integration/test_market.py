@@ -163,15 +163,7 @@ async def test_paid_order_lifecycle_refund_and_illegal_steps(api: Api, settings:
     status, body = await mk.rest(api, "POST", f"{base}/cancel", None, tok)
     assert status == 200 and body["order"]["status"] == "refunded"
     assert await mk.stock_of(settings, item["id"]) == 5
-    conn = await mk.db(settings)
-    try:
-        refund = await conn.fetchrow(
-            "SELECT r.status, r.amount, p.refunded_amount FROM refunds r"
-            " JOIN payments p ON p.id = r.payment_id WHERE r.order_id = $1",
-            order["id"],
-        )
-    finally:
-        await conn.close()
+    refund = await mk.refund_of(settings, order["id"])
     assert refund["status"] == "succeeded" and refund["amount"] == 1400
     assert refund["refunded_amount"] == 1400
 
@@ -363,13 +355,9 @@ async def test_refund_rows_are_written_by_the_orders_owner_shard(
         await market.mutate(stray, "refund.record", elsewhere, {"order_id": order["id"]})
 
     await server.app[CHECKOUT]._refund_orphan(order["id"])
+    refund = await mk.refund_of(settings, order["id"])
     conn = await mk.db(settings)
     try:
-        refund = await conn.fetchrow(
-            "SELECT r.id, r.status, p.refunded_amount FROM refunds r"
-            " JOIN payments p ON p.id = r.payment_id WHERE r.order_id = $1",
-            order["id"],
-        )
         keys = await conn.fetch(
             "SELECT key, op FROM idempotency WHERE user_id = $1 AND key = ANY($2::text[])"
             " ORDER BY op",

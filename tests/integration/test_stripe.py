@@ -185,6 +185,20 @@ def event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
             "data": {"object": obj}}  # fmt: skip
 
 
+async def paid_by_card(
+    settings: Settings, stripe_env: tuple[FakeStripe, Api], spot: int, shop: str, price: int
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """A new shop's listing bought once by a new buyer with a test card: the buyer's socket,
+    the paid order and its payment intent at the fake Stripe."""
+    fake, api = stripe_env
+    seller, _ = await mk.vendor(api, mk.spot(settings, spot), shop)
+    item = await mk.listing(api, seller.access_token, stock=3, price=price)
+    ws = await api.connect(await api.signup(f"{shop}-buyer"))
+    paid = await mk.buy(ws, item["id"], 1, {"provider": "stripe", "payment_method": "pm_card_visa"})
+    assert paid["ok"], paid
+    return ws, paid["data"]["orders"][0], fake.intents[next(reversed(fake.intents))]
+
+
 async def test_stripe_checkout_capture_decline_and_refund(
     settings: Settings, stripe_env: tuple[FakeStripe, Api]
 ) -> None:
@@ -280,13 +294,7 @@ async def test_own_refund_and_its_webhook_count_once(
 ) -> None:
     """Stripe's ``charge.refunded`` for our own refund lands before we record it: not 2x."""
     fake, api = stripe_env
-    seller, _ = await mk.vendor(api, mk.spot(settings, 30), "stripe-refund-race")
-    item = await mk.listing(api, seller.access_token, stock=3, price=800)
-    buyer = await api.signup("stripe-refund-buyer")
-    ws = await api.connect(buyer)
-    paid = await mk.buy(ws, item["id"], 1, {"provider": "stripe", "payment_method": "pm_card_visa"})
-    order = paid["data"]["orders"][0]
-    intent = fake.intents[next(reversed(fake.intents))]
+    ws, order, intent = await paid_by_card(settings, stripe_env, 30, "stripe-refund-race", 800)
 
     async def webhook_first(refund: dict[str, Any] | None) -> None:
         charge = {"id": "ch_race", "object": "charge", "payment_intent": intent["id"],
@@ -301,15 +309,7 @@ async def test_own_refund_and_its_webhook_count_once(
     finally:
         fake.on_refund = None
     assert cancelled["order"]["status"] == "refunded" and landed == [200]
-    conn = await mk.db(settings)
-    try:
-        row = await conn.fetchrow(
-            "SELECT p.refunded_amount, r.status FROM payments p JOIN refunds r"
-            " ON r.payment_id = p.id WHERE r.order_id = $1",
-            order["id"],
-        )
-    finally:
-        await conn.close()
+    row = await mk.refund_of(settings, order["id"])
     assert row["status"] == "succeeded" and row["refunded_amount"] == 800
     await ws.close()
 
@@ -423,20 +423,11 @@ async def test_payment_failed_is_not_final_only_canceled_releases(
 async def test_a_refund_stripe_refuses_for_good_is_failed_not_retried(
     settings: Settings, stripe_env: tuple[FakeStripe, Api]
 ) -> None:
-    fake, api = stripe_env
-    seller, _ = await mk.vendor(api, mk.spot(settings, 39), "stripe-refused")
-    item = await mk.listing(api, seller.access_token, stock=3, price=700)
-    buyer = await api.signup("stripe-refused-buyer")
-    ws = await api.connect(buyer)
-    paid = await mk.buy(ws, item["id"], 1, {"provider": "stripe", "payment_method": "pm_card_visa"})
-    order = paid["data"]["orders"][0]
-    fake.refunded_elsewhere.add(fake.intents[next(reversed(fake.intents))]["id"])
+    fake, _ = stripe_env
+    ws, order, intent = await paid_by_card(settings, stripe_env, 39, "stripe-refused", 700)
+    fake.refunded_elsewhere.add(intent["id"])
     cancelled = await ws.mutate("order.cancel", {"order_id": order["id"]})
     await ws.close()
     assert cancelled["order"]["status"] == "refunded"
-    conn = await mk.db(settings)
-    try:
-        row = await conn.fetchrow("SELECT * FROM refunds WHERE order_id = $1", order["id"])
-    finally:
-        await conn.close()
+    row = await mk.refund_of(settings, order["id"])
     assert row["status"] == "failed" and "charge_already_refunded" in row["error"]
