@@ -16,12 +16,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bench.workloads import Spot, place_clients
-
-if TYPE_CHECKING:
-    from bench.loadgen import Client
+from bench.workloads import Session, Spot, place_clients
 
 
 class ChatWorkload:
@@ -42,13 +39,13 @@ class ChatWorkload:
     def room_of(self, index: int) -> int:
         return index % self.rooms
 
-    async def setup(self, client: Client) -> None:
+    async def setup(self, client: Session) -> None:
         spot = self.spots[client.index]
         reply = await client.request("locate", {"lat": spot.lat, "lng": spot.lng})
         if not reply.get("ok"):
             raise RuntimeError(f"locate refused: {reply}")
 
-    async def prepare(self, clients: list[Client]) -> None:
+    async def prepare(self, clients: list[Session]) -> None:
         """Create every room (by its first member), then subscribe every member to it."""
         by_index = {c.index: c for c in clients}
         gate = asyncio.Semaphore(self.concurrency)
@@ -62,7 +59,7 @@ class ChatWorkload:
                 raise RuntimeError(f"room.create refused: {reply}")
             self.room_ids[room] = reply["data"]["room"]["id"]
 
-        async def subscribe(client: Client) -> None:
+        async def subscribe(client: Session) -> None:
             stream = f"room:{self.room_ids[self.room_of(client.index)]}"
             async with gate:
                 reply = await client.request("subscribe", {"stream": stream})
@@ -72,7 +69,7 @@ class ChatWorkload:
         await asyncio.gather(*(create(r) for r in range(self.rooms)))
         await asyncio.gather(*(subscribe(c) for c in clients))
 
-    def payload(self, client: Client, text: str) -> dict[str, Any]:
+    def payload(self, client: Session, text: str) -> dict[str, Any]:
         return {"room_id": self.room_ids[self.room_of(client.index)], "text": text}
 
     def receivers(self, sender: int) -> Sequence[int]:

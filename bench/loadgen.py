@@ -13,7 +13,8 @@ One ``Fleet`` connects once and runs any number of phases (the step search reuse
 phase stops by itself: ``duration_s`` of sending, then at most ``drain_s`` waiting for the last
 replies and deliveries. Only loopback targets are accepted.
 
-Reused by bench/runner.py, the run of both fanout benchmarks, through the ``Workload`` protocol.
+Reused by bench/runner.py, the run of both fanout benchmarks, through the ``Workload`` protocol
+(bench/workloads.py, with the ``Session`` a workload sees of a ``Client``).
 Command line (against a server already running on this machine)::
 
     python -m bench.loadgen --url http://127.0.0.1:8080 --clients 200 --rate 100 --duration 10
@@ -33,14 +34,14 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import psutil
 
 from bench.report import result_rows, table
-from bench.workloads import FeedWorkload, place_clients
+from bench.workloads import FeedWorkload, Workload, place_clients
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PASSWORD = "bench horse battery staple"
@@ -52,31 +53,6 @@ def check_loopback(url: str) -> str:
     if host not in LOOPBACK:
         raise ValueError(f"the load generator only targets loopback, not {host!r}")
     return url.rstrip("/")
-
-
-# -- what clients do -------------------------------------------------------------------------------
-class Workload(Protocol):
-    """What a benchmark's clients do; the load generator does the rest."""
-
-    op: str
-    """The request a send makes (mutating: it gets an idempotency key)."""
-    event: str
-    """The event each expected receiver gets for a send."""
-
-    async def setup(self, client: Client) -> None:
-        """After connecting: locate, subscribe, join a room..."""
-
-    def payload(self, client: Client, text: str) -> dict[str, Any]:
-        """The request data of a send carrying ``text``."""
-
-    def receivers(self, sender: int) -> Sequence[int]:
-        """Indexes of the clients that must receive each send of client ``sender``."""
-
-    def text_of(self, frame: dict[str, Any]) -> str | None:
-        """The sent text inside an ``event`` frame."""
-
-    # Optional: ``async def prepare(self, clients: list[Client]) -> None`` runs once after every
-    # client has joined (the chat workload creates its rooms there: it needs every member's id).
 
 
 # -- one phase's bookkeeping -----------------------------------------------------------------------

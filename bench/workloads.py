@@ -1,8 +1,10 @@
 """Workloads of the load generator: where clients stand and what they do.
 
-``place_clients`` spreads clients over H3 cells whose neighbourhoods do not overlap;
-``FeedWorkload`` is the feed fanout benchmark's (``locate``, ``post.create``, ``post.created``).
-A chat benchmark adds its own ``Workload`` next to it (join a room, ``chat.send``,
+``Workload`` is what a benchmark's clients do, ``Session`` what a workload may use of a connected
+client (bench/loadgen.py's ``Client`` is one); the load generator depends on these, never the
+other way round. ``place_clients`` spreads clients over H3 cells whose neighbourhoods do not
+overlap; ``FeedWorkload`` is the feed fanout benchmark's (``locate``, ``post.create``,
+``post.created``). The chat benchmark's is bench/chat_workload.py (join a room, ``chat.send``,
 ``chat.message``).
 """
 
@@ -11,12 +13,48 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import h3
 
-if TYPE_CHECKING:
-    from bench.loadgen import Client
+
+# -- what the load generator and a workload agree on -----------------------------------------------
+class Session(Protocol):
+    """A connected client, as a workload sees it (bench/loadgen.py's ``Client``)."""
+
+    index: int
+    """The client's number in its fleet, 0 to clients - 1."""
+    user_id: str
+    """Its user's id, from the server's ``hello`` frame."""
+
+    async def request(
+        self, op: str, data: dict[str, Any], timeout: float = 30, key: str | None = None
+    ) -> dict[str, Any]:
+        """A request awaited for its reply frame. ``key``: mutating (an idempotency key)."""
+
+
+class Workload(Protocol):
+    """What a benchmark's clients do; the load generator does the rest."""
+
+    op: str
+    """The request a send makes (mutating: it gets an idempotency key)."""
+    event: str
+    """The event each expected receiver gets for a send."""
+
+    async def setup(self, client: Session) -> None:
+        """After connecting: locate, subscribe, join a room..."""
+
+    def payload(self, client: Session, text: str) -> dict[str, Any]:
+        """The request data of a send carrying ``text``."""
+
+    def receivers(self, sender: int) -> Sequence[int]:
+        """Indexes of the clients that must receive each send of client ``sender``."""
+
+    def text_of(self, frame: dict[str, Any]) -> str | None:
+        """The sent text inside an ``event`` frame."""
+
+    # Optional: ``async def prepare(self, clients: list[Session]) -> None`` runs once after every
+    # client has joined (the chat workload creates its rooms there: it needs every member's id).
 
 
 # -- who stands where ------------------------------------------------------------------------------
@@ -87,7 +125,7 @@ class FeedWorkload:
             for cell in by_cell
         }
 
-    async def setup(self, client: Client) -> None:
+    async def setup(self, client: Session) -> None:
         spot = self.spots[client.index]
         reply = await client.request("locate", {"lat": spot.lat, "lng": spot.lng})
         if not reply.get("ok"):
@@ -96,7 +134,7 @@ class FeedWorkload:
         if reply["data"]["cell"] != spot.cell or cells != set(h3.grid_disk(spot.cell, self.k_ring)):
             raise RuntimeError(f"server neighbourhood {sorted(cells)} differs from k={self.k_ring}")
 
-    def payload(self, client: Client, text: str) -> dict[str, Any]:
+    def payload(self, client: Session, text: str) -> dict[str, Any]:
         return {"text": text}
 
     def receivers(self, sender: int) -> Sequence[int]:
