@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-Db = asyncpg.Pool | asyncpg.Connection
+from store.db import Conn, Db, one
 
 
 def _iso(value: datetime) -> str:
@@ -33,7 +33,7 @@ async def users_exist(db: Db, user_ids: list[str]) -> set[str]:
 
 
 async def create_room(
-    conn: asyncpg.Connection,
+    conn: Conn,
     room_id: str,
     kind: str,
     cell: str,
@@ -80,18 +80,20 @@ async def members(db: Db, room_id: str) -> list[str]:
 
 async def membership(db: Db, room_id: str, user_id: str) -> str:
     """'member', 'outsider' (the room exists, the user is not in it) or 'missing'."""
-    row = await db.fetchrow(
-        """SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2) AS m,
+    row = one(
+        await db.fetchrow(
+            """SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2) AS m,
                   EXISTS (SELECT 1 FROM rooms WHERE id = $1) AS r""",
-        room_id,
-        user_id,
+            room_id,
+            user_id,
+        )
     )
     if row["m"]:
         return "member"
     return "outsider" if row["r"] else "missing"
 
 
-async def add_member(conn: asyncpg.Connection, room_id: str, user_id: str) -> bool:
+async def add_member(conn: Conn, room_id: str, user_id: str) -> bool:
     status = await conn.execute(
         "INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         room_id,
@@ -100,14 +102,14 @@ async def add_member(conn: asyncpg.Connection, room_id: str, user_id: str) -> bo
     return status != "INSERT 0 0"
 
 
-async def remove_member(conn: asyncpg.Connection, room_id: str, user_id: str) -> bool:
+async def remove_member(conn: Conn, room_id: str, user_id: str) -> bool:
     status = await conn.execute(
         "DELETE FROM room_members WHERE room_id = $1 AND user_id = $2", room_id, user_id
     )
     return status != "DELETE 0"
 
 
-async def advance_read(conn: asyncpg.Connection, room_id: str, user_id: str, offset: int) -> bool:
+async def advance_read(conn: Conn, room_id: str, user_id: str, offset: int) -> bool:
     """Move the member's read position forward to ``offset``; False if it was not behind."""
     status = await conn.execute(
         """UPDATE room_members SET read_offset = $3

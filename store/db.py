@@ -11,11 +11,20 @@ import json
 import logging
 import re
 from importlib import resources
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger("hyperlocal.db")
+
+Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+"""A connection: one of its own (``asyncpg.connect``) or one lent by the pool
+(``pool.acquire()``), which asyncpg hands out as a proxy that type checkers do not see as a
+``Connection``. Writers take one: they run inside the caller's transaction."""
+
+Db: TypeAlias = asyncpg.Pool | Conn
+"""What a reader takes: the pool, or a connection (to read inside a transaction)."""
 
 _MIGRATION_LOCK = 0x68_6C_6D_67  # "hlmg"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -86,3 +95,12 @@ async def migrate(url: str) -> list[int]:
 
 def row(record: asyncpg.Record | None) -> dict[str, Any] | None:
     return dict(record) if record is not None else None
+
+
+def one(record: asyncpg.Record | None) -> asyncpg.Record:
+    """The row of a statement that always yields one (``INSERT ... RETURNING``, ``SELECT
+    EXISTS (...)``, an ``UPDATE ... RETURNING`` of a row the caller knows is there): a missing row
+    is a broken invariant, not an answer."""
+    if record is None:
+        raise RuntimeError("the statement returned no row")
+    return record

@@ -11,33 +11,34 @@ from __future__ import annotations
 
 import secrets
 
-import asyncpg
-
 from models.streams import Event, Position
+from store.db import Conn, Db, one
 
 
 def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-async def reserve(conn: asyncpg.Connection, stream: str, count: int) -> tuple[str, int]:
+async def reserve(conn: Conn, stream: str, count: int) -> tuple[str, int]:
     """Take the next ``count`` offsets of ``stream`` inside the caller's transaction.
 
     Returns (epoch, first offset). The stream row stays locked until the transaction ends, so
     offsets are gap-free and commit (or roll back) with the change they describe.
     """
-    row = await conn.fetchrow(
-        "INSERT INTO streams (name, epoch, last_offset) VALUES ($1, $2, $3)"
-        " ON CONFLICT (name) DO UPDATE SET last_offset = streams.last_offset + $3"
-        " RETURNING epoch, last_offset",
-        stream,
-        new_epoch(),
-        count,
+    row = one(
+        await conn.fetchrow(
+            "INSERT INTO streams (name, epoch, last_offset) VALUES ($1, $2, $3)"
+            " ON CONFLICT (name) DO UPDATE SET last_offset = streams.last_offset + $3"
+            " RETURNING epoch, last_offset",
+            stream,
+            new_epoch(),
+            count,
+        )
     )
     return row["epoch"], row["last_offset"] - count + 1
 
 
-async def position(db: asyncpg.Pool | asyncpg.Connection, stream: str) -> Position:
+async def position(db: Db, stream: str) -> Position:
     """The stream's current committed position, creating the (empty) stream on first sight.
 
     A plain read when the stream exists (no write, no wait on a writer's row lock); only a
@@ -52,15 +53,13 @@ async def position(db: asyncpg.Pool | asyncpg.Connection, stream: str) -> Positi
             new_epoch(),
         )
         if row is None:  # created concurrently
-            row = await db.fetchrow(
-                "SELECT epoch, last_offset FROM streams WHERE name = $1", stream
+            row = one(
+                await db.fetchrow("SELECT epoch, last_offset FROM streams WHERE name = $1", stream)
             )
     return Position(row["epoch"], row["last_offset"])
 
 
-async def read_range(
-    db: asyncpg.Pool | asyncpg.Connection, stream: str, epoch: str, after: int, upto: int | None
-) -> list[Event]:
+async def read_range(db: Db, stream: str, epoch: str, after: int, upto: int | None) -> list[Event]:
     """Committed events with ``after < offset <= upto`` (``upto`` None: to the end), in order."""
     rows = await db.fetch(
         'SELECT "offset", ev, data FROM stream_events WHERE stream = $1 AND "offset" > $2'

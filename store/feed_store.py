@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from models.feed import FeedCursor, Post
+from store.db import Conn, Db
 
 _POST_COLUMNS = "id, cell, author_id, text, lat, lng, media, like_count, comment_count, created_at"
 
@@ -33,7 +34,7 @@ def post_from_row(row: asyncpg.Record) -> Post:
     }
 
 
-async def insert_post(conn: asyncpg.Connection, post: Post) -> None:
+async def insert_post(conn: Conn, post: Post) -> None:
     await conn.execute(
         "INSERT INTO posts (id, cell, author_id, text, lat, lng, media, created_at)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -48,7 +49,7 @@ async def insert_post(conn: asyncpg.Connection, post: Post) -> None:
     )
 
 
-async def get_post(db: asyncpg.Connection | asyncpg.Pool, post_id: str) -> Post | None:
+async def get_post(db: Db, post_id: str) -> Post | None:
     row = await db.fetchrow(
         f"SELECT {_POST_COLUMNS} FROM posts WHERE id = $1 AND removed_at IS NULL", post_id
     )
@@ -81,7 +82,7 @@ async def older_posts(
     return [post_from_row(r) for r in rows]
 
 
-async def insert_comment(conn: asyncpg.Connection, comment: dict[str, Any]) -> None:
+async def insert_comment(conn: Conn, comment: dict[str, Any]) -> None:
     await conn.execute(
         "INSERT INTO comments (id, post_id, cell, author_id, text, created_at)"
         " VALUES ($1, $2, $3, $4, $5, $6)",
@@ -97,7 +98,7 @@ async def insert_comment(conn: asyncpg.Connection, comment: dict[str, Any]) -> N
     )
 
 
-async def set_like(conn: asyncpg.Connection, post_id: str, user_id: str, cell: str) -> int | None:
+async def set_like(conn: Conn, post_id: str, user_id: str, cell: str) -> int | None:
     """Like once; return the new like count, or None if the user already liked it."""
     inserted = await conn.fetchval(
         "INSERT INTO likes (post_id, user_id, cell) VALUES ($1, $2, $3)"
@@ -113,7 +114,7 @@ async def set_like(conn: asyncpg.Connection, post_id: str, user_id: str, cell: s
     )
 
 
-async def unset_like(conn: asyncpg.Connection, post_id: str, user_id: str) -> int | None:
+async def unset_like(conn: Conn, post_id: str, user_id: str) -> int | None:
     """Remove a like; the new count, or None if there was none."""
     deleted = await conn.fetchval(
         "DELETE FROM likes WHERE post_id = $1 AND user_id = $2 RETURNING 1", post_id, user_id
@@ -125,11 +126,11 @@ async def unset_like(conn: asyncpg.Connection, post_id: str, user_id: str) -> in
     )
 
 
-async def user_exists(conn: asyncpg.Connection, user_id: str) -> bool:
+async def user_exists(conn: Conn, user_id: str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM users WHERE id = $1", user_id))
 
 
-async def set_follow(conn: asyncpg.Connection, follower: str, followee: str) -> bool:
+async def set_follow(conn: Conn, follower: str, followee: str) -> bool:
     return bool(
         await conn.fetchval(
             "INSERT INTO follows (follower_id, followee_id) VALUES ($1, $2)"
@@ -140,7 +141,7 @@ async def set_follow(conn: asyncpg.Connection, follower: str, followee: str) -> 
     )
 
 
-async def unset_follow(conn: asyncpg.Connection, follower: str, followee: str) -> bool:
+async def unset_follow(conn: Conn, follower: str, followee: str) -> bool:
     return bool(
         await conn.fetchval(
             "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2 RETURNING 1",

@@ -14,8 +14,7 @@ from typing import Any
 import asyncpg
 
 from models.ids import new_id
-
-Db = asyncpg.Pool | asyncpg.Connection
+from store.db import Conn, Db, one
 
 
 def hook_public(row: asyncpg.Record) -> dict[str, Any]:
@@ -44,9 +43,7 @@ def delivery_public(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def enqueue(
-    conn: asyncpg.Connection, vendor_id: str, event_type: str, data: dict[str, Any]
-) -> int:
+async def enqueue(conn: Conn, vendor_id: str, event_type: str, data: dict[str, Any]) -> int:
     """Queue ``event_type`` for every active hook of the vendor subscribed to it."""
     hooks = await conn.fetch(
         "SELECT id FROM hooks WHERE vendor_id = $1 AND active AND $2 = ANY(events)",
@@ -67,7 +64,7 @@ async def enqueue(
 async def create_hook(
     db: Db, hook_id: str, vendor_id: str, url: str, events: list[str], secret: str
 ) -> asyncpg.Record:
-    return await db.fetchrow(
+    row = await db.fetchrow(
         "INSERT INTO hooks (id, vendor_id, target_url, events, secret)"
         " VALUES ($1, $2, $3, $4, $5) RETURNING *",
         hook_id,
@@ -76,6 +73,7 @@ async def create_hook(
         events,
         secret,
     )
+    return one(row)
 
 
 async def hooks_of(db: Db, vendor_id: str) -> list[asyncpg.Record]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
 from models.errors import Conflict
+from store.db import Conn
 
 
-async def lookup(conn: asyncpg.Connection, user_id: str, key: str, op: str) -> Any | None:
+async def lookup(conn: Conn, user_id: str, key: str, op: str) -> Any | None:
     row = await conn.fetchrow(
         "SELECT op, result FROM idempotency WHERE user_id = $1 AND key = $2", user_id, key
     )

@@ -15,8 +15,7 @@ import asyncpg
 
 from models.errors import Conflict
 from models.market import NearbyCursor, PageCursor
-
-Db = asyncpg.Pool | asyncpg.Connection
+from store.db import Conn, Db, one
 
 _LISTING_COLUMNS = (
     "id, vendor_id, cell, kind, title, description, category, price, currency, stock, images,"
@@ -46,7 +45,7 @@ def vendor_public(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def insert_vendor(conn: asyncpg.Connection, v: dict[str, Any]) -> dict[str, Any]:
+async def insert_vendor(conn: Conn, v: dict[str, Any]) -> dict[str, Any]:
     try:
         row = await conn.fetchrow(
             "INSERT INTO vendors (id, user_id, name, category, cell, lat, lng)"
@@ -61,7 +60,7 @@ async def insert_vendor(conn: asyncpg.Connection, v: dict[str, Any]) -> dict[str
         )
     except asyncpg.UniqueViolationError:
         raise Conflict("you already have a vendor profile") from None
-    return vendor_public(row)
+    return vendor_public(one(row))
 
 
 async def vendor_of_user(db: Db, user_id: str) -> dict[str, Any] | None:
@@ -101,7 +100,7 @@ def listing_public(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-async def insert_listing(conn: asyncpg.Connection, x: dict[str, Any]) -> dict[str, Any]:
+async def insert_listing(conn: Conn, x: dict[str, Any]) -> dict[str, Any]:
     row = await conn.fetchrow(
         f"INSERT INTO listings (id, vendor_id, cell, kind, title, description, category, price,"
         f" currency, stock, images, active, lat, lng) VALUES"
@@ -122,7 +121,7 @@ async def insert_listing(conn: asyncpg.Connection, x: dict[str, Any]) -> dict[st
         x["lat"],
         x["lng"],
     )
-    return listing_public(row)
+    return listing_public(one(row))
 
 
 async def listing_row(db: Db, listing_id: str, *, lock: bool = False) -> asyncpg.Record | None:
@@ -135,9 +134,7 @@ async def listing_row(db: Db, listing_id: str, *, lock: bool = False) -> asyncpg
 _EDITABLE = ("title", "description", "category", "price", "currency", "images", "active", "kind")
 
 
-async def update_listing(
-    conn: asyncpg.Connection, listing_id: str, fields: dict[str, Any]
-) -> dict[str, Any]:
+async def update_listing(conn: Conn, listing_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     names = [k for k in _EDITABLE if k in fields]
     sets = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
     row = await conn.fetchrow(
@@ -146,10 +143,10 @@ async def update_listing(
         listing_id,
         *(fields[n] for n in names),
     )
-    return listing_public(row)
+    return listing_public(one(row))
 
 
-async def delete_listing(conn: asyncpg.Connection, listing_id: str) -> dict[str, Any]:
+async def delete_listing(conn: Conn, listing_id: str) -> dict[str, Any]:
     """Soft delete, in the listing's cell owner. Buyers' cart rows for it are left alone: they
     belong to each buyer's own key (rule 2); carts and checkout skip listings not on sale."""
     row = await conn.fetchrow(
@@ -157,20 +154,20 @@ async def delete_listing(conn: asyncpg.Connection, listing_id: str) -> dict[str,
         f" WHERE id = $1 RETURNING {_LISTING_COLUMNS}",
         listing_id,
     )
-    return listing_public(row)
+    return listing_public(one(row))
 
 
-async def set_stock(conn: asyncpg.Connection, listing_id: str, stock: int) -> dict[str, Any]:
+async def set_stock(conn: Conn, listing_id: str, stock: int) -> dict[str, Any]:
     row = await conn.fetchrow(
         f"UPDATE listings SET stock = $2, updated_at = now() WHERE id = $1"
         f" RETURNING {_LISTING_COLUMNS}",
         listing_id,
         stock,
     )
-    return listing_public(row)
+    return listing_public(one(row))
 
 
-async def take_stock(conn: asyncpg.Connection, listing_id: str, qty: int) -> asyncpg.Record | None:
+async def take_stock(conn: Conn, listing_id: str, qty: int) -> asyncpg.Record | None:
     """Take ``qty`` units if the listing is on sale and has them; None otherwise."""
     return await conn.fetchrow(
         f"UPDATE listings SET stock = stock - $2, updated_at = now()"
@@ -181,14 +178,14 @@ async def take_stock(conn: asyncpg.Connection, listing_id: str, qty: int) -> asy
     )
 
 
-async def put_back(conn: asyncpg.Connection, listing_id: str, qty: int) -> dict[str, Any]:
+async def put_back(conn: Conn, listing_id: str, qty: int) -> dict[str, Any]:
     row = await conn.fetchrow(
         f"UPDATE listings SET stock = stock + $2, updated_at = now() WHERE id = $1"
         f" RETURNING {_LISTING_COLUMNS}",
         listing_id,
         qty,
     )
-    return listing_public(row)
+    return listing_public(one(row))
 
 
 def _page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
@@ -287,7 +284,7 @@ async def nearby(
 
 
 # -- carts --------------------------------------------------------------------------------------
-async def cart_add(conn: asyncpg.Connection, user_id: str, listing_id: str, qty: int) -> int:
+async def cart_add(conn: Conn, user_id: str, listing_id: str, qty: int) -> int:
     return int(
         await conn.fetchval(
             "INSERT INTO cart_items (user_id, listing_id, qty) VALUES ($1, $2, $3)"
@@ -300,7 +297,7 @@ async def cart_add(conn: asyncpg.Connection, user_id: str, listing_id: str, qty:
     )
 
 
-async def cart_remove(conn: asyncpg.Connection, user_id: str, listing_ids: list[str]) -> int:
+async def cart_remove(conn: Conn, user_id: str, listing_ids: list[str]) -> int:
     status = await conn.execute(
         "DELETE FROM cart_items WHERE user_id = $1 AND listing_id = ANY($2::text[])",
         user_id,
@@ -342,7 +339,7 @@ def order_public(row: asyncpg.Record, lines: list[dict[str, Any]]) -> dict[str, 
 
 
 async def insert_order(
-    conn: asyncpg.Connection, o: dict[str, Any], lines: list[dict[str, Any]]
+    conn: Conn, o: dict[str, Any], lines: list[dict[str, Any]]
 ) -> dict[str, Any]:
     row = await conn.fetchrow(
         f"INSERT INTO orders (id, group_id, buyer_id, vendor_id, vendor_user_id, cell, status,"
@@ -364,7 +361,7 @@ async def insert_order(
         " VALUES ($1, $2, $3, $4, $5)",
         [(o["id"], x["listing_id"], x["title"], x["qty"], x["unit_price"]) for x in lines],
     )
-    return order_public(row, lines)
+    return order_public(one(row), lines)
 
 
 async def _lines(db: Db, order_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -402,9 +399,9 @@ async def order(db: Db, order_id: str) -> dict[str, Any] | None:
 
 
 async def set_order_status(
-    conn: asyncpg.Connection, order_id: str, status: str, reason: str | None
+    conn: Conn, order_id: str, status: str, reason: str | None
 ) -> asyncpg.Record:
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         f"UPDATE orders SET status = $2, reason = COALESCE($3, reason), updated_at = now(),"
         f" reserved_until = CASE WHEN $2 = 'pending_payment' THEN reserved_until END"
         f" WHERE id = $1 RETURNING {_ORDER_COLUMNS}",
@@ -412,6 +409,7 @@ async def set_order_status(
         status,
         reason,
     )
+    return one(row)
 
 
 async def order_with_lines(db: Db, row: asyncpg.Record) -> dict[str, Any]:
@@ -446,7 +444,7 @@ async def orders_of_group(db: Db, group_id: str) -> list[dict[str, Any]]:
     return await _orders(db, rows)
 
 
-async def reservation_over(conn: asyncpg.Connection, order_id: str) -> bool:
+async def reservation_over(conn: Conn, order_id: str) -> bool:
     """A ``pending_payment`` order whose ``reserved_until`` has passed by the database clock
     (the one the sweeper selects with), inside the caller's transaction."""
     return bool(
@@ -458,7 +456,7 @@ async def reservation_over(conn: asyncpg.Connection, order_id: str) -> bool:
     )
 
 
-async def sync_refunded(conn: asyncpg.Connection, payment_id: str, provider_total: int = 0) -> None:
+async def sync_refunded(conn: Conn, payment_id: str, provider_total: int = 0) -> None:
     """Set a payment's ``refunded_amount`` from what is known, never by adding to it.
 
     It is the largest of: its current value, the sum of its refunds done (``succeeded`` by us,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncpg
 
 from models.placement import Placement
+from store.db import Db
 
 
-async def load(db: asyncpg.Pool | asyncpg.Connection) -> Placement | None:
+async def load(db: Db) -> Placement | None:
     row = await db.fetchrow("SELECT version, shards, overrides FROM placement WHERE id = 1")
     return Placement.from_dict(dict(row)) if row else None
 

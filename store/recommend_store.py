@@ -23,6 +23,7 @@ import asyncpg
 from models.recommend.data import Interaction
 from models.recommend.listings import major_units
 from models.recommend.serving import Item, tz_offset_min
+from store.db import Conn, Db
 
 _EVENTS = """
 SELECT user_id, item_id, kind, cell, lat, lng, category, price,
@@ -91,7 +92,7 @@ def _interaction(row: asyncpg.Record) -> Interaction:
 
 
 async def load_events(
-    db: asyncpg.Pool | asyncpg.Connection,
+    db: Db,
     cells: list[str] | None,
     since_s: float,
     limit: int,
@@ -125,7 +126,7 @@ async def load_events(
 
 
 async def record(
-    conn: asyncpg.Connection,
+    conn: Conn,
     user_id: str,
     item_kind: str,
     item_id: str,
@@ -152,9 +153,7 @@ async def record(
     )
 
 
-async def record_view(
-    db: asyncpg.Pool | asyncpg.Connection, user_id: str, listing: dict[str, Any], dedupe_s: float
-) -> bool:
+async def record_view(db: Db, user_id: str, listing: dict[str, Any], dedupe_s: float) -> bool:
     """Record ``user_id`` viewing ``listing`` (``listing_public`` shape); True if a row was
     written (not a repeat within ``dedupe_s``, not the vendor's own listing)."""
     status = await db.execute(
@@ -172,7 +171,7 @@ async def record_view(
     return bool(status.endswith(" 1"))
 
 
-async def record_purchases(conn: asyncpg.Connection, buyer_id: str, order_id: str) -> int:
+async def record_purchases(conn: Conn, buyer_id: str, order_id: str) -> int:
     """One ``purchase`` per line of a paid order, at the price paid (run it in the transaction
     that confirms the order); how many rows were written."""
     rows = await conn.fetch(

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from models.errors import Conflict
+from store.db import Conn, Db
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ def _user(row: asyncpg.Record | None) -> UserRow | None:
 
 
 async def create_user(
-    db: asyncpg.Pool | asyncpg.Connection,
+    db: Db,
     user_id: str,
     email: str,
     email_norm: str,
@@ -153,7 +154,7 @@ async def rotate(db: asyncpg.Pool, old_hash: str, new_hash: str) -> Rotation:
         return Rotation(family_id, user)
 
 
-async def _revoke(conn: asyncpg.Connection, family_id: str, reason: str) -> bool:
+async def _revoke(conn: Conn, family_id: str, reason: str) -> bool:
     status = await conn.execute(
         """UPDATE token_families SET revoked_at = now(), revoked_reason = $2
            WHERE id = $1 AND revoked_at IS NULL""",
