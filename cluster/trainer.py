@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import h3
@@ -239,7 +239,9 @@ async def remote_run(settings: Settings) -> AsyncGenerator[str]:
     # The orchestrating task only waits on the scope tasks: it reserves no CPU, so on a small
     # cluster it cannot hold the CPU the scope tasks it waits for need.
     task = ray.remote(_run_streaming).options(num_cpus=0, num_returns="streaming", max_retries=0)
-    gen = task.remote(settings)
+    # ray's types give .remote() one ObjectRef whatever the options; with num_returns="streaming"
+    # it is an ObjectRefGenerator, one ref per yielded line.
+    gen = cast(ray.ObjectRefGenerator, task.remote(settings))
     finished = False
     try:
         async for ref in gen:

@@ -46,7 +46,7 @@ class SandboxProvider:
     async def status(self, provider_ref: str) -> ChargeStatus | Literal["pending"]:
         for outcome in ("captured", "declined", "requires_action"):
             if provider_ref.startswith(f"sbx_{outcome}_"):
-                return outcome  # type: ignore[return-value]
+                return outcome
         return "pending"
 
     async def cancel(self, provider_ref: str) -> bool:

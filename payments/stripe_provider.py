@@ -67,7 +67,7 @@ class StripeProvider:
         status = _STATUS.get(intent.status, "pending")
         if status == "pending":
             status = "requires_action"
-        return ChargeResult(status, intent.id, client_secret=intent.client_secret)  # type: ignore[arg-type]
+        return ChargeResult(status, intent.id, client_secret=intent.client_secret)
 
     async def status(self, provider_ref: str) -> ChargeStatus | Literal["pending"]:
         try:

@@ -317,8 +317,8 @@ def getnext_rows(rows: Iterable[Mapping[str, str]], catalog: Catalog) -> list[Tr
     out: list[Trajectory] = []
     for traj_id, events in groups.items():
         events.sort(key=lambda e: e[0])
-        ts = np.array([e[0] for e in events])
-        hour, dow = local_hour_dow(ts, np.array([e[3] for e in events]))
+        times = np.array([e[0] for e in events])
+        hour, dow = local_hour_dow(times, np.array([e[3] for e in events]))
         items = np.array([e[2] for e in events], dtype=np.int64)
-        out.append(Trajectory(traj_id, events[0][1], items, ts, hour, dow))
+        out.append(Trajectory(traj_id, events[0][1], items, times, hour, dow))
     return out

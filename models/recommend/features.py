@@ -62,6 +62,12 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(den > 0, np.asarray(num, dtype=np.float64) / np.maximum(den, 1e-12), 0.0)
 
 
+def _hour_window(table: PairTable, key: np.ndarray, hour: np.ndarray) -> np.ndarray:
+    """``table`` at ``(key, hour)`` summed over the hour and the one either side (wrapping)."""
+    before, at, after = (table.get(pair_key(key, (hour + d) % HOURS, HOURS)) for d in (-1, 0, 1))
+    return before + at + after
+
+
 def _group_rank(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """1-based ascending rank of ``values`` within each group (NaN last)."""
     v = np.where(np.isnan(values), np.inf, values)
@@ -113,10 +119,8 @@ def _user_features(st: HistoryStats, p: _Pairs) -> dict[str, np.ndarray]:
     ranks = PairTable(np.concatenate(keys), np.concatenate(vals)).get(ui, default=np.nan)
     uc = pair_key(p.u, p.cat, st.n_cats)
     ucat = st.user_cat.get(uc)
-    ucat_h = sum(
-        st.user_cat_hour.get(pair_key(uc, (p.hour + d) % HOURS, HOURS)) for d in (-1, 0, 1)
-    )
-    u_h = sum(st.user_hour.get(pair_key(p.u, (p.hour + d) % HOURS, HOURS)) for d in (-1, 0, 1))
+    ucat_h = _hour_window(st.user_cat_hour, uc, p.hour)
+    u_h = _hour_window(st.user_hour, p.u, p.hour)
     return {
         "u_cnt": cnt,
         "u_frac": _safe_div(cnt, total),
