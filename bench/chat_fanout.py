@@ -15,11 +15,17 @@ Ray, the gateway) — it starts the server as a child process on a free loopback
 3. ``--search``: the highest offered rate that keeps p99 delivery <= 250 ms with zero loss.
 
 The server is stopped with SIGINT; the run fails unless it exits 0 and leaves no Postgres or
-Redis behind. ``--source HEAD`` runs ``ours`` from a ``git archive`` of that commit. Steps 2-3 and
-the stop are bench/runner.py's, shared with bench/feed_fanout.py; this module adds step 1.
+Redis behind. ``--source HEAD`` runs ``ours`` from a ``git archive`` of that commit;
+``--baseline-rev REV`` adds the target ``before``, the same stack from a ``git archive`` of
+``REV``, measured exactly like ``ours`` (same load, steps, flags; its own fresh load-generator
+process) and reported next to it (``ours/before``, ``before/raw``; JSON ``results.before``), so one
+run shows a change before and after. Steps 2-3 and the stop are bench/runner.py's, shared with
+bench/feed_fanout.py; this module adds step 1.
 
     python -m bench.chat_fanout --source HEAD --search --json chat.json   # the full run
     python -m bench.chat_fanout --quick                                   # smoke run (~2 min)
+    python -m bench.chat_fanout --source HEAD --baseline-rev main --search --json chat.json
+    python -m bench.chat_fanout --quick --source HEAD --baseline-rev HEAD~1   # before/after smoke
 """
 
 from __future__ import annotations
@@ -187,7 +193,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add_load_flags(p, "messages")
     p.add_argument("--idle", type=int, default=5000, help="idle connections for RSS (0: skip)")
     p.add_argument("--settle", type=float, default=3.0, help="pause before reading RSS")
-    add_run_flags(p, source_help="run `ours` from this git revision (HEAD)")
+    add_run_flags(p, source_help="run `ours` from a snapshot of this git revision (HEAD)")
     args = finish_args(p.parse_args(argv))
     if args.quick:
         args.rooms = min(args.rooms, 5)

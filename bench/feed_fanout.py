@@ -8,10 +8,13 @@ the measured phase while sampling the server's process tree (CPU, RSS), and stop
 SIGINT, checking that it exits 0 and leaves no Postgres or Redis behind. ``--search`` adds a step
 search for the highest offered rate that keeps p99 delivery <= 250 ms with zero loss. The run
 itself is bench/runner.py's, shared with bench/chat_fanout.py; this module gives the workload.
+``--baseline-rev REV`` adds the target ``before``: ``ours`` from a ``git archive`` of ``REV``,
+measured the same way and reported next to ``ours`` (``ours/before``, ``before/raw``).
 
     python -m bench.feed_fanout                      # 1000 clients, 50 cells, 10% senders, 20 s
     python -m bench.feed_fanout --quick              # a smoke run (about a minute)
     python -m bench.feed_fanout --search             # plus the step search, both targets
+    python -m bench.feed_fanout --source HEAD --baseline-rev HEAD~1 --search   # before/after
 """
 
 from __future__ import annotations

@@ -5,7 +5,16 @@ subclass's ``before_load`` (the chat bench measures idle connections there), con
 of the subclass's workload, warm up, measure one phase while sampling the server's process tree,
 optionally run the step search on the same fleet, then stop the target. The run fails unless
 every target exits 0 and leaves no Postgres or Redis behind. ``report`` builds the comparison
-table; a subclass names its unit (posts, messages) and adds rows or tables.
+table, one column per target and one per ratio of two targets (``RATIOS``); a subclass names its
+unit (posts, messages) and adds rows or tables.
+
+Before and after in one run: ``--baseline-rev REV`` adds the target ``before``, the same stack as
+``ours`` from a ``git archive`` of ``REV``, measured with the same load, flags, ``--ours-env`` and
+method (its own fresh load-generator process), between ``raw`` and ``ours``; the report puts it
+next to them with ``ours/before`` and ``before/raw``, the JSON under ``results.before`` (and
+``baseline_commit``). Both revisions are resolved to commits once, when the run starts::
+
+    python -m bench.chat_fanout --source HEAD --baseline-rev HEAD~1 --json chat.json
 
 ``add_load_flags`` and ``add_run_flags`` declare the flags both benchmarks share; ``finish_args``
 applies ``--quick`` to them. ``execute`` runs a bench, prints its report and writes ``--json``.
@@ -17,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -30,11 +40,13 @@ import aiohttp
 from bench.loadgen import Fleet
 from bench.procs import TreeMeter, machine
 from bench.report import result_rows, table
-from bench.targets import TARGETS, Target, make_target, snapshot
+from bench.targets import DEFAULT_TARGETS, STACKS, TARGETS, Target, make_target, rev_parse, snapshot
 from cluster import gcpolicy
 from cluster.config import Settings
 
 P99_LIMIT_MS = 250.0
+RATIOS = (("ours", "raw"), ("before", "raw"), ("ours", "before"))
+"""The ratio columns of the report (numerator, denominator), when both targets were measured."""
 
 
 class Bench:
@@ -53,7 +65,7 @@ class Bench:
         self.results: dict[str, dict[str, Any]] = {}
         self.searches: dict[str, list[dict[str, Any]]] = {}
         self.sweeps: dict[str, list[dict[str, Any]]] = {}
-        self.sha = "working tree"
+        self.sha: str = args.commits.get("ours", "working tree")  # what `ours` runs
 
     def fleet(self, url: str) -> Fleet:
         """The fleet of this benchmark's workload against ``url`` (not connected yet)."""
@@ -69,15 +81,22 @@ class Bench:
     async def run(self) -> None:
         root = Path(tempfile.mkdtemp(prefix="hl-bench-"))
         try:
-            source = None
-            if self.args.source:
-                source, self.sha = snapshot(self.args.source, root)
-                say(f"[ours] runs commit {self.sha[:12]} ({self.args.source}), from {source}")
             for name in self.args.targets:
-                src = source if name == "ours" else None
-                await self.measure(make_target(name, root, src, self.args.ours_env))
+                source = None
+                if name in STACKS and name in self.args.commits:
+                    source, sha = snapshot(self.args.commits[name], root / f"src-{name}")
+                    rev = self.revision(name)
+                    given = f" ({rev})" if rev != sha else ""  # a child gets the full sha
+                    say(f"[{name}] runs commit {sha[:12]}{given}, from {source}")
+                await self.measure(make_target(name, root, source, self.args.ours_env))
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+    def revision(self, name: str) -> str:
+        """The revision target ``name`` runs as given on the command line (``HEAD``, a sha...)."""
+        a = self.args
+        rev = a.source if name == "ours" else a.baseline_rev if name == "before" else None
+        return rev or "working tree"
 
     async def measure(self, target: Target) -> None:
         say(f"[{target.name}] starting on {target.url}")
@@ -167,9 +186,20 @@ class Bench:
 
     def report(self) -> str:
         names = [n for n in TARGETS if n in self.results]
-        header = [*names, "ours/raw"] if len(names) == 2 else names
-        out = [table(self.rows(names), header), *self.extra_tables()]
+        header = [*names, *(f"{a}/{b}" for a, b in ratio_pairs(names))]
+        out = [*self.commit_lines(names), table(self.rows(names), header), *self.extra_tables()]
         return "\n".join(out + self.search_lines())
+
+    def commit_lines(self, names: list[str]) -> list[str]:
+        """Which code each stack target ran, when a baseline makes it two (else: nothing)."""
+        if "before" not in names:
+            return []
+        commits = self.args.commits
+        return [
+            f"{n}: {commits.get(n, 'working tree')[:12]} ({self.revision(n)})"
+            for n in names
+            if n in STACKS
+        ]
 
     def rows(self, names: list[str]) -> list[tuple[str, list[Any]]]:
         """The comparison rows: load figures, server cost, join costs, cost per component."""
@@ -177,7 +207,7 @@ class Bench:
         for label, _ in result_rows(next(iter(self.results.values()))):
             values = [dict(result_rows(self.results[n]))[label][0] for n in names]
             label = label.replace("posts/s", f"{self.unit}/s")
-            rows.append((label, values + ratio(values, len(names))))
+            rows.append((label, values + ratios(names, values)))
         for label, key in (
             ("server CPU % (of 1 core)", "cpu_pct"),
             ("server CPU ms / 1k events", None),
@@ -190,7 +220,7 @@ class Bench:
             *self.extra_rows,
         ):
             values = [self.results[n][key] if key else cpu_per_k(self.results[n]) for n in names]
-            rows.append((label, values + ratio(values, len(names))))
+            rows.append((label, values + ratios(names, values)))
         for label, key in (("  CPU %", "cpu_pct_by"), ("  RSS MB", "rss_peak_mb_by")):
             parts = sorted({p for n in names for p in self.results[n][key]})
             for part in parts:
@@ -218,9 +248,11 @@ class Bench:
                 f"{n}: highest offered rate with p99 <= {P99_LIMIT_MS:.0f} ms and zero loss:"
                 f" {best['best']:,.0f} {self.unit}/s{hit}"
             )
-        if len(self.searches) == 2 and self.searches["raw"][-1]["best"]:
-            share = self.searches["ours"][-1]["best"] / self.searches["raw"][-1]["best"]
-            out.append(f"ours/raw sustainable rate: {share:.2f}{self.share_note}")
+        best = {n: steps[-1]["best"] for n, steps in self.searches.items()}
+        for a, b in ratio_pairs(list(best)):
+            if best[b]:
+                note = self.share_note if (a, b) == ("ours", "raw") else ""
+                out.append(f"{a}/{b} sustainable rate: {best[a] / best[b]:.2f}{note}")
         return out
 
     def figures(self) -> dict[str, Any]:
@@ -244,7 +276,7 @@ def execute(bench: Bench) -> int:
     that has just driven one target's whole search is not the same instrument as a fresh one
     (measured in one process: ours sustained 2,136 msgs/s measured after raw, 3,204 before it;
     docs/benchmarks.md), so neither target inherits the other's state. ``--one-process`` keeps
-    them in this process (the old way).
+    them in this process (the old way). ``before`` is measured the same way as the others.
     """
     args = bench.args
     if len(args.targets) > 1 and not args.one_process:
@@ -261,6 +293,8 @@ def execute(bench: Bench) -> int:
     print(bench.report())
     if args.json:
         doc = {"machine": machine(), "commit": bench.sha}
+        if "before" in args.commits:
+            doc["baseline_commit"] = args.commits["before"]
         doc |= {"args": vars(args) | {"json": str(args.json)}}
         doc |= bench.figures()
         args.json.write_text(json.dumps(doc, indent=2, default=str))
@@ -269,7 +303,11 @@ def execute(bench: Bench) -> int:
 
 
 def measure_in_child(bench: Bench, name: str) -> int:
-    """Measure target ``name`` in a fresh process running this benchmark; absorb its figures."""
+    """Measure target ``name`` in a fresh process running this benchmark; absorb its figures.
+
+    The child gets this run's arguments, then ``--targets name``, and the revisions as the
+    commits they were resolved to here (a branch or ``HEAD`` may move while the run lasts).
+    """
     main = sys.modules["__main__"].__spec__
     if main is None:
         raise RuntimeError("run the benchmark as a module: python -m bench.<name>")
@@ -277,6 +315,9 @@ def measure_in_child(bench: Bench, name: str) -> int:
         part = Path(tmp) / f"{name}.json"
         argv = [sys.executable, "-m", main.name, *sys.argv[1:]]
         argv += ["--targets", name, "--part-json", str(part)]
+        for flag, target in (("--source", "ours"), ("--baseline-rev", "before")):
+            if target in bench.args.commits:
+                argv += [flag, bench.args.commits[target]]
         say(f"[{name}] measured by a fresh load-generator process")
         code = subprocess.run(argv, check=False).returncode
         if not part.exists():
@@ -306,13 +347,21 @@ def cpu_per_k(result: dict[str, Any]) -> float:
     return 1e6 * result["cpu_s"] / events if events else float("nan")
 
 
-def ratio(values: list[Any], n: int) -> list[Any]:
-    if n != 2:
-        return []
-    raw, ours = values
-    if isinstance(raw, int | float) and isinstance(ours, int | float) and raw:
-        return [f"{ours / raw:.2f}"]
-    return [""]
+def ratio_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """The ``RATIOS`` whose two targets are both in ``names``."""
+    return [(a, b) for a, b in RATIOS if a in names and b in names]
+
+
+def ratios(names: list[str], values: list[Any]) -> list[Any]:
+    """One row's ratio cells, for ``ratio_pairs(names)``; ``values`` go with ``names``."""
+    by_name = dict(zip(names, values, strict=True))
+    cells: list[Any] = []
+    for a, b in ratio_pairs(names):
+        top, bottom = by_name[a], by_name[b]
+        numbers = isinstance(top, int | float) and isinstance(bottom, int | float)
+        share = top / bottom if numbers and bottom else math.nan
+        cells.append(f"{share:.2f}" if math.isfinite(share) else "")
+    return cells
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -372,8 +421,14 @@ def add_load_flags(p: argparse.ArgumentParser, unit: str) -> None:
 def add_run_flags(
     p: argparse.ArgumentParser, *, source_help: str, env_help: str = "(experiments)"
 ) -> None:
-    """Targets, smoke run, step search, what ``ours`` runs, JSON output."""
-    p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    """Targets, smoke run, step search, what ``ours`` (and ``before``) runs, JSON output."""
+    p.add_argument(
+        "--targets",
+        nargs="+",
+        choices=TARGETS,
+        default=list(DEFAULT_TARGETS),
+        help="what to measure, in this order (default: raw ours; before: with --baseline-rev)",
+    )
     p.add_argument("--quick", action="store_true", help="a short smoke run")
     p.add_argument("--search", action="store_true", help="step search for the p99/loss limit")
     p.add_argument("--search-start", type=float, default=100.0)
@@ -390,11 +445,17 @@ def add_run_flags(
     )
     p.add_argument("--source", metavar="REV", help=source_help)
     p.add_argument(
+        "--baseline-rev",
+        metavar="REV",
+        help="also measure `before`: `ours` from a snapshot of this git revision, same load and"
+        " method, reported next to `ours` (ours/before, before/raw)",
+    )
+    p.add_argument(
         "--ours-env",
         metavar="KEY=VALUE",
         action="append",
         default=[],
-        help=f"extra environment for `ours` {env_help}",
+        help=f"extra environment for `ours` and `before` {env_help}",
     )
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument(
@@ -406,8 +467,22 @@ def add_run_flags(
 
 
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:
-    """``--ours-env`` as a dict; ``--quick`` shrinks the shared flags (the caller its own)."""
+    """``--ours-env`` as a dict; the revisions as commits (``args.commits``: stack target to
+    full sha); ``before`` among the targets with ``--baseline-rev`` (just ahead of ``ours``);
+    ``--quick`` shrinks the shared flags (the caller its own)."""
     args.ours_env = dict(item.split("=", 1) for item in args.ours_env)
+    args.commits = {}
+    for target, rev in (("ours", args.source), ("before", args.baseline_rev)):
+        if rev:
+            try:
+                args.commits[target] = rev_parse(rev)
+            except ValueError as e:
+                raise SystemExit(f"error: {e}") from None
+    if "before" in args.targets and not args.baseline_rev:
+        raise SystemExit("error: the target `before` needs --baseline-rev REV")
+    if args.baseline_rev and "before" not in args.targets and args.part_json is None:
+        at = args.targets.index("ours") if "ours" in args.targets else len(args.targets)
+        args.targets = [*args.targets[:at], "before", *args.targets[at:]]
     if args.quick:
         args.clients, args.rate = min(args.clients, 100), 50.0
         args.duration, args.warmup, args.drain = 5.0, 1.0, 5.0

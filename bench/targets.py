@@ -1,11 +1,13 @@
-"""The servers a fanout benchmark measures: ``raw`` (bench/raw_broadcast.py) and ``ours``.
+"""The servers a fanout benchmark measures: ``raw`` (bench/raw_broadcast.py), ``ours``, ``before``.
 
 ``make_target`` prepares one as a child process on a free loopback port with its own data dir
 under the run's temp root: ``raw`` is the in-process aiohttp broadcast, ``ours`` is
 ``hyperlocal up`` (embedded Postgres, Redis, local Ray, the gateway) with the REST and websocket
 rate limits raised and a cheaper argon2id, optionally from a ``git archive`` of a commit
-(``snapshot``). ``Target.stop`` sends SIGINT and reports the exit code and any Postgres or Redis
-left running on the data dir; a clean stop is exit 0 with none left.
+(``snapshot``). ``before`` is the same stack, started the same way, from a snapshot of an
+earlier commit (``--baseline-rev``): the same benchmark run measures a change before and after.
+``Target.stop`` sends SIGINT and reports the exit code and any Postgres or Redis left running on
+the data dir; a clean stop is exit 0 with none left.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ import psutil
 from bench.procs import ServerProcess, python_module
 from store.embedded import free_port
 
-TARGETS = ("raw", "ours")
+TARGETS = ("raw", "before", "ours")
+"""Every target, in the order they are measured and reported (``before`` only with a baseline)."""
+DEFAULT_TARGETS = ("raw", "ours")
+STACKS = ("before", "ours")
+"""The targets that run ``hyperlocal up`` (the rest is ``raw``)."""
 
 
 @dataclass
@@ -37,25 +43,38 @@ class Target:
     async def stop(self) -> tuple[int, list[int]]:
         """SIGINT and wait; (exit code, pids of services still running on the data dir)."""
         code = await self.server.stop()
-        return code, leftovers(self.data_dir) if self.name == "ours" else []
+        return code, leftovers(self.data_dir) if self.name in STACKS else []
 
 
-def snapshot(rev: str, root: Path) -> tuple[Path, str]:
-    """Export commit ``rev`` of this repository into ``root/src``; (the tree, its full sha)."""
-    repo = Path(__file__).resolve().parent.parent
-    sha = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", rev], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    dest = root / "src"
-    dest.mkdir()
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rev_parse(rev: str) -> str:
+    """The full sha of commit ``rev`` of this repository; ValueError if it names none."""
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ValueError(f"{rev!r} is not a commit of {REPO}")
+    return done.stdout.strip()
+
+
+def snapshot(rev: str, dest: Path) -> tuple[Path, str]:
+    """Export commit ``rev`` of this repository into ``dest`` (new); (the tree, its full sha)."""
+    sha = rev_parse(rev)
+    dest.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(repo), "archive", sha], check=True, capture_output=True
+        ["git", "-C", str(REPO), "archive", sha], check=True, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest, sha
 
 
 def make_target(name: str, root: Path, source: Path | None, extra_env: dict[str, str]) -> Target:
+    """Target ``name`` (not started), run from the tree ``source`` (None: this checkout)."""
     port = free_port()
     data_dir = root / name
     data_dir.mkdir(parents=True)

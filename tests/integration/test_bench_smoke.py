@@ -75,3 +75,29 @@ def test_loadgen_refuses_remote_targets() -> None:
     with pytest.raises(ValueError, match="loopback"):
         check_loopback("http://example.com:8080")
     assert check_loopback("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
+
+
+def test_a_baseline_revision_is_one_more_target_reported_next_to_ours() -> None:
+    from bench.feed_fanout import FeedBench, parse
+
+    args = parse(["--quick", "--source", "HEAD", "--baseline-rev", "HEAD"])
+    assert args.targets == ["raw", "before", "ours"]
+    assert args.commits["before"] == args.commits["ours"] and len(args.commits["ours"]) == 40
+    bench = FeedBench(args)
+    for name, p99 in (("raw", 2.0), ("before", 10.0), ("ours", 5.0)):
+        bench.results[name] = {
+            "offered_per_s": 50.0, "sent": 10, "acked": 10, "fanout": 2.0,
+            "delivered_per_s": 20.0, "delivery_p50_ms": 1.0, "delivery_p95_ms": 1.0,
+            "delivery_p99_ms": p99, "ack_p99_ms": 1.0, "expected": 20, "delivered": 20,
+            "loss": 0, "duplicates": 0, "unexpected": 0, "errors": {}, "no_reply": 0,
+            "send_lag_p99_ms": 1.0, "loadgen_cpu_pct": 1.0, "cpu_s": 1.0, "cpu_pct": 10.0,
+            "rss_peak_mb": 1.0, "processes": 1, "connect_s": 1.0, "signup_p50_ms": 1.0,
+            "setup_p50_ms": 1.0, "setup_p99_ms": 1.0, "cpu_pct_by": {}, "rss_peak_mb_by": {},
+        }  # fmt: skip
+    lines = bench.report().splitlines()
+    header = next(line for line in lines if "ours/before" in line).split()
+    assert header == ["raw", "before", "ours", "ours/raw", "before/raw", "ours/before"]
+    p99 = next(line for line in lines if line.startswith("delivery p99 ms")).split()[-6:]
+    assert p99 == ["2.0", "10.0", "5.0", "2.50", "5.00", "0.50"]
+    with pytest.raises(SystemExit, match="baseline-rev"):
+        parse(["--targets", "before"])
