@@ -8,33 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
-_BEARER = [{"bearer": []}]
+from gateway.openapi_schema import Schema
+from gateway.openapi_schema import errors as _errors
+from gateway.openapi_schema import json_body as _json
+from gateway.openapi_schema import obj as _obj
+
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {
-        400: "bad_request",
-        401: "unauthorized",
-        403: "forbidden",
-        404: "not_found",
-        409: "conflict",
-        413: "too_large",
-        429: "rate_limited",
-        503: "unavailable",
-    }
-    return {str(s): {"description": text[s], **_json(_ERROR)} for s in statuses}
-
-
-def _obj(required: list[str], **props: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": props}
-
-
-_STR = {"type": "string"}
+_STR: Schema = {"type": "string"}
 _TOKENS = _obj(["access_token", "refresh_token"], access_token=_STR, refresh_token=_STR)
 _AUTHED = _obj(
     ["user", "access_token", "refresh_token"],

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.openapi import _errors, _json, _obj
+from gateway.openapi_schema import Schema
+from gateway.openapi_schema import errors as _errors
+from gateway.openapi_schema import json_body as _json
+from gateway.openapi_schema import obj as _obj
 
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
 _NUM = {"type": "number"}
 _BOOL = {"type": "boolean"}
-_VENDOR_AUTH = [{"bearer": []}]  # a vendor user token or an app token from /api/v1/oauth/token
+# a vendor user token or an app token from /api/v1/oauth/token
+_VENDOR_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 _IDEM = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -52,7 +56,7 @@ _ORDER = _obj(["order"], order=_ref("Order"))
 _LISTINGS = {**_PAGE, "properties": {"items": {"type": "array", "items": _ref("Listing")}}}
 _ORDERS = {**_PAGE, "properties": {"items": {"type": "array", "items": _ref("Order")}}}
 _PAGING = [_q("cursor", _STR), _q("limit", {"type": "integer", "minimum": 1, "maximum": 100})]
-_LISTING_FIELDS = {
+_LISTING_FIELDS: dict[str, Schema] = {
     "title": _STR,
     "description": _STR,
     "category": _STR,
