@@ -456,15 +456,16 @@ async def reservation_over(conn: Conn, order_id: str) -> bool:
     )
 
 
-async def sync_refunded(conn: Conn, payment_id: str, provider_total: int = 0) -> None:
+async def sync_refunded(db: Db, payment_id: str, provider_total: int = 0) -> None:
     """Set a payment's ``refunded_amount`` from what is known, never by adding to it.
 
     It is the largest of: its current value, the sum of its refunds done (``succeeded`` by us,
     ``external`` at the provider), and ``provider_total`` (the provider's own cumulative figure,
     e.g. Stripe's ``amount_refunded``). Every writer may run in any order and any number of
-    times: our refund and the provider's webhook about that same refund count it once.
+    times: our refund and the provider's webhook about that same refund count it once. One
+    statement: on the pool, or on a connection inside the caller's transaction.
     """
-    await conn.execute(
+    await db.execute(
         "UPDATE payments SET refunded_amount = GREATEST(refunded_amount, $2::bigint,"
         " (SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = $1"
         " AND status IN ('succeeded', 'external'))), updated_at = now() WHERE id = $1",
