@@ -28,19 +28,18 @@ from actors.group_commit import GroupCommitter, RunCarefully, Tx, Work
 from actors.singleflight import SingleFlight
 from actors.stream_heads import StreamHeads
 from cluster.config import Settings
+from models.commands import ShardCommand, ShardRead
 from models.errors import AppError, BadRequest
 from models.feed import CellFeed, FeedCursor, Post
 from models.placement import Placement, cell_key
-from models.streams import Event, single_writer
+from models.streams import Event, compact_json, single_writer
 from store import batch_write, feed_store, idempotency, placement
 from store import events as event_log
+from store.batch_write import RecordRow
 from store.db import create_pool
 from store.fanout import publish
 
 log = logging.getLogger("hyperlocal.shard")
-
-Command = dict[str, Any]
-"""{"op", "user_id", "key" (idempotency), "route" (placement key), "data"}."""
 
 
 @dataclass
@@ -58,11 +57,36 @@ class Emitted:
         self.items.append((stream, ev, data))
 
 
-Handler = Callable[["CellHost", Tx, Command, Emitted], Awaitable[dict[str, Any]]]
-"""A mutation: validates, writes rows through ``tx``, declares events in ``Emitted``."""
+Handler = Callable[["CellHost", Tx, Any, Emitted], Awaitable[dict[str, Any]]]
+"""A mutation, given its typed command (models/commands.py): validates, writes rows through
+``tx``, declares events in ``Emitted``."""
 
-Reader = Callable[["CellHost", dict[str, Any]], Awaitable[dict[str, Any]]]
-"""A read answered by the owner of a key (in-memory state, or state only the owner may see)."""
+Reader = Callable[["CellHost", Any], Awaitable[dict[str, Any]]]
+"""A read answered by the owner of a key (in-memory state, or state only the owner may see),
+given its typed request (a ``ShardRead``)."""
+
+
+class ShardWriter:
+    """The group committer's ``BatchWriter`` for one host: a batch's deferred rows and moved
+    stream heads in one statement (store/batch_write.py), then its events to Redis."""
+
+    def __init__(self, name: str, heads: StreamHeads, redis: aioredis.Redis) -> None:
+        self.name = name
+        self.heads = heads
+        self.redis = redis
+
+    async def write(self, conn: asyncpg.Connection, rows: list[batch_write.Row]) -> None:
+        """The rows, and the moved heads (none on the careful path), in one statement; a head
+        that moved under us refuses the fast path."""
+        if not await batch_write.write(conn, self.heads.changes(), rows):
+            log.warning("a stream head moved under shard %s: batch runs carefully", self.name)
+            raise RunCarefully
+
+    def settle(self, committed: bool) -> None:
+        self.heads.settle(committed)
+
+    async def publish(self, committed: list[Event]) -> None:
+        await publish(self.redis, committed)
 
 
 @dataclass
@@ -78,8 +102,8 @@ class CellHost:
         self,
         name: str,
         settings: Settings,
-        handlers: dict[str, Handler],
-        readers: dict[str, Reader] | None = None,
+        handlers: dict[type[ShardCommand], Handler],
+        readers: dict[type[ShardRead], Reader] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -122,9 +146,7 @@ class CellHost:
             self.pool,
             self.settings.group_commit_ms / 1000,
             self.settings.group_commit_max,
-            flush=self._publish,
-            write_deferred=self._write_deferred,
-            settle=self.heads.settle,
+            ShardWriter(self.name, self.heads, self.redis),
         )
         self.committer.start()
         self._janitor = asyncio.create_task(self._passivate_loop(), name="passivate")
@@ -196,7 +218,7 @@ class CellHost:
         return idle
 
     # -- commands ----------------------------------------------------------------------------
-    async def execute(self, version: int, commands: list[Command]) -> list[dict[str, Any]]:
+    async def execute(self, version: int, commands: list[ShardCommand]) -> list[dict[str, Any]]:
         """Run a batch of commands from one router call; one reply per command, in order.
 
         The call's commands join the committer's queue together, in order, with no task per
@@ -211,13 +233,18 @@ class CellHost:
         replies: list[dict[str, Any]] = []
         pending: list[tuple[int, asyncio.Future[Any]]] = []
         for cmd in commands:
-            if not self._owned(cmd["route"]):
-                replies.append({"moved": self.placement_version()})
-                continue
-            handler = self.handlers.get(cmd["op"])
+            handler = self.handlers.get(type(cmd))
             if handler is None:
-                error = BadRequest(f"unknown op {cmd['op']!r}")
+                error = BadRequest(f"unknown op {cmd.op!r}")
                 replies.append({"ok": False, "error": error.to_dict()})
+                continue
+            try:
+                route = cmd.route
+            except AppError as err:  # an id that names no cell
+                replies.append({"ok": False, "error": err.to_dict()})
+                continue
+            if not self._owned(route):
+                replies.append({"moved": self.placement_version()})
                 continue
             pending.append((len(replies), self.committer.enqueue(self._work(handler, cmd))))
             replies.append({})
@@ -228,9 +255,9 @@ class CellHost:
                 replies[index] = {"ok": False, "error": err.to_dict()}
         return replies
 
-    def _work(self, handler: Handler, cmd: Command) -> Work:
+    def _work(self, handler: Handler, cmd: ShardCommand) -> Work:
         """The committer's work for one command: its handler, events and idempotency record."""
-        user_id, key, op = cmd["user_id"], cmd["key"], cmd["op"]
+        user_id, key, op = cmd.user_id, cmd.key, cmd.op
 
         async def work(tx: Tx) -> dict[str, Any]:
             # A retry (of a committed command, or a duplicate inside this batch) fails the fast
@@ -242,7 +269,7 @@ class CellHost:
             emitted = Emitted()
             result = await handler(self, tx, cmd, emitted)
             committed = await self._append(tx, emitted)
-            tx.defer(("record", (user_id, key, op, result)))
+            tx.defer(RecordRow(user_id, key, op, _result_json(result, committed)))
             tx.emit(committed)
             return result
 
@@ -273,41 +300,20 @@ class CellHost:
         epoch, first = await self.offsets(tx, stream, len(items))
         events = [Event(stream, epoch, first + i, ev, data) for i, (ev, data) in enumerate(items)]
         for event in events:
-            tx.defer(("event", event))
+            tx.defer(event)
         return events
 
-    async def _write_deferred(self, conn: asyncpg.Connection, rows: list[Any]) -> None:
-        """Deferred rows (tagged ``record``, ``event``, ``message``) and the moved stream heads
-        in one statement: the whole batch's on the fast path, one command's on the careful path
-        (no heads then). A head that moved under us refuses the fast path."""
-        by_kind: dict[str, list[Any]] = {"record": [], "event": [], "message": []}
-        for kind, row in rows:
-            by_kind[kind].append(row)
-        heads = self.heads.changes()
-        ok = await batch_write.write(
-            conn, heads, by_kind["event"], by_kind["message"], by_kind["record"]
-        )
-        if not ok:
-            log.warning("a stream head moved under shard %s: batch runs carefully", self.name)
-            raise RunCarefully
-
-    async def _publish(self, committed: list[Event]) -> None:
-        if self.redis is not None:
-            await publish(self.redis, committed)
-
     # -- reads -------------------------------------------------------------------------------
-    async def read(
-        self, version: int, route: str, name: str, args: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Answer the reader ``name`` for the owner of ``route``: ok/data, error, or moved."""
+    async def read(self, version: int, read: ShardRead) -> dict[str, Any]:
+        """Answer a typed read for the owner of its route: ok/data, error, or moved."""
         await self.ready()
-        if not await self._owns(version, route):
-            return {"moved": self.placement_version()}
-        reader = self.readers.get(name)
         try:
+            reader = self.readers.get(type(read))
             if reader is None:
-                raise BadRequest(f"unknown read {name!r}")
-            return {"ok": True, "data": await reader(self, args)}
+                raise BadRequest(f"unknown read {read.op!r}")
+            if not await self._owns(version, read.route):
+                return {"moved": self.placement_version()}
+            return {"ok": True, "data": await reader(self, read)}
         except AppError as err:
             return {"ok": False, "error": err.to_dict()}
 
@@ -351,3 +357,12 @@ class CellHost:
             "placement_version": self.placement_version(),
             "redis_ok": redis_ok,
         }
+
+
+def _result_json(result: dict[str, Any], events: list[Event]) -> str:
+    """The idempotency record's JSON: an event's own JSON when the result is that event's data
+    (a chat message: encoded once for the log, the record and the wire), else encoded here."""
+    for event in events:
+        if event.data is result:
+            return event.data_json
+    return compact_json(result)

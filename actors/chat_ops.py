@@ -1,9 +1,11 @@
 """Chat mutations, run by the owner of the room's home cell inside a group commit.
 
-The gateway has already checked the caller may use the room (models/chat.py rules); member
-rooms are checked again here against committed rows, so a member removed a moment ago cannot
-slip a message in. A message's offset is its event's offset in ``room:<id>``: the handler
-reserves it, writes the row carrying it, and hands the event to the host for publishing.
+The owner decides membership itself: a room's kind comes from its id (models/chat.py), and
+member rooms are checked here against committed rows, so a member removed a moment ago cannot
+slip a message in. Neighbourhood rooms have no member list: whether the caller is near is the
+session's location, checked by the services before the command is sent. A message's offset
+is its event's offset in ``room:<id>``: the handler reserves it, writes the row carrying it,
+and hands the event to the host for publishing.
 Direct-room messages are also appended to each member's inbox ``user:<id>``, so every session
 of the user receives them wherever it is connected.
 
@@ -18,16 +20,29 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from models.chat import room_stream
+from models.chat import (
+    ChatOpen,
+    ChatRead,
+    ChatSend,
+    RoomAdd,
+    RoomCreate,
+    RoomLeave,
+    direct_room_id,
+    pair_key,
+    parse_room,
+    room_stream,
+)
+from models.commands import ShardCommand
 from models.errors import BadRequest, Forbidden, NotFound
 from models.ids import new_id
 from models.streams import Event, user_stream
 from store import chat_store
 from store import events as event_log
+from store.batch_write import Table
 from store.feed_store import ms_to_dt
 
 if TYPE_CHECKING:
-    from actors.cell_host import CellHost, Command, Emitted, Handler
+    from actors.cell_host import CellHost, Emitted, Handler
     from actors.group_commit import Tx
 
 
@@ -76,31 +91,58 @@ async def _require_member(host: CellHost, tx: Tx, room_id: str, user_id: str) ->
     return room
 
 
-async def chat_open(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    data, me = cmd["data"], cmd["user_id"]
-    other = data["user_id"]
+MESSAGES = Table(
+    "messages",
+    (
+        ("id", "text"),
+        ("room_id", "text"),
+        ("cell", "text"),
+        ("sender_id", "text"),
+        ("text", "text"),
+        ("offset", "bigint"),
+        ("created_at", "timestamptz"),
+    ),
+)
+"""Chat messages, written with the batch's one statement (store/batch_write.py)."""
+
+
+def _cell(room_id: str) -> str:
+    ref = parse_room(room_id)
+    if ref is None:
+        raise NotFound("no such room")
+    return ref.cell
+
+
+async def chat_open(host: CellHost, tx: Tx, cmd: ChatOpen, out: Emitted) -> dict[str, Any]:
+    me, other = cmd.user_id, cmd.other_id
+    pair = pair_key(me, other)
+    if cmd.room_id != direct_room_id(me, other, host.settings.h3_resolution):
+        raise BadRequest("room_id is not the direct room of these two users")
     if other not in await chat_store.users_exist(tx.conn, [other]):
         raise NotFound("no such user")
     created = await chat_store.create_room(
-        tx.conn, data["room_id"], "direct", data["cell"], None, data["pair"], me, [me, other]
+        tx.conn, cmd.room_id, "direct", _cell(cmd.room_id), None, pair, me, [me, other]
     )
-    room = await chat_store.get_room(tx.conn, data["room_id"])
+    room = await chat_store.get_room(tx.conn, cmd.room_id)
     assert room is not None
     if created:
         out.add(user_stream(other), "notification", {"kind": "room.opened", "room": room})
     return {"room": room}
 
 
-async def room_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    data, me = cmd["data"], cmd["user_id"]
-    wanted = sorted({me, *data["members"]})
+async def room_create(host: CellHost, tx: Tx, cmd: RoomCreate, out: Emitted) -> dict[str, Any]:
+    me = cmd.user_id
+    ref = parse_room(cmd.room_id)
+    if ref is None or ref.kind != "member":
+        raise BadRequest("room_id must be a cell-scoped id")
+    wanted = sorted({me, *cmd.members})
     known = await chat_store.users_exist(tx.conn, wanted)
     if missing := [u for u in wanted if u not in known]:
         raise NotFound(f"no such user: {missing[0]}")
     await chat_store.create_room(
-        tx.conn, data["room_id"], "group", data["cell"], data["title"], None, me, wanted
+        tx.conn, cmd.room_id, "group", ref.cell, cmd.title, None, me, wanted
     )
-    room = await chat_store.get_room(tx.conn, data["room_id"])
+    room = await chat_store.get_room(tx.conn, cmd.room_id)
     assert room is not None
     for member in wanted:
         if member != me:
@@ -108,9 +150,8 @@ async def room_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dic
     return {"room": room}
 
 
-async def room_add(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    data, me = cmd["data"], cmd["user_id"]
-    room_id, user = data["room_id"], data["user_id"]
+async def room_add(host: CellHost, tx: Tx, cmd: RoomAdd, out: Emitted) -> dict[str, Any]:
+    me, room_id, user = cmd.user_id, cmd.room_id, cmd.member_id
     await _require_member(host, tx, room_id, me)
     room = await chat_store.get_room(tx.conn, room_id)
     assert room is not None
@@ -126,8 +167,8 @@ async def room_add(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[s
     return {"room_id": room_id, "user_id": user}
 
 
-async def room_leave(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    room_id, me = cmd["data"]["room_id"], cmd["user_id"]
+async def room_leave(host: CellHost, tx: Tx, cmd: RoomLeave, out: Emitted) -> dict[str, Any]:
+    room_id, me = cmd.room_id, cmd.user_id
     room = await _require_member(host, tx, room_id, me)
     if room.kind != "group":
         raise BadRequest("only group rooms can be left")
@@ -137,37 +178,41 @@ async def room_leave(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict
     return {"room_id": room_id, "left": True}
 
 
-async def chat_send(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    data, me = cmd["data"], cmd["user_id"]
-    room_id = data["room_id"]
+async def chat_send(host: CellHost, tx: Tx, cmd: ChatSend, out: Emitted) -> dict[str, Any]:
+    me, room_id = cmd.user_id, cmd.room_id
+    ref = parse_room(room_id)  # the kind decides the check: derived here, never taken as said
+    if ref is None:
+        raise NotFound("no such room")
     recipients: list[str] = []
-    if data["kind"] == "member":
+    if ref.kind == "member":
         room = await _require_member(host, tx, room_id, me)
         if room.kind == "direct":
             recipients = sorted(room.members)
     stream = room_stream(room_id)
     now_ms = time.time_ns() // 1_000_000
+    created_at = ms_to_dt(now_ms)  # a datetime until it goes on the wire
+    epoch, offset = await host.offsets(tx, stream, 1)
     message: dict[str, Any] = {
         "id": new_id(now_ms),
         "room_id": room_id,
-        "cell": data["cell"],
+        "cell": ref.cell,
         "sender_id": me,
-        "text": data["text"],
-        "created_at": ms_to_dt(now_ms).isoformat(),
+        "text": cmd.text,
+        "created_at": created_at,
+        "offset": offset,
     }
-    epoch, message["offset"] = await host.offsets(tx, stream, 1)
-    event = Event(stream, epoch, message["offset"], "chat.message", {"message": message})
-    tx.defer(("message", message))
-    tx.defer(("event", event))
+    result = {"message": message}  # the event's data too: its JSON serves the record
+    event = Event(stream, epoch, offset, "chat.message", result)
+    tx.defer(MESSAGES.row(message["id"], room_id, ref.cell, me, cmd.text, offset, created_at))
+    tx.defer(event)
     out.appended.append(event)
     for member in recipients:
-        out.add(user_stream(member), "chat.message", {"message": message})
-    return {"message": message}
+        out.add(user_stream(member), "chat.message", result)
+    return result
 
 
-async def chat_read(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    data, me = cmd["data"], cmd["user_id"]
-    room_id, offset = data["room_id"], data["offset"]
+async def chat_read(host: CellHost, tx: Tx, cmd: ChatRead, out: Emitted) -> dict[str, Any]:
+    me, room_id, offset = cmd.user_id, cmd.room_id, cmd.offset
     await _require_member(host, tx, room_id, me)
     last = (await event_log.position(tx.conn, room_stream(room_id))).offset
     if offset > last:
@@ -179,11 +224,11 @@ async def chat_read(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[
     return {"room_id": room_id, "offset": offset}
 
 
-HANDLERS: dict[str, Handler] = {
-    "chat.open": chat_open,
-    "room.create": room_create,
-    "room.add": room_add,
-    "room.leave": room_leave,
-    "chat.send": chat_send,
-    "chat.read": chat_read,
+HANDLERS: dict[type[ShardCommand], Handler] = {
+    ChatOpen: chat_open,
+    RoomCreate: room_create,
+    RoomAdd: room_add,
+    RoomLeave: room_leave,
+    ChatSend: chat_send,
+    ChatRead: chat_read,
 }

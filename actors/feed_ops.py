@@ -2,7 +2,7 @@
 
 Each handler validates against committed state, writes its rows, declares its events (appended
 to the stream log in the same transaction) and schedules its in-memory update for after commit.
-Inputs were already type-checked by the gateway (gateway/commands.py).
+Each gets its typed command (models/feed.py), built and type-checked by the services.
 """
 
 from __future__ import annotations
@@ -10,15 +10,25 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from models.commands import ShardCommand
 from models.errors import BadRequest, NotFound
-from models.feed import Post
+from models.feed import (
+    CommentCreate,
+    FollowCommand,
+    Post,
+    PostCreate,
+    PostLike,
+    PostUnlike,
+    UserFollow,
+    UserUnfollow,
+)
 from models.ids import cell_of, cell_scoped_id
 from models.streams import feed_stream, user_stream
 from store import feed_store
 from store.feed_store import ms_to_dt
 
 if TYPE_CHECKING:
-    from actors.cell_host import CellHost, Command, Emitted, Handler
+    from actors.cell_host import CellHost, Emitted, Handler
     from actors.group_commit import Tx
 
 
@@ -42,19 +52,18 @@ def _notify(out: Emitted, recipient: str, actor: str, kind: str, **data: Any) ->
         out.add(user_stream(recipient), "notification", {"kind": kind, "by": actor, **data})
 
 
-async def post_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    data = cmd["data"]
-    cell = data["cell"]
+async def post_create(host: CellHost, tx: Tx, cmd: PostCreate, out: Emitted) -> dict[str, Any]:
+    cell = cmd.cell
     active = await host.cell(cell)
     now = _now_ms()
     post: Post = {
         "id": cell_scoped_id(cell, now),
         "cell": cell,
-        "author_id": cmd["user_id"],
-        "text": data["text"],
-        "lat": data["lat"],
-        "lng": data["lng"],
-        "media": data.get("media") or [],
+        "author_id": cmd.user_id,
+        "text": cmd.text,
+        "lat": cmd.lat,
+        "lng": cmd.lng,
+        "media": list(cmd.media),
         "like_count": 0,
         "comment_count": 0,
         "created_at": ms_to_dt(now).isoformat(),
@@ -66,15 +75,17 @@ async def post_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dic
     return {"post": post}
 
 
-async def comment_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    cell, post = await _post(host, tx, cmd["data"]["post_id"])
+async def comment_create(
+    host: CellHost, tx: Tx, cmd: CommentCreate, out: Emitted
+) -> dict[str, Any]:
+    cell, post = await _post(host, tx, cmd.post_id)
     now = _now_ms()
     comment = {
         "id": cell_scoped_id(cell, now),
         "post_id": post["id"],
         "cell": cell,
-        "author_id": cmd["user_id"],
-        "text": cmd["data"]["text"],
+        "author_id": cmd.user_id,
+        "text": cmd.text,
         "created_at": ms_to_dt(now).isoformat(),
         "created_ms": now,
     }
@@ -83,7 +94,7 @@ async def comment_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> 
     _notify(
         out,
         post["author_id"],
-        cmd["user_id"],
+        cmd.user_id,
         "comment.created",
         post_id=post["id"],
         comment_id=comment["id"],
@@ -94,9 +105,9 @@ async def comment_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> 
     return {"comment": comment}
 
 
-async def post_like(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    cell, post = await _post(host, tx, cmd["data"]["post_id"])
-    user = cmd["user_id"]
+async def post_like(host: CellHost, tx: Tx, cmd: PostLike, out: Emitted) -> dict[str, Any]:
+    cell, post = await _post(host, tx, cmd.post_id)
+    user = cmd.user_id
     count = await feed_store.set_like(tx.conn, post["id"], user, cell)
     if count is None:  # already liked: nothing changes
         return {"post_id": post["id"], "liked": True, "like_count": post["like_count"]}
@@ -111,9 +122,9 @@ async def post_like(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[
     return {"post_id": post["id"], "liked": True, "like_count": count}
 
 
-async def post_unlike(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    cell, post = await _post(host, tx, cmd["data"]["post_id"])
-    user = cmd["user_id"]
+async def post_unlike(host: CellHost, tx: Tx, cmd: PostUnlike, out: Emitted) -> dict[str, Any]:
+    cell, post = await _post(host, tx, cmd.post_id)
+    user = cmd.user_id
     count = await feed_store.unset_like(tx.conn, post["id"], user)
     if count is None:
         return {"post_id": post["id"], "liked": False, "like_count": post["like_count"]}
@@ -127,33 +138,33 @@ async def post_unlike(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dic
     return {"post_id": post["id"], "liked": False, "like_count": count}
 
 
-async def _followee(tx: Tx, cmd: Command) -> str:
-    target = cmd["data"]["user_id"]
-    if target == cmd["user_id"]:
+async def _followee(tx: Tx, cmd: FollowCommand) -> str:
+    target = cmd.target_id
+    if target == cmd.user_id:
         raise BadRequest("you cannot follow yourself")
     if not await feed_store.user_exists(tx.conn, target):
         raise NotFound("no such user")
     return str(target)
 
 
-async def user_follow(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+async def user_follow(host: CellHost, tx: Tx, cmd: UserFollow, out: Emitted) -> dict[str, Any]:
     target = await _followee(tx, cmd)
-    if await feed_store.set_follow(tx.conn, cmd["user_id"], target):
-        _notify(out, target, cmd["user_id"], "user.followed")
+    if await feed_store.set_follow(tx.conn, cmd.user_id, target):
+        _notify(out, target, cmd.user_id, "user.followed")
     return {"user_id": target, "following": True}
 
 
-async def user_unfollow(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+async def user_unfollow(host: CellHost, tx: Tx, cmd: UserUnfollow, out: Emitted) -> dict[str, Any]:
     target = await _followee(tx, cmd)
-    await feed_store.unset_follow(tx.conn, cmd["user_id"], target)
+    await feed_store.unset_follow(tx.conn, cmd.user_id, target)
     return {"user_id": target, "following": False}
 
 
-HANDLERS: dict[str, Handler] = {
-    "post.create": post_create,
-    "comment.create": comment_create,
-    "post.like": post_like,
-    "post.unlike": post_unlike,
-    "user.follow": user_follow,
-    "user.unfollow": user_unfollow,
+HANDLERS: dict[type[ShardCommand], Handler] = {
+    PostCreate: post_create,
+    CommentCreate: comment_create,
+    PostLike: post_like,
+    PostUnlike: post_unlike,
+    UserFollow: user_follow,
+    UserUnfollow: user_unfollow,
 }

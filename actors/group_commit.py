@@ -7,9 +7,10 @@ one call (publishing) and resolves the futures. A command that fails with a type
 rolled back alone; a failed commit fails the whole batch as ``unavailable``, and nothing of it
 is applied or published.
 
-On the fast path the rows commands ``defer`` are written for the whole batch by the owner's
-``write_deferred`` (one statement), which may refuse the batch with ``RunCarefully``; the
-owner's ``settle`` hears after each attempt whether the fast path committed.
+The committer knows one ``BatchWriter`` (the owner): on the fast path the rows commands
+``defer`` are written for the whole batch by its ``write`` (one statement), which may refuse the
+batch with ``RunCarefully``; its ``settle`` hears after each attempt whether the fast path
+committed; its ``publish`` gets the whole batch's outbox once committed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -41,7 +42,7 @@ class Tx:
     deferred: list[Any] = field(default_factory=list)
 
     def defer(self, row: Any) -> None:
-        """Write ``row`` with the committer's ``write_deferred``, in this transaction: for the
+        """Write ``row`` with the committer's ``BatchWriter.write``, in this transaction: for the
         whole batch in one statement on the fast path, for this command alone otherwise."""
         self.deferred.append(row)
 
@@ -50,7 +51,7 @@ class Tx:
         self.after_commit.append(step)
 
     def emit(self, items: list[Any]) -> None:
-        """Hand ``items`` to the committer's ``flush`` once the batch has committed: the whole
+        """Hand ``items`` to ``BatchWriter.publish`` once the batch has committed: the whole
         batch's outbox goes in one call (one Redis round trip), before any reply."""
         self.outbox.extend(items)
 
@@ -68,8 +69,22 @@ class _Pending:
     error: AppError | None = None
 
 
+class BatchWriter(Protocol):
+    """What the committer needs of its owner (actors/cell_host.py)."""
+
+    async def write(self, conn: asyncpg.Connection, rows: list[Any]) -> None:
+        """Write deferred ``rows`` in ``conn``'s transaction (the batch's on the fast path, one
+        command's on the careful path); may raise ``RunCarefully`` on the fast path."""
+
+    def settle(self, committed: bool) -> None:
+        """After each fast-path attempt: did it commit?"""
+
+    async def publish(self, outbox: list[Any]) -> None:
+        """The committed batch's outbox, once, before any reply."""
+
+
 class RunCarefully(Exception):
-    """Raised by ``write_deferred`` (or a command) on the fast path: roll the batch back and run
+    """Raised by ``BatchWriter.write`` (or a command) on the fast path: roll the batch back and run
     it again command by command, each in its own savepoint, with ``Tx.careful`` set."""
 
 
@@ -85,14 +100,10 @@ class GroupCommitter:
         pool: asyncpg.Pool,
         window_s: float,
         max_batch: int,
-        flush: Callable[[list[Any]], Awaitable[None]] | None = None,
-        write_deferred: Callable[[asyncpg.Connection, list[Any]], Awaitable[None]] | None = None,
-        settle: Callable[[bool], None] | None = None,
+        writer: BatchWriter,
     ) -> None:
         self._pool = pool
-        self._flush = flush
-        self._write_deferred = write_deferred
-        self._settle = settle
+        self._writer = writer
         self._window_s = window_s
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -159,8 +170,7 @@ class GroupCommitter:
             except RunCarefully:
                 careful = True
             finally:  # before any careful run: what the fast path took is void unless committed
-                if self._settle is not None:
-                    self._settle(committed)
+                self._writer.settle(committed)
             if careful:
                 self.slow_batches += 1
                 async with conn.transaction():
@@ -181,13 +191,13 @@ class GroupCommitter:
         return tx.deferred
 
     async def _write(self, conn: asyncpg.Connection, rows: list[Any], *, fast: bool) -> None:
-        if not rows or self._write_deferred is None:
+        if not rows:
             return
         if not fast:
-            await self._write_deferred(conn, rows)
+            await self._writer.write(conn, rows)
             return
         try:
-            await self._write_deferred(conn, rows)
+            await self._writer.write(conn, rows)
         except _REFUSALS:
             raise RunCarefully from None  # e.g. a duplicate key: sort it out carefully
 
@@ -226,9 +236,9 @@ class GroupCommitter:
                 except Exception:  # a failed side effect must not lose the ack
                     log.exception("after-commit step failed")
         outbox = [entry for item in batch for entry in item.outbox]
-        if outbox and self._flush is not None:
+        if outbox:
             try:
-                await self._flush(outbox)
+                await self._writer.publish(outbox)
             except Exception:  # a failed side effect must not lose the acks
                 log.exception("flushing the outbox of %d entries failed", len(outbox))
         for item in batch:

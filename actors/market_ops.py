@@ -15,8 +15,10 @@ after its order ended, and ``refund.settle`` what the provider answered (the gat
 provider, outside any transaction, then sends the outcome here).
 An order's move to ``paid`` also records one ``purchase`` interaction per line (the
 recommender's training data) in the same transaction, so a sale is counted exactly once.
-The gateway passes who is acting (``actor``, ``vendor_id``); the handlers check it against the
-row (rule 7), so a vendor reaches only its own listings and orders, a buyer only their own.
+Each handler gets its typed command (models/market.py). The services say who is acting
+(``actor``, ``vendor_id``: the caller's own vendor, never taken from a request); the handlers
+check it against the row (rule 7), so a vendor reaches only its own listings and orders, a
+buyer only their own.
 """
 
 from __future__ import annotations
@@ -24,8 +26,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from models import market
+from models.commands import ShardCommand
 from models.errors import BadRequest, Conflict, NotFound, OutOfStock
 from models.ids import cell_of, cell_scoped_id, new_id
+from models.market import (
+    CartAdd,
+    CartRemove,
+    ListingCommand,
+    ListingCreate,
+    ListingDelete,
+    ListingStock,
+    ListingUpdate,
+    OrderAct,
+    OrderReserve,
+    RefundRecord,
+    RefundSettle,
+    VendorCreate,
+)
 from models.placement import cell_key
 from models.streams import feed_stream, user_stream
 from store import hooks_store, recommend_store
@@ -34,7 +51,7 @@ from store import market_store as ms
 if TYPE_CHECKING:
     import asyncpg
 
-    from actors.cell_host import CellHost, Command, Emitted, Handler
+    from actors.cell_host import CellHost, Emitted, Handler
     from actors.group_commit import Tx
 
 
@@ -49,28 +66,32 @@ async def _stock_hooks(host: CellHost, tx: Tx, before: int | None, listing: dict
     await hooks_store.enqueue(tx.conn, listing["vendor_id"], "listing.updated", listing)
 
 
-async def _own_listing(tx: Tx, cmd: Command) -> asyncpg.Record:
-    row = await ms.listing_row(tx.conn, cmd["data"]["listing_id"], lock=True)
-    if row is None or row["vendor_id"] != cmd["data"]["vendor_id"] or row["deleted_at"]:
+async def _own_listing(tx: Tx, cmd: ListingCommand) -> asyncpg.Record:
+    row = await ms.listing_row(tx.conn, cmd.listing_id, lock=True)
+    if row is None or row["vendor_id"] != cmd.vendor_id or row["deleted_at"]:
         raise NotFound("no such listing")
     return row
 
 
 # -- vendors and listings -----------------------------------------------------------------------
-async def vendor_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    data = cmd["data"]
-    vendor = {**data, "id": cell_scoped_id(data["cell"]), "user_id": cmd["user_id"]}
+async def vendor_create(host: CellHost, tx: Tx, cmd: VendorCreate, out: Emitted) -> dict[str, Any]:
+    vendor = {
+        **cmd.fields,
+        "cell": cmd.cell,
+        "id": cell_scoped_id(cmd.cell),
+        "user_id": cmd.user_id,
+    }
     return {"vendor": await ms.insert_vendor(tx.conn, vendor)}
 
 
-async def listing_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    data = cmd["data"]
-    vendor = await ms.vendor_by_id(tx.conn, data["vendor_id"])
+async def listing_create(
+    host: CellHost, tx: Tx, cmd: ListingCreate, out: Emitted
+) -> dict[str, Any]:
+    vendor = await ms.vendor_by_id(tx.conn, cmd.vendor_id)
     if vendor is None:
         raise NotFound("no such vendor")
-    fields = {k: data[k] for k in data if k != "vendor_id"}
     row = {
-        **fields,
+        **cmd.fields,
         "id": cell_scoped_id(vendor["cell"]),
         "vendor_id": vendor["id"],
         "cell": vendor["cell"],
@@ -83,25 +104,33 @@ async def listing_create(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> 
     return {"listing": listing}
 
 
-async def listing_update(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+async def listing_update(
+    host: CellHost, tx: Tx, cmd: ListingUpdate, out: Emitted
+) -> dict[str, Any]:
     await _own_listing(tx, cmd)
-    listing = await ms.update_listing(tx.conn, cmd["data"]["listing_id"], cmd["data"]["fields"])
+    listing = await ms.update_listing(tx.conn, cmd.listing_id, cmd.fields)
     _listing_changed(out, listing)
     await hooks_store.enqueue(tx.conn, listing["vendor_id"], "listing.updated", listing)
     return {"listing": listing}
 
 
-async def listing_delete(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+async def listing_delete(
+    host: CellHost, tx: Tx, cmd: ListingDelete, out: Emitted
+) -> dict[str, Any]:
     await _own_listing(tx, cmd)
-    listing = await ms.delete_listing(tx.conn, cmd["data"]["listing_id"])
+    listing = await ms.delete_listing(tx.conn, cmd.listing_id)
     _listing_changed(out, listing)
     return {"listing": listing}
 
 
-async def listing_stock(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+async def listing_stock(host: CellHost, tx: Tx, cmd: ListingStock, out: Emitted) -> dict[str, Any]:
     row = await _own_listing(tx, cmd)
-    data = cmd["data"]
-    stock = data["set"] if data.get("set") is not None else row["stock"] + data["delta"]
+    if cmd.set_to is not None:
+        stock = cmd.set_to
+    elif cmd.delta is not None:
+        stock = row["stock"] + cmd.delta
+    else:
+        raise BadRequest("give delta or set")
     if stock < 0:
         raise Conflict(f"stock is {row['stock']}; it cannot go below zero")
     listing = await ms.set_stock(tx.conn, row["id"], stock)
@@ -111,25 +140,23 @@ async def listing_stock(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> d
 
 
 # -- carts (routed to the buyer's key) ----------------------------------------------------------
-async def cart_add(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    data = cmd["data"]
-    row = await ms.listing_row(tx.conn, data["listing_id"])
+async def cart_add(host: CellHost, tx: Tx, cmd: CartAdd, out: Emitted) -> dict[str, Any]:
+    row = await ms.listing_row(tx.conn, cmd.listing_id)
     if row is None or not row["active"] or row["deleted_at"] is not None:
         raise NotFound("no such listing")
     held = await tx.conn.fetchval(
         "SELECT qty FROM cart_items WHERE user_id = $1 AND listing_id = $2",
-        cmd["user_id"],
+        cmd.user_id,
         row["id"],
     )
-    if (held or 0) + data["qty"] > 999:
+    if (held or 0) + cmd.qty > 999:
         raise BadRequest("at most 999 of one listing in a cart")
-    qty = await ms.cart_add(tx.conn, cmd["user_id"], row["id"], data["qty"])
+    qty = await ms.cart_add(tx.conn, cmd.user_id, row["id"], cmd.qty)
     return {"item": {"listing_id": row["id"], "qty": qty}}
 
 
-async def cart_remove(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
-    ids = cmd["data"]["listing_ids"]
-    removed = await ms.cart_remove(tx.conn, cmd["user_id"], ids)
+async def cart_remove(host: CellHost, tx: Tx, cmd: CartRemove, out: Emitted) -> dict[str, Any]:
+    removed = await ms.cart_remove(tx.conn, cmd.user_id, list(cmd.listing_ids))
     return {"removed": removed}
 
 
@@ -165,52 +192,49 @@ async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], curr
     await _stock_hooks(host, tx, row["stock"] + item["qty"], listing)
 
 
-async def order_reserve(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+async def order_reserve(host: CellHost, tx: Tx, cmd: OrderReserve, out: Emitted) -> dict[str, Any]:
     """Take the stock of one vendor's part of a checkout and open its pending order."""
-    data = cmd["data"]
-    vendor_id = data["vendor_id"]
+    vendor_id = cmd.vendor_id
     cell = cell_of(vendor_id)
     vendor = await ms.vendor_by_id(tx.conn, vendor_id)
     if vendor is None or cell is None:
         raise NotFound("no such vendor")
-    for item in data["items"]:
+    for item in cmd.items:
         if cell_of(item["listing_id"]) != cell:
             raise BadRequest("a part must hold only its vendor's listings")
-        await _take(host, tx, out, item, data["currency"])
+        await _take(host, tx, out, item, cmd.currency)
     now = await tx.conn.fetchval("SELECT now()")  # the clock expiry is decided by, not ours
     order = {
         "id": cell_scoped_id(cell),
-        "group_id": data["group_id"],
-        "buyer_id": cmd["user_id"],
+        "group_id": cmd.group_id,
+        "buyer_id": cmd.user_id,
         "vendor_id": vendor_id,
         "vendor_user_id": vendor["user_id"],
         "cell": cell,
         "status": market.PENDING,
-        "total": data["total"],
-        "currency": data["currency"],
-        "reserved_until": market.reservation_deadline(now, data["ttl_s"]),
+        "total": cmd.total,
+        "currency": cmd.currency,
+        "reserved_until": market.reservation_deadline(now, cmd.ttl_s),
     }
-    await ms.insert_order(tx.conn, order, data["items"])
+    await ms.insert_order(tx.conn, order, list(cmd.items))
     row = await ms.order_row(tx.conn, order["id"])
     return {"order": await _order_events(tx, out, row, created=True)}
 
 
-def _may_see(row: asyncpg.Record, cmd: Command) -> bool:
-    actor = cmd["data"]["actor"]
-    if actor == "buyer":
-        return bool(row["buyer_id"] == cmd["user_id"])
-    if actor == "vendor":
-        return bool(row["vendor_id"] == cmd["data"].get("vendor_id"))
+def _may_see(row: asyncpg.Record, cmd: OrderAct) -> bool:
+    if cmd.actor == "buyer":
+        return bool(row["buyer_id"] == cmd.user_id)
+    if cmd.actor == "vendor":
+        return cmd.vendor_id is not None and bool(row["vendor_id"] == cmd.vendor_id)
     return True
 
 
-async def order_act(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+async def order_act(host: CellHost, tx: Tx, cmd: OrderAct, out: Emitted) -> dict[str, Any]:
     """One step of the order state machine (models/market.py), with its stock and refund."""
-    data = cmd["data"]
-    row = await ms.order_row(tx.conn, data["order_id"], lock=True)
+    row = await ms.order_row(tx.conn, cmd.order_id, lock=True)
     if row is None or not _may_see(row, cmd):
         raise NotFound("no such order")
-    action, actor = data["action"], data["actor"]
+    action, actor = cmd.action, cmd.actor
     if action == "expire" and not await ms.reservation_over(tx.conn, row["id"]):
         # Decided by the database clock (the sweeper's), never this host's; an error, not a
         # no-op, so nothing is recorded under the caller's key and a later sweep can expire it.
@@ -225,7 +249,7 @@ async def order_act(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[
     refund_id = None
     if step.target == market.REFUNDED:
         refund_id = await _record_refund(tx, row, external=not step.refund_owed)
-    reason = data.get("reason") or f"{action} by {actor}"
+    reason = cmd.reason or f"{action} by {actor}"
     updated = await ms.set_order_status(tx.conn, row["id"], step.target, reason)
     if step.target == market.PAID:  # a sale: the buyer's purchases train the rankers
         await recommend_store.record_purchases(tx.conn, row["buyer_id"], row["id"])
@@ -266,16 +290,16 @@ async def _record_refund(tx: Tx, row: asyncpg.Record, *, external: bool) -> str 
     return str(refund_id)
 
 
-def _in_route(cmd: Command, cell: str) -> bool:
+def _in_route(cmd: ShardCommand, cell: str) -> bool:
     """The row's cell is the one this command was routed (and ownership checked) by."""
-    return bool(cmd["route"] == cell_key(cell))
+    return cmd.route == cell_key(cell)
 
 
 # -- refunds (routed to the order's cell) -------------------------------------------------------
-async def refund_record(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+async def refund_record(host: CellHost, tx: Tx, cmd: RefundRecord, out: Emitted) -> dict[str, Any]:
     """A pending refund for an order whose payment was captured after the order ended (an
     orphaned capture), or the order's refund already recorded; the gateway then runs it."""
-    row = await ms.order_row(tx.conn, cmd["data"]["order_id"], lock=True)
+    row = await ms.order_row(tx.conn, cmd.order_id, lock=True)
     if row is None or not _in_route(cmd, row["cell"]):
         raise NotFound("no such order")
     refund_id = await _record_refund(tx, row, external=False)
@@ -287,19 +311,18 @@ async def refund_record(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> d
 _SETTLED = {"succeeded": "succeeded", "failed": "failed", "retry": "pending"}
 
 
-async def refund_settle(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> dict[str, Any]:
+async def refund_settle(host: CellHost, tx: Tx, cmd: RefundSettle, out: Emitted) -> dict[str, Any]:
     """Record what the provider answered to a pending refund: ``succeeded`` (with its
     ``provider_ref``), ``failed`` for good (with ``reason``), or ``retry`` (a temporary
     failure: one more attempt counted, the sweeper tries again). A refund no longer pending
     is left as it is; the reply says its status and payment either way."""
-    data = cmd["data"]
-    outcome = data["outcome"]
+    outcome = cmd.outcome
     if outcome not in _SETTLED:
         raise BadRequest(f"outcome: {outcome!r} is not one of {', '.join(_SETTLED)}")
     row = await tx.conn.fetchrow(
         "SELECT r.id, r.status, r.payment_id, o.cell FROM refunds r"
         " JOIN orders o ON o.id = r.order_id WHERE r.id = $1 FOR UPDATE OF r",
-        data["refund_id"],
+        cmd.refund_id,
     )
     if row is None or not _in_route(cmd, row["cell"]):
         raise NotFound("no such refund")
@@ -312,23 +335,23 @@ async def refund_settle(host: CellHost, tx: Tx, cmd: Command, out: Emitted) -> d
             " WHERE id = $1",
             row["id"],
             status,
-            data.get("provider_ref"),
-            data.get("reason") if outcome != "succeeded" else None,
+            cmd.provider_ref,
+            cmd.reason if outcome != "succeeded" else None,
             0 if outcome == "succeeded" else 1,
         )
     return {"refund_id": row["id"], "status": status, "payment_id": row["payment_id"]}
 
 
-HANDLERS: dict[str, Handler] = {
-    "vendor.create": vendor_create,
-    "listing.create": listing_create,
-    "listing.update": listing_update,
-    "listing.delete": listing_delete,
-    "listing.stock": listing_stock,
-    "cart.add": cart_add,
-    "cart.remove": cart_remove,
-    "order.reserve": order_reserve,
-    "order.act": order_act,
-    "refund.record": refund_record,
-    "refund.settle": refund_settle,
+HANDLERS: dict[type[ShardCommand], Handler] = {
+    VendorCreate: vendor_create,
+    ListingCreate: listing_create,
+    ListingUpdate: listing_update,
+    ListingDelete: listing_delete,
+    ListingStock: listing_stock,
+    CartAdd: cart_add,
+    CartRemove: cart_remove,
+    OrderReserve: order_reserve,
+    OrderAct: order_act,
+    RefundRecord: refund_record,
+    RefundSettle: refund_settle,
 }

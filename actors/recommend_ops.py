@@ -1,8 +1,9 @@
 """Relevance scoring inside the shard that owns the user's cell: the ``recommend.rank`` read.
 
-Args: ``{user_id, lat, lng, items: [{id, lat, lng, cell?, category?, author_id?, created_ms?,
-price?}]}`` (at most 1000 items; posts use their author as category, listings their category
-and price). Answer: ``{"model": {"scope", "version"} | None, "scores": [float per item]}``;
+Asked with a ``RankRead`` (models/recommend/commands.py): ``user_id, lat, lng, items: [{id,
+lat, lng, cell?, category?, author_id?, created_ms?, price?}]`` (at most 1000 items; posts use
+their author as category, listings their category and price). Answer: ``{"model": {"scope",
+"version"} | None, "scores": [float per item]}``;
 ``model`` None (and no scores) when no ranker covers the cell: the caller keeps its own order.
 
 State (a cache of Postgres, rebuilt on demand; nothing is persisted here):
@@ -23,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 import h3
 
 from actors.singleflight import SingleFlight
+from models.commands import ShardCommand, ShardRead
 from models.errors import BadRequest
+from models.recommend.commands import RankRead
 from models.recommend.serving import Item, ModelBundle, Snapshot, model_scopes, rank
 from store import recommend_store
 
 if TYPE_CHECKING:
-    from actors.cell_host import CellHost, Reader
+    from actors.cell_host import CellHost, Handler, Reader
 
 MAX_ITEMS = 1000
 
@@ -53,8 +56,7 @@ def _state(host: CellHost) -> _State:
     return state  # type: ignore[no-any-return]
 
 
-def _float(args: dict[str, Any], name: str) -> float:
-    value = args.get(name)
+def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise BadRequest(f"{name} must be a number")
     return float(value)
@@ -73,8 +75,8 @@ def parse_items(raw: Any) -> list[Item]:
         out.append(
             Item(
                 id=entry["id"],
-                lat=_float(entry, "lat"),
-                lng=_float(entry, "lng"),
+                lat=_number(entry.get("lat"), "lat"),
+                lng=_number(entry.get("lng"), "lng"),
                 cell=entry.get("cell") if isinstance(entry.get("cell"), str) else None,
                 category=str(entry.get("category") or entry.get("author_id") or "") or None,
                 created_s=created / 1000.0 if isinstance(created, int | float) else math.nan,
@@ -128,14 +130,13 @@ async def _snapshot(host: CellHost, cell: str, bundle: ModelBundle) -> Snapshot:
     return await state.building.run(cell, build)
 
 
-async def recommend_rank(host: CellHost, args: dict[str, Any]) -> dict[str, Any]:
-    user_id = args.get("user_id")
-    if not isinstance(user_id, str) or not user_id:
+async def recommend_rank(host: CellHost, read: RankRead) -> dict[str, Any]:
+    if not read.user_id:
         raise BadRequest("user_id must be a string")
-    lat, lng = _float(args, "lat"), _float(args, "lng")
+    lat, lng = _number(read.lat, "lat"), _number(read.lng, "lng")
     if not (-90 <= lat <= 90 and -180 <= lng <= 180):
         raise BadRequest("lat/lng out of range")
-    items = parse_items(args.get("items"))
+    items = parse_items(list(read.items))
     cell = str(h3.latlng_to_cell(lat, lng, host.settings.h3_resolution))
     bundle = await _bundle(host, cell)
     if bundle is None:
@@ -145,11 +146,11 @@ async def recommend_rank(host: CellHost, args: dict[str, Any]) -> dict[str, Any]
         return {"model": model, "scores": []}
     snap = await _snapshot(host, cell, bundle)
     if len(items) >= host.settings.recommend_thread_min:
-        scores = await asyncio.to_thread(rank, bundle, snap, user_id, lat, lng, items)
+        scores = await asyncio.to_thread(rank, bundle, snap, read.user_id, lat, lng, items)
     else:
-        scores = rank(bundle, snap, user_id, lat, lng, items)
+        scores = rank(bundle, snap, read.user_id, lat, lng, items)
     return {"model": model, "scores": [float(s) for s in scores]}
 
 
-READERS: dict[str, Reader] = {"recommend.rank": recommend_rank}
-HANDLERS: dict[str, Any] = {}
+READERS: dict[type[ShardRead], Reader] = {RankRead: recommend_rank}
+HANDLERS: dict[type[ShardCommand], Handler] = {}

@@ -12,10 +12,11 @@ from typing import Any
 
 import ray
 
-from actors.cell_host import CellHost, Command
+from actors.cell_host import CellHost
 from actors.registry import HANDLERS, READERS
 from cluster import gcpolicy
 from cluster.config import Settings
+from models.commands import ShardCommand, ShardRead
 
 
 class CellShard:
@@ -23,7 +24,7 @@ class CellShard:
         self._host = CellHost(name, settings, dict(HANDLERS), dict(READERS))
         gcpolicy.settle(settings)  # a long-running process from here on (cluster/gcpolicy.py)
 
-    async def execute(self, version: int, commands: list[Command]) -> list[dict[str, Any]]:
+    async def execute(self, version: int, commands: list[ShardCommand]) -> list[dict[str, Any]]:
         return await self._host.execute(version, commands)
 
     async def feed_page(
@@ -31,10 +32,8 @@ class CellShard:
     ) -> dict[str, Any]:
         return await self._host.feed_page(version, cells, cursor, limit)
 
-    async def read(
-        self, version: int, route: str, name: str, args: dict[str, Any]
-    ) -> dict[str, Any]:
-        return await self._host.read(version, route, name, args)
+    async def read(self, version: int, read: ShardRead) -> dict[str, Any]:
+        return await self._host.read(version, read)
 
     async def stats(self) -> dict[str, Any]:
         await self._host.ready()

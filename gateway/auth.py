@@ -1,241 +1,22 @@
-"""Accounts and sign-in: the ``AuthService`` and its thin REST adapters.
+"""The accounts REST endpoints: thin adapters over services/accounts.py.
 
-The service owns: password hashing (argon2id, in worker threads, at most ``hash_concurrency``
-at once so the event loop never waits on it), access tokens (models.auth.TokenCodec), refresh
-token families (store/users.py: rotation with reuse detection) and websocket tickets (Redis,
-single use via GETDEL, ``ws_ticket_ttl_s``).
-
-Every authenticated request is checked against Postgres, the durable truth: a token whose
-sign-in was revoked (logout, refresh-token reuse) or whose user is disabled is refused at once,
-not when it expires. Ending a sign-in also closes its sockets on every gateway (a
-``session.revoked`` control message; the local gateway closes its own directly).
+``require_principal`` is the one gate of every user endpoint: a Bearer access token, verified
+fully and checked against its live sign-in (services/accounts.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import asyncpg
-import redis.asyncio as aioredis
 from aiohttp import web
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from pydantic import BaseModel, ConfigDict, Field
-from redis.exceptions import RedisError
 
-from cluster.config import Settings
-from gateway.context import AUTH, DB, REDIS, SESSIONS, SETTINGS
+from gateway.context import SERVICES
 from gateway.http import read_json
-from models.auth import (
-    Principal,
-    TokenCodec,
-    bearer_token,
-    check_password,
-    clean_display_name,
-    new_secret_token,
-    normalize_email,
-    token_digest,
-)
-from models.errors import Unauthorized, Unavailable
-from models.ids import new_id
+from models.auth import Principal
+from models.errors import Unauthorized
+from services.accounts import LoginBody, RefreshBody, SignupBody
 from store import users
-from store.fanout import CONTROL_CHANNEL
 from store.users import UserRow
-
-log = logging.getLogger("hyperlocal.auth")
-
-_TICKET_PREFIX = "hl:ticket:"
-
-
-class SignupBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    email: str = Field(max_length=254)
-    password: str = Field(max_length=256)
-    display_name: str = Field(max_length=200)
-
-
-class LoginBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    email: str = Field(max_length=254)
-    password: str = Field(max_length=256)
-    otp: str | None = Field(None, max_length=16)
-
-
-class RefreshBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    refresh_token: str = Field(min_length=1, max_length=256)
-
-
-class AuthService:
-    """Sign-up, sign-in, token rotation, sign-out and websocket tickets. See module docstring."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        db: asyncpg.Pool,
-        redis: aioredis.Redis,
-        on_revoked: Callable[[str, str], None] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.redis = redis
-        self.codec = TokenCodec(
-            settings.signing_key(),
-            settings.jwt_issuer,
-            settings.jwt_audience,
-            settings.access_ttl_s,
-        )
-        self.hasher = PasswordHasher(
-            time_cost=settings.argon2_time_cost,
-            memory_cost=settings.argon2_memory_kib,
-            parallelism=settings.argon2_parallelism,
-        )
-        self._hashing = asyncio.Semaphore(settings.hash_concurrency)
-        self._on_revoked = on_revoked
-        self._dummy_hash: str | None = None
-
-    # -- passwords (off the loop) ---------------------------------------------------------------
-    async def _hash(self, password: str) -> str:
-        async with self._hashing:
-            return await asyncio.to_thread(self.hasher.hash, password)
-
-    async def _verify(self, password_hash: str, password: str) -> bool:
-        async with self._hashing:
-            return await asyncio.to_thread(self._verify_sync, password_hash, password)
-
-    def _verify_sync(self, password_hash: str, password: str) -> bool:
-        try:
-            return self.hasher.verify(password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return False
-
-    # -- sign-up and sign-in -------------------------------------------------------------------
-    async def signup(self, body: SignupBody) -> tuple[UserRow, dict[str, str]]:
-        email_norm = normalize_email(body.email)
-        check_password(body.password)
-        name = clean_display_name(body.display_name)
-        password_hash = await self._hash(body.password)
-        user = await users.create_user(
-            self.db, new_id(), body.email.strip(), email_norm, password_hash, name
-        )
-        log.info("user signed up", extra={"user_id": user.id})
-        return user, await self._start_sign_in(user)
-
-    async def login(self, body: LoginBody) -> tuple[UserRow, dict[str, str]]:
-        email_norm = normalize_email(body.email)
-        user = await users.by_email(self.db, email_norm)
-        if user is None:
-            # Spend the same time as a real check so timing does not reveal which emails exist.
-            await self._verify(await self._dummy(), body.password)
-            raise Unauthorized("wrong email or password")
-        if not await self._verify(user.password_hash, body.password):
-            raise Unauthorized("wrong email or password")
-        if user.disabled:
-            raise Unauthorized("this account is disabled")
-        if self.hasher.check_needs_rehash(user.password_hash):
-            await users.update_password_hash(self.db, user.id, await self._hash(body.password))
-        return user, await self._start_sign_in(user)
-
-    async def _dummy(self) -> str:
-        if self._dummy_hash is None:
-            self._dummy_hash = await self._hash(new_secret_token())
-        return self._dummy_hash
-
-    async def _start_sign_in(self, user: UserRow) -> dict[str, str]:
-        family_id, refresh = new_id(), new_secret_token()
-        await users.start_family(
-            self.db, family_id, user.id, token_digest(refresh), self.settings.refresh_ttl_s
-        )
-        return {"access_token": self._access(user, family_id), "refresh_token": refresh}
-
-    def _access(self, user: UserRow, family_id: str) -> str:
-        principal = Principal(user.id, frozenset(user.roles), family_id)
-        return self.codec.issue(principal, int(time.time()))
-
-    async def refresh(self, body: RefreshBody) -> dict[str, str]:
-        new_refresh = new_secret_token()
-        outcome = await users.rotate(
-            self.db, token_digest(body.refresh_token), token_digest(new_refresh)
-        )
-        if outcome.reused:
-            log.warning("refresh token reuse: family revoked", extra={"family": outcome.family_id})
-            if outcome.family_id:
-                await self._announce_revoked(None, outcome.family_id)
-            raise Unauthorized("refresh token already used: this sign-in has been revoked")
-        if outcome.user is None or outcome.family_id is None:
-            raise Unauthorized("refresh token is not valid")
-        if outcome.user.disabled:
-            raise Unauthorized("this account is disabled")
-        return {
-            "access_token": self._access(outcome.user, outcome.family_id),
-            "refresh_token": new_refresh,
-        }
-
-    async def logout(self, principal: Principal) -> None:
-        await users.revoke_family(self.db, principal.session_id, "logout")
-        await self._announce_revoked(principal.user_id, principal.session_id)
-
-    async def _announce_revoked(self, user_id: str | None, family_id: str) -> None:
-        """Close the sign-in's sockets here and, through Redis, on every other gateway."""
-        if user_id is None:
-            user_id = await self.db.fetchval(
-                "SELECT user_id FROM token_families WHERE id = $1", family_id
-            )
-            if user_id is None:
-                return
-        if self._on_revoked is not None:
-            self._on_revoked(user_id, family_id)
-        message = {"kind": "session.revoked", "user_id": user_id, "session_id": family_id}
-        try:
-            await self.redis.publish(CONTROL_CHANNEL, json.dumps(message))
-        except (RedisError, OSError) as exc:
-            log.warning("session.revoked not broadcast (other gateways keep sockets): %r", exc)
-
-    # -- checking callers ----------------------------------------------------------------------
-    async def authenticate_bearer(self, header: str) -> Principal:
-        principal = self.codec.verify(bearer_token(header))
-        await self._check_live(principal)
-        return principal
-
-    async def _check_live(self, principal: Principal) -> None:
-        try:
-            live = await users.family_live(self.db, principal.session_id, principal.user_id)
-        except (asyncpg.PostgresError, OSError) as exc:
-            raise Unavailable("cannot check the sign-in right now") from exc
-        if not live:
-            raise Unauthorized("this sign-in has ended")
-
-    async def issue_ticket(self, principal: Principal) -> dict[str, Any]:
-        ticket = new_secret_token()
-        ttl = self.settings.ws_ticket_ttl_s
-        try:
-            await self.redis.set(
-                _TICKET_PREFIX + token_digest(ticket), json.dumps(principal.to_dict()), ex=ttl
-            )
-        except (RedisError, OSError) as exc:
-            raise Unavailable("tickets are unavailable right now; use a Bearer header") from exc
-        return {"ticket": ticket, "expires_in": ttl}
-
-    async def consume_ticket(self, ticket: str) -> Principal:
-        if len(ticket) > 256 or not (ticket.isascii() and ticket.isprintable()):
-            raise Unauthorized("invalid ticket")
-        try:
-            raw = await self.redis.getdel(_TICKET_PREFIX + token_digest(ticket))
-        except (RedisError, OSError) as exc:
-            raise Unavailable("tickets are unavailable right now; use a Bearer header") from exc
-        if raw is None:
-            raise Unauthorized("ticket unknown, expired or already used")
-        principal = Principal.from_dict(json.loads(raw))
-        await self._check_live(principal)
-        return principal
-
-
-# -- REST adapters ---------------------------------------------------------------------------
 
 
 async def require_principal(request: web.Request) -> Principal:
@@ -243,7 +24,7 @@ async def require_principal(request: web.Request) -> Principal:
     header = request.headers.get("Authorization")
     if not header:
         raise Unauthorized("missing Authorization: Bearer <access_token>")
-    return await request.app[AUTH].authenticate_bearer(header)
+    return await request.app[SERVICES].accounts.authenticate_bearer(header)
 
 
 def _signed_in(user: UserRow, tokens: dict[str, str]) -> dict[str, Any]:
@@ -251,34 +32,34 @@ def _signed_in(user: UserRow, tokens: dict[str, str]) -> dict[str, Any]:
 
 
 async def signup_view(request: web.Request) -> web.Response:
-    user, tokens = await request.app[AUTH].signup(await read_json(request, SignupBody))
+    user, tokens = await request.app[SERVICES].accounts.signup(await read_json(request, SignupBody))
     return web.json_response(_signed_in(user, tokens), status=201)
 
 
 async def login_view(request: web.Request) -> web.Response:
-    user, tokens = await request.app[AUTH].login(await read_json(request, LoginBody))
+    user, tokens = await request.app[SERVICES].accounts.login(await read_json(request, LoginBody))
     return web.json_response(_signed_in(user, tokens))
 
 
 async def refresh_view(request: web.Request) -> web.Response:
-    tokens = await request.app[AUTH].refresh(await read_json(request, RefreshBody))
+    tokens = await request.app[SERVICES].accounts.refresh(await read_json(request, RefreshBody))
     return web.json_response(tokens)
 
 
 async def logout_view(request: web.Request) -> web.Response:
     principal = await require_principal(request)
-    await request.app[AUTH].logout(principal)
+    await request.app[SERVICES].accounts.logout(principal)
     return web.Response(status=204)
 
 
 async def ws_ticket_view(request: web.Request) -> web.Response:
     principal = await require_principal(request)
-    return web.json_response(await request.app[AUTH].issue_ticket(principal))
+    return web.json_response(await request.app[SERVICES].accounts.issue_ticket(principal))
 
 
 async def me_view(request: web.Request) -> web.Response:
     principal = await require_principal(request)
-    user = await users.by_id(request.app[DB], principal.user_id)
+    user = await users.by_id(request.app[SERVICES].db, principal.user_id)
     if user is None:
         raise Unauthorized("this account no longer exists")
     return web.json_response({"user": user.public()})
@@ -291,14 +72,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/auth/logout", logout_view)
     app.router.add_post("/api/v1/auth/ws-ticket", ws_ticket_view)
     app.router.add_get("/api/v1/me", me_view)
-
-
-async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Set up the AuthService; sockets it revokes are closed through the session registry."""
-
-    def close_sockets(user_id: str, family_id: str) -> None:
-        if SESSIONS in app:
-            app[SESSIONS].revoke(user_id, family_id)
-
-    app[AUTH] = AuthService(app[SETTINGS], app[DB], app[REDIS], close_sockets)
-    yield

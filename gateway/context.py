@@ -1,24 +1,21 @@
-"""Typed keys for what the aiohttp application holds (one setup and teardown each, see app.py)."""
+"""Typed keys of what the aiohttp application holds (one setup and teardown each, see app.py).
+
+The application layer is one ``Services`` container (services/container.py); the edge adds
+only what belongs to sockets: the session registry and the fanout hub.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import asyncpg
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from cluster.config import Settings
-
-if TYPE_CHECKING:
-    pass
+from gateway.hub import Hub
+from gateway.metrics import Metrics
+from gateway.sessions import SessionRegistry
+from services.container import Services
 
 SETTINGS = web.AppKey("settings", Settings)
-DB = web.AppKey("db", asyncpg.Pool)
-REDIS = web.AppKey("redis", aioredis.Redis)
-AUTH = web.AppKey("auth", "AuthService")
-ROUTER = web.AppKey("router", "ShardRouter")
-HUB = web.AppKey("hub", "Hub")
-SESSIONS = web.AppKey("sessions", "SessionRegistry")
-METRICS = web.AppKey("metrics", "Metrics")
-SERVICES = web.AppKey("services", "Services")
+METRICS = web.AppKey("metrics", Metrics)
+SERVICES = web.AppKey("services", Services)
+SESSIONS = web.AppKey("sessions", SessionRegistry)
+HUB = web.AppKey("hub", Hub)

@@ -1,5 +1,5 @@
 """REST hooks management for vendors: subscribe, list, delete, inspect deliveries, replay the
-dead letters. Deliveries themselves are gateway/hooks.py's job.
+dead letters. Deliveries themselves are services/hooks.py's job.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from gateway.context import DB, SETTINGS
-from gateway.hooks import check_target, new_secret
+from gateway.context import SERVICES
 from gateway.http import parse_model, read_json
 from gateway.oauth import require_vendor
 from models.errors import NotFound
 from models.ids import new_id
 from models.market_hooks import check_events, is_token
+from services.hooks import check_target, new_secret
 from store import hooks_store
 
 
@@ -45,7 +45,7 @@ async def _own_hook(request: web.Request, scope: str) -> str:
     hook_id = request.match_info["hook_id"]
     if not is_token(hook_id):  # NUL, controls, surrogates: no hook has such an id
         raise NotFound("no such hook")
-    if await hooks_store.hook_of(request.app[DB], caller.vendor["id"], hook_id) is None:
+    if await hooks_store.hook_of(request.app[SERVICES].db, caller.vendor["id"], hook_id) is None:
         raise NotFound("no such hook")
     return hook_id
 
@@ -54,38 +54,38 @@ async def create_hook_view(request: web.Request) -> web.Response:
     caller = await require_vendor(request, "hooks:write")
     body = await read_json(request, HookBody)
     events = check_events(list(body.events))
-    await check_target(body.target_url, request.app[SETTINGS].hooks_allow_private)
+    await check_target(body.target_url, request.app[SERVICES].settings.hooks_allow_private)
     secret = new_secret()
     row = await hooks_store.create_hook(
-        request.app[DB], new_id(), caller.vendor["id"], body.target_url, events, secret
+        request.app[SERVICES].db, new_id(), caller.vendor["id"], body.target_url, events, secret
     )
     return web.json_response({**hooks_store.hook_public(row), "secret": secret}, status=201)
 
 
 async def list_hooks_view(request: web.Request) -> web.Response:
     caller = await require_vendor(request, "hooks:read")
-    rows = await hooks_store.hooks_of(request.app[DB], caller.vendor["id"])
+    rows = await hooks_store.hooks_of(request.app[SERVICES].db, caller.vendor["id"])
     return web.json_response({"items": [hooks_store.hook_public(r) for r in rows]})
 
 
 async def delete_hook_view(request: web.Request) -> web.Response:
     hook_id = await _own_hook(request, "hooks:write")
-    await hooks_store.disable(request.app[DB], hook_id, "deleted by the vendor")
-    await hooks_store.cancel_pending(request.app[DB], hook_id)
+    await hooks_store.disable(request.app[SERVICES].db, hook_id, "deleted by the vendor")
+    await hooks_store.cancel_pending(request.app[SERVICES].db, hook_id)
     return web.Response(status=204)
 
 
 async def deliveries_view(request: web.Request) -> web.Response:
     hook_id = await _own_hook(request, "hooks:read")
     q = parse_model(DeliveriesQuery, dict(request.query))
-    rows = await hooks_store.deliveries(request.app[DB], hook_id, q.status, q.limit)
+    rows = await hooks_store.deliveries(request.app[SERVICES].db, hook_id, q.status, q.limit)
     return web.json_response({"items": [hooks_store.delivery_public(r) for r in rows]})
 
 
 async def replay_view(request: web.Request) -> web.Response:
     hook_id = await _own_hook(request, "hooks:write")
     body = await read_json(request, ReplayBody) if request.can_read_body else ReplayBody()
-    replayed = await hooks_store.replay(request.app[DB], hook_id, body.delivery_ids)
+    replayed = await hooks_store.replay(request.app[SERVICES].db, hook_id, body.delivery_ids)
     return web.json_response({"replayed": replayed})
 
 

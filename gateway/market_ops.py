@@ -1,34 +1,20 @@
-"""Marketplace websocket operations (buyers) and the marketplace's resources.
+"""Marketplace websocket operations (buyers).
 
 Thin adapters: each op validates its typed request and calls the one service function
-(gateway/market_service.py, gateway/checkout.py) that the vendor REST API also uses. Every
+(services/market.py, services/checkout.py) that the vendor REST API also uses. Every
 mutating op needs the frame's idempotency key (the socket loop enforces it). A buyer reaches only
 their own cart and orders: the service takes the user from the session, never from the request.
-
-``market_ctx`` builds the services and starts this gateway's two background loops: the hook
-dispatcher (gateway/hooks.py) and the sweeper (gateway/market_jobs.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from gateway.checkout import Checkout
-from gateway.context import DB, ROUTER, SERVICES, SETTINGS
-from gateway.hooks import HookDispatcher
-from gateway.market_context import CHECKOUT, MARKET
-from gateway.market_jobs import Sweeper
-from gateway.market_service import Actor, MarketService
 from gateway.ops import Call, Op
-from models.cells import Geo
 from models.market import ORDER_STATES
-from payments import providers_from
+from services.market import Actor, MarketService
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Cursor = Annotated[str, StringConstraints(max_length=512)] | None
@@ -83,13 +69,11 @@ class _Empty(_Req):
 
 
 def market_of(call: Call) -> MarketService:
-    market: MarketService = call.services.features["market"]
-    return market
+    return call.services.market
 
 
 def _who(call: Call) -> Actor:
-    assert call.key is not None
-    return Actor(call.user_id, call.key)
+    return Actor(call.user_id, call.caller.idempotency_key())
 
 
 async def op_nearby(call: Call, req: ListingsNearby) -> dict[str, Any]:
@@ -116,9 +100,8 @@ async def op_cart_get(call: Call, req: _Empty) -> dict[str, Any]:
 
 
 async def op_checkout(call: Call, req: CheckoutReq) -> dict[str, Any]:
-    checkout: Checkout = call.services.features["checkout"]
-    assert call.key is not None
-    return await checkout.checkout(call.user_id, call.key, req.payment.model_dump())
+    key = call.caller.idempotency_key()
+    return await call.services.checkout.checkout(call.user_id, key, req.payment.model_dump())
 
 
 async def op_orders_list(call: Call, req: OrdersList) -> dict[str, Any]:
@@ -151,37 +134,3 @@ OPS: dict[str, Op] = {
     "order.cancel": Op(OrderRef, op_order_cancel, mutating=True),
     "order.complete": Op(OrderRef, op_order_complete, mutating=True),
 }
-
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def market_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The market and checkout services, the hook dispatcher and the sweeper."""
-    settings = app[SETTINGS]
-    providers = providers_from(settings)
-    geo = Geo(settings.h3_resolution, settings.k_ring)
-    market = app[MARKET] = MarketService(settings, app[DB], app[ROUTER], geo, providers)
-    checkout = app[CHECKOUT] = Checkout(market)
-    # Websocket ops reach the services through the shared Services object's feature slot.
-    services = app[SERVICES]
-    market.ranker = services.ranker  # one memory of cells without a model, feed and listings
-    services.features.update(market=market, checkout=checkout)
-    dispatcher = HookDispatcher(settings, app[DB])
-    sweeper = Sweeper(market, checkout)
-    tasks = [
-        asyncio.create_task(dispatcher.run(), name="hook-dispatcher"),
-        asyncio.create_task(sweeper.run(), name="market-sweeper"),
-    ]
-    yield
-    for task in tasks:
-        await _stop(task)
-    await dispatcher.close()
-    for provider in providers.values():
-        await provider.close()
-
-
-CONTEXTS = [market_ctx]

@@ -1,136 +1,44 @@
-"""Vendor callers: a vendor user's Bearer token, or an OAuth2 client-credentials app token.
+"""Vendor callers over REST: a vendor user's Bearer token, or an OAuth2 app token.
 
-A vendor registers apps (``POST /api/v1/vendor/apps`` → ``{client_id, client_secret}``; the
-secret is shown once and stored as its sha256). ``POST /api/v1/oauth/token`` with
-``grant_type=client_credentials`` (form or JSON body, or HTTP Basic client authentication)
-issues an access token: an HS256 JWT with its own audience (``<jwt_audience>:vendor-app``), so
-it can never pass as a user token (nor open a websocket), carrying the app's scopes.
+Endpoints: ``POST/GET /api/v1/vendor/apps``, ``DELETE /api/v1/vendor/apps/{client_id}`` (the
+vendor user's own token only) and ``POST /api/v1/oauth/token`` with
+``grant_type=client_credentials`` (form or JSON body, or HTTP Basic client authentication).
+Apps and tokens themselves are services/vendor_apps.py.
 
 ``require_vendor(request, scope)`` is the one gate of every vendor endpoint: it accepts either
 kind of token, checks that the app is not revoked and the scope is granted (user tokens hold
 every scope), and returns the caller with its vendor (rule 7: the vendor is the caller's own,
-never taken from the request).
+never taken from the request). ``idempotency_key(request)`` reads ``Idempotency-Key``.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import secrets
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl
 
-import asyncpg
-import jwt
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from cluster.config import Settings
 from gateway.auth import require_principal
-from gateway.context import DB, SETTINGS
+from gateway.context import SERVICES
 from gateway.http import parse_model, read_json
-from gateway.market_context import APP_TOKENS
-from gateway.market_service import Actor, fresh_key
-from models.auth import ALGORITHM, bearer_token
-from models.errors import BadRequest, Forbidden, NotFound, TooLarge, Unauthorized
-from models.market import SCOPES, parse_scopes
-from store import market_store as ms
+from models.auth import bearer_token
+from models.errors import BadRequest, Forbidden, TooLarge, Unauthorized
+from models.market import SCOPES
+from services.market import Actor
+from services.vendor_apps import VendorCaller
 
 
-@dataclass(frozen=True)
-class VendorCaller:
-    vendor: dict[str, Any]
-    user_id: str
-    """The vendor's user (its own token) or ``app:<client_id>`` (idempotency namespace)."""
-    scopes: frozenset[str]
-    client_id: str | None = None
-
-    def actor(self, request: web.Request) -> Actor:
-        """The caller as a mutation actor, keyed by ``Idempotency-Key`` when given."""
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not 1 <= len(key) <= 128:
-            raise BadRequest("Idempotency-Key: 1 to 128 characters")
-        return Actor(self.user_id, key or fresh_key(), self.vendor)
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 128:
+        raise BadRequest("Idempotency-Key: 1 to 128 characters")
+    return key
 
 
-# An active app with its vendor's owner: a disabled (banned) owner's apps neither mint tokens
-# nor act on tokens minted before the ban.
-_APP_SQL = (
-    "SELECT a.vendor_id, a.secret_hash, a.scopes, u.disabled_at IS NOT NULL AS owner_disabled"
-    " FROM vendor_apps a JOIN vendors v ON v.id = a.vendor_id JOIN users u ON u.id = v.user_id"
-    " WHERE a.client_id = $1 AND a.revoked_at IS NULL"
-)
-_OWNER_DISABLED = "the vendor's account is disabled"
-
-
-class AppTokens:
-    """Issues and verifies vendor app tokens (one key, one algorithm, every claim required)."""
-
-    def __init__(self, settings: Settings, db: asyncpg.Pool) -> None:
-        self._key = settings.signing_key()
-        self._issuer = settings.jwt_issuer
-        self._audience = f"{settings.jwt_audience}:vendor-app"
-        self._ttl_s = settings.app_token_ttl_s
-        self._db = db
-
-    def issue(self, client_id: str, vendor_id: str, scopes: tuple[str, ...]) -> dict[str, Any]:
-        now = int(time.time())
-        claims = {
-            "sub": client_id,
-            "vendor": vendor_id,
-            "scope": " ".join(scopes),
-            "iat": now,
-            "exp": now + self._ttl_s,
-            "iss": self._issuer,
-            "aud": self._audience,
-        }
-        token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
-        return {
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": self._ttl_s,
-            "scope": " ".join(scopes),
-        }
-
-    def decode(self, token: str) -> dict[str, Any] | None:
-        """The claims of an app token; None if it is not one (e.g. a user token)."""
-        try:
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except (jwt.InvalidTokenError, ValueError):  # ValueError: e.g. a non-UTF-8 header byte
-            raise Unauthorized("invalid access token") from None
-        if unverified.get("aud") != self._audience:
-            return None  # not an app token: the caller tries it as a user token
-        try:
-            return dict(
-                jwt.decode(
-                    token,
-                    self._key,
-                    algorithms=[ALGORITHM],
-                    audience=self._audience,
-                    issuer=self._issuer,
-                    options={"require": ["exp", "iat", "aud", "iss", "sub", "vendor", "scope"]},
-                )
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("access token expired") from None
-        except (jwt.InvalidTokenError, ValueError):
-            raise Unauthorized("invalid access token") from None
-
-    async def caller(self, claims: dict[str, Any]) -> VendorCaller:
-        row = await self._db.fetchrow(_APP_SQL, claims["sub"])
-        if row is None or row["vendor_id"] != claims["vendor"]:
-            raise Unauthorized("this app has been revoked")
-        if row["owner_disabled"]:
-            raise Unauthorized(_OWNER_DISABLED)
-        vendor = await ms.vendor_by_id(self._db, row["vendor_id"])
-        if vendor is None:
-            raise Unauthorized("this app has been revoked")
-        scopes = frozenset(str(claims["scope"]).split()) & frozenset(row["scopes"])
-        return VendorCaller(vendor, f"app:{claims['sub']}", scopes, str(claims["sub"]))
+def actor(caller: VendorCaller, request: web.Request) -> Actor:
+    """The vendor caller as a mutation actor, keyed by the request's ``Idempotency-Key``."""
+    return caller.actor(idempotency_key(request))
 
 
 async def require_vendor(request: web.Request, scope: str) -> VendorCaller:
@@ -138,12 +46,12 @@ async def require_vendor(request: web.Request, scope: str) -> VendorCaller:
     header = request.headers.get("Authorization")
     if not header:
         raise Unauthorized("missing Authorization: Bearer <token>")
-    claims = request.app[APP_TOKENS].decode(bearer_token(header))
+    claims = request.app[SERVICES].app_tokens.decode(bearer_token(header))
     if claims is not None:
-        caller = await request.app[APP_TOKENS].caller(claims)
+        caller = await request.app[SERVICES].app_tokens.caller(claims)
     else:
         principal = await require_principal(request)
-        vendor = await ms.vendor_of_user(request.app[DB], principal.user_id)
+        vendor = await request.app[SERVICES].market.vendor_of(principal.user_id)
         if vendor is None:
             raise Forbidden("you are not a vendor: POST /api/v1/vendors first")
         caller = VendorCaller(vendor, principal.user_id, frozenset(SCOPES))
@@ -155,7 +63,7 @@ async def require_vendor(request: web.Request, scope: str) -> VendorCaller:
 async def require_vendor_user(request: web.Request) -> VendorCaller:
     """Only the vendor's own user token (managing apps is not for apps)."""
     header = request.headers.get("Authorization", "")
-    if header and request.app[APP_TOKENS].decode(bearer_token(header)) is not None:
+    if header and request.app[SERVICES].app_tokens.decode(bearer_token(header)) is not None:
         raise Forbidden("apps cannot manage apps: use the vendor user's token")
     return await require_vendor(request, "hooks:write")
 
@@ -175,54 +83,27 @@ class TokenBody(BaseModel):
     scope: str | None = Field(None, max_length=512)
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 async def create_app_view(request: web.Request) -> web.Response:
     caller = await require_vendor_user(request)
     body = await read_json(request, AppBody)
-    scopes = parse_scopes(" ".join(body.scopes), SCOPES)
-    client_id, secret = f"app_{secrets.token_hex(12)}", secrets.token_urlsafe(32)
-    await request.app[DB].execute(
-        "INSERT INTO vendor_apps (client_id, vendor_id, secret_hash, name, scopes)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        client_id,
-        caller.vendor["id"],
-        _digest(secret),
-        body.name,
-        list(scopes),
+    apps = request.app[SERVICES].vendor_apps
+    return web.json_response(
+        await apps.create(caller.vendor_id, body.name, body.scopes), status=201
     )
-    out = {"client_id": client_id, "client_secret": secret, "name": body.name, "scopes": scopes}
-    return web.json_response(out, status=201)
 
 
 async def list_apps_view(request: web.Request) -> web.Response:
     caller = await require_vendor_user(request)
-    rows = await request.app[DB].fetch(
-        "SELECT client_id, name, scopes, created_at FROM vendor_apps WHERE vendor_id = $1"
-        " AND revoked_at IS NULL ORDER BY created_at",
-        caller.vendor["id"],
+    return web.json_response(
+        {"items": await request.app[SERVICES].vendor_apps.list(caller.vendor_id)}
     )
-    items = [
-        {**dict(r), "scopes": list(r["scopes"]), "created_at": r["created_at"].isoformat()}
-        for r in rows
-    ]
-    return web.json_response({"items": items})
 
 
 async def revoke_app_view(request: web.Request) -> web.Response:
     caller = await require_vendor_user(request)
-    if not _credential(request.match_info["client_id"]):
-        raise NotFound("no such app")
-    done = await request.app[DB].fetchval(
-        "UPDATE vendor_apps SET revoked_at = now() WHERE client_id = $1 AND vendor_id = $2"
-        " AND revoked_at IS NULL RETURNING client_id",
-        request.match_info["client_id"],
-        caller.vendor["id"],
+    await request.app[SERVICES].vendor_apps.revoke(
+        caller.vendor_id, request.match_info["client_id"]
     )
-    if done is None:
-        raise NotFound("no such app")
     return web.Response(status=204)
 
 
@@ -252,12 +133,6 @@ def _basic(request: web.Request) -> tuple[str, str] | None:
     return client_id, secret
 
 
-def _credential(value: str | None) -> bool:
-    """A client id or secret we could ever have issued: printable ASCII (no NUL, no surrogate,
-    which Postgres and sha256 would refuse with an unhandled error), bounded."""
-    return bool(value) and len(value) <= 256 and value.isascii() and value.isprintable()
-
-
 async def token_view(request: web.Request) -> web.Response:
     body = await _token_body(request)
     if body.grant_type != "client_credentials":
@@ -265,16 +140,7 @@ async def token_view(request: web.Request) -> web.Response:
     client_id, secret = _basic(request) or (body.client_id, body.client_secret)
     if not client_id or not secret:
         raise Unauthorized("client_id and client_secret are required")
-    if not (_credential(client_id) and _credential(secret)):
-        raise Unauthorized("unknown client or wrong secret")
-    row = await request.app[DB].fetchrow(_APP_SQL, client_id)
-    expected = row["secret_hash"] if row else _digest("no-such-app")
-    if not hmac.compare_digest(expected, _digest(secret)) or row is None:
-        raise Unauthorized("unknown client or wrong secret")
-    if row["owner_disabled"]:
-        raise Unauthorized(_OWNER_DISABLED)
-    scopes = parse_scopes(body.scope, tuple(row["scopes"]))
-    tokens = request.app[APP_TOKENS].issue(client_id, row["vendor_id"], scopes)
+    tokens = await request.app[SERVICES].app_tokens.exchange(client_id, secret, body.scope)
     return web.json_response(tokens, headers={"Cache-Control": "no-store"})
 
 
@@ -283,11 +149,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/vendor/apps", list_apps_view)
     app.router.add_delete("/api/v1/vendor/apps/{client_id}", revoke_app_view)
     app.router.add_post("/api/v1/oauth/token", token_view)
-
-
-async def oauth_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[APP_TOKENS] = AppTokens(app[SETTINGS], app[DB])
-    yield
-
-
-CONTEXTS = [oauth_ctx]

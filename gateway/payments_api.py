@@ -1,137 +1,27 @@
 """``POST /api/v1/payments/stripe/webhook``: Stripe tells us what happened to a payment.
 
-The body is verified with the SDK against ``Stripe-Signature`` (a bad one is 400 and changes
-nothing). Each event takes effect once: its order steps are commands keyed by the event id (a
-repeat returns the first result), and the event id is recorded in ``stripe_events`` in the same
-transaction as its payment-row effect; a redelivered event already recorded is acknowledged
-without effect. Handled: ``payment_intent.succeeded`` (confirm the orders),
-``payment_intent.canceled`` (release them, unless captured) and ``charge.refunded`` (a full
-refund made at Stripe refunds the orders not already refunded; ``refunded_amount`` takes
-Stripe's cumulative figure without counting our own refunds twice). Others, including
-``payment_intent.payment_failed`` (not final: the customer may retry), are acknowledged.
+The body (at most 512 KiB) is verified and applied by services/stripe_events.py, which says
+what each event does; a bad signature is 400 and changes nothing.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-import asyncpg
 from aiohttp import web
 
-from gateway.context import DB
-from gateway.market_context import CHECKOUT, MARKET
-from gateway.market_service import Actor
-from models.errors import BadRequest, NotFound, TooLarge
-from store import market_store as ms
-
-log = logging.getLogger("hyperlocal.stripe")
+from gateway.context import SERVICES
+from models.errors import TooLarge
 
 _MAX_BODY = 512 * 1024
-# ``payment_intent.payment_failed`` is not final at Stripe (the intent goes back to
-# ``requires_payment_method`` and the client may confirm again with its client_secret): it is
-# acknowledged only; the orders stay reserved until ``canceled`` or their reservation expires.
-_STATUS = {
-    "payment_intent.succeeded": "captured",
-    "payment_intent.canceled": "declined",
-}
 
 
 async def stripe_webhook_view(request: web.Request) -> web.Response:
-    provider = request.app[MARKET].providers.get("stripe")
-    if provider is None:
-        raise NotFound("stripe is not configured here")
     if request.content_length is not None and request.content_length > _MAX_BODY:
         raise TooLarge("webhook body too large")
     payload = await request.read()
-    event = provider.verify_webhook(payload, request.headers.get("Stripe-Signature"))  # type: ignore[attr-defined]
-    event_id, kind = str(event.get("id", "")), str(event.get("type", ""))
-    if not event_id:
-        raise BadRequest("the event has no id")
-    db = request.app[DB]
-    if await db.fetchval("SELECT 1 FROM stripe_events WHERE id = $1", event_id):
-        return web.json_response({"received": True, "duplicate": True})
-    obj = (event.get("data") or {}).get("object") or {}
-    payment = await _payment_of(db, obj, kind)
-    if payment is not None:
-        await _apply(request, event_id, kind, obj, payment)
-    first = await _record(db, event_id, kind, obj, payment)
-    log.info("stripe event %s (%s) applied=%s", event_id, kind, first)
-    return web.json_response({"received": True, "duplicate": not first})
-
-
-async def _payment_of(db: asyncpg.Pool, obj: dict[str, Any], kind: str) -> asyncpg.Record | None:
-    intent = obj.get("payment_intent") if kind.startswith("charge.") else obj.get("id")
-    if not isinstance(intent, str):
-        return None
-    found = await db.fetchrow(
-        "SELECT * FROM payments WHERE provider = 'stripe' AND provider_ref = $1", intent
-    )
-    group_id = (obj.get("metadata") or {}).get("group_id")
-    if found is None and kind.startswith("payment_intent.") and isinstance(group_id, str):
-        # We crashed before storing Stripe's answer: find the payment by our metadata.
-        found = await db.fetchrow(
-            "UPDATE payments SET provider_ref = $2, updated_at = now() WHERE group_id = $1"
-            " AND provider = 'stripe' AND provider_ref IS NULL RETURNING *",
-            group_id,
-            intent,
-        )
-    return found
-
-
-async def _apply(
-    request: web.Request, event_id: str, kind: str, obj: dict[str, Any], payment: asyncpg.Record
-) -> None:
-    """The order effects, each keyed by the event id (safe if Stripe redelivers)."""
-    key_base = f"stripe:{event_id}#"
-    if kind in _STATUS:
-        if _STATUS[kind] == "captured":  # idempotent; lets an orphaned capture be refunded
-            await request.app[DB].execute(
-                "UPDATE payments SET status = 'captured', updated_at = now() WHERE id = $1",
-                payment["id"],
-            )
-        await request.app[CHECKOUT].settle(payment["group_id"], _STATUS[kind], key_base)
-    elif kind == "charge.refunded" and obj.get("refunded"):
-        market = request.app[MARKET]
-        for order in await request.app[DB].fetch(
-            "SELECT id FROM orders WHERE group_id = $1 AND status NOT IN"
-            " ('pending_payment', 'cancelled', 'refunded')",
-            payment["group_id"],
-        ):
-            who = Actor("stripe", f"{key_base}refund:{order['id']}")
-            await market.act(who, order["id"], "refund", "provider", "refunded at stripe")
-
-
-async def _record(
-    db: asyncpg.Pool,
-    event_id: str,
-    kind: str,
-    obj: dict[str, Any],
-    payment: asyncpg.Record | None,
-) -> bool:
-    """Record the event with its payment-row effect, in one transaction; False if repeated."""
-    async with db.acquire() as conn, conn.transaction():
-        first = await conn.fetchval(
-            "INSERT INTO stripe_events (id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-            " RETURNING id",
-            event_id,
-            kind,
-        )
-        if first is None or payment is None:
-            return first is not None
-        if kind in _STATUS:
-            status = "captured" if _STATUS[kind] == "captured" else "declined"
-            await conn.execute(
-                "UPDATE payments SET status = $2, updated_at = now() WHERE id = $1"
-                " AND status <> 'captured'",
-                payment["id"],
-                status,
-            )
-        elif kind == "charge.refunded":
-            # Stripe's cumulative figure, maxed with our own refund rows: the event our own
-            # refund triggers is not counted again (see ms.sync_refunded).
-            await ms.sync_refunded(conn, payment["id"], int(obj.get("amount_refunded") or 0))
-    return True
+    if len(payload) > _MAX_BODY:
+        raise TooLarge("webhook body too large")
+    events = request.app[SERVICES].stripe_events
+    return web.json_response(await events.handle(payload, request.headers.get("Stripe-Signature")))
 
 
 def add_routes(app: web.Application) -> None:

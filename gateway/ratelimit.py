@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from gateway.context import REDIS, SETTINGS
+from gateway.context import SERVICES, SETTINGS
 from gateway.http import Handler
 from models.errors import RateLimited
 
@@ -58,7 +58,7 @@ async def hit(request: web.Request, scope: str, limit: int, now: float) -> int |
     address = client_address(request, request.app[SETTINGS].trusted_proxy_hops)
     key = f"hl:rl:{scope}:{address}:{window}"
     try:
-        async with request.app[REDIS].pipeline(transaction=False) as pipe:
+        async with request.app[SERVICES].redis.pipeline(transaction=False) as pipe:
             pipe.incr(key)
             pipe.expire(key, _WINDOW_S + 1)
             count, _ = await pipe.execute()

@@ -1,16 +1,15 @@
 """What each feature plugs into the gateway, listed once.
 
-A feature module (``ops`` for the feed, later chat, marketplace, vendors...) may define:
+A feature's edge module (``ops`` for the feed, ``chat_ops``, ``market_ops``, the REST APIs) may
+define (its resources are services, built in services/container.py):
 - ``OPS``: websocket operations, name -> ``ops.Op``;
 - ``add_routes(app)``: its REST endpoints;
-- ``CONTEXTS``: aiohttp cleanup contexts for the resources it owns (run after the core's);
 - ``OPENAPI_PATHS`` / ``OPENAPI_SCHEMAS``: its part of the OpenAPI document.
 Names must be unique across features; a clash fails at import, not at run time.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import Any
 
@@ -44,9 +43,6 @@ def _merge(name: str) -> dict[str, Any]:
 OPS: dict[str, Op] = _merge("OPS")
 OPENAPI_PATHS: dict[str, Any] = _merge("OPENAPI_PATHS")
 OPENAPI_SCHEMAS: dict[str, Any] = _merge("OPENAPI_SCHEMAS")
-CONTEXTS: list[Callable[[web.Application], AsyncIterator[None]]] = [
-    ctx for feature in FEATURES for ctx in getattr(feature, "CONTEXTS", ())
-]
 
 
 def add_routes(app: web.Application) -> None:

@@ -33,7 +33,8 @@ import msgpack
 from aiohttp import web
 
 from models.auth import Principal
-from models.streams import Event, StreamCursor, compact_json
+from models.streams import Event, StreamCursor, compact_json, wire_value
+from services.caller import Location
 
 log = logging.getLogger("hyperlocal.session")
 
@@ -79,7 +80,7 @@ class OutFrame:
     @property
     def msgpack(self) -> bytes:
         if self._msgpack is None:
-            self._msgpack = msgpack.packb(self.as_dict(), use_bin_type=True)
+            self._msgpack = msgpack.packb(self.as_dict(), use_bin_type=True, default=wire_value)
         return self._msgpack
 
     def payload(self, binary: bool) -> str | bytes:
@@ -181,7 +182,7 @@ class Session:
         self.binary = binary
         self.queue: asyncio.Queue[str | bytes] = asyncio.Queue(maxsize=queue_max)
         self.followed: dict[str, _Followed] = {}
-        self.location: dict[str, Any] | None = None
+        self.location: Location | None = None
         self.location_streams: list[str] = []
         self.closing = False
         self.closed_with: int | None = None  # the code we closed with (the peer may not answer)
@@ -210,7 +211,7 @@ class Session:
 
     def encode(self, frame: dict[str, Any]) -> str | bytes:
         if self.binary:
-            return msgpack.packb(frame, use_bin_type=True)
+            return msgpack.packb(frame, use_bin_type=True, default=wire_value)
         return compact_json(frame)
 
     def send(self, frame: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """The vendor REST API: profile, listings CRUD and stock, orders and their steps.
 
-Thin adapters over gateway/market_service.py. Every endpoint authenticates through
+Thin adapters over services/market.py. Every endpoint authenticates through
 ``require_vendor`` (gateway/oauth.py) with the scope it needs, and acts only on the caller's own
 vendor: another vendor's listing or order is ``not_found``, never revealed. Mutations accept an
 ``Idempotency-Key`` header (a retry with the same key returns the first result).
@@ -14,13 +14,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gateway.auth import require_principal
+from gateway.context import SERVICES
 from gateway.http import parse_model, read_json
-from gateway.market_context import MARKET
-from gateway.market_service import Actor, fresh_key
-from gateway.oauth import VendorCaller, require_vendor
+from gateway.oauth import actor, idempotency_key, require_vendor
 from gateway.vendor_openapi import OPENAPI_PATHS, OPENAPI_SCHEMAS
-from models.errors import BadRequest, NotFound
+from models.errors import NotFound
 from models.market import ORDER_STATES
+from services.market import Actor, fresh_key
+from services.vendor_apps import VendorCaller
 
 __all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "add_routes"]
 
@@ -104,10 +105,8 @@ def _query(request: web.Request, model: type[ListQuery]) -> Any:
 async def create_vendor_view(request: web.Request) -> web.Response:
     principal = await require_principal(request)
     body = await read_json(request, VendorBody)
-    key = request.headers.get("Idempotency-Key") or fresh_key()
-    if len(key) > 128:
-        raise BadRequest("Idempotency-Key: at most 128 characters")
-    vendor = await request.app[MARKET].create_vendor(
+    key = idempotency_key(request) or fresh_key()
+    vendor = await request.app[SERVICES].market.create_vendor(
         Actor(principal.user_id, key), body.model_dump()
     )
     return web.json_response({"vendor": vendor}, status=201)
@@ -122,37 +121,41 @@ async def my_vendor_view(request: web.Request) -> web.Response:
 async def create_listing_view(request: web.Request) -> web.Response:
     caller = await require_vendor(request, "listings:write")
     body = await read_json(request, ListingBody)
-    listing = await request.app[MARKET].create_listing(caller.actor(request), body.model_dump())
+    listing = await request.app[SERVICES].market.create_listing(
+        actor(caller, request), body.model_dump()
+    )
     return web.json_response({"listing": listing}, status=201)
 
 
 async def list_listings_view(request: web.Request) -> web.Response:
     caller = await require_vendor(request, "listings:read")
     q = _query(request, ListQuery)
-    page = await request.app[MARKET].vendor_listings(caller.vendor["id"], q.cursor, q.limit)
+    page = await request.app[SERVICES].market.vendor_listings(
+        caller.vendor["id"], q.cursor, q.limit
+    )
     return web.json_response(page)
 
 
 async def get_listing_view(request: web.Request) -> web.Response:
     caller = await require_vendor(request, "listings:read")
     listing_id = request.match_info["listing_id"]
-    listing = await request.app[MARKET].vendor_listing(caller.vendor["id"], listing_id)
+    listing = await request.app[SERVICES].market.vendor_listing(caller.vendor["id"], listing_id)
     return web.json_response({"listing": listing})
 
 
 async def patch_listing_view(request: web.Request) -> web.Response:
     caller = await require_vendor(request, "listings:write")
     body = await read_json(request, ListingPatch)
-    listing = await request.app[MARKET].update_listing(
-        caller.actor(request), request.match_info["listing_id"], body.model_dump(exclude_none=True)
+    listing = await request.app[SERVICES].market.update_listing(
+        actor(caller, request), request.match_info["listing_id"], body.model_dump(exclude_none=True)
     )
     return web.json_response({"listing": listing})
 
 
 async def delete_listing_view(request: web.Request) -> web.Response:
     caller = await require_vendor(request, "listings:write")
-    await request.app[MARKET].delete_listing(
-        caller.actor(request), request.match_info["listing_id"]
+    await request.app[SERVICES].market.delete_listing(
+        actor(caller, request), request.match_info["listing_id"]
     )
     return web.Response(status=204)
 
@@ -160,8 +163,8 @@ async def delete_listing_view(request: web.Request) -> web.Response:
 async def stock_view(request: web.Request) -> web.Response:
     caller = await require_vendor(request, "listings:write")
     body = await read_json(request, StockBody)
-    listing = await request.app[MARKET].adjust_stock(
-        caller.actor(request), request.match_info["listing_id"], body.delta, body.set
+    listing = await request.app[SERVICES].market.adjust_stock(
+        actor(caller, request), request.match_info["listing_id"], body.delta, body.set
     )
     return web.json_response({"listing": listing})
 
@@ -170,7 +173,7 @@ async def stock_view(request: web.Request) -> web.Response:
 async def list_orders_view(request: web.Request) -> web.Response:
     caller = await require_vendor(request, "orders:read")
     q = _query(request, OrdersQuery)
-    page = await request.app[MARKET].orders(
+    page = await request.app[SERVICES].market.orders(
         "vendor_id", caller.vendor["id"], q.status, q.cursor, q.limit
     )
     return web.json_response(page)
@@ -178,7 +181,7 @@ async def list_orders_view(request: web.Request) -> web.Response:
 
 async def get_order_view(request: web.Request) -> web.Response:
     caller = await require_vendor(request, "orders:read")
-    order = await request.app[MARKET].vendor_order(
+    order = await request.app[SERVICES].market.vendor_order(
         caller.vendor["id"], request.match_info["order_id"]
     )
     return web.json_response({"order": order})
@@ -192,8 +195,8 @@ async def order_action_view(request: web.Request) -> web.Response:
     action = _ACTIONS.get(request.match_info["action"])
     if action is None:
         raise NotFound("no such order action: accept, fulfil or cancel")
-    result = await request.app[MARKET].act(
-        caller.actor(request), request.match_info["order_id"], action, "vendor"
+    result = await request.app[SERVICES].market.act(
+        actor(caller, request), request.match_info["order_id"], action, "vendor"
     )
     return web.json_response({"order": result["order"]})
 

@@ -21,9 +21,9 @@ from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
 from gateway.commands import Envelope
-from gateway.context import AUTH, METRICS, SERVICES, SESSIONS, SETTINGS
+from gateway.context import HUB, METRICS, SERVICES, SESSIONS, SETTINGS
 from gateway.http import error_response, validation_message
-from gateway.ops import Call, follow, set_presence_cell, unfollow
+from gateway.ops import Call, Op, follow, set_presence_cell, unfollow
 from gateway.registry import OPS
 from gateway.sessions import Session
 from models.auth import Principal
@@ -60,7 +60,7 @@ def check_origin(request: web.Request) -> None:
 
 
 async def authenticate(request: web.Request) -> Principal:
-    auth = request.app[AUTH]
+    auth = request.app[SERVICES].accounts
     ticket = request.query.get("ticket")
     if ticket:
         return await auth.consume_ticket(ticket)
@@ -105,14 +105,14 @@ async def _serve(app: web.Application, session: Session) -> None:
     session.send({"ev": "hello", "data": {"user_id": user_id, "session_id": session.id}})
     reader = _Reader(app, session)
     try:
-        inbox = Call(app[SERVICES], session, None)
+        inbox = Call(app[SERVICES], app[HUB], session, None)
         await follow(inbox, user_stream(user_id), None)
         for step in inbox.after_reply:
             step()
         await reader.run()
     finally:
         await reader.drain()
-        leaving = Call(app[SERVICES], session, None)
+        leaving = Call(app[SERVICES], app[HUB], session, None)
         for stream in list(session.followed):
             await unfollow(leaving, stream)
         await set_presence_cell(leaving, None)
@@ -127,6 +127,8 @@ class _Reader:
     def __init__(self, app: web.Application, session: Session) -> None:
         self.app = app
         self.session = session
+        self.services = app[SERVICES]
+        self.hub = app[HUB]
         settings = app[SETTINGS]
         self.max_bytes = settings.max_frame_bytes
         self.bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
@@ -170,12 +172,12 @@ class _Reader:
         except ValidationError as exc:
             self.reply_error(_peek_id(raw), BadRequest(validation_message(exc)))
             return
-        known = OPS.get(env.op)
-        if known is not None and known.inline:
-            await self.handle(env)
+        op = OPS.get(env.op)
+        if op is not None and op.inline:
+            await self.handle(env, op)
             return
         await self.slots.acquire()
-        task = asyncio.create_task(self.handle(env))
+        task = asyncio.create_task(self.handle(env, op))
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -183,13 +185,13 @@ class _Reader:
         self.tasks.discard(task)
         self.slots.release()
 
-    async def handle(self, env: Envelope) -> None:
+    async def handle(self, env: Envelope, op: Op | None) -> None:
+        """Serve one request whose op was looked up once, by ``on_frame``."""
         metrics = self.app[METRICS]
         started = time.perf_counter()
-        call = Call(self.app[SERVICES], self.session, env.key)
+        call = Call(self.services, self.hub, self.session, env.key)
         code = "ok"
         try:
-            op = OPS.get(env.op)
             if op is None:
                 raise BadRequest(f"unknown op {env.op!r}")
             if op.mutating and env.key is None:
@@ -209,7 +211,7 @@ class _Reader:
             code = "unavailable"
             log.exception("op %s failed for session %s", env.op, self.session.id)
             self.reply_error(env.id, Unavailable("internal error, retry with the same key"))
-        op_label = env.op if env.op in OPS else "unknown"
+        op_label = env.op if op is not None else "unknown"
         metrics.request_done(op_label, code, time.perf_counter() - started)
 
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import h3
 
-from models.errors import BadRequest
+from models.commands import ShardCommand
+from models.errors import BadRequest, NotFound
 from models.ids import cell_of
+from models.placement import cell_key
 
 NEIGHBOURHOOD_PREFIX = "cell-"
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -101,3 +104,66 @@ def history_page(
     page = list(reversed(rows[:limit]))
     next_before = int(page[0]["offset"]) if more and page else None  # type: ignore[call-overload]
     return page, next_before
+
+
+# -- shard commands (models/commands.py): all routed to the room's home cell -------------------
+def room_route(room_id: str) -> str:
+    """The placement key of a room's home cell; ``not_found`` for an id that is no room."""
+    ref = parse_room(room_id)
+    if ref is None:
+        raise NotFound("no such room")
+    return cell_key(ref.cell)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomCommand(ShardCommand):
+    room_id: str
+
+    @property
+    def route(self) -> str:
+        return room_route(self.room_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatOpen(RoomCommand):
+    """Open (or find) the direct room of the caller and ``other_id``; the shard checks that
+    ``room_id`` is that pair's room at its resolution."""
+
+    op: ClassVar[str] = "chat.open"
+    other_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomCreate(RoomCommand):
+    """A group room homed in the cell its id names (the creator's)."""
+
+    op: ClassVar[str] = "room.create"
+    title: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomAdd(RoomCommand):
+    op: ClassVar[str] = "room.add"
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomLeave(RoomCommand):
+    op: ClassVar[str] = "room.leave"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatSend(RoomCommand):
+    """A message; the shard derives the room's kind from its id (member rooms are checked
+    against the owner's member list; neighbourhood rooms by the caller's location, which only
+    the session knows and the services check before sending)."""
+
+    op: ClassVar[str] = "chat.send"
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatRead(RoomCommand):
+    op: ClassVar[str] = "chat.read"
+    offset: int

@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from models.commands import ShardCommand, route_of
 from models.errors import BadRequest
+from models.placement import cell_key, user_key
 
 Post = dict[str, Any]
 """Wire shape: id, cell, author_id, text, lat, lng, media, like_count, comment_count,
@@ -113,3 +115,66 @@ def merge_pages(pages: list[list[Post]], limit: int) -> tuple[list[Post], str | 
     merged = sorted((p for page in pages for p in page), key=sort_key, reverse=True)[:limit]
     next_cursor = FeedCursor.after(merged[-1]).encode() if len(merged) == limit else None
     return merged, next_cursor
+
+
+# -- shard commands (models/commands.py) --------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostCreate(ShardCommand):
+    op: ClassVar[str] = "post.create"
+    cell: str
+    lat: float
+    lng: float
+    text: str
+    media: tuple[str, ...] = ()
+
+    @property
+    def route(self) -> str:
+        return cell_key(self.cell)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostCommand(ShardCommand):
+    """A command on one post, routed to the post's cell (from its id)."""
+
+    post_id: str
+
+    @property
+    def route(self) -> str:
+        return route_of(self.post_id, "post")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommentCreate(PostCommand):
+    op: ClassVar[str] = "comment.create"
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostLike(PostCommand):
+    op: ClassVar[str] = "post.like"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostUnlike(PostCommand):
+    op: ClassVar[str] = "post.unlike"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FollowCommand(ShardCommand):
+    """A change to the caller's follows, routed to the caller's user key."""
+
+    target_id: str
+
+    @property
+    def route(self) -> str:
+        return user_key(self.user_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserFollow(FollowCommand):
+    op: ClassVar[str] = "user.follow"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserUnfollow(FollowCommand):
+    op: ClassVar[str] = "user.unfollow"

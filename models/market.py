@@ -19,9 +19,11 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from models.commands import ShardCommand, route_of
 from models.errors import BadRequest, Conflict
+from models.placement import cell_key, user_key
 
 Actor = Literal["buyer", "vendor", "system", "provider"]
 
@@ -228,3 +230,145 @@ class PageCursor:
         if not isinstance(last_id, str):
             raise BadRequest("cursor is not valid")
         return cls(created_at, last_id)
+
+
+# -- shard commands (models/commands.py) --------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VendorCreate(ShardCommand):
+    """A vendor profile homed in ``cell`` (where the vendor said it is)."""
+
+    op: ClassVar[str] = "vendor.create"
+    cell: str
+    fields: dict[str, Any]
+
+    @property
+    def route(self) -> str:
+        return cell_key(self.cell)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListingCreate(ShardCommand):
+    """A listing of ``vendor_id``, homed in the vendor's cell (from its id)."""
+
+    op: ClassVar[str] = "listing.create"
+    vendor_id: str
+    fields: dict[str, Any]
+
+    @property
+    def route(self) -> str:
+        return route_of(self.vendor_id, "vendor")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListingCommand(ShardCommand):
+    """A vendor's change to one of its listings: the owner checks the listing is theirs."""
+
+    vendor_id: str
+    listing_id: str
+
+    @property
+    def route(self) -> str:
+        return route_of(self.listing_id, "listing")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListingUpdate(ListingCommand):
+    op: ClassVar[str] = "listing.update"
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListingDelete(ListingCommand):
+    op: ClassVar[str] = "listing.delete"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListingStock(ListingCommand):
+    """Set the stock (``set_to``) or move it by ``delta``."""
+
+    op: ClassVar[str] = "listing.stock"
+    delta: int | None = None
+    set_to: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CartCommand(ShardCommand):
+    """A change to the caller's own cart, routed to the caller's user key."""
+
+    @property
+    def route(self) -> str:
+        return user_key(self.user_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CartAdd(CartCommand):
+    op: ClassVar[str] = "cart.add"
+    listing_id: str
+    qty: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CartRemove(CartCommand):
+    op: ClassVar[str] = "cart.remove"
+    listing_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderReserve(ShardCommand):
+    """One vendor's part of a checkout: take the stock of ``items`` and open a pending order.
+    ``items`` are the part's lines as split by ``split_by_vendor``."""
+
+    op: ClassVar[str] = "order.reserve"
+    vendor_id: str
+    group_id: str
+    items: tuple[dict[str, Any], ...]
+    total: int
+    currency: str
+    ttl_s: float
+
+    @property
+    def route(self) -> str:
+        return route_of(self.vendor_id, "vendor")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCommand(ShardCommand):
+    order_id: str
+
+    @property
+    def route(self) -> str:
+        return route_of(self.order_id, "order")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderAct(OrderCommand):
+    """One step of the order state machine by ``actor`` (``buyer``: the caller must be the
+    order's buyer; ``vendor``: ``vendor_id`` must be the order's vendor; ``system``)."""
+
+    op: ClassVar[str] = "order.act"
+    action: str
+    actor: str
+    vendor_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundRecord(OrderCommand):
+    op: ClassVar[str] = "refund.record"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundSettle(ShardCommand):
+    """The provider's answer to a pending refund, sent to the owner of its order's ``cell``
+    (the owner checks the refund's order is homed there)."""
+
+    op: ClassVar[str] = "refund.settle"
+    refund_id: str
+    cell: str
+    outcome: str
+    provider_ref: str | None = None
+    reason: str | None = None
+
+    @property
+    def route(self) -> str:
+        return cell_key(self.cell)

@@ -1,25 +1,64 @@
-"""A shard batch's deferred rows in one statement: stream heads, events, chat messages and
-idempotency records (actors/cell_host.py, fast path of actors/group_commit.py).
+"""A shard batch's deferred rows in one statement (actors/cell_host.py, the fast path of
+actors/group_commit.py): stream heads, events, idempotency records, and the rows of any
+feature table that declares itself a ``Table`` (chat messages, for one).
 
 One round trip for the whole batch instead of one per command. The heads move by
 compare-and-set: ``write`` returns False (and the caller must roll back) if any head was not
 at the offset the shard believed, so two writers can never both commit the same offsets.
-A duplicate idempotency key or message raises the unique violation, as separate inserts would.
+A duplicate idempotency key (or a duplicate row of a feature table) raises the unique
+violation, as separate inserts would.
+
+The core statement knows no feature: a feature's rows come as ``TableRow``s of its ``Table``
+(name, typed columns), each table one more ``INSERT ... SELECT FROM unnest(...)`` in the same
+statement. Statements are built once per set of tables and kept.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from models.streams import Event, compact_json
+from models.streams import Event
 
 HeadChange = tuple[str, str, int, int]
 """(stream, epoch, expected last offset, new last offset)."""
 
-_WRITE = """
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """An idempotency record: the first result of ``op`` under ``(user_id, key)``, as JSON."""
+
+    user_id: str
+    key: str
+    op: str
+    result_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A feature table whose rows a batch may write: its name and ``(column, pg type)``s."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+
+    def row(self, *values: Any) -> TableRow:
+        if len(values) != len(self.columns):
+            raise ValueError(f"{self.name}: {len(values)} values for {len(self.columns)} columns")
+        return TableRow(self, values)
+
+
+@dataclass(frozen=True, slots=True)
+class TableRow:
+    table: Table
+    values: tuple[Any, ...]
+
+
+Row = Event | RecordRow | TableRow
+"""What a command may defer (``Tx.defer``)."""
+
+_CORE = """
 WITH h AS (
     UPDATE streams s SET last_offset = v.new
     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS v(name, epoch, old, new)
@@ -29,31 +68,47 @@ WITH h AS (
     INSERT INTO stream_events (stream, "offset", ev, data)
     SELECT stream, "offset", ev, data::jsonb
     FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[]) AS x(stream, "offset", ev, data)
-), m AS (
-    INSERT INTO messages (id, room_id, cell, sender_id, text, "offset", created_at)
-    SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                         $14::bigint[], $15::timestamptz[])
 ), i AS (
     INSERT INTO idempotency (user_id, key, op, result)
     SELECT user_id, key, op, result::jsonb
-    FROM unnest($16::text[], $17::text[], $18::text[], $19::text[]) AS y(user_id, key, op, result)
-)
-SELECT count(*) FROM h
-"""
+    FROM unnest($9::text[], $10::text[], $11::text[], $12::text[]) AS y(user_id, key, op, result)
+)"""
+_CORE_PARAMS = 12
+_statements: dict[tuple[Table, ...], str] = {}
 
 
-async def write(
-    conn: asyncpg.Connection,
-    heads: list[HeadChange],
-    events: list[Event],
-    messages: list[dict[str, Any]],
-    records: list[tuple[str, str, str, Any]],
-) -> bool:
+def statement(tables: tuple[Table, ...]) -> str:
+    """The one statement for the core rows plus ``tables``' rows (built once, then kept)."""
+    sql = _statements.get(tables)
+    if sql is None:
+        parts, n = [_CORE], _CORE_PARAMS
+        for index, table in enumerate(tables):
+            names = ", ".join(f'"{c}"' for c, _ in table.columns)
+            arrays = ", ".join(f"${n + j + 1}::{t}[]" for j, (_, t) in enumerate(table.columns))
+            parts.append(f", t{index} AS (\n    INSERT INTO {table.name} ({names})\n"
+                         f"    SELECT * FROM unnest({arrays})\n)")  # fmt: skip
+            n += len(table.columns)
+        parts.append("\nSELECT count(*) FROM h")
+        sql = _statements[tables] = "".join(parts)
+    return sql
+
+
+async def write(conn: asyncpg.Connection, heads: list[HeadChange], rows: list[Row]) -> bool:
     """Write everything inside the caller's transaction; False if a head had moved."""
-    if not (heads or events or messages or records):
+    if not (heads or rows):
         return True
-    moved = await conn.fetchval(
-        _WRITE,
+    events: list[Event] = []
+    records: list[RecordRow] = []
+    by_table: dict[Table, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        if isinstance(row, Event):
+            events.append(row)
+        elif isinstance(row, RecordRow):
+            records.append(row)
+        else:
+            by_table.setdefault(row.table, []).append(row.values)
+    tables = tuple(sorted(by_table, key=lambda t: t.name))
+    args: list[list[Any]] = [
         [h[0] for h in heads],
         [h[1] for h in heads],
         [h[2] for h in heads],
@@ -62,16 +117,13 @@ async def write(
         [e.offset for e in events],
         [e.ev for e in events],
         [e.data_json for e in events],
-        [m["id"] for m in messages],
-        [m["room_id"] for m in messages],
-        [m["cell"] for m in messages],
-        [m["sender_id"] for m in messages],
-        [m["text"] for m in messages],
-        [m["offset"] for m in messages],
-        [datetime.fromisoformat(m["created_at"]) for m in messages],
-        [r[0] for r in records],
-        [r[1] for r in records],
-        [r[2] for r in records],
-        [compact_json(r[3]) for r in records],
-    )
+        [r.user_id for r in records],
+        [r.key for r in records],
+        [r.op for r in records],
+        [r.result_json for r in records],
+    ]
+    for table in tables:
+        values = by_table[table]
+        args.extend([v[j] for v in values] for j in range(len(table.columns)))
+    moved = await conn.fetchval(statement(tables), *args)
     return bool(moved == len(heads))

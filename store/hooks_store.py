@@ -2,7 +2,7 @@
 
 ``enqueue`` runs inside the transaction that produces the event (a shard's group commit), so a
 delivery exists if and only if its event committed: the transactional outbox. The dispatcher
-(gateway/hooks.py) claims due rows with ``FOR UPDATE SKIP LOCKED`` and pushes their ``next_at``
+(services/hooks.py) claims due rows with ``FOR UPDATE SKIP LOCKED`` and pushes their ``next_at``
 forward as a lease, so several gateways never deliver one row at the same time.
 """
 

@@ -11,6 +11,7 @@ import pytest
 from actors.cell_host import CellHost
 from actors.registry import HANDLERS, READERS
 from cluster.config import Settings
+from models.feed import CommentCreate, PostCreate
 from models.placement import cell_key
 from tests.integration.client import Api
 
@@ -28,13 +29,14 @@ async def test_cells_activate_from_postgres_and_passivate_when_idle(
         owner = host.placement.owner(cell_key(cell)) if host.placement else None
         host.name = owner or host.name  # act as the owner of this cell
         version = host.placement_version()
-        command = {
-            "op": "post.create",
-            "user_id": user.id,
-            "key": uuid.uuid4().hex,
-            "route": cell_key(cell),
-            "data": {"cell": cell, "lat": -33.8688, "lng": 151.2093, "text": "g'day"},
-        }
+        command = PostCreate(
+            user_id=user.id,
+            key=uuid.uuid4().hex,
+            cell=cell,
+            lat=-33.8688,
+            lng=151.2093,
+            text="g'day",
+        )
         [reply] = await host.execute(version, [command])
         assert reply["ok"], reply
         post_id = reply["data"]["post"]["id"]
@@ -50,9 +52,8 @@ async def test_cells_activate_from_postgres_and_passivate_when_idle(
 
         [again] = await host.execute(version, [command])  # the same key: the first result
         assert again["data"]["post"]["id"] == post_id
-        other = {**command, "route": cell_key("not-a-cell-owned-here")}
-        host.name = "nobody"
-        [moved] = await host.execute(version, [other])
+        host.name = "nobody"  # the cell's owner is now another shard
+        [moved] = await host.execute(version, [command])
         assert "moved" in moved
     finally:
         await host.close()
@@ -77,14 +78,9 @@ async def test_stream_offsets_stay_gap_free_when_a_cached_head_is_stale(
         first.name = second.name = owner  # both believe they own the cell
         version = first.placement_version()
 
-        def post(text: str) -> dict[str, object]:
-            return {
-                "op": "post.create",
-                "user_id": user.id,
-                "key": uuid.uuid4().hex,
-                "route": cell_key(cell),
-                "data": {"cell": cell, "lat": lat, "lng": lng, "text": text},
-            }
+        def post(text: str) -> PostCreate:
+            key = uuid.uuid4().hex
+            return PostCreate(user_id=user.id, key=key, cell=cell, lat=lat, lng=lng, text=text)
 
         async def offsets() -> list[int]:
             assert first.pool is not None
@@ -111,7 +107,8 @@ async def test_stream_offsets_stay_gap_free_when_a_cached_head_is_stale(
         assert await offsets() == list(range(start, start + 6))
 
         # A typed refusal inside a batch: the others still get consecutive offsets.
-        bad = {**post("x"), "op": "comment.create", "data": {"post_id": "nope", "text": "hi"}}
+        missing = f"{cell}.{'0' * 16}"  # routed to this cell, but there is no such post
+        bad = CommentCreate(user_id=user.id, key=uuid.uuid4().hex, post_id=missing, text="hi")
         mixed = await first.execute(version, [post("d"), bad, post("e")])
         assert [r["ok"] for r in mixed] == [True, False, True]
         assert await offsets() == list(range(start, start + 8))

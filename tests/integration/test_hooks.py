@@ -17,8 +17,8 @@ from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
 from cluster.config import Settings
-from gateway.hooks import check_target
 from models.errors import BadRequest
+from services.hooks import check_target
 from store import hooks_store
 from store.db import _init_connection
 from tests.integration import market_kit as mk

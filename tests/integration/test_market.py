@@ -10,11 +10,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
-from gateway.checkout import SYSTEM
-from gateway.market_context import CHECKOUT, MARKET
-from gateway.market_service import Actor
+from gateway.context import SERVICES
 from models.errors import Conflict, NotFound
+from models.market import OrderReserve, RefundRecord, RefundSettle
 from models.placement import cell_key
+from services.checkout import SYSTEM
+from services.market import Actor
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
 
@@ -212,7 +213,8 @@ async def test_early_expire_records_nothing_so_a_later_sweep_still_expires(
     assert order["status"] == "pending_payment"
     who = Actor(SYSTEM, f"expire:{order['id']}")
     with pytest.raises(Conflict):
-        await server.app[MARKET].act(who, order["id"], "expire", SYSTEM, "reservation expired")
+        market = server.app[SERVICES].market
+        await market.act(who, order["id"], "expire", SYSTEM, "reservation expired")
     conn = await mk.db(settings)
     try:
         recorded = await conn.fetchval(
@@ -246,7 +248,7 @@ async def test_group_state_never_regresses_and_awaiting_is_not_frozen(
     conn = await mk.db(settings)
     try:  # the provider's webhook: captured
         await conn.execute("UPDATE payments SET status = 'captured' WHERE group_id = $1", group_id)
-        checkout = server.app[CHECKOUT]
+        checkout = server.app[SERVICES].checkout
         await checkout.settle(group_id, "captured", "hook1#")
         again = await ws.ok("checkout", {"payment": mk.ACTION}, key=key)
         assert again["payment"]["status"] == "captured"
@@ -285,9 +287,9 @@ async def test_a_refund_already_recorded_for_the_order_is_the_one_run(
                 order["id"],
             )
         who = Actor(buyer.id, uuid.uuid4().hex)
-        done = await server.app[MARKET].act(who, paid["id"], "cancel", "buyer")
+        done = await server.app[SERVICES].market.act(who, paid["id"], "cancel", "buyer")
         assert done["refund_id"] == "pre-" + paid["id"]
-        await server.app[CHECKOUT]._refund_orphan(orphan["id"])
+        await server.app[SERVICES].checkout._refund_orphan(orphan["id"])
         states = await conn.fetch(
             "SELECT status FROM refunds WHERE id = ANY($1::text[])",
             ["pre-" + paid["id"], "pre-" + orphan["id"]],
@@ -305,11 +307,11 @@ async def test_reserve_refuses_a_listing_whose_currency_changed(
     item = await mk.listing(api, seller.access_token, stock=3, price=500, currency="eur")
     buyer = await api.signup("currency-swap-buyer")
     line = {"listing_id": item["id"], "title": item["title"], "qty": 1, "unit_price": 500}
-    data = {"vendor_id": item["vendor_id"], "cell": item["cell"], "items": [line], "total": 500,
-            "group_id": uuid.uuid4().hex, "currency": "usd", "ttl_s": 60}  # fmt: skip
-    who = Actor(buyer.id, uuid.uuid4().hex)
+    command = OrderReserve(user_id=buyer.id, key=uuid.uuid4().hex, vendor_id=item["vendor_id"],
+                           items=(line,), total=500, group_id=uuid.uuid4().hex, currency="usd",
+                           ttl_s=60)  # fmt: skip
     with pytest.raises(Conflict):
-        await server.app[MARKET].mutate(who, "order.reserve", cell_key(item["cell"]), data)
+        await server.app[SERVICES].market.mutate(command)
     assert await mk.stock_of(settings, item["id"]) == 3
 
 
@@ -347,14 +349,17 @@ async def test_refund_rows_are_written_by_the_orders_owner_shard(
     ws = await api.connect(buyer)
     order = (await mk.buy(ws, item["id"], 1, mk.APPROVE))["data"]["orders"][0]
     await ws.close()
-    market = server.app[MARKET]
-    elsewhere = cell_key(h3.latlng_to_cell(*mk.spot(settings, 42), settings.h3_resolution))
-    assert elsewhere != cell_key(item["cell"])
+    market = server.app[SERVICES].market
+    other_cell = h3.latlng_to_cell(*mk.spot(settings, 42), settings.h3_resolution)
+    assert cell_key(other_cell) != cell_key(item["cell"])
     stray = Actor(SYSTEM, f"stray:{uuid.uuid4().hex}")
-    with pytest.raises(NotFound):  # not this cell's order: nothing written
-        await market.mutate(stray, "refund.record", elsewhere, {"order_id": order["id"]})
+    # A command's route is its order's cell (from the id): the same order id homed in another
+    # cell reaches that cell's owner, which has no such order: nothing written.
+    forged = f"{other_cell}.{order['id'].split('.', 1)[1]}"
+    with pytest.raises(NotFound):
+        await market.mutate(RefundRecord(user_id=SYSTEM, key=stray.key, order_id=forged))
 
-    await server.app[CHECKOUT]._refund_orphan(order["id"])
+    await server.app[SERVICES].checkout._refund_orphan(order["id"])
     refund = await mk.refund_of(settings, order["id"])
     conn = await mk.db(settings)
     try:
@@ -365,8 +370,9 @@ async def test_refund_rows_are_written_by_the_orders_owner_shard(
             [f"orphan:{order['id']}", f"refund:{refund['id']}", stray.key],
         )
         with pytest.raises(NotFound):  # a settle sent to a shard of another cell
-            data = {"refund_id": refund["id"], "outcome": "failed", "reason": "stray"}
-            await market.mutate(stray, "refund.settle", elsewhere, data)
+            await market.mutate(RefundSettle(user_id=SYSTEM, key=stray.key, cell=other_cell,
+                                             refund_id=refund["id"], outcome="failed",
+                                             reason="stray"))  # fmt: skip
         after = await conn.fetchrow("SELECT status, error FROM refunds WHERE id = $1", refund["id"])
     finally:
         await conn.close()

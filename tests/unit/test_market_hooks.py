@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.hooks import PublicResolver, _literal_allowed, origin
 from models.market_hooks import is_public_address
+from services.hooks import PublicResolver, _literal_allowed, origin
 
 REFUSED = [
     "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.0.1", "169.254.169.254", "0.0.0.0",

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.hooks import check_target, sign
 from models import market as m
 from models.errors import BadRequest, Conflict
 from models.market_hooks import RetryPolicy, check_events, check_target_url, is_public_address
 from payments.base import Charge
 from payments.sandbox import SandboxProvider
+from services.hooks import check_target, sign
 
 
 def test_happy_path_and_who_may_take_each_step() -> None:

@@ -12,11 +12,13 @@ import pytest
 from actors.recommend_ops import parse_items
 from cluster.config import Settings, load_settings
 from cluster.trainer import retrain_loop
-from gateway.market_service import MarketService
 from models.cells import Geo
 from models.errors import BadRequest
+from models.recommend.commands import RankRead
 from models.recommend.features import price_band
 from models.recommend.listings import major_units, rank_item, relevance_page
+from services.market import MarketService
+from services.ranking import CellRanker
 
 
 def test_major_units_follow_the_currency_exponent() -> None:
@@ -135,13 +137,13 @@ class _Router:
         self.model = model
         self.calls = 0
 
-    async def read(self, route: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        assert name == "recommend.rank" and route.startswith("cell:")
+    async def read(self, read: RankRead) -> dict[str, Any]:
+        assert read.op == "recommend.rank" and read.route.startswith("cell:")
         self.calls += 1
         if not self.model:
             return {"model": None}
         return {"model": {"scope": "global", "version": 7}, "scores": [float(i) for i in
-                range(len(args["items"]))]}  # fmt: skip
+                range(len(read.items))]}  # fmt: skip
 
 
 def _market(model: bool, n: int = 5) -> tuple[MarketService, _Router]:
@@ -151,7 +153,8 @@ def _market(model: bool, n: int = 5) -> tuple[MarketService, _Router]:
         _Db(n),
         router,
         Geo(8, 1),
-        {},  # type: ignore[arg-type]
+        {},
+        CellRanker(router, 60.0),  # type: ignore[arg-type]
     )
     return market, router
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.router import _Batcher
 from models.errors import Unavailable
+from services.router import _Batcher
 
 
 class FakeShard:

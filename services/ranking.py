@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.router import ShardRouter
-from models.placement import cell_key
+from models.recommend.commands import RankRead
 from models.recommend.serving import order_by_scores
+from services.router import ShardRouter
 
 _REMEMBER_MAX = 100_000
 
@@ -36,8 +36,8 @@ class CellRanker:
     ) -> tuple[list[int], dict[str, Any]] | None:
         """Positions of ``items``, best first, and the model used; None if no model covers
         ``cell`` (remembered for ``absent_ttl_s``)."""
-        args = {"user_id": user_id, "lat": lat, "lng": lng, "items": items}
-        ranked = await self.router.read(cell_key(cell), "recommend.rank", args)
+        read = RankRead(cell=cell, user_id=user_id, lat=lat, lng=lng, items=tuple(items))
+        ranked = await self.router.read(read)
         if ranked.get("model") is None:
             if len(self._absent_until) >= _REMEMBER_MAX:
                 self._absent_until.clear()

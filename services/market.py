@@ -5,11 +5,11 @@ Mutations of cell state (vendors, listings, stock, orders) and of a buyer's cart
 owner shard as commands (actors/market_ops.py), keyed by the caller's idempotency key. Reads go
 to Postgres with the caller's identity in the query (rule 7): a buyer reads only their own cart
 and orders, a vendor only its own listings and orders; anything else is ``not_found``.
-Checkout orchestration lives in gateway/checkout.py; refunds are executed here.
+Checkout orchestration lives in services/checkout.py; refunds are executed here.
 
 Refunds: a ``refunds`` row belongs to its order, so only the order's owner shard writes it
 (rule 2): ``order.act`` records the refund a step owes, ``refund.record`` one owed for an
-orphaned capture (gateway/checkout.py), and ``refund.settle`` the provider's answer.
+orphaned capture (services/checkout.py), and ``refund.settle`` the provider's answer.
 ``run_refund`` calls the provider here, outside any transaction (an awaited HTTP call, never
 blocking the loop), then sends that answer as ``refund.settle`` keyed by the refund id.
 ``payments.refunded_amount`` stays a gateway write (``ms.sync_refunded``): a payment belongs to
@@ -36,17 +36,29 @@ from typing import Any
 import asyncpg
 
 from cluster.config import Settings
-from gateway.ranking import CellRanker
-from gateway.router import ShardRouter
 from models.cells import Geo
+from models.commands import ShardCommand, route_of
 from models.errors import AppError, BadRequest, NotFound
-from models.ids import cell_of
-from models.market import NearbyCursor, PageCursor, cart_totals
-from models.placement import cell_key, user_key
+from models.market import (
+    CartAdd,
+    CartRemove,
+    ListingCreate,
+    ListingDelete,
+    ListingStock,
+    ListingUpdate,
+    NearbyCursor,
+    OrderAct,
+    PageCursor,
+    RefundSettle,
+    VendorCreate,
+    cart_totals,
+)
 from models.recommend import listings as rec_listings
 from models.recommend.serving import parse_relevance_cursor, relevance_cursor
 from payments import PaymentProvider
 from payments.base import RefundRefused
+from services.ranking import CellRanker
+from services.router import ShardRouter
 from store import market_store as ms
 from store import recommend_store
 
@@ -75,13 +87,6 @@ def fresh_key() -> str:
     return f"auto-{uuid.uuid4().hex}"
 
 
-def _cell_of(entity_id: str, what: str) -> str:
-    cell = cell_of(entity_id)
-    if cell is None:
-        raise NotFound(f"no such {what}")
-    return cell
-
-
 class MarketService:
     def __init__(
         self,
@@ -90,18 +95,17 @@ class MarketService:
         router: ShardRouter,
         geo: Geo,
         providers: dict[str, PaymentProvider],
-        ranker: CellRanker | None = None,
+        ranker: CellRanker,
     ) -> None:
         self.settings = settings
         self.db = db
         self.router = router
         self.geo = geo
         self.providers = providers
-        self.ranker = ranker or CellRanker(router, settings.recommend_absent_ttl_s)
-        """Shared with feed.get in a gateway (one memory of cells without a model)."""
+        self.ranker = ranker
+        """Shared with the feed (one memory of cells without a model)."""
 
-    async def mutate(self, who: Actor, op: str, route: str, data: dict[str, Any]) -> dict[str, Any]:
-        command = {"op": op, "user_id": who.user_id, "key": who.key, "route": route, "data": data}
+    async def mutate(self, command: ShardCommand) -> dict[str, Any]:
         return await self.router.call(command)
 
     def provider(self, name: str) -> PaymentProvider:
@@ -114,40 +118,49 @@ class MarketService:
     # -- vendors --------------------------------------------------------------------------------
     async def create_vendor(self, who: Actor, body: dict[str, Any]) -> dict[str, Any]:
         cell = self.geo.cell_of(body["lat"], body["lng"])
-        data = {**body, "cell": cell}
-        return (await self.mutate(who, "vendor.create", cell_key(cell), data))["vendor"]
+        command = VendorCreate(user_id=who.user_id, key=who.key, cell=cell, fields=dict(body))
+        return dict((await self.mutate(command))["vendor"])
 
     async def vendor_of(self, user_id: str) -> dict[str, Any] | None:
         return await ms.vendor_of_user(self.db, user_id)
 
     # -- listings (vendor side) -----------------------------------------------------------------
     async def create_listing(self, who: Actor, fields: dict[str, Any]) -> dict[str, Any]:
-        vendor = who.vendor
-        assert vendor is not None
-        data = {**fields, "vendor_id": vendor["id"]}
-        reply = await self.mutate(who, "listing.create", cell_key(vendor["cell"]), data)
-        return dict(reply["listing"])
-
-    async def _on_listing(
-        self, who: Actor, op: str, listing_id: str, extra: dict[str, Any]
-    ) -> dict[str, Any]:
-        route = cell_key(_cell_of(listing_id, "listing"))
-        data = {"listing_id": listing_id, "vendor_id": who.vendor_id, **extra}
-        return dict((await self.mutate(who, op, route, data))["listing"])
+        command = ListingCreate(
+            user_id=who.user_id, key=who.key, vendor_id=who.vendor_id, fields=dict(fields)
+        )
+        return dict((await self.mutate(command))["listing"])
 
     async def update_listing(
         self, who: Actor, listing_id: str, fields: dict[str, Any]
     ) -> dict[str, Any]:
-        return await self._on_listing(who, "listing.update", listing_id, {"fields": fields})
+        command = ListingUpdate(
+            user_id=who.user_id,
+            key=who.key,
+            vendor_id=who.vendor_id,
+            listing_id=listing_id,
+            fields=dict(fields),
+        )
+        return dict((await self.mutate(command))["listing"])
 
     async def delete_listing(self, who: Actor, listing_id: str) -> dict[str, Any]:
-        return await self._on_listing(who, "listing.delete", listing_id, {})
+        command = ListingDelete(
+            user_id=who.user_id, key=who.key, vendor_id=who.vendor_id, listing_id=listing_id
+        )
+        return dict((await self.mutate(command))["listing"])
 
     async def adjust_stock(
         self, who: Actor, listing_id: str, delta: int | None, set_to: int | None
     ) -> dict[str, Any]:
-        extra = {"delta": delta, "set": set_to}
-        return await self._on_listing(who, "listing.stock", listing_id, extra)
+        command = ListingStock(
+            user_id=who.user_id,
+            key=who.key,
+            vendor_id=who.vendor_id,
+            listing_id=listing_id,
+            delta=delta,
+            set_to=set_to,
+        )
+        return dict((await self.mutate(command))["listing"])
 
     async def vendor_listing(self, vendor_id: str, listing_id: str) -> dict[str, Any]:
         row = await ms.listing_row(self.db, listing_id)
@@ -232,14 +245,13 @@ class MarketService:
 
     # -- carts ----------------------------------------------------------------------------------
     async def cart_add(self, who: Actor, listing_id: str, qty: int) -> dict[str, Any]:
-        _cell_of(listing_id, "listing")
-        data = {"listing_id": listing_id, "qty": qty}
-        await self.mutate(who, "cart.add", user_key(who.user_id), data)
+        route_of(listing_id, "listing")  # a made-up id is not_found before any shard
+        await self.mutate(CartAdd(user_id=who.user_id, key=who.key, listing_id=listing_id, qty=qty))
         return await self.cart(who.user_id)
 
     async def cart_remove(self, who: Actor, listing_ids: list[str]) -> dict[str, Any]:
-        data = {"listing_ids": listing_ids}
-        await self.mutate(who, "cart.remove", user_key(who.user_id), data)
+        ids = tuple(listing_ids)
+        await self.mutate(CartRemove(user_id=who.user_id, key=who.key, listing_ids=ids))
         return await self.cart(who.user_id)
 
     async def cart(self, user_id: str) -> dict[str, Any]:
@@ -271,13 +283,16 @@ class MarketService:
         self, who: Actor, order_id: str, action: str, actor: str, reason: str | None = None
     ) -> dict[str, Any]:
         """One order step (models/market.py decides if it is legal); runs a refund it owes."""
-        route = cell_key(_cell_of(order_id, "order"))
-        data: dict[str, Any] = {"order_id": order_id, "action": action, "actor": actor}
-        if actor == "vendor":
-            data["vendor_id"] = who.vendor_id
-        if reason:
-            data["reason"] = reason
-        result = await self.mutate(who, "order.act", route, data)
+        command = OrderAct(
+            user_id=who.user_id,
+            key=who.key,
+            order_id=order_id,
+            action=action,
+            actor=actor,
+            vendor_id=who.vendor_id if actor == "vendor" else None,
+            reason=reason or None,
+        )
+        result = await self.mutate(command)
         if result.get("refund_id"):
             await self.run_refund(str(result["refund_id"]))
         return result
@@ -288,7 +303,7 @@ class MarketService:
         The provider is called here, outside any transaction; its answer goes to the order's
         owner shard as ``refund.settle`` (the refund row is the order's: rule 2). A temporary
         failure leaves it pending (one more attempt counted): the sweeper
-        (gateway/market_jobs.py) tries again; a permanent refusal by the provider marks it
+        (services/market_jobs.py) tries again; a permanent refusal by the provider marks it
         ``failed`` (terminal, logged as an error for an admin to settle).
         """
         row = await self.db.fetchrow(
@@ -332,9 +347,13 @@ class MarketService:
         key = f"refund:{row['id']}"
         if outcome == "retry":
             key += f"#{row['attempts']}"
-        data = {"refund_id": row["id"], "outcome": outcome}
-        if provider_ref is not None:
-            data["provider_ref"] = provider_ref
-        if reason is not None:
-            data["reason"] = reason
-        return await self.mutate(Actor(SYSTEM, key), "refund.settle", cell_key(row["cell"]), data)
+        command = RefundSettle(
+            user_id=SYSTEM,
+            key=key,
+            refund_id=row["id"],
+            cell=row["cell"],
+            outcome=outcome,
+            provider_ref=provider_ref,
+            reason=reason,
+        )
+        return await self.mutate(command)

@@ -14,7 +14,7 @@ Steps, each durable before the next, each safe to repeat (a retry with the same 
    stay reserved until a provider webhook settles them or the reservation expires.
 
 A crash between steps loses nothing and oversells nothing: reservations not confirmed expire
-and give their stock back (gateway/market_jobs.py), and a payment captured for an order that
+and give their stock back (services/market_jobs.py), and a payment captured for an order that
 expired meanwhile is refunded.
 """
 
@@ -26,12 +26,11 @@ from typing import Any
 
 import asyncpg
 
-from gateway.market_service import SYSTEM, Actor, MarketService
 from models.errors import AppError, PaymentFailed, error_from_dict
 from models.ids import cell_of, new_id
-from models.market import Line, split_by_vendor
-from models.placement import cell_key, user_key
+from models.market import CartRemove, Line, OrderReserve, RefundRecord, split_by_vendor
 from payments import Charge, PaymentProvider
+from services.market import SYSTEM, Actor, MarketService
 from store import market_store as ms
 
 log = logging.getLogger("hyperlocal.checkout")
@@ -149,10 +148,17 @@ class Checkout:
         ttl = self.market.settings.reservation_ttl_s
 
         async def reserve(part: dict[str, Any]) -> dict[str, Any]:
-            data = {**part, "group_id": group["id"], "currency": group["currency"], "ttl_s": ttl}
-            who = Actor(buyer, f"{key}#r:{part['vendor_id']}")
-            reply = await self.market.mutate(who, "order.reserve", cell_key(part["cell"]), data)
-            return dict(reply["order"])
+            command = OrderReserve(
+                user_id=buyer,
+                key=f"{key}#r:{part['vendor_id']}",
+                vendor_id=part["vendor_id"],
+                group_id=group["id"],
+                items=tuple(part["items"]),
+                total=part["total"],
+                currency=group["currency"],
+                ttl_s=ttl,
+            )
+            return dict((await self.market.mutate(command))["order"])
 
         done = await asyncio.gather(
             *(reserve(part) for part in group["parts"]), return_exceptions=True
@@ -250,13 +256,11 @@ class Checkout:
         """Refund a payment captured after its order ended. The refund row is recorded by the
         order's owner shard (``refund.record``, key ``orphan:<order>``: the order's existing
         refund if there is one), then run at the provider (a no-op once done)."""
-        cell = cell_of(order_id)
-        if cell is None:
+        if cell_of(order_id) is None:
             return
-        who = Actor(SYSTEM, f"orphan:{order_id}")
-        data = {"order_id": order_id}
+        command = RefundRecord(user_id=SYSTEM, key=f"orphan:{order_id}", order_id=order_id)
         try:
-            reply = await self.market.mutate(who, "refund.record", cell_key(cell), data)
+            reply = await self.market.mutate(command)
         except AppError as err:
             if err.temporary:
                 raise
@@ -265,11 +269,9 @@ class Checkout:
         await self.market.run_refund(str(reply["refund_id"]))
 
     async def _clear_cart(self, group: asyncpg.Record) -> None:
-        ids = [item["listing_id"] for part in group["parts"] for item in part["items"]]
-        who = Actor(group["buyer_id"], f"{group['idem_key']}#clear")
-        await self.market.mutate(
-            who, "cart.remove", user_key(group["buyer_id"]), {"listing_ids": ids}
-        )
+        ids = tuple(item["listing_id"] for part in group["parts"] for item in part["items"])
+        key = f"{group['idem_key']}#clear"
+        await self.market.mutate(CartRemove(user_id=group["buyer_id"], key=key, listing_ids=ids))
 
 
 def _replay(result: dict[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,9 @@ import logging
 
 import asyncpg
 
-from gateway.checkout import SYSTEM, Checkout
-from gateway.market_service import Actor, MarketService
 from models.errors import AppError, Unavailable
+from services.checkout import SYSTEM, Checkout
+from services.market import Actor, MarketService
 from store import market_store as ms
 
 log = logging.getLogger("hyperlocal.market.sweeper")

@@ -1,4 +1,4 @@
-"""How the gateway reaches the shards: one router, one transport.
+"""How the services reach the shards: one router over one transport (services/transport.py).
 
 ``ShardRouter`` owns this gateway's copy of the placement table and one batcher per shard:
 commands from all sockets bound for a shard travel together, at most ``batch_in_flight`` calls
@@ -6,8 +6,9 @@ per shard at a time (under load batches grow rather than calls). A shard
 answering ``moved`` makes the router reload the table and retry (a few times). Transport errors
 (actor dead, timeout) become ``unavailable``; the client retries with the same idempotency key.
 
-``ShardTransport`` is the only thing that knows about Ray; tests of gateway logic may use
-``LocalTransport`` over in-process CellHosts.
+Commands are typed (models/commands.py); a command's ``route`` names its owner. The transport
+is the only thing that knows about Ray: ``RayTransport`` for the real path, ``LocalTransport``
+(cell hosts in this process) for fast tests of the gateway and the services.
 """
 
 from __future__ import annotations
@@ -16,74 +17,16 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
+from models.commands import ShardCommand, ShardRead
 from models.errors import AppError, Unavailable, error_from_dict
 from models.placement import Placement, cell_key
+from services.transport import ShardTransport
 
 log = logging.getLogger("hyperlocal.router")
 
 MAX_MOVED_RETRIES = 3
-
-
-class ShardTransport(Protocol):
-    async def execute(
-        self, shard: str, version: int, commands: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]: ...
-
-    async def feed_page(
-        self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
-    ) -> dict[str, Any]: ...
-
-    async def read(
-        self, shard: str, version: int, route: str, name: str, args: dict[str, Any]
-    ) -> dict[str, Any]: ...
-
-    async def ping(self, shard: str) -> str: ...
-
-
-class RayTransport:
-    """Calls named CellShard actors; Ray failures and timeouts become ``unavailable``."""
-
-    def __init__(self, handles: dict[str, Any], timeout_s: float) -> None:
-        self._handles = handles
-        self._timeout_s = timeout_s
-
-    async def _call(self, shard: str, method: str, *args: Any) -> Any:
-        import ray
-        from ray.exceptions import RayError
-
-        handle = self._handles.get(shard)
-        if handle is None:
-            raise Unavailable(f"shard {shard} is unknown to this gateway")
-        try:
-            return await asyncio.wait_for(getattr(handle, method).remote(*args), self._timeout_s)
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, AppError):  # a typed refusal from the shard's own code
-                raise exc.cause from None
-            log.warning("shard %s %s failed: %r", shard, method, exc)
-            raise Unavailable("a shard failed, retry with the same key") from None
-        except (TimeoutError, RayError) as exc:
-            log.warning("shard %s %s failed: %r", shard, method, exc)
-            raise Unavailable("a shard is restarting, retry with the same key") from None
-
-    async def execute(
-        self, shard: str, version: int, commands: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        return list(await self._call(shard, "execute", version, commands))
-
-    async def feed_page(
-        self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
-    ) -> dict[str, Any]:
-        return dict(await self._call(shard, "feed_page", version, cells, cursor, limit))
-
-    async def read(
-        self, shard: str, version: int, route: str, name: str, args: dict[str, Any]
-    ) -> dict[str, Any]:
-        return dict(await self._call(shard, "read", version, route, name, args))
-
-    async def ping(self, shard: str) -> str:
-        return str(await self._call(shard, "ping"))
 
 
 class _Batcher:
@@ -97,7 +40,7 @@ class _Batcher:
 
     def __init__(
         self,
-        send: Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]],
+        send: Callable[[list[ShardCommand]], Awaitable[list[dict[str, Any]]]],
         flush_s: float,
         max_batch: int,
         max_in_flight: int,
@@ -106,11 +49,11 @@ class _Batcher:
         self._flush_s = flush_s
         self._max = max_batch
         self._max_in_flight = max_in_flight
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
+        self._pending: list[tuple[ShardCommand, asyncio.Future[dict[str, Any]]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self.in_flight = 0
 
-    def submit(self, command: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+    def submit(self, command: ShardCommand) -> asyncio.Future[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending.append((command, future))
@@ -130,14 +73,14 @@ class _Batcher:
             self.in_flight += 1
             asyncio.get_running_loop().create_task(self._deliver(batch))
 
-    async def _deliver(self, batch: list[tuple[dict[str, Any], asyncio.Future[Any]]]) -> None:
+    async def _deliver(self, batch: list[tuple[ShardCommand, asyncio.Future[Any]]]) -> None:
         try:
             await self._answer(batch)
         finally:
             self.in_flight -= 1
             self._flush()  # what gathered while every slot was out goes now
 
-    async def _answer(self, batch: list[tuple[dict[str, Any], asyncio.Future[Any]]]) -> None:
+    async def _answer(self, batch: list[tuple[ShardCommand, asyncio.Future[Any]]]) -> None:
         try:
             replies = await self._send([command for command, _ in batch])
             if len(replies) != len(batch):
@@ -154,7 +97,7 @@ class _Batcher:
                 future.set_result(reply)
 
     @staticmethod
-    def _fail(batch: list[tuple[dict[str, Any], asyncio.Future[Any]]], err: AppError) -> None:
+    def _fail(batch: list[tuple[ShardCommand, asyncio.Future[Any]]], err: AppError) -> None:
         for _, future in batch:
             if not future.done():
                 future.set_exception(err)
@@ -196,7 +139,7 @@ class ShardRouter:
             for old in [k for k in self._batchers if k[0] == shard and k[1] != version]:
                 del self._batchers[old]
 
-            async def send(commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            async def send(commands: list[ShardCommand]) -> list[dict[str, Any]]:
                 self.calls += 1
                 self.commands += len(commands)
                 return await self._transport.execute(shard, version, commands)
@@ -209,20 +152,21 @@ class ShardRouter:
     async def ping(self, shard: str) -> str:
         return await self._transport.ping(shard)
 
-    async def call(self, command: dict[str, Any]) -> dict[str, Any]:
-        """Run a mutation at the owner of ``command["route"]``; its data or its typed error."""
+    async def call(self, command: ShardCommand) -> dict[str, Any]:
+        """Run a mutation at the owner of ``command.route``; its data or its typed error."""
+        route = command.route  # an id that names no cell fails here, before any shard
 
         async def send(table: Placement) -> dict[str, Any]:
-            shard = table.owner(command["route"])
-            return await self._batcher(shard, table.version).submit(command)
+            return await self._batcher(table.owner(route), table.version).submit(command)
 
         return await self._routed(send)
 
-    async def read(self, route: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Ask the owner of ``route`` the read ``name``; its data or its typed error."""
+    async def read(self, read: ShardRead) -> dict[str, Any]:
+        """Ask the owner of ``read.route``; its data or its typed error."""
+        route = read.route
 
         async def send(table: Placement) -> dict[str, Any]:
-            return await self._transport.read(table.owner(route), table.version, route, name, args)
+            return await self._transport.read(table.owner(route), table.version, read)
 
         return await self._routed(send)
 

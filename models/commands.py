@@ -1,0 +1,53 @@
+"""Typed shard commands: what the services send to the owner of a placement key.
+
+Every shard op has one frozen command type (in ``models/<feature>.py``), built by the services
+and received as it is by its actor handler; ``actors/registry.py`` maps each type to its handler
+(one table, read by the shard and by the in-memory transport). A command carries who asks
+(``user_id``: the idempotency namespace), the client's idempotency ``key`` and the op's own
+fields; its ``route`` (the placement key of the owner) is derived from those fields, so the
+shard checks ownership of exactly what the command touches. Nothing that decides access is a
+field the caller picks: the shard derives it (a room's kind from its id, an order's owner from
+its row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from models.errors import NotFound
+from models.ids import cell_of
+from models.placement import cell_key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShardCommand:
+    """A mutation for the owner of ``route``; idempotent by ``(user_id, key, op)``."""
+
+    op: ClassVar[str] = ""
+    user_id: str
+    key: str
+
+    @property
+    def route(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShardRead:
+    """A read answered by the owner of ``route`` (state only the owner holds)."""
+
+    op: ClassVar[str] = ""
+
+    @property
+    def route(self) -> str:
+        raise NotImplementedError
+
+
+def route_of(entity_id: str, what: str) -> str:
+    """The placement key of a cell-scoped entity (post, room, listing, order); ``not_found``
+    for an id that names no cell, so a made-up id never reaches a shard."""
+    cell = cell_of(entity_id)
+    if cell is None:
+        raise NotFound(f"no such {what}")
+    return cell_key(cell)

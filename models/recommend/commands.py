@@ -1,0 +1,27 @@
+"""The ranking read a shard answers for the cells it owns (actors/recommend_ops.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from models.commands import ShardRead
+from models.placement import cell_key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RankRead(ShardRead):
+    """Score ``items`` for ``user_id`` at ``lat, lng`` with the model covering ``cell`` (the
+    caller's cell, whose owner answers). Items: ``{id, lat, lng, cell?, category?, author_id?,
+    created_ms?, price?}``, checked by the owner."""
+
+    op: ClassVar[str] = "recommend.rank"
+    cell: str
+    user_id: str
+    lat: float
+    lng: float
+    items: tuple[dict[str, Any], ...]
+
+    @property
+    def route(self) -> str:
+        return cell_key(self.cell)

@@ -1,0 +1,158 @@
+"""The one container of services: built in one place, at startup, with typed attributes.
+
+``open_services`` opens every resource the application layer needs, in order — the Postgres
+pool, Redis, the shard router over its transport, presence — builds each service once with
+what it depends on (nothing is patched in afterwards), starts the background loops (the REST
+hook dispatcher and the market sweeper) and, on exit, stops and closes everything in reverse.
+Every transport (the aiohttp gateway today; the control actor, the CLI and GraphQL next) gets
+the same ``Services``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from cluster.config import Settings
+from models.cells import Geo
+from models.ids import new_id
+from models.placement import Placement
+from payments import PaymentProvider, providers_from
+from services.access import Access
+from services.accounts import AuthService
+from services.chat import ChatService
+from services.checkout import Checkout
+from services.feed import FeedService
+from services.hooks import HookDispatcher
+from services.market import MarketService
+from services.market_jobs import Sweeper
+from services.presence import Presence
+from services.ranking import CellRanker
+from services.router import ShardRouter
+from services.stripe_events import StripeEvents
+from services.transport import RayTransport, ShardTransport
+from services.vendor_apps import AppTokens, VendorApps
+from store import placement
+from store.db import create_pool
+
+log = logging.getLogger("hyperlocal.services")
+
+
+@dataclass(frozen=True)
+class Services:
+    """One of each service of this process, and the resources they share."""
+
+    settings: Settings
+    db: asyncpg.Pool
+    redis: aioredis.Redis
+    geo: Geo
+    router: ShardRouter
+    presence: Presence
+    access: Access
+    ranker: CellRanker
+    """One memory of cells without a model, shared by the feed and the marketplace."""
+    accounts: AuthService
+    feed: FeedService
+    chat: ChatService
+    providers: dict[str, PaymentProvider]
+    market: MarketService
+    checkout: Checkout
+    stripe_events: StripeEvents
+    app_tokens: AppTokens
+    vendor_apps: VendorApps
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings,
+    transport: ShardTransport | None = None,
+    *,
+    on_revoked: Callable[[str, str], None] | None = None,
+    background: bool = True,
+) -> AsyncIterator[Services]:
+    """The services of one process, open for the ``async with`` block.
+
+    ``transport`` None means the real Ray shards, looked up by name (the process must be
+    connected to Ray); a given transport stays its caller's to close. ``on_revoked(user,
+    session)`` hears of every sign-in ended here (the gateway closes its sockets). Without
+    ``background`` no hook dispatcher or sweeper runs (tests that drive them by hand).
+    """
+    assert settings.database_url and settings.redis_url, "resolve the database and redis first"
+    db = await create_pool(settings.database_url, min_size=2, max_size=20)
+    redis = aioredis.from_url(settings.redis_url, decode_responses=False)
+    tasks: list[asyncio.Task[None]] = []
+    dispatcher: HookDispatcher | None = None
+    providers: dict[str, PaymentProvider] = {}
+    presence: Presence | None = None
+    try:
+
+        async def load() -> Placement:
+            table = await placement.load(db)
+            if table is None:
+                raise RuntimeError("no placement table: run `hyperlocal migrate` and start shards")
+            return table
+
+        router = ShardRouter(
+            transport or RayTransport.connect(settings),
+            load,
+            settings.batch_flush_ms / 1000,
+            settings.batch_max,
+            settings.batch_in_flight,
+        )
+        await router.refresh()
+        geo = Geo(settings.h3_resolution, settings.k_ring)
+        presence = Presence(redis, new_id(), settings.presence_ttl_s)
+        presence.start()
+        access = Access(geo, db)
+        ranker = CellRanker(router, settings.recommend_absent_ttl_s)
+        providers = providers_from(settings)
+        market = MarketService(settings, db, router, geo, providers, ranker)
+        checkout = Checkout(market)
+        services = Services(
+            settings=settings,
+            db=db,
+            redis=redis,
+            geo=geo,
+            router=router,
+            presence=presence,
+            access=access,
+            ranker=ranker,
+            accounts=AuthService(settings, db, redis, on_revoked),
+            feed=FeedService(settings, geo, router, ranker),
+            chat=ChatService(settings, db, router, access, presence),
+            providers=providers,
+            market=market,
+            checkout=checkout,
+            stripe_events=StripeEvents(checkout),
+            app_tokens=AppTokens(settings, db),
+            vendor_apps=VendorApps(db),
+        )
+        if background:
+            dispatcher = HookDispatcher(settings, db)
+            tasks.append(asyncio.create_task(dispatcher.run(), name="hook-dispatcher"))
+            sweeper = Sweeper(market, checkout)
+            tasks.append(asyncio.create_task(sweeper.run(), name="market-sweeper"))
+        yield services
+    finally:
+        for task in tasks:
+            await _stop(task)
+        if dispatcher is not None:
+            await dispatcher.close()
+        for provider in providers.values():
+            await provider.close()
+        if presence is not None:
+            await presence.stop()
+        await redis.aclose()
+        await db.close()

@@ -1,0 +1,146 @@
+"""The one interface between the router and the shards, and its two implementations.
+
+``RayTransport`` calls the named CellShard actors (the real path: Ray owns placement of the
+actors, their lifecycle and restarts). ``LocalTransport`` runs the same ``CellHost``s in this
+process (the httpx ``MockTransport`` idea): gateway and service tests then need Postgres and
+Redis but no Ray, and start in milliseconds. It copies every command and reply through pickle,
+as Ray does, so nothing is shared by reference that would not be over Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+from typing import Any, Protocol, TypeVar
+
+from cluster.config import Settings
+from models.commands import ShardCommand, ShardRead
+from models.errors import AppError, Unavailable
+
+log = logging.getLogger("hyperlocal.router")
+
+T = TypeVar("T")
+
+
+class ShardTransport(Protocol):
+    async def execute(
+        self, shard: str, version: int, commands: list[ShardCommand]
+    ) -> list[dict[str, Any]]: ...
+
+    async def feed_page(
+        self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
+    ) -> dict[str, Any]: ...
+
+    async def read(self, shard: str, version: int, read: ShardRead) -> dict[str, Any]: ...
+
+    async def ping(self, shard: str) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+class RayTransport:
+    """Calls named CellShard actors; Ray failures and timeouts become ``unavailable``."""
+
+    def __init__(self, handles: dict[str, Any], timeout_s: float) -> None:
+        self._handles = handles
+        self._timeout_s = timeout_s
+
+    @classmethod
+    def connect(cls, settings: Settings) -> RayTransport:
+        """Handles of this deployment's shards (the process must be connected to Ray)."""
+        import ray
+
+        handles = {
+            name: ray.get_actor(name, namespace=settings.ray_namespace)
+            for name in settings.shard_names()
+        }
+        return cls(handles, settings.shard_call_timeout_s)
+
+    async def _call(self, shard: str, method: str, *args: Any) -> Any:
+        import ray
+        from ray.exceptions import RayError
+
+        handle = self._handles.get(shard)
+        if handle is None:
+            raise Unavailable(f"shard {shard} is unknown to this gateway")
+        try:
+            return await asyncio.wait_for(getattr(handle, method).remote(*args), self._timeout_s)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, AppError):  # a typed refusal from the shard's own code
+                raise exc.cause from None
+            log.warning("shard %s %s failed: %r", shard, method, exc)
+            raise Unavailable("a shard failed, retry with the same key") from None
+        except (TimeoutError, RayError) as exc:
+            log.warning("shard %s %s failed: %r", shard, method, exc)
+            raise Unavailable("a shard is restarting, retry with the same key") from None
+
+    async def execute(
+        self, shard: str, version: int, commands: list[ShardCommand]
+    ) -> list[dict[str, Any]]:
+        return list(await self._call(shard, "execute", version, commands))
+
+    async def feed_page(
+        self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        return dict(await self._call(shard, "feed_page", version, cells, cursor, limit))
+
+    async def read(self, shard: str, version: int, read: ShardRead) -> dict[str, Any]:
+        return dict(await self._call(shard, "read", version, read))
+
+    async def ping(self, shard: str) -> str:
+        return str(await self._call(shard, "ping"))
+
+    async def close(self) -> None:
+        """The actors outlive this gateway: nothing to close."""
+
+
+def _copy(value: T) -> T:
+    """What arrives on the other side of a Ray call: a copy, never the object itself."""
+    copied: T = pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    return copied
+
+
+class LocalTransport:
+    """The deployment's shards as ``CellHost``s in this process, one per shard name.
+
+    Owns the hosts it builds (their pools, Redis clients and committers) and closes them.
+    Same contract as ``RayTransport``: typed refusals come back as replies, anything else a
+    host raises becomes ``unavailable``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from actors.cell_host import CellHost
+        from actors.registry import HANDLERS, READERS
+
+        self.hosts = {
+            name: CellHost(name, settings, dict(HANDLERS), dict(READERS))
+            for name in settings.shard_names()
+        }
+
+    def _host(self, shard: str) -> Any:
+        host = self.hosts.get(shard)
+        if host is None:
+            raise Unavailable(f"shard {shard} is unknown to this gateway")
+        return host
+
+    async def execute(
+        self, shard: str, version: int, commands: list[ShardCommand]
+    ) -> list[dict[str, Any]]:
+        replies = await self._host(shard).execute(version, _copy(commands))
+        return _copy(list(replies))
+
+    async def feed_page(
+        self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        return _copy(dict(await self._host(shard).feed_page(version, list(cells), cursor, limit)))
+
+    async def read(self, shard: str, version: int, read: ShardRead) -> dict[str, Any]:
+        return _copy(dict(await self._host(shard).read(version, _copy(read))))
+
+    async def ping(self, shard: str) -> str:
+        return str(self._host(shard).name)
+
+    async def close(self) -> None:
+        for host in self.hosts.values():
+            await host.close()
