@@ -36,7 +36,7 @@ from models.streams import Event, compact_json, single_writer
 from store import batch_write, feed_store, idempotency, placement
 from store import events as event_log
 from store.batch_write import RecordRow
-from store.db import create_pool
+from store.db import Conn, create_pool
 from store.fanout import publish
 
 log = logging.getLogger("hyperlocal.shard")
@@ -75,7 +75,7 @@ class ShardWriter:
         self.heads = heads
         self.redis = redis
 
-    async def write(self, conn: asyncpg.Connection, rows: list[batch_write.Row]) -> None:
+    async def write(self, conn: Conn, rows: list[batch_write.Row]) -> None:
         """The rows, and the moved heads (none on the careful path), in one statement; a head
         that moved under us refuses the fast path."""
         if not await batch_write.write(conn, self.heads.changes(), rows):

@@ -81,7 +81,7 @@ def _forget(host: CellHost, tx: Tx, room_id: str) -> None:
     transaction's own rows) and again after commit (over anything cached meanwhile)."""
     cache: dict[str, _Room] = host.ext.setdefault("chat.rooms", {})
     cache.pop(room_id, None)
-    tx.then(lambda: cache.pop(room_id, None) and None)
+    tx.then(lambda: cache.pop(room_id, None))
 
 
 async def _require_member(host: CellHost, tx: Tx, room_id: str, user_id: str) -> _Room:

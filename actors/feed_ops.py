@@ -101,7 +101,7 @@ async def comment_create(
     )
     feed = (await host.cell(cell)).feed
     count = post["comment_count"] + 1
-    tx.then(lambda: feed.update(post["id"], comment_count=count) and None)
+    tx.then(lambda: feed.update(post["id"], comment_count=count))
     return {"comment": comment}
 
 
@@ -118,7 +118,7 @@ async def post_like(host: CellHost, tx: Tx, cmd: PostLike, out: Emitted) -> dict
     )
     _notify(out, post["author_id"], user, "post.liked", post_id=post["id"])
     feed = (await host.cell(cell)).feed
-    tx.then(lambda: feed.update(post["id"], like_count=count) and None)
+    tx.then(lambda: feed.update(post["id"], like_count=count))
     return {"post_id": post["id"], "liked": True, "like_count": count}
 
 
@@ -134,7 +134,7 @@ async def post_unlike(host: CellHost, tx: Tx, cmd: PostUnlike, out: Emitted) -> 
         {"post_id": post["id"], "user_id": user, "like_count": count},
     )
     feed = (await host.cell(cell)).feed
-    tx.then(lambda: feed.update(post["id"], like_count=count) and None)
+    tx.then(lambda: feed.update(post["id"], like_count=count))
     return {"post_id": post["id"], "liked": False, "like_count": count}
 
 

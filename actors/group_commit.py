@@ -16,6 +16,7 @@ committed; its ``publish`` gets the whole batch's outbox once committed.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from models.errors import AppError, BadRequest, Conflict, Unavailable
+from store.db import Conn
 
 log = logging.getLogger("hyperlocal.group_commit")
 
@@ -32,12 +34,12 @@ log = logging.getLogger("hyperlocal.group_commit")
 class Tx:
     """What one command may do inside the batch transaction."""
 
-    conn: asyncpg.Connection
+    conn: Conn
     careful: bool = True
     """False on the batch's fast path: a duplicate will fail the batch at ``defer``'s write, and
     the batch then runs again carefully (savepoints, ``careful`` True). Work may skip checks
     that only matter for duplicates (the idempotency lookup) when it is False."""
-    after_commit: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+    after_commit: list[Callable[[], object]] = field(default_factory=list)
     outbox: list[Any] = field(default_factory=list)
     deferred: list[Any] = field(default_factory=list)
 
@@ -46,8 +48,9 @@ class Tx:
         whole batch in one statement on the fast path, for this command alone otherwise."""
         self.deferred.append(row)
 
-    def then(self, step: Callable[[], Awaitable[None] | None]) -> None:
-        """Run ``step`` once the batch has committed (never if it rolls back)."""
+    def then(self, step: Callable[[], object]) -> None:
+        """Run ``step`` once the batch has committed (never if it rolls back); what it returns
+        is awaited if it is awaitable, else ignored."""
         self.after_commit.append(step)
 
     def emit(self, items: list[Any]) -> None:
@@ -63,7 +66,7 @@ Work = Callable[[Tx], Awaitable[Any]]
 class _Pending:
     work: Work
     future: asyncio.Future[Any]
-    steps: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+    steps: list[Callable[[], object]] = field(default_factory=list)
     outbox: list[Any] = field(default_factory=list)
     result: Any = None
     error: AppError | None = None
@@ -72,7 +75,7 @@ class _Pending:
 class BatchWriter(Protocol):
     """What the committer needs of its owner (actors/cell_host.py)."""
 
-    async def write(self, conn: asyncpg.Connection, rows: list[Any]) -> None:
+    async def write(self, conn: Conn, rows: list[Any]) -> None:
         """Write deferred ``rows`` in ``conn``'s transaction (the batch's on the fast path, one
         command's on the careful path); may raise ``RunCarefully`` on the fast path."""
 
@@ -180,7 +183,7 @@ class GroupCommitter:
         self.batches += 1
         self.commands += len(batch)
 
-    async def _run_plain(self, conn: asyncpg.Connection, item: _Pending) -> list[Any]:
+    async def _run_plain(self, conn: Conn, item: _Pending) -> list[Any]:
         tx = Tx(conn, careful=False)
         try:
             item.result = await item.work(tx)
@@ -190,7 +193,7 @@ class GroupCommitter:
         item.outbox = tx.outbox
         return tx.deferred
 
-    async def _write(self, conn: asyncpg.Connection, rows: list[Any], *, fast: bool) -> None:
+    async def _write(self, conn: Conn, rows: list[Any], *, fast: bool) -> None:
         if not rows:
             return
         if not fast:
@@ -201,7 +204,7 @@ class GroupCommitter:
         except _REFUSALS:
             raise RunCarefully from None  # e.g. a duplicate key: sort it out carefully
 
-    async def _run_one(self, conn: asyncpg.Connection, item: _Pending) -> None:
+    async def _run_one(self, conn: Conn, item: _Pending) -> None:
         """Run one command in its own savepoint; a unique-key race is retried once."""
         for attempt in (1, 2):
             tx = Tx(conn)
@@ -231,7 +234,7 @@ class GroupCommitter:
             for step in item.steps:
                 try:
                     outcome = step()
-                    if outcome is not None:
+                    if inspect.isawaitable(outcome):
                         await outcome
                 except Exception:  # a failed side effect must not lose the ack
                     log.exception("after-commit step failed")

@@ -218,6 +218,7 @@ async def order_reserve(host: CellHost, tx: Tx, cmd: OrderReserve, out: Emitted)
     }
     await ms.insert_order(tx.conn, order, list(cmd.items))
     row = await ms.order_row(tx.conn, order["id"])
+    assert row is not None  # inserted just above, in this transaction
     return {"order": await _order_events(tx, out, row, created=True)}
 
 

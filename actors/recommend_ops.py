@@ -48,12 +48,12 @@ _SNAPSHOTS_MAX = 1000
 
 def _state(host: CellHost) -> _State:
     """This host's recommendation cache (in ``host.ext``: dropped on a placement change)."""
-    state = host.ext.get("recommend")
+    state: _State | None = host.ext.get("recommend")
     if state is None:
         state = host.ext["recommend"] = _State()
     if len(state.snapshots) > _SNAPSHOTS_MAX:
         state.snapshots.clear()  # a bound, not an LRU: snapshots are cheap to rebuild
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def _number(value: Any, name: str) -> float:

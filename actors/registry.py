@@ -30,24 +30,27 @@ class ShardOp:
     handler: Handler | Reader
 
 
-def _table() -> dict[str, ShardOp]:
+def _tables() -> tuple[
+    dict[str, ShardOp], dict[type[ShardCommand], Handler], dict[type[ShardRead], Reader]
+]:
     ops: dict[str, ShardOp] = {}
+    handlers: dict[type[ShardCommand], Handler] = {}
+    readers: dict[type[ShardRead], Reader] = {}
+
+    def add(command: type[ShardCommand] | type[ShardRead], handler: Handler | Reader) -> None:
+        assert command.op, f"{command.__name__} has no op name"
+        assert command.op not in ops, f"op {command.op!r} is defined twice"
+        ops[command.op] = ShardOp(command, handler)
+
     for feature in _FEATURES:
-        entries: list[tuple[type[ShardCommand] | type[ShardRead], Handler | Reader]] = [
-            *feature.HANDLERS.items(),
-            *getattr(feature, "READERS", {}).items(),
-        ]
-        for command, handler in entries:
-            assert command.op, f"{command.__name__} has no op name"
-            assert command.op not in ops, f"op {command.op!r} is defined twice"
-            ops[command.op] = ShardOp(command, handler)
-    return ops
+        for command, handler in feature.HANDLERS.items():
+            add(command, handler)
+            handlers[command] = handler
+        for read, reader in getattr(feature, "READERS", {}).items():
+            add(read, reader)
+            readers[read] = reader
+    return ops, handlers, readers
 
 
-OPS: dict[str, ShardOp] = _table()
-HANDLERS: dict[type[ShardCommand], Handler] = {
-    op.command: op.handler for op in OPS.values() if issubclass(op.command, ShardCommand)
-}
-READERS: dict[type[ShardRead], Reader] = {
-    op.command: op.handler for op in OPS.values() if issubclass(op.command, ShardRead)
-}
+OPS, HANDLERS, READERS = _tables()
+"""``OPS``: op name -> its type and handler; ``HANDLERS`` / ``READERS``: the same by type."""

@@ -45,7 +45,8 @@ class CellShard:
 
 def shard_actor_class(settings: Settings) -> Any:
     """The Ray actor class with this deployment's resources and restart policy."""
-    return ray.remote(
+    # ray's stubs list task options only: max_concurrency (an actor option) is missing there.
+    return ray.remote(  # type: ignore[call-overload]
         num_cpus=settings.shard_num_cpus,
         max_restarts=settings.shard_max_restarts,
         max_task_retries=2,

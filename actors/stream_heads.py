@@ -10,10 +10,9 @@ the heads are forgotten and reloaded on next use.
 
 from __future__ import annotations
 
-import asyncpg
-
 from store import events as event_log
 from store.batch_write import HeadChange
+from store.db import Conn
 
 
 class StreamHeads:
@@ -30,7 +29,7 @@ class StreamHeads:
         self._taken: dict[str, int] = {}
         self._max = max_streams
 
-    async def take(self, conn: asyncpg.Connection, stream: str, count: int) -> tuple[str, int]:
+    async def take(self, conn: Conn, stream: str, count: int) -> tuple[str, int]:
         """The next ``count`` offsets of ``stream`` in this batch: (epoch, first offset)."""
         head = self._committed.get(stream)
         if head is None:

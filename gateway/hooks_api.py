@@ -84,7 +84,9 @@ async def deliveries_view(request: web.Request) -> web.Response:
 
 async def replay_view(request: web.Request) -> web.Response:
     hook_id = await _own_hook(request, "hooks:write")
-    body = await read_json(request, ReplayBody) if request.can_read_body else ReplayBody()
+    body = ReplayBody(delivery_ids=None)
+    if request.can_read_body:
+        body = await read_json(request, ReplayBody)
     replayed = await hooks_store.replay(request.app[SERVICES].db, hook_id, body.delivery_ids)
     return web.json_response({"replayed": replayed})
 

@@ -50,10 +50,10 @@ def parse_room(room_id: str) -> RoomRef | None:
     if room_id.startswith(NEIGHBOURHOOD_PREFIX):
         cell = room_id[len(NEIGHBOURHOOD_PREFIX) :]
         return RoomRef(room_id, "neighbourhood", cell) if _valid_cell(cell) else None
-    cell = cell_of(room_id)
-    if cell is None or not _valid_cell(cell):
+    home = cell_of(room_id)
+    if home is None or not _valid_cell(home):
         return None
-    return RoomRef(room_id, "member", cell)
+    return RoomRef(room_id, "member", home)
 
 
 def _valid_cell(cell: str) -> bool:

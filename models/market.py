@@ -25,7 +25,7 @@ from models.commands import ShardCommand, route_of
 from models.errors import BadRequest, Conflict
 from models.placement import cell_key, user_key
 
-Actor = Literal["buyer", "vendor", "system", "provider"]
+ActorKind = Literal["buyer", "vendor", "system", "provider"]
 
 PENDING = "pending_payment"
 PAID = "paid"
@@ -68,7 +68,7 @@ class Step:
     """Money was captured and must go back through the provider."""
 
 
-def transition(status: str, action: str, actor: Actor) -> Step:
+def transition(status: str, action: str, actor: ActorKind) -> Step:
     """The step ``actor`` takes with ``action`` from ``status``, or ``conflict`` if illegal."""
     if action not in ACTIONS:
         raise BadRequest(f"unknown order action {action!r}")
@@ -347,7 +347,7 @@ class OrderAct(OrderCommand):
 
     op: ClassVar[str] = "order.act"
     action: str
-    actor: str
+    actor: ActorKind
     vendor_id: str | None = None
     reason: str | None = None
 

@@ -76,7 +76,7 @@ class AuthService:
         settings: Settings,
         db: asyncpg.Pool,
         redis: aioredis.Redis,
-        on_revoked: Callable[[str, str], None] | None = None,
+        on_revoked: Callable[[str, str], object] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db

@@ -32,6 +32,7 @@ from models.market import CartRemove, Line, OrderReserve, RefundRecord, split_by
 from payments import Charge, PaymentProvider
 from services.market import SYSTEM, Actor, MarketService
 from store import market_store as ms
+from store.db import one
 
 log = logging.getLogger("hyperlocal.checkout")
 
@@ -188,7 +189,9 @@ class Checkout:
             group["amount"],
             group["currency"],
         )
-        return await self.db.fetchrow("SELECT * FROM payments WHERE group_id = $1", group["id"])
+        return one(
+            await self.db.fetchrow("SELECT * FROM payments WHERE group_id = $1", group["id"])
+        )
 
     async def _charge(
         self,
@@ -201,7 +204,7 @@ class Checkout:
             payment["id"], payment["amount"], payment["currency"], details, {"group_id": group_id}
         )
         result = await provider.charge(charge)
-        return await self.db.fetchrow(
+        updated = await self.db.fetchrow(
             "UPDATE payments SET status = $2, provider_ref = COALESCE($3, provider_ref),"
             " client_secret = $4, updated_at = now() WHERE id = $1 AND status = 'pending'"
             " RETURNING *",
@@ -209,7 +212,10 @@ class Checkout:
             result.status,
             result.provider_ref,
             result.client_secret,
-        ) or await self.db.fetchrow("SELECT * FROM payments WHERE id = $1", payment["id"])
+        )  # None: a webhook settled it first; its row is the answer
+        return updated or one(
+            await self.db.fetchrow("SELECT * FROM payments WHERE id = $1", payment["id"])
+        )
 
     # -- settling (also from provider webhooks and the sweeper) ---------------------------------
     async def settle(self, group_id: str, outcome: str, key_base: str) -> list[dict[str, Any]]:

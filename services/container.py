@@ -79,7 +79,7 @@ async def open_services(
     settings: Settings,
     transport: ShardTransport | None = None,
     *,
-    on_revoked: Callable[[str, str], None] | None = None,
+    on_revoked: Callable[[str, str], object] | None = None,
     background: bool = True,
 ) -> AsyncIterator[Services]:
     """The services of one process, open for the ``async with`` block.

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 
@@ -40,6 +40,7 @@ from models.cells import Geo
 from models.commands import ShardCommand, route_of
 from models.errors import AppError, BadRequest, NotFound
 from models.market import (
+    ActorKind,
     CartAdd,
     CartRemove,
     ListingCreate,
@@ -64,7 +65,7 @@ from store import recommend_store
 
 log = logging.getLogger("hyperlocal.market")
 
-SYSTEM = "system"
+SYSTEM: Final = "system"
 """The user id of commands the system sends (checkout, sweeper, refunds): their key space."""
 
 
@@ -280,7 +281,7 @@ class MarketService:
         return {"items": items, "next_cursor": next_cursor}
 
     async def act(
-        self, who: Actor, order_id: str, action: str, actor: str, reason: str | None = None
+        self, who: Actor, order_id: str, action: str, actor: ActorKind, reason: str | None = None
     ) -> dict[str, Any]:
         """One order step (models/market.py decides if it is legal); runs a refund it owes."""
         command = OrderAct(

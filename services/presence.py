@@ -116,8 +116,8 @@ class Presence:
 
     async def members(self, stream: str) -> list[str]:
         """Users present on ``stream`` on any live gateway (sorted)."""
-        raw = await self.redis.zrangebyscore(_key(stream), time.time(), "+inf")
-        users = {(m.decode() if isinstance(m, bytes) else m).split("|", 1)[1] for m in raw}
+        raw = await self.redis.zrangebyscore(_key(stream), time.time(), "+inf")  # no scores
+        users = {(m.decode() if isinstance(m, bytes) else str(m)).split("|", 1)[1] for m in raw}
         return sorted(users)
 
     async def _announce(self, ev: str, stream: str, user_id: str) -> None:

@@ -144,7 +144,9 @@ def _digest(secret: str) -> str:
 def credential(value: str | None) -> bool:
     """A client id or secret we could ever have issued: printable ASCII (no NUL, no surrogate,
     which Postgres and sha256 would refuse with an unhandled error), bounded."""
-    return bool(value) and len(value) <= 256 and value.isascii() and value.isprintable()
+    if not value:
+        return False
+    return len(value) <= 256 and value.isascii() and value.isprintable()
 
 
 class VendorApps:

@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from models.streams import Event
+from store.db import Conn
 
 HeadChange = tuple[str, str, int, int]
 """(stream, epoch, expected last offset, new last offset)."""
@@ -93,7 +92,7 @@ def statement(tables: tuple[Table, ...]) -> str:
     return sql
 
 
-async def write(conn: asyncpg.Connection, heads: list[HeadChange], rows: list[Row]) -> bool:
+async def write(conn: Conn, heads: list[HeadChange], rows: list[Row]) -> bool:
     """Write everything inside the caller's transaction; False if a head had moved."""
     if not (heads or rows):
         return True
