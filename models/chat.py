@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import h3
 
-from models.commands import ShardCommand
+from models.commands import ShardCommand, command
 from models.errors import BadRequest, NotFound
 from models.ids import cell_of
 from models.placement import cell_key
@@ -115,7 +115,7 @@ def room_route(room_id: str) -> str:
     return cell_key(ref.cell)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class RoomCommand(ShardCommand):
     room_id: str
 
@@ -124,7 +124,7 @@ class RoomCommand(ShardCommand):
         return room_route(self.room_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class ChatOpen(RoomCommand):
     """Open (or find) the direct room of the caller and ``other_id``; the shard checks that
     ``room_id`` is that pair's room at its resolution."""
@@ -133,7 +133,7 @@ class ChatOpen(RoomCommand):
     other_id: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class RoomCreate(RoomCommand):
     """A group room homed in the cell its id names (the creator's)."""
 
@@ -142,18 +142,18 @@ class RoomCreate(RoomCommand):
     members: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class RoomAdd(RoomCommand):
     op: ClassVar[str] = "room.add"
     member_id: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class RoomLeave(RoomCommand):
     op: ClassVar[str] = "room.leave"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class ChatSend(RoomCommand):
     """A message; the shard derives the room's kind from its id (member rooms are checked
     against the owner's member list; neighbourhood rooms by the caller's location, which only
@@ -163,7 +163,7 @@ class ChatSend(RoomCommand):
     text: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class ChatRead(RoomCommand):
     op: ClassVar[str] = "chat.read"
     offset: int

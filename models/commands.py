@@ -13,14 +13,22 @@ its row).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar, dataclass_transform
 
 from models.errors import NotFound
 from models.ids import cell_of
 from models.placement import cell_key
 
+T = TypeVar("T")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def command(cls: type[T]) -> type[T]:
+    """Declare a command (or read) type: a frozen, slotted dataclass of keyword fields."""
+    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
+
+
+@command
 class ShardCommand:
     """A mutation for the owner of ``route``; idempotent by ``(user_id, key, op)``."""
 
@@ -33,7 +41,7 @@ class ShardCommand:
         raise NotImplementedError
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class ShardRead:
     """A read answered by the owner of ``route`` (state only the owner holds)."""
 

@@ -12,7 +12,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from models.commands import ShardCommand, route_of
+from models.commands import ShardCommand, command, route_of
 from models.errors import BadRequest
 from models.placement import cell_key, user_key
 
@@ -118,7 +118,7 @@ def merge_pages(pages: list[list[Post]], limit: int) -> tuple[list[Post], str | 
 
 
 # -- shard commands (models/commands.py) --------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class PostCreate(ShardCommand):
     op: ClassVar[str] = "post.create"
     cell: str
@@ -132,7 +132,7 @@ class PostCreate(ShardCommand):
         return cell_key(self.cell)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class PostCommand(ShardCommand):
     """A command on one post, routed to the post's cell (from its id)."""
 
@@ -143,23 +143,23 @@ class PostCommand(ShardCommand):
         return route_of(self.post_id, "post")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class CommentCreate(PostCommand):
     op: ClassVar[str] = "comment.create"
     text: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class PostLike(PostCommand):
     op: ClassVar[str] = "post.like"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class PostUnlike(PostCommand):
     op: ClassVar[str] = "post.unlike"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class FollowCommand(ShardCommand):
     """A change to the caller's follows, routed to the caller's user key."""
 
@@ -170,11 +170,11 @@ class FollowCommand(ShardCommand):
         return user_key(self.user_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class UserFollow(FollowCommand):
     op: ClassVar[str] = "user.follow"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class UserUnfollow(FollowCommand):
     op: ClassVar[str] = "user.unfollow"

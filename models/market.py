@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from models.commands import ShardCommand, route_of
+from models.commands import ShardCommand, command, route_of
 from models.errors import BadRequest, Conflict
 from models.placement import cell_key, user_key
 
@@ -233,7 +233,7 @@ class PageCursor:
 
 
 # -- shard commands (models/commands.py) --------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class VendorCreate(ShardCommand):
     """A vendor profile homed in ``cell`` (where the vendor said it is)."""
 
@@ -246,7 +246,7 @@ class VendorCreate(ShardCommand):
         return cell_key(self.cell)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class ListingCreate(ShardCommand):
     """A listing of ``vendor_id``, homed in the vendor's cell (from its id)."""
 
@@ -259,7 +259,7 @@ class ListingCreate(ShardCommand):
         return route_of(self.vendor_id, "vendor")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class ListingCommand(ShardCommand):
     """A vendor's change to one of its listings: the owner checks the listing is theirs."""
 
@@ -271,18 +271,18 @@ class ListingCommand(ShardCommand):
         return route_of(self.listing_id, "listing")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class ListingUpdate(ListingCommand):
     op: ClassVar[str] = "listing.update"
     fields: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class ListingDelete(ListingCommand):
     op: ClassVar[str] = "listing.delete"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class ListingStock(ListingCommand):
     """Set the stock (``set_to``) or move it by ``delta``."""
 
@@ -291,7 +291,7 @@ class ListingStock(ListingCommand):
     set_to: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class CartCommand(ShardCommand):
     """A change to the caller's own cart, routed to the caller's user key."""
 
@@ -300,20 +300,20 @@ class CartCommand(ShardCommand):
         return user_key(self.user_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class CartAdd(CartCommand):
     op: ClassVar[str] = "cart.add"
     listing_id: str
     qty: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class CartRemove(CartCommand):
     op: ClassVar[str] = "cart.remove"
     listing_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class OrderReserve(ShardCommand):
     """One vendor's part of a checkout: take the stock of ``items`` and open a pending order.
     ``items`` are the part's lines as split by ``split_by_vendor``."""
@@ -331,7 +331,7 @@ class OrderReserve(ShardCommand):
         return route_of(self.vendor_id, "vendor")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class OrderCommand(ShardCommand):
     order_id: str
 
@@ -340,7 +340,7 @@ class OrderCommand(ShardCommand):
         return route_of(self.order_id, "order")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class OrderAct(OrderCommand):
     """One step of the order state machine by ``actor`` (``buyer``: the caller must be the
     order's buyer; ``vendor``: ``vendor_id`` must be the order's vendor; ``system``)."""
@@ -352,12 +352,12 @@ class OrderAct(OrderCommand):
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class RefundRecord(OrderCommand):
     op: ClassVar[str] = "refund.record"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class RefundSettle(ShardCommand):
     """The provider's answer to a pending refund, sent to the owner of its order's ``cell``
     (the owner checks the refund's order is homed there)."""

@@ -77,22 +77,22 @@ class ChatService:
         )
         return await self.router.call(command)
 
-    async def _member_room(self, who: Caller, room_id: str, what: str) -> None:
-        """A direct or group room the caller may use (not a neighbourhood one)."""
+    async def _member_room(self, who: Caller, room_id: str, what: str) -> str:
+        """The caller's idempotency key, once the room is a direct or group room they may use
+        (not a neighbourhood one)."""
+        key = who.idempotency_key()
         ref = await self.access.room(who, room_id)
         if ref.kind == "neighbourhood":
             raise BadRequest(f"neighbourhood rooms have no {what}")
+        return key
 
     async def add_member(self, who: Caller, room_id: str, member_id: str) -> dict[str, Any]:
-        await self._member_room(who, room_id, "member list")
-        key = who.idempotency_key()
-        return await self.router.call(
-            RoomAdd(user_id=who.user_id, key=key, room_id=room_id, member_id=member_id)
-        )
+        key = await self._member_room(who, room_id, "member list")
+        command = RoomAdd(user_id=who.user_id, key=key, room_id=room_id, member_id=member_id)
+        return await self.router.call(command)
 
     async def leave(self, who: Caller, room_id: str) -> dict[str, Any]:
-        await self._member_room(who, room_id, "member list")
-        key = who.idempotency_key()
+        key = await self._member_room(who, room_id, "member list")
         return await self.router.call(RoomLeave(user_id=who.user_id, key=key, room_id=room_id))
 
     async def rooms(self, who: Caller) -> dict[str, Any]:
@@ -121,11 +121,9 @@ class ChatService:
         return {"messages": page, "next_before": next_before}
 
     async def mark_read(self, who: Caller, room_id: str, offset: int) -> dict[str, Any]:
-        await self._member_room(who, room_id, "read receipts")
-        key = who.idempotency_key()
-        return await self.router.call(
-            ChatRead(user_id=who.user_id, key=key, room_id=room_id, offset=offset)
-        )
+        key = await self._member_room(who, room_id, "read receipts")
+        command = ChatRead(user_id=who.user_id, key=key, room_id=room_id, offset=offset)
+        return await self.router.call(command)
 
     async def typing(self, who: Caller, room_id: str) -> dict[str, Any]:
         await self.access.room(who, room_id)

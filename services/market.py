@@ -43,6 +43,7 @@ from models.market import (
     ActorKind,
     CartAdd,
     CartRemove,
+    ListingCommand,
     ListingCreate,
     ListingDelete,
     ListingStock,
@@ -132,36 +133,28 @@ class MarketService:
         )
         return dict((await self.mutate(command))["listing"])
 
+    async def _on_listing(
+        self, kind: type[ListingCommand], who: Actor, listing_id: str, **fields: Any
+    ) -> dict[str, Any]:
+        """A vendor's change to one of its listings (the owner checks the listing is theirs)."""
+        command = kind(
+            user_id=who.user_id, key=who.key, vendor_id=who.vendor_id, listing_id=listing_id,
+            **fields,
+        )  # fmt: skip
+        return dict((await self.mutate(command))["listing"])
+
     async def update_listing(
         self, who: Actor, listing_id: str, fields: dict[str, Any]
     ) -> dict[str, Any]:
-        command = ListingUpdate(
-            user_id=who.user_id,
-            key=who.key,
-            vendor_id=who.vendor_id,
-            listing_id=listing_id,
-            fields=dict(fields),
-        )
-        return dict((await self.mutate(command))["listing"])
+        return await self._on_listing(ListingUpdate, who, listing_id, fields=dict(fields))
 
     async def delete_listing(self, who: Actor, listing_id: str) -> dict[str, Any]:
-        command = ListingDelete(
-            user_id=who.user_id, key=who.key, vendor_id=who.vendor_id, listing_id=listing_id
-        )
-        return dict((await self.mutate(command))["listing"])
+        return await self._on_listing(ListingDelete, who, listing_id)
 
     async def adjust_stock(
         self, who: Actor, listing_id: str, delta: int | None, set_to: int | None
     ) -> dict[str, Any]:
-        command = ListingStock(
-            user_id=who.user_id,
-            key=who.key,
-            vendor_id=who.vendor_id,
-            listing_id=listing_id,
-            delta=delta,
-            set_to=set_to,
-        )
-        return dict((await self.mutate(command))["listing"])
+        return await self._on_listing(ListingStock, who, listing_id, delta=delta, set_to=set_to)
 
     async def vendor_listing(self, vendor_id: str, listing_id: str) -> dict[str, Any]:
         row = await ms.listing_row(self.db, listing_id)

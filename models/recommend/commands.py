@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from models.commands import ShardRead
+from models.commands import ShardRead, command
 from models.placement import cell_key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@command
 class RankRead(ShardRead):
     """Score ``items`` for ``user_id`` at ``lat, lng`` with the model covering ``cell`` (the
     caller's cell, whose owner answers). Items: ``{id, lat, lng, cell?, category?, author_id?,
