@@ -7,7 +7,7 @@ GATEWAYS ?= 1
 STAMP := $(VENV)/.installed
 # The directories `make test` type-checks with mypy ([tool.mypy] in pyproject.toml). Add one here
 # once `mypy <dir>` passes; the goal is every first-party package.
-TYPED ?= store payments cluster models/recommend
+TYPED ?= models actors services gateway store payments cluster
 
 .PHONY: run test unit lint typecheck fmt bench clean-data
 

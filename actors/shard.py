@@ -43,12 +43,15 @@ class CellShard:
         return self._host.name
 
 
-def shard_actor_class(settings: Settings) -> Any:
-    """The Ray actor class with this deployment's resources and restart policy."""
-    # ray's stubs list task options only: max_concurrency (an actor option) is missing there.
-    return ray.remote(  # type: ignore[call-overload]
-        num_cpus=settings.shard_num_cpus,
-        max_restarts=settings.shard_max_restarts,
-        max_task_retries=2,
-        max_concurrency=1000,
-    )(CellShard)
+def shard_actor_options(settings: Settings) -> dict[str, Any]:
+    """Ray actor options of a shard: this deployment's resources and restart policy."""
+    return {
+        "num_cpus": settings.shard_num_cpus,
+        "max_restarts": settings.shard_max_restarts,
+        "max_task_retries": 2,
+        "max_concurrency": 1000,
+    }
+
+
+ShardActor = ray.remote(CellShard)
+"""The Ray actor class; created with ``ShardActor.options(**shard_actor_options(s), name=...)``."""

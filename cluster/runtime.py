@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from actors.shard import shard_actor_class
+from actors.shard import ShardActor, shard_actor_options
 from cluster.config import Settings
 from models.placement import Placement
 from store import placement
@@ -73,9 +73,10 @@ class Runtime:
 
     def start_shards(self) -> Placement:
         """Create (or find) the named shard actors and make the placement table match them."""
-        cls = shard_actor_class(self.settings)
+        options = shard_actor_options(self.settings)
         for name in self.settings.shard_names():
-            self.shards[name] = cls.options(
+            self.shards[name] = ShardActor.options(
+                **options,
                 name=name,
                 namespace=self.settings.ray_namespace,
                 lifetime="detached",
