@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -350,6 +351,7 @@ class CellHost:
                 redis_ok = False
         return {
             "name": self.name,
+            "pid": os.getpid(),
             "active_cells": len(self.cells),
             "batches": committer.batches if committer else 0,
             "commands": committer.commands if committer else 0,

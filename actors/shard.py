@@ -1,9 +1,11 @@
 """CellShard: the Ray async actor that hosts many cells.
 
-Thin by design: it exposes the CellHost interface to Ray and nothing else. Owns (through its
-CellHost) the cells and user keys the placement table assigns to its name. Restartable: Ray
-restarts it after a crash or ``ray.kill``; it reconnects lazily and reloads cells from Postgres,
-and callers' retries are safe because every mutation is idempotent by key.
+Thin by design: it exposes the CellHost interface to Ray, and the address of its direct channel
+(actors/channel.py), which serves the same interface to gateways without a Ray call each.
+Owns (through its CellHost) the cells and user keys the placement table assigns to its name.
+Restartable: Ray restarts it after a crash or ``ray.kill``; it reconnects lazily and reloads
+cells from Postgres (and listens on a new port with a new secret), and callers' retries are
+safe because every mutation is idempotent by key.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import ray
 
 from actors.cell_host import CellHost
+from actors.channel import ChannelServer
 from actors.registry import HANDLERS, READERS
 from cluster import gcpolicy
 from cluster.config import Settings
@@ -22,7 +25,14 @@ from models.commands import ShardCommand, ShardRead
 class CellShard:
     def __init__(self, name: str, settings: Settings) -> None:
         self._host = CellHost(name, settings, dict(HANDLERS), dict(READERS))
+        self._channel = ChannelServer(self._host, settings.shard_direct_host)
         gcpolicy.settle(settings)  # a long-running process from here on (cluster/gcpolicy.py)
+
+    async def endpoint(self) -> dict[str, Any]:
+        """Where this incarnation's direct channel listens, and its secret (actors/channel.py):
+        gateways send their command batches there instead of through Ray calls."""
+        await self._host.ready()
+        return await self._channel.start()
 
     async def execute(self, version: int, commands: list[ShardCommand]) -> list[dict[str, Any]]:
         return await self._host.execute(version, commands)

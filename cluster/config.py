@@ -11,7 +11,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -86,11 +86,25 @@ class Settings(BaseSettings):
     more calls: each call costs gateway and shard a fixed amount of CPU)."""
     shard_call_timeout_s: float = Field(10.0, gt=0)
     """A gateway to shard call slower than this answers the client `unavailable`."""
+    shard_transport: Literal["direct", "ray"] = "direct"
+    """How gateways send commands to shards: ``direct`` over each shard's own TCP channel
+    (actors/channel.py; its address comes from Ray, Ray still owns the actors), or ``ray``, a
+    Ray actor call per batch (the reference path)."""
+    shard_direct_host: str = "127.0.0.1"
+    """Interface a shard's direct channel listens on. On a cluster of several nodes set it to
+    an address gateways reach (the node's, or 0.0.0.0); connections must present the shard's
+    secret, handed out by Ray."""
 
     # -- streams ------------------------------------------------------------------------------
     recovery_max_events: int = Field(1000, ge=1)
     """A subscribe with `since` replays at most this many missed events, else recovered=false."""
 
+    redis_max_connections: int = Field(64, ge=2, le=10_000)
+    """Connections a gateway opens to Redis at most. When all are busy a caller waits for one
+    (up to ``redis_pool_timeout_s``) instead of failing: a connect storm of a thousand sockets
+    entering presence at once queues, it does not lose entries."""
+    redis_pool_timeout_s: float = Field(10.0, gt=0, le=300)
+    """How long a Redis call waits for a free connection before it fails (and is logged)."""
     presence_ttl_s: float = Field(30.0, ge=3, le=3600)
     """A gateway refreshes its presence entries every third of this; a dead gateway's users
     vanish from presence after it."""

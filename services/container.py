@@ -26,6 +26,7 @@ from models.placement import Placement
 from payments import PaymentProvider, providers_from
 from services.access import Access
 from services.accounts import AuthService
+from services.channel import DirectTransport
 from services.chat import ChatService
 from services.checkout import Checkout
 from services.feed import FeedService
@@ -85,13 +86,26 @@ async def open_services(
     """The services of one process, open for the ``async with`` block.
 
     ``transport`` None means the real Ray shards, looked up by name (the process must be
-    connected to Ray); a given transport stays its caller's to close. ``on_revoked(user,
+    connected to Ray), reached over their direct channels (``shard_transport`` "direct") or Ray
+    calls ("ray"); a given transport stays its caller's to close. ``on_revoked(user,
     session)`` hears of every sign-in ended here (the gateway closes its sockets). Without
     ``background`` no hook dispatcher or sweeper runs (tests that drive them by hand).
     """
     assert settings.database_url and settings.redis_url, "resolve the database and redis first"
     db = await create_pool(settings.database_url, min_size=2, max_size=20)
-    redis = aioredis.from_url(settings.redis_url, decode_responses=False)
+    # A blocking pool: with every connection busy a caller waits for one (redis-py's default
+    # pool raises MaxConnectionsError instead, and a connect storm lost presence entries).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_s,
+    )
+    redis = aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes it
+    owned: ShardTransport | None = None
+    if transport is None:
+        ray = RayTransport.connect(settings)
+        direct = settings.shard_transport == "direct"
+        transport = owned = DirectTransport(ray, settings.shard_call_timeout_s) if direct else ray
     tasks: list[asyncio.Task[None]] = []
     dispatcher: HookDispatcher | None = None
     providers: dict[str, PaymentProvider] = {}
@@ -105,7 +119,7 @@ async def open_services(
             return table
 
         router = ShardRouter(
-            transport or RayTransport.connect(settings),
+            transport,
             load,
             settings.batch_flush_ms / 1000,
             settings.batch_max,
@@ -154,5 +168,7 @@ async def open_services(
             await provider.close()
         if presence is not None:
             await presence.stop()
+        if owned is not None:
+            await owned.close()
         await redis.aclose()
         await db.close()

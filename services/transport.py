@@ -91,6 +91,10 @@ class RayTransport:
     async def ping(self, shard: str) -> str:
         return str(await self._call(shard, "ping"))
 
+    async def endpoint(self, shard: str) -> dict[str, Any]:
+        """Where the shard's direct channel listens, and its secret (services/channel.py)."""
+        return dict(await self._call(shard, "endpoint"))
+
     async def close(self) -> None:
         """The actors outlive this gateway: nothing to close."""
 

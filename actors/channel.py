@@ -1,0 +1,114 @@
+"""The shard's direct channel: gateways send command batches over a plain TCP connection
+instead of a Ray call (models/shard_wire.py is the format).
+
+Ray stays the owner of the shard — placement, lifecycle, restarts — and of the channel's
+address: a gateway asks the actor (one Ray call, ``CellShard.endpoint``) for ``host, port`` and
+this incarnation's secret, then keeps one connection per shard. Every request is answered by the
+same ``CellHost`` methods a Ray call reaches, so the contract is the same: a typed refusal comes
+back as an error answer, anything unexpected as ``unavailable``. A connection that fails the
+hello, or sends a frame that is not one, is closed; the shard keeps serving every other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+from typing import Any
+
+from actors.cell_host import CellHost
+from actors.registry import OPS
+from models import shard_wire as wire
+from models.errors import AppError, BadRequest, Unavailable
+
+log = logging.getLogger("hyperlocal.channel")
+
+_TYPES = {name: op.command for name, op in OPS.items()}
+
+
+class ChannelServer:
+    """Owns one listening socket and the connections of the gateways of one shard."""
+
+    def __init__(self, host: CellHost, bind: str) -> None:
+        self.host = host
+        self.bind = bind
+        self.token = secrets.token_urlsafe(32)
+        self.port = 0
+        self.frames = 0
+        self._server: asyncio.Server | None = None
+        self._starting = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> dict[str, Any]:
+        """Listen (once, however many gateways ask at once); the endpoint to connect to."""
+        async with self._starting:
+            if self._server is None:
+                self._server = await asyncio.start_server(self._serve, self.bind, 0)
+                self.port = int(self._server.sockets[0].getsockname()[1])
+                log.info("shard %s direct channel on %s:%d", self.host.name, self.bind, self.port)
+        return {"host": self.bind, "port": self.port, "token": self.token}
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            hello = await wire.read_frame(reader)
+            if not (
+                isinstance(hello, list)
+                and hello[1:2] == ["hello"]
+                and isinstance(hello[-1], str)
+                and hmac.compare_digest(hello[-1], self.token)
+            ):
+                log.warning("shard %s: a connection failed the hello", self.host.name)
+                return
+            writer.write(wire.frame([hello[0], True, self.host.name]))
+            while True:
+                request = await wire.read_frame(reader)
+                task = asyncio.create_task(self._answer(request, writer))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except (asyncio.IncompleteReadError, ConnectionError, BadRequest) as exc:
+            log.debug("shard %s: a channel connection ended: %r", self.host.name, exc)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    async def _answer(self, request: Any, writer: asyncio.StreamWriter) -> None:
+        ident = request[0] if isinstance(request, list) and request else None
+        try:
+            payload = await self._call(request)
+            answer = [ident, True, payload]
+        except AppError as err:
+            answer = [ident, False, err.to_dict()]
+        except Exception:  # the channel must not die: the caller retries with its key
+            log.exception("shard %s: a channel request failed", self.host.name)
+            answer = [ident, False, Unavailable("a shard call failed, retry").to_dict()]
+        self.frames += 1
+        if not writer.is_closing():
+            writer.write(wire.frame(answer))
+
+    async def _call(self, request: Any) -> Any:
+        if not isinstance(request, list) or len(request) < 2:
+            raise BadRequest("a request is [id, method, *args]")
+        method, args = request[1], request[2:]
+        host = self.host
+        if method == "execute":
+            version, commands = args
+            return await host.execute(version, [wire.decode(c, _TYPES) for c in commands])
+        if method == "feed_page":
+            version, cells, cursor, limit = args
+            return await host.feed_page(version, cells, cursor, limit)
+        if method == "read":
+            version, read = args
+            return await host.read(version, wire.decode(read, _TYPES))
+        if method == "ping":
+            return host.name
+        raise BadRequest(f"unknown method {method!r}")

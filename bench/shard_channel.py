@@ -1,0 +1,171 @@
+"""Shard call channel benchmark: a Ray actor call against the shard's direct channel, per call.
+
+What a gateway pays to reach a shard, and what the shard pays to be reached, with nothing else
+on the path: one shard on a fresh embedded stack (Postgres, Redis, local Ray), called from this
+process by ``RayTransport`` (a Ray actor call per request) and by ``DirectTransport`` (the
+shard's own TCP channel, services/channel.py), the same requests in the same run:
+
+- ``ping``: transport only (the shard answers its name);
+- ``feed_page``: a read of 20 posts from the cell's memory (a few KB of reply);
+- each with 1 request in flight (latency) and 32 (throughput).
+
+CPU per call is measured in both processes (this one: ``process_time``, Ray's threads included;
+the shard: its process's user + system time). Unless ``--unpinned``, the shard's process (all
+its threads) runs on core 0 and this process on core 1, as in a deployment's unit.
+
+    python -m bench.shard_channel            # about a minute
+    python -m bench.shard_channel --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import ray
+
+from bench.report import table
+from cluster.config import load_settings
+from cluster.runtime import Runtime
+from models.feed import PostCreate
+from services.channel import DirectTransport
+from services.transport import RayTransport, ShardTransport
+
+CELL_LAT, CELL_LNG = 48.8566, 2.3522
+
+
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (``sched_setaffinity`` moves one thread)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+async def _run(
+    transport: ShardTransport, shard: str, version: int, method: str, calls: int, in_flight: int,
+    cell: str, shard_proc: psutil.Process,
+) -> dict[str, Any]:  # fmt: skip
+    async def one() -> float:
+        started = time.perf_counter()
+        if method == "ping":
+            await transport.ping(shard)
+        else:
+            await transport.feed_page(shard, version, [cell], None, 20)
+        return time.perf_counter() - started
+
+    for _ in range(50):  # warm up (connections, the cell)
+        await one()
+    lat: list[float] = []
+    slots = asyncio.Semaphore(in_flight)
+
+    async def slot() -> None:
+        async with slots:
+            lat.append(await one())
+
+    caller0, shard0, wall0 = time.process_time(), _cpu_s(shard_proc), time.perf_counter()
+    await asyncio.gather(*(slot() for _ in range(calls)))
+    wall = time.perf_counter() - wall0
+    caller, shard_cpu = time.process_time() - caller0, _cpu_s(shard_proc) - shard0
+    lat.sort()
+    return {
+        "calls/s": calls / wall,
+        "p50 us": lat[len(lat) // 2] * 1e6,
+        "p99 us": lat[int(len(lat) * 0.99)] * 1e6,
+        "caller CPU us/call": caller / calls * 1e6,
+        "shard CPU us/call": shard_cpu / calls * 1e6,
+    }
+
+
+async def _seed(transport: ShardTransport, shard: str, version: int, cell: str) -> None:
+    commands = [
+        PostCreate(
+            user_id=f"bench-{i}",
+            key=uuid.uuid4().hex,
+            cell=cell,
+            lat=CELL_LAT,
+            lng=CELL_LNG,
+            text=f"post {i} " + "x" * 100,
+        )
+        for i in range(20)
+    ]
+    await transport.execute(shard, version, commands)
+
+
+async def measure(settings: Any, calls: int) -> list[tuple[str, list[Any]]]:
+    import h3
+
+    from store import placement
+    from store.db import create_pool
+
+    pool = await create_pool(settings.database_url)
+    table_ = await placement.load(pool)
+    await pool.close()
+    assert table_ is not None
+    shard, version = table_.shards[0], table_.version
+    cell = str(h3.latlng_to_cell(CELL_LAT, CELL_LNG, settings.h3_resolution))
+    ray_t = RayTransport.connect(settings)
+    direct = DirectTransport(ray_t, settings.shard_call_timeout_s)
+    stats = await ray.get_actor(shard, namespace=settings.ray_namespace).stats.remote()
+    shard_proc = psutil.Process(int(stats["pid"]))
+    await _seed(direct, shard, version, cell)
+    rows = []
+    for method in ("ping", "feed_page"):
+        for in_flight in (1, 32):
+            for name, transport in (("ray", ray_t), ("direct", direct)):
+                r = await _run(
+                    transport, shard, version, method, calls, in_flight, cell, shard_proc
+                )
+                rows.append((f"{method} x{in_flight} {name}", list(r.values())))
+                print(f"  {rows[-1][0]}: " + ", ".join(f"{k} {v:,.0f}" for k, v in r.items()))
+    await direct.close()
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", type=int, default=5000, help="requests per row")
+    p.add_argument("--quick", action="store_true", help="500 requests per row")
+    p.add_argument("--unpinned", action="store_true", help="let processes share both cores")
+    args = p.parse_args()
+    calls = 500 if args.quick else args.calls
+    root = Path(tempfile.mkdtemp(prefix="hl-bench-channel-"))
+    runtime = Runtime(load_settings(data_dir=root, port=0, shard_count=1, ray_num_cpus=2,
+                                    shard_num_cpus=0.1, gc_freeze=True))  # fmt: skip
+    try:
+        settings = runtime.start()
+        if not args.unpinned and (os.cpu_count() or 1) >= 2:
+            shard = asyncio.run(_shard_pid(settings))
+            pin_process(shard, {0})
+            pin_process(os.getpid(), {1})
+            print(f"pinned: shard pid {shard} on core 0, this process on core 1")
+        rows = asyncio.run(measure(settings, calls))
+        header = ["calls/s", "p50 us", "p99 us", "caller CPU us/call", "shard CPU us/call"]
+        print()
+        print(table(rows, header))
+    finally:
+        runtime.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _shard_pid(settings: Any) -> int:
+    handle = ray.get_actor(settings.shard_names()[0], namespace=settings.ray_namespace)
+    return int((await handle.stats.remote())["pid"])
+
+
+if __name__ == "__main__":
+    main()

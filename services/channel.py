@@ -1,0 +1,172 @@
+"""``DirectTransport``: command batches over each shard's own TCP channel, not a Ray call each.
+
+A Ray actor call costs both processes a fixed amount of CPU (the task's submission, Ray's
+scheduling into the actor's loop, its reply): at chat rates that was most of the shards' time
+per batch. The shard keeps a plain channel (actors/channel.py) whose address and secret this
+transport asks Ray for once per shard incarnation; Ray still owns placement, lifecycle and
+restarts. One connection per shard, many requests in flight on it, answers matched by id.
+
+Failure behaves as over Ray: a connection that breaks, a shard that does not answer within
+``shard_call_timeout_s``, or one that cannot be reached fails the requests in flight as
+``unavailable`` (the client retries with the same idempotency key); the next request asks Ray
+for the endpoint again (a restarted shard listens elsewhere, with a new secret).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from typing import Any
+
+from models import shard_wire as wire
+from models.commands import ShardCommand, ShardRead
+from models.errors import BadRequest, Unavailable, error_from_dict
+from services.transport import RayTransport
+
+log = logging.getLogger("hyperlocal.router")
+
+Answer = tuple[bool, Any]
+
+ATTEMPTS = 3
+"""A request whose connection broke is sent again on a new one, this many times in all (as Ray
+retries an actor task once its actor is back: ``max_task_retries``). Safe: reads are reads, and
+every command is idempotent by its key."""
+
+
+class ChannelLost(Unavailable):
+    """The connection broke (or could not be made) before the answer came: send again."""
+
+
+class _Channel:
+    """One connection to one shard's channel; reconnects on the next request after a break."""
+
+    def __init__(self, shard: str, ray: RayTransport, timeout_s: float) -> None:
+        self.shard = shard
+        self._ray = ray
+        self._timeout_s = timeout_s
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[int, asyncio.Future[Answer]] = {}
+        self._ids = itertools.count(1)
+        self._connecting = asyncio.Lock()
+        self._reading: asyncio.Task[None] | None = None
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """The shard's answer; a connection that breaks first is replaced and the request sent
+        again (``ATTEMPTS`` in all), so a shard restart looks to the caller as it does over Ray:
+        a slower answer, not an error."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return await self._call_once(method, *args)
+            except ChannelLost:
+                if attempt == ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    async def _call_once(self, method: str, *args: Any) -> Any:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            writer = await self._connect()
+        ident = next(self._ids)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Answer] = loop.create_future()
+        self._pending[ident] = future
+        timer = loop.call_later(self._timeout_s, _expire, future)
+        try:
+            writer.write(wire.frame([ident, method, *args]))
+            ok, payload = await future
+        finally:
+            timer.cancel()
+            self._pending.pop(ident, None)
+        if ok:
+            return payload
+        raise error_from_dict(payload)
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        async with self._connecting:
+            if self._writer is not None and not self._writer.is_closing():
+                return self._writer
+            endpoint = await self._ray.endpoint(self.shard)
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(endpoint["host"], endpoint["port"]), self._timeout_s
+                )
+                writer.write(wire.frame([0, "hello", endpoint["token"]]))
+                hello = await asyncio.wait_for(wire.read_frame(reader), self._timeout_s)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, BadRequest) as exc:
+                log.warning("shard %s channel: cannot connect: %r", self.shard, exc)
+                raise ChannelLost("a shard is restarting, retry with the same key") from None
+            if not (isinstance(hello, list) and hello[1:2] == [True]):
+                writer.close()
+                raise ChannelLost("a shard refused this gateway's channel, retry")
+            self._writer = writer
+            self._reading = asyncio.create_task(self._read(reader, writer), name="shard-channel")
+            return writer
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                ident, ok, payload = await wire.read_frame(reader)
+                future = self._pending.get(ident)
+                if future is not None and not future.done():
+                    future.set_result((ok, payload))
+        except (asyncio.IncompleteReadError, ConnectionError, BadRequest, ValueError) as exc:
+            log.warning("shard %s channel closed: %r", self.shard, exc)
+        finally:
+            if self._writer is writer:
+                self._writer = None
+            writer.close()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ChannelLost("a shard connection closed, retry"))
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reading is not None:
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reading
+
+
+def _expire(future: asyncio.Future[Answer]) -> None:
+    if not future.done():
+        future.set_exception(Unavailable("a shard did not answer in time, retry with the key"))
+
+
+class DirectTransport:
+    """Shards over their direct channels; endpoints from Ray (``RayTransport.endpoint``)."""
+
+    def __init__(self, ray: RayTransport, timeout_s: float) -> None:
+        self._ray = ray
+        self._timeout_s = timeout_s
+        self._channels: dict[str, _Channel] = {}
+
+    def _channel(self, shard: str) -> _Channel:
+        channel = self._channels.get(shard)
+        if channel is None:
+            channel = self._channels[shard] = _Channel(shard, self._ray, self._timeout_s)
+        return channel
+
+    async def execute(
+        self, shard: str, version: int, commands: list[ShardCommand]
+    ) -> list[dict[str, Any]]:
+        encoded = [wire.encode(c) for c in commands]
+        return list(await self._channel(shard).call("execute", version, encoded))
+
+    async def feed_page(
+        self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        return dict(await self._channel(shard).call("feed_page", version, cells, cursor, limit))
+
+    async def read(self, shard: str, version: int, read: ShardRead) -> dict[str, Any]:
+        return dict(await self._channel(shard).call("read", version, wire.encode(read)))
+
+    async def ping(self, shard: str) -> str:
+        return str(await self._channel(shard).call("ping"))
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
