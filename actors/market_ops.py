@@ -29,20 +29,6 @@ from models import market
 from models.commands import ShardCommand
 from models.errors import BadRequest, Conflict, NotFound, OutOfStock
 from models.ids import cell_of, cell_scoped_id, new_id
-from models.market import (
-    CartAdd,
-    CartRemove,
-    ListingCommand,
-    ListingCreate,
-    ListingDelete,
-    ListingStock,
-    ListingUpdate,
-    OrderAct,
-    OrderReserve,
-    RefundRecord,
-    RefundSettle,
-    VendorCreate,
-)
 from models.placement import cell_key
 from models.streams import feed_stream, user_stream
 from store import hooks_store, recommend_store
@@ -66,7 +52,7 @@ async def _stock_hooks(host: CellHost, tx: Tx, before: int | None, listing: dict
     await hooks_store.enqueue(tx.conn, listing["vendor_id"], "listing.updated", listing)
 
 
-async def _own_listing(tx: Tx, cmd: ListingCommand) -> asyncpg.Record:
+async def _own_listing(tx: Tx, cmd: market.ListingCommand) -> asyncpg.Record:
     row = await ms.listing_row(tx.conn, cmd.listing_id, lock=True)
     if row is None or row["vendor_id"] != cmd.vendor_id or row["deleted_at"]:
         raise NotFound("no such listing")
@@ -74,7 +60,9 @@ async def _own_listing(tx: Tx, cmd: ListingCommand) -> asyncpg.Record:
 
 
 # -- vendors and listings -----------------------------------------------------------------------
-async def vendor_create(host: CellHost, tx: Tx, cmd: VendorCreate, out: Emitted) -> dict[str, Any]:
+async def vendor_create(
+    host: CellHost, tx: Tx, cmd: market.VendorCreate, out: Emitted
+) -> dict[str, Any]:
     vendor = {
         **cmd.fields,
         "cell": cmd.cell,
@@ -85,7 +73,7 @@ async def vendor_create(host: CellHost, tx: Tx, cmd: VendorCreate, out: Emitted)
 
 
 async def listing_create(
-    host: CellHost, tx: Tx, cmd: ListingCreate, out: Emitted
+    host: CellHost, tx: Tx, cmd: market.ListingCreate, out: Emitted
 ) -> dict[str, Any]:
     vendor = await ms.vendor_by_id(tx.conn, cmd.vendor_id)
     if vendor is None:
@@ -105,7 +93,7 @@ async def listing_create(
 
 
 async def listing_update(
-    host: CellHost, tx: Tx, cmd: ListingUpdate, out: Emitted
+    host: CellHost, tx: Tx, cmd: market.ListingUpdate, out: Emitted
 ) -> dict[str, Any]:
     await _own_listing(tx, cmd)
     listing = await ms.update_listing(tx.conn, cmd.listing_id, cmd.fields)
@@ -115,7 +103,7 @@ async def listing_update(
 
 
 async def listing_delete(
-    host: CellHost, tx: Tx, cmd: ListingDelete, out: Emitted
+    host: CellHost, tx: Tx, cmd: market.ListingDelete, out: Emitted
 ) -> dict[str, Any]:
     await _own_listing(tx, cmd)
     listing = await ms.delete_listing(tx.conn, cmd.listing_id)
@@ -123,7 +111,9 @@ async def listing_delete(
     return {"listing": listing}
 
 
-async def listing_stock(host: CellHost, tx: Tx, cmd: ListingStock, out: Emitted) -> dict[str, Any]:
+async def listing_stock(
+    host: CellHost, tx: Tx, cmd: market.ListingStock, out: Emitted
+) -> dict[str, Any]:
     row = await _own_listing(tx, cmd)
     if cmd.set_to is not None:
         stock = cmd.set_to
@@ -140,7 +130,7 @@ async def listing_stock(host: CellHost, tx: Tx, cmd: ListingStock, out: Emitted)
 
 
 # -- carts (routed to the buyer's key) ----------------------------------------------------------
-async def cart_add(host: CellHost, tx: Tx, cmd: CartAdd, out: Emitted) -> dict[str, Any]:
+async def cart_add(host: CellHost, tx: Tx, cmd: market.CartAdd, out: Emitted) -> dict[str, Any]:
     row = await ms.listing_row(tx.conn, cmd.listing_id)
     if row is None or not row["active"] or row["deleted_at"] is not None:
         raise NotFound("no such listing")
@@ -155,7 +145,9 @@ async def cart_add(host: CellHost, tx: Tx, cmd: CartAdd, out: Emitted) -> dict[s
     return {"item": {"listing_id": row["id"], "qty": qty}}
 
 
-async def cart_remove(host: CellHost, tx: Tx, cmd: CartRemove, out: Emitted) -> dict[str, Any]:
+async def cart_remove(
+    host: CellHost, tx: Tx, cmd: market.CartRemove, out: Emitted
+) -> dict[str, Any]:
     removed = await ms.cart_remove(tx.conn, cmd.user_id, list(cmd.listing_ids))
     return {"removed": removed}
 
@@ -192,7 +184,9 @@ async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], curr
     await _stock_hooks(host, tx, row["stock"] + item["qty"], listing)
 
 
-async def order_reserve(host: CellHost, tx: Tx, cmd: OrderReserve, out: Emitted) -> dict[str, Any]:
+async def order_reserve(
+    host: CellHost, tx: Tx, cmd: market.OrderReserve, out: Emitted
+) -> dict[str, Any]:
     """Take the stock of one vendor's part of a checkout and open its pending order."""
     vendor_id = cmd.vendor_id
     cell = cell_of(vendor_id)
@@ -222,7 +216,7 @@ async def order_reserve(host: CellHost, tx: Tx, cmd: OrderReserve, out: Emitted)
     return {"order": await _order_events(tx, out, row, created=True)}
 
 
-def _may_see(row: asyncpg.Record, cmd: OrderAct) -> bool:
+def _may_see(row: asyncpg.Record, cmd: market.OrderAct) -> bool:
     if cmd.actor == "buyer":
         return bool(row["buyer_id"] == cmd.user_id)
     if cmd.actor == "vendor":
@@ -230,7 +224,7 @@ def _may_see(row: asyncpg.Record, cmd: OrderAct) -> bool:
     return True
 
 
-async def order_act(host: CellHost, tx: Tx, cmd: OrderAct, out: Emitted) -> dict[str, Any]:
+async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) -> dict[str, Any]:
     """One step of the order state machine (models/market.py), with its stock and refund."""
     row = await ms.order_row(tx.conn, cmd.order_id, lock=True)
     if row is None or not _may_see(row, cmd):
@@ -297,7 +291,9 @@ def _in_route(cmd: ShardCommand, cell: str) -> bool:
 
 
 # -- refunds (routed to the order's cell) -------------------------------------------------------
-async def refund_record(host: CellHost, tx: Tx, cmd: RefundRecord, out: Emitted) -> dict[str, Any]:
+async def refund_record(
+    host: CellHost, tx: Tx, cmd: market.RefundRecord, out: Emitted
+) -> dict[str, Any]:
     """A pending refund for an order whose payment was captured after the order ended (an
     orphaned capture), or the order's refund already recorded; the gateway then runs it."""
     row = await ms.order_row(tx.conn, cmd.order_id, lock=True)
@@ -312,7 +308,9 @@ async def refund_record(host: CellHost, tx: Tx, cmd: RefundRecord, out: Emitted)
 _SETTLED = {"succeeded": "succeeded", "failed": "failed", "retry": "pending"}
 
 
-async def refund_settle(host: CellHost, tx: Tx, cmd: RefundSettle, out: Emitted) -> dict[str, Any]:
+async def refund_settle(
+    host: CellHost, tx: Tx, cmd: market.RefundSettle, out: Emitted
+) -> dict[str, Any]:
     """Record what the provider answered to a pending refund: ``succeeded`` (with its
     ``provider_ref``), ``failed`` for good (with ``reason``), or ``retry`` (a temporary
     failure: one more attempt counted, the sweeper tries again). A refund no longer pending
@@ -344,15 +342,15 @@ async def refund_settle(host: CellHost, tx: Tx, cmd: RefundSettle, out: Emitted)
 
 
 HANDLERS: dict[type[ShardCommand], Handler] = {
-    VendorCreate: vendor_create,
-    ListingCreate: listing_create,
-    ListingUpdate: listing_update,
-    ListingDelete: listing_delete,
-    ListingStock: listing_stock,
-    CartAdd: cart_add,
-    CartRemove: cart_remove,
-    OrderReserve: order_reserve,
-    OrderAct: order_act,
-    RefundRecord: refund_record,
-    RefundSettle: refund_settle,
+    market.VendorCreate: vendor_create,
+    market.ListingCreate: listing_create,
+    market.ListingUpdate: listing_update,
+    market.ListingDelete: listing_delete,
+    market.ListingStock: listing_stock,
+    market.CartAdd: cart_add,
+    market.CartRemove: cart_remove,
+    market.OrderReserve: order_reserve,
+    market.OrderAct: order_act,
+    market.RefundRecord: refund_record,
+    market.RefundSettle: refund_settle,
 }

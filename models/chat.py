@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import h3
 
-from models.commands import ShardCommand, command
+from models.commands import RoutedBy, ShardCommand, command
 from models.errors import BadRequest, NotFound
 from models.ids import cell_of
 from models.placement import cell_key
@@ -119,9 +119,7 @@ def room_route(room_id: str) -> str:
 class RoomCommand(ShardCommand):
     room_id: str
 
-    @property
-    def route(self) -> str:
-        return room_route(self.room_id)
+    route_by: ClassVar[RoutedBy] = RoutedBy("room_id", room_route)
 
 
 @command

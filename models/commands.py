@@ -12,6 +12,7 @@ its row).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar, dataclass_transform
 
@@ -28,17 +29,30 @@ def command(cls: type[T]) -> type[T]:
     return dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
 
+@dataclass(frozen=True, slots=True)
+class RoutedBy:
+    """Where a command (or read) type goes: the placement key made from one of its fields."""
+
+    field: str
+    key: Callable[[str], str]
+
+    def of(self, command: object) -> str:
+        return self.key(getattr(command, self.field))
+
+
 @command
 class ShardCommand:
-    """A mutation for the owner of ``route``; idempotent by ``(user_id, key, op)``."""
+    """A mutation for the owner of ``route``; idempotent by ``(user_id, key, op)``. Each op's
+    type names its op and how it is routed (``route_by``)."""
 
     op: ClassVar[str] = ""
+    route_by: ClassVar[RoutedBy]
     user_id: str
     key: str
 
     @property
     def route(self) -> str:
-        raise NotImplementedError
+        return self.route_by.of(self)
 
 
 @command
@@ -46,10 +60,20 @@ class ShardRead:
     """A read answered by the owner of ``route`` (state only the owner holds)."""
 
     op: ClassVar[str] = ""
+    route_by: ClassVar[RoutedBy]
 
     @property
     def route(self) -> str:
-        raise NotImplementedError
+        return self.route_by.of(self)
+
+
+def entity(what: str) -> Callable[[str], str]:
+    """Routing by a cell-scoped entity id (``<cell>.<id>``): ``not_found`` names ``what``."""
+
+    def key(entity_id: str) -> str:
+        return route_of(entity_id, what)
+
+    return key
 
 
 def route_of(entity_id: str, what: str) -> str:

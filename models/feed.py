@@ -12,7 +12,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from models.commands import ShardCommand, command, route_of
+from models.commands import RoutedBy, ShardCommand, command, entity
 from models.errors import BadRequest
 from models.placement import cell_key, user_key
 
@@ -127,9 +127,7 @@ class PostCreate(ShardCommand):
     text: str
     media: tuple[str, ...] = ()
 
-    @property
-    def route(self) -> str:
-        return cell_key(self.cell)
+    route_by: ClassVar[RoutedBy] = RoutedBy("cell", cell_key)
 
 
 @command
@@ -138,9 +136,7 @@ class PostCommand(ShardCommand):
 
     post_id: str
 
-    @property
-    def route(self) -> str:
-        return route_of(self.post_id, "post")
+    route_by: ClassVar[RoutedBy] = RoutedBy("post_id", entity("post"))
 
 
 @command
@@ -165,9 +161,7 @@ class FollowCommand(ShardCommand):
 
     target_id: str
 
-    @property
-    def route(self) -> str:
-        return user_key(self.user_id)
+    route_by: ClassVar[RoutedBy] = RoutedBy("user_id", user_key)
 
 
 @command

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from models.commands import ShardCommand, command, route_of
+from models.commands import RoutedBy, ShardCommand, command, entity
 from models.errors import BadRequest, Conflict
 from models.placement import cell_key, user_key
 
@@ -241,9 +241,7 @@ class VendorCreate(ShardCommand):
     cell: str
     fields: dict[str, Any]
 
-    @property
-    def route(self) -> str:
-        return cell_key(self.cell)
+    route_by: ClassVar[RoutedBy] = RoutedBy("cell", cell_key)
 
 
 @command
@@ -254,9 +252,7 @@ class ListingCreate(ShardCommand):
     vendor_id: str
     fields: dict[str, Any]
 
-    @property
-    def route(self) -> str:
-        return route_of(self.vendor_id, "vendor")
+    route_by: ClassVar[RoutedBy] = RoutedBy("vendor_id", entity("vendor"))
 
 
 @command
@@ -266,9 +262,7 @@ class ListingCommand(ShardCommand):
     vendor_id: str
     listing_id: str
 
-    @property
-    def route(self) -> str:
-        return route_of(self.listing_id, "listing")
+    route_by: ClassVar[RoutedBy] = RoutedBy("listing_id", entity("listing"))
 
 
 @command
@@ -295,9 +289,7 @@ class ListingStock(ListingCommand):
 class CartCommand(ShardCommand):
     """A change to the caller's own cart, routed to the caller's user key."""
 
-    @property
-    def route(self) -> str:
-        return user_key(self.user_id)
+    route_by: ClassVar[RoutedBy] = RoutedBy("user_id", user_key)
 
 
 @command
@@ -326,18 +318,14 @@ class OrderReserve(ShardCommand):
     currency: str
     ttl_s: float
 
-    @property
-    def route(self) -> str:
-        return route_of(self.vendor_id, "vendor")
+    route_by: ClassVar[RoutedBy] = RoutedBy("vendor_id", entity("vendor"))
 
 
 @command
 class OrderCommand(ShardCommand):
     order_id: str
 
-    @property
-    def route(self) -> str:
-        return route_of(self.order_id, "order")
+    route_by: ClassVar[RoutedBy] = RoutedBy("order_id", entity("order"))
 
 
 @command
@@ -369,6 +357,4 @@ class RefundSettle(ShardCommand):
     provider_ref: str | None = None
     reason: str | None = None
 
-    @property
-    def route(self) -> str:
-        return cell_key(self.cell)
+    route_by: ClassVar[RoutedBy] = RoutedBy("cell", cell_key)

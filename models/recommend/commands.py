@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from models.commands import ShardRead, command
+from models.commands import RoutedBy, ShardRead, command
 from models.placement import cell_key
 
 
@@ -21,6 +21,4 @@ class RankRead(ShardRead):
     lng: float
     items: tuple[dict[str, Any], ...]
 
-    @property
-    def route(self) -> str:
-        return cell_key(self.cell)
+    route_by: ClassVar[RoutedBy] = RoutedBy("cell", cell_key)
