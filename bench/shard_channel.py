@@ -91,10 +91,12 @@ async def _run(
     }
 
 
-async def _seed(transport: ShardTransport, shard: str, version: int, cell: str) -> None:
+async def _seed(
+    transport: ShardTransport, shard: str, version: int, cell: str, author: str
+) -> None:
     commands = [
         PostCreate(
-            user_id=f"bench-{i}",
+            user_id=author,
             key=uuid.uuid4().hex,
             cell=cell,
             lat=CELL_LAT,
@@ -103,17 +105,22 @@ async def _seed(transport: ShardTransport, shard: str, version: int, cell: str) 
         )
         for i in range(20)
     ]
-    await transport.execute(shard, version, commands)
+    replies = await transport.execute(shard, version, commands)
+    if not all(r.get("ok") for r in replies):
+        raise RuntimeError(f"seeding the cell failed: {replies[:1]}")
 
 
 async def measure(settings: Any, calls: int) -> list[tuple[str, list[Any]]]:
     import h3
 
-    from store import placement
+    from models.ids import new_id
+    from store import placement, users
     from store.db import create_pool
 
     pool = await create_pool(settings.database_url)
     table_ = await placement.load(pool)
+    author = new_id()
+    await users.create_user(pool, author, "bench@example.test", "bench@example.test", "!", "b")
     await pool.close()
     assert table_ is not None
     shard, version = table_.shards[0], table_.version
@@ -122,7 +129,9 @@ async def measure(settings: Any, calls: int) -> list[tuple[str, list[Any]]]:
     direct = DirectTransport(ray_t, settings.shard_call_timeout_s)
     stats = await ray.get_actor(shard, namespace=settings.ray_namespace).stats.remote()
     shard_proc = psutil.Process(int(stats["pid"]))
-    await _seed(direct, shard, version, cell)
+    await _seed(direct, shard, version, cell, author)
+    page = await direct.feed_page(shard, version, [cell], None, 20)
+    print(f"feed_page answers {len(page['data']['items'])} posts")
     rows = []
     for method in ("ping", "feed_page"):
         for in_flight in (1, 32):
