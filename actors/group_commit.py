@@ -1,8 +1,8 @@
 """Group commit: many mutations, one Postgres transaction (rule 1: acked means durable).
 
-``GroupCommitter`` gathers queued commands for ``window_s`` (or until ``max_batch``), runs them
-in one transaction (each in its own savepoint once any of them fails: see ``_commit``), commits,
-and only then runs the after-commit steps (memory updates), flushes the whole batch's outbox in
+``GroupCommitter`` gathers queued commands for ``window_s`` from the oldest one's arrival (or
+until ``max_batch``), runs them in one transaction (each in its own savepoint once any of them
+fails: see ``_commit``), commits, and only then runs the after-commit steps (memory updates), flushes the whole batch's outbox in
 one call (publishing) and resolves the futures. A command that fails with a typed error is
 rolled back alone; a failed commit fails the whole batch as ``unavailable``, and nothing of it
 is applied or published.
@@ -66,6 +66,7 @@ Work = Callable[[Tx], Awaitable[Any]]
 class _Pending:
     work: Work
     future: asyncio.Future[Any]
+    queued_at: float
     steps: list[Callable[[], object]] = field(default_factory=list)
     outbox: list[Any] = field(default_factory=list)
     result: Any = None
@@ -126,14 +127,21 @@ class GroupCommitter:
     def enqueue(self, work: Work) -> asyncio.Future[Any]:
         """Queue ``work`` for the next batch (works queued together stay in order); the future
         of its result once committed, or of its typed error."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(work, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put_nowait(_Pending(work, future, loop.time()))
         return future
 
     async def _gather(self) -> list[_Pending]:
-        batch = [await self._queue.get()]
-        if self._window_s:
-            await asyncio.sleep(self._window_s)
+        """The next batch: the window runs from the oldest command's arrival, so commands that
+        queued while the previous batch was committing (they have gathered already) leave at
+        once, with what else is queued; only a command arriving at an idle committer waits the
+        whole window for company."""
+        first = await self._queue.get()
+        batch = [first]
+        wait = self._window_s - (asyncio.get_running_loop().time() - first.queued_at)
+        if wait > 0:
+            await asyncio.sleep(wait)
         while len(batch) < self._max_batch and not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch
