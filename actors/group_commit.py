@@ -2,10 +2,10 @@
 
 ``GroupCommitter`` gathers queued commands for ``window_s`` from the oldest one's arrival (or
 until ``max_batch``), runs them in one transaction (each in its own savepoint once any of them
-fails: see ``_commit``), commits, and only then runs the after-commit steps (memory updates), flushes the whole batch's outbox in
-one call (publishing) and resolves the futures. A command that fails with a typed error is
-rolled back alone; a failed commit fails the whole batch as ``unavailable``, and nothing of it
-is applied or published.
+fails: see ``_commit``), commits, and only then runs the after-commit steps (memory updates),
+resolves the futures (the replies leave) and flushes the whole batch's outbox in one call
+(publishing). A command that fails with a typed error is rolled back alone; a failed commit
+fails the whole batch as ``unavailable``, and nothing of it is applied or published.
 
 The committer knows one ``BatchWriter`` (the owner): on the fast path the rows commands
 ``defer`` are written for the whole batch by its ``write`` (one statement), which may refuse the
@@ -55,7 +55,7 @@ class Tx:
 
     def emit(self, items: list[Any]) -> None:
         """Hand ``items`` to ``BatchWriter.publish`` once the batch has committed: the whole
-        batch's outbox goes in one call (one Redis round trip), before any reply."""
+        batch's outbox goes in one call (one Redis round trip), as its replies leave."""
         self.outbox.extend(items)
 
 
@@ -84,7 +84,7 @@ class BatchWriter(Protocol):
         """After each fast-path attempt: did it commit?"""
 
     async def publish(self, outbox: list[Any]) -> None:
-        """The committed batch's outbox, once, before any reply."""
+        """The committed batch's outbox, once, as its replies leave."""
 
 
 class RunCarefully(Exception):
@@ -246,12 +246,6 @@ class GroupCommitter:
                         await outcome
                 except Exception:  # a failed side effect must not lose the ack
                     log.exception("after-commit step failed")
-        outbox = [entry for item in batch for entry in item.outbox]
-        if outbox:
-            try:
-                await self._writer.publish(outbox)
-            except Exception:  # a failed side effect must not lose the acks
-                log.exception("flushing the outbox of %d entries failed", len(outbox))
         for item in batch:
             if item.future.done():
                 continue
@@ -259,3 +253,13 @@ class GroupCommitter:
                 item.future.set_exception(item.error)
             else:
                 item.future.set_result(item.result)
+        # Replies first: they are due once the batch is durable, and they leave while the
+        # publish below waits for Redis (it is fanout, best effort; gaps are filled from the
+        # log). The next batch is not gathered before this publish is done, so a stream's
+        # events still reach Redis in order.
+        outbox = [entry for item in batch for entry in item.outbox]
+        if outbox:
+            try:
+                await self._writer.publish(outbox)
+            except Exception:  # a failed side effect must not lose the acks
+                log.exception("flushing the outbox of %d entries failed", len(outbox))

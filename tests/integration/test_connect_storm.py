@@ -75,7 +75,8 @@ async def test_a_thousand_sockets_at_once_leave_presence_exact(
 
             async def arrive(user: User) -> Ws:
                 ws = await api.connect(user)
-                await ws.ok("locate", BUENOS_AIRES)
+                reply = await ws.request("locate", BUENOS_AIRES, timeout=120)  # a storm queues
+                assert reply["ok"], reply
                 return ws
 
             sockets = await asyncio.gather(*(arrive(u) for u in crowd))
