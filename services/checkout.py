@@ -13,6 +13,10 @@ Steps, each durable before the next, each safe to repeat (a retry with the same 
    items leave the cart; declined: every order is released; customer action needed: the orders
    stay reserved until a provider webhook settles them or the reservation expires.
 
+Steps 2 and 4 send their commands together (one per vendor, and the cart's), so a checkout
+waits for about one group commit of each owning shard per step, and concurrent checkouts share
+those commits; the rows of steps 1 and 3 are written with ``RETURNING`` (no read back).
+
 A crash between steps loses nothing and oversells nothing: reservations not confirmed expire
 and give their stock back (services/market_jobs.py), and a payment captured for an order that
 expired meanwhile is refunded.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import asyncpg
@@ -88,9 +93,10 @@ class Checkout:
             for r in rows
         ]  # fmt: skip
         parts, total, currency = split_by_vendor(lines)
-        await self.db.execute(
+        created = await self.db.fetchrow(
             "INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount, currency)"
-            " VALUES ($1, $2, $3, 'open', $4, $5, $6) ON CONFLICT (buyer_id, idem_key) DO NOTHING",
+            " VALUES ($1, $2, $3, 'open', $4, $5, $6) ON CONFLICT (buyer_id, idem_key) DO NOTHING"
+            " RETURNING *",
             new_id(),
             user_id,
             key,
@@ -98,9 +104,8 @@ class Checkout:
             total,
             currency,
         )
-        found = await self._find(user_id, key)
-        assert found is not None
-        return found
+        # None: a concurrent request with the same key made it first; that one is the group
+        return created or one(await self._find(user_id, key))
 
     async def _find(self, user_id: str, key: str) -> asyncpg.Record | None:
         return await self.db.fetchrow(
@@ -131,11 +136,12 @@ class Checkout:
         if payment["status"] == "pending":
             payment = await self._charge(payment, provider, details, group["id"])
         if payment["status"] in ("declined", "cancelled"):
-            await self.settle(group["id"], "declined", f"{key}#")
+            await self._apply(group, orders, "declined", f"{key}#")
             raise PaymentFailed("the payment was declined", payment_id=payment["id"])
         result = {"orders": orders, "payment": payment_public(payment)}
         if payment["status"] == "captured":
-            result["orders"] = await self.settle(group["id"], "captured", f"{key}#")
+            # the orders just reserved are the group's: no need to read them back first
+            result["orders"] = await self._apply(group, orders, "captured", f"{key}#", done=False)
             await self._finish(group["id"], "completed", result)
         else:  # no stored answer while awaiting: a retry with the key reads the state afresh
             result["orders"] = await ms.orders_of_group(self.db, group["id"])
@@ -171,8 +177,7 @@ class Checkout:
         temporary = [f for f in failures if isinstance(f, AppError) and f.temporary]
         if temporary:  # keep what is reserved: a retry with the key reuses it, else it expires
             raise temporary[0]
-        for order in orders:
-            await self._release_one(order, f"{key}#", "checkout failed")
+        await _all([self._release_one(order, f"{key}#", "checkout failed") for order in orders])
         raise failures[0]
 
     async def _release_one(self, order: dict[str, Any], key_base: str, reason: str) -> None:
@@ -180,16 +185,17 @@ class Checkout:
         await self.market.act(who, order["id"], "release", SYSTEM, reason)
 
     async def _payment(self, group: asyncpg.Record, provider: str) -> asyncpg.Record:
-        await self.db.execute(
+        created = await self.db.fetchrow(
             "INSERT INTO payments (id, group_id, provider, amount, currency, status)"
-            " VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (group_id) DO NOTHING",
+            " VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (group_id) DO NOTHING"
+            " RETURNING *",
             new_id(),
             group["id"],
             provider,
             group["amount"],
             group["currency"],
-        )
-        return one(
+        )  # None: a retry; the payment of the group's first attempt is the one
+        return created or one(
             await self.db.fetchrow("SELECT * FROM payments WHERE group_id = $1", group["id"])
         )
 
@@ -232,20 +238,41 @@ class Checkout:
         ):  # a late failure report after the money was captured changes nothing
             log.warning("group %s: decline ignored, its payment is captured", group_id)
             return await ms.orders_of_group(self.db, group_id)
-        orders = await self.db.fetch(
+        if group is None:
+            return []
+        rows = await self.db.fetch(
             "SELECT id, status FROM orders WHERE group_id = $1 ORDER BY vendor_id", group_id
         )
-        for order in orders:
-            if outcome == "captured":
-                await self._confirm_one(dict(order), key_base)
-            elif order["status"] == "pending_payment":
-                await self._release_one(dict(order), key_base, "payment declined")
-        if outcome == "captured" and group is not None:
-            await self._clear_cart(group)
-            await self._finish(group_id, "completed", None)
-        elif group is not None:
-            await self._finish(group_id, "failed", None)
-        return await ms.orders_of_group(self.db, group_id)
+        return await self._apply(group, [dict(r) for r in rows], outcome, key_base)
+
+    async def _apply(
+        self,
+        group: asyncpg.Record,
+        orders: list[dict[str, Any]],
+        outcome: str,
+        key_base: str,
+        *,
+        done: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Confirm (``captured``) or release (``declined``) ``orders`` of ``group``: one command
+        per order, all sent together (they share their shards' group commits), the cart
+        cleared alongside; then the group is final (unless ``done`` is False: the caller stores
+        its answer with it) and its orders are read back."""
+        if outcome == "captured":
+            steps = [self._confirm_one(order, key_base) for order in orders]
+            steps.append(self._clear_cart(group))
+            status = "completed"
+        else:
+            steps = [
+                self._release_one(order, key_base, "payment declined")
+                for order in orders
+                if order["status"] == "pending_payment"
+            ]
+            status = "failed"
+        await _all(steps)
+        if done:
+            await self._finish(group["id"], status, None)
+        return await ms.orders_of_group(self.db, group["id"])
 
     async def _confirm_one(self, order: dict[str, Any], key_base: str) -> None:
         who = Actor(SYSTEM, f"{key_base}c:{order['id']}")
@@ -278,6 +305,16 @@ class Checkout:
         ids = tuple(item["listing_id"] for part in group["parts"] for item in part["items"])
         key = f"{group['idem_key']}#clear"
         await self.market.mutate(CartRemove(user_id=group["buyer_id"], key=key, listing_ids=ids))
+
+
+async def _all(steps: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``steps`` together; once all have ended, raise the first failure (a temporary one
+    first: the caller's retry with its key redoes what did not happen)."""
+    outcomes = await asyncio.gather(*steps, return_exceptions=True)
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:
+        temporary = [f for f in failures if isinstance(f, AppError) and f.temporary]
+        raise (temporary or failures)[0]
 
 
 def _replay(result: dict[str, Any]) -> dict[str, Any]:
