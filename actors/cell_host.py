@@ -90,6 +90,19 @@ class ShardWriter:
         await publish(self.redis, committed)
 
 
+@dataclass(frozen=True)
+class Tick:
+    """Periodic work a feature has its host commit: every ``period_s(settings)`` seconds (0:
+    never) ``make(host)`` returns the work to run in the next batch, or None (nothing to do).
+    The work runs like a command's (fast path, careful re-run) but has no idempotency key:
+    it must be safe to run again, and keep its own state until its ``tx.then`` says it
+    committed."""
+
+    name: str
+    period_s: Callable[[Settings], float]
+    make: Callable[[CellHost], Work | None]
+
+
 @dataclass
 class ActiveCell:
     feed: CellFeed
@@ -105,11 +118,13 @@ class CellHost:
         settings: Settings,
         handlers: dict[type[ShardCommand], Handler],
         readers: dict[type[ShardRead], Reader] | None = None,
+        ticks: tuple[Tick, ...] = (),
     ) -> None:
         self.name = name
         self.settings = settings
         self.handlers = handlers
         self.readers = readers or {}
+        self.ticks = ticks
         self.ext: dict[str, Any] = {}
         """Per-feature state a feature's handlers keep on this host (a cache of Postgres rows
         of keys this host owns). Cleared when the placement table changes."""
@@ -123,6 +138,7 @@ class CellHost:
         self.placement: Placement | None = None
         self._started: asyncio.Future[None] | None = None
         self._janitor: asyncio.Task[None] | None = None
+        self._tickers: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def ready(self) -> None:
@@ -151,12 +167,18 @@ class CellHost:
         )
         self.committer.start()
         self._janitor = asyncio.create_task(self._passivate_loop(), name="passivate")
+        for tick in self.ticks:
+            period = tick.period_s(self.settings)
+            if period > 0:
+                self._tickers.append(
+                    asyncio.create_task(self._tick_loop(tick, period), name=tick.name)
+                )
         log.info(
             "shard %s ready (placement v%s)", self.name, self.placement and self.placement.version
         )
 
     async def close(self) -> None:
-        for task in (self._janitor,):
+        for task in (self._janitor, *self._tickers):
             if task:
                 task.cancel()
         if self.committer:
@@ -176,6 +198,10 @@ class CellHost:
 
     def _owned(self, key: str) -> bool:
         return self.placement is not None and self.placement.owner(key) == self.name
+
+    def owns(self, key: str) -> bool:
+        """Does this host own ``key`` under the placement it knows now?"""
+        return self._owned(key)
 
     async def _owns(self, version: int, key: str) -> bool:
         await self._placement_at_least(version)
@@ -207,6 +233,20 @@ class CellHost:
         while True:
             await asyncio.sleep(min(30.0, self.settings.cell_idle_s))
             self.passivate_idle(time.monotonic())
+
+    async def _tick_loop(self, tick: Tick, period: float) -> None:
+        """Commit ``tick``'s work every ``period`` seconds; a failure is logged and the next
+        round tries again (the tick keeps its state until it committed)."""
+        assert self.committer is not None
+        while True:
+            await asyncio.sleep(period)
+            work = tick.make(self)
+            if work is None:
+                continue
+            try:
+                await self.committer.enqueue(work)
+            except AppError as err:
+                log.warning("shard %s: %s did not commit: %s", self.name, tick.name, err.message)
 
     def passivate_idle(self, now: float) -> list[str]:
         """Drop the memory of cells unused for ``cell_idle_s``; Postgres still has them all."""

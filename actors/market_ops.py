@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from actors.cell_host import Tick
 from models import market
 from models.commands import ShardCommand
 from models.errors import BadRequest, Conflict, NotFound, OutOfStock
@@ -38,11 +39,64 @@ if TYPE_CHECKING:
     import asyncpg
 
     from actors.cell_host import CellHost, Emitted, Handler
-    from actors.group_commit import Tx
+    from actors.group_commit import Tx, Work
 
 
-def _listing_changed(out: Emitted, listing: dict[str, Any]) -> None:
+_PENDING = "market.listing_updates"
+"""``host.ext`` key: listing id -> its latest committed state, not yet sent (conflation)."""
+
+
+def _pending(host: CellHost) -> dict[str, dict[str, Any]]:
+    pending: dict[str, dict[str, Any]] = host.ext.setdefault(_PENDING, {})
+    return pending
+
+
+def _listing_changed(host: CellHost, tx: Tx, out: Emitted, listing: dict[str, Any]) -> None:
+    """A vendor's change: ``listing.updated`` at once; a stock state still pending from sales
+    is older than this one and is dropped once it commits."""
     out.add(feed_stream(listing["cell"]), "listing.updated", {"listing": listing})
+    pending = _pending(host)
+    tx.then(lambda: pending.pop(listing["id"], None))
+
+
+def _stock_moved(host: CellHost, tx: Tx, out: Emitted, listing: dict[str, Any]) -> None:
+    """A sale or a release moved the stock: conflated. Once committed, the listing's latest
+    state waits in ``host.ext`` for the next ``flush_listing_updates`` (every
+    ``listing_update_ms``), which sends one event per listing, whatever moved it meanwhile."""
+    if host.settings.listing_update_ms <= 0:
+        out.add(feed_stream(listing["cell"]), "listing.updated", {"listing": listing})
+        return
+    pending = _pending(host)
+    tx.then(lambda: pending.__setitem__(listing["id"], listing))
+
+
+def flush_listing_updates(host: CellHost) -> Work | None:
+    """The tick's work: one ``listing.updated`` per pending listing on its cell's feed stream
+    (cells no longer owned here are dropped: their new owner speaks for them). A pending state
+    is forgotten only once its event committed, and only if nothing newer replaced it."""
+    pending = host.ext.get(_PENDING)
+    if not pending:
+        return None
+    snapshot = dict(pending)
+
+    async def work(tx: Tx) -> dict[str, Any]:
+        by_stream: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for listing in snapshot.values():
+            if host.owns(cell_key(listing["cell"])):
+                stream = feed_stream(listing["cell"])
+                by_stream.setdefault(stream, []).append(("listing.updated", {"listing": listing}))
+        for stream, items in by_stream.items():
+            tx.emit(await host.append(tx, stream, items))
+
+        def forget() -> None:
+            for listing_id, sent in snapshot.items():
+                if pending.get(listing_id) is sent:
+                    del pending[listing_id]
+
+        tx.then(forget)
+        return {}
+
+    return work
 
 
 async def _stock_hooks(host: CellHost, tx: Tx, before: int | None, listing: dict[str, Any]) -> None:
@@ -87,7 +141,7 @@ async def listing_create(
         "lng": vendor["lng"],
     }
     listing = await ms.insert_listing(tx.conn, row)
-    _listing_changed(out, listing)
+    _listing_changed(host, tx, out, listing)
     await _stock_hooks(host, tx, None, listing)
     return {"listing": listing}
 
@@ -97,7 +151,7 @@ async def listing_update(
 ) -> dict[str, Any]:
     await _own_listing(tx, cmd)
     listing = await ms.update_listing(tx.conn, cmd.listing_id, cmd.fields)
-    _listing_changed(out, listing)
+    _listing_changed(host, tx, out, listing)
     await hooks_store.enqueue(tx.conn, listing["vendor_id"], "listing.updated", listing)
     return {"listing": listing}
 
@@ -107,7 +161,7 @@ async def listing_delete(
 ) -> dict[str, Any]:
     await _own_listing(tx, cmd)
     listing = await ms.delete_listing(tx.conn, cmd.listing_id)
-    _listing_changed(out, listing)
+    _listing_changed(host, tx, out, listing)
     return {"listing": listing}
 
 
@@ -124,7 +178,7 @@ async def listing_stock(
     if stock < 0:
         raise Conflict(f"stock is {row['stock']}; it cannot go below zero")
     listing = await ms.set_stock(tx.conn, row["id"], stock)
-    _listing_changed(out, listing)
+    _listing_changed(host, tx, out, listing)
     await _stock_hooks(host, tx, row["stock"], listing)
     return {"listing": listing}
 
@@ -180,7 +234,7 @@ async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], curr
         # the whole command rolls back: the stock just taken is not kept
         raise Conflict(f"the price or currency of {item['title']} changed; review the cart")
     listing = ms.listing_public(row)
-    _listing_changed(out, listing)
+    _stock_moved(host, tx, out, listing)
     await _stock_hooks(host, tx, row["stock"] + item["qty"], listing)
 
 
@@ -240,7 +294,8 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     order = await ms.order_with_lines(tx.conn, row)
     if step.restock:
         for item in order["items"]:
-            _listing_changed(out, await ms.put_back(tx.conn, item["listing_id"], item["qty"]))
+            listing = await ms.put_back(tx.conn, item["listing_id"], item["qty"])
+            _stock_moved(host, tx, out, listing)
     refund_id = None
     if step.target == market.REFUNDED:
         refund_id = await _record_refund(tx, row, external=not step.refund_owed)
@@ -340,6 +395,8 @@ async def refund_settle(
         )
     return {"refund_id": row["id"], "status": status, "payment_id": row["payment_id"]}
 
+
+TICKS = (Tick("listing-updates", lambda s: s.listing_update_ms / 1000, flush_listing_updates),)
 
 HANDLERS: dict[type[ShardCommand], Handler] = {
     market.VendorCreate: vendor_create,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actors import chat_ops, feed_ops, market_ops, recommend_ops
-from actors.cell_host import Handler, Reader
+from actors.cell_host import Handler, Reader, Tick
 from models.commands import ShardCommand, ShardRead
 
 _FEATURES = (
@@ -54,3 +54,6 @@ def _tables() -> tuple[
 
 OPS, HANDLERS, READERS = _tables()
 """``OPS``: op name -> its type and handler; ``HANDLERS`` / ``READERS``: the same by type."""
+
+TICKS: tuple[Tick, ...] = tuple(t for f in _FEATURES for t in getattr(f, "TICKS", ()))
+"""Periodic work of every feature (``actors/cell_host.py: Tick``)."""

@@ -16,7 +16,7 @@ import ray
 
 from actors.cell_host import CellHost
 from actors.channel import ChannelServer
-from actors.registry import HANDLERS, READERS
+from actors.registry import HANDLERS, READERS, TICKS
 from cluster import gcpolicy
 from cluster.config import Settings
 from models.commands import ShardCommand, ShardRead
@@ -24,7 +24,7 @@ from models.commands import ShardCommand, ShardRead
 
 class CellShard:
     def __init__(self, name: str, settings: Settings) -> None:
-        self._host = CellHost(name, settings, dict(HANDLERS), dict(READERS))
+        self._host = CellHost(name, settings, dict(HANDLERS), dict(READERS), TICKS)
         self._channel = ChannelServer(self._host, settings.shard_direct_host)
         gcpolicy.settle(settings)  # a long-running process from here on (cluster/gcpolicy.py)
 

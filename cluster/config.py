@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     """Checkout holds stock this long for an unpaid order; then the reservation is released."""
     market_sweep_s: float = Field(5.0, gt=0, le=3600)
     """How often a gateway releases expired reservations and retries pending refunds."""
+    listing_update_ms: float = Field(250.0, ge=0, le=60_000)
+    """Stock moved by sales and releases reaches followers as at most one ``listing.updated``
+    per listing per this many milliseconds, carrying the latest state (a flash sale moves a
+    hot listing's stock hundreds of times a second). 0: one event per change. A vendor's own
+    changes (create, edit, stock set, delete) always go out at once."""
     low_stock_threshold: int = Field(3, ge=0)
     """A listing whose stock falls to this or below fires the `listing.low_stock` hook."""
     sandbox_payments: bool = True

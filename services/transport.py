@@ -115,10 +115,10 @@ class LocalTransport:
 
     def __init__(self, settings: Settings) -> None:
         from actors.cell_host import CellHost
-        from actors.registry import HANDLERS, READERS
+        from actors.registry import HANDLERS, READERS, TICKS
 
         self.hosts = {
-            name: CellHost(name, settings, dict(HANDLERS), dict(READERS))
+            name: CellHost(name, settings, dict(HANDLERS), dict(READERS), TICKS)
             for name in settings.shard_names()
         }
 
