@@ -336,7 +336,7 @@ class Buyer:
         self.reader = asyncio.create_task(self._read())
 
     async def request(self, op: str, data: dict[str, Any], mutating: bool = False,
-                      timeout: float = 60.0) -> dict[str, Any]:  # fmt: skip
+                      timeout: float = 30.0) -> dict[str, Any]:  # fmt: skip
         if self.closed:
             return {"ok": False, "error": {"code": "closed"}}
         ident = next(self.ids)
@@ -567,6 +567,7 @@ class Step:
     scheduled: int = 0
     last_answer: float = 0.0
     open: bool = True
+    unanswered: int = 0
 
 
 async def offer(driver: Driver, checkouts: list[list[tuple[str, int]]], step: Step,
@@ -608,10 +609,12 @@ async def offer(driver: Driver, checkouts: list[list[tuple[str, int]]], step: St
         task = asyncio.create_task(one(idle.popleft(), lines, due))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), drain_s)
+    pending: set[asyncio.Task[None]] = set()
+    if tasks:  # wait, never cancel: a late checkout still ends (and gives its buyer back)
+        _, pending = await asyncio.wait(set(tasks), timeout=drain_s)
     step.open = False
-    return tasks
+    step.unanswered = len(pending)
+    return pending
 
 
 def resolve(driver: Driver, hot_ids: list[str], lines: list[Line]) -> list[tuple[str, int]]:
@@ -685,7 +688,7 @@ async def run_step(driver: Driver, meters: Meters, idle: deque[int], hot_ids: li
     events = Counter(driver.events)
     events.subtract(events0)
     answered = sum(step.codes.values()) - step.codes["no_idle_buyer"]
-    unanswered = len(late)
+    unanswered = step.unanswered
     errors = {c: n for c, n in step.codes.items() if c not in ("ok", "out_of_stock")}
     if unanswered:
         errors["no_answer"] = unanswered
@@ -841,10 +844,12 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def settle_late(late: set[asyncio.Task[None]], limit_s: float = 120.0) -> None:
-    """Let checkouts still running after a step end (their buyers come back) before the next."""
+    """Let checkouts still running after a step end (their buyers come back) before the next;
+    any still running after ``limit_s`` go on, their buyers busy."""
     if late:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*late, return_exceptions=True), limit_s)
+        _, pending = await asyncio.wait(late, timeout=limit_s)
+        if pending:
+            say(f"warning: {len(pending)} checkouts still running {limit_s:.0f}s after a step")
 
 
 def summary(r: dict[str, Any]) -> str:
