@@ -99,11 +99,17 @@ def flush_listing_updates(host: CellHost) -> Work | None:
     return work
 
 
-async def _stock_hooks(host: CellHost, tx: Tx, before: int | None, listing: dict[str, Any]) -> None:
+Hooks = list[tuple[str, dict[str, Any]]]
+"""REST hook events a command queues, in order, for one ``hooks_store.enqueue_many``."""
+
+
+def _stock_hooks(host: CellHost, before: int | None, listing: dict[str, Any]) -> Hooks:
     threshold = host.settings.low_stock_threshold
+    hooks: Hooks = []
     if listing["stock"] <= threshold and (before is None or before > threshold):
-        await hooks_store.enqueue(tx.conn, listing["vendor_id"], "listing.low_stock", listing)
-    await hooks_store.enqueue(tx.conn, listing["vendor_id"], "listing.updated", listing)
+        hooks.append(("listing.low_stock", listing))
+    hooks.append(("listing.updated", listing))
+    return hooks
 
 
 async def _own_listing(tx: Tx, cmd: market.ListingCommand) -> asyncpg.Record:
@@ -142,7 +148,7 @@ async def listing_create(
     }
     listing = await ms.insert_listing(tx.conn, row)
     _listing_changed(host, tx, out, listing)
-    await _stock_hooks(host, tx, None, listing)
+    await hooks_store.enqueue_many(tx.conn, vendor["id"], _stock_hooks(host, None, listing))
     return {"listing": listing}
 
 
@@ -179,7 +185,8 @@ async def listing_stock(
         raise Conflict(f"stock is {row['stock']}; it cannot go below zero")
     listing = await ms.set_stock(tx.conn, row["id"], stock)
     _listing_changed(host, tx, out, listing)
-    await _stock_hooks(host, tx, row["stock"], listing)
+    hooks = _stock_hooks(host, row["stock"], listing)
+    await hooks_store.enqueue_many(tx.conn, listing["vendor_id"], hooks)
     return {"listing": listing}
 
 
@@ -207,19 +214,21 @@ async def cart_remove(
 
 
 # -- orders (routed to the vendor's cell) -------------------------------------------------------
-async def _order_events(
-    tx: Tx, out: Emitted, row: asyncpg.Record, created: bool = False
+def _order_events(
+    out: Emitted, order: dict[str, Any], vendor_user_id: str, hooks: Hooks, created: bool = False
 ) -> dict[str, Any]:
-    order = await ms.order_with_lines(tx.conn, row)
-    for user in {row["buyer_id"], row["vendor_user_id"]}:
+    """``order.updated`` to the buyer's and the vendor's inboxes, and its hooks."""
+    for user in {order["buyer_id"], vendor_user_id}:
         out.add(user_stream(user), "order.updated", {"order": order})
     if created:
-        await hooks_store.enqueue(tx.conn, row["vendor_id"], "order.created", order)
-    await hooks_store.enqueue(tx.conn, row["vendor_id"], "order.updated", order)
+        hooks.append(("order.created", order))
+    hooks.append(("order.updated", order))
     return order
 
 
-async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], currency: str) -> None:
+async def _take(
+    host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], currency: str, hooks: Hooks
+) -> None:
     row = await ms.take_stock(tx.conn, item["listing_id"], item["qty"])
     if row is None:
         current = await ms.listing_row(tx.conn, item["listing_id"])
@@ -235,7 +244,7 @@ async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], curr
         raise Conflict(f"the price or currency of {item['title']} changed; review the cart")
     listing = ms.listing_public(row)
     _stock_moved(host, tx, out, listing)
-    await _stock_hooks(host, tx, row["stock"] + item["qty"], listing)
+    hooks.extend(_stock_hooks(host, row["stock"] + item["qty"], listing))
 
 
 async def order_reserve(
@@ -247,11 +256,11 @@ async def order_reserve(
     vendor = await ms.vendor_by_id(tx.conn, vendor_id)
     if vendor is None or cell is None:
         raise NotFound("no such vendor")
+    hooks: Hooks = []
     for item in cmd.items:
         if cell_of(item["listing_id"]) != cell:
             raise BadRequest("a part must hold only its vendor's listings")
-        await _take(host, tx, out, item, cmd.currency)
-    now = await tx.conn.fetchval("SELECT now()")  # the clock expiry is decided by, not ours
+        await _take(host, tx, out, item, cmd.currency, hooks)
     order = {
         "id": cell_scoped_id(cell),
         "group_id": cmd.group_id,
@@ -262,12 +271,12 @@ async def order_reserve(
         "status": market.PENDING,
         "total": cmd.total,
         "currency": cmd.currency,
-        "reserved_until": market.reservation_deadline(now, cmd.ttl_s),
+        "reservation_s": cmd.ttl_s,  # from the database clock: the one expiry is decided by
     }
-    await ms.insert_order(tx.conn, order, list(cmd.items))
-    row = await ms.order_row(tx.conn, order["id"])
-    assert row is not None  # inserted just above, in this transaction
-    return {"order": await _order_events(tx, out, row, created=True)}
+    placed = await ms.insert_order(tx.conn, order, list(cmd.items))
+    _order_events(out, placed, vendor["user_id"], hooks, created=True)
+    await hooks_store.enqueue_many(tx.conn, vendor_id, hooks)
+    return {"order": placed}
 
 
 def _may_see(row: asyncpg.Record, cmd: market.OrderAct) -> bool:
@@ -303,7 +312,11 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     updated = await ms.set_order_status(tx.conn, row["id"], step.target, reason)
     if step.target == market.PAID:  # a sale: the buyer's purchases train the rankers
         await recommend_store.record_purchases(tx.conn, row["buyer_id"], row["id"])
-    result = {"order": await _order_events(tx, out, updated), "changed": True}
+    hooks: Hooks = []
+    changed = ms.order_public(updated, order["items"])  # a step changes no line
+    _order_events(out, changed, row["vendor_user_id"], hooks)
+    await hooks_store.enqueue_many(tx.conn, row["vendor_id"], hooks)
+    result = {"order": changed, "changed": True}
     if refund_id is not None:
         result["refund_id"] = refund_id
     return result

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from models.commands import RoutedBy, ShardCommand, command, entity
@@ -82,12 +82,6 @@ def transition(status: str, action: str, actor: ActorKind) -> Step:
 
 
 # -- reservations -------------------------------------------------------------------------------
-def reservation_deadline(now: datetime, ttl_s: float) -> datetime:
-    """When a reservation made at ``now`` (the database clock) runs out. Whether it has is
-    decided by the database too (``reserved_until <= now()``, store/market_store.py)."""
-    return now + timedelta(seconds=ttl_s)
-
-
 # -- carts and prices ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Line:

@@ -341,10 +341,12 @@ def order_public(row: asyncpg.Record, lines: list[dict[str, Any]]) -> dict[str, 
 async def insert_order(
     conn: Conn, o: dict[str, Any], lines: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    """A pending order and its lines; reserved for ``o["reservation_s"]`` seconds from now by
+    the database clock (the one expiry is decided by). The order's public shape."""
     row = await conn.fetchrow(
         f"INSERT INTO orders (id, group_id, buyer_id, vendor_id, vendor_user_id, cell, status,"
-        f" total, currency, reserved_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        f" RETURNING {_ORDER_COLUMNS}",
+        f" total, currency, reserved_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+        f" now() + make_interval(secs => $10)) RETURNING {_ORDER_COLUMNS}",
         o["id"],
         o["group_id"],
         o["buyer_id"],
@@ -354,7 +356,7 @@ async def insert_order(
         o["status"],
         o["total"],
         o["currency"],
-        o["reserved_until"],
+        float(o["reservation_s"]),
     )
     await conn.executemany(
         "INSERT INTO order_lines (order_id, listing_id, title, qty, unit_price)"

@@ -67,7 +67,15 @@ async def test_a_thousand_sockets_at_once_leave_presence_exact(
     connector = aiohttp.TCPConnector(limit=0)  # the shared test client caps at 100 sockets
     async with aiohttp.ClientSession(connector=connector) as http:
         gateway = GatewayProcess(
-            settings, runtime.ray_address(), env={"HL_REDIS_MAX_CONNECTIONS": "16"}
+            settings,
+            runtime.ray_address(),
+            # a small pool, so a thousand entries wait their turn; a long heartbeat, so that a
+            # slow pong from this busy client process does not end a session mid-test
+            env={
+                "HL_REDIS_MAX_CONNECTIONS": "16",
+                "HL_REDIS_POOL_TIMEOUT_S": "120",
+                "HL_HEARTBEAT_S": "120",
+            },
         )
         await gateway.start(http)
         try:

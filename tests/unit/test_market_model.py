@@ -4,7 +4,7 @@ hook retry schedule, target URL policy, the sandbox provider."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -52,12 +52,10 @@ def test_cancel_and_refund_effects() -> None:
         m.transition(m.COMPLETED, "refund", "system")
 
 
-def test_reservation_deadline() -> None:
-    """Only the deadline is computed here; expiry is judged by the database clock."""
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    deadline = m.reservation_deadline(now, 900)
-    assert deadline - now == timedelta(minutes=15)
-    assert not hasattr(m, "is_expired")  # no second, host-clock notion of expiry
+def test_no_host_clock_notion_of_a_reservation() -> None:
+    """A reservation's deadline and its expiry are both the database clock's (the order row is
+    written with ``now() + ttl``, store/market_store.py): no host-clock helper exists."""
+    assert not hasattr(m, "is_expired") and not hasattr(m, "reservation_deadline")
 
 
 def _line(listing: str, vendor: str, qty: int, price: int, cur: str = "usd") -> m.Line:
