@@ -17,6 +17,9 @@ writer writes each frame whole, synchronously, as aiohttp does.
 
 Per followed stream it keeps a ``StreamCursor``: live events are delivered only if they are the
 next offset; while a subscribe is replaying history, live events are buffered and then merged.
+
+Memory per socket is what an idle connection costs (bench/socket_memory.py measures it): the
+queue, the writer task and the batch list exist only once needed, and attributes are slotted.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +164,26 @@ class _Followed:
 class Session:
     """A connected client: identity, location, followed streams and its outbound queue."""
 
+    __slots__ = (
+        "_backlog",
+        "_batch",
+        "_batched",
+        "_batched_size",
+        "_queue",
+        "_queue_max",
+        "_writer",
+        "binary",
+        "closed_with",
+        "closing",
+        "followed",
+        "id",
+        "location",
+        "location_streams",
+        "principal",
+        "transport",
+        "ws",
+    )
+
     def __init__(
         self,
         ws: web.WebSocketResponse,
@@ -175,12 +197,13 @@ class Session:
         self.ws = ws
         self.transport = transport
         self._batch = batch
-        self._batched: list[bytes] = []  # fast-path frames of this turn, not written yet
+        self._batched: list[bytes] | None = None  # fast-path frames of this turn, not written yet
         self._batched_size = 0
         self.principal = principal
         self.id = session_id
         self.binary = binary
-        self.queue: asyncio.Queue[str | bytes] = asyncio.Queue(maxsize=queue_max)
+        self._queue_max = queue_max
+        self._queue: asyncio.Queue[str | bytes] | None = None  # made with the writer
         self.followed: dict[str, _Followed] = {}
         self.location: Location | None = None
         self.location_streams: list[str] = []
@@ -188,23 +211,27 @@ class Session:
         self.closed_with: int | None = None  # the code we closed with (the peer may not answer)
         self._backlog = False  # frames wait in the queue, or the writer is writing its last one
         self._writer: asyncio.Task[None] | None = None
-        self.on_close: list[Callable[[], None]] = []
 
     # -- outbound -----------------------------------------------------------------------------
-    def _start_writer(self) -> None:
-        """The writer exists only once a frame had to wait: an idle or keeping-up socket,
-        served by direct writes alone, costs no task."""
-        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{self.id}")
+    @property
+    def queued(self) -> int:
+        """Frames waiting for the writer."""
+        return 0 if self._queue is None else self._queue.qsize()
 
-    async def _write_loop(self) -> None:
+    def _start_writer(self, queue: asyncio.Queue[str | bytes]) -> None:
+        """The writer (and its queue) exist only once a frame had to wait: an idle or
+        keeping-up socket, served by direct writes alone, costs neither."""
+        self._writer = asyncio.create_task(self._write_loop(queue), name=f"writer-{self.id}")
+
+    async def _write_loop(self, queue: asyncio.Queue[str | bytes]) -> None:
         try:
             while True:
-                frame = await self.queue.get()
+                frame = await queue.get()
                 if isinstance(frame, bytes):
                     await self.ws.send_bytes(frame)
                 else:
                     await self.ws.send_str(frame)
-                if self.queue.empty():
+                if queue.empty():
                     self._backlog = False  # written: later frames may go straight out again
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass  # the socket is gone; the read loop notices and cleans up
@@ -235,26 +262,34 @@ class Session:
             if self._batch is None:
                 transport.write(frame)
                 return
-            if not self._batched:
+            if self._batched is None:
                 self._batch.add(self)
-            self._batched.append(frame)
+                self._batched = [frame]
+            else:
+                self._batched.append(frame)
             self._batched_size += len(frame)
             return
         self.write_batched()  # what this turn batched goes ahead of the queued frame
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = asyncio.Queue(maxsize=self._queue_max)
         try:
-            self.queue.put_nowait(data)
+            queue.put_nowait(data)
             self._backlog = True
             if self._writer is None:
-                self._start_writer()
+                self._start_writer(queue)
         except asyncio.QueueFull:
             log.info("session %s is a slow consumer, closing", self.id)
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and recover")
 
     def write_batched(self) -> int:
         """Write the frames batched this turn (one transport write); how many there were."""
-        frames, self._batched, self._batched_size = self._batched, [], 0
+        frames = self._batched
+        if frames is None:
+            return 0
+        self._batched, self._batched_size = None, 0
         transport = self.transport
-        if frames and transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing():
             transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
         return len(frames)
 
@@ -308,7 +343,9 @@ class Session:
     def on_ephemeral(self, stream: str, out: OutEphemeral) -> None:
         """A typing or presence event: delivered if the stream is live here, else dropped."""
         followed = self.followed.get(stream)
-        if followed is None or followed.cursor is None or self.queue.full():
+        if followed is None or followed.cursor is None:
+            return
+        if self._queue is not None and self._queue.full():
             return  # ephemeral: never worth closing a slow socket for
         self.push(out.payload(self.binary), out.wire(self.binary))
 

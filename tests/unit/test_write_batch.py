@@ -75,7 +75,7 @@ async def test_batched_frames_go_before_a_queued_one_and_before_close() -> None:
     transport.unsent = DIRECT_WRITE_MAX + 1  # the peer stopped reading: the next frame queues
     s.push("second")
     assert transport.writes == [ws_frame("first")]  # written before "second" was queued
-    assert s.queue.qsize() == 1
+    assert s.queued == 1
     await asyncio.sleep(0)
     assert ws.sent == ["second"]  # the writer took the queued frame after it
 
