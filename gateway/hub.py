@@ -13,6 +13,9 @@ and every other stream keeps flowing. A fill that cannot read retries with backo
 can or nobody follows the stream any more.
 
 The reader loop must not die: it logs, backs off and reconnects.
+
+Most streams have one follower here (a user's inbox), so what the hub keeps per stream is what
+each socket costs: a slotted record, the one listener without a set, no buffer until held.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
@@ -52,14 +54,70 @@ HELD_MAX = 10_000
 the fill reads the log once more (everything published is in the log)."""
 
 
-@dataclass
+class Cursor:
+    """``StreamCursor``'s rule (models/streams.py) in a slotted object: the hub keeps one per
+    stream, and a session one per stream it follows ahead of the hub (gateway/sessions.py)."""
+
+    __slots__ = ("epoch", "offset")
+
+    def __init__(self, epoch: str, offset: int) -> None:
+        self.epoch = epoch
+        self.offset = offset
+
+    def classify(self, event: Event) -> str:
+        """'deliver', 'duplicate', 'gap' or 'epoch' (``StreamCursor.classify``)."""
+        if event.epoch == self.epoch and event.offset == self.offset + 1:
+            return "deliver"
+        return StreamCursor(self.epoch, self.offset).classify(event)
+
+    def advance(self, event: Event) -> None:
+        self.offset = event.offset
+
+    def take(self, event: Event) -> str:
+        """``classify``, and advance past the event when it is the one to deliver."""
+        verdict = self.classify(event)
+        if verdict == "deliver":
+            self.offset = event.offset
+        return verdict
+
+
 class _Stream:
-    ready: asyncio.Future[None]
-    listeners: set[Listener] = field(default_factory=set)
-    cursor: StreamCursor | None = None
-    filling: asyncio.Task[None] | None = None
-    held: list[tuple[Event, str | None]] = field(default_factory=list)
-    overflowed: bool = False
+    """One followed stream: its listeners, position, and the fill in progress (if any)."""
+
+    __slots__ = ("_many", "_one", "cursor", "filling", "held", "overflowed", "ready")
+
+    def __init__(self, ready: asyncio.Future[None]) -> None:
+        self.ready: asyncio.Future[None] | None = ready  # None once the first join has read
+        self._one: Listener | None = None  # the listener while there is only one...
+        self._many: set[Listener] | None = None  # ...and all of them once there are more
+        self.cursor: Cursor | None = None
+        self.filling: asyncio.Task[None] | None = None
+        self.held: list[tuple[Event, str | None]] | None = None  # while filling
+        self.overflowed = False
+
+    def add(self, listener: Listener) -> None:
+        if self._many is not None:
+            self._many.add(listener)
+        elif self._one is None or self._one is listener:
+            self._one = listener
+        else:
+            self._many = {self._one, listener}
+            self._one = None
+
+    def discard(self, listener: Listener) -> None:
+        if self._many is not None:
+            self._many.discard(listener)
+        elif self._one is listener:
+            self._one = None
+
+    def listeners(self) -> list[Listener]:
+        """A copy: a listener may leave while the others are called."""
+        if self._many is not None:
+            return list(self._many)
+        return [] if self._one is None else [self._one]
+
+    def followed(self) -> bool:
+        return bool(self._many) if self._many is not None else self._one is not None
 
 
 class Hub:
@@ -113,7 +171,8 @@ class Hub:
         """
         state = self._streams.get(stream)
         if state is None:
-            state = self._streams[stream] = _Stream(asyncio.get_running_loop().create_future())
+            ready = asyncio.get_running_loop().create_future()
+            state = self._streams[stream] = _Stream(ready)
             try:
                 await self._subscribe(stream)
                 # Read after subscribing: anything published before is already in the log.
@@ -121,23 +180,24 @@ class Hub:
             except BaseException as exc:
                 if self._streams.get(stream) is state:
                     del self._streams[stream]
-                state.ready.set_exception(exc)
-                state.ready.exception()  # retrieved: the joiners that wait re-raise it
+                ready.set_exception(exc)
+                ready.exception()  # retrieved: the joiners that wait re-raise it
                 raise
-            state.cursor = StreamCursor(pos.epoch, pos.offset)
-            state.ready.set_result(None)
-        elif not state.ready.done():
+            state.cursor = Cursor(pos.epoch, pos.offset)
+            state.ready = None
+            ready.set_result(None)
+        elif state.ready is not None:
             await asyncio.shield(state.ready)
         assert state.cursor is not None
-        state.listeners.add(listener)
+        state.add(listener)
         return Position(state.cursor.epoch, state.cursor.offset)
 
     async def leave(self, stream: str, listener: Listener) -> None:
         state = self._streams.get(stream)
         if state is None:
             return
-        state.listeners.discard(listener)
-        if not state.listeners and state.ready.done():
+        state.discard(listener)
+        if not state.followed() and state.ready is None:
             del self._streams[stream]
             if state.filling is not None:
                 state.filling.cancel()
@@ -207,7 +267,7 @@ class Hub:
             frame = json.loads(line)
             if "offset" not in frame:  # ephemeral (typing, presence): no order, no recovery
                 out = self._make_ephemeral(frame, line)
-                for listener in list(self._streams[stream].listeners):
+                for listener in self._streams[stream].listeners():
                     listener.on_ephemeral(stream, out)
                 continue
             self._accept(stream, Event.from_frame(frame), line)
@@ -236,15 +296,17 @@ class Hub:
             return
         if verdict == "epoch":
             log.warning("stream %s changed epoch %s -> %s", stream, state.cursor.epoch, event.epoch)
-            state.cursor = StreamCursor(event.epoch, event.offset - 1)
+            state.cursor = Cursor(event.epoch, event.offset - 1)
         self._deliver(stream, state, event, text)
 
     @staticmethod
     def _hold(state: _Stream, event: Event, text: str | None) -> None:
-        if len(state.held) < HELD_MAX:
+        if state.held is None:
+            state.held = [(event, text)]
+        elif len(state.held) < HELD_MAX:
             state.held.append((event, text))
         else:
-            state.held.clear()
+            state.held = None
             state.overflowed = True
 
     def _fill(self, stream: str, state: _Stream) -> None:
@@ -278,7 +340,7 @@ class Hub:
                 state.overflowed = False  # live events were dropped while reading: read again
         finally:
             state.filling = None
-        held, state.held = state.held, []
+        held, state.held = state.held or [], None
         for event, text in held:
             self._accept(stream, event, text)  # the ones already read are duplicates now
 
@@ -290,6 +352,6 @@ class Hub:
         if text is None:
             text = event.frame_json
         out = self._make_out(event, text)
-        for listener in list(state.listeners):
+        for listener in state.listeners():
             listener.on_event(stream, out)
         self.delivered += 1

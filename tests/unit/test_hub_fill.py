@@ -125,3 +125,24 @@ async def test_one_message_carries_a_batch_of_a_streams_events_in_order() -> Non
     await hub._dispatch({"channel": b"hl:s:room:a", "data": typing.encode()})
     assert listener.seen == {"room:a": [1, 2, 3]}
     await hub.stop()
+
+
+async def test_listeners_come_and_go_one_or_many() -> None:
+    """A stream with one listener keeps it without a set; a second makes it a set; the last to
+    leave ends the stream (and its subscription); each listener joins once however often."""
+    log = FakeLog()
+    hub, first = await make_hub(log)
+    second = Collect()
+    await hub.join("room:a", first)  # again: still once
+    hub._accept("room:a", log.publish("room:a", 1), None)
+    await hub.join("room:a", second)
+    hub._accept("room:a", log.publish("room:a", 2), None)
+    assert first.seen["room:a"] == [1, 2] and second.seen["room:a"] == [2]
+    await hub.leave("room:a", first)
+    hub._accept("room:a", log.publish("room:a", 3), None)
+    assert first.seen["room:a"] == [1, 2] and second.seen["room:a"] == [2, 3]
+    await hub.leave("room:a", second)
+    assert hub.streams == 1  # room:b is still followed
+    await hub.leave("room:b", first)
+    assert hub.streams == 0
+    await hub.stop()
