@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,8 +19,9 @@ from pydantic import BaseModel
 from gateway import commands as c
 from gateway.hub import Hub
 from gateway.sessions import Session
+from models.cells import Geo
 from models.chat import neighbourhood_room, room_stream
-from models.streams import StreamCursor, feed_stream, parse_stream
+from models.streams import feed_stream, parse_stream
 from services.caller import Caller, Location
 from services.container import Services
 from store import events as event_log
@@ -63,11 +65,10 @@ async def follow(call: Call, stream: str, since: c.Since | None) -> dict[str, An
     already = stream in session.followed
     session.begin_follow(stream)
     # The hub's position is what it has delivered: events after it reach this session live.
-    pos = await call.hub.join(stream, session)
+    pos = joined = await call.hub.join(stream, session)
     if since is not None and since.offset > pos.offset and since.epoch == pos.epoch:
         pos = await event_log.position(services.db, stream)  # committed, not yet delivered here
     reply: dict[str, Any] = {"stream": stream, "epoch": pos.epoch, "offset": pos.offset}
-    start = pos.offset
     if since is None:
         reply.update(recovered=True, events=[])
     elif (
@@ -81,8 +82,9 @@ async def follow(call: Call, stream: str, since: c.Since | None) -> dict[str, An
             services.db, stream, pos.epoch, since.offset, pos.offset
         )
         reply.update(recovered=True, events=[e.frame() for e in missed])
-    cursor = StreamCursor(pos.epoch, start)
-    call.after_reply.append(lambda: session.finish_follow(stream, cursor))
+    call.after_reply.append(
+        lambda: session.finish_follow(stream, pos.epoch, pos.offset, joined.offset)
+    )
     if stream.startswith("room:") and not already:
         await services.presence.enter(stream, call.user_id)
     return reply
@@ -120,11 +122,20 @@ async def op_unsubscribe(call: Call, req: c.Unsubscribe) -> dict[str, Any]:
     return {"stream": req.stream}
 
 
+@lru_cache(maxsize=8192)
+def neighbourhood_streams(geo: Geo, cell: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The cells of ``cell``'s neighbourhood and the streams a session located there follows:
+    one pair of tuples for every socket of the cell, so no socket holds its own copy of the
+    names (which are also the keys of its followed streams, the hub's and presence's)."""
+    cells = tuple(geo.neighbourhood(cell))
+    streams = (*(feed_stream(x) for x in cells), room_stream(neighbourhood_room(cell)))
+    return cells, streams
+
+
 async def op_locate(call: Call, req: c.Locate) -> dict[str, Any]:
     geo, session = call.services.geo, call.session
-    cell = geo.cell_of(req.lat, req.lng)
-    cells = geo.neighbourhood(cell)
-    streams = [feed_stream(x) for x in cells] + [room_stream(neighbourhood_room(cell))]
+    cells, streams = neighbourhood_streams(geo, geo.cell_of(req.lat, req.lng))
+    cell = cells[0]
     for old in session.location_streams:
         if old not in streams:
             await unfollow(call, old)
@@ -137,8 +148,8 @@ async def op_locate(call: Call, req: c.Locate) -> dict[str, Any]:
     session.location_streams = streams
     return {
         "cell": cell,
-        "cells": cells,
-        "streams": streams,
+        "cells": list(cells),
+        "streams": list(streams),
         "positions": {
             s: {"epoch": p["epoch"], "offset": p["offset"]} for s, p in positions.items()
         },

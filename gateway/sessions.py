@@ -15,11 +15,16 @@ every socket. Order is kept: a frame takes the fast path only when nothing is qu
 it, batched frames are written before any frame is queued or the socket is closed, and the
 writer writes each frame whole, synchronously, as aiohttp does.
 
-Per followed stream it keeps a ``StreamCursor``: live events are delivered only if they are the
-next offset; while a subscribe is replaying history, live events are buffered and then merged.
+Per followed stream it keeps where the stream stands here: while a subscribe replays history,
+the live events of the stream are buffered (a list), then merged through a cursor (``Cursor``:
+delivered only if they are the next offset). Once the session has reached the position the hub
+delivers from, what it keeps is only the stream's epoch (a string the hub's position shares):
+the hub hands every listener a contiguous run of each stream (gateway/hub.py), so a session in
+step with it needs no offset of its own, only to notice that the epoch changed.
 
 Memory per socket is what an idle connection costs (bench/socket_memory.py measures it): the
-queue, the writer task and the batch list exist only once needed, and attributes are slotted.
+queue, the writer task and the batch list exist only once needed, attributes are slotted, and
+what is the same for every socket of a stream or a cell is shared, never copied.
 """
 
 from __future__ import annotations
@@ -28,14 +33,15 @@ import asyncio
 import contextlib
 import logging
 import struct
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
 from aiohttp import web
 
+from gateway.hub import Cursor
 from models.auth import Principal
-from models.streams import Event, StreamCursor, compact_json, wire_value
+from models.streams import Event, compact_json, wire_value
 from services.caller import Location
 
 log = logging.getLogger("hyperlocal.session")
@@ -155,10 +161,10 @@ class WriteBatch:
                 self.writes += 1
 
 
-@dataclass
-class _Followed:
-    cursor: StreamCursor | None = None  # None while a subscribe is replaying history
-    buffer: list[OutEvent] = field(default_factory=list)
+_Following = list[OutEvent] | Cursor | str
+"""Where a followed stream stands in a session: its live events buffered while a subscribe
+replays (a list); a cursor of its own, when it replied from a position ahead of what the hub
+had delivered (``Cursor``); in step with the hub (its epoch, a str)."""
 
 
 class Session:
@@ -204,9 +210,9 @@ class Session:
         self.binary = binary
         self._queue_max = queue_max
         self._queue: asyncio.Queue[str | bytes] | None = None  # made with the writer
-        self.followed: dict[str, _Followed] = {}
+        self.followed: dict[str, _Following] = {}
         self.location: Location | None = None
-        self.location_streams: list[str] = []
+        self.location_streams: Sequence[str] = ()  # shared by the sockets of a cell (ops.py)
         self.closing = False
         self.closed_with: int | None = None  # the code we closed with (the peer may not answer)
         self._backlog = False  # frames wait in the queue, or the writer is writing its last one
@@ -325,50 +331,68 @@ class Session:
     # -- streams ------------------------------------------------------------------------------
     def begin_follow(self, stream: str) -> None:
         """Start buffering live events of ``stream`` until ``finish_follow``."""
-        self.followed[stream] = _Followed()
+        self.followed[stream] = []
 
-    def finish_follow(self, stream: str, cursor: StreamCursor) -> None:
-        """Replay done at ``cursor``: deliver buffered live events after it, then go live."""
-        followed = self.followed.get(stream)
-        if followed is None:
+    def finish_follow(self, stream: str, epoch: str, offset: int, hub_offset: int) -> None:
+        """Replay done at ``(epoch, offset)``: deliver the buffered live events after it, then
+        go live. ``hub_offset`` is the position the hub returned when the session joined: the
+        buffer holds, in order, every event the hub has delivered since, so the session is in
+        step with the hub once its own position is the hub's (the usual case: a subscribe
+        without ``since`` answers from the hub's position)."""
+        buffered = self.followed.get(stream)
+        if not isinstance(buffered, list):
             return
-        followed.cursor = cursor
-        buffered, followed.buffer = followed.buffer, []
+        cursor = Cursor(epoch, offset)
+        self.followed[stream] = cursor
         for out in buffered:
-            self.on_event(stream, out)
+            self._take(stream, cursor, out)
+        if buffered:
+            hub_offset = buffered[-1].event.offset
+        if cursor.offset == hub_offset and self.followed.get(stream) is cursor:
+            self.followed[stream] = cursor.epoch
 
     def unfollow(self, stream: str) -> None:
         self.followed.pop(stream, None)
 
     def on_ephemeral(self, stream: str, out: OutEphemeral) -> None:
         """A typing or presence event: delivered if the stream is live here, else dropped."""
-        followed = self.followed.get(stream)
-        if followed is None or followed.cursor is None:
+        state = self.followed.get(stream)
+        if state is None or isinstance(state, list):
             return
         if self._queue is not None and self._queue.full():
             return  # ephemeral: never worth closing a slow socket for
         self.push(out.payload(self.binary), out.wire(self.binary))
 
     def on_event(self, stream: str, out: OutEvent) -> None:
-        """A live event from the hub (contiguous per stream, possibly already seen)."""
-        followed = self.followed.get(stream)
-        if followed is None:
+        """A live event from the hub: the next of its stream for the hub (gateway/hub.py), so
+        the next here too once in step; a session with a cursor of its own may have seen it."""
+        state = self.followed.get(stream)
+        if state is None:
             return
-        if followed.cursor is None:
-            followed.buffer.append(out)
-            return
-        verdict = followed.cursor.take(out.event)
+        if isinstance(state, str):  # in step with the hub: the next event, unless the epoch moved
+            if out.event.epoch == state:
+                self.push(out.payload(self.binary), out.wire(self.binary))
+            else:
+                self._lost(stream, "epoch")
+        elif isinstance(state, list):
+            state.append(out)
+        elif self._take(stream, state, out) == "deliver":
+            self.followed[stream] = state.epoch  # delivered what the hub did: in step now
+
+    def _take(self, stream: str, cursor: Cursor, out: OutEvent) -> str:
+        verdict = cursor.take(out.event)
         if verdict == "deliver":
             self.push(out.payload(self.binary), out.wire(self.binary))
         elif verdict in ("gap", "epoch"):
-            # The hub fills gaps before delivering, so this means our position is unusable.
-            log.warning(
-                "session %s lost position on %s (%s), asking it to recover",
-                self.id,
-                stream,
-                verdict,
-            )
-            self.close(CLOSE_SERVER_RESTART, "stream position lost: reconnect and recover")
+            self._lost(stream, verdict)
+        return verdict
+
+    def _lost(self, stream: str, verdict: str) -> None:
+        # The hub fills gaps before delivering, so this means our position is unusable.
+        log.warning(
+            "session %s lost position on %s (%s), asking it to recover", self.id, stream, verdict
+        )
+        self.close(CLOSE_SERVER_RESTART, "stream position lost: reconnect and recover")
 
 
 class SessionRegistry:
