@@ -5,6 +5,10 @@ request to its op from ``registry.OPS``. Session-state ops (``Op.inline``: locat
 run in order inside the loop; the rest run concurrently, at most ``_IN_FLIGHT`` per socket
 (the loop waits beyond, which is the socket's backpressure). Every failure becomes a typed
 error reply; the socket stays usable unless the client broke the protocol's framing.
+
+An idle socket costs what its session and reader hold for as long as it is open, so they hold
+little: the set of running requests and the wait for a free slot exist only once a request
+runs concurrently, and nothing a request needed outlives it.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ def check_origin(request: web.Request) -> None:
 
 async def authenticate(request: web.Request) -> Principal:
     auth = request.app[SERVICES].accounts
-    ticket = request.query.get("ticket")
+    # The parsed query stays with the request as long as the socket: only parse one there is.
+    ticket = request.query.get("ticket") if request.query_string else None
     if ticket:
         return await auth.consume_ticket(ticket)
     header = request.headers.get("Authorization")
@@ -73,7 +78,7 @@ async def authenticate(request: web.Request) -> Principal:
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     try:
         check_origin(request)
-        principal = await authenticate(request)
+        principal = _shared_roles(await authenticate(request))
     except AppError as err:
         return error_response(err)
     settings = request.app[SETTINGS]
@@ -93,36 +98,38 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         request.transport,
         request.app[SESSIONS].writes,
     )
-    await _serve(request.app, session)
+    await _Reader(request.app, session).serve()
     return ws
 
 
-async def _serve(app: web.Application, session: Session) -> None:
-    sessions, metrics = app[SESSIONS], app[METRICS]
-    sessions.add(session)
-    metrics.connections.inc()
-    user_id = session.principal.user_id
-    session.send({"ev": "hello", "data": {"user_id": user_id, "session_id": session.id}})
-    reader = _Reader(app, session)
-    try:
-        inbox = Call(app[SERVICES], app[HUB], session, None)
-        await follow(inbox, user_stream(user_id), None)
-        for step in inbox.after_reply:
-            step()
-        await reader.run()
-    finally:
-        await reader.drain()
-        leaving = Call(app[SERVICES], app[HUB], session, None)
-        for stream in list(session.followed):
-            await unfollow(leaving, stream)
-        await set_presence_cell(leaving, None)
-        sessions.remove(session)
-        await session.stop_writer()
-        metrics.closed.labels(str(session.closed_with or session.ws.close_code)).inc()
+_ROLES: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared_roles(principal: Principal) -> Principal:
+    """The principal with the one frozenset of its roles every session with them shares (a
+    token's roles decode into a new set each time; most users have the same few, or none)."""
+    roles = _ROLES.get(principal.roles)
+    if roles is None:
+        if len(_ROLES) < 64:  # a bound, whatever tokens come in
+            _ROLES[principal.roles] = principal.roles
+        return principal
+    if roles is principal.roles:
+        return principal
+    return Principal(principal.user_id, roles, principal.session_id)
+
+
+async def _follow_inbox(app: web.Application, session: Session) -> None:
+    """Follow the user's own stream (in a frame of its own: nothing of it stays)."""
+    inbox = Call(app[SERVICES], app[HUB], session, None)
+    await follow(inbox, user_stream(session.principal.user_id), None)
+    for step in inbox.after_reply:
+        step()
 
 
 class _Reader:
     """The read side of one session."""
+
+    __slots__ = ("_room", "app", "bucket", "hub", "in_flight", "max_bytes", "services", "session")
 
     def __init__(self, app: web.Application, session: Session) -> None:
         self.app = app
@@ -132,25 +139,44 @@ class _Reader:
         settings = app[SETTINGS]
         self.max_bytes = settings.max_frame_bytes
         self.bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
-        self.slots = asyncio.Semaphore(_IN_FLIGHT)
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.in_flight: set[asyncio.Task[None]] | None = None  # requests running concurrently
+        self._room: asyncio.Future[None] | None = None  # the loop waits here for a free slot
 
-    async def run(self) -> None:
-        async for msg in self.session.ws:
-            if msg.type == WSMsgType.TEXT:
-                await self.on_frame(msg.data, _utf8_size(msg.data, self.max_bytes))
-            elif msg.type == WSMsgType.BINARY:
-                await self.on_frame(msg.data, len(msg.data))
-            elif msg.type == WSMsgType.ERROR:
-                log.info(
-                    "session %s socket error: %r", self.session.id, self.session.ws.exception()
-                )
-                break
+    async def serve(self) -> None:
+        """Greet, follow the inbox, read frames until the socket closes, then clean up. One
+        coroutine from start to end (each level of calls would stay alive as long)."""
+        app, session = self.app, self.session
+        sessions, metrics = app[SESSIONS], app[METRICS]
+        sessions.add(session)
+        metrics.connections.inc()
+        user_id = session.principal.user_id
+        session.send({"ev": "hello", "data": {"user_id": user_id, "session_id": session.id}})
+        try:
+            await _follow_inbox(app, session)
+            async for msg in session.ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self.on_frame(msg.data, _utf8_size(msg.data, self.max_bytes))
+                elif msg.type == WSMsgType.BINARY:
+                    await self.on_frame(msg.data, len(msg.data))
+                elif msg.type == WSMsgType.ERROR:
+                    log.info("session %s socket error: %r", session.id, session.ws.exception())
+                    break
+                del msg  # not kept while the socket waits for its next frame
+        finally:
+            await self.drain()
+            leaving = Call(self.services, self.hub, session, None)
+            for stream in list(session.followed):
+                await unfollow(leaving, stream)
+            await set_presence_cell(leaving, None)
+            sessions.remove(session)
+            await session.stop_writer()
+            metrics.closed.labels(str(session.closed_with or session.ws.close_code)).inc()
 
     async def drain(self) -> None:
-        for task in self.tasks:
+        tasks = self.in_flight or ()
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def reply_error(self, re: Any, err: AppError) -> None:
         self.session.send({"re": re, "ok": False, "error": err.to_dict()})
@@ -176,14 +202,22 @@ class _Reader:
         if op is not None and op.inline:
             await self.handle(env, op)
             return
-        await self.slots.acquire()
+        tasks = self.in_flight
+        if tasks is None:
+            tasks = self.in_flight = set()
+        while len(tasks) >= _IN_FLIGHT:  # the loop waits: the socket's backpressure
+            self._room = asyncio.get_running_loop().create_future()
+            await self._room
         task = asyncio.create_task(self.handle(env, op))
-        self.tasks.add(task)
+        tasks.add(task)
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        self.slots.release()
+        assert self.in_flight is not None
+        self.in_flight.discard(task)
+        room, self._room = self._room, None
+        if room is not None and not room.done():
+            room.set_result(None)
 
     async def handle(self, env: Envelope, op: Op | None) -> None:
         """Serve one request whose op was looked up once, by ``on_frame``."""
