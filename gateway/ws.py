@@ -98,7 +98,23 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         request.transport,
         request.app[SESSIONS].writes,
     )
-    await _Reader(request.app, session).serve()
+    # This coroutine is the socket's for as long as it is open (each level of calls below it
+    # would stay alive as long): it reads the frames itself.
+    reader = _Reader(request.app, session)
+    reader.start()
+    try:
+        await _follow_inbox(request.app, session)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await reader.on_frame(msg.data, _utf8_size(msg.data, reader.max_bytes))
+            elif msg.type == WSMsgType.BINARY:
+                await reader.on_frame(msg.data, len(msg.data))
+            elif msg.type == WSMsgType.ERROR:
+                log.info("session %s socket error: %r", session.id, ws.exception())
+                break
+            del msg  # not kept while the socket waits for its next frame
+    finally:
+        await reader.finish()
     return ws
 
 
@@ -142,41 +158,28 @@ class _Reader:
         self.in_flight: set[asyncio.Task[None]] | None = None  # requests running concurrently
         self._room: asyncio.Future[None] | None = None  # the loop waits here for a free slot
 
-    async def serve(self) -> None:
-        """Greet, follow the inbox, read frames until the socket closes, then clean up. One
-        coroutine from start to end (each level of calls would stay alive as long)."""
-        app, session = self.app, self.session
-        sessions, metrics = app[SESSIONS], app[METRICS]
-        sessions.add(session)
-        metrics.connections.inc()
+    def start(self) -> None:
+        """Register the session and greet the client."""
+        session = self.session
+        self.app[SESSIONS].add(session)
+        self.app[METRICS].connections.inc()
         user_id = session.principal.user_id
         session.send({"ev": "hello", "data": {"user_id": user_id, "session_id": session.id}})
-        try:
-            await _follow_inbox(app, session)
-            async for msg in session.ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self.on_frame(msg.data, _utf8_size(msg.data, self.max_bytes))
-                elif msg.type == WSMsgType.BINARY:
-                    await self.on_frame(msg.data, len(msg.data))
-                elif msg.type == WSMsgType.ERROR:
-                    log.info("session %s socket error: %r", session.id, session.ws.exception())
-                    break
-                del msg  # not kept while the socket waits for its next frame
-        finally:
-            await self.drain()
-            leaving = Call(self.services, self.hub, session, None)
-            for stream in list(session.followed):
-                await unfollow(leaving, stream)
-            await set_presence_cell(leaving, None)
-            sessions.remove(session)
-            await session.stop_writer()
-            metrics.closed.labels(str(session.closed_with or session.ws.close_code)).inc()
 
-    async def drain(self) -> None:
+    async def finish(self) -> None:
+        """The socket is gone: cancel its requests, leave its streams and presence."""
+        session = self.session
         tasks = self.in_flight or ()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        leaving = Call(self.services, self.hub, session, None)
+        for stream in list(session.followed):
+            await unfollow(leaving, stream)
+        await set_presence_cell(leaving, None)
+        self.app[SESSIONS].remove(session)
+        await session.stop_writer()
+        self.app[METRICS].closed.labels(str(session.closed_with or session.ws.close_code)).inc()
 
     def reply_error(self, re: Any, err: AppError) -> None:
         self.session.send({"re": re, "ok": False, "error": err.to_dict()})

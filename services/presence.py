@@ -9,6 +9,10 @@ coordinator. ``presence.join`` / ``presence.leave`` are ephemeral events (no off
 the stream's channel when a user appears on, or disappears from, every gateway.
 
 Redis errors are logged, never raised to a client: presence may be briefly wrong, never fatal.
+
+Per user this gateway keeps one count per stream it is present on (its cell's feed, the rooms
+it follows), nothing else; a refresh sends at most ``REFRESH_BATCH`` members a round trip, so a
+crowded gateway never builds every member's entry at once (a peak the process would keep).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ log = logging.getLogger("hyperlocal.presence")
 
 _GATEWAYS = "hl:pr:gateways"
 """Live gateways (scored by expiry): whose entries count when deciding join/leave events."""
+
+
+REFRESH_BATCH = 512
+"""Members a refresh sends to Redis in one round trip."""
 
 
 def _key(stream: str) -> str:
@@ -137,9 +145,20 @@ class Presence:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(_GATEWAYS, {self.gateway_id: expires})
             pipe.zremrangebyscore(_GATEWAYS, "-inf", time.time())
-            for stream, users in self._local.items():
-                if users:
-                    pipe.zadd(_key(stream), {self._member(u): expires for u in users})
+            queued = 0
+            for stream, users in list(self._local.items()):  # a copy: entries change meanwhile
+                present = list(users)
+                for start in range(0, len(present), REFRESH_BATCH):
+                    # who is still here: one that left while a batch was out is not put back
+                    chunk = [u for u in present[start : start + REFRESH_BATCH] if u in users]
+                    if not chunk:
+                        continue
+                    pipe.zadd(_key(stream), {self._member(u): expires for u in chunk})
+                    queued += len(chunk)
+                    if queued >= REFRESH_BATCH:
+                        await pipe.execute()
+                        queued = 0
+                if present:
                     pipe.zremrangebyscore(_key(stream), "-inf", time.time())
                     pipe.expire(_key(stream), int(self.ttl_s * 2) + 1)
             await pipe.execute()
