@@ -25,7 +25,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from actors.group_commit import GroupCommitter, RunCarefully, Tx, Work
+from actors.group_commit import GroupCommitter, Refused, RunCarefully, Tx, Work
 from actors.singleflight import SingleFlight
 from actors.stream_heads import StreamHeads
 from cluster.config import Settings
@@ -308,7 +308,16 @@ class CellHost:
                 if prior is not None:
                     return dict(prior)
             emitted = Emitted()
-            result = await handler(self, tx, cmd, emitted)
+            try:
+                result = await handler(self, tx, cmd, emitted)
+            except Refused:
+                # On the fast path no record was looked up: a retry of a command that committed
+                # may now refuse (sold out since); its first result is still its answer.
+                if not tx.careful:
+                    prior = await idempotency.lookup(tx.conn, user_id, key, op)
+                    if prior is not None:
+                        return dict(prior)
+                raise
             committed = await self._append(tx, emitted)
             tx.defer(RecordRow(user_id, key, op, _result_json(result, committed)))
             tx.emit(committed)

@@ -87,6 +87,16 @@ class BatchWriter(Protocol):
         """The committed batch's outbox, once, as its replies leave."""
 
 
+class Refused(Exception):
+    """Raised by work that refuses *before it has written anything*: on the fast path the batch
+    keeps going (no rollback, no careful re-run of everyone) and this command answers
+    ``error``. A refusal after a write must stay a plain ``AppError``."""
+
+    def __init__(self, error: AppError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class RunCarefully(Exception):
     """Raised by ``BatchWriter.write`` (or a command) on the fast path: roll the batch back and run
     it again command by command, each in its own savepoint, with ``Tx.careful`` set."""
@@ -195,6 +205,9 @@ class GroupCommitter:
         tx = Tx(conn, careful=False)
         try:
             item.result = await item.work(tx)
+        except Refused as refused:  # nothing written: the others go on, fast
+            item.error = refused.error
+            return []
         except _REFUSALS:
             raise RunCarefully from None
         item.steps = tx.after_commit
@@ -222,6 +235,9 @@ class GroupCommitter:
                     await self._write(conn, tx.deferred, fast=False)
                 item.steps = tx.after_commit
                 item.outbox = tx.outbox
+                return
+            except Refused as refused:
+                item.error = refused.error
                 return
             except AppError as err:
                 item.error = err

@@ -26,9 +26,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from actors.cell_host import Tick
+from actors.group_commit import Refused
 from models import market
 from models.commands import ShardCommand
-from models.errors import BadRequest, Conflict, NotFound, OutOfStock
+from models.errors import AppError, BadRequest, Conflict, NotFound, OutOfStock
 from models.ids import cell_of, cell_scoped_id, new_id
 from models.placement import cell_key
 from models.streams import feed_stream, user_stream
@@ -226,22 +227,34 @@ def _order_events(
     return order
 
 
-async def _take(
-    host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], currency: str, hooks: Hooks
+def _check_lines(
+    rows: dict[str, asyncpg.Record], items: tuple[dict[str, Any], ...], currency: str
 ) -> None:
+    """Every line can be taken: on sale, enough stock, the price and currency the cart saw.
+    Checked on the rows locked before anything is written, so a refusal is clean
+    (``Refused``: in a sell-out most batches hold one, and the others need not re-run)."""
+    for item in items:
+        row = rows.get(item["listing_id"])
+        if row is None or not row["active"] or row["deleted_at"] is not None:
+            error: AppError = NotFound(
+                f"{item['title']} is no longer on sale", listing_id=item["listing_id"]
+            )
+        elif row["stock"] < item["qty"]:
+            error = OutOfStock(
+                f"only {row['stock']} left of {item['title']}",
+                listing_id=item["listing_id"],
+                available=row["stock"],
+            )
+        elif row["price"] != item["unit_price"] or row["currency"] != currency:
+            error = Conflict(f"the price or currency of {item['title']} changed; review the cart")
+        else:
+            continue
+        raise Refused(error)
+
+
+async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], hooks: Hooks) -> None:
     row = await ms.take_stock(tx.conn, item["listing_id"], item["qty"])
-    if row is None:
-        current = await ms.listing_row(tx.conn, item["listing_id"])
-        if current is None or not current["active"] or current["deleted_at"] is not None:
-            raise NotFound(f"{item['title']} is no longer on sale", listing_id=item["listing_id"])
-        raise OutOfStock(
-            f"only {current['stock']} left of {item['title']}",
-            listing_id=item["listing_id"],
-            available=current["stock"],
-        )
-    if row["price"] != item["unit_price"] or row["currency"] != currency:
-        # the whole command rolls back: the stock just taken is not kept
-        raise Conflict(f"the price or currency of {item['title']} changed; review the cart")
+    assert row is not None, "checked and locked by _check_lines"  # CHECK (stock >= 0) backs it
     listing = ms.listing_public(row)
     _stock_moved(host, tx, out, listing)
     hooks.extend(_stock_hooks(host, row["stock"] + item["qty"], listing))
@@ -255,12 +268,14 @@ async def order_reserve(
     cell = cell_of(vendor_id)
     vendor = await ms.vendor_by_id(tx.conn, vendor_id)
     if vendor is None or cell is None:
-        raise NotFound("no such vendor")
+        raise Refused(NotFound("no such vendor"))
+    if any(cell_of(item["listing_id"]) != cell for item in cmd.items):
+        raise Refused(BadRequest("a part must hold only its vendor's listings"))
+    locked = await ms.lock_listings(tx.conn, [item["listing_id"] for item in cmd.items])
+    _check_lines(locked, cmd.items, cmd.currency)
     hooks: Hooks = []
     for item in cmd.items:
-        if cell_of(item["listing_id"]) != cell:
-            raise BadRequest("a part must hold only its vendor's listings")
-        await _take(host, tx, out, item, cmd.currency, hooks)
+        await _take(host, tx, out, item, hooks)
     order = {
         "id": cell_scoped_id(cell),
         "group_id": cmd.group_id,

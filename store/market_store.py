@@ -167,6 +167,16 @@ async def set_stock(conn: Conn, listing_id: str, stock: int) -> dict[str, Any]:
     return listing_public(one(row))
 
 
+async def lock_listings(conn: Conn, listing_ids: list[str]) -> dict[str, asyncpg.Record]:
+    """The listings of ``listing_ids`` there are, locked for this transaction, by id."""
+    rows = await conn.fetch(
+        f"SELECT {_LISTING_COLUMNS} FROM listings WHERE id = ANY($1::text[]) ORDER BY id"
+        f" FOR UPDATE",
+        listing_ids,
+    )
+    return {r["id"]: r for r in rows}
+
+
 async def take_stock(conn: Conn, listing_id: str, qty: int) -> asyncpg.Record | None:
     """Take ``qty`` units if the listing is on sale and has them; None otherwise."""
     return await conn.fetchrow(
