@@ -4,15 +4,24 @@ For each target — ``raw`` (bench/raw_broadcast.py, in-process broadcast speaki
 frames) and ``ours`` (``hyperlocal up`` on a fresh temp data dir: embedded Postgres, Redis, local
 Ray, the gateway) — it starts the server as a child process on a free loopback port and:
 
-1. **Idle connections** (``--idle``, 5,000 by default): that many clients sign up, open an
-   authenticated websocket and ``locate`` (no other traffic); the gateway process's RSS before
-   and after (settled) gives the memory per idle connection. They are then closed.
+1. **Idle connections** (``--idle``, 5,000 by default): after a warm-up fleet (128 located
+   clients at the join's concurrency, closed again), that many clients sign up, then open an
+   authenticated websocket and ``locate`` (no other traffic), in two halves; the gateway
+   process's RSS before the first websocket, after each half and once the server is quiet
+   gives the memory per idle connection (and per connection of the second half alone, a check
+   that no one-time cost is left in it). Signups come before the first reading: an argon2id
+   hash leaves its buffer in the malloc arena of the thread that computed it, so a thread
+   hashing for the first time during the join used to add 8 MiB to whichever target it
+   happened in (16 KB per connection at 500). They are then closed.
 2. **Chat fanout**: 1,000 clients (bench/chat_workload.py) in 50 group rooms of 20 — each room
    created with ``room.create`` by its first member after ``locate``, every member subscribed to
    ``room:<id>`` — 10 % of them sending ``chat.send`` at a fixed total offered rate, open loop
    (bench/loadgen.py), 3 s warm-up then 20 s measured while the server's process tree is sampled
    (CPU, RSS). Every member of the room, the sender included, must get each acked message once.
 3. ``--search``: the highest offered rate that keeps p99 delivery <= 250 ms with zero loss.
+
+Per core by default (bench/runner.py): every process and thread of the server side on CPU 0, the
+load generator on CPU 1, for both targets; ``--unpinned`` lets both use every core (the old way).
 
 The server is stopped with SIGINT; the run fails unless it exits 0 and leaves no Postgres or
 Redis behind. ``--source HEAD`` runs ``ours`` from a ``git archive`` of that commit;
@@ -24,6 +33,7 @@ bench/feed_fanout.py; this module adds step 1.
 
     python -m bench.chat_fanout --source HEAD --search --json chat.json   # the full run
     python -m bench.chat_fanout --quick                                   # smoke run (~2 min)
+    python -m bench.chat_fanout --quick --unpinned                        # the same, unpinned
     python -m bench.chat_fanout --source HEAD --baseline-rev main --search --json chat.json
     python -m bench.chat_fanout --quick --source HEAD --baseline-rev HEAD~1   # before/after smoke
 """
@@ -40,7 +50,7 @@ import psutil
 
 from bench.chat_workload import ChatWorkload
 from bench.loadgen import Fleet, FleetConfig
-from bench.procs import TreeMeter, machine
+from bench.procs import Pinning, TreeMeter, machine
 from bench.report import fmt, table
 from bench.runner import Bench, add_load_flags, add_run_flags, execute, finish_args, say
 from bench.targets import TARGETS, Target
@@ -49,13 +59,19 @@ from bench.workloads import FeedWorkload, place_clients
 IDLE_ROWS = (
     ("idle connections", "connections"),
     ("still open when measured", "open_at_measure"),
-    ("join time s", "connect_s"),
+    ("signup time s (before the first reading)", "signup_s"),
+    ("websockets + locate time s", "connect_s"),
     ("gateway RSS before MB", "gateway_rss_before_mb"),
     ("gateway RSS after MB", "gateway_rss_after_mb"),
     ("gateway KB / idle connection", "gateway_kb_per_conn"),
+    ("  the same over the second half", "gateway_kb_per_conn_2nd_half"),
+    ("gateway growth MB by kind", "gateway_growth_mb_by"),
+    ("gateway threads before / half / after", "gateway_threads"),
     ("whole tree KB / idle connection", "tree_kb_per_conn"),
     ("tree RSS after MB by part", "rss_after_mb_by"),
 )
+IDLE_WARM = 128
+"""Clients of the warm-up before the idle connections (two rounds of the join's 64 at once)."""
 
 
 def raise_fd_limit() -> int:
@@ -72,22 +88,75 @@ def rss_of(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
-def tree_rss(target: Target) -> dict[str, int]:
+def rss_parts(pid: int) -> dict[str, int]:
+    """RssAnon, RssFile, RssShmem (bytes) and Threads of ``pid`` (/proc/<pid>/status)."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(value.split()[0]) * 1024
+            elif key == "Threads":
+                out[key] = int(value)
+    return out
+
+
+def anon_by_kind(pid: int) -> dict[str, int]:
+    """Resident anonymous memory (bytes) of ``pid`` by kind of mapping (/proc/<pid>/smaps):
+    ``brk heap`` (malloc's main arena), ``thread arenas`` (the 64 MiB-aligned heaps of malloc's
+    per-thread arenas), ``other maps`` (CPython's 1 MiB object arenas, which the kernel merges
+    when adjacent, big malloc blocks mapped on their own, thread stacks, libraries' maps)."""
+    out: dict[str, int] = {}
+    kind = ""
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and not head[0].endswith(":"):
+                low, high = (int(x, 16) for x in head[0].split("-"))
+                size, path = high - low, head[5] if len(head) > 5 else ""
+                if path == "[heap]":
+                    kind = "brk heap"
+                elif path:
+                    kind = ""  # a file, the stack of the main thread, vdso...
+                elif size <= 64 << 20 and low % (64 << 20) == 0:
+                    kind = "thread arenas"
+                else:
+                    kind = "other maps"
+            elif head[0] == "Anonymous:" and kind:
+                out[kind] = out.get(kind, 0) + int(head[1]) * 1024
+    return out
+
+
+def growth(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """The gateway's RSS growth (MB) between two ``idle_reading``s: file-backed pages, and
+    anonymous memory by kind of mapping (``anon_by_kind``)."""
+    file = after["status"]["RssFile"] - before["status"]["RssFile"]
+    kinds = sorted(before["anon"].keys() | after["anon"].keys())
+    out = {"file": round(file / 2**20, 1)}
+    for kind in kinds:
+        out[kind] = round((after["anon"].get(kind, 0) - before["anon"].get(kind, 0)) / 2**20, 1)
+    return out
+
+
+def tree_rss(target: Target, pinning: Pinning | None = None) -> dict[str, int]:
     assert target.server.proc is not None
-    meter = TreeMeter(target.server.proc.pid, target.data_dir)
+    meter = TreeMeter(target.server.proc.pid, target.data_dir, pinning)
     meter.sample()
     return meter.rss_samples[-1]
 
 
-async def quiesce(target: Target, below_pct: float = 20.0, max_s: float = 90.0) -> float:
-    """Wait until the server's tree uses < ``below_pct`` % of a core over 1 s; seconds waited."""
+async def quiesce(
+    target: Target, below_pct: float = 20.0, max_s: float = 90.0, pinning: Pinning | None = None
+) -> float:
+    """Wait until the server's tree uses < ``below_pct`` % of a core over 1 s; seconds waited.
+    With ``pinning``, every sample puts the tree's threads back on the server's CPU."""
     assert target.server.proc is not None
     started = time.perf_counter()
     while time.perf_counter() - started < max_s:
-        meter = TreeMeter(target.server.proc.pid, target.data_dir)
+        meter = TreeMeter(target.server.proc.pid, target.data_dir, pinning)
         async with meter:
             await asyncio.sleep(1.0)
-        if float(meter.report()["cpu_pct"]) < below_pct:  # type: ignore[arg-type]
+        if meter.report()["cpu_pct"] < below_pct:
             break
     return time.perf_counter() - started
 
@@ -119,57 +188,101 @@ class ChatBench(Bench):
             self.idle[target.name] = await self.measure_idle(target)
 
     async def measure_idle(self, target: Target) -> dict[str, Any]:
-        """Gateway RSS before and after ``--idle`` authenticated, located, silent websockets."""
+        """Gateway RSS before, halfway and after ``--idle`` authenticated, located, silent
+        websockets (each read once the server is quiet); the idle clients sign up before the
+        first reading, so only opening and locating their websockets is measured."""
         a = self.args
-        assert target.server.proc is not None
-        pid = target.server.proc.pid
-        # A small fleet first, closed again: one-time allocations (pools, caches, imports on the
-        # first request) are not counted against the idle connections.
-        warm = Fleet(target.url, FeedWorkload(place_clients(50, 5)), FleetConfig(clients=50))
+        await self.warm_up(target)
+        spots = place_clients(a.idle, a.rooms)
+        halves = [spots[: a.idle // 2], spots[a.idle // 2 :]]
+        fleets = [
+            Fleet(
+                target.url,
+                FeedWorkload(half),
+                FleetConfig(clients=len(half), senders_fraction=0.0, connect_concurrency=64),
+            )
+            for half in halves
+        ]
+        started = time.perf_counter()
+        try:
+            # Signing up is not holding a connection, and its argon2id buffer stays behind in
+            # the malloc arena of the executor thread that hashed it (8 MiB a thread here):
+            # counted against the connections, that was one more thread hashing for the first
+            # time during the join in whichever target it happened (docs/benchmarks.md).
+            for fleet in fleets:
+                await fleet.sign_up()
+            signup_s = time.perf_counter() - started
+            readings = [await self.idle_reading(target)]
+            connect_s = 0.0
+            for fleet in fleets:
+                started = time.perf_counter()
+                await fleet.connect()
+                connect_s += time.perf_counter() - started
+                readings.append(await self.idle_reading(target))
+            open_sockets = sum(1 for f in fleets for c in f.clients if c.closed_code is None)
+        finally:
+            for fleet in fleets:
+                await fleet.close()
+        before, mid, after = readings
+        second = len(halves[1])
+        result = {
+            "connections": a.idle,
+            "open_at_measure": open_sockets,
+            "signup_s": signup_s,
+            "connect_s": connect_s,
+            "gateway_rss_before_mb": before["gateway"] / 2**20,
+            "gateway_rss_after_mb": after["gateway"] / 2**20,
+            "gateway_kb_per_conn": (after["gateway"] - before["gateway"]) / a.idle / 1024,
+            "gateway_kb_per_conn_2nd_half": (after["gateway"] - mid["gateway"]) / second / 1024,
+            "tree_rss_before_mb": before["tree"] / 2**20,
+            "tree_rss_after_mb": after["tree"] / 2**20,
+            "tree_kb_per_conn": (after["tree"] - before["tree"]) / a.idle / 1024,
+            "rss_after_mb_by": {c: round(v / 2**20) for c, v in after["tree_by"].items()},
+            "gateway_threads": [r["status"]["Threads"] for r in readings],
+            "gateway_growth_mb_by": growth(before, after),
+        }
+        say(
+            f"[{target.name}] idle: {a.idle:,} users signed up in {signup_s:.1f}s, then their"
+            f" located websockets opened in {connect_s:.1f}s; gateway RSS"
+            f" {result['gateway_rss_before_mb']:.0f} -> {mid['gateway'] / 2**20:.0f} ->"
+            f" {result['gateway_rss_after_mb']:.0f} MB = {result['gateway_kb_per_conn']:.1f}"
+            f" KB/connection ({result['gateway_kb_per_conn_2nd_half']:.1f} over the second"
+            f" half; whole tree {result['tree_kb_per_conn']:.1f} KB); gateway growth MB by kind"
+            f" {fmt(result['gateway_growth_mb_by'])}, threads"
+            f" {' -> '.join(map(str, result['gateway_threads']))}"
+        )
+        # Closing 5,000 located sessions is work (unfollows, presence): let it finish first.
+        waited = result["quiesce_after_close_s"] = await quiesce(target, pinning=self.pinning)
+        say(f"[{target.name}] idle sockets closed; server quiet after {waited:.0f} s")
+        return result
+
+    async def warm_up(self, target: Target) -> None:
+        """A fleet of ``IDLE_WARM`` located clients at the measured join's concurrency, closed
+        again: one-time allocations (pools grown to what the join uses, executor threads,
+        caches, imports on the first request) are not counted against the idle connections."""
+        spots = place_clients(IDLE_WARM, 5)
+        config = FleetConfig(clients=IDLE_WARM, senders_fraction=0.0, connect_concurrency=64)
+        warm = Fleet(target.url, FeedWorkload(spots), config)
         try:
             await warm.connect()
         finally:
             await warm.close()
-        await asyncio.sleep(a.settle)
-        await quiesce(target)
-        before, tree_before = rss_of(pid), tree_rss(target)
-        spots = place_clients(a.idle, a.rooms)
-        config = FleetConfig(clients=a.idle, senders_fraction=0.0, connect_concurrency=64)
-        fleet = Fleet(target.url, FeedWorkload(spots), config)
-        started = time.perf_counter()
-        try:
-            await fleet.connect()
-            connect_s = time.perf_counter() - started
-            await asyncio.sleep(a.settle)
-            await quiesce(target)
-            after, tree_after = rss_of(pid), tree_rss(target)
-            open_sockets = sum(1 for c in fleet.clients if c.closed_code is None)
-        finally:
-            await fleet.close()
-        result = {
-            "connections": a.idle,
-            "open_at_measure": open_sockets,
-            "connect_s": connect_s,
-            "gateway_rss_before_mb": before / 2**20,
-            "gateway_rss_after_mb": after / 2**20,
-            "gateway_kb_per_conn": (after - before) / a.idle / 1024,
-            "tree_rss_before_mb": sum(tree_before.values()) / 2**20,
-            "tree_rss_after_mb": sum(tree_after.values()) / 2**20,
-            "tree_kb_per_conn": (sum(tree_after.values()) - sum(tree_before.values()))
-            / a.idle
-            / 1024,
-            "rss_after_mb_by": {c: round(v / 2**20) for c, v in sorted(tree_after.items())},
+
+    async def idle_reading(self, target: Target) -> dict[str, Any]:
+        """Once the server is quiet: RSS of the gateway process (with its /proc status and
+        anonymous memory by kind) and of the whole tree (in all and by part)."""
+        assert target.server.proc is not None
+        pid = target.server.proc.pid
+        await asyncio.sleep(self.args.settle)
+        await quiesce(target, pinning=self.pinning)
+        tree = tree_rss(target, pinning=self.pinning)
+        return {
+            "gateway": rss_of(pid),
+            "status": rss_parts(pid),
+            "anon": anon_by_kind(pid),
+            "tree": sum(tree.values()),
+            "tree_by": dict(sorted(tree.items())),
         }
-        say(
-            f"[{target.name}] idle: {a.idle:,} located websockets in {connect_s:.1f}s; gateway RSS"
-            f" {result['gateway_rss_before_mb']:.0f} -> {result['gateway_rss_after_mb']:.0f} MB"
-            f" = {result['gateway_kb_per_conn']:.1f} KB/connection"
-            f" (whole tree {result['tree_kb_per_conn']:.1f} KB)"
-        )
-        # Closing 5,000 located sessions is work (unfollows, presence): let it finish first.
-        waited = result["quiesce_after_close_s"] = await quiesce(target)
-        say(f"[{target.name}] idle sockets closed; server quiet after {waited:.0f} s")
-        return result
 
     def extra_tables(self) -> list[str]:
         if not self.idle:

@@ -10,9 +10,13 @@ search for the highest offered rate that keeps p99 delivery <= 250 ms with zero 
 itself is bench/runner.py's, shared with bench/chat_fanout.py; this module gives the workload.
 ``--baseline-rev REV`` adds the target ``before``: ``ours`` from a ``git archive`` of ``REV``,
 measured the same way and reported next to ``ours`` (``ours/before``, ``before/raw``).
+Per core by default: every server process and thread of a target on CPU 0, the load generator on
+CPU 1 (bench/runner.py; ``--unpinned`` for the old way); each step reports the server's CPU by
+part and its CPU µs per delivered event.
 
     python -m bench.feed_fanout                      # 1000 clients, 50 cells, 10% senders, 20 s
     python -m bench.feed_fanout --quick              # a smoke run (about a minute)
+    python -m bench.feed_fanout --quick --unpinned   # the same, server and generator unpinned
     python -m bench.feed_fanout --search             # plus the step search, both targets
     python -m bench.feed_fanout --source HEAD --baseline-rev HEAD~1 --search   # before/after
 """

@@ -10,7 +10,9 @@ post's cell, then the ack), and the chat frames of bench/chat_workload.py — ``
 subscribed to the room, then the ack with the message) — and nothing else: no auth, no
 durability, no Redis, no Ray, one process. What Hyperlocal does on top (argon2/JWT, group
 commit to Postgres, the event log, Redis fanout, per-socket queues) is
-the difference the benchmark measures.
+the difference the benchmark measures. The fanout benchmarks start it like the real stack,
+pinned to the server's CPU (bench/runner.py, per core by default), so ours/raw compares one core
+with one core.
 
     python -m bench.raw_broadcast --port 8090
 """

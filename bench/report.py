@@ -49,6 +49,7 @@ ROWS = [
     ("no reply", "no_reply"),
     ("loadgen send lag p99 ms", "send_lag_p99_ms"),
     ("loadgen CPU %", "loadgen_cpu_pct"),
+    ("loadgen CPU µs / delivery", "loadgen_us_per_delivery"),
 ]
 
 
@@ -59,4 +60,4 @@ def result_rows(result: dict[str, Any]) -> list[tuple[str, list[Any]]]:
         "expected / delivered": f"{result['expected']:,} / {result['delivered']:,}",
         "duplicates / unexpected": f"{result['duplicates']} / {result['unexpected']}",
     }
-    return [(label, [pairs[label] if key is None else result[key]]) for label, key in ROWS]
+    return [(label, [pairs[label] if key is None else result.get(key, "-")]) for label, key in ROWS]

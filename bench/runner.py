@@ -16,8 +16,22 @@ next to them with ``ours/before`` and ``before/raw``, the JSON under ``results.b
 
     python -m bench.chat_fanout --source HEAD --baseline-rev HEAD~1 --json chat.json
 
+Per core (the default with two cores or more; bench/procs.py ``Pinning``): the **whole server
+side of every target** runs on CPU 0 — for ``ours`` every process of the deployment, found from
+the process tree of the ``hyperlocal up`` child (gateway, Ray's GCS, raylet and agents, the Ray
+workers hosting the shard actors, Postgres and its backends, Redis), for ``raw`` its one
+process — and the **load generator** (this process, and each per-target child, every thread) on
+CPU 1. A server is started with its affinity already set (its children inherit it); every
+sample of its tree sets it again on every thread (Ray and Postgres start processes and threads
+lazily) and a step that found a thread elsewhere says so. ``--unpinned`` keeps the old way (for
+reference); ``--cpus S,L`` picks other CPUs. Each step reports the server's CPU by part and the
+**server CPU µs per delivery** (server CPU time / delivered events), in all and by part.
+
 ``add_load_flags`` and ``add_run_flags`` declare the flags both benchmarks share; ``finish_args``
 applies ``--quick`` to them. ``execute`` runs a bench, prints its report and writes ``--json``.
+
+    python -m bench.chat_fanout --quick --source HEAD              # per core (pinned)
+    python -m bench.chat_fanout --quick --source HEAD --unpinned   # the old way, both cores
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -38,13 +53,24 @@ from typing import Any
 import aiohttp
 
 from bench.loadgen import Fleet
-from bench.procs import TreeMeter, machine
+from bench.procs import (
+    PARTS,
+    Pinning,
+    TreeMeter,
+    choose_pinning,
+    machine,
+    pin_process,
+    pinned_line,
+    stray_warning,
+)
 from bench.report import result_rows, table
 from bench.targets import DEFAULT_TARGETS, STACKS, TARGETS, Target, make_target, rev_parse, snapshot
 from cluster import gcpolicy
 from cluster.config import Settings
 
 P99_LIMIT_MS = 250.0
+OTHERS_WARN_PCT = 10
+"""Warn when processes outside the run used more than this % of the server's CPU in a step."""
 RATIOS = (("ours", "raw"), ("before", "raw"), ("ours", "before"))
 """The ratio columns of the report (numerator, denominator), when both targets were measured."""
 
@@ -65,7 +91,9 @@ class Bench:
         self.results: dict[str, dict[str, Any]] = {}
         self.searches: dict[str, list[dict[str, Any]]] = {}
         self.sweeps: dict[str, list[dict[str, Any]]] = {}
+        self.pinned: dict[str, dict[str, Any]] = {}  # target -> what was pinned right after start
         self.sha: str = args.commits.get("ours", "working tree")  # what `ours` runs
+        self.pinning: Pinning | None = args.pinning
 
     def fleet(self, url: str) -> Fleet:
         """The fleet of this benchmark's workload against ``url`` (not connected yet)."""
@@ -88,7 +116,8 @@ class Bench:
                     rev = self.revision(name)
                     given = f" ({rev})" if rev != sha else ""  # a child gets the full sha
                     say(f"[{name}] runs commit {sha[:12]}{given}, from {source}")
-                await self.measure(make_target(name, root, source, self.args.ours_env))
+                cpus = self.pinning.server if self.pinning else None
+                await self.measure(make_target(name, root, source, self.args.ours_env, cpus))
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -100,9 +129,11 @@ class Bench:
 
     async def measure(self, target: Target) -> None:
         say(f"[{target.name}] starting on {target.url}")
+        settle_gc()  # the same collector policy here for every target, first or not
         await target.server.start()
         fleet: Fleet | None = None
         try:
+            self.pin_started(target)
             await self.before_load(target)
             fleet = self.fleet(target.url)
             await self.load(target, fleet)
@@ -114,6 +145,44 @@ class Bench:
             if code != 0 or left:
                 raise RuntimeError(f"{target.name} did not stop cleanly (exit {code}, {left})")
 
+    def meter(self, target: Target) -> TreeMeter:
+        """A meter of ``target``'s process tree (pinning it, in a per-core run)."""
+        assert target.server.proc is not None
+        return TreeMeter(target.server.proc.pid, target.data_dir, self.pinning)
+
+    def pin_started(self, target: Target) -> None:
+        """Right after start: pin the whole tree once, and say which processes that was."""
+        if self.pinning is None:
+            return
+        meter = self.meter(target)
+        meter.pin_now()
+        report = self.pinned[target.name] = meter.pinning_report()
+        again = report["repinned_at_start"]
+        moved = f"; {again} thread(s) were allowed elsewhere, set back" if again else ""
+        say(f"[{target.name}] pinned {pinned_line(report)}{moved}")
+
+    def measured(self, target: Target, result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` with the figures per delivery and, per core, what others used of the two
+        CPUs; warns of threads found off their CPU and of a server CPU shared with others."""
+        result |= per_delivery(result)
+        if self.pinning is None:
+            return result
+        busy = result["core_busy_pct"]
+        mine = {"server": result["cpu_pct"], "loadgen": result["loadgen_cpu_pct"]}
+        result["others_pct"] = others = {
+            role: max(0, round(sum(busy.get(c, 0) for c in cpus) - mine[role]))
+            for role, cpus in (("server", self.pinning.server), ("loadgen", self.pinning.loadgen))
+        }
+        warning = stray_warning(result["pinning"])
+        if warning:
+            say(f"[{target.name}] {warning}")
+        if others["server"] > OTHERS_WARN_PCT:
+            say(
+                f"[{target.name}] warning: processes outside this run used {others['server']}%"
+                f" of the server's CPU during the step (the machine is not quiet)"
+            )
+        return result
+
     async def load(self, target: Target, fleet: Fleet) -> None:
         """Connect, warm up, measure one phase (and the step search) on ``fleet``."""
         a = self.args
@@ -124,13 +193,13 @@ class Bench:
         settle_gc()
         say(f"[{target.name}] {self.joined(connect_s)}; warming up")
         await fleet.run_phase(min(a.rate, 50.0), a.warmup, a.drain)
-        meter = TreeMeter(target.server.proc.pid, target.data_dir)
-        async with meter:
+        async with self.meter(target) as meter:
             phase = await fleet.run_phase(a.rate, a.duration, a.drain)
-        result = phase.result() | meter.report() | fleet.join_report()
+        result = self.measured(target, phase.result() | meter.report() | fleet.join_report())
         result["connect_s"] = connect_s
         self.results[target.name] = result
         say(f"[{target.name}] {summary(result)}")
+        say(f"[{target.name}]   {cpu_line(result)}")
         if a.sweep:
             self.sweeps[target.name] = [
                 await self.step(target, fleet, rate, "sweep") for rate in a.sweep
@@ -143,9 +212,9 @@ class Bench:
         a = self.args
         assert target.server.proc is not None
         before = await gauges(target.url)
-        async with TreeMeter(target.server.proc.pid, target.data_dir) as meter:
+        async with self.meter(target) as meter:
             phase = await fleet.run_phase(rate, a.search_duration, a.drain)
-        result = phase.result() | meter.report()
+        result = self.measured(target, phase.result() | meter.report())
         after = await gauges(target.url)
         if "hl_router_shard_calls" in before and "hl_router_shard_calls" in after:
             calls = after["hl_router_shard_calls"] - before["hl_router_shard_calls"]
@@ -187,8 +256,26 @@ class Bench:
     def report(self) -> str:
         names = [n for n in TARGETS if n in self.results]
         header = [*names, *(f"{a}/{b}" for a, b in ratio_pairs(names))]
-        out = [*self.commit_lines(names), table(self.rows(names), header), *self.extra_tables()]
+        out = [*self.commit_lines(names), *self.pinning_lines(names)]
+        out += [table(self.rows(names), header), *self.extra_tables()]
         return "\n".join(out + self.search_lines())
+
+    def pinning_lines(self, names: list[str]) -> list[str]:
+        """How the run was placed on the cores; per target, what was pinned and any stray."""
+        out = [self.args.pinning_note]
+        for n in names:
+            pinning = self.results[n].get("pinning")
+            if pinning is None:
+                continue
+            out.append(f"  {n}: {pinned_line(pinning)}")
+            steps = [self.results[n], *self.searches.get(n, [])[:-1], *self.sweeps.get(n, [])]
+            strays = sum(s["pinning"]["off_core_threads"] for s in steps if "pinning" in s)
+            if strays:
+                out.append(
+                    f"  {n}: warning: {strays} thread(s) found off their CPU in measured"
+                    " steps (set back; see the run's log)"
+                )
+        return out
 
     def commit_lines(self, names: list[str]) -> list[str]:
         """Which code each stack target ran, when a baseline makes it two (else: nothing)."""
@@ -210,7 +297,7 @@ class Bench:
             rows.append((label, values + ratios(names, values)))
         for label, key in (
             ("server CPU % (of 1 core)", "cpu_pct"),
-            ("server CPU ms / 1k events", None),
+            ("server CPU µs / delivery", "cpu_us_per_delivery"),
             ("server RSS peak MB", "rss_peak_mb"),
             ("server processes", "processes"),
             (self.connect_label, "connect_s"),
@@ -219,13 +306,25 @@ class Bench:
             ("locate p99 ms", "setup_p99_ms"),
             *self.extra_rows,
         ):
-            values = [self.results[n][key] if key else cpu_per_k(self.results[n]) for n in names]
+            values = [self.results[n][key] for n in names]
             rows.append((label, values + ratios(names, values)))
-        for label, key in (("  CPU %", "cpu_pct_by"), ("  RSS MB", "rss_peak_mb_by")):
-            parts = sorted({p for n in names for p in self.results[n][key]})
+        for label, key in (
+            ("  CPU %", "cpu_pct_by"),
+            ("  µs / delivery", "cpu_us_per_delivery_by"),
+            ("  RSS MB", "rss_peak_mb_by"),
+        ):
+            parts = [p for p in PARTS if any(p in self.results[n][key] for n in names)]
             for part in parts:
                 values = [self.results[n][key].get(part, "-") for n in names]
-                rows.append((f"{label} {part}", values))
+                rows.append((f"{label} {part}", values + ratios(names, values)))
+        cores = sorted({c for n in names for c in self.results[n].get("core_busy_pct", {})})
+        for core in cores:
+            values = [self.results[n].get("core_busy_pct", {}).get(core, "-") for n in names]
+            rows.append((f"CPU {core} busy % (anyone's)", values))
+        for role in ("server", "loadgen"):
+            values = [self.results[n].get("others_pct", {}).get(role, "-") for n in names]
+            if any(v != "-" for v in values):
+                rows.append((f"  others' % on the {role} CPU", values))
         return rows
 
     def extra_tables(self) -> list[str]:
@@ -234,19 +333,24 @@ class Bench:
 
     def search_lines(self) -> list[str]:
         out = []
+        legend = (
+            f"(offered {self.unit}/s: verdict, p99 ms, server CPU % of a core,"
+            " server CPU µs per delivery, by part)"
+        )
         for n, steps in self.sweeps.items():
-            out.append(f"{n} sweep (offered/s: p99 ms, server CPU % of a core, ms per 1k events):")
-            out.extend(
-                f"  {s['offered_per_s']:>8,.0f}: p99 {s['delivery_p99_ms']:7.1f},"
-                f" CPU {s['cpu_pct']:5.0f} %, {cpu_per_k(s):6.1f} ms/1k"
-                for s in steps
-            )
+            out.append(f"{n} sweep {legend}:")
+            out.extend(step_line(s) for s in steps)
+        for n, steps in self.searches.items():
+            out.append(f"{n} search {legend}:")
+            out.extend(step_line(s) for s in steps[:-1])
         for n, steps in self.searches.items():
             best = steps[-1]
             hit = " (search ceiling, not a failure)" if best["limit_hit"] else ""
+            at = [s for s in steps[:-1] if s["pass"] and s["offered_per_s"] == best["best"]]
+            cost = f"; there {cpu_line(at[-1])}" if at else ""
             out.append(
                 f"{n}: highest offered rate with p99 <= {P99_LIMIT_MS:.0f} ms and zero loss:"
-                f" {best['best']:,.0f} {self.unit}/s{hit}"
+                f" {best['best']:,.0f} {self.unit}/s{hit}{cost}"
             )
         best = {n: steps[-1]["best"] for n, steps in self.searches.items()}
         for a, b in ratio_pairs(list(best)):
@@ -257,13 +361,19 @@ class Bench:
 
     def figures(self) -> dict[str, Any]:
         """What ``--json`` holds besides the machine, the commit and the arguments."""
-        return {"results": self.results, "searches": self.searches, "sweeps": self.sweeps}
+        return {
+            "results": self.results,
+            "searches": self.searches,
+            "sweeps": self.sweeps,
+            "pinned_at_start": self.pinned,
+        }
 
     def absorb(self, part: dict[str, Any]) -> None:
         """Take in the figures of a run that measured some of the targets (``figures``)."""
         self.results |= part["results"]
         self.searches |= part["searches"]
         self.sweeps |= part["sweeps"]
+        self.pinned |= part.get("pinned_at_start", {})
         if part.get("commit") and part["commit"] != "working tree":
             self.sha = part["commit"]
 
@@ -279,6 +389,10 @@ def execute(bench: Bench) -> int:
     them in this process (the old way). ``before`` is measured the same way as the others.
     """
     args = bench.args
+    if args.part_json is None:
+        say(args.pinning_note)
+    if args.pinning is not None:  # this process is the load generator (or starts them)
+        pin_process(os.getpid(), args.pinning.loadgen)
     if len(args.targets) > 1 and not args.one_process:
         code = 0
         for name in args.targets:
@@ -292,7 +406,7 @@ def execute(bench: Bench) -> int:
     print()
     print(bench.report())
     if args.json:
-        doc = {"machine": machine(), "commit": bench.sha}
+        doc = {"machine": machine(), "commit": bench.sha, "pinning": pinning_doc(args)}
         if "before" in args.commits:
             doc["baseline_commit"] = args.commits["before"]
         doc |= {"args": vars(args) | {"json": str(args.json)}}
@@ -305,8 +419,10 @@ def execute(bench: Bench) -> int:
 def measure_in_child(bench: Bench, name: str) -> int:
     """Measure target ``name`` in a fresh process running this benchmark; absorb its figures.
 
-    The child gets this run's arguments, then ``--targets name``, and the revisions as the
-    commits they were resolved to here (a branch or ``HEAD`` may move while the run lasts).
+    The child gets this run's arguments, then ``--targets name``, the revisions as the
+    commits they were resolved to here (a branch or ``HEAD`` may move while the run lasts), and
+    the CPUs chosen here (``--cpus``: the child starts on the load generator's CPU only, so it
+    could not choose them itself).
     """
     main = sys.modules["__main__"].__spec__
     if main is None:
@@ -318,6 +434,8 @@ def measure_in_child(bench: Bench, name: str) -> int:
         for flag, target in (("--source", "ours"), ("--baseline-rev", "before")):
             if target in bench.args.commits:
                 argv += [flag, bench.args.commits[target]]
+        if bench.args.pinning is not None:
+            argv += ["--cpus", bench.args.pinning.spec()]
         say(f"[{name}] measured by a fresh load-generator process")
         code = subprocess.run(argv, check=False).returncode
         if not part.exists():
@@ -342,9 +460,31 @@ def passes(result: dict[str, Any]) -> bool:
     )
 
 
-def cpu_per_k(result: dict[str, Any]) -> float:
+def per_delivery(result: dict[str, Any]) -> dict[str, Any]:
+    """Server CPU µs per delivered event, in all and by part (``cpu_s_by``), and the load
+    generator's; NaN (the total) or absent (parts) with nothing delivered."""
     events = result["delivered"]
-    return 1e6 * result["cpu_s"] / events if events else float("nan")
+    if not events:
+        return {"cpu_us_per_delivery": math.nan, "cpu_us_per_delivery_by": {}}
+    return {
+        "cpu_us_per_delivery": 1e6 * result["cpu_s"] / events,
+        "cpu_us_per_delivery_by": {
+            part: round(1e6 * s / events, 1) for part, s in result["cpu_s_by"].items()
+        },
+    }
+
+
+def pinning_doc(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's placement for ``--json``."""
+    pin: Pinning | None = args.pinning
+    if pin is None:
+        return {"mode": "unpinned", "note": args.pinning_note}
+    return {
+        "mode": "pinned",
+        "server_cpus": sorted(pin.server),
+        "loadgen_cpus": sorted(pin.loadgen),
+        "note": args.pinning_note,
+    }
 
 
 def ratio_pairs(names: list[str]) -> list[tuple[str, str]]:
@@ -375,15 +515,37 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def cpu_line(result: dict[str, Any]) -> str:
-    """Server CPU (% of one core) in all and by component, per delivered event, shard calls."""
-    parts = ", ".join(f"{k} {v}" for k, v in sorted(result["cpu_pct_by"].items()))
-    line = f"server CPU {result['cpu_pct']:.0f}% ({parts}), {cpu_per_k(result):.1f} ms / 1k events"
+    """Server CPU (% of one core) and µs per delivery, in all and by part; shard calls."""
+    pct = ", ".join(f"{k} {v}" for k, v in result["cpu_pct_by"].items())
+    us = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_us_per_delivery_by"].items())
+    line = (
+        f"server CPU {result['cpu_pct']:.0f}% of a core ({pct});"
+        f" {result['cpu_us_per_delivery']:.1f} µs per delivery ({us})"
+    )
+    if "core_busy_pct" in result:
+        busy = ", ".join(f"{c} {v}%" for c, v in result["core_busy_pct"].items())
+        line += f"; CPU busy {busy}"
+    if "others_pct" in result:
+        others = result["others_pct"]
+        line += f" (others: {others['server']}% of the server's, {others['loadgen']}% of the"
+        line += " generator's)"
     if "shard_calls_per_s" in result:
         line += (
             f", {result['shard_calls_per_s']:.0f} shard calls/s"
             f" of {result['commands_per_call']:.1f} commands"
         )
     return line
+
+
+def step_line(result: dict[str, Any]) -> str:
+    """One step of a search or sweep, for the report (``search_lines``)."""
+    verdict = "pass" if result.get("pass") else "FAIL"
+    us = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_us_per_delivery_by"].items())
+    return (
+        f"  {result['offered_per_s']:>8,.0f}: {verdict} p99 {result['delivery_p99_ms']:7.1f},"
+        f" CPU {result['cpu_pct']:4.0f} %, {result['cpu_us_per_delivery']:6.1f} µs/delivery"
+        f" ({us})"
+    )
 
 
 async def gauges(url: str) -> dict[str, float]:
@@ -433,7 +595,9 @@ def add_run_flags(
     p.add_argument("--search", action="store_true", help="step search for the p99/loss limit")
     p.add_argument("--search-start", type=float, default=100.0)
     p.add_argument("--search-factor", type=float, default=1.5)
-    p.add_argument("--search-max", type=float, default=20000.0)
+    p.add_argument(
+        "--search-max", type=float, default=None, help="highest step (20,000; --quick: 400)"
+    )
     p.add_argument("--search-duration", type=float, default=6.0)
     p.add_argument("--search-pause", type=float, default=2.0)
     p.add_argument(
@@ -463,6 +627,18 @@ def add_run_flags(
         action="store_true",
         help="measure every target from this process (default: a fresh one per target)",
     )
+    p.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="let the server and the load generator use every core (the old way, for"
+        " reference; default: the server on one core, the load generator on another)",
+    )
+    p.add_argument(
+        "--cpus",
+        metavar="SERVER,LOADGEN",
+        help="the CPU of the whole server side and of the load generator (default: the first"
+        " two this process may use, e.g. 0,1; a range like 2-3 for either)",
+    )
     p.add_argument("--part-json", type=Path, help=argparse.SUPPRESS)  # a per-target child
 
 
@@ -471,6 +647,10 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
     full sha); ``before`` among the targets with ``--baseline-rev`` (just ahead of ``ours``);
     ``--quick`` shrinks the shared flags (the caller its own)."""
     args.ours_env = dict(item.split("=", 1) for item in args.ours_env)
+    try:
+        args.pinning, args.pinning_note = choose_pinning(args.cpus, args.unpinned)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     args.commits = {}
     for target, rev in (("ours", args.source), ("before", args.baseline_rev)):
         if rev:
@@ -486,5 +666,7 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.quick:
         args.clients, args.rate = min(args.clients, 100), 50.0
         args.duration, args.warmup, args.drain = 5.0, 1.0, 5.0
-        args.search_duration, args.search_max = 3.0, 400.0
+        args.search_duration = 3.0
+    if args.search_max is None:
+        args.search_max = 400.0 if args.quick else 20000.0
     return args

@@ -7,7 +7,9 @@ rate limits raised and a cheaper argon2id, optionally from a ``git archive`` of 
 (``snapshot``). ``before`` is the same stack, started the same way, from a snapshot of an
 earlier commit (``--baseline-rev``): the same benchmark run measures a change before and after.
 ``Target.stop`` sends SIGINT and reports the exit code and any Postgres or Redis left running on
-the data dir; a clean stop is exit 0 with none left.
+the data dir; a clean stop is exit 0 with none left. In a per-core run (bench/runner.py) a target
+is started with the server's CPU as its affinity (``make_target(..., cpus)``), which everything
+it starts inherits.
 """
 
 from __future__ import annotations
@@ -73,8 +75,16 @@ def snapshot(rev: str, dest: Path) -> tuple[Path, str]:
     return dest, sha
 
 
-def make_target(name: str, root: Path, source: Path | None, extra_env: dict[str, str]) -> Target:
-    """Target ``name`` (not started), run from the tree ``source`` (None: this checkout)."""
+def make_target(
+    name: str,
+    root: Path,
+    source: Path | None,
+    extra_env: dict[str, str],
+    cpus: frozenset[int] | None = None,
+) -> Target:
+    """Target ``name`` (not started), run from the tree ``source`` (None: this checkout); with
+    ``cpus``, its server process starts with that affinity, and so every process it starts
+    (for a stack: Postgres, Redis, Ray and its workers, more gateways) unless one resets it."""
     port = free_port()
     data_dir = root / name
     data_dir.mkdir(parents=True)
@@ -98,7 +108,7 @@ def make_target(name: str, root: Path, source: Path | None, extra_env: dict[str,
         env.update(extra_env)
         argv = python_module("cluster.cli", "--log-level", "WARNING", "up", "--port", str(port))
         ready = "hyperlocal gateway on"
-    server = ServerProcess(name, argv, env, ready, data_dir / "server.log", cwd=source)
+    server = ServerProcess(name, argv, env, ready, data_dir / "server.log", cwd=source, cpus=cpus)
     return Target(name, server, port, data_dir)
 
 

@@ -69,3 +69,35 @@ def test_rooms_are_dealt_evenly_and_apart() -> None:
     homes = {workload.spots[i].cell for i in range(50)}
     assert len(homes) == 50
     assert all(h3.grid_distance(a, b) >= 4 for a in homes for b in homes if a != b)
+
+
+async def test_a_fleet_can_sign_up_first_and_connect_later() -> None:
+    """The idle-connection measurement signs its clients up before the first RSS reading, so
+    only the websockets are counted (bench/chat_fanout.py)."""
+    from bench.workloads import FeedWorkload, place_clients
+
+    srv = TestServer(raw_broadcast.build_app(), host="127.0.0.1", port=0)
+    await srv.start_server()
+    fleet = Fleet(str(srv.make_url("")), FeedWorkload(place_clients(6, 2)), FleetConfig(clients=6))
+    try:
+        await fleet.sign_up()
+        assert len(fleet.join_ms["signup"]) == 6 and not fleet.clients
+        await fleet.connect()
+        assert len(fleet.join_ms["signup"]) == 6  # not signed up again
+        assert len(fleet.clients) == 6 and len(fleet.join_ms["setup"]) == 6
+        assert all(c.user_id for c in fleet.clients)
+    finally:
+        await fleet.close()
+        await srv.close()
+
+
+def test_the_gateway_memory_reading_tells_kinds_of_memory_apart() -> None:
+    import os
+
+    from bench.chat_fanout import anon_by_kind, rss_parts
+
+    status = rss_parts(os.getpid())
+    assert status["RssAnon"] > 0 and status["Threads"] >= 1
+    kinds = anon_by_kind(os.getpid())
+    assert set(kinds) <= {"brk heap", "thread arenas", "other maps"}
+    assert 0 < sum(kinds.values()) <= status["RssAnon"] + status["RssShmem"]
