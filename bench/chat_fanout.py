@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import time
 from typing import Any
 
@@ -50,7 +49,7 @@ import psutil
 
 from bench.chat_workload import ChatWorkload
 from bench.loadgen import Fleet, FleetConfig
-from bench.procs import Pinning, TreeMeter, machine
+from bench.procs import Pinning, TreeMeter, machine, raise_fd_limit
 from bench.report import fmt, table
 from bench.runner import Bench, add_load_flags, add_run_flags, execute, finish_args, say
 from bench.targets import TARGETS, Target
@@ -72,16 +71,6 @@ IDLE_ROWS = (
 )
 IDLE_WARM = 128
 """Clients of the warm-up before the idle connections (two rounds of the join's 64 at once)."""
-
-
-def raise_fd_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard limit; child servers inherit it. The new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = max(soft, 1 << 16)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def rss_of(pid: int) -> int:

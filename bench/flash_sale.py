@@ -63,7 +63,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -74,6 +74,7 @@ import h3
 import psutil
 
 from bench import flash_baseline
+from bench.loadgen import percentile
 from bench.procs import ServerProcess, TreeMeter, machine, python_module
 from bench.report import fmt, table
 from bench.targets import REPO, Target, make_target, rev_parse, snapshot
@@ -96,15 +97,6 @@ TARGETS = ("baseline", "ours")
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile; NaN for no values (as bench/loadgen.py)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(pct * len(ordered) / 100 - 1e-9)))
-    return ordered[rank - 1]
 
 
 # -- where everything runs -------------------------------------------------------------------------

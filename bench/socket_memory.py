@@ -303,18 +303,6 @@ async def settle(
             return
 
 
-def raise_fd_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard limit; child servers inherit it. The new soft limit."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = max(soft, 1 << 16)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -616,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--serve"]:
         serve(argv[1:])
         return 0
-    from bench.procs import machine
+    from bench.procs import machine, raise_fd_limit
     from bench.report import fmt
 
     args = parse(argv)

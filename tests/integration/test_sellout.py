@@ -69,29 +69,24 @@ async def test_out_of_stock_refusals_do_not_rerun_the_batch(
             )
     finally:
         await conn.close()
-    command = OrderReserve(
-        user_id=buyer.id,
-        key=uuid.uuid4().hex,
-        vendor_id=one["vendor_id"],
-        group_id=groups[0],
-        items=(line,),
-        total=100,
-        currency=one["currency"],
-        ttl_s=60,
-    )
+
+    def reserve(group: str) -> OrderReserve:
+        return OrderReserve(
+            user_id=buyer.id,
+            key=uuid.uuid4().hex,
+            vendor_id=one["vendor_id"],
+            group_id=group,
+            items=(line,),
+            total=100,
+            currency=one["currency"],
+            ttl_s=60,
+        )
+
+    command = reserve(groups[0])
     first = await market.mutate(command)
     again = await market.mutate(command)
     assert again["order"]["id"] == first["order"]["id"]
-    other = OrderReserve(
-        user_id=buyer.id,
-        key=uuid.uuid4().hex,
-        vendor_id=one["vendor_id"],
-        group_id=groups[1],
-        items=(line,),
-        total=100,
-        currency=one["currency"],
-        ttl_s=60,
-    )
+    other = reserve(groups[1])
     with pytest.raises(OutOfStock):
         await market.mutate(other)
     for ws in sockets:
