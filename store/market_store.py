@@ -168,10 +168,14 @@ async def set_stock(conn: Conn, listing_id: str, stock: int) -> dict[str, Any]:
 
 
 async def lock_listings(conn: Conn, listing_ids: list[str]) -> dict[str, asyncpg.Record]:
-    """The listings of ``listing_ids`` there are, locked for this transaction, by id."""
+    """The listings of ``listing_ids`` there are, locked for this transaction, by id.
+
+    ``FOR NO KEY UPDATE``, the lock the stock UPDATE takes anyway: it does not block the
+    ``KEY SHARE`` a foreign key check takes, so other shards adding these listings to carts
+    (``cart_items`` references ``listings``) do not wait for this shard's commit."""
     rows = await conn.fetch(
         f"SELECT {_LISTING_COLUMNS} FROM listings WHERE id = ANY($1::text[]) ORDER BY id"
-        f" FOR UPDATE",
+        f" FOR NO KEY UPDATE",
         listing_ids,
     )
     return {r["id"]: r for r in rows}
