@@ -196,16 +196,13 @@ class CellHost:
             self.placement = await placement.load(self.pool)
             self.ext.clear()  # keys may have moved: cached state of any of them may be stale
 
-    def _owned(self, key: str) -> bool:
-        return self.placement is not None and self.placement.owner(key) == self.name
-
     def owns(self, key: str) -> bool:
         """Does this host own ``key`` under the placement it knows now?"""
-        return self._owned(key)
+        return self.placement is not None and self.placement.owner(key) == self.name
 
     async def _owns(self, version: int, key: str) -> bool:
         await self._placement_at_least(version)
-        return self._owned(key)
+        return self.owns(key)
 
     def placement_version(self) -> int:
         return self.placement.version if self.placement else 0
@@ -284,7 +281,7 @@ class CellHost:
             except AppError as err:  # an id that names no cell
                 replies.append({"ok": False, "error": err.to_dict()})
                 continue
-            if not self._owned(route):
+            if not self.owns(route):
                 replies.append({"moved": self.placement_version()})
                 continue
             pending.append((len(replies), self.committer.enqueue(self._work(handler, cmd))))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import h3
@@ -45,8 +46,11 @@ class RoomRef:
     cell: str
 
 
+@lru_cache(maxsize=65_536)
 def parse_room(room_id: str) -> RoomRef | None:
-    """The room an id names, or None if it cannot be a room id at all."""
+    """The room an id names, or None if it cannot be a room id at all. Remembered (a pure
+    function of the id, and ``RoomRef`` is frozen): a chat message parses its room's id at
+    the gateway's check, its route, and the owner's, each an H3 validity check otherwise."""
     if room_id.startswith(NEIGHBOURHOOD_PREFIX):
         cell = room_id[len(NEIGHBOURHOOD_PREFIX) :]
         return RoomRef(room_id, "neighbourhood", cell) if _valid_cell(cell) else None
