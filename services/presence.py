@@ -142,6 +142,7 @@ class Presence:
 
     async def _refresh(self) -> None:
         expires = time.time() + self.ttl_s
+        sent: list[tuple[str, list[str]]] = []
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(_GATEWAYS, {self.gateway_id: expires})
             pipe.zremrangebyscore(_GATEWAYS, "-inf", time.time())
@@ -154,6 +155,7 @@ class Presence:
                     if not chunk:
                         continue
                     pipe.zadd(_key(stream), {self._member(u): expires for u in chunk})
+                    sent.append((stream, chunk))
                     queued += len(chunk)
                     if queued >= REFRESH_BATCH:
                         await pipe.execute()
@@ -162,3 +164,17 @@ class Presence:
                     pipe.zremrangebyscore(_key(stream), "-inf", time.time())
                     pipe.expire(_key(stream), int(self.ttl_s * 2) + 1)
             await pipe.execute()
+        # An exit's ZREM (another connection) can reach Redis before a refresh's ZADD already on
+        # its way, which then puts the member back with nobody left to remove it: whoever left
+        # while the refresh was out is removed again now.
+        gone = [
+            (stream, user)
+            for stream, chunk in sent
+            for user in chunk
+            if user not in self._local.get(stream, ())
+        ]
+        if gone:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for stream, user in gone:
+                    pipe.zrem(_key(stream), self._member(user))
+                await pipe.execute()
