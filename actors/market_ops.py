@@ -32,7 +32,7 @@ from models.commands import ShardCommand
 from models.errors import AppError, BadRequest, Conflict, NotFound, OutOfStock
 from models.ids import cell_of, cell_scoped_id, new_id
 from models.placement import cell_key
-from models.streams import feed_stream, user_stream
+from models.streams import feed_stream, listing_stream, user_stream
 from store import hooks_store, recommend_store
 from store import market_store as ms
 
@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 _PENDING = "market.listing_updates"
 """``host.ext`` key: listing id -> its latest committed state, not yet sent (conflation)."""
+_PENDING_FEED = "market.listing_availability"
+"""``host.ext`` key: ids of pending listings whose availability (in stock or sold out) changed
+since their feed stream last heard of them."""
 
 
 def _pending(host: CellHost) -> dict[str, dict[str, Any]]:
@@ -52,40 +55,72 @@ def _pending(host: CellHost) -> dict[str, dict[str, Any]]:
     return pending
 
 
+def _pending_feed(host: CellHost) -> set[str]:
+    flagged: set[str] = host.ext.setdefault(_PENDING_FEED, set())
+    return flagged
+
+
 def _listing_changed(host: CellHost, tx: Tx, out: Emitted, listing: dict[str, Any]) -> None:
-    """A vendor's change: ``listing.updated`` at once; a stock state still pending from sales
-    is older than this one and is dropped once it commits."""
-    out.add(feed_stream(listing["cell"]), "listing.updated", {"listing": listing})
-    pending = _pending(host)
-    tx.then(lambda: pending.pop(listing["id"], None))
+    """A vendor's change: ``listing.updated`` at once, to the neighbourhood (``feed:<cell>``)
+    and to the listing's watchers (``listing:<id>``); a stock state still pending from sales is
+    older than this one and is dropped once it commits."""
+    event = {"listing": listing}
+    out.add(feed_stream(listing["cell"]), "listing.updated", event)
+    out.add(listing_stream(listing["id"]), "listing.updated", event)
+    pending, flagged = _pending(host), _pending_feed(host)
+
+    def forget() -> None:
+        pending.pop(listing["id"], None)
+        flagged.discard(listing["id"])
+
+    tx.then(forget)
 
 
-def _stock_moved(host: CellHost, tx: Tx, out: Emitted, listing: dict[str, Any]) -> None:
-    """A sale or a release moved the stock: conflated. Once committed, the listing's latest
-    state waits in ``host.ext`` for the next ``flush_listing_updates`` (every
-    ``listing_update_ms``), which sends one event per listing, whatever moved it meanwhile."""
+def _stock_moved(
+    host: CellHost, tx: Tx, out: Emitted, listing: dict[str, Any], before: int
+) -> None:
+    """A sale or a release moved the stock from ``before``: the listing's watchers hear of it
+    (``listing:<id>``), its neighbourhood only when it sold out or came back in stock. Both
+    conflated: once committed, the listing's latest state waits in ``host.ext`` for the next
+    ``flush_listing_updates`` (every ``listing_update_ms``), which sends one event per listing
+    and stream, whatever moved it meanwhile."""
+    availability = (before > 0) != (listing["stock"] > 0)
     if host.settings.listing_update_ms <= 0:
-        out.add(feed_stream(listing["cell"]), "listing.updated", {"listing": listing})
+        event = {"listing": listing}
+        out.add(listing_stream(listing["id"]), "listing.updated", event)
+        if availability:
+            out.add(feed_stream(listing["cell"]), "listing.updated", event)
         return
-    pending = _pending(host)
-    tx.then(lambda: pending.__setitem__(listing["id"], listing))
+    pending, flagged = _pending(host), _pending_feed(host)
+
+    def remember() -> None:
+        pending[listing["id"]] = listing
+        if availability:
+            flagged.add(listing["id"])
+
+    tx.then(remember)
 
 
 def flush_listing_updates(host: CellHost) -> Work | None:
-    """The tick's work: one ``listing.updated`` per pending listing on its cell's feed stream
-    (cells no longer owned here are dropped: their new owner speaks for them). A pending state
-    is forgotten only once its event committed, and only if nothing newer replaced it."""
+    """The tick's work: one ``listing.updated`` per pending listing on its ``listing:<id>``
+    stream, and on its cell's feed stream if its availability changed (cells no longer owned
+    here are dropped: their new owner speaks for them). A pending state is forgotten only once
+    its event committed, and only if nothing newer replaced it."""
     pending = host.ext.get(_PENDING)
     if not pending:
         return None
     snapshot = dict(pending)
+    flagged = _pending_feed(host)
+    to_feed = {listing_id for listing_id in snapshot if listing_id in flagged}
 
     async def work(tx: Tx) -> dict[str, Any]:
         by_stream: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for listing in snapshot.values():
             if host.owns(cell_key(listing["cell"])):
-                stream = feed_stream(listing["cell"])
-                by_stream.setdefault(stream, []).append(("listing.updated", {"listing": listing}))
+                event = ("listing.updated", {"listing": listing})
+                by_stream[listing_stream(listing["id"])] = [event]
+                if listing["id"] in to_feed:
+                    by_stream.setdefault(feed_stream(listing["cell"]), []).append(event)
         for stream, items in by_stream.items():
             tx.emit(await host.append(tx, stream, items))
 
@@ -93,6 +128,7 @@ def flush_listing_updates(host: CellHost) -> Work | None:
             for listing_id, sent in snapshot.items():
                 if pending.get(listing_id) is sent:
                     del pending[listing_id]
+                    flagged.discard(listing_id)
 
         tx.then(forget)
         return {}
@@ -256,7 +292,7 @@ async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], hook
     row = await ms.take_stock(tx.conn, item["listing_id"], item["qty"])
     assert row is not None, "checked and locked by _check_lines"  # CHECK (stock >= 0) backs it
     listing = ms.listing_public(row)
-    _stock_moved(host, tx, out, listing)
+    _stock_moved(host, tx, out, listing, row["stock"] + item["qty"])
     hooks.extend(_stock_hooks(host, row["stock"] + item["qty"], listing))
 
 
@@ -319,7 +355,7 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     if step.restock:
         for item in order["items"]:
             listing = await ms.put_back(tx.conn, item["listing_id"], item["qty"])
-            _stock_moved(host, tx, out, listing)
+            _stock_moved(host, tx, out, listing, listing["stock"] - item["qty"])
     refund_id = None
     if step.target == market.REFUNDED:
         refund_id = await _record_refund(tx, row, external=not step.refund_owed)

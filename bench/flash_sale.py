@@ -6,8 +6,11 @@ fresh for every step, ``--hot`` hot listings (10, on 10 vendors spread over the 
 ``--hot-stock`` units (50) each. ``--buyers`` buyers (2,000), each on its own real websocket,
 ``locate`` at the centre of their vendor's cell or of one of its k-ring neighbours (buyer ``i``
 belongs to vendor ``i mod vendors``), so they follow that neighbourhood's feed streams as a real
-client does and receive its ``listing.updated`` events (stock changes of the listings there, as
-the stack publishes them: since 27d2e3e at most one per listing per ``HL_LISTING_UPDATE_MS``).
+client does and receive its ``listing.updated`` events (as the stack publishes them: since
+27d2e3e at most one per listing per ``HL_LISTING_UPDATE_MS``; since this commit the neighbourhood
+hears of a sale only when a listing sells out or comes back). ``--watchers`` buyers (200) keep
+the sale's page open: each follows the ``listing:<id>`` stream of every hot listing of the step,
+its live stock.
 A checkout is 1-3 distinct lines (each hot with probability ``--hot-share``, 0.5, qty 1-2), put in
 the cart with ``cart.add`` one at a time (each awaited, as a client does), then ``checkout`` with
 the sandbox card. Demand exceeds the hot stock on purpose: they sell out, then answer
@@ -299,6 +302,8 @@ class Driver(Protocol):
 
     async def add_hot(self, items: list[Item]) -> list[str]: ...
 
+    async def watch(self, listing_ids: list[str], watchers: int) -> None: ...
+
     async def checkout(self, buyer: int, lines: list[tuple[str, int]]) -> Outcome: ...
 
     async def after(self, buyer: int, outcome: Outcome, lines: list[tuple[str, int]]) -> None: ...
@@ -384,6 +389,7 @@ class Ours:
         self.events: Counter[str] = Counter()
         self.vendor_tokens: list[str] = []
         self.buyers: list[Buyer] = []
+        self.watching: list[str] = []  # the hot listings the watchers follow
         self.ordinary_ids: list[str] = []
         self.initial: dict[str, int] = {}
         self.join_ms: dict[str, list[float]] = {"signup": [], "connect_locate": []}
@@ -462,6 +468,24 @@ class Ours:
     async def add_hot(self, items: list[Item]) -> list[str]:
         return await self.create(items)
 
+    async def watch(self, listing_ids: list[str], watchers: int) -> None:
+        """The first ``watchers`` buyers keep the sale's page open: each follows the
+        ``listing:<id>`` stream of every listing of ``listing_ids`` (and no longer the last
+        step's), as a client showing live stock does; the other buyers hear of a listing only
+        on their neighbourhood's feed (docs/protocol.md, ``listing.updated``)."""
+
+        async def one(buyer: int) -> None:
+            sock = self.buyers[buyer]
+            for old in self.watching:
+                await sock.request("unsubscribe", {"stream": f"listing:{old}"})
+            for listing_id in listing_ids:
+                reply = await sock.request("subscribe", {"stream": f"listing:{listing_id}"})
+                if not reply.get("ok"):
+                    raise RuntimeError(f"subscribe failed: {reply}")
+
+        await gated(min(watchers, len(self.buyers)), 32, one)
+        self.watching = list(listing_ids)
+
     async def checkout(self, buyer: int, lines: list[tuple[str, int]]) -> Outcome:
         sock = self.buyers[buyer]
         for listing_id, qty in lines:
@@ -524,6 +548,9 @@ class Baseline:
 
     async def add_hot(self, items: list[Item]) -> list[str]:
         return await self.create(items)
+
+    async def watch(self, listing_ids: list[str], watchers: int) -> None:
+        """No events here: nothing to follow."""
 
     async def checkout(self, buyer: int, lines: list[tuple[str, int]]) -> Outcome:
         body = {"buyer_id": f"buyer-{buyer}",
@@ -823,6 +850,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
             say(f"[{driver.name}] warm-up: {summary(result)}")
         for s, rate in enumerate(args.rates):
             hot_ids = await driver.add_hot(cat.hot[s])
+            await driver.watch(hot_ids, args.watchers)
             await asyncio.sleep(args.pause)
             lines = plan(args, s, rate, args.step_seconds, args.hot_share)
             result, late = await run_step(driver, metered, idle, hot_ids, lines, rate, args)
@@ -1093,6 +1121,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hot", type=int, default=10, help="hot listings (fresh every step)")
     p.add_argument("--hot-stock", type=int, default=50)
     p.add_argument("--hot-share", type=float, default=0.5, help="chance a line is a hot one")
+    p.add_argument("--watchers", type=int, default=200,
+                   help="buyers following every hot listing's own stream (its live stock)")
     p.add_argument("--rates", type=rates, default=[25, 50, 100, 200, 400, 500, 700],
                    metavar="R1,R2,...", help="offered checkouts/s, one step each")  # fmt: skip
     p.add_argument("--step-seconds", type=float, default=10.0)

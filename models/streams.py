@@ -29,7 +29,7 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=wire_value)
 
 
-_STREAM = re.compile(r"^(feed|room|user):([0-9A-Za-z._-]{1,80})$")
+_STREAM = re.compile(r"^(feed|room|user|listing):([0-9A-Za-z._-]{1,80})$")
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,9 @@ class Position:
 
 
 def single_writer(stream: str) -> bool:
-    """Feed and room streams have one writer, the owner of their cell (rule 2); a user's inbox
-    is written by the owner of whatever the event is about."""
-    return stream.startswith(("feed:", "room:"))
+    """Feed, room and listing streams have one writer, the owner of their cell (rule 2); a
+    user's inbox is written by the owner of whatever the event is about."""
+    return stream.startswith(("feed:", "room:", "listing:"))
 
 
 def parse_stream(name: str) -> tuple[str, str]:
@@ -100,6 +100,11 @@ def feed_stream(cell: str) -> str:
 
 def user_stream(user_id: str) -> str:
     return f"user:{user_id}"
+
+
+def listing_stream(listing_id: str) -> str:
+    """One listing's watchers: every state of it (conflated stock moves included)."""
+    return f"listing:{listing_id}"
 
 
 @dataclass

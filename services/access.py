@@ -2,6 +2,7 @@
 
 - ``feed:<cell>``: public, for any valid cell at this deployment's resolution;
 - ``user:<id>``: only that user;
+- ``listing:<id>``: anyone, for a listing on sale (as ``listing.get``: else ``not_found``);
 - ``room:cell-<h3>`` (a neighbourhood room): anyone whose located neighbourhood contains it;
 - ``room:<id>`` (direct or group): members only; an outsider gets ``forbidden``, a room that
   does not exist ``not_found``.
@@ -16,9 +17,10 @@ import asyncpg
 from models.cells import Geo
 from models.chat import RoomRef, parse_room
 from models.errors import BadRequest, Forbidden, NotFound
+from models.ids import cell_of
 from models.streams import parse_stream
 from services.caller import Caller
-from store import chat_store
+from store import chat_store, market_store
 
 
 class Access:
@@ -62,5 +64,9 @@ class Access:
                 raise Forbidden("that inbox is not yours")
         elif kind == "room":
             await self.room(who, ident)
+        elif kind == "listing":
+            row = await market_store.listing_row(self.db, ident) if cell_of(ident) else None
+            if row is None or row["deleted_at"] is not None or not row["active"]:
+                raise NotFound("no such listing")
         else:  # pragma: no cover - parse_stream admits only the kinds above
             raise BadRequest(f"unknown stream {stream!r}")
