@@ -137,7 +137,29 @@ def flush_listing_updates(host: CellHost) -> Work | None:
 
 
 Hooks = list[tuple[str, dict[str, Any]]]
-"""REST hook events a command queues, in order, for one ``hooks_store.enqueue_many``."""
+"""REST hook events a command queues, in order (``_queue_hooks``)."""
+
+
+def _queue_hooks(tx: Tx, vendor_id: str, hooks: Hooks) -> None:
+    """The vendor's REST hook deliveries of ``hooks``, written with the batch: the outbox in
+    the transaction of the events, with no query of its own (store/hooks_store.py)."""
+    for row in hooks_store.delivery_rows(vendor_id, hooks):
+        tx.defer(row)
+
+
+_VENDORS = "market.vendors"
+"""``host.ext`` key: vendor id -> its row as read once. A vendor's id, user, cell and place
+never change (no op edits them), so the owner reads each vendor once, not per order."""
+
+
+async def _vendor(host: CellHost, tx: Tx, vendor_id: str) -> dict[str, Any] | None:
+    cache: dict[str, dict[str, Any]] = host.ext.setdefault(_VENDORS, {})
+    vendor = cache.get(vendor_id)
+    if vendor is None:
+        vendor = await ms.vendor_by_id(tx.conn, vendor_id)
+        if vendor is not None:
+            cache[vendor_id] = vendor
+    return vendor
 
 
 def _stock_hooks(host: CellHost, before: int | None, listing: dict[str, Any]) -> Hooks:
@@ -172,7 +194,7 @@ async def vendor_create(
 async def listing_create(
     host: CellHost, tx: Tx, cmd: market.ListingCreate, out: Emitted
 ) -> dict[str, Any]:
-    vendor = await ms.vendor_by_id(tx.conn, cmd.vendor_id)
+    vendor = await _vendor(host, tx, cmd.vendor_id)
     if vendor is None:
         raise NotFound("no such vendor")
     row = {
@@ -185,7 +207,7 @@ async def listing_create(
     }
     listing = await ms.insert_listing(tx.conn, row)
     _listing_changed(host, tx, out, listing)
-    await hooks_store.enqueue_many(tx.conn, vendor["id"], _stock_hooks(host, None, listing))
+    _queue_hooks(tx, vendor["id"], _stock_hooks(host, None, listing))
     return {"listing": listing}
 
 
@@ -195,7 +217,7 @@ async def listing_update(
     await _own_listing(tx, cmd)
     listing = await ms.update_listing(tx.conn, cmd.listing_id, cmd.fields)
     _listing_changed(host, tx, out, listing)
-    await hooks_store.enqueue(tx.conn, listing["vendor_id"], "listing.updated", listing)
+    _queue_hooks(tx, listing["vendor_id"], [("listing.updated", listing)])
     return {"listing": listing}
 
 
@@ -222,25 +244,25 @@ async def listing_stock(
         raise Conflict(f"stock is {row['stock']}; it cannot go below zero")
     listing = await ms.set_stock(tx.conn, row["id"], stock)
     _listing_changed(host, tx, out, listing)
-    hooks = _stock_hooks(host, row["stock"], listing)
-    await hooks_store.enqueue_many(tx.conn, listing["vendor_id"], hooks)
+    _queue_hooks(tx, listing["vendor_id"], _stock_hooks(host, row["stock"], listing))
     return {"listing": listing}
 
 
 # -- carts (routed to the buyer's key) ----------------------------------------------------------
 async def cart_add(host: CellHost, tx: Tx, cmd: market.CartAdd, out: Emitted) -> dict[str, Any]:
-    row = await ms.listing_row(tx.conn, cmd.listing_id)
-    if row is None or not row["active"] or row["deleted_at"] is not None:
-        raise NotFound("no such listing")
-    held = await tx.conn.fetchval(
-        "SELECT qty FROM cart_items WHERE user_id = $1 AND listing_id = $2",
-        cmd.user_id,
-        row["id"],
-    )
-    if (held or 0) + cmd.qty > 999:
-        raise BadRequest("at most 999 of one listing in a cart")
-    qty = await ms.cart_add(tx.conn, cmd.user_id, row["id"], cmd.qty)
-    return {"item": {"listing_id": row["id"], "qty": qty}}
+    """Add to the buyer's cart a listing on sale: one statement on the way that succeeds."""
+    if not 1 <= cmd.qty <= _CART_MAX:
+        raise Refused(BadRequest(f"qty must be 1-{_CART_MAX}"))
+    qty = await ms.cart_add(tx.conn, cmd.user_id, cmd.listing_id, cmd.qty, _CART_MAX)
+    if qty is None:  # nothing written: say why
+        row = await ms.listing_row(tx.conn, cmd.listing_id)
+        if row is None or not row["active"] or row["deleted_at"] is not None:
+            raise Refused(NotFound("no such listing"))
+        raise Refused(BadRequest(f"at most {_CART_MAX} of one listing in a cart"))
+    return {"item": {"listing_id": cmd.listing_id, "qty": qty}}
+
+
+_CART_MAX = 999
 
 
 async def cart_remove(
@@ -288,12 +310,15 @@ def _check_lines(
         raise Refused(error)
 
 
-async def _take(host: CellHost, tx: Tx, out: Emitted, item: dict[str, Any], hooks: Hooks) -> None:
-    row = await ms.take_stock(tx.conn, item["listing_id"], item["qty"])
-    assert row is not None, "checked and locked by _check_lines"  # CHECK (stock >= 0) backs it
-    listing = ms.listing_public(row)
-    _stock_moved(host, tx, out, listing, row["stock"] + item["qty"])
-    hooks.extend(_stock_hooks(host, row["stock"] + item["qty"], listing))
+def _taken(host: CellHost, tx: Tx, out: Emitted, rows: list[asyncpg.Record],
+           items: tuple[dict[str, Any], ...], hooks: Hooks) -> None:  # fmt: skip
+    """The events and hooks of the stock ``rows`` a reservation just took for ``items``."""
+    qty = {item["listing_id"]: item["qty"] for item in items}
+    for row in rows:
+        listing = ms.listing_public(row)
+        before = row["stock"] + qty[row["id"]]
+        _stock_moved(host, tx, out, listing, before)
+        hooks.extend(_stock_hooks(host, before, listing))
 
 
 async def order_reserve(
@@ -302,16 +327,17 @@ async def order_reserve(
     """Take the stock of one vendor's part of a checkout and open its pending order."""
     vendor_id = cmd.vendor_id
     cell = cell_of(vendor_id)
-    vendor = await ms.vendor_by_id(tx.conn, vendor_id)
+    vendor = await _vendor(host, tx, vendor_id)
     if vendor is None or cell is None:
         raise Refused(NotFound("no such vendor"))
     if any(cell_of(item["listing_id"]) != cell for item in cmd.items):
         raise Refused(BadRequest("a part must hold only its vendor's listings"))
     locked = await ms.lock_listings(tx.conn, [item["listing_id"] for item in cmd.items])
     _check_lines(locked, cmd.items, cmd.currency)
+    taken = await ms.take_stocks(tx.conn, [(i["listing_id"], i["qty"]) for i in cmd.items])
+    assert len(taken) == len(cmd.items), "checked and locked by _check_lines"  # CHECK backs it
     hooks: Hooks = []
-    for item in cmd.items:
-        await _take(host, tx, out, item, hooks)
+    _taken(host, tx, out, taken, cmd.items, hooks)
     order = {
         "id": cell_scoped_id(cell),
         "group_id": cmd.group_id,
@@ -326,7 +352,7 @@ async def order_reserve(
     }
     placed = await ms.insert_order(tx.conn, order, list(cmd.items))
     _order_events(out, placed, vendor["user_id"], hooks, created=True)
-    await hooks_store.enqueue_many(tx.conn, vendor_id, hooks)
+    _queue_hooks(tx, vendor_id, hooks)
     return {"order": placed}
 
 
@@ -366,7 +392,7 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     hooks: Hooks = []
     changed = ms.order_public(updated, order["items"])  # a step changes no line
     _order_events(out, changed, row["vendor_user_id"], hooks)
-    await hooks_store.enqueue_many(tx.conn, row["vendor_id"], hooks)
+    _queue_hooks(tx, row["vendor_id"], hooks)
     result = {"order": changed, "changed": True}
     if refund_id is not None:
         result["refund_id"] = refund_id

@@ -78,9 +78,8 @@ class Checkout:
 
     # -- 1. group -------------------------------------------------------------------------------
     async def _group(self, user_id: str, key: str, provider: str) -> asyncpg.Record:
-        found = await self._find(user_id, key)
-        if found is not None:
-            return found
+        """The group of ``(user_id, key)``: made from the cart, or the one a first attempt
+        made (then its answer, once finished, is replayed; the cart is not looked at again)."""
         rows = await self.db.fetch(
             "SELECT c.listing_id, c.qty, l.vendor_id, l.cell, l.title, l.price, l.currency"
             " FROM cart_items c JOIN listings l ON l.id = c.listing_id WHERE c.user_id = $1"
@@ -92,6 +91,10 @@ class Checkout:
                  r["currency"])
             for r in rows
         ]  # fmt: skip
+        if not lines:  # a retry of a finished checkout finds the cart it emptied
+            found = await self._find(user_id, key)
+            if found is not None:
+                return found
         parts, total, currency = split_by_vendor(lines)
         created = await self.db.fetchrow(
             "INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount, currency)"
@@ -257,11 +260,17 @@ class Checkout:
         """Confirm (``captured``) or release (``declined``) ``orders`` of ``group``: one command
         per order, all sent together (they share their shards' group commits), the cart
         cleared alongside; then the group is final (unless ``done`` is False: the caller stores
-        its answer with it) and its orders are read back."""
+        its answer with it). The orders afterwards: as the confirmations answered, else (an
+        order refunded, a release) read back."""
         if outcome == "captured":
-            steps = [self._confirm_one(order, key_base) for order in orders]
-            steps.append(self._clear_cart(group))
-            status = "completed"
+            confirmed = await _gather([self._confirm_one(o, key_base) for o in orders],
+                                      self._clear_cart(group))  # fmt: skip
+            if done:
+                await self._finish(group["id"], "completed", None)
+            answered = [order for order in confirmed if order is not None]
+            if len(answered) == len(orders):  # each reply is its order now: no read back
+                return sorted(answered, key=lambda order: str(order["vendor_id"]))
+            return await ms.orders_of_group(self.db, group["id"])
         else:
             steps = [
                 self._release_one(order, key_base, "payment declined")
@@ -274,16 +283,20 @@ class Checkout:
             await self._finish(group["id"], status, None)
         return await ms.orders_of_group(self.db, group["id"])
 
-    async def _confirm_one(self, order: dict[str, Any], key_base: str) -> None:
+    async def _confirm_one(self, order: dict[str, Any], key_base: str) -> dict[str, Any] | None:
+        """Confirm a paid order; the order as the owner answered, or None if it had ended
+        before the money came (then the money goes back)."""
         who = Actor(SYSTEM, f"{key_base}c:{order['id']}")
         try:
-            await self.market.act(who, order["id"], "confirm", SYSTEM, "payment captured")
+            reply = await self.market.act(who, order["id"], "confirm", SYSTEM, "payment captured")
         except AppError as err:
             if err.temporary:
                 raise
             # Expired and released before the money arrived: give the money back.
             log.warning("order %s paid after it ended (%s): refunding", order["id"], err.message)
             await self._refund_orphan(order["id"])
+            return None
+        return dict(reply["order"])
 
     async def _refund_orphan(self, order_id: str) -> None:
         """Refund a payment captured after its order ended. The refund row is recorded by the
@@ -305,6 +318,19 @@ class Checkout:
         ids = tuple(item["listing_id"] for part in group["parts"] for item in part["items"])
         key = f"{group['idem_key']}#clear"
         await self.market.mutate(CartRemove(user_id=group["buyer_id"], key=key, listing_ids=ids))
+
+
+async def _gather(
+    steps: list[Coroutine[Any, Any, dict[str, Any] | None]], also: Coroutine[Any, Any, None]
+) -> list[dict[str, Any] | None]:
+    """Run ``steps`` and ``also`` together; the steps' results, or (once all have ended) the
+    first failure, a temporary one first, as ``_all``."""
+    outcomes = await asyncio.gather(*steps, also, return_exceptions=True)
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:
+        temporary = [f for f in failures if isinstance(f, AppError) and f.temporary]
+        raise (temporary or failures)[0]
+    return [o for o in outcomes[:-1] if not isinstance(o, BaseException)]
 
 
 async def _all(steps: list[Coroutine[Any, Any, None]]) -> None:

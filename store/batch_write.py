@@ -37,10 +37,17 @@ class RecordRow:
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """A feature table whose rows a batch may write: its name and ``(column, pg type)``s."""
+    """A feature table whose rows a batch may write: its name and ``(column, pg type)``s.
+
+    By default each row is inserted as given. A table whose rows are computed from the given
+    values names its target columns in ``into`` and the query that computes them in ``select``,
+    with ``{rows}`` standing for the given rows (``unnest(...) AS u(<columns>)``): REST hook
+    deliveries, one per subscribed hook of each event, are one such (store/hooks_store.py)."""
 
     name: str
     columns: tuple[tuple[str, str], ...]
+    into: tuple[str, ...] = ()
+    select: str = ""
 
     def row(self, *values: Any) -> TableRow:
         if len(values) != len(self.columns):
@@ -84,8 +91,13 @@ def statement(tables: tuple[Table, ...]) -> str:
         for index, table in enumerate(tables):
             names = ", ".join(f'"{c}"' for c, _ in table.columns)
             arrays = ", ".join(f"${n + j + 1}::{t}[]" for j, (_, t) in enumerate(table.columns))
-            parts.append(f", t{index} AS (\n    INSERT INTO {table.name} ({names})\n"
-                         f"    SELECT * FROM unnest({arrays})\n)")  # fmt: skip
+            if table.select:
+                into = ", ".join(f'"{c}"' for c in table.into)
+                source = table.select.format(rows=f"unnest({arrays}) AS u({names})")
+            else:
+                into, source = names, f"SELECT * FROM unnest({arrays})"
+            parts.append(f", t{index} AS (\n    INSERT INTO {table.name} ({into})\n"
+                         f"    {source}\n)")  # fmt: skip
             n += len(table.columns)
         parts.append("\nSELECT count(*) FROM h")
         sql = _statements[tables] = "".join(parts)

@@ -1,7 +1,8 @@
 """SQL for REST hooks: subscriptions and the delivery outbox.
 
-``enqueue`` runs inside the transaction that produces the event (a shard's group commit), so a
-delivery exists if and only if its event committed: the transactional outbox. The dispatcher
+A delivery is written in the transaction that produces its event (a shard's group commit:
+``delivery_rows`` for its batch statement; ``enqueue`` for a transaction of its own), so it
+exists if and only if its event committed: the transactional outbox. The dispatcher
 (services/hooks.py) claims due rows with ``FOR UPDATE SKIP LOCKED`` and pushes their ``next_at``
 forward as a lease, so several gateways never deliver one row at the same time.
 """
@@ -14,6 +15,8 @@ from typing import Any
 import asyncpg
 
 from models.ids import new_id
+from models.streams import compact_json
+from store.batch_write import Table, TableRow
 from store.db import Conn, Db, one
 
 
@@ -41,6 +44,36 @@ def delivery_public(row: asyncpg.Record) -> dict[str, Any]:
         "created_at": row["created_at"].isoformat(),
         "payload": row["payload"],
     }
+
+
+DELIVERIES = Table(
+    "hook_deliveries",
+    (("id", "text"), ("vendor_id", "text"), ("event_type", "text"), ("payload", "text")),
+    into=("id", "hook_id", "event_type", "payload"),
+    select=(
+        "SELECT u.id || '.' || h.id, h.id, u.event_type, u.payload::jsonb FROM {rows}"
+        " JOIN hooks h ON h.vendor_id = u.vendor_id AND h.active AND u.event_type = ANY(h.events)"
+    ),
+)
+"""The outbox as rows of a shard's batch statement (store/batch_write.py): one given row per
+event, one delivery per active hook of the vendor subscribed to it, written with the batch
+(no query of its own: most vendors have no hooks, and then nothing is written)."""
+
+
+def delivery_rows(vendor_id: str, events: list[tuple[str, dict[str, Any]]]) -> list[TableRow]:
+    """``DELIVERIES`` rows queueing each ``(event_type, data)``, in order, for the hooks of
+    ``vendor_id`` subscribed to it once the batch is written (``Tx.defer`` each)."""
+    now = datetime.now(UTC).isoformat()
+    base = f"msg_{new_id()}"
+    return [
+        DELIVERIES.row(
+            f"{base}{i:03d}",
+            vendor_id,
+            event_type,
+            compact_json({"type": event_type, "timestamp": now, "data": data}),
+        )
+        for i, (event_type, data) in enumerate(events)
+    ]
 
 
 async def enqueue(conn: Conn, vendor_id: str, event_type: str, data: dict[str, Any]) -> int:

@@ -192,6 +192,20 @@ async def take_stock(conn: Conn, listing_id: str, qty: int) -> asyncpg.Record | 
     )
 
 
+async def take_stocks(conn: Conn, lines: list[tuple[str, int]]) -> list[asyncpg.Record]:
+    """Take each ``(listing id, qty)`` of distinct listings in one statement, where the
+    listing is on sale and has them; the rows taken, by id (a line short is missing)."""
+    rows = await conn.fetch(
+        f"UPDATE listings l SET stock = l.stock - v.qty, updated_at = now()"
+        f" FROM unnest($1::text[], $2::int[]) AS v(id, qty)"
+        f" WHERE l.id = v.id AND l.active AND l.deleted_at IS NULL AND l.stock >= v.qty"
+        f" RETURNING {_listing_alias('l')}",
+        [listing_id for listing_id, _ in lines],
+        [qty for _, qty in lines],
+    )
+    return sorted(rows, key=lambda r: str(r["id"]))
+
+
 async def put_back(conn: Conn, listing_id: str, qty: int) -> dict[str, Any]:
     row = await conn.fetchrow(
         f"UPDATE listings SET stock = stock + $2, updated_at = now() WHERE id = $1"
@@ -298,17 +312,20 @@ async def nearby(
 
 
 # -- carts --------------------------------------------------------------------------------------
-async def cart_add(conn: Conn, user_id: str, listing_id: str, qty: int) -> int:
-    return int(
-        await conn.fetchval(
-            "INSERT INTO cart_items (user_id, listing_id, qty) VALUES ($1, $2, $3)"
-            " ON CONFLICT (user_id, listing_id) DO UPDATE SET qty = cart_items.qty + $3"
-            " RETURNING qty",
-            user_id,
-            listing_id,
-            qty,
-        )
+async def cart_add(conn: Conn, user_id: str, listing_id: str, qty: int, most: int) -> int | None:
+    """Add ``qty`` of a listing on sale to the cart, up to ``most`` in all; the quantity now
+    in the cart, or None with nothing written (no such listing on sale, or over ``most``)."""
+    value = await conn.fetchval(
+        "INSERT INTO cart_items (user_id, listing_id, qty) SELECT $1, l.id, $3 FROM listings l"
+        " WHERE l.id = $2 AND l.active AND l.deleted_at IS NULL"
+        " ON CONFLICT (user_id, listing_id) DO UPDATE SET qty = cart_items.qty + EXCLUDED.qty"
+        " WHERE cart_items.qty + EXCLUDED.qty <= $4 RETURNING qty",
+        user_id,
+        listing_id,
+        qty,
+        most,
     )
+    return None if value is None else int(value)
 
 
 async def cart_remove(conn: Conn, user_id: str, listing_ids: list[str]) -> int:
@@ -358,9 +375,13 @@ async def insert_order(
     """A pending order and its lines; reserved for ``o["reservation_s"]`` seconds from now by
     the database clock (the one expiry is decided by). The order's public shape."""
     row = await conn.fetchrow(
-        f"INSERT INTO orders (id, group_id, buyer_id, vendor_id, vendor_user_id, cell, status,"
-        f" total, currency, reserved_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-        f" now() + make_interval(secs => $10)) RETURNING {_ORDER_COLUMNS}",
+        f"WITH o AS (INSERT INTO orders (id, group_id, buyer_id, vendor_id, vendor_user_id, cell,"
+        f" status, total, currency, reserved_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+        f" now() + make_interval(secs => $10)) RETURNING {_ORDER_COLUMNS}),"
+        f" l AS (INSERT INTO order_lines (order_id, listing_id, title, qty, unit_price)"
+        f" SELECT o.id, x.* FROM o, unnest($11::text[], $12::text[], $13::int[], $14::bigint[])"
+        f" AS x(listing_id, title, qty, unit_price))"
+        f" SELECT * FROM o",
         o["id"],
         o["group_id"],
         o["buyer_id"],
@@ -371,12 +392,11 @@ async def insert_order(
         o["total"],
         o["currency"],
         float(o["reservation_s"]),
-    )
-    await conn.executemany(
-        "INSERT INTO order_lines (order_id, listing_id, title, qty, unit_price)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        [(o["id"], x["listing_id"], x["title"], x["qty"], x["unit_price"]) for x in lines],
-    )
+        [x["listing_id"] for x in lines],
+        [x["title"] for x in lines],
+        [x["qty"] for x in lines],
+        [x["unit_price"] for x in lines],
+    )  # the order and its lines in one statement
     return order_public(one(row), lines)
 
 
