@@ -366,20 +366,20 @@ def _may_see(row: asyncpg.Record, cmd: market.OrderAct) -> bool:
 
 async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) -> dict[str, Any]:
     """One step of the order state machine (models/market.py), with its stock and refund."""
-    row = await ms.order_row(tx.conn, cmd.order_id, lock=True)
-    if row is None or not _may_see(row, cmd):
+    found = await ms.order_locked(tx.conn, cmd.order_id)
+    if found is None or not _may_see(found[0], cmd):
         raise NotFound("no such order")
+    row, lines = found
     action, actor = cmd.action, cmd.actor
     if action == "expire" and not await ms.reservation_over(tx.conn, row["id"]):
         # Decided by the database clock (the sweeper's), never this host's; an error, not a
         # no-op, so nothing is recorded under the caller's key and a later sweep can expire it.
         raise Conflict("the order is not an expired reservation", order_id=row["id"])
     if actor in ("system", "provider") and _already(row["status"], action):
-        return {"order": await ms.order_with_lines(tx.conn, row), "changed": False}
+        return {"order": ms.order_public(row, lines), "changed": False}
     step = market.transition(row["status"], action, actor)
-    order = await ms.order_with_lines(tx.conn, row)
     if step.restock:
-        for item in order["items"]:
+        for item in lines:
             listing = await ms.put_back(tx.conn, item["listing_id"], item["qty"])
             _stock_moved(host, tx, out, listing, listing["stock"] - item["qty"])
     refund_id = None
@@ -388,9 +388,11 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     reason = cmd.reason or f"{action} by {actor}"
     updated = await ms.set_order_status(tx.conn, row["id"], step.target, reason)
     if step.target == market.PAID:  # a sale: the buyer's purchases train the rankers
-        await recommend_store.record_purchases(tx.conn, row["buyer_id"], row["id"])
+        await recommend_store.record_purchases(
+            tx.conn, row["buyer_id"], row["id"], row["currency"]
+        )
     hooks: Hooks = []
-    changed = ms.order_public(updated, order["items"])  # a step changes no line
+    changed = ms.order_public(updated, lines)  # a step changes no line
     _order_events(out, changed, row["vendor_user_id"], hooks)
     _queue_hooks(tx, row["vendor_id"], hooks)
     result = {"order": changed, "changed": True}

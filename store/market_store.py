@@ -429,6 +429,20 @@ async def order_row(db: Db, order_id: str, *, lock: bool = False) -> asyncpg.Rec
     return await db.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1{suffix}", order_id)
 
 
+async def order_locked(
+    conn: Conn, order_id: str
+) -> tuple[asyncpg.Record, list[dict[str, Any]]] | None:
+    """The order's row, locked for this transaction, and its lines, in one round trip."""
+    row = await conn.fetchrow(
+        f"SELECT {_ORDER_COLUMNS}, (SELECT coalesce(jsonb_agg(jsonb_build_object("
+        f"'listing_id', x.listing_id, 'title', x.title, 'qty', x.qty, 'unit_price', x.unit_price)"
+        f" ORDER BY x.listing_id), '[]'::jsonb) FROM order_lines x WHERE x.order_id = o.id)"
+        f" AS lines FROM orders o WHERE o.id = $1 FOR UPDATE OF o",
+        order_id,
+    )
+    return None if row is None else (row, list(row["lines"]))
+
+
 async def order(db: Db, order_id: str) -> dict[str, Any] | None:
     row = await order_row(db, order_id)
     return (await _orders(db, [row]))[0] if row else None
@@ -446,10 +460,6 @@ async def set_order_status(
         reason,
     )
     return one(row)
-
-
-async def order_with_lines(db: Db, row: asyncpg.Record) -> dict[str, Any]:
-    return (await _orders(db, [row]))[0]
 
 
 async def orders_where(

@@ -171,25 +171,20 @@ async def record_view(db: Db, user_id: str, listing: dict[str, Any], dedupe_s: f
     return bool(status.endswith(" 1"))
 
 
-async def record_purchases(conn: Conn, buyer_id: str, order_id: str) -> int:
-    """One ``purchase`` per line of a paid order, at the price paid (run it in the transaction
-    that confirms the order); how many rows were written."""
-    rows = await conn.fetch(
-        "SELECT ol.listing_id, ol.unit_price, o.currency, l.cell, l.lat, l.lng, l.category"
-        " FROM order_lines ol JOIN orders o ON o.id = ol.order_id"
-        " JOIN listings l ON l.id = ol.listing_id WHERE ol.order_id = $1 ORDER BY ol.listing_id",
-        order_id,
-    )
-    await conn.executemany(
+async def record_purchases(conn: Conn, buyer_id: str, order_id: str, currency: str) -> int:
+    """One ``purchase`` per line of a paid order, at the price paid in major units of its
+    ``currency`` (run it in the transaction that confirms the order), in one statement; how
+    many rows were written."""
+    status = await conn.execute(
         "INSERT INTO interactions (user_id, item_kind, item_id, kind, cell, lat, lng, category,"
-        " price) VALUES ($1, 'listing', $2, 'purchase', $3, $4, $5, $6, $7)",
-        [
-            (buyer_id, r["listing_id"], r["cell"], r["lat"], r["lng"], r["category"],
-             major_units(r["unit_price"], r["currency"]))
-            for r in rows
-        ],
-    )  # fmt: skip
-    return len(rows)
+        " price) SELECT $1, 'listing', ol.listing_id, 'purchase', l.cell, l.lat, l.lng,"
+        " l.category, ol.unit_price / $3::float8 FROM order_lines ol"
+        " JOIN listings l ON l.id = ol.listing_id WHERE ol.order_id = $2 ORDER BY ol.listing_id",
+        buyer_id,
+        order_id,
+        round(1 / major_units(1, currency)),  # 10 ** the currency's exponent
+    )
+    return int(status.split()[-1])
 
 
 async def next_version(db: asyncpg.Pool) -> int:
