@@ -8,16 +8,22 @@ score descending; equal scores are ordered by a caller-supplied tie-break key de
 (global popularity in the evaluation), then by item id ascending.  Items without a finite
 score (``-inf``) are placed after every finite-scored item in the same tie-break order, which
 is how "not in the candidate set" is scored.
+
+Uncertainty: ``bootstrap_ci`` resamples the queries (percentile bootstrap, fixed seed) to give a
+95 % interval per metric; ``paired_diff_ci`` resamples the same queries for two models, the
+interval of their difference (the one that says whether a lead is beyond the noise).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
+METRICS: tuple[str, ...] = ("acc1", "acc5", "acc10", "mrr", "ndcg10")
+BOOTSTRAP_SAMPLES = 1000
 
 
 def rank_of_target(scores: np.ndarray, target: int, tie_break: np.ndarray | None = None) -> int:
@@ -71,6 +77,7 @@ class MetricRow:
     acc10: float
     mrr: float
     ndcg10: float
+    ranks: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def format(self) -> str:
         return (
@@ -96,4 +103,60 @@ def summarize(name: str, ranks: Iterable[int]) -> MetricRow:
         acc10=acc_at_k(r, 10),
         mrr=mrr(r),
         ndcg10=ndcg_at_k(r, 10),
+        ranks=r,
     )
+
+
+def _per_query(ranks: np.ndarray) -> dict[str, np.ndarray]:
+    """Each metric as a per-query value whose mean is the metric."""
+    r = np.asarray(ranks, dtype=np.float64)
+    return {
+        "acc1": (r <= 1).astype(np.float64),
+        "acc5": (r <= 5).astype(np.float64),
+        "acc10": (r <= 10).astype(np.float64),
+        "mrr": 1.0 / r,
+        "ndcg10": np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0),
+    }
+
+
+def _resample_means(
+    values: dict[str, np.ndarray], n: int, samples: int, seed: int, level: float
+) -> dict[str, tuple[float, float]]:
+    idx = np.random.default_rng(seed).integers(0, n, size=(samples, n))
+    lo, hi = (1.0 - level) / 2.0 * 100.0, (1.0 + level) / 2.0 * 100.0
+    out = {}
+    for name, v in values.items():
+        means = v[idx].mean(axis=1)
+        out[name] = (float(np.percentile(means, lo)), float(np.percentile(means, hi)))
+    return out
+
+
+def bootstrap_ci(
+    ranks: Sequence[int] | np.ndarray,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile-bootstrap interval of every metric (``METRICS`` keys) over the queries."""
+    r = np.asarray(ranks)
+    if not len(r):
+        return {m: (0.0, 0.0) for m in METRICS}
+    return _resample_means(_per_query(r), len(r), samples, seed, level)
+
+
+def paired_diff_ci(
+    ranks_a: Sequence[int] | np.ndarray,
+    ranks_b: Sequence[int] | np.ndarray,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Interval of ``metric(a) - metric(b)`` when both models answer the same queries, in the
+    same order (paired bootstrap: one resample of the queries scores both)."""
+    a, b = np.asarray(ranks_a), np.asarray(ranks_b)
+    if len(a) != len(b):
+        raise ValueError("paired ranks must answer the same queries")
+    if not len(a):
+        return {m: (0.0, 0.0) for m in METRICS}
+    pa, pb = _per_query(a), _per_query(b)
+    return _resample_means({m: pa[m] - pb[m] for m in METRICS}, len(a), samples, seed, level)
