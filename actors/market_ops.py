@@ -29,7 +29,7 @@ from actors.cell_host import Tick
 from actors.group_commit import Refused
 from models import market
 from models.commands import ShardCommand
-from models.errors import AppError, BadRequest, Conflict, NotFound, OutOfStock
+from models.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, OutOfStock
 from models.ids import cell_of, cell_scoped_id, new_id
 from models.placement import cell_key
 from models.streams import feed_stream, listing_stream, user_stream
@@ -215,6 +215,8 @@ async def listing_update(
     host: CellHost, tx: Tx, cmd: market.ListingUpdate, out: Emitted
 ) -> dict[str, Any]:
     await _own_listing(tx, cmd)
+    if await tx.conn.fetchval("SELECT removed_at FROM listings WHERE id = $1", cmd.listing_id):
+        raise Forbidden("a moderator removed this listing: appeal the removal to change it")
     listing = await ms.update_listing(tx.conn, cmd.listing_id, cmd.fields)
     _listing_changed(host, tx, out, listing)
     _queue_hooks(tx, listing["vendor_id"], [("listing.updated", listing)])

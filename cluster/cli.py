@@ -1,4 +1,4 @@
-"""The `hyperlocal` command: up, gateway, migrate, shards, config, recommend.
+"""The `hyperlocal` command: up, gateway, migrate, shards, config, admin, recommend.
 
 `hyperlocal up` is what `make run` calls: it starts embedded Postgres and Redis (unless
 DATABASE_URL / REDIS_URL are set), migrates, starts or joins Ray (RAY_ADDRESS), the shard actors,
@@ -190,6 +190,9 @@ def parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the settings in effect (or --markdown docs)")
     config.add_argument("--markdown", action="store_true", help="the docs/config.md table")
     config.set_defaults(func=cmd_config)
+    from cluster.admin_cli import register as register_admin
+
+    register_admin(sub)
     try:
         from cluster.recommend_eval import register
     except ImportError:  # pragma: no cover - recommendation extras not installed

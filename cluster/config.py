@@ -191,6 +191,19 @@ class Settings(BaseSettings):
     hook_poll_s: float = Field(1.0, gt=0, le=60)
     """How often the dispatcher looks for due deliveries when idle."""
 
+    # -- admins (the control actor, docs/admin.md) ----------------------------------------------
+    control_actor_name: str = "hl-control"
+    """Name of the detached control actor in ray_namespace (admin REST and the CLI call it)."""
+    control_call_timeout_s: float = Field(15.0, gt=0)
+    """A call to the control actor that has not answered by then is ``unavailable``."""
+    admin_sweep_s: float = Field(30.0, gt=0)
+    """How often the control actor lifts suspensions whose ``until`` has passed."""
+    report_hide_threshold: int = Field(3, ge=0)
+    """Distinct reporters with an open report that hide a piece of content pending review
+    (0: never hidden automatically)."""
+    report_max_per_hour: int = Field(20, ge=1)
+    """Reports one user may file per hour (more: ``rate_limited``)."""
+
     # -- recommendation -----------------------------------------------------------------------
     recommend_retrain_s: float = Field(0.0, ge=0)
     """Scheduled retrain period: `hyperlocal up` retrains in the background this often, as

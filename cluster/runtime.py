@@ -8,13 +8,16 @@ It returns the resolved Settings (with the real URLs) that gateways and shards r
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import ray
 
 from actors.shard import ShardActor, shard_actor_options
 from cluster.config import Settings
+from cluster.control import start_control
 from models.placement import Placement
 from store import placement
 from store.db import create_pool, migrate
@@ -30,6 +33,7 @@ class Runtime:
     redis: EmbeddedRedis | None = None
     started_ray: bool = False
     shards: dict[str, object] = field(default_factory=dict)
+    control: object | None = None
 
     def start_services(self) -> Settings:
         """Start what has no URL, migrate, and return settings with every URL resolved."""
@@ -98,10 +102,32 @@ class Runtime:
         self.start_ray()
         table = self.start_shards()
         log.info("placement v%d over %s", table.version, ", ".join(table.shards))
+        self.control = start_control(self.settings)
+        self._write_deployment()
         return settings
 
+    def deployment_file(self) -> Path:
+        return deployment_file(self.settings)
+
+    def _write_deployment(self) -> None:
+        """Where a running deployment is, for `hyperlocal admin` on this machine (owner-only:
+        the URLs carry credentials)."""
+        path = self.deployment_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = {
+            "ray_address": self.ray_address(),
+            "ray_namespace": self.settings.ray_namespace,
+            "control_actor_name": self.settings.control_actor_name,
+        }
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(info))
+
     def stop(self) -> None:
+        if self.control is not None:
+            self.deployment_file().unlink(missing_ok=True)
         if self.started_ray:
+            if self.control is not None:
+                ray.kill(self.control)  # type: ignore[arg-type]
             for handle in self.shards.values():
                 ray.kill(handle)  # type: ignore[arg-type]
             ray.shutdown()
@@ -110,3 +136,8 @@ class Runtime:
             self.redis.stop()
         if self.postgres:
             self.postgres.stop()
+
+
+def deployment_file(settings: Settings) -> Path:
+    """The file `hyperlocal up` writes while it runs: the Ray address of the deployment."""
+    return settings.data_dir.resolve() / "deployment.json"

@@ -45,8 +45,13 @@ def _services_ctx(
             app[SERVICES] = services
 
             def on_control(message: dict[str, Any]) -> None:
-                if message.get("kind") == "session.revoked":
+                kind = message.get("kind")
+                if kind == "session.revoked":
                     sessions.revoke(str(message["user_id"]), message.get("session_id"))
+                elif kind == "user.suspended":
+                    sessions.suspend(str(message["user_id"]))
+                elif kind == "user.roles":
+                    sessions.set_roles(str(message["user_id"]), frozenset(message["roles"]))
 
             hub = app[HUB] = Hub(services.redis, services.db, OutEvent, OutEphemeral, on_control)
             await hub.start()

@@ -15,7 +15,17 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import auth, chat_ops, hooks_api, market_ops, oauth, ops, payments_api, vendor_api
+from gateway import (
+    admin_api,
+    auth,
+    chat_ops,
+    hooks_api,
+    market_ops,
+    oauth,
+    ops,
+    payments_api,
+    vendor_api,
+)
 from gateway.ops import Op
 
 FEATURES: tuple[ModuleType, ...] = (
@@ -27,6 +37,7 @@ FEATURES: tuple[ModuleType, ...] = (
     hooks_api,
     oauth,
     payments_api,
+    admin_api,
 )
 
 

@@ -48,6 +48,7 @@ log = logging.getLogger("hyperlocal.session")
 
 # Close codes (docs/protocol.md). 4000-4099: do not reconnect. 4100-4199: reconnect and recover.
 CLOSE_PROTOCOL_ERROR = 4002
+CLOSE_SUSPENDED = 4003
 CLOSE_AUTH_REVOKED = 4004
 CLOSE_SLOW_CONSUMER = 4100
 CLOSE_SERVER_RESTART = 4101
@@ -420,6 +421,19 @@ class SessionRegistry:
                 session.close(CLOSE_AUTH_REVOKED, "signed out")
                 closed += 1
         return closed
+
+    def suspend(self, user_id: str) -> int:
+        """Close every socket of a suspended user (4003: do not reconnect)."""
+        sessions = self.of_user(user_id)
+        for session in sessions:
+            session.close(CLOSE_SUSPENDED, "account suspended")
+        return len(sessions)
+
+    def set_roles(self, user_id: str, roles: frozenset[str]) -> None:
+        """A role change, at once, for the user's open sockets."""
+        for session in self.of_user(user_id):
+            old = session.principal
+            session.principal = Principal(old.user_id, roles, old.session_id)
 
     def close_all(self, code: int, reason: str) -> None:
         for session in list(self.by_id.values()):

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -38,7 +39,7 @@ from models.auth import (
     normalize_email,
     token_digest,
 )
-from models.errors import Unauthorized, Unavailable
+from models.errors import Forbidden, Unauthorized, Unavailable
 from models.ids import new_id
 from store import users
 from store.fanout import CONTROL_CHANNEL
@@ -47,6 +48,15 @@ from store.users import UserRow
 log = logging.getLogger("hyperlocal.auth")
 
 _TICKET_PREFIX = "hl:ticket:"
+
+
+def suspended_error(until: datetime | None) -> Forbidden:
+    """What a suspended user's requests answer: ``403`` with ``{reason: "suspended", until}``."""
+    return Forbidden(
+        "this account is suspended",
+        reason="suspended",
+        until=until.isoformat() if until is not None else None,
+    )
 
 
 class SignupBody(BaseModel):
@@ -133,7 +143,7 @@ class AuthService:
         if not await self._verify(user.password_hash, body.password):
             raise Unauthorized("wrong email or password")
         if user.disabled:
-            raise Unauthorized("this account is disabled")
+            raise await self._suspended(user.id)
         if self.hasher.check_needs_rehash(user.password_hash):
             await users.update_password_hash(self.db, user.id, await self._hash(body.password))
         return user, await self._start_sign_in(user)
@@ -167,7 +177,7 @@ class AuthService:
         if outcome.user is None or outcome.family_id is None:
             raise Unauthorized("refresh token is not valid")
         if outcome.user.disabled:
-            raise Unauthorized("this account is disabled")
+            raise await self._suspended(outcome.user.id)
         return {
             "access_token": self._access(outcome.user, outcome.family_id),
             "refresh_token": new_refresh,
@@ -195,17 +205,37 @@ class AuthService:
 
     # -- checking callers ----------------------------------------------------------------------
     async def authenticate_bearer(self, header: str) -> Principal:
-        principal = self.codec.verify(bearer_token(header))
-        await self._check_live(principal)
-        return principal
+        return await self._check_live(self.codec.verify(bearer_token(header)))
 
-    async def _check_live(self, principal: Principal) -> None:
+    async def _check_live(self, principal: Principal) -> Principal:
+        """The principal with its roles as Postgres has them now (a role change takes effect
+        at once); ``unauthorized`` for an ended sign-in, ``forbidden`` while suspended."""
         try:
-            live = await users.family_live(self.db, principal.session_id, principal.user_id)
+            state = await users.sign_in_state(self.db, principal.session_id, principal.user_id)
         except (asyncpg.PostgresError, OSError) as exc:
             raise Unavailable("cannot check the sign-in right now") from exc
-        if not live:
+        if not state.live:
             raise Unauthorized("this sign-in has ended")
+        if state.suspended:
+            raise suspended_error(state.until)
+        if frozenset(state.roles) != principal.roles:
+            return Principal(principal.user_id, frozenset(state.roles), principal.session_id)
+        return principal
+
+    async def _suspended(self, user_id: str) -> Forbidden:
+        _, until = await users.suspended_until(self.db, user_id)
+        return suspended_error(until)
+
+    async def check_credentials(self, email: str, password: str) -> UserRow:
+        """The user with this email and password, suspended or not (appeals), else
+        ``unauthorized`` (the same answer, and time, for an unknown email)."""
+        user = await users.by_email(self.db, normalize_email(email))
+        if user is None:
+            await self._verify(await self._dummy(), password)
+            raise Unauthorized("wrong email or password")
+        if not await self._verify(user.password_hash, password):
+            raise Unauthorized("wrong email or password")
+        return user
 
     async def issue_ticket(self, principal: Principal) -> dict[str, Any]:
         ticket = new_secret_token()
@@ -227,6 +257,4 @@ class AuthService:
             raise Unavailable("tickets are unavailable right now; use a Bearer header") from exc
         if raw is None:
             raise Unauthorized("ticket unknown, expired or already used")
-        principal = Principal.from_dict(json.loads(raw))
-        await self._check_live(principal)
-        return principal
+        return await self._check_live(Principal.from_dict(json.loads(raw)))

@@ -26,13 +26,16 @@ from models.placement import Placement
 from payments import PaymentProvider, providers_from
 from services.access import Access
 from services.accounts import AuthService
+from services.admin import AdminService
 from services.channel import DirectTransport
 from services.chat import ChatService
 from services.checkout import Checkout
+from services.control import Control, ControlHost, LocalControl, RayControl
 from services.feed import FeedService
 from services.hooks import HookDispatcher
 from services.market import MarketService
 from services.market_jobs import Sweeper
+from services.moderation import ModerationService
 from services.presence import Presence
 from services.ranking import CellRanker
 from services.router import ShardRouter
@@ -67,6 +70,10 @@ class Services:
     stripe_events: StripeEvents
     app_tokens: AppTokens
     vendor_apps: VendorApps
+    admin: AdminService
+    moderation: ModerationService
+    control: Control
+    """The control actor (``RayControl``), or its host in this process over a given transport."""
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -102,6 +109,7 @@ async def open_services(
     )
     redis = aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes it
     owned: ShardTransport | None = None
+    on_ray = transport is None
     if transport is None:
         ray = RayTransport.connect(settings)
         direct = settings.shard_transport == "direct"
@@ -134,6 +142,15 @@ async def open_services(
         providers = providers_from(settings)
         market = MarketService(settings, db, router, geo, providers, ranker)
         checkout = Checkout(market)
+        admin = AdminService(db, redis, market)
+        moderation = ModerationService(settings, db, router, admin)
+        control: Control = (
+            RayControl(
+                settings.control_actor_name, settings.ray_namespace, settings.control_call_timeout_s
+            )
+            if on_ray
+            else LocalControl(ControlHost(admin, moderation))
+        )
         services = Services(
             settings=settings,
             db=db,
@@ -152,6 +169,9 @@ async def open_services(
             stripe_events=StripeEvents(checkout),
             app_tokens=AppTokens(settings, db),
             vendor_apps=VendorApps(db),
+            admin=admin,
+            moderation=moderation,
+            control=control,
         )
         if background:
             dispatcher = HookDispatcher(settings, db)

@@ -125,7 +125,7 @@ async def history(db: Db, room_id: str, before: int | None, limit: int) -> list[
     """Up to ``limit`` messages with offset < ``before``, newest first."""
     rows = await db.fetch(
         """SELECT id, room_id, cell, sender_id, text, "offset", created_at FROM messages
-           WHERE room_id = $1 AND ($2::bigint IS NULL OR "offset" < $2)
+           WHERE room_id = $1 AND ($2::bigint IS NULL OR "offset" < $2) AND removed_at IS NULL
            ORDER BY "offset" DESC LIMIT $3""",
         room_id,
         before,

@@ -180,3 +180,35 @@ async def family_live(db: asyncpg.Pool, family_id: str, user_id: str) -> bool:
         user_id,
     )
     return bool(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SignInState:
+    """What every authenticated request checks: the sign-in is live, the user's roles now
+    (a role change takes effect at once) and the suspension (``until`` None: indefinite)."""
+
+    live: bool
+    roles: tuple[str, ...]
+    suspended: bool
+    until: datetime | None
+
+
+async def sign_in_state(db: asyncpg.Pool, family_id: str, user_id: str) -> SignInState:
+    row = await db.fetchrow(
+        """SELECT f.revoked_at IS NULL AND f.expires_at > now() AS live, u.roles,
+                  u.disabled_at IS NOT NULL AS suspended, u.suspended_until
+           FROM token_families f JOIN users u ON u.id = f.user_id
+           WHERE f.id = $1 AND f.user_id = $2""",
+        family_id,
+        user_id,
+    )
+    if row is None:
+        return SignInState(False, (), False, None)
+    return SignInState(row["live"], tuple(row["roles"]), row["suspended"], row["suspended_until"])
+
+
+async def suspended_until(db: Db, user_id: str) -> tuple[bool, datetime | None]:
+    row = await db.fetchrow("SELECT disabled_at, suspended_until FROM users WHERE id = $1", user_id)
+    if row is None or row["disabled_at"] is None:
+        return False, None
+    return True, row["suspended_until"]

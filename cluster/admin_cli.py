@@ -1,0 +1,107 @@
+"""`hyperlocal admin ...`: the operator's commands, sent to the running deployment's control
+actor (cluster/control.py) and audited with a null actor (the operator on a machine of the
+deployment). The deployment is found by RAY_ADDRESS, else by the file `hyperlocal up` writes
+under HL_DATA_DIR while it runs (cluster/runtime.py: ``deployment_file``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from cluster.config import Settings, load_settings
+from cluster.runtime import deployment_file
+from models.errors import AppError
+
+
+def _join(settings: Settings) -> tuple[str, str, str] | None:
+    """(ray address, namespace, actor name) of the running deployment, or None."""
+    if settings.ray_address:
+        return settings.ray_address, settings.ray_namespace, settings.control_actor_name
+    path = deployment_file(settings)
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    return str(info["ray_address"]), str(info["ray_namespace"]), str(info["control_actor_name"])
+
+
+async def _call(
+    name: str, namespace: str, timeout_s: float, action: str, args: dict[str, Any]
+) -> dict[str, Any]:
+    from services.control import RayControl
+
+    return await RayControl(name, namespace, timeout_s).call(action, None, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import ray
+
+    settings = load_settings()
+    where = _join(settings)
+    if where is None:
+        print("no running deployment: start one (`make run`) or set RAY_ADDRESS", file=sys.stderr)
+        return 2
+    address, namespace, name = where
+    action, call_args = args.build(args)
+    ray.init(
+        address=address, namespace=namespace, log_to_driver=False, logging_level=logging.WARNING
+    )
+    try:
+        result = asyncio.run(
+            _call(name, namespace, settings.control_call_timeout_s, action, call_args)
+        )
+    except AppError as err:
+        print(json.dumps({"error": err.to_dict()}), file=sys.stderr)
+        return 1
+    finally:
+        ray.shutdown()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _grant(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    return "users.grant", {"email": a.email, "role": a.role}
+
+
+def _revoke(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    return "users.revoke", {"email": a.email, "role": a.role}
+
+
+def _show(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    return "users.find", {"email": a.email}
+
+
+def _audit(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    return "audit.list", {
+        "actor_id": a.actor,
+        "target": a.target,
+        "action": a.action,
+        "limit": a.limit,
+        "cursor": a.cursor,
+    }
+
+
+def register(sub: Any) -> None:
+    admin = sub.add_parser("admin", help="admin actions through the control actor")
+    cmds = admin.add_subparsers(dest="admin_command", required=True)
+    for name, build, help_text in (
+        ("grant", _grant, "give EMAIL the role ROLE (moderator, admin, ops)"),
+        ("revoke", _revoke, "take the role ROLE from EMAIL"),
+    ):
+        cmd = cmds.add_parser(name, help=help_text)
+        cmd.add_argument("email")
+        cmd.add_argument("role")
+        cmd.set_defaults(func=_run, build=build)
+    show = cmds.add_parser("show", help="a user as admins see them")
+    show.add_argument("email")
+    show.set_defaults(func=_run, build=_show)
+    audit = cmds.add_parser("audit", help="the audit log, newest first")
+    audit.add_argument("--actor")
+    audit.add_argument("--target", help="e.g. user:<id>, post:<id>")
+    audit.add_argument("--action", help="e.g. roles.set, user.suspend")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--cursor")
+    audit.set_defaults(func=_run, build=_audit)

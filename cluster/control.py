@@ -1,0 +1,88 @@
+"""The control actor: the one handle of admins and operators on the cluster (docs/admin.md).
+
+A named (``control_actor_name``), detached Ray actor, thin by design: it opens the services of
+its process once (services/container.py, no hook dispatcher or market sweeper: the gateways run
+those) and hands every call to ``ControlHost`` (services/control.py). It keeps nothing in
+memory that matters: every action's state and its audit entry are in Postgres, so a restart
+(Ray restarts it, ``max_restarts=-1``) loses nothing. Calls are not retried by Ray
+(``max_task_retries=0``): an action is not idempotent by itself, a caller that gets
+``unavailable`` decides. Beside the calls it lifts expired suspensions every ``admin_sweep_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import ray
+
+from cluster import gcpolicy
+from cluster.config import Settings
+from services.container import Services, open_services
+from services.control import ControlHost
+
+log = logging.getLogger("hyperlocal.control")
+
+
+class ControlActor:
+    """Hosts ``ControlHost`` in Ray; see the module docstring."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stack = contextlib.AsyncExitStack()
+        self._host: ControlHost | None = None
+        self._opening = asyncio.Lock()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def _ready(self) -> ControlHost:
+        async with self._opening:
+            if self._host is None:
+                services: Services = await self._stack.enter_async_context(
+                    open_services(self._settings, background=False)
+                )
+                self._host = ControlHost(services.admin, services.moderation)
+                self._sweeper = asyncio.create_task(self._sweep(), name="suspension-sweep")
+                gcpolicy.settle(self._settings)
+            return self._host
+
+    async def _sweep(self) -> None:
+        """Lift expired suspensions; survives errors (logged, tried again next period)."""
+        while True:
+            await asyncio.sleep(self._settings.admin_sweep_s)
+            try:
+                if self._host is not None:
+                    lifted = await self._host.admin.lift_expired()
+                    if lifted:
+                        log.info("lifted %d expired suspensions", lifted)
+            except Exception:  # a loop that must not die: log, back off, go on
+                log.exception("suspension sweep failed")
+
+    async def ping(self) -> str:
+        await self._ready()
+        return "control"
+
+    async def call(
+        self, action: str, staff: dict[str, Any] | None, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await (await self._ready()).call(action, staff, args)
+
+
+ControlRemote = ray.remote(ControlActor)
+
+
+def start_control(settings: Settings) -> Any:
+    """Create (or find) the deployment's control actor and wait until it serves."""
+    handle = ControlRemote.options(
+        name=settings.control_actor_name,
+        namespace=settings.ray_namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=0,
+        max_concurrency=100,
+        num_cpus=0,
+    ).remote(settings)
+    ray.get(handle.ping.remote(), timeout=120)  # type: ignore[attr-defined]
+    return handle

@@ -1,0 +1,126 @@
+"""The admin endpoints' part of the OpenAPI document (merged by gateway/registry.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.openapi_schema import Schema, errors, json_body, obj
+
+_STR: Schema = {"type": "string"}
+_NSTR: Schema = {"type": ["string", "null"]}
+_INT: Schema = {"type": "integer"}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_KINDS = ["post", "comment", "listing", "message", "user"]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _op(summary: str, role: str, ok: int, schema: Schema, *errs: int, **more: Any) -> Schema:
+    return {
+        "summary": summary,
+        "description": f"Needs the role {role}; every call writes an audit entry."
+        if role != "user" else "Any signed-in user.",
+        "security": _BEARER,
+        "responses": {str(ok): {"description": "ok", **json_body(schema)}, **errors(*errs)},
+        **more,
+    }
+
+
+def _path(name: str) -> list[Schema]:
+    return [{"name": name, "in": "path", "required": True, "schema": _STR}]
+
+
+def _query(*names: str) -> list[Schema]:
+    return [{"name": n, "in": "query", "required": False, "schema": _STR} for n in names]
+
+
+def _page(item: str) -> Schema:
+    return obj(["items", "next_cursor"], items={"type": "array", "items": _ref(item)},
+               next_cursor=_NSTR)
+
+
+_REPORT_BODY = obj(
+    ["target", "reason"],
+    target=obj(["kind", "id"], kind={"enum": _KINDS}, id=_STR),
+    reason={"enum": ["spam", "scam", "harassment", "illegal", "other"]},
+    note=_STR,
+)
+_USER = obj(["user"], user=_ref("AdminUser"))
+
+OPENAPI_SCHEMAS: dict[str, Any] = {
+    "Report": obj(
+        ["id", "reporter_id", "target", "reason", "severity", "status", "created_at"],
+        id=_STR, reporter_id=_STR, target=obj(["kind", "id"], kind={"enum": _KINDS}, id=_STR),
+        target_user=_NSTR, reason=_STR, note=_NSTR, severity=_INT,
+        status={"enum": ["open", "resolved"]}, resolution=_NSTR, resolved_by=_NSTR,
+        resolved_note=_NSTR, created_at=_STR, resolved_at=_NSTR, target_reports=_INT,
+    ),
+    "AdminUser": obj(
+        ["id", "email", "display_name", "roles", "suspended"],
+        id=_STR, email=_STR, display_name=_STR, roles={"type": "array", "items": _STR},
+        created_at=_STR, suspended={"type": "boolean"}, suspended_until=_NSTR,
+        suspension_reason=_NSTR,
+    ),
+    "AuditEntry": obj(
+        ["id", "actor_id", "action", "target", "reason", "result", "at"],
+        id=_STR, actor_id=_NSTR, action=_STR, target=_STR, reason=_NSTR,
+        result={"type": "object"}, at=_STR,
+    ),
+}  # fmt: skip
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/reports": {
+        "post": _op("Report a post, comment, listing, message or user", "user", 201,
+                    obj(["report"], report=_ref("Report")), 400, 401, 403, 404, 409, 429,
+                    requestBody=json_body(_REPORT_BODY)),
+    },
+    "/api/v1/admin/reports": {
+        "get": _op("The review queue: most severe, then most reported first", "moderator",
+                   200, _page("Report"), 400, 401, 403,
+                   parameters=_query("status", "cursor")),
+    },
+    "/api/v1/admin/reports/{report_id}/resolve": {
+        "post": _op("Resolve every open report of the report's target", "moderator", 200,
+                    obj(["report"], report=_ref("Report")), 400, 401, 403, 404, 409,
+                    parameters=_path("report_id"),
+                    requestBody=json_body(obj(["action"],
+                                              action={"enum": ["dismiss", "remove", "suspend"]},
+                                              note=_STR))),
+    },
+    "/api/v1/admin/content/remove": {
+        "post": _op("Remove content: out of every read op, followers told live", "moderator",
+                    200, obj(["removed"], removed={"type": "boolean"}, action_id=_STR),
+                    400, 401, 403, 404, 409,
+                    requestBody=json_body(obj(["kind", "id", "reason"],
+                                              kind={"enum": _KINDS[:4]}, id=_STR,
+                                              reason=_STR))),
+    },
+    "/api/v1/admin/users/{user_id}": {
+        "get": _op("A user as admins see them", "moderator", 200, _USER, 401, 403, 404,
+                   parameters=_path("user_id")),
+    },
+    "/api/v1/admin/users/{user_id}/roles": {
+        "post": _op("Set a user's staff roles (user and vendor are kept)", "admin", 200, _USER,
+                    400, 401, 403, 404, parameters=_path("user_id"),
+                    requestBody=json_body(obj(["roles"],
+                                              roles={"type": "array", "items": _STR}))),
+    },
+    "/api/v1/admin/users/{user_id}/suspend": {
+        "post": _op("Suspend: sockets closed (4003), sign-ins refused, pending orders released",
+                    "moderator", 200, obj(["user"], user=_ref("AdminUser"), action_id=_STR),
+                    400, 401, 403, 404, parameters=_path("user_id"),
+                    requestBody=json_body(obj(["reason"], reason=_STR,
+                                              until={"type": "string", "format": "date-time"}))),
+    },
+    "/api/v1/admin/users/{user_id}/unsuspend": {
+        "post": _op("Lift a suspension", "moderator", 200, _USER, 400, 401, 403, 404,
+                    parameters=_path("user_id"),
+                    requestBody={"required": False, **json_body(obj([], reason=_STR))}),
+    },
+    "/api/v1/admin/audit": {
+        "get": _op("The audit log, newest first", "admin", 200, _page("AuditEntry"), 400, 401,
+                   403, parameters=_query("actor_id", "target", "action", "cursor", "limit")),
+    },
+}  # fmt: skip

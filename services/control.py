@@ -1,0 +1,150 @@
+"""The control actor's interface: one table of admin actions, and the clients that reach it.
+
+``ControlHost`` is the control actor's whole logic, plain Python over the admin services: an
+action name, who takes it (``Staff``, or None for the operator at the CLI) and plain-data
+arguments in; plain data out — ``{"ok": true, "data": ...}`` or ``{"ok": false, "error":
+{code, message, details}}`` — so nothing but JSON-like values crosses Ray. The Ray actor
+(cluster/control.py) only hosts it; ``LocalControl`` hosts it in-process (a gateway without
+Ray). Callers use a ``Control``: ``RayControl`` finds the named, detached actor and calls it.
+
+No action is retried by Ray (a suspension twice would be two actions): a caller that gets
+``unavailable`` may retry, and the rank and state checks make a repeat harmless or a
+``conflict``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from models.errors import AppError, BadRequest, Unavailable, error_from_dict
+from models.rbac import OPERATOR, Staff
+from services.admin import AdminService, RolesBody, SuspendBody
+from services.moderation import ModerationService, RemoveBody, ReportBody, ResolveBody
+
+log = logging.getLogger("hyperlocal.control")
+
+Action = Callable[[Staff, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def staff_data(staff: Staff | None) -> dict[str, Any] | None:
+    if staff is None or staff.user_id is None:
+        return None
+    return {"user_id": staff.user_id, "roles": sorted(staff.roles)}
+
+
+def staff_from(data: dict[str, Any] | None) -> Staff:
+    if data is None:
+        return OPERATOR
+    return Staff(str(data["user_id"]), frozenset(data.get("roles", ())))
+
+
+class ControlHost:
+    """Every admin action by name (``ACTIONS``), run with its caller; holds no state."""
+
+    def __init__(self, admin: AdminService, moderation: ModerationService) -> None:
+        self.admin = admin
+        self.moderation = moderation
+        a, m = admin, moderation
+        self.actions: dict[str, Action] = {
+            "users.get": lambda s, x: a.user(s, x["user_id"]),
+            "users.find": lambda s, x: a.find(s, x["email"]),
+            "users.roles": lambda s, x: a.set_roles(
+                s, x["user_id"], RolesBody.model_validate(x["body"]).roles, x.get("reason")
+            ),
+            "users.grant": lambda s, x: a.grant(s, x["email"], x["role"]),
+            "users.revoke": lambda s, x: a.revoke(s, x["email"], x["role"]),
+            "users.suspend": lambda s, x: a.suspend(
+                s, x["user_id"], SuspendBody.model_validate(x["body"])
+            ),
+            "users.unsuspend": lambda s, x: a.unsuspend(s, x["user_id"], x.get("reason")),
+            "audit.list": lambda s, x: a.audit(
+                s,
+                x.get("actor_id"),
+                x.get("target"),
+                x.get("action"),
+                x.get("cursor"),
+                int(x.get("limit") or 50),
+            ),
+            "reports.list": lambda s, x: m.queue(s, x.get("status") or "open", x.get("cursor")),
+            "reports.resolve": lambda s, x: m.resolve(
+                s, x["report_id"], ResolveBody.model_validate(x["body"])
+            ),
+            "content.remove": lambda s, x: m.remove(s, RemoveBody.model_validate(x["body"])),
+            "reports.create": lambda s, x: m.report(
+                str(x["user_id"]), ReportBody.model_validate(x["body"])
+            ),
+        }
+
+    async def call(
+        self, action: str, staff: dict[str, Any] | None, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        handler = self.actions.get(action)
+        if handler is None:
+            return {"ok": False, "error": BadRequest(f"unknown action {action!r}").to_dict()}
+        try:
+            return {"ok": True, "data": await handler(staff_from(staff), args)}
+        except AppError as err:
+            return {"ok": False, "error": err.to_dict()}
+        except (KeyError, TypeError, ValueError) as exc:  # malformed args from a caller
+            log.warning("control action %s: bad arguments: %r", action, exc)
+            return {"ok": False, "error": BadRequest(f"bad arguments for {action}").to_dict()}
+
+
+class Control(Protocol):
+    """How the gateway and the CLI reach the control actor."""
+
+    async def call(
+        self, action: str, staff: Staff | None, args: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+
+def unwrap(reply: dict[str, Any]) -> dict[str, Any]:
+    if reply.get("ok"):
+        return dict(reply["data"])
+    raise error_from_dict(dict(reply.get("error") or {}))
+
+
+class LocalControl:
+    """The control host in this process (a gateway over ``LocalTransport``, unit tests)."""
+
+    def __init__(self, host: ControlHost) -> None:
+        self.host = host
+
+    async def call(self, action: str, staff: Staff | None, args: dict[str, Any]) -> dict[str, Any]:
+        return unwrap(await self.host.call(action, staff_data(staff), args))
+
+
+class RayControl:
+    """The named, detached control actor, found by name on first use (and again after a
+    failure: Ray restarts it under the same name)."""
+
+    def __init__(self, name: str, namespace: str, timeout_s: float) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.timeout_s = timeout_s
+        self._handle: Any = None
+
+    def _actor(self) -> Any:
+        import ray
+
+        if self._handle is None:
+            try:
+                self._handle = ray.get_actor(self.name, namespace=self.namespace)
+            except ValueError:
+                raise Unavailable("the control actor is not running") from None
+        return self._handle
+
+    async def call(self, action: str, staff: Staff | None, args: dict[str, Any]) -> dict[str, Any]:
+        import ray.exceptions
+
+        try:
+            ref = self._actor().call.remote(action, staff_data(staff), args)
+            reply = await asyncio.wait_for(ref, self.timeout_s)
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            self._handle = None
+            log.warning("control actor call %s failed: %r", action, exc)
+            raise Unavailable("the control actor is unavailable; try again") from None
+        return unwrap(reply)
