@@ -42,7 +42,9 @@ class ControlActor:
                 services: Services = await self._stack.enter_async_context(
                     open_services(self._settings, background=False)
                 )
-                self._host = ControlHost(services.admin, services.moderation)
+                self._host = ControlHost(
+                    services.admin, services.moderation, services.appeals, services.disputes
+                )
                 self._sweeper = asyncio.create_task(self._sweep(), name="suspension-sweep")
                 gcpolicy.settle(self._settings)
             return self._host

@@ -8,6 +8,7 @@ it. Reports are a user's own op, served by the moderation service directly (webs
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from aiohttp import web
@@ -18,9 +19,11 @@ from gateway.auth import require_principal
 from gateway.context import SERVICES
 from gateway.http import read_json
 from gateway.ops import Call, Op
-from models.errors import BadRequest
+from models.errors import BadRequest, Unauthorized
 from models.rbac import Staff
 from services.admin import RolesBody, SuspendBody
+from services.appeals import AppealBody, DecideBody
+from services.disputes import ResolveDisputeBody
 from services.moderation import RemoveBody, ReportBody, ResolveBody
 
 
@@ -123,6 +126,53 @@ async def audit_view(request: web.Request) -> web.Response:
     return await _act(request, "audit.list", args)
 
 
+# -- appeals ------------------------------------------------------------------------------------
+async def _appellant(request: web.Request) -> str:
+    """The appealing user: a Bearer token, or (suspended users, whose tokens are refused)
+    ``Authorization: Basic base64(email:password)``."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return (await require_principal(request)).user_id
+    try:
+        email, sep, password = (
+            base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        )
+    except (ValueError, UnicodeDecodeError):
+        raise Unauthorized("Basic credentials are not valid base64 of email:password") from None
+    if not sep:
+        raise Unauthorized("Basic credentials must be email:password")
+    user = await request.app[SERVICES].accounts.check_credentials(email, password)
+    return user.id
+
+
+async def appeal_view(request: web.Request) -> web.Response:
+    user_id = await _appellant(request)
+    body = await read_json(request, AppealBody)
+    return web.json_response(await request.app[SERVICES].appeals.create(user_id, body), status=201)
+
+
+async def appeals_view(request: web.Request) -> web.Response:
+    return await _act(request, "appeals.list", _query(request, "status", "cursor"))
+
+
+async def decide_view(request: web.Request) -> web.Response:
+    body = await read_json(request, DecideBody)
+    args = {"appeal_id": request.match_info["appeal_id"], "body": body.model_dump(mode="json")}
+    return await _act(request, "appeals.decide", args)
+
+
+# -- disputes (admin side; buyers and vendors: gateway/disputes_api.py) -------------------------
+async def disputes_view(request: web.Request) -> web.Response:
+    return await _act(request, "disputes.list", _query(request, "status", "cursor"))
+
+
+async def dispute_resolve_view(request: web.Request) -> web.Response:
+    body = await read_json(request, ResolveDisputeBody)
+    args = {"dispute_id": request.match_info["dispute_id"], "body": body.model_dump(mode="json")}
+    return await _act(request, "disputes.resolve", args)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/reports", report_view)
     app.router.add_get("/api/v1/admin/reports", reports_view)
@@ -133,3 +183,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/admin/users/{user_id}/suspend", suspend_view)
     app.router.add_post("/api/v1/admin/users/{user_id}/unsuspend", unsuspend_view)
     app.router.add_get("/api/v1/admin/audit", audit_view)
+    app.router.add_post("/api/v1/appeals", appeal_view)
+    app.router.add_get("/api/v1/admin/appeals", appeals_view)
+    app.router.add_post("/api/v1/admin/appeals/{appeal_id}/decide", decide_view)
+    app.router.add_get("/api/v1/admin/disputes", disputes_view)
+    app.router.add_post("/api/v1/admin/disputes/{dispute_id}/resolve", dispute_resolve_view)

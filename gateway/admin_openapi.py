@@ -63,6 +63,20 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         created_at=_STR, suspended={"type": "boolean"}, suspended_until=_NSTR,
         suspension_reason=_NSTR,
     ),
+    "Appeal": obj(
+        ["id", "action_id", "user_id", "text", "status", "created_at"],
+        id=_STR, action_id=_STR, user_id=_STR, text=_STR,
+        status={"enum": ["open", "accepted", "rejected"]}, decided_by=_NSTR, note=_NSTR,
+        created_at=_STR, decided_at=_NSTR, action={"type": "object"},
+    ),
+    "Dispute": obj(
+        ["id", "order_id", "buyer_id", "vendor_id", "reason", "text", "status"],
+        id=_STR, order_id=_STR, buyer_id=_STR, vendor_id=_STR,
+        reason={"enum": ["not_received", "not_as_described", "other"]}, text=_STR,
+        status={"enum": ["open", "responded", "refunded", "rejected"]}, response=_NSTR,
+        outcome_note=_NSTR, amount={"type": ["integer", "null"]}, created_at=_STR,
+        updated_at=_STR,
+    ),
     "AuditEntry": obj(
         ["id", "actor_id", "action", "target", "reason", "result", "at"],
         id=_STR, actor_id=_NSTR, action=_STR, target=_STR, reason=_NSTR,
@@ -122,5 +136,58 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/admin/audit": {
         "get": _op("The audit log, newest first", "admin", 200, _page("AuditEntry"), 400, 401,
                    403, parameters=_query("actor_id", "target", "action", "cursor", "limit")),
+    },
+    "/api/v1/appeals": {
+        "post": {
+            "summary": "Appeal a moderation action that affected you",
+            "description": "Bearer, or (while suspended) HTTP Basic email:password.",
+            "security": [{"bearer": []}, {"basic": []}],
+            "requestBody": json_body(obj(["action_id", "text"], action_id=_STR, text=_STR)),
+            "responses": {"201": {"description": "created",
+                                  **json_body(obj(["appeal"], appeal=_ref("Appeal")))},
+                          **errors(400, 401, 404, 409)},
+        },
+    },
+    "/api/v1/admin/appeals": {
+        "get": _op("Appeals, oldest first", "admin", 200, _page("Appeal"), 400, 401, 403,
+                   parameters=_query("status", "cursor")),
+    },
+    "/api/v1/admin/appeals/{appeal_id}/decide": {
+        "post": _op("Accept (the action is reversed) or reject an appeal", "admin", 200,
+                    obj(["appeal"], appeal=_ref("Appeal")), 400, 401, 403, 404, 409,
+                    parameters=_path("appeal_id"),
+                    requestBody=json_body(obj(["accept"], accept={"type": "boolean"},
+                                              note=_STR))),
+    },
+    "/api/v1/vendor/disputes": {
+        "get": {
+            "summary": "Disputes on the vendor's orders, newest first",
+            "security": _BEARER,
+            "parameters": _query("status", "cursor"),
+            "responses": {"200": {"description": "ok", **json_body(_page("Dispute"))},
+                          **errors(400, 401, 403)},
+        },
+    },
+    "/api/v1/vendor/disputes/{dispute_id}/respond": {
+        "post": {
+            "summary": "Respond to a dispute, or refund at once (refund: true)",
+            "security": _BEARER,
+            "parameters": _path("dispute_id"),
+            "requestBody": json_body(obj(["text"], text=_STR, refund={"type": "boolean"})),
+            "responses": {"200": {"description": "ok",
+                                  **json_body(obj(["dispute"], dispute=_ref("Dispute")))},
+                          **errors(400, 401, 403, 404, 409)},
+        },
+    },
+    "/api/v1/admin/disputes": {
+        "get": _op("Every dispute, newest first", "admin", 200, _page("Dispute"), 400, 401,
+                   403, parameters=_query("status", "cursor")),
+    },
+    "/api/v1/admin/disputes/{dispute_id}/resolve": {
+        "post": _op("Resolve: refund through the order's provider, or reject", "admin", 200,
+                    obj(["dispute"], dispute=_ref("Dispute")), 400, 401, 403, 404, 409,
+                    parameters=_path("dispute_id"),
+                    requestBody=json_body(obj(["outcome"], outcome={"enum": ["refund", "reject"]},
+                                              amount=_INT, note=_STR))),
     },
 }  # fmt: skip

@@ -19,6 +19,7 @@ from gateway import (
     admin_api,
     auth,
     chat_ops,
+    disputes_api,
     hooks_api,
     market_ops,
     oauth,
@@ -38,6 +39,7 @@ FEATURES: tuple[ModuleType, ...] = (
     oauth,
     payments_api,
     admin_api,
+    disputes_api,
 )
 
 

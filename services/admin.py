@@ -219,11 +219,11 @@ class AdminService:
         async with self.db.acquire() as conn, conn.transaction():
             row = await self._target(conn, user_id)
             rbac.require_over(staff.user_id, staff.roles, user_id, row["roles"])
-            user, notice = await self._unsuspend_in(conn, staff.user_id, user_id, reason)
+            user, notice = await self.unsuspend_in(conn, staff.user_id, user_id, reason)
         await self.publish([notice])
         return {"user": user}
 
-    async def _unsuspend_in(
+    async def unsuspend_in(
         self, conn: Any, actor_id: str | None, user_id: str, reason: str | None
     ) -> tuple[dict[str, Any], Event]:
         actions = await st.open_suspension_actions(conn, user_id)
@@ -253,7 +253,7 @@ class AdminService:
                 until = row["suspended_until"]
                 if until is None or until > datetime.now(UTC):
                     continue
-                _, notice = await self._unsuspend_in(conn, None, user_id, "suspension ended")
+                _, notice = await self.unsuspend_in(conn, None, user_id, "suspension ended")
             await self.publish([notice])
             lifted += 1
         return lifted

@@ -27,10 +27,12 @@ from payments import PaymentProvider, providers_from
 from services.access import Access
 from services.accounts import AuthService
 from services.admin import AdminService
+from services.appeals import AppealService
 from services.channel import DirectTransport
 from services.chat import ChatService
 from services.checkout import Checkout
 from services.control import Control, ControlHost, LocalControl, RayControl
+from services.disputes import DisputeService
 from services.feed import FeedService
 from services.hooks import HookDispatcher
 from services.market import MarketService
@@ -72,6 +74,8 @@ class Services:
     vendor_apps: VendorApps
     admin: AdminService
     moderation: ModerationService
+    appeals: AppealService
+    disputes: DisputeService
     control: Control
     """The control actor (``RayControl``), or its host in this process over a given transport."""
 
@@ -144,12 +148,14 @@ async def open_services(
         checkout = Checkout(market)
         admin = AdminService(db, redis, market)
         moderation = ModerationService(settings, db, router, admin)
+        appeals = AppealService(db, redis, admin, moderation)
+        disputes = DisputeService(db, redis, market)
         control: Control = (
             RayControl(
                 settings.control_actor_name, settings.ray_namespace, settings.control_call_timeout_s
             )
             if on_ray
-            else LocalControl(ControlHost(admin, moderation))
+            else LocalControl(ControlHost(admin, moderation, appeals, disputes))
         )
         services = Services(
             settings=settings,
@@ -171,6 +177,8 @@ async def open_services(
             vendor_apps=VendorApps(db),
             admin=admin,
             moderation=moderation,
+            appeals=appeals,
+            disputes=disputes,
             control=control,
         )
         if background:

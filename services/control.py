@@ -22,7 +22,9 @@ from typing import Any, Protocol
 from models.errors import AppError, BadRequest, Unavailable, error_from_dict
 from models.rbac import OPERATOR, Staff
 from services.admin import AdminService, RolesBody, SuspendBody
-from services.moderation import ModerationService, RemoveBody, ReportBody, ResolveBody
+from services.appeals import AppealService, DecideBody
+from services.disputes import DisputeService, ResolveDisputeBody
+from services.moderation import ModerationService, RemoveBody, ResolveBody
 
 log = logging.getLogger("hyperlocal.control")
 
@@ -44,10 +46,16 @@ def staff_from(data: dict[str, Any] | None) -> Staff:
 class ControlHost:
     """Every admin action by name (``ACTIONS``), run with its caller; holds no state."""
 
-    def __init__(self, admin: AdminService, moderation: ModerationService) -> None:
+    def __init__(
+        self,
+        admin: AdminService,
+        moderation: ModerationService,
+        appeals: AppealService,
+        disputes: DisputeService,
+    ) -> None:
         self.admin = admin
         self.moderation = moderation
-        a, m = admin, moderation
+        a, m, ap, d = admin, moderation, appeals, disputes
         self.actions: dict[str, Action] = {
             "users.get": lambda s, x: a.user(s, x["user_id"]),
             "users.find": lambda s, x: a.find(s, x["email"]),
@@ -73,8 +81,13 @@ class ControlHost:
                 s, x["report_id"], ResolveBody.model_validate(x["body"])
             ),
             "content.remove": lambda s, x: m.remove(s, RemoveBody.model_validate(x["body"])),
-            "reports.create": lambda s, x: m.report(
-                str(x["user_id"]), ReportBody.model_validate(x["body"])
+            "appeals.list": lambda s, x: ap.listed(s, x.get("status"), x.get("cursor")),
+            "appeals.decide": lambda s, x: ap.decide(
+                s, x["appeal_id"], DecideBody.model_validate(x["body"])
+            ),
+            "disputes.list": lambda s, x: d.listed(s, x.get("status"), x.get("cursor")),
+            "disputes.resolve": lambda s, x: d.resolve(
+                s, x["dispute_id"], ResolveDisputeBody.model_validate(x["body"])
             ),
         }
 

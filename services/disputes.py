@@ -1,0 +1,237 @@
+"""Disputes: a buyer contests a paid order; the vendor responds or refunds; an admin resolves.
+
+The steps are the state machine of models/admin.py (``dispute_step``: an illegal step is a
+``conflict``, and changes nothing). A refund is the order's ``refund`` step by the system on
+its owner shard (models/market.py ``OrderAct``, keyed by the dispute so a retry is the same
+refund), then the provider's refund (``MarketService.run_refund``: the existing path, retried by
+the sweeper until it succeeds); only then does the dispute move, conditionally on the state it
+was read in, with its audit entry (an admin's resolve) in the same transaction. Both parties
+get ``dispute.updated {dispute}`` on their inbox, and ``order.updated`` comes from the order's
+owner when money moves. Orders a buyer may dispute: paid, accepted, fulfilled (a completed
+order's refund is the provider's: models/market.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.admin import (
+    DISPUTABLE_ORDERS,
+    DISPUTE_STATES,
+    OPEN,
+    REFUNDED,
+    DisputeReason,
+    SeqCursor,
+    dispute_step,
+    target_ref,
+)
+from models.errors import BadRequest, Conflict, NotFound
+from models.ids import new_id
+from models.rbac import Staff
+from models.streams import Event
+from services.market import SYSTEM, Actor, MarketService
+from store import admin_store as st
+from store.fanout import publish
+
+_COLUMNS = (
+    "id, order_id, buyer_id, vendor_id, vendor_user, reason, text, status, response,"
+    " outcome_note, amount, created_at, updated_at"
+)
+
+
+class DisputeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    order_id: str = Field(min_length=1, max_length=128)
+    reason: DisputeReason
+    text: str = Field(min_length=1, max_length=5000)
+
+
+class RespondBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=5000)
+    refund: bool = False
+
+
+class ResolveDisputeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: str = Field(pattern="^(refund|reject)$")
+    amount: int | None = Field(None, ge=0)
+    note: str | None = Field(None, max_length=1000)
+
+
+def dispute_public(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "order_id": row["order_id"],
+        "buyer_id": row["buyer_id"],
+        "vendor_id": row["vendor_id"],
+        "reason": row["reason"],
+        "text": row["text"],
+        "status": row["status"],
+        "response": row["response"],
+        "outcome_note": row["outcome_note"],
+        "amount": row["amount"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+class DisputeService:
+    """Opening, responding to and resolving disputes; holds no state (see module docstring)."""
+
+    def __init__(self, db: asyncpg.Pool, redis: aioredis.Redis, market: MarketService) -> None:
+        self.db = db
+        self.redis = redis
+        self.market = market
+
+    async def _notify(self, conn: Any, row: asyncpg.Record) -> list[Event]:
+        data = {"dispute": dispute_public(row)}
+        return [
+            await st.inbox_event(conn, user, "dispute.updated", data)
+            for user in (row["buyer_id"], row["vendor_user"])
+        ]
+
+    async def open(self, user_id: str, body: DisputeBody) -> dict[str, Any]:
+        order = await self.db.fetchrow(
+            "SELECT id, buyer_id, vendor_id, vendor_user_id, status, total FROM orders"
+            " WHERE id = $1",
+            body.order_id,
+        )
+        if order is None or order["buyer_id"] != user_id:
+            raise NotFound("no such order")
+        if order["status"] not in DISPUTABLE_ORDERS:
+            raise Conflict(f"an order that is {order['status']} cannot be disputed")
+        async with self.db.acquire() as conn, conn.transaction():
+            try:
+                row = await conn.fetchrow(
+                    "INSERT INTO disputes (id, order_id, buyer_id, vendor_id, vendor_user, reason,"
+                    f" text, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}",
+                    new_id(),
+                    order["id"],
+                    user_id,
+                    order["vendor_id"],
+                    order["vendor_user_id"],
+                    body.reason,
+                    body.text,
+                    OPEN,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict("this order already has a dispute") from None
+            assert row is not None
+            events = await self._notify(conn, row)
+        await publish(self.redis, events)
+        return {"dispute": dispute_public(row)}
+
+    async def _row(self, dispute_id: str) -> asyncpg.Record:
+        row = await self.db.fetchrow(f"SELECT {_COLUMNS} FROM disputes WHERE id = $1", dispute_id)
+        if row is None:
+            raise NotFound("no such dispute")
+        return row
+
+    async def _page(
+        self, where: str, arg: str | None, status: str | None, cursor: str | None
+    ) -> dict[str, Any]:
+        if status is not None and status not in DISPUTE_STATES:
+            raise BadRequest(f"status: one of {list(DISPUTE_STATES)}")
+        offset = (SeqCursor.decode(cursor) or 1) - 1
+        rows = await self.db.fetch(
+            f"SELECT {_COLUMNS} FROM disputes WHERE ({where})"
+            " AND ($2::text IS NULL OR status = $2)"
+            " ORDER BY created_at DESC, id DESC OFFSET $3 LIMIT 51",
+            arg,
+            status,
+            offset,
+        )
+        more = len(rows) > 50
+        return {
+            "items": [dispute_public(r) for r in rows[:50]],
+            "next_cursor": SeqCursor.encode(offset + 51) if more else None,
+        }
+
+    async def of_vendor(
+        self, vendor_id: str, status: str | None, cursor: str | None
+    ) -> dict[str, Any]:
+        return await self._page("vendor_id = $1", vendor_id, status, cursor)
+
+    async def listed(self, staff: Staff, status: str | None, cursor: str | None) -> dict[str, Any]:
+        staff.require("disputes.list")
+        return await self._page("$1::text IS NULL", None, status, cursor)
+
+    async def _refund(self, row: asyncpg.Record) -> None:
+        """The order's refund at its owner shard, then at the provider (existing path)."""
+        who = Actor(user_id=SYSTEM, key=f"dispute:{row['id']}")
+        order = await self.db.fetchval("SELECT status FROM orders WHERE id = $1", row["order_id"])
+        if order == "refunded":  # a retry after the refund went through: nothing to redo
+            return
+        await self.market.act(who, row["order_id"], "refund", "system", "dispute refund")
+
+    async def _move(
+        self,
+        row: asyncpg.Record,
+        action: str,
+        actor: str,
+        changes: dict[str, Any],
+        audit: tuple[str | None, str | None] | None = None,
+    ) -> dict[str, Any]:
+        target = dispute_step(row["status"], action, actor)
+        if target == REFUNDED:
+            await self._refund(row)
+        async with self.db.acquire() as conn, conn.transaction():
+            moved = await conn.fetchrow(
+                "UPDATE disputes SET status = $3, response = coalesce($4, response),"
+                " outcome_note = coalesce($5, outcome_note), amount = coalesce($6, amount),"
+                f" updated_at = now() WHERE id = $1 AND status = $2 RETURNING {_COLUMNS}",
+                row["id"],
+                row["status"],
+                target,
+                changes.get("response"),
+                changes.get("note"),
+                changes.get("amount"),
+            )
+            if moved is None:
+                raise Conflict("the dispute changed meanwhile: read it again")
+            if audit is not None:
+                result = {"status": target, "order_id": row["order_id"]}
+                await st.audit(
+                    conn,
+                    audit[0],
+                    "dispute.resolve",
+                    target_ref("dispute", row["id"]),
+                    audit[1],
+                    result,
+                )
+            events = await self._notify(conn, moved)
+        await publish(self.redis, events)
+        return {"dispute": dispute_public(moved)}
+
+    async def respond(self, vendor_id: str, dispute_id: str, body: RespondBody) -> dict[str, Any]:
+        row = await self._row(dispute_id)
+        if row["vendor_id"] != vendor_id:
+            raise NotFound("no such dispute")
+        action = "refund" if body.refund else "respond"
+        changes: dict[str, Any] = {"response": body.text}
+        if body.refund:
+            changes["amount"] = await self._total(row)
+        return await self._move(row, action, "vendor", changes)
+
+    async def _total(self, row: asyncpg.Record) -> int:
+        return int(
+            await self.db.fetchval("SELECT total FROM orders WHERE id = $1", row["order_id"])
+        )
+
+    async def resolve(
+        self, staff: Staff, dispute_id: str, body: ResolveDisputeBody
+    ) -> dict[str, Any]:
+        staff.require("disputes.resolve")
+        row = await self._row(dispute_id)
+        changes: dict[str, Any] = {"note": body.note}
+        if body.outcome == "refund":
+            total = await self._total(row)
+            if body.amount is not None and body.amount != total:
+                raise BadRequest(f"amount: only a full refund ({total}) is supported")
+            changes["amount"] = total
+        return await self._move(row, body.outcome, "admin", changes, (staff.user_id, body.note))
