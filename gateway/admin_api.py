@@ -62,12 +62,15 @@ def _limit(request: web.Request) -> int:
 async def report_view(request: web.Request) -> web.Response:
     principal = await require_principal(request)
     body = await read_json(request, ReportBody)
-    result = await request.app[SERVICES].moderation.report(principal.user_id, body)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 128:
+        raise BadRequest("Idempotency-Key: 1 to 128 characters")
+    result = await request.app[SERVICES].moderation.report(principal.user_id, body, key)
     return web.json_response(result, status=201)
 
 
 async def op_report_create(call: Call, req: ReportBody) -> dict[str, Any]:
-    return await call.services.moderation.report(call.user_id, req)
+    return await call.services.moderation.report(call.user_id, req, call.key)
 
 
 OPS: dict[str, Op] = {"report.create": Op(ReportBody, op_report_create, mutating=True)}

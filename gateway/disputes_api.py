@@ -16,7 +16,7 @@ from services.disputes import DisputeBody, RespondBody
 
 
 async def op_dispute_open(call: Call, req: DisputeBody) -> dict[str, Any]:
-    return await call.services.disputes.open(call.user_id, req)
+    return await call.services.disputes.open(call.user_id, req, call.key)
 
 
 OPS: dict[str, Op] = {"dispute.open": Op(DisputeBody, op_dispute_open, mutating=True)}

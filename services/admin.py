@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from models import rbac
 from models.admin import target_ref
 from models.auth import normalize_email
-from models.errors import AppError, BadRequest, NotFound
+from models.errors import AppError, BadRequest, Conflict, NotFound
 from models.market import OrderAct
 from models.rbac import Staff
 from models.streams import Event
@@ -219,6 +219,8 @@ class AdminService:
         async with self.db.acquire() as conn, conn.transaction():
             row = await self._target(conn, user_id)
             rbac.require_over(staff.user_id, staff.roles, user_id, row["roles"])
+            if row["disabled_at"] is None:
+                raise Conflict("this user is not suspended")
             user, notice = await self.unsuspend_in(conn, staff.user_id, user_id, reason)
         await self.publish([notice])
         return {"user": user}

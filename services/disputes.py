@@ -95,7 +95,16 @@ class DisputeService:
             for user in (row["buyer_id"], row["vendor_user"])
         ]
 
-    async def open(self, user_id: str, body: DisputeBody) -> dict[str, Any]:
+    async def open(self, user_id: str, body: DisputeBody, key: str | None = None) -> dict[str, Any]:
+        """Open a dispute; a retry with the same idempotency ``key`` returns the first one."""
+        if key is not None:
+            first = await self.db.fetchrow(
+                f"SELECT {_COLUMNS} FROM disputes WHERE buyer_id = $1 AND idem_key = $2",
+                user_id,
+                key,
+            )
+            if first is not None:
+                return {"dispute": dispute_public(first)}
         order = await self.db.fetchrow(
             "SELECT id, buyer_id, vendor_id, vendor_user_id, status, total FROM orders"
             " WHERE id = $1",
@@ -109,7 +118,8 @@ class DisputeService:
             try:
                 row = await conn.fetchrow(
                     "INSERT INTO disputes (id, order_id, buyer_id, vendor_id, vendor_user, reason,"
-                    f" text, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}",
+                    " text, status, idem_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    f" RETURNING {_COLUMNS}",
                     new_id(),
                     order["id"],
                     user_id,
@@ -118,6 +128,7 @@ class DisputeService:
                     body.reason,
                     body.text,
                     OPEN,
+                    key,
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict("this order already has a dispute") from None

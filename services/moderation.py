@@ -113,7 +113,18 @@ class ModerationService:
         self.admin = admin
 
     # -- reports --------------------------------------------------------------------------------
-    async def report(self, user_id: str, body: ReportBody) -> dict[str, Any]:
+    async def report(
+        self, user_id: str, body: ReportBody, key: str | None = None
+    ) -> dict[str, Any]:
+        """File a report; a retry with the same idempotency ``key`` returns the first one."""
+        if key is not None:
+            first = await self.db.fetchrow(
+                f"SELECT {_REPORT_COLUMNS} FROM reports WHERE reporter_id = $1 AND idem_key = $2",
+                user_id,
+                key,
+            )
+            if first is not None:
+                return {"report": report_public(first)}
         kind, ident = body.target.kind, body.target.id
         author = await self.db.fetchval(_AUTHOR_SQL[kind], ident)
         if author is None:
@@ -130,7 +141,7 @@ class ModerationService:
         try:
             row = await self.db.fetchrow(
                 "INSERT INTO reports (id, reporter_id, target_kind, target_id, target_user,"
-                f" reason, note, severity) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " reason, note, severity, idem_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                 f" RETURNING {_REPORT_COLUMNS}",
                 new_id(),
                 user_id,
@@ -140,6 +151,7 @@ class ModerationService:
                 body.reason,
                 body.note,
                 SEVERITY[body.reason],
+                key,
             )
         except asyncpg.UniqueViolationError:
             raise Conflict("you already have an open report on this") from None
@@ -205,6 +217,8 @@ class ModerationService:
         if body.action == "remove":
             if kind not in CONTENT_KINDS:
                 raise BadRequest("a user is suspended, not removed")
+            if await self._hidden(kind, ident):  # hidden by the reports already: it stays out
+                return await self._close(staff, row, body)
             await self._remove(
                 staff.user_id, kind, ident, note, "content.remove", f"report:{report_id}"
             )

@@ -67,9 +67,11 @@ CREATE TABLE reports (
     resolution    text CHECK (resolution IN ('dismiss', 'remove', 'suspend')),
     resolved_by   text REFERENCES users(id),
     resolved_note text,
+    idem_key      text,                               -- the client's key: a retry finds it
     created_at    timestamptz NOT NULL DEFAULT now(),
     resolved_at   timestamptz
 );
+CREATE UNIQUE INDEX reports_key ON reports (reporter_id, idem_key) WHERE idem_key IS NOT NULL;
 -- One open report per reporter and target.
 CREATE UNIQUE INDEX reports_one_open ON reports (reporter_id, target_kind, target_id)
     WHERE status = 'open';
@@ -102,6 +104,7 @@ CREATE TABLE disputes (
     response     text,
     outcome_note text,
     amount       bigint,
+    idem_key     text,                               -- the buyer's key: a retry finds it
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );

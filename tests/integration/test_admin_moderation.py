@@ -78,6 +78,10 @@ async def test_suspension_closes_sockets_on_two_gateways_and_unsuspend_restores(
         f"/api/v1/admin/users/{mallory.id}/unsuspend", {"reason": "appeal"}, token=mod.access_token
     )
     assert status == 200 and not reply["user"]["suspended"]
+    status, reply = await api.post(
+        f"/api/v1/admin/users/{mallory.id}/unsuspend", {}, token=mod.access_token
+    )
+    assert status == 409, reply  # not suspended any more
     status, _ = await api.get("/api/v1/me", token=mallory.access_token)
     assert status == 200
     back = await api.connect(mallory)
@@ -175,8 +179,10 @@ async def test_reports_dedupe_hide_at_threshold_queue_and_dismiss(
     body = {"target": {"kind": "post", "id": post["id"]}, "reason": "scam"}
     reporters = [await api.signup(f"r{i}") for i in range(settings.report_hide_threshold)]
     first = await api.connect(reporters[0])
-    reply = await first.mutate("report.create", body)  # over the websocket
+    reply = await first.ok("report.create", body, key="report-1")  # over the websocket
     assert reply["report"]["status"] == "open" and reply["report"]["severity"] == 3
+    retry = await first.ok("report.create", body, key="report-1")  # the first result
+    assert retry["report"]["id"] == reply["report"]["id"]
     again = await first.request("report.create", body, key="another-key")
     assert again["ok"] is False and again["error"]["code"] == "conflict"
     status, reply = await api.post("/api/v1/reports", body, token=author.access_token)
