@@ -188,7 +188,14 @@ async def vendor_create(
         "id": cell_scoped_id(cmd.cell),
         "user_id": cmd.user_id,
     }
-    return {"vendor": await ms.insert_vendor(tx.conn, vendor)}
+    created = await ms.insert_vendor(tx.conn, vendor)
+    # the `vendor` role comes with the profile (models/rbac.py); roles are read on every request
+    await tx.conn.execute(
+        "UPDATE users SET roles = array_append(roles, 'vendor')"
+        " WHERE id = $1 AND NOT 'vendor' = ANY(roles)",
+        cmd.user_id,
+    )
+    return {"vendor": created}
 
 
 async def listing_create(

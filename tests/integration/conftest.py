@@ -39,6 +39,7 @@ _BASE = dict(
     hook_max_attempts=4,
     hook_poll_s=0.1,
     market_sweep_s=0.3,
+    admin_sweep_s=1.0,  # the control actor lifts expired suspensions within a second
 )
 
 
