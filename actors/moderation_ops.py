@@ -5,7 +5,8 @@
 - a comment: ``comment.removed {post_id, comment_id}`` on its post's feed stream;
 - a listing: ``active`` false and ``removed_at`` set (its vendor cannot re-activate it),
   ``listing.updated`` with ``active: false`` on its cell's feed stream;
-- a chat message: ``chat.message_removed {room_id, message_id}`` on its room stream.
+- a chat message: ``chat.message_removed {room_id, message_id}`` on its room stream (and, for
+  a direct room, whose messages also reach its members' inboxes, on theirs).
 In the same transaction: the audit entry, the moderation action (an appeal names it; a restore
 marks it reversed) and a ``notification`` to the author's inbox with the reason. Removing what
 is already removed (or restoring what is visible) is a ``conflict``.
@@ -23,7 +24,7 @@ from models.errors import BadRequest, Conflict, NotFound
 from models.ids import cell_of
 from models.moderation import EntityRemove, MessageRemove
 from models.streams import feed_stream, user_stream
-from store import admin_store, feed_store
+from store import admin_store, chat_store, feed_store
 from store import market_store as ms
 
 if TYPE_CHECKING:
@@ -164,7 +165,12 @@ async def message_remove(
     if sender is None:
         raise await _missing(tx, "messages", cmd.message_id, "message")
     ev = "chat.message_restored" if cmd.restore else "chat.message_removed"
-    out.add(room_stream(cmd.room_id), ev, {"room_id": cmd.room_id, "message_id": cmd.message_id})
+    data = {"room_id": cmd.room_id, "message_id": cmd.message_id}
+    out.add(room_stream(cmd.room_id), ev, data)
+    room = await chat_store.get_room(tx.conn, cmd.room_id)
+    if room is not None and room["kind"] == "direct":  # its messages reach the inboxes too
+        for member in room["members"]:
+            out.add(user_stream(member), ev, data)
     return await _record(tx, out, cmd, "message", cmd.message_id, sender)
 
 

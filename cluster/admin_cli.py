@@ -74,6 +74,17 @@ def _show(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return "users.find", {"email": a.email}
 
 
+def _suspend(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {"reason": a.reason}
+    if a.until:
+        body["until"] = a.until
+    return "users.suspend", {"email": a.email, "body": body}
+
+
+def _unsuspend(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    return "users.unsuspend", {"email": a.email, "reason": a.reason}
+
+
 def _audit(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return "audit.list", {
         "actor_id": a.actor,
@@ -98,6 +109,15 @@ def register(sub: Any) -> None:
     show = cmds.add_parser("show", help="a user as admins see them")
     show.add_argument("email")
     show.set_defaults(func=_run, build=_show)
+    suspend = cmds.add_parser("suspend", help="suspend EMAIL: sockets closed, sign-ins refused")
+    suspend.add_argument("email")
+    suspend.add_argument("--reason", required=True)
+    suspend.add_argument("--until", help="ISO 8601 time it ends (default: until lifted)")
+    suspend.set_defaults(func=_run, build=_suspend)
+    unsuspend = cmds.add_parser("unsuspend", help="lift EMAIL's suspension")
+    unsuspend.add_argument("email")
+    unsuspend.add_argument("--reason")
+    unsuspend.set_defaults(func=_run, build=_unsuspend)
     audit = cmds.add_parser("audit", help="the audit log, newest first")
     audit.add_argument("--actor")
     audit.add_argument("--target", help="e.g. user:<id>, post:<id>")

@@ -119,6 +119,10 @@ class AdminService:
         await self.broadcast({"kind": "user.roles", "user_id": user_id, "roles": list(roles)})
         return {"user": user}
 
+    async def id_of(self, email: str) -> str:
+        """The id of the user with this email, or ``not_found``."""
+        return await self._by_email(email)
+
     async def _by_email(self, email: str) -> str:
         user_id = await st.user_id_by_email(self.db, normalize_email(email))
         if user_id is None:

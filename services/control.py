@@ -7,6 +7,9 @@ arguments in; plain data out — ``{"ok": true, "data": ...}`` or ``{"ok": false
 (cluster/control.py) only hosts it; ``LocalControl`` hosts it in-process (a gateway without
 Ray). Callers use a ``Control``: ``RayControl`` finds the named, detached actor and calls it.
 
+Every call is audited: a change writes its entry in its own transaction; the host writes one
+for each read (``READS``) and each refused or failed action (``result: {error, message}``).
+
 No action is retried by Ray (a suspension twice would be two actions): a caller that gets
 ``unavailable`` may retry, and the rank and state checks make a repeat harmless or a
 ``conflict``.
@@ -19,12 +22,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import asyncpg
+
+from models.admin import target_ref
 from models.errors import AppError, BadRequest, Unavailable, error_from_dict
 from models.rbac import OPERATOR, Staff
 from services.admin import AdminService, RolesBody, SuspendBody
 from services.appeals import AppealService, DecideBody
 from services.disputes import DisputeService, ResolveDisputeBody
 from services.moderation import ModerationService, RemoveBody, ResolveBody
+from store import admin_store as st
 
 log = logging.getLogger("hyperlocal.control")
 
@@ -64,10 +71,8 @@ class ControlHost:
             ),
             "users.grant": lambda s, x: a.grant(s, x["email"], x["role"]),
             "users.revoke": lambda s, x: a.revoke(s, x["email"], x["role"]),
-            "users.suspend": lambda s, x: a.suspend(
-                s, x["user_id"], SuspendBody.model_validate(x["body"])
-            ),
-            "users.unsuspend": lambda s, x: a.unsuspend(s, x["user_id"], x.get("reason")),
+            "users.suspend": self._suspend,
+            "users.unsuspend": self._unsuspend,
             "audit.list": lambda s, x: a.audit(
                 s,
                 x.get("actor_id"),
@@ -91,19 +96,74 @@ class ControlHost:
             ),
         }
 
+    async def _user_id(self, args: dict[str, Any]) -> str:
+        """The target user of an action: ``user_id`` (REST) or ``email`` (the CLI)."""
+        if args.get("user_id"):
+            return str(args["user_id"])
+        return await self.admin.id_of(str(args["email"]))
+
+    async def _suspend(self, staff: Staff, args: dict[str, Any]) -> dict[str, Any]:
+        body = SuspendBody.model_validate(args["body"])
+        return await self.admin.suspend(staff, await self._user_id(args), body)
+
+    async def _unsuspend(self, staff: Staff, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.admin.unsuspend(staff, await self._user_id(args), args.get("reason"))
+
     async def call(
         self, action: str, staff: dict[str, Any] | None, args: dict[str, Any]
     ) -> dict[str, Any]:
         handler = self.actions.get(action)
         if handler is None:
             return {"ok": False, "error": BadRequest(f"unknown action {action!r}").to_dict()}
+        who = staff_from(staff)
         try:
-            return {"ok": True, "data": await handler(staff_from(staff), args)}
+            data = await handler(who, args)
         except AppError as err:
+            await self._note(who, action, args, {"error": err.code, "message": err.message})
             return {"ok": False, "error": err.to_dict()}
         except (KeyError, TypeError, ValueError) as exc:  # malformed args from a caller
             log.warning("control action %s: bad arguments: %r", action, exc)
-            return {"ok": False, "error": BadRequest(f"bad arguments for {action}").to_dict()}
+            bad = BadRequest(f"bad arguments for {action}")
+            await self._note(who, action, args, {"error": bad.code, "message": bad.message})
+            return {"ok": False, "error": bad.to_dict()}
+        if action in READS:
+            await self._note(who, action, args, {"ok": True, "items": len(data.get("items", ()))})
+        return {"ok": True, "data": data}
+
+    async def _note(
+        self, staff: Staff, action: str, args: dict[str, Any], result: dict[str, Any]
+    ) -> None:
+        """The audit entry of a read or a refused action (a change writes its own, in its
+        transaction). Losing it must not hide the answer: logged if Postgres refuses."""
+        try:
+            await st.audit(self.admin.db, staff.user_id, action, _target(args), None, result)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.error("audit entry of %s not written: %r", action, exc)
+
+
+READS = frozenset(
+    {"users.get", "users.find", "audit.list", "reports.list", "appeals.list", "disputes.list"}
+)
+"""Actions that change nothing: audited by the host (a change audits itself)."""
+
+_TARGET_ARGS = (
+    ("user_id", "user"),
+    ("report_id", "report"),
+    ("appeal_id", "appeal"),
+    ("dispute_id", "dispute"),
+    ("email", "email"),
+)
+
+
+def _target(args: dict[str, Any]) -> str:
+    """What an action's audit entry names as its target, from its arguments."""
+    for name, kind in _TARGET_ARGS:
+        if args.get(name):
+            return target_ref(kind, str(args[name]))
+    body = args.get("body")
+    if isinstance(body, dict) and body.get("kind") and body.get("id"):
+        return target_ref(str(body["kind"]), str(body["id"]))
+    return "-"
 
 
 class Control(Protocol):

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cluster.config import Settings
 from models.admin import CONTENT_KINDS, SEVERITY, ReportReason, ResolveAction, SeqCursor, TargetKind
+from models.chat import parse_room
 from models.commands import ShardCommand
 from models.errors import BadRequest, Conflict, NotFound, RateLimited
 from models.ids import new_id
@@ -32,6 +33,7 @@ from services.admin import AdminService, SuspendBody
 from services.market import SYSTEM
 from services.router import ShardRouter
 from store import admin_store as st
+from store import chat_store
 
 log = logging.getLogger("hyperlocal.moderation")
 
@@ -127,7 +129,7 @@ class ModerationService:
                 return {"report": report_public(first)}
         kind, ident = body.target.kind, body.target.id
         author = await self.db.fetchval(_AUTHOR_SQL[kind], ident)
-        if author is None:
+        if author is None or (kind == "message" and not await self._sees(user_id, ident)):
             raise NotFound(f"no such {kind}")
         if author == user_id:
             raise BadRequest("you cannot report yourself or your own content")
@@ -158,6 +160,14 @@ class ModerationService:
         assert row is not None
         await self._maybe_hide(kind, ident)
         return {"report": report_public(row)}
+
+    async def _sees(self, user_id: str, message_id: str) -> bool:
+        """Rule 7: a message of a member room is reported only by a member of it."""
+        room_id = await self.db.fetchval("SELECT room_id FROM messages WHERE id = $1", message_id)
+        ref = parse_room(str(room_id))
+        if ref is None or ref.kind == "neighbourhood":
+            return ref is not None
+        return await chat_store.membership(self.db, ref.room_id, user_id) == "member"
 
     async def _maybe_hide(self, kind: str, ident: str) -> None:
         threshold = self.settings.report_hide_threshold

@@ -25,7 +25,7 @@ def _iso(value: datetime | None) -> str | None:
 
 # -- audit log ----------------------------------------------------------------------------------
 async def audit(
-    conn: Conn,
+    conn: Db,
     actor_id: str | None,
     action: str,
     target: str,

@@ -85,7 +85,12 @@ async def test_suspended_user_appeals_with_password_and_admin_accepts(
     status, audit = await api.get(
         f"/api/v1/admin/audit?target=appeal:{appeal['id']}", token=admin.access_token
     )
-    assert [e["action"] for e in audit["items"]] == ["appeal.decide"]
+    entries = [(e["action"], e["actor_id"], e["result"].get("error")) for e in audit["items"]]
+    assert entries == [  # the refused attempts too, newest first
+        ("appeals.decide", admin.id, "conflict"),
+        ("appeal.decide", admin.id, None),
+        ("appeals.decide", mod.id, "forbidden"),
+    ]
 
 
 async def test_removal_appeal_accepted_restores_the_post_live(api: Api, settings: Settings) -> None:

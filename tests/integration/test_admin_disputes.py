@@ -106,7 +106,14 @@ async def test_dispute_respond_then_admin_refunds_through_the_provider(
     status, audit = await api.get(
         f"/api/v1/admin/audit?target=dispute:{dispute['id']}", token=admin.access_token
     )
-    assert [e["action"] for e in audit["items"]] == ["dispute.resolve"]
+    entries = [(e["action"], e["result"].get("error")) for e in audit["items"]]
+    assert entries == [
+        ("disputes.resolve", "conflict"),
+        ("disputes.resolve", "conflict"),
+        ("dispute.resolve", None),
+        ("disputes.resolve", "bad_request"),
+        ("disputes.resolve", "forbidden"),
+    ]
     status, listed = await api.get(
         "/api/v1/admin/disputes?status=refunded", token=admin.access_token
     )

@@ -153,14 +153,24 @@ async def test_chat_message_removed_live_and_out_of_history(api: Api, settings: 
     room = (await a.ok("chat.open", {"user_id": ben.id}))["room"]
     await b.ok("subscribe", {"stream": f"room:{room['id']}"})
     msg = (await a.mutate("chat.send", {"room_id": room["id"], "text": "buy crypto"}))["message"]
+    outsider = await api.signup("outsider")
+    body = {"target": {"kind": "message", "id": msg["id"]}, "reason": "scam"}
+    status, reply = await api.post("/api/v1/reports", body, token=outsider.access_token)
+    assert status == 404, reply  # not a member: the message is not there for them
+    status, reply = await api.post("/api/v1/reports", body, token=ben.access_token)
+    assert status == 201, reply
     status, reply = await api.post(
         "/api/v1/admin/content/remove",
         {"kind": "message", "id": msg["id"], "reason": "scam"},
         token=mod.access_token,
     )
     assert status == 200, reply
-    event = await b.next_event("chat.message_removed", timeout=5)
-    assert event["data"] == {"room_id": room["id"], "message_id": msg["id"]}
+    streams = set()
+    for _ in range(2):  # on the room, and (a direct room) on the inbox
+        event = await b.next_event("chat.message_removed", timeout=5)
+        assert event["data"] == {"room_id": room["id"], "message_id": msg["id"]}
+        streams.add(event["stream"])
+    assert streams == {f"room:{room['id']}", f"user:{ben.id}"}
     history = await b.ok("chat.history", {"room_id": room["id"]})
     assert msg["id"] not in [m["id"] for m in history["messages"]]
     await a.close()
@@ -264,5 +274,18 @@ async def test_cli_grant_and_revoke_on_the_running_deployment(
     assert done.returncode == 0, done.stderr[-2000:]
     status, _ = await api.get("/api/v1/admin/reports", token=user.access_token)
     assert status == 403
+    done = await asyncio.to_thread(run, "suspend", user.email, "--reason", "from the cli")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["user"]["suspended"] is True
+    status, reply = await api.get("/api/v1/me", token=user.access_token)
+    assert status == 403 and reply["error"]["details"]["reason"] == "suspended"
+    done = await asyncio.to_thread(run, "unsuspend", user.email)
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, _ = await api.get("/api/v1/me", token=user.access_token)
+    assert status == 200
+    done = await asyncio.to_thread(run, "audit", "--target", f"user:{user.id}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    actions = [e["action"] for e in json.loads(done.stdout)["items"]]
+    assert actions == ["user.unsuspend", "user.suspend", "roles.set", "roles.set"]
     done = await asyncio.to_thread(run, "grant", "nobody@example.test", "admin")
     assert done.returncode == 1 and "not_found" in done.stderr

@@ -116,6 +116,17 @@ async def test_role_change_takes_effect_at_once_with_rank_rules(
     assert all(e["actor_id"] == admin.id and e["at"] for e in page["items"])
     status, reply = await api.get("/api/v1/admin/audit?cursor=%%%", token=admin.access_token)
     assert status == 400
+    # reads and refusals are audited too: alice's refused grant, the admin's reads
+    status, page = await api.get(
+        f"/api/v1/admin/audit?actor_id={alice.id}&action=users.roles", token=admin.access_token
+    )
+    assert [(e["target"], e["result"]["error"]) for e in page["items"]] == [
+        (f"user:{bob.id}", "forbidden")
+    ]
+    status, page = await api.get(
+        f"/api/v1/admin/audit?actor_id={admin.id}&action=audit.list", token=admin.access_token
+    )
+    assert [e["result"] for e in page["items"]][-1] == {"ok": True, "items": 2}
 
 
 async def test_audit_cursor_pages_and_operator_entries(api: Api, settings: Settings) -> None:
