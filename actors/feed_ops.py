@@ -69,7 +69,7 @@ async def post_create(host: CellHost, tx: Tx, cmd: PostCreate, out: Emitted) -> 
         "created_at": ms_to_dt(now).isoformat(),
         "created_ms": now,
     }
-    await feed_store.insert_post(tx.conn, post)
+    tx.defer(feed_store.post_row(post))  # with the batch's one statement
     out.add(feed_stream(cell), "post.created", {"post": post})
     tx.then(lambda: active.feed.add(dict(post)))
     return {"post": post}
