@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -18,13 +19,20 @@ from models.errors import AppError
 
 
 def _join(settings: Settings) -> tuple[str, str, str] | None:
-    """(ray address, namespace, actor name) of the running deployment, or None."""
+    """(ray address, namespace, actor name) of the running deployment, or None. From the
+    deployment file, Ray's authentication mode too (a fresh shell has none set)."""
     if settings.ray_address:
         return settings.ray_address, settings.ray_namespace, settings.control_actor_name
     path = deployment_file(settings)
     if not path.exists():
         return None
     info = json.loads(path.read_text())
+    mode = info.get("ray_auth_mode")
+    if mode and "RAY_AUTH_MODE" not in os.environ:
+        # Ray reads its authentication mode when it is imported (cluster.runtime imports it):
+        # run again with the deployment's mode in the environment, as its own processes have.
+        env = {**os.environ, "RAY_AUTH_MODE": str(mode)}
+        os.execve(sys.executable, [sys.executable, "-m", "cluster.cli", *sys.argv[1:]], env)
     return str(info["ray_address"]), str(info["ray_namespace"]), str(info["control_actor_name"])
 
 

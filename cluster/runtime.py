@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +119,9 @@ class Runtime:
             "ray_address": self.ray_address(),
             "ray_namespace": self.settings.ray_namespace,
             "control_actor_name": self.settings.control_actor_name,
+            # A local Ray turns token authentication on in this process's environment (the
+            # token itself stays where Ray keeps it, ~/.ray/auth_token): a client must too.
+            "ray_auth_mode": os.environ.get("RAY_AUTH_MODE"),
         }
         path.touch(mode=0o600)
         path.write_text(json.dumps(info))

@@ -241,8 +241,9 @@ async def test_reports_dedupe_hide_at_threshold_queue_and_dismiss(
 
 
 def _cli_env(settings: Settings) -> dict[str, str]:
-    """The CLI's environment on a machine of the deployment: its data dir, no RAY_ADDRESS."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    """The CLI's environment in a fresh shell on a machine of the deployment: its data dir, and
+    none of the RAY_* variables the test process (which started Ray) has."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("RAY_")}
     env["HL_DATA_DIR"] = os.path.abspath(settings.data_dir)
     env["HL_RAY_NAMESPACE"] = settings.ray_namespace
     return env

@@ -95,3 +95,35 @@ async def test_an_id_that_names_no_cell_is_refused_before_any_shard(
     assert reply["error"]["code"] == "not_found"
     assert router.commands == before
     await ws.close()
+
+
+async def test_admin_actions_through_the_in_process_control_host(
+    local: Api, local_server: TestServer, settings: Settings
+) -> None:
+    """Without Ray the gateway hosts the control actor's logic itself (LocalControl): the same
+    permission checks, rank rules, live suspension and audit."""
+    from models.rbac import OPERATOR
+    from services.control import LocalControl
+
+    control = local_server.app[SERVICES].control
+    assert isinstance(control, LocalControl)
+    admin, user = await local.signup("local-admin"), await local.signup("local-user")
+    await control.call("users.grant", OPERATOR, {"email": admin.email, "role": "admin"})
+    ws = await local.connect(user)
+    status, reply = await local.post(
+        f"/api/v1/admin/users/{user.id}/suspend", {"reason": "local"}, token=user.access_token
+    )
+    assert status == 403  # the user's own rank
+    status, reply = await local.post(
+        f"/api/v1/admin/users/{user.id}/suspend", {"reason": "local"}, token=admin.access_token
+    )
+    assert status == 200, reply
+    await ws.closed.wait()
+    assert ws.close_code == 4003
+    status, page = await local.get(
+        f"/api/v1/admin/audit?target=user:{user.id}", token=admin.access_token
+    )
+    assert [(e["action"], e["actor_id"]) for e in page["items"]][:2] == [
+        ("user.suspend", admin.id),
+        ("users.suspend", user.id),
+    ]
