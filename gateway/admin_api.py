@@ -155,6 +155,11 @@ async def appeal_view(request: web.Request) -> web.Response:
     return web.json_response(await request.app[SERVICES].appeals.create(user_id, body), status=201)
 
 
+async def my_moderation_view(request: web.Request) -> web.Response:
+    user_id = await _appellant(request)
+    return web.json_response(await request.app[SERVICES].appeals.mine(user_id))
+
+
 async def appeals_view(request: web.Request) -> web.Response:
     return await _act(request, "appeals.list", _query(request, "status", "cursor"))
 
@@ -187,6 +192,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/admin/users/{user_id}/unsuspend", unsuspend_view)
     app.router.add_get("/api/v1/admin/audit", audit_view)
     app.router.add_post("/api/v1/appeals", appeal_view)
+    app.router.add_get("/api/v1/me/moderation", my_moderation_view)
     app.router.add_get("/api/v1/admin/appeals", appeals_view)
     app.router.add_post("/api/v1/admin/appeals/{appeal_id}/decide", decide_view)
     app.router.add_get("/api/v1/admin/disputes", disputes_view)

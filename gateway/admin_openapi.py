@@ -77,6 +77,13 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         outcome_note=_NSTR, amount={"type": ["integer", "null"]}, created_at=_STR,
         updated_at=_STR,
     ),
+    "Action": obj(
+        ["id", "kind", "target", "user_id", "reason", "created_at", "reversed"],
+        id=_STR, kind={"enum": ["remove", "suspend"]},
+        target=obj(["kind", "id"], kind={"enum": _KINDS}, id=_STR), user_id=_STR, reason=_STR,
+        until=_NSTR, created_at=_STR, reversed={"type": "boolean"}, content=_NSTR,
+        appeals={"type": "array", "items": _ref("Appeal")},
+    ),
     "AuditEntry": obj(
         ["id", "actor_id", "action", "target", "reason", "result", "at"],
         id=_STR, actor_id=_NSTR, action=_STR, target=_STR, reason=_NSTR,
@@ -146,6 +153,17 @@ OPENAPI_PATHS: dict[str, Any] = {
             "responses": {"201": {"description": "created",
                                   **json_body(obj(["appeal"], appeal=_ref("Appeal")))},
                           **errors(400, 401, 404, 409)},
+        },
+    },
+    "/api/v1/me/moderation": {
+        "get": {
+            "summary": "The moderation actions that affected you, with their appeals",
+            "description": "Bearer, or (while suspended) HTTP Basic email:password.",
+            "security": [{"bearer": []}, {"basic": []}],
+            "responses": {"200": {"description": "ok",
+                                  **json_body(obj(["items"], items={"type": "array",
+                                                                    "items": _ref("Action")}))},
+                          **errors(401)},
         },
     },
     "/api/v1/admin/appeals": {

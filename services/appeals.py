@@ -32,6 +32,15 @@ from store.fanout import publish
 _COLUMNS = "id, action_id, user_id, text, status, decided_by, note, created_at, decided_at"
 
 
+_CONTENT_SQL = {
+    "post": "SELECT text FROM posts WHERE id = $1",
+    "comment": "SELECT text FROM comments WHERE id = $1",
+    "message": "SELECT text FROM messages WHERE id = $1",
+    "listing": "SELECT title FROM listings WHERE id = $1",
+}
+"""What a removed object said, for its author's own record (removal keeps the row)."""
+
+
 class AppealBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action_id: str = Field(min_length=1, max_length=128)
@@ -95,6 +104,36 @@ class AppealService:
             raise Conflict("this action already has an open appeal") from None
         assert row is not None
         return {"appeal": {**appeal_public(row), "action": st.action_public(action)}}
+
+    async def mine(self, user_id: str) -> dict[str, Any]:
+        """The moderation actions that affected this user, newest first, each with what it
+        was about (removed content's text or title stays visible to its author here) and
+        its appeals: what the user needs to appeal (the action ids)."""
+        rows = await self.db.fetch(
+            "SELECT * FROM moderation_actions WHERE user_id = $1 ORDER BY created_at DESC, id"
+            " LIMIT 100",
+            user_id,
+        )
+        appeals = await self.db.fetch(
+            f"SELECT {_COLUMNS} FROM appeals WHERE user_id = $1 ORDER BY created_at", user_id
+        )
+        by_action: dict[str, list[dict[str, Any]]] = {}
+        for appeal in appeals:
+            by_action.setdefault(appeal["action_id"], []).append(appeal_public(appeal))
+        items = []
+        for row in rows:
+            item = st.action_public(row)
+            item["content"] = await self._content(row["target_kind"], row["target_id"])
+            item["appeals"] = by_action.get(row["id"], [])
+            items.append(item)
+        return {"items": items}
+
+    async def _content(self, kind: str, ident: str) -> str | None:
+        sql = _CONTENT_SQL.get(kind)
+        if sql is None:
+            return None
+        value = await self.db.fetchval(sql, ident)
+        return str(value) if value is not None else None
 
     async def listed(self, staff: Staff, status: str | None, cursor: str | None) -> dict[str, Any]:
         staff.require("appeals.list")

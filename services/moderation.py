@@ -34,6 +34,7 @@ from services.market import SYSTEM
 from services.router import ShardRouter
 from store import admin_store as st
 from store import chat_store
+from store.fanout import publish
 
 log = logging.getLogger("hyperlocal.moderation")
 
@@ -281,6 +282,16 @@ class ModerationService:
                 body.note,
                 {"action": body.action, "reports": ids},
             )
+            notices = [  # each reporter hears what came of it (not who decided)
+                await st.inbox_event(
+                    conn,
+                    r["reporter_id"],
+                    "notification",
+                    {"kind": "report.resolved", "report_id": r["id"], "outcome": body.action},
+                )
+                for r in closed
+            ]
+        await publish(self.admin.redis, notices)
         mine = next(r for r in closed if r["id"] == row["id"])
         return {"report": report_public(mine)}
 

@@ -38,7 +38,12 @@ async def test_suspended_user_appeals_with_password_and_admin_accepts(
     status, reply = await api.post(
         f"/api/v1/admin/users/{eve.id}/suspend", {"reason": "spam"}, token=mod.access_token
     )
-    action_id = reply["action_id"]
+    # her sockets are closed: she learns the action to appeal from her record, by password
+    status, record = await mk.rest(api, "GET", "/api/v1/me/moderation", None, None, _basic(eve))
+    assert status == 200, record
+    assert [(a["kind"], a["reason"]) for a in record["items"]] == [("suspend", "spam")]
+    action_id = record["items"][0]["id"]
+    assert action_id == reply["action_id"]
     body = {"action_id": action_id, "text": "that was my brother"}
     status, reply = await api.post("/api/v1/appeals", body, token=eve.access_token)
     assert status == 403  # her token is refused while suspended ...
@@ -109,6 +114,9 @@ async def test_removal_appeal_accepted_restores_the_post_live(api: Api, settings
     assert status == 200
     notice = await ws.next_event("notification", timeout=5)
     action_id = notice["data"]["action_id"]
+    status, record = await api.get("/api/v1/me/moderation", token=author.access_token)
+    assert status == 200
+    assert [(a["id"], a["content"]) for a in record["items"]] == [(action_id, "a poem")]
     status, reply = await api.post(
         "/api/v1/appeals",
         {"action_id": action_id, "text": "it is a poem"},

@@ -226,6 +226,10 @@ async def test_reports_dedupe_hide_at_threshold_queue_and_dismiss(
         token=mod.access_token,
     )
     assert status == 200 and reply["report"]["status"] == "resolved", reply
+    told = await first.next_event("notification", timeout=5)
+    while told["data"]["kind"] != "report.resolved":
+        told = await first.next_event("notification", timeout=5)
+    assert told["data"]["outcome"] == "dismiss"
     restored = await a.next_event("post.restored", timeout=5)
     assert restored["data"]["post"]["id"] == post["id"]
     feed = await a.ok("feed.get", {})
