@@ -110,8 +110,13 @@ class Settings(BaseSettings):
     vanish from presence after it."""
 
     # -- sockets and limits -------------------------------------------------------------------
+    public_url: str | None = Field(None, pattern=r"^https?://[^/\s]+/?$")
+    """The deployment's public origin (``https://example.com``): browsers' websockets from it
+    are accepted, and an https one turns on HSTS. Unset: a development gateway, which accepts
+    loopback origins only (``http://localhost:<any port>``, ``127.0.0.1``, ``[::1]``)."""
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
-    """Origins a browser websocket may come from (comma-separated). Empty: same host only."""
+    """Further origins a browser websocket may come from (comma-separated), besides
+    ``public_url``. The Host header is never trusted for it (DNS rebinding)."""
     max_frame_bytes: int = Field(64 * 1024, ge=1024)
     """Largest websocket frame accepted; larger closes the socket with 1009."""
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
@@ -237,7 +242,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+            return tuple(o.strip().rstrip("/").lower() for o in value.split(",") if o.strip())
         return value
 
     @model_validator(mode="after")
@@ -287,7 +292,7 @@ def config_markdown() -> str:
     for name, info in Settings.model_fields.items():
         default = "" if info.default is None else str(info.default)
         if name == "allowed_origins":
-            default = "(same host only)"
+            default = "(none)"
         meaning = " ".join((info.description or "").split()).replace("|", "\\|")
         lines.append(f"| `{env_name(name)}` | `{default}` | {meaning} |")
     return "\n".join(lines) + "\n"

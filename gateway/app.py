@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from cluster.config import Settings
 from gateway import registry
 from gateway.context import HUB, METRICS, SERVICES, SESSIONS, SETTINGS
-from gateway.http import error_middleware
+from gateway.http import error_middleware, input_middleware
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_spec
@@ -131,7 +131,7 @@ async def _close_sockets(app: web.Application) -> None:
 def build_app(settings: Settings, transport: ShardTransport | None = None) -> web.Application:
     """The gateway app; ``transport`` None means real Ray shards looked up by name."""
     app = web.Application(
-        middlewares=[error_middleware, rate_limit_middleware],
+        middlewares=[error_middleware, input_middleware, rate_limit_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

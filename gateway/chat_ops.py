@@ -15,7 +15,7 @@ from gateway.ops import Call, Op
 
 
 class _Req(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ChatOpen(_Req):
@@ -33,13 +33,13 @@ class ChatSend(_Req):
 
 class ChatHistory(_Req):
     room_id: Id
-    before: int | None = Field(None, ge=1)
+    before: int | None = Field(None, ge=1, le=2**63 - 1)
     limit: int = Field(50, ge=1, le=200)
 
 
 class ChatRead(_Req):
     room_id: Id
-    offset: int = Field(ge=0)
+    offset: int = Field(ge=0, le=2**63 - 1)
 
 
 class RoomCreate(_Req):

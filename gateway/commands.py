@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -12,13 +12,25 @@ Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s
 
 
 class _Req(BaseModel):
+    """An op's ``data``: a field it does not define is refused, as REST refuses one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+FrameId = (
+    Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+    | Annotated[str, StringConstraints(max_length=64)]
+)
+"""A request id: an int64 (never a boolean) or a short string; echoed as ``re``."""
+
+
+class Envelope(BaseModel):
+    """``{"id", "op", "key"?, "data"?}``; other top-level members are ignored (room for
+    later protocol versions)."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-
-class Envelope(_Req):
-    """``{"id", "op", "key"?, "data"?}``."""
-
-    id: int | Annotated[str, StringConstraints(max_length=64)]
+    id: FrameId
     op: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     key: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
     data: dict[str, Any] = Field(default_factory=dict)
@@ -65,7 +77,7 @@ class FeedGet(OptionalLatLng):
 
 class Since(_Req):
     epoch: Annotated[str, StringConstraints(max_length=64)]
-    offset: int = Field(ge=0)
+    offset: int = Field(ge=0, le=2**63 - 1)
 
 
 class Subscribe(_Req):

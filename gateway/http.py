@@ -7,7 +7,6 @@ and answered as a typed 500-free ``unavailable`` (never a stack trace to the cli
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gateway.input_guard import check_text, check_value, loads_json
 from models.errors import AppError, BadRequest, TooLarge, Unavailable
 
 log = logging.getLogger("hyperlocal.http")
@@ -41,10 +41,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = {404: "not_found", 405: "bad_request", 413: "too_large"}.get(exc.status)
         code = code or ("bad_request" if exc.status < 500 else "unavailable")
         body = {"error": {"code": code, "message": exc.reason}}
-        return web.json_response(body, status=exc.status)
+        kept = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}  # 405: RFC 9110
+        return web.json_response(body, status=exc.status, headers=kept or None)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(Unavailable("internal error, try again"))
+
+
+@web.middleware
+async def input_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a path or query holding a NUL byte or a lone surrogate before any handler sees
+    it (gateway/input_guard.py): such an id reaches no database as ``bad_request``."""
+    check_text(request.path, "path")
+    if request.query_string:
+        for name, value in request.query.items():
+            check_text(name, "query")
+            check_text(value, f"query {name}")
+    return await handler(request)
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -73,9 +86,10 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge("request body too large") from None
     try:
-        payload = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
+        payload = loads_json(raw) if raw else None
+    except ValueError:  # incl. UnicodeDecodeError
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise BadRequest("body must be a JSON object")
+    check_value(payload)
     return parse_model(model, payload)

@@ -21,7 +21,7 @@ Cursor = Annotated[str, StringConstraints(max_length=512)] | None
 
 
 class _Req(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ListingsNearby(_Req):
@@ -29,7 +29,7 @@ class ListingsNearby(_Req):
     lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
     category: Annotated[str, StringConstraints(max_length=64)] | None = None
     q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
-    max_price: int | None = Field(None, ge=0)
+    max_price: int | None = Field(None, ge=0, le=10**12)  # vendor_api.Price
     sort: Literal["relevance", "distance", "newest", "price"] | None = None
     """None: relevance where a ranking model covers the cell, else distance."""
     cursor: Cursor = None

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.auth import require_principal
 from gateway.context import SERVICES
 from gateway.http import parse_model, read_json
+from gateway.input_guard import check_text, check_value
 from models.auth import bearer_token
 from models.errors import BadRequest, Forbidden, TooLarge, Unauthorized
 from models.market import SCOPES
@@ -117,6 +118,7 @@ async def _token_body(request: web.Request) -> TokenBody:
         form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("body is not a form") from None
+    check_value(form, "form")
     return parse_model(TokenBody, form)
 
 
@@ -128,7 +130,8 @@ def _basic(request: web.Request) -> tuple[str, str] | None:
     try:
         # non-ASCII input raises a plain ValueError (binascii.Error is one of its subclasses)
         client_id, _, secret = base64.b64decode(value.strip()).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
+        check_text(client_id + secret, "client credentials")
+    except (ValueError, UnicodeDecodeError, BadRequest):
         raise Unauthorized("bad client authentication") from None
     return client_id, secret
 

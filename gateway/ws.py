@@ -14,19 +14,28 @@ runs concurrently, and nothing a request needed outlives it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import msgpack
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
 from gateway.commands import Envelope
 from gateway.context import HUB, METRICS, SERVICES, SESSIONS, SETTINGS
 from gateway.http import error_response, validation_message
+from gateway.input_guard import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_DEPTH,
+    check_text,
+    check_value,
+    cut_deep_json,
+    json_text_is_plain,
+    loads_json,
+    loads_msgpack,
+)
 from gateway.ops import Call, Op, follow, set_presence_cell, unfollow
 from gateway.registry import OPS
 from gateway.sessions import Session
@@ -48,19 +57,38 @@ log = logging.getLogger("hyperlocal.ws")
 
 PROTOCOLS = ("hl.json", "hl.msgpack")
 _IN_FLIGHT = 32
+_ID_MAX_CHARS = 64
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def origin_allowed(origin: str, public_url: str | None, allowed: tuple[str, ...]) -> bool:
+    """Whether a browser page of ``origin`` may open a websocket: the deployment's public
+    origin, one of ``allowed``, or (only when no public origin is configured: development) a
+    loopback page. The request's Host is never compared: a DNS-rebinding page controls it."""
+    origin = origin.rstrip("/").lower()
+    if origin in allowed:
+        return True
+    if public_url is not None:
+        return origin == public_url.rstrip("/").lower()
+    parts = urlsplit(origin)
+    host = parts.netloc.rpartition(":")[0] if parts.port else parts.netloc
+    return parts.scheme in ("http", "https") and host in _LOOPBACK_HOSTS
 
 
 def check_origin(request: web.Request) -> None:
-    """Browsers send Origin: it must be allowed, or the gateway's own host."""
+    """Browsers send Origin: it must be allowed (``origin_allowed``)."""
     origin = request.headers.get("Origin")
     if origin is None:
         return
-    allowed = request.app[SETTINGS].allowed_origins
-    if origin.rstrip("/") in allowed:
-        return
-    if urlsplit(origin).netloc == request.host:
-        return
-    raise Forbidden("origin not allowed")
+    settings = request.app[SETTINGS]
+    try:
+        ok = origin_allowed(origin, settings.public_url, settings.allowed_origins)
+    except ValueError:  # a port that is not a number
+        ok = False
+    if not ok:
+        raise Forbidden("origin not allowed")
 
 
 async def authenticate(request: web.Request) -> Principal:
@@ -106,9 +134,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         await _follow_inbox(request.app, session)
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                await reader.on_frame(msg.data, _utf8_size(msg.data, reader.max_bytes))
+                await reader.serve_frame(msg.data, _utf8_size(msg.data, reader.max_bytes))
             elif msg.type == WSMsgType.BINARY:
-                await reader.on_frame(msg.data, len(msg.data))
+                await reader.serve_frame(msg.data, len(msg.data))
             elif msg.type == WSMsgType.ERROR:
                 log.info("session %s socket error: %r", session.id, ws.exception())
                 break
@@ -184,22 +212,41 @@ class _Reader:
     def reply_error(self, re: Any, err: AppError) -> None:
         self.session.send({"re": re, "ok": False, "error": err.to_dict()})
 
+    async def serve_frame(self, raw: str | bytes, size: int) -> None:
+        """``on_frame``, and the session survives whatever it raises: one frame never ends a
+        socket (the bug is logged with its session and answered ``unavailable``)."""
+        try:
+            await self.on_frame(raw, size)
+        except Exception:
+            log.exception("frame of session %s failed", self.session.id)
+            self.reply_error(None, Unavailable("internal error"))
+
     async def on_frame(self, raw: str | bytes, size: int) -> None:
+        """Decode, limit and validate one frame; every refusal is a typed error reply that
+        carries the frame's id whenever it can be read."""
+        value: dict[str, Any] = {}
+        problem: AppError | None
+        try:
+            value, problem = _decode(raw)
+        except AppError as err:
+            problem = err
+        re = _id_of(value)
         if size > self.max_bytes:
-            self.reply_error(
-                None, TooLarge(f"frame is {size} bytes; the limit is {self.max_bytes}")
-            )
+            self.reply_error(re, TooLarge(f"frame is {size} bytes; the limit is {self.max_bytes}"))
             return
         if not self.bucket.allow(time.monotonic()):
-            self.reply_error(_peek_id(raw), RateLimited("too many requests, slow down"))
+            self.reply_error(re, RateLimited("too many requests, slow down"))
             return
         try:
-            env = Envelope.model_validate(_decode(raw))
+            if problem is not None:
+                raise problem
+            _check(raw, value)
+            env = Envelope.model_validate(value)
         except AppError as err:
-            self.reply_error(None, err)
+            self.reply_error(re, err)
             return
         except ValidationError as exc:
-            self.reply_error(_peek_id(raw), BadRequest(validation_message(exc)))
+            self.reply_error(re, BadRequest(validation_message(exc)))
             return
         op = OPS.get(env.op)
         if op is not None and op.inline:
@@ -258,20 +305,42 @@ def _utf8_size(text: str, limit: int) -> int:
     return len(text) if len(text) * 4 <= limit else len(text.encode())
 
 
-def _decode(raw: str | bytes) -> Any:
+def _decode(raw: str | bytes) -> tuple[dict[str, Any], AppError | None]:
+    """The frame as plain data (``bad_request`` if it is neither JSON nor msgpack of an
+    object), and what is wrong with its depth, if anything: the id is read from it first. A
+    JSON text nested too deep is parsed with its deepest values cut (the parser's own stack
+    is not a limit to meet)."""
+    problem: AppError | None = None
+    if isinstance(raw, str) and raw.count("{") + raw.count("[") > MAX_DEPTH:
+        cut = cut_deep_json(raw)
+        if cut is not None:
+            raw, problem = cut, BadRequest(f"frame: nested deeper than {MAX_DEPTH} levels")
     try:
-        value = json.loads(raw) if isinstance(raw, str) else msgpack.unpackb(raw, raw=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        value = loads_json(raw) if isinstance(raw, str) else loads_msgpack(raw)
+    except ValueError:
         raise BadRequest("frame is not valid JSON (or msgpack on hl.msgpack)") from None
     if not isinstance(value, dict):
         raise BadRequest("a request must be an object: {id, op, key?, data?}")
-    return value
+    return value, problem
 
 
-def _peek_id(raw: str | bytes) -> Any:
-    try:
-        value = _decode(raw)
-    except AppError:
-        return None
+def _check(raw: str | bytes, value: dict[str, Any]) -> None:
+    """The frame's content through the input guard (gateway/input_guard.py); a plain JSON text
+    (the common case) is proven harmless without a walk."""
+    if not (isinstance(raw, str) and json_text_is_plain(raw)):
+        check_value(value, "frame")
+
+
+def _id_of(value: dict[str, Any]) -> Any:
+    """The frame's id when it is a valid one (an int64 or a string of at most 64 storable
+    characters, never a boolean), else None: every error reply to the frame carries it."""
     ident = value.get("id")
-    return ident if isinstance(ident, int | str) else None
+    if type(ident) is int:
+        return ident if INT64_MIN <= ident <= INT64_MAX else None
+    if type(ident) is str and len(ident) <= _ID_MAX_CHARS:
+        try:
+            check_text(ident, "id")
+        except AppError:
+            return None
+        return ident
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -85,12 +86,29 @@ class TokenCodec:
             raise Unauthorized("access token expired") from None
         except (jwt.InvalidTokenError, ValueError):  # incl. undecodable bytes in the token
             raise Unauthorized("invalid access token") from None
+        check_lifetime(claims, self.ttl_s)
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthorized("invalid access token")
         if not isinstance(claims["sid"], str):
             raise Unauthorized("invalid access token")
         return Principal(claims["sub"], frozenset(roles), claims["sid"])
+
+
+CLOCK_SKEW_S = 60
+"""How far in the future a token's ``iat`` may be (another gateway's clock)."""
+
+
+def check_lifetime(claims: dict[str, Any], max_ttl_s: int, now: float | None = None) -> None:
+    """Refuse a validly signed token that lives longer than this deployment issues them
+    (``exp - iat`` beyond ``max_ttl_s``) or claims to be issued in the future: a leaked key's
+    forgery, or a token minted by a misconfigured issuer, is not good for thirty years."""
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if type(iat) is not int or type(exp) is not int:
+        raise Unauthorized("invalid access token")
+    now = time.time() if now is None else now
+    if exp - iat > max_ttl_s or iat > now + CLOCK_SKEW_S:
+        raise Unauthorized("invalid access token: lifetime beyond the maximum")
 
 
 def bearer_token(header: str) -> str:

@@ -20,7 +20,7 @@ import asyncpg
 import jwt
 
 from cluster.config import Settings
-from models.auth import ALGORITHM
+from models.auth import ALGORITHM, check_lifetime
 from models.errors import NotFound, Unauthorized
 from models.market import SCOPES, parse_scopes
 from services.market import Actor, fresh_key
@@ -95,7 +95,7 @@ class AppTokens:
         if unverified.get("aud") != self._audience:
             return None  # not an app token: the caller tries it as a user token
         try:
-            return dict(
+            claims = dict(
                 jwt.decode(
                     token,
                     self._key,
@@ -109,6 +109,8 @@ class AppTokens:
             raise Unauthorized("access token expired") from None
         except (jwt.InvalidTokenError, ValueError):
             raise Unauthorized("invalid access token") from None
+        check_lifetime(claims, self._ttl_s)
+        return claims
 
     async def caller(self, claims: dict[str, Any]) -> VendorCaller:
         row = await self._db.fetchrow(_APP_SQL, claims["sub"])
