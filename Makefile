@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# A development stack: the sandbox payment provider (test cards) is on here and nowhere by default.
 run: $(STAMP)
-	$(BIN)/hyperlocal up --port $(PORT) --gateways $(GATEWAYS)
+	HL_SANDBOX_PAYMENTS=$${HL_SANDBOX_PAYMENTS:-1} $(BIN)/hyperlocal up --port $(PORT) --gateways $(GATEWAYS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -280,7 +280,7 @@ def main() -> None:
     runtime = Runtime(load_settings(
         data_dir=root, port=0, shard_count=2, shard_num_cpus=0.1, argon2_time_cost=1,
         argon2_memory_kib=8192, rest_rate_per_min=10**7, ws_rate_per_s=10**4,
-        ws_rate_burst=10**4,
+        ws_rate_burst=10**4, sandbox_payments=True,
     ))  # fmt: skip
     try:
         settings = runtime.start()

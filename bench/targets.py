@@ -104,6 +104,8 @@ def make_target(
             HL_WS_RATE_BURST="100000",
             HL_ARGON2_TIME_COST="1",  # real argon2id, cheaper: the fleet signs up many users
             HL_ARGON2_MEMORY_KIB="8192",
+            HL_SANDBOX_PAYMENTS="1",  # the flash sale and checkout benches pay with test cards
+            HL_LOGIN_FREE_FAILURES_ADDRESS="100000",
         )
         env.update(extra_env)
         argv = python_module("cluster.cli", "--log-level", "WARNING", "up", "--port", str(port))

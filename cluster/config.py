@@ -7,9 +7,7 @@ at startup. docs/config.md lists them all; keep the two in step.
 
 from __future__ import annotations
 
-import os
-import secrets
-import time
+import base64
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -132,14 +130,36 @@ class Settings(BaseSettings):
     ws_rate_burst: int = Field(60, ge=1)
     """Burst size of the per-socket token bucket."""
     rest_rate_per_min: int = Field(120, ge=1)
-    """REST requests per minute per client address (auth endpoints: a tenth of it)."""
+    """REST requests per minute per client address (auth endpoints too: their guessing is
+    bounded by the sign-in throttle below, per account and per address)."""
+    login_window_s: float = Field(900.0, ge=10, le=86400)
+    """Failed sign-ins are counted over this sliding window, per account and per address."""
+    login_free_failures_account: int = Field(5, ge=1, le=1000)
+    """Failed sign-ins of one account (an unknown email counts alike) before each further
+    one doubles the wait (1, 2, 4, ... s); while waiting every attempt is 429 rate_limited."""
+    login_free_failures_address: int = Field(50, ge=1, le=100_000)
+    """Failed sign-ins (and signups of a taken email) from one client address before the
+    same doubling wait applies to that address."""
+    login_backoff_max_s: float = Field(900.0, ge=1, le=86400)
+    """Longest wait the sign-in throttle imposes."""
     trusted_proxy_hops: int = Field(0, ge=0, le=10)
     """Load balancers in front of the gateway that append to X-Forwarded-For; the client
     address for rate limits is taken that many entries from the right. 0: the TCP peer."""
 
     # -- auth ---------------------------------------------------------------------------------
     jwt_secret: str | None = None
-    """HS256 signing key (>= 32 bytes). Unset: generated once and kept in data_dir/jwt_secret."""
+    """HS256 signing key (>= 32 bytes). Unset: the key ring kept in data_dir/jwt_keys.json
+    (generated on first use, rotated by `hyperlocal keys rotate-jwt`)."""
+    jwt_previous_secrets: Annotated[tuple[str, ...], NoDecode] = ()
+    """Former HL_JWT_SECRET values (comma-separated) that still verify tokens until they
+    expire: rotate by moving the old secret here and setting a new HL_JWT_SECRET."""
+    data_key: str | None = None
+    """Data key sealing secrets at rest (TOTP seeds, hook signing secrets) with AES-256-GCM:
+    32 bytes, base64. Unset: the ring kept in data_dir/data_keys.json (generated on first use,
+    rotated by `hyperlocal keys rotate-data`)."""
+    data_previous_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    """Former HL_DATA_KEY values (comma-separated) that still open what they sealed; after
+    `hyperlocal keys reseal` nothing needs them."""
     jwt_issuer: str = "hyperlocal"
     """`iss` of access tokens; tokens with another issuer are refused."""
     jwt_audience: str = "hyperlocal-api"
@@ -171,8 +191,10 @@ class Settings(BaseSettings):
     changes (create, edit, stock set, delete) always go out at once."""
     low_stock_threshold: int = Field(3, ge=0)
     """A listing whose stock falls to this or below fires the `listing.low_stock` hook."""
-    sandbox_payments: bool = True
-    """Offer the `sandbox` payment provider (test cards, no keys). Turn off in production."""
+    sandbox_payments: bool = False
+    """Offer the `sandbox` payment provider (test cards, no keys, every order "paid" for
+    nothing). Off unless asked for: `make run` and the tests turn it on; a deployment without
+    it refuses sandbox payments."""
     stripe_api_key: str | None = None
     """Stripe secret key; unset: the `stripe` provider is not offered."""
     stripe_webhook_secret: str | None = None
@@ -238,6 +260,13 @@ class Settings(BaseSettings):
     recommend_view_dedupe_s: float = Field(600.0, ge=0)
     """A buyer's repeated listing.get of one listing records one view per this many seconds."""
 
+    @field_validator("jwt_previous_secrets", "data_previous_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -247,34 +276,24 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:
-        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
-            raise ValueError("HL_JWT_SECRET must be at least 32 bytes")
+        for secret in (self.jwt_secret, *self.jwt_previous_secrets):
+            if secret is not None and len(secret.encode()) < 32:
+                raise ValueError("HL_JWT_SECRET (and previous ones) must be at least 32 bytes")
+        for key in (self.data_key, *self.data_previous_keys):
+            if key is not None and len(_b64_or_empty(key)) != 32:
+                raise ValueError("HL_DATA_KEY (and previous ones) must be 32 bytes, base64")
         return self
 
     def shard_names(self) -> tuple[str, ...]:
         """Names of this deployment's shard actors."""
         return tuple(f"shard-{i}" for i in range(self.shard_count))
 
-    def signing_key(self) -> str:
-        """The JWT key: configured, or generated once per data dir and kept there (mode 600)."""
-        if self.jwt_secret:
-            return self.jwt_secret
-        path = self.data_dir / "jwt_secret"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            try:  # created once, private from the start; a racing process reads the winner's
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "w") as out:
-                    out.write(secrets.token_urlsafe(48))
-        for _ in range(50):  # the winner may not have written yet
-            key = path.read_text().strip()
-            if key:
-                return key
-            time.sleep(0.01)
-        raise RuntimeError(f"{path} is empty: remove it or set HL_JWT_SECRET")
+
+def _b64_or_empty(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error is one
+        return b""
 
 
 def env_name(field: str) -> str:

@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.admin_openapi import OPENAPI_PATHS, OPENAPI_SCHEMAS  # noqa: F401 - registry reads
 from gateway.auth import require_principal
-from gateway.context import SERVICES
+from gateway.context import SERVICES, SETTINGS
 from gateway.http import read_json
+from gateway.input_guard import check_text
 from gateway.ops import Call, Op
+from gateway.ratelimit import client_address
 from models.errors import BadRequest, Unauthorized
 from models.rbac import Staff
 from services.admin import RolesBody, SuspendBody
@@ -145,7 +147,12 @@ async def _appellant(request: web.Request) -> str:
         raise Unauthorized("Basic credentials are not valid base64 of email:password") from None
     if not sep:
         raise Unauthorized("Basic credentials must be email:password")
-    user = await request.app[SERVICES].accounts.check_credentials(email, password)
+    try:
+        check_text(email + password, "credentials")
+    except BadRequest:
+        raise Unauthorized("Basic credentials hold a NUL byte or a lone surrogate") from None
+    address = client_address(request, request.app[SETTINGS].trusted_proxy_hops)
+    user = await request.app[SERVICES].accounts.check_credentials(email, password, address)
     return user.id
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from cluster.config import Settings
-from gateway import registry
+from gateway import headers, registry
 from gateway.context import HUB, METRICS, SERVICES, SESSIONS, SETTINGS
 from gateway.http import error_middleware, input_middleware
 from gateway.hub import Hub
@@ -138,6 +138,7 @@ def build_app(settings: Settings, transport: ShardTransport | None = None) -> we
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_services_ctx(transport))
     app.on_shutdown.append(_close_sockets)
+    headers.install(app)
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -10,8 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.context import SERVICES
+from gateway.context import SERVICES, SETTINGS
 from gateway.http import read_json
+from gateway.ratelimit import client_address
 from models.auth import Principal
 from models.errors import Unauthorized
 from services.accounts import LoginBody, RefreshBody, SignupBody
@@ -31,13 +32,19 @@ def _signed_in(user: UserRow, tokens: dict[str, str]) -> dict[str, Any]:
     return {"user": user.public(), **tokens}
 
 
+def _address(request: web.Request) -> str:
+    return client_address(request, request.app[SETTINGS].trusted_proxy_hops)
+
+
 async def signup_view(request: web.Request) -> web.Response:
-    user, tokens = await request.app[SERVICES].accounts.signup(await read_json(request, SignupBody))
+    body = await read_json(request, SignupBody)
+    user, tokens = await request.app[SERVICES].accounts.signup(body, _address(request))
     return web.json_response(_signed_in(user, tokens), status=201)
 
 
 async def login_view(request: web.Request) -> web.Response:
-    user, tokens = await request.app[SERVICES].accounts.login(await read_json(request, LoginBody))
+    body = await read_json(request, LoginBody)
+    user, tokens = await request.app[SERVICES].accounts.login(body, _address(request))
     return web.json_response(_signed_in(user, tokens))
 
 

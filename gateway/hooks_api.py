@@ -55,9 +55,10 @@ async def create_hook_view(request: web.Request) -> web.Response:
     body = await read_json(request, HookBody)
     events = check_events(list(body.events))
     await check_target(body.target_url, request.app[SERVICES].settings.hooks_allow_private)
-    secret = new_secret()
+    secret, hook_id = new_secret(), new_id()
+    sealed = request.app[SERVICES].keys.seal(secret, f"hook:{hook_id}")  # at rest: sealed
     row = await hooks_store.create_hook(
-        request.app[SERVICES].db, new_id(), caller.vendor["id"], body.target_url, events, secret
+        request.app[SERVICES].db, hook_id, caller.vendor["id"], body.target_url, events, sealed
     )
     return web.json_response({**hooks_store.hook_public(row), "secret": secret}, status=201)
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway.input_guard import check_text, check_value, loads_json
-from models.errors import AppError, BadRequest, TooLarge, Unavailable
+from models.errors import AppError, BadRequest, NotFound, TooLarge, Unavailable
 
 log = logging.getLogger("hyperlocal.http")
 
@@ -51,8 +51,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 @web.middleware
 async def input_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse a path or query holding a NUL byte or a lone surrogate before any handler sees
-    it (gateway/input_guard.py): such an id reaches no database as ``bad_request``."""
-    check_text(request.path, "path")
+    it (gateway/input_guard.py): a path of one names nothing (``not_found``), a query of one
+    is ``bad_request``; neither reaches a database."""
+    try:
+        check_text(request.path, "path")
+    except BadRequest:
+        raise NotFound("no such resource") from None
     if request.query_string:
         for name, value in request.query.items():
             check_text(name, "query")

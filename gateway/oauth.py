@@ -118,7 +118,10 @@ async def _token_body(request: web.Request) -> TokenBody:
         form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("body is not a form") from None
-    check_value(form, "form")
+    try:
+        check_value(form, "form")
+    except BadRequest:
+        raise Unauthorized("bad client credentials") from None
     return parse_model(TokenBody, form)
 
 

@@ -1,9 +1,12 @@
 """REST rate limits: a fixed one-minute window per client address, counted in Redis so every
 gateway shares it.
 
-Auth endpoints (password guessing, signup floods) get a tenth of the general budget. Redis
-carries only what may be lost: if it is down, requests are let through (and logged) rather than
-refused, so losing Redis degrades protection, never availability.
+Auth endpoints have a budget of their own, the same size: password guessing is bounded by the
+sign-in throttle (services/throttle.py, per account and per address, failures only), so a
+load balancer's address shared by the whole site (``HL_TRUSTED_PROXY_HOPS`` left at 0, which
+is logged once when requests carry X-Forwarded-For) does not lock everyone out at a dozen
+sign-ins a minute. Redis carries only what may be lost: if it is down, requests are let through
+(and logged) rather than refused, so losing Redis degrades protection, never availability.
 """
 
 from __future__ import annotations
@@ -45,11 +48,26 @@ def client_address(request: web.Request, proxy_hops: int) -> str:
         hops = [h for h in hops if h]
         if len(hops) >= proxy_hops:
             return hops[-proxy_hops]
+    else:
+        _warn_unconfigured_proxy(request)
     return request.remote or "unknown"
 
 
 def limit_of(scope: str, per_min: int) -> int:
-    return max(1, per_min // 10) if scope == "auth" else per_min
+    return per_min
+
+
+_warned_proxy = False
+
+
+def _warn_unconfigured_proxy(request: web.Request) -> None:
+    global _warned_proxy
+    if not _warned_proxy and "X-Forwarded-For" in request.headers:
+        _warned_proxy = True
+        log.warning(
+            "requests carry X-Forwarded-For but HL_TRUSTED_PROXY_HOPS=0: every client behind"
+            " the proxy shares one address's rate limits; set it to the number of proxies"
+        )
 
 
 async def hit(request: web.Request, scope: str, limit: int, now: float) -> int | None:

@@ -25,6 +25,7 @@ from gateway import (
     oauth,
     ops,
     payments_api,
+    security_api,
     vendor_api,
 )
 from gateway.ops import Op
@@ -40,6 +41,7 @@ FEATURES: tuple[ModuleType, ...] = (
     payments_api,
     admin_api,
     disputes_api,
+    security_api,
 )
 
 

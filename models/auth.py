@@ -1,10 +1,13 @@
 """Identity rules: who a caller is (``Principal``), how access tokens are made and checked,
 what a valid account looks like. Pure: no I/O; the gateway's AuthService does the storage.
 
-Access tokens are JWTs signed with exactly one algorithm (HS256). Verification pins that
-algorithm (so ``alg: none`` and algorithm swaps are refused) and requires exp, iat, aud, iss,
-sub and sid. ``sid`` names the refresh-token family (one sign-in); revoking the family ends the
-access tokens and sockets that carry it.
+Access tokens are JWTs signed with exactly one algorithm (HS256) by the current key of a key
+ring (models/keyring.py), named in the header's ``kid``; every key of the ring verifies, so a
+rotation leaves tokens signed before it good until they expire. Verification pins the
+algorithm (so ``alg: none`` and algorithm swaps are refused), needs a known ``kid``, requires
+exp, iat, aud, iss, sub and sid, and refuses a lifetime beyond the configured one. ``sid``
+names the refresh-token family (one sign-in); revoking the family ends the access tokens and
+sockets that carry it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import secrets
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
 from models.errors import BadRequest, Unauthorized
+from models.keyring import KeyRing
 
 ALGORITHM = "HS256"
 _REQUIRED_CLAIMS = ["exp", "iat", "aud", "iss", "sub", "sid"]
@@ -49,11 +53,60 @@ class Principal:
         return cls(str(data["user_id"]), frozenset(data.get("roles", ())), str(data["sid"]))
 
 
-class TokenCodec:
-    """Issues and verifies access tokens. One key, one algorithm, every claim required."""
+class RingSource(Protocol):
+    """Where a codec finds its keys: ``ring``, and ``knows(kid)`` (which may re-read it)."""
 
-    def __init__(self, key: str, issuer: str, audience: str, ttl_s: int) -> None:
-        self._key = key
+    ring: KeyRing
+
+    def knows(self, kid: object) -> bool: ...
+
+
+class FixedRing:
+    """A ring that never changes (a key given as text, tests)."""
+
+    __slots__ = ("ring",)
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    def knows(self, kid: object) -> bool:
+        return kid in self.ring
+
+
+def ring_source(keys: str | KeyRing | RingSource) -> RingSource:
+    if isinstance(keys, str):
+        return FixedRing(KeyRing.of_secrets(keys))
+    if isinstance(keys, KeyRing):
+        return FixedRing(keys)
+    return keys
+
+
+def sign(claims: dict[str, Any], keys: RingSource) -> str:
+    """``claims`` signed with the current key, its id in the header."""
+    key = keys.ring.current
+    return jwt.encode(claims, key.secret, algorithm=ALGORITHM, headers={"kid": key.kid})
+
+
+def key_of(token: str, keys: RingSource) -> str:
+    """The key that verifies ``token``: the one its header names (``Unauthorized`` if none)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except (jwt.InvalidTokenError, ValueError):
+        raise Unauthorized("invalid access token") from None
+    if not keys.knows(kid):
+        raise Unauthorized("invalid access token: unknown signing key")
+    key = keys.ring.get(kid)
+    assert key is not None
+    return key.secret
+
+
+class TokenCodec:
+    """Issues and verifies access tokens: a key ring, one algorithm, every claim required."""
+
+    def __init__(
+        self, keys: str | KeyRing | RingSource, issuer: str, audience: str, ttl_s: int
+    ) -> None:
+        self.keys = ring_source(keys)
         self.issuer = issuer
         self.audience = audience
         self.ttl_s = ttl_s
@@ -68,14 +121,15 @@ class TokenCodec:
             "iss": self.issuer,
             "aud": self.audience,
         }
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return sign(claims, self.keys)
 
     def verify(self, token: str) -> Principal:
         """The token's principal, or ``Unauthorized`` saying (briefly) what was wrong."""
+        key = key_of(token, self.keys)
         try:
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,

@@ -39,6 +39,12 @@ class Unauthorized(AppError):
     http_status = 401
 
 
+class OtpRequired(Unauthorized):
+    """The password was right; this account has two-factor on: sign in again with ``otp``."""
+
+    code = "otp_required"
+
+
 class Forbidden(AppError):
     code = "forbidden"
     http_status = 403
@@ -88,6 +94,7 @@ ERRORS_BY_CODE: dict[str, type[AppError]] = {
     for cls in (
         BadRequest,
         Unauthorized,
+        OtpRequired,
         Forbidden,
         NotFound,
         Conflict,

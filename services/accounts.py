@@ -39,8 +39,11 @@ from models.auth import (
     normalize_email,
     token_digest,
 )
-from models.errors import Forbidden, Unauthorized, Unavailable
+from models.errors import Conflict, Forbidden, OtpRequired, Unauthorized, Unavailable
 from models.ids import new_id
+from services.secrets import Keys
+from services.throttle import LoginThrottle
+from services.twofactor import TwoFactor
 from store import users
 from store.fanout import CONTROL_CHANNEL
 from store.users import UserRow
@@ -48,6 +51,7 @@ from store.users import UserRow
 log = logging.getLogger("hyperlocal.auth")
 
 _TICKET_PREFIX = "hl:ticket:"
+_WRONG = "wrong email or password"
 
 
 def suspended_error(until: datetime | None) -> Forbidden:
@@ -70,7 +74,8 @@ class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: str = Field(max_length=254)
     password: str = Field(max_length=256)
-    otp: str | None = Field(None, max_length=16)
+    otp: str | None = Field(None, max_length=32)
+    """A current TOTP code (6 digits) or one recovery code, once two-factor is on."""
 
 
 class RefreshBody(BaseModel):
@@ -86,13 +91,15 @@ class AuthService:
         settings: Settings,
         db: asyncpg.Pool,
         redis: aioredis.Redis,
+        keys: Keys,
         on_revoked: Callable[[str, str], object] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.redis = redis
+        self.keys = keys
         self.codec = TokenCodec(
-            settings.signing_key(),
+            keys.jwt,
             settings.jwt_issuer,
             settings.jwt_audience,
             settings.access_ttl_s,
@@ -105,6 +112,8 @@ class AuthService:
         self._hashing = asyncio.Semaphore(settings.hash_concurrency)
         self._on_revoked = on_revoked
         self._dummy_hash: str | None = None
+        self.throttle = LoginThrottle(settings, redis)
+        self.twofactor = TwoFactor(db, keys)
 
     # -- passwords (off the loop) ---------------------------------------------------------------
     async def _hash(self, password: str) -> str:
@@ -122,28 +131,50 @@ class AuthService:
             return False
 
     # -- sign-up and sign-in -------------------------------------------------------------------
-    async def signup(self, body: SignupBody) -> tuple[UserRow, dict[str, str]]:
+    async def signup(self, body: SignupBody, address: str = "") -> tuple[UserRow, dict[str, str]]:
+        """A new account, signed in. A taken email is ``conflict`` after the same work as a
+        success, and counts as a failed sign-in of ``address``: probing emails by signing up
+        is throttled like guessing passwords (see docs/security.md on what remains)."""
         email_norm = normalize_email(body.email)
         check_password(body.password)
         name = clean_display_name(body.display_name)
+        await self.throttle.check("", address)
         password_hash = await self._hash(body.password)
-        user = await users.create_user(
-            self.db, new_id(), body.email.strip(), email_norm, password_hash, name
-        )
+        try:
+            user = await users.create_user(
+                self.db, new_id(), body.email.strip(), email_norm, password_hash, name
+            )
+        except Conflict:
+            await self.throttle.failed(None, address)
+            raise
         log.info("user signed up", extra={"user_id": user.id})
         return user, await self._start_sign_in(user)
 
-    async def login(self, body: LoginBody) -> tuple[UserRow, dict[str, str]]:
+    async def login(self, body: LoginBody, address: str = "") -> tuple[UserRow, dict[str, str]]:
+        """Email, password and (once two-factor is on) ``otp``. An unknown email and a wrong
+        password get the same answer after the same work; failures are throttled per account
+        and per ``address`` (services/throttle.py), the right password included."""
         email_norm = normalize_email(body.email)
+        await self.throttle.check(email_norm, address)
         user = await users.by_email(self.db, email_norm)
         if user is None:
             # Spend the same time as a real check so timing does not reveal which emails exist.
             await self._verify(await self._dummy(), body.password)
-            raise Unauthorized("wrong email or password")
+            await self.throttle.failed(email_norm, address)
+            raise Unauthorized(_WRONG)
         if not await self._verify(user.password_hash, body.password):
-            raise Unauthorized("wrong email or password")
+            await self.throttle.failed(email_norm, address)
+            raise Unauthorized(_WRONG)
         if user.disabled:
             raise await self._suspended(user.id)
+        try:
+            await self.twofactor.require(user.id, body.otp)
+        except OtpRequired:
+            raise
+        except Unauthorized:
+            await self.throttle.failed(email_norm, address)
+            raise
+        await self.throttle.passed(email_norm)
         if self.hasher.check_needs_rehash(user.password_hash):
             await users.update_password_hash(self.db, user.id, await self._hash(body.password))
         return user, await self._start_sign_in(user)
@@ -226,15 +257,20 @@ class AuthService:
         _, until = await users.suspended_until(self.db, user_id)
         return suspended_error(until)
 
-    async def check_credentials(self, email: str, password: str) -> UserRow:
+    async def check_credentials(self, email: str, password: str, address: str = "") -> UserRow:
         """The user with this email and password, suspended or not (appeals), else
-        ``unauthorized`` (the same answer, and time, for an unknown email)."""
-        user = await users.by_email(self.db, normalize_email(email))
+        ``unauthorized`` (the same answer, and time, for an unknown email); throttled like a
+        sign-in (it is a password check all the same)."""
+        email_norm = normalize_email(email)
+        await self.throttle.check(email_norm, address)
+        user = await users.by_email(self.db, email_norm)
         if user is None:
             await self._verify(await self._dummy(), password)
-            raise Unauthorized("wrong email or password")
+            await self.throttle.failed(email_norm, address)
+            raise Unauthorized(_WRONG)
         if not await self._verify(user.password_hash, password):
-            raise Unauthorized("wrong email or password")
+            await self.throttle.failed(email_norm, address)
+            raise Unauthorized(_WRONG)
         return user
 
     async def issue_ticket(self, principal: Principal) -> dict[str, Any]:

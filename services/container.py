@@ -41,6 +41,7 @@ from services.moderation import ModerationService
 from services.presence import Presence
 from services.ranking import CellRanker
 from services.router import ShardRouter
+from services.secrets import Keys
 from services.stripe_events import StripeEvents
 from services.transport import RayTransport, ShardTransport
 from services.vendor_apps import AppTokens, VendorApps
@@ -63,6 +64,8 @@ class Services:
     access: Access
     ranker: CellRanker
     """One memory of cells without a model, shared by the feed and the marketplace."""
+    keys: Keys
+    """The JWT signing ring and the data keys sealing secrets at rest."""
     accounts: AuthService
     feed: FeedService
     chat: ChatService
@@ -157,6 +160,7 @@ async def open_services(
             if on_ray
             else LocalControl(ControlHost(admin, moderation, appeals, disputes))
         )
+        keys = Keys(settings)
         services = Services(
             settings=settings,
             db=db,
@@ -166,14 +170,15 @@ async def open_services(
             presence=presence,
             access=access,
             ranker=ranker,
-            accounts=AuthService(settings, db, redis, on_revoked),
+            keys=keys,
+            accounts=AuthService(settings, db, redis, keys, on_revoked),
             feed=FeedService(settings, geo, router, ranker),
             chat=ChatService(settings, db, router, access, presence),
             providers=providers,
             market=market,
             checkout=checkout,
             stripe_events=StripeEvents(checkout),
-            app_tokens=AppTokens(settings, db),
+            app_tokens=AppTokens(settings, db, keys.jwt),
             vendor_apps=VendorApps(db),
             admin=admin,
             moderation=moderation,
@@ -182,7 +187,7 @@ async def open_services(
             control=control,
         )
         if background:
-            dispatcher = HookDispatcher(settings, db)
+            dispatcher = HookDispatcher(settings, db, keys)
             tasks.append(asyncio.create_task(dispatcher.run(), name="hook-dispatcher"))
             sweeper = Sweeper(market, checkout)
             tasks.append(asyncio.create_task(sweeper.run(), name="market-sweeper"))

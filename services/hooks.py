@@ -42,6 +42,7 @@ from standardwebhooks.webhooks import Webhook
 from cluster.config import Settings
 from models.errors import BadRequest
 from models.market_hooks import RetryPolicy, check_target_url, is_public_address
+from services.secrets import Keys
 from store import hooks_store
 
 log = logging.getLogger("hyperlocal.hooks")
@@ -111,7 +112,8 @@ class HookDispatcher:
     """Claims due deliveries into free slots and sends each on its own task: one slow target
     holds only its own slots (at most ``_PER_HOOK`` per hook), never the other vendors'."""
 
-    def __init__(self, settings: Settings, db: asyncpg.Pool) -> None:
+    def __init__(self, settings: Settings, db: asyncpg.Pool, keys: Keys) -> None:
+        self._keys = keys
         self.settings = settings
         self.db = db
         self.policy = RetryPolicy(
@@ -214,7 +216,8 @@ class HookDispatcher:
         if not self.settings.hooks_allow_private and not _literal_allowed(url):
             return None, "refused: the target is not a public address"
         body = json.dumps(row["payload"], separators=(",", ":"))
-        headers = sign(row["secret"], row["id"], datetime.now(UTC), body)
+        secret = self._keys.open(row["secret"], f"hook:{row['hook_id']}")
+        headers = sign(secret, row["id"], datetime.now(UTC), body)
         try:
             async with self.http.post(url, data=body, headers=headers, allow_redirects=False) as r:
                 # the answer's status is all we need: read at most a little of a hostile body

@@ -20,7 +20,7 @@ import asyncpg
 import jwt
 
 from cluster.config import Settings
-from models.auth import ALGORITHM, check_lifetime
+from models.auth import ALGORITHM, RingSource, check_lifetime, key_of, sign
 from models.errors import NotFound, Unauthorized
 from models.market import SCOPES, parse_scopes
 from services.market import Actor, fresh_key
@@ -60,8 +60,8 @@ _OWNER_DISABLED = "the vendor's account is disabled"
 class AppTokens:
     """Issues and verifies vendor app tokens (one key, one algorithm, every claim required)."""
 
-    def __init__(self, settings: Settings, db: asyncpg.Pool) -> None:
-        self._key = settings.signing_key()
+    def __init__(self, settings: Settings, db: asyncpg.Pool, keys: RingSource) -> None:
+        self._keys = keys
         self._issuer = settings.jwt_issuer
         self._audience = f"{settings.jwt_audience}:vendor-app"
         self._ttl_s = settings.app_token_ttl_s
@@ -78,7 +78,7 @@ class AppTokens:
             "iss": self._issuer,
             "aud": self._audience,
         }
-        token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        token = sign(claims, self._keys)
         return {
             "access_token": token,
             "token_type": "Bearer",
@@ -94,11 +94,12 @@ class AppTokens:
             raise Unauthorized("invalid access token") from None
         if unverified.get("aud") != self._audience:
             return None  # not an app token: the caller tries it as a user token
+        key = key_of(token, self._keys)
         try:
             claims = dict(
                 jwt.decode(
                     token,
-                    self._key,
+                    key,
                     algorithms=[ALGORITHM],
                     audience=self._audience,
                     issuer=self._issuer,

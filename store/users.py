@@ -74,7 +74,7 @@ async def create_user(
             display_name,
         )
     except asyncpg.UniqueViolationError:
-        raise Conflict("an account with this email already exists") from None
+        raise Conflict("cannot create an account with this email") from None
     user = _user(row)
     assert user is not None
     return user

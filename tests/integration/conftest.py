@@ -28,6 +28,7 @@ _BASE = dict(
     group_commit_ms=1.0,
     heartbeat_s=5.0,
     rest_rate_per_min=100_000,
+    login_free_failures_address=100_000,  # every test signs in from 127.0.0.1
     ws_rate_burst=500,
     ws_rate_per_s=500,
     argon2_time_cost=1,  # real argon2id, cheaper: tests sign up many users
@@ -40,6 +41,7 @@ _BASE = dict(
     hook_poll_s=0.1,
     market_sweep_s=0.3,
     admin_sweep_s=1.0,  # the control actor lifts expired suspensions within a second
+    sandbox_payments=True,  # off by default (issue 14): tests pay with test cards
 )
 
 

@@ -12,6 +12,7 @@ import msgpack
 import pytest
 
 from cluster.config import Settings
+from store.keyfiles import jwt_ring
 from tests.integration.client import Api, Ws
 
 pytestmark = pytest.mark.integration
@@ -48,7 +49,7 @@ async def test_deep_nesting_and_lone_surrogates_get_typed_errors(api: Api) -> No
 
 async def test_nul_bytes_are_bad_requests_not_503(api: Api) -> None:
     status, body = await api.get("/api/v1/vendor/listings/abc%00def")
-    assert status == 400 and body["error"]["code"] == "bad_request", body
+    assert status == 404 and body["error"]["code"] == "not_found", body  # names nothing
     status, body = await api.get("/api/v1/vendor/listings?cursor=a%00b")
     assert status == 400, body
     login = {"email": "a\u0000@example.test", "password": "correct horse battery"}
@@ -190,8 +191,11 @@ async def test_a_token_beyond_the_maximum_lifetime_is_refused(api: Api, settings
 
 
 def api_key(settings: Settings, header: dict) -> str:
-    """The signing key the gateway used for a token of this header."""
-    return settings.signing_key()
+    """The signing key the gateway used for a token of this header (its kid)."""
+    ring = jwt_ring(settings.data_dir, settings.jwt_secret, settings.jwt_previous_secrets)
+    key = ring.get(header["kid"])
+    assert key is not None
+    return key.secret
 
 
 async def test_405_answers_carry_allow(api: Api, http: aiohttp.ClientSession) -> None:
@@ -199,3 +203,23 @@ async def test_405_answers_carry_allow(api: Api, http: aiohttp.ClientSession) ->
         assert resp.status == 405
         assert "POST" in resp.headers["Allow"]
         assert (await resp.json())["error"]["code"] == "bad_request"
+
+
+async def test_security_headers_on_every_response(api: Api, http: aiohttp.ClientSession) -> None:
+    for method, path in (("GET", "/healthz"), ("GET", "/api/v1/nowhere"), ("DELETE", "/ws")):
+        async with http.request(method, api.base + path) as resp:
+            assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+            assert resp.headers["X-Frame-Options"] == "DENY"
+            assert resp.headers["Content-Security-Policy"].startswith("default-src 'none'")
+            assert "Strict-Transport-Security" not in resp.headers  # HL_PUBLIC_URL is not https
+    async with http.post(api.base + "/api/v1/auth/login", json={}) as resp:
+        assert resp.headers["Cache-Control"] == "no-store"
+
+
+def test_hsts_and_the_web_apps_csp() -> None:
+    from gateway.headers import security_headers
+
+    web_app = security_headers("/", https=True)
+    assert web_app["Strict-Transport-Security"].startswith("max-age=")
+    assert "script-src 'self'" in web_app["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in web_app["Content-Security-Policy"]

@@ -1,0 +1,282 @@
+"""Two-factor sign-in, sign-in throttling without enumeration, real 429 / rate_limited answers,
+secrets sealed at rest, idempotency fingerprints (issue 14, items 1, 2, 4, 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pyotp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from cluster.config import Settings
+from gateway.app import build_app
+from tests.integration import market_kit as mk
+from tests.integration.client import Api
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "correct horse battery"
+_ADDRESSES = itertools.count(1)
+
+
+def new_address() -> str:
+    """A client address of its own (the strict gateway trusts one proxy hop)."""
+    n = next(_ADDRESSES)
+    return f"198.51.{n // 250}.{n % 250 + 1}"
+
+
+@pytest.fixture(scope="module")
+async def strict(settings: Settings) -> AsyncIterator[TestServer]:
+    """A second gateway in this process with tight limits and no sandbox payments, behind one
+    trusted proxy (so each test picks its client address with X-Forwarded-For)."""
+    tight = settings.model_copy(
+        update={
+            "trusted_proxy_hops": 1,
+            "rest_rate_per_min": 30,
+            "ws_rate_burst": 5,
+            "ws_rate_per_s": 1.0,
+            "login_free_failures_account": 3,
+            "login_free_failures_address": 6,
+            "sandbox_payments": False,  # as a deployment that did not ask for it
+        }
+    )
+    srv = TestServer(build_app(tight), host="127.0.0.1", port=0)
+    await srv.start_server()
+    yield srv
+    await srv.close()
+
+
+async def call(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: object = None,
+    address: str | None = None,
+    token: str | None = None,
+    method: str = "POST",
+) -> tuple[int, dict, aiohttp.typedefs.LooseHeaders]:
+    headers = {"X-Forwarded-For": address} if address else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    async with http.request(method, url, json=body, headers=headers) as resp:
+        text = await resp.text()
+        return resp.status, (json.loads(text) if text else {}), resp.headers
+
+
+def code_at(secret: str, offset_steps: int = 0) -> str:
+    return pyotp.TOTP(secret).at(time.time() + 30 * offset_steps)
+
+
+# -- two-factor ----------------------------------------------------------------------------------
+async def test_two_factor_setup_enable_login_replay_recovery_disable(
+    api: Api, settings: Settings
+) -> None:
+    user = await api.signup("otp")
+    login = {"email": user.email, "password": PASSWORD}
+    status, out = await api.post("/api/v1/auth/2fa/enable", {"otp": "123456"}, user.access_token)
+    assert status == 400, out  # not set up yet
+    status, setup = await api.post("/api/v1/auth/2fa/setup", None, user.access_token)
+    assert status == 200 and setup["otpauth_uri"].startswith("otpauth://totp/"), setup
+    secret = setup["secret"]
+    assert (await api.post("/api/v1/auth/login", login))[0] == 200  # not on until enabled
+
+    wrong = f"{(int(code_at(secret)) + 1) % 10**6:06d}"
+    status, out = await api.post("/api/v1/auth/2fa/enable", {"otp": wrong}, user.access_token)
+    assert status == 401, out
+    status, out = await api.post(
+        "/api/v1/auth/2fa/enable", {"otp": code_at(secret, -1)}, user.access_token
+    )
+    assert status == 200, out
+    codes = out["recovery_codes"]
+    assert len(codes) == 10 and len(set(codes)) == 10
+    status, out = await api.post("/api/v1/auth/2fa/setup", None, user.access_token)
+    assert status == 409, out
+
+    status, out = await api.post("/api/v1/auth/login", login)
+    assert status == 401 and out["error"]["code"] == "otp_required", out
+    now_code = code_at(secret)
+    status, out = await api.post("/api/v1/auth/login", {**login, "otp": now_code})
+    assert status == 200, out
+    status, out = await api.post("/api/v1/auth/login", {**login, "otp": now_code})
+    assert status == 401 and out["error"]["code"] == "unauthorized", out  # replay refused
+    status, out = await api.post("/api/v1/auth/login", {**login, "otp": codes[0].upper()})
+    assert status == 200, out
+    status, out = await api.post("/api/v1/auth/login", {**login, "otp": codes[0]})
+    assert status == 401, out  # a recovery code works once
+
+    conn = await mk.db(settings)
+    try:
+        stored = await conn.fetchval("SELECT secret FROM user_totp WHERE user_id = $1", user.id)
+        digests = await conn.fetch(
+            "SELECT code_hash FROM user_recovery_codes WHERE user_id = $1", user.id
+        )
+    finally:
+        await conn.close()
+    assert stored.startswith("hlenc:v1:") and secret not in stored
+    assert len(digests) == 10 and not {r["code_hash"] for r in digests} & set(codes)
+
+    status, out = await api.post("/api/v1/auth/2fa/disable", {"otp": codes[1]}, user.access_token)
+    assert status == 204, out
+    assert (await api.post("/api/v1/auth/login", login))[0] == 200
+
+
+# -- throttling ----------------------------------------------------------------------------------
+async def test_failed_logins_per_account_are_throttled_the_right_password_too(
+    strict: TestServer, api: Api, http: aiohttp.ClientSession
+) -> None:
+    user = await api.signup("throttled")
+    url = str(strict.make_url("/api/v1/auth/login"))
+    wrong = {"email": user.email, "password": "not the password"}
+    answers = [await call(http, url, wrong, new_address()) for _ in range(3)]
+    assert [a[0] for a in answers] == [401, 401, 401]
+    status, out, headers = await call(http, url, wrong, new_address())
+    assert status == 429 and out["error"]["code"] == "rate_limited", out
+    first_wait = int(headers["Retry-After"])
+    assert first_wait >= 1
+    right = {"email": user.email, "password": PASSWORD}
+    status, out, _ = await call(http, url, right, new_address())
+    assert status == 429, out  # the right password waits too: guessing stays slow
+    await asyncio.sleep(first_wait + 0.2)
+    status, out, _ = await call(http, url, wrong, new_address())
+    assert status == 401, out  # one more failure after the wait ...
+    status, out, headers = await call(http, url, right, new_address())
+    assert status == 429 and int(headers["Retry-After"]) > first_wait, out  # ... waits longer
+
+
+async def test_unknown_email_and_wrong_password_answer_alike(
+    strict: TestServer, api: Api, http: aiohttp.ClientSession
+) -> None:
+    user = await api.signup("alike")
+    url = str(strict.make_url("/api/v1/auth/login"))
+    known = {"email": user.email, "password": "not the password"}
+    unknown = {"email": f"nobody-{uuid.uuid4().hex[:8]}@example.test", "password": "whatever1"}
+    for _ in range(3):
+        a = await call(http, url, known, new_address())
+        b = await call(http, url, unknown, new_address())
+        assert (a[0], a[1]) == (b[0], b[1]) == (401, a[1]), (a, b)
+    a = await call(http, url, known, new_address())
+    b = await call(http, url, unknown, new_address())
+    assert a[0] == b[0] == 429 and a[1]["error"]["code"] == b[1]["error"]["code"]
+
+
+async def test_failures_per_address_are_throttled_and_signup_probes_count(
+    strict: TestServer, api: Api, http: aiohttp.ClientSession
+) -> None:
+    taken = await api.signup("taken")
+    here, elsewhere = new_address(), new_address()
+    signup_url = str(strict.make_url("/api/v1/auth/signup"))
+    login_url = str(strict.make_url("/api/v1/auth/login"))
+    probe = {"email": taken.email, "password": PASSWORD, "display_name": "probe"}
+    status, out, _ = await call(http, signup_url, probe, here)
+    assert status == 409 and taken.email not in out["error"]["message"], out
+    for i in range(5):  # different accounts, one address
+        body = {"email": f"spray-{i}-{uuid.uuid4().hex[:6]}@example.test", "password": "x" * 9}
+        assert (await call(http, login_url, body, here))[0] == 401
+    right = {"email": taken.email, "password": PASSWORD}
+    status, out, headers = await call(http, login_url, right, here)
+    assert status == 429 and int(headers["Retry-After"]) >= 1, out
+    fresh = {**probe, "email": f"fresh-{uuid.uuid4().hex[:8]}@example.test"}
+    assert (await call(http, signup_url, fresh, here))[0] == 429
+    assert (await call(http, signup_url, fresh, elsewhere))[0] == 201
+
+
+async def test_rest_rate_limit_answers_429_with_retry_after(
+    strict: TestServer, api: Api, http: aiohttp.ClientSession
+) -> None:
+    address = new_address()
+    url = str(strict.make_url("/healthz"))
+    assert (await call(http, url, None, address, method="GET"))[0] == 200  # not limited
+    url = str(strict.make_url("/api/v1/me"))
+    answers = []
+    for _ in range(61):  # 30 a minute: a window boundary may restart the count once
+        answers.append(await call(http, url, None, address, method="GET"))
+        if answers[-1][0] == 429:
+            break
+    status, out, headers = answers[-1]
+    assert status == 429 and out["error"]["code"] == "rate_limited", [a[0] for a in answers]
+    assert {a[0] for a in answers[:-1]} == {401} and len(answers) > 30
+    assert 1 <= int(headers["Retry-After"]) <= 60
+
+
+async def test_websocket_rate_limit_answers_rate_limited_with_the_id(
+    strict: TestServer, api: Api
+) -> None:
+    user = await api.signup("ws-limited")
+    fast = Api(str(strict.make_url("")), api.http)
+    ws = await fast.connect(user, headers={"X-Forwarded-For": new_address()})
+    for i in range(8):
+        await ws.send_raw(json.dumps({"id": 100 + i, "op": "ping"}))
+    replies = [await ws.next_event(None, timeout=5) for _ in range(8)]
+    limited = [r for r in replies if r.get("ok") is False]
+    assert limited and all(r["error"]["code"] == "rate_limited" for r in limited)
+    assert {r["re"] for r in limited} <= set(range(100, 108))
+    await asyncio.sleep(1.2)
+    assert (await ws.ok("ping"))["pong"] is True  # the session lives on
+    await ws.close()
+
+
+# -- secrets at rest, idempotency ------------------------------------------------------------------
+async def test_hook_secrets_are_sealed_at_rest(api: Api, settings: Settings) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 61), "sealed-hooks")
+    status, hook = await mk.rest(
+        api,
+        "POST",
+        "/api/v1/vendor/hooks",
+        {"target_url": "http://127.0.0.1:9/x", "events": ["order.created"]},
+        seller.access_token,
+    )
+    assert status == 201, hook
+    conn = await mk.db(settings)
+    try:
+        stored = await conn.fetchval("SELECT secret FROM hooks WHERE id = $1", hook["id"])
+    finally:
+        await conn.close()
+    assert stored.startswith("hlenc:v1:") and hook["secret"] not in stored
+
+
+async def test_an_idempotency_key_reused_with_other_data_is_a_conflict(
+    api: Api, settings: Settings
+) -> None:
+    ws = await api.connect(await api.signup("idem"))
+    here = mk.spot(settings, 62)
+    await ws.ok("locate", {"lat": here[0], "lng": here[1]})
+    first = await ws.ok("post.create", {"text": "first"}, key="same-key")
+    again = await ws.ok("post.create", {"text": "first"}, key="same-key")
+    assert again["post"]["id"] == first["post"]["id"]  # a true retry: the first result
+    other = await ws.request("post.create", {"text": "something else"}, key="same-key")
+    assert other["ok"] is False and other["error"]["code"] == "conflict", other
+    await ws.close()
+
+    seller, _ = await mk.vendor(api, mk.spot(settings, 63), "idem-vendor")
+    headers = {"Idempotency-Key": "listing-1"}
+    body = {"title": "Loaf", "category": "bread", "price": 100, "stock": 1}
+    path = "/api/v1/vendor/listings"
+    status, a = await mk.rest(api, "POST", path, body, seller.access_token, headers)
+    assert status == 201, a
+    status, b = await mk.rest(api, "POST", path, body, seller.access_token, headers)
+    assert status == 201 and b["listing"]["id"] == a["listing"]["id"]
+    status, c = await mk.rest(api, "POST", path, {**body, "price": 1}, seller.access_token, headers)
+    assert status == 409 and c["error"]["code"] == "conflict", c
+
+
+# -- payments --------------------------------------------------------------------------------------
+async def test_sandbox_payments_only_where_asked_for(
+    strict: TestServer, api: Api, settings: Settings
+) -> None:
+    assert Settings.model_fields["sandbox_payments"].default is False
+    seller, _ = await mk.vendor(api, mk.spot(settings, 64), "no-sandbox")
+    item = await mk.listing(api, seller.access_token)
+    buyer = await api.signup("no-sandbox-buyer")
+    ws = await Api(str(strict.make_url("")), api.http).connect(
+        buyer, headers={"X-Forwarded-For": new_address()}
+    )
+    reply = await mk.buy(ws, item["id"], 1, {"provider": "sandbox", "card": "4242424242424242"})
+    assert reply["ok"] is False and reply["error"]["code"] == "bad_request", reply
+    assert "not offered" in reply["error"]["message"]
+    await ws.close()
