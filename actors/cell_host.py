@@ -32,6 +32,7 @@ from cluster.config import Settings
 from models.commands import ShardCommand, ShardRead
 from models.errors import AppError, BadRequest
 from models.feed import CellFeed, FeedCursor, Post
+from models.fingerprint import fingerprint
 from models.placement import Placement, cell_key
 from models.streams import Event, compact_json, single_writer
 from store import batch_write, feed_store, idempotency, placement
@@ -296,12 +297,13 @@ class CellHost:
     def _work(self, handler: Handler, cmd: ShardCommand) -> Work:
         """The committer's work for one command: its handler, events and idempotency record."""
         user_id, key, op = cmd.user_id, cmd.key, cmd.op
+        asked = fingerprint(cmd)  # a retry with other data is a conflict, not the first result
 
         async def work(tx: Tx) -> dict[str, Any]:
             # A retry (of a committed command, or a duplicate inside this batch) fails the fast
             # path at the record's primary key; the careful re-run finds the first result here.
             if tx.careful:
-                prior = await idempotency.lookup(tx.conn, user_id, key, op)
+                prior = await idempotency.lookup(tx.conn, user_id, key, op, asked)
                 if prior is not None:
                     return dict(prior)
             emitted = Emitted()
@@ -311,12 +313,12 @@ class CellHost:
                 # On the fast path no record was looked up: a retry of a command that committed
                 # may now refuse (sold out since); its first result is still its answer.
                 if not tx.careful:
-                    prior = await idempotency.lookup(tx.conn, user_id, key, op)
+                    prior = await idempotency.lookup(tx.conn, user_id, key, op, asked)
                     if prior is not None:
                         return dict(prior)
                 raise
             committed = await self._append(tx, emitted)
-            tx.defer(RecordRow(user_id, key, op, _result_json(result, committed)))
+            tx.defer(RecordRow(user_id, key, op, _result_json(result, committed), asked))
             tx.emit(committed)
             return result
 

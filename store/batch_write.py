@@ -33,6 +33,9 @@ class RecordRow:
     key: str
     op: str
     result_json: str
+    fingerprint: str | None = None
+    """What the command asked (models/fingerprint.py): a reuse of the key with other data is
+    ``conflict``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +78,12 @@ WITH h AS (
     SELECT stream, "offset", ev, data::jsonb
     FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[]) AS x(stream, "offset", ev, data)
 ), i AS (
-    INSERT INTO idempotency (user_id, key, op, result)
-    SELECT user_id, key, op, result::jsonb
-    FROM unnest($9::text[], $10::text[], $11::text[], $12::text[]) AS y(user_id, key, op, result)
+    INSERT INTO idempotency (user_id, key, op, result, fingerprint)
+    SELECT user_id, key, op, result::jsonb, fingerprint
+    FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+        AS y(user_id, key, op, result, fingerprint)
 )"""
-_CORE_PARAMS = 12
+_CORE_PARAMS = 13
 _statements: dict[tuple[Table, ...], str] = {}
 
 
@@ -132,6 +136,7 @@ async def write(conn: Conn, heads: list[HeadChange], rows: list[Row]) -> bool:
         [r.key for r in records],
         [r.op for r in records],
         [r.result_json for r in records],
+        [r.fingerprint for r in records],
     ]
     for table in tables:
         values = by_table[table]
