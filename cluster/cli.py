@@ -1,4 +1,4 @@
-"""The `hyperlocal` command: up, gateway, migrate, shards, config, admin, recommend.
+"""The `hyperlocal` command: up, gateway, migrate, shards, config, admin, keys, recommend.
 
 `hyperlocal up` is what `make run` calls: it starts embedded Postgres and Redis (unless
 DATABASE_URL / REDIS_URL are set), migrates, starts or joins Ray (RAY_ADDRESS), the shard actors,
@@ -169,7 +169,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         return 0
     settings = load_settings()
     for name, value in settings.model_dump().items():
-        secret = any(word in name for word in ("secret", "api_key", "password", "_url"))
+        secret = any(word in name for word in ("secret", "key", "password", "_url"))
         print(f"{env_name(name)}={'(set)' if secret and value else value}")
     return 0
 
@@ -191,8 +191,10 @@ def parser() -> argparse.ArgumentParser:
     config.add_argument("--markdown", action="store_true", help="the docs/config.md table")
     config.set_defaults(func=cmd_config)
     from cluster.admin_cli import register as register_admin
+    from cluster.keys_cli import register as register_keys
 
     register_admin(sub)
+    register_keys(sub)
     try:
         from cluster.recommend_eval import register
     except ImportError:  # pragma: no cover - recommendation extras not installed

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.openapi_schema import Schema
+from gateway.openapi_schema import Schema, truthful
 from gateway.openapi_schema import errors as _errors
 from gateway.openapi_schema import json_body as _json
 from gateway.openapi_schema import obj as _obj
@@ -33,7 +33,7 @@ def openapi_spec() -> dict[str, Any]:
     spec = _core_spec()
     spec["paths"].update(registry.OPENAPI_PATHS)
     spec["components"]["schemas"].update(registry.OPENAPI_SCHEMAS)
-    return spec
+    return truthful(spec)
 
 
 def _core_spec() -> dict[str, Any]:

@@ -39,3 +39,51 @@ def errors(*statuses: int) -> Schema:
 def obj(required: list[str], **props: Schema) -> Schema:
     """An object schema with properties ``props``, of which ``required`` must be present."""
     return {"type": "object", "required": required, "properties": props}
+
+
+NO_NUL = "^[^\\u0000]*$"
+"""Every string the server takes is free of NUL bytes (gateway/input_guard.py)."""
+
+
+def _tell_the_truth(schema: Any) -> None:
+    """What every request schema of this server implies, written into ``schema`` in place:
+    an object takes only the properties it lists (every body model forbids extras) unless it
+    says otherwise, a required string is not empty, and no string holds a NUL byte."""
+    if not isinstance(schema, dict):
+        return
+    for key in ("allOf", "anyOf", "oneOf"):
+        for part in schema.get(key, ()):
+            _tell_the_truth(part)
+    if schema.get("type") == "object" and "properties" in schema:
+        schema.setdefault("additionalProperties", False)
+        for name, prop in schema["properties"].items():
+            required = name in schema.get("required", ()) and isinstance(prop, dict)
+            if required and prop.get("type") == "string" and "enum" not in prop:
+                prop.setdefault("minLength", 1)
+            _tell_the_truth(prop)
+    if schema.get("type") == "array":
+        _tell_the_truth(schema.get("items"))
+    if schema.get("type") == "string" and not {"pattern", "enum", "format"} & schema.keys():
+        schema["pattern"] = NO_NUL
+
+
+def truthful(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with every operation's request body and parameters made to say what the
+    server enforces everywhere (``_tell_the_truth``); a request body is required unless the
+    operation says it is not."""
+    for path in spec.get("paths", {}).values():
+        for operation in path.values():
+            if not isinstance(operation, dict):
+                continue
+            body = operation.get("requestBody")
+            if isinstance(body, dict):
+                body.setdefault("required", True)
+                for media in body.get("content", {}).values():
+                    _tell_the_truth(media.get("schema"))
+            for param in operation.get("parameters", ()):
+                _tell_the_truth(param.get("schema"))
+                if param.get("name") == "Idempotency-Key":  # a bad key is a 400
+                    operation.setdefault("responses", {}).update(
+                        {k: v for k, v in errors(400).items() if k not in operation["responses"]}
+                    )
+    return spec

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.context import SERVICES
-from models.errors import TooLarge
+from models.errors import TooLarge, Unauthorized
 
 _MAX_BODY = 512 * 1024
 
@@ -20,8 +20,11 @@ async def stripe_webhook_view(request: web.Request) -> web.Response:
     payload = await request.read()
     if len(payload) > _MAX_BODY:
         raise TooLarge("webhook body too large")
+    signature = request.headers.get("Stripe-Signature")
+    if not signature:  # before anything else: not even whether Stripe is configured is told
+        raise Unauthorized("missing Stripe-Signature")
     events = request.app[SERVICES].stripe_events
-    return web.json_response(await events.handle(payload, request.headers.get("Stripe-Signature")))
+    return web.json_response(await events.handle(payload, signature))
 
 
 def add_routes(app: web.Application) -> None:

@@ -113,7 +113,7 @@ OPENAPI_PATHS: dict[str, Schema] = {
             "summary": "Turn two-factor off with a current code or a recovery code",
             "security": _BEARER,
             "requestBody": _OTP_BODY,
-            "responses": {"204": {"description": "off"}, **errors(400, 401, 413, 429)},
+            "responses": {"204": {"description": "off"}, **errors(400, 401, 409, 413, 429)},
         }
     },
 }

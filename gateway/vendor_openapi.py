@@ -21,7 +21,7 @@ _IDEM = {
     "in": "header",
     "required": False,
     "description": "A retry with the same key returns the first result and changes nothing.",
-    "schema": {"type": "string", "maxLength": 128},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
 }
 
 
@@ -235,14 +235,17 @@ OPENAPI_PATHS: dict[str, Any] = {
                 "application/x-www-form-urlencoded": {"schema": _obj(
                     ["grant_type"], grant_type={"const": "client_credentials"},
                     client_id=_STR, client_secret=_STR, scope=_STR)},
-                "application/json": {"schema": _obj(["grant_type"])},
+                "application/json": {"schema": {**_obj(
+                    ["grant_type"], grant_type={"const": "client_credentials"},
+                    client_id=_STR, client_secret=_STR, scope=_STR),
+                    "additionalProperties": True}},  # RFC 6749: unknown parameters ignored
             }},
         ),
     },
     "/api/v1/payments/stripe/webhook": {
         "post": _op(
             "Stripe events (Stripe-Signature verified with the SDK; each event id once)", None,
-            _ok(200, _obj(["received"], received=_BOOL, duplicate=_BOOL)), 400, 404, 413,
+            _ok(200, _obj(["received"], received=_BOOL, duplicate=_BOOL)), 400, 401, 404, 413,
             parameters=[{"name": "Stripe-Signature", "in": "header", "required": True,
                          "schema": _STR}],
             requestBody=_json({"type": "object"}),

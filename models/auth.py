@@ -56,7 +56,8 @@ class Principal:
 class RingSource(Protocol):
     """Where a codec finds its keys: ``ring``, and ``knows(kid)`` (which may re-read it)."""
 
-    ring: KeyRing
+    @property
+    def ring(self) -> KeyRing: ...
 
     def knows(self, kid: object) -> bool: ...
 

@@ -15,7 +15,7 @@ import time
 import asyncpg
 
 from models import totp
-from models.errors import BadRequest, Conflict, OtpRequired, Unauthorized
+from models.errors import Conflict, OtpRequired, Unauthorized
 from services.secrets import Keys
 
 
@@ -57,7 +57,7 @@ class TwoFactor:
             "SELECT secret, enabled_at, last_step FROM user_totp WHERE user_id = $1", user_id
         )
         if row is None:
-            raise BadRequest("set two-factor up first: POST /api/v1/auth/2fa/setup")
+            raise Conflict("set two-factor up first: POST /api/v1/auth/2fa/setup")
         if row["enabled_at"] is not None:
             raise Conflict("two-factor is already on")
         if not await self._take_totp(user_id, row, otp):
@@ -79,7 +79,7 @@ class TwoFactor:
 
     async def disable(self, user_id: str, otp: str) -> None:
         if not await self.enabled(user_id):
-            raise BadRequest("two-factor is not on")
+            raise Conflict("two-factor is not on")
         if not await self.check(user_id, otp):
             raise Unauthorized("wrong one-time code")
         async with self.db.acquire() as conn, conn.transaction():

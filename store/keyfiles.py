@@ -130,31 +130,44 @@ def keep_only_current(path: Path) -> KeyRing:
 
 
 class RingFile:
-    """A process's copy of a ring, re-read (at most once a second) when asked about a key id
-    it lacks: another process may have rotated. A ring from the environment never changes."""
+    """A process's copy of a ring: re-read at most every ``fresh_s`` seconds when used (so
+    every process signs and seals with a rotated key soon after the rotation), and at once
+    (at most once a second) when asked about a key id it lacks (a token or sealed value made
+    by a process that re-read first). A ring from the environment never changes."""
 
-    __slots__ = ("_checked", "_load", "ring")
+    __slots__ = ("_load", "_missed_at", "_read_at", "_ring", "fresh_s")
 
-    def __init__(self, load: Callable[[], KeyRing]) -> None:
+    def __init__(self, load: Callable[[], KeyRing], fresh_s: float = 5.0) -> None:
         self._load = load
-        self.ring = load()
-        self._checked = time.monotonic()
+        self.fresh_s = fresh_s
+        self._ring = load()
+        self._read_at = time.monotonic()
+        self._missed_at = -1.0
+
+    @property
+    def ring(self) -> KeyRing:
+        if time.monotonic() - self._read_at >= self.fresh_s:
+            self.reload()
+        return self._ring
 
     def reload(self) -> KeyRing:
         """Read the ring again now."""
-        self._checked = time.monotonic()
-        self.ring = self._load()
-        return self.ring
+        self._read_at = time.monotonic()
+        self._ring = self._load()
+        return self._ring
 
     def knows(self, kid: object) -> bool:
-        """Whether ``kid`` is in the ring, re-reading it first if not (rate-limited)."""
+        """Whether ``kid`` is in the ring, re-reading it first if not; after a re-read that
+        did not find one, the next waits a second (a flood of made-up ids costs nothing)."""
         if kid in self.ring:
             return True
         now = time.monotonic()
-        if now - self._checked >= 1.0:
-            self._checked = now
-            self.ring = self._load()
-        return kid in self.ring
+        if now - self._missed_at < 1.0:
+            return False
+        if kid in self.reload():
+            return True
+        self._missed_at = now
+        return False
 
 
 __all__ = ["RingFile", "data_ring", "jwt_ring", "keep_only_current", "kid_of", "rotate"]

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
+import jwt as pyjwt
 import pyotp
 import pytest
 from aiohttp.test_utils import TestServer
@@ -80,7 +81,7 @@ async def test_two_factor_setup_enable_login_replay_recovery_disable(
     user = await api.signup("otp")
     login = {"email": user.email, "password": PASSWORD}
     status, out = await api.post("/api/v1/auth/2fa/enable", {"otp": "123456"}, user.access_token)
-    assert status == 400, out  # not set up yet
+    assert status == 409, out  # not set up yet
     status, setup = await api.post("/api/v1/auth/2fa/setup", None, user.access_token)
     assert status == 200 and setup["otpauth_uri"].startswith("otpauth://totp/"), setup
     secret = setup["secret"]
@@ -280,3 +281,50 @@ async def test_sandbox_payments_only_where_asked_for(
     assert reply["ok"] is False and reply["error"]["code"] == "bad_request", reply
     assert "not offered" in reply["error"]["message"]
     await ws.close()
+
+
+# -- key rotation ----------------------------------------------------------------------------------
+async def test_rotating_keys_keeps_tokens_and_secrets_working(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    """The rotation commands' steps against the running gateway (same data dir): tokens signed
+    before a JWT rotation still verify, new ones name the new key; a data key rotation
+    re-seals every stored secret and the gateway opens them."""
+    from models.sealing import kid_of_sealed, new_data_key
+    from services.secrets import Keys
+    from store import keyfiles
+    from store.db import create_pool
+
+    user = await api.signup("rotation")
+    assert (await api.get("/api/v1/me", token=user.access_token))[0] == 200
+    jwt_ring = keyfiles.rotate(
+        keyfiles.jwt_file(settings.data_dir), keyfiles.new_jwt_secret(), keep_retired_s=3600
+    )
+    assert (await api.get("/api/v1/me", token=user.access_token))[0] == 200  # old key verifies
+    await asyncio.sleep(5.2)  # the gateway re-reads its ring every 5 s
+    fresh = await api.signup("rotation-after")
+    assert pyjwt.get_unverified_header(fresh.access_token)["kid"] == jwt_ring.current.kid
+    assert (await api.get("/api/v1/me", token=fresh.access_token))[0] == 200
+
+    seller, _ = await mk.vendor(api, mk.spot(settings, 65), "rotation-hooks")
+    status, hook = await mk.rest(
+        api,
+        "POST",
+        "/api/v1/vendor/hooks",
+        {"target_url": "http://127.0.0.1:9/rot", "events": ["order.created"]},
+        seller.access_token,
+    )
+    assert status == 201, hook
+    data_ring = keyfiles.rotate(keyfiles.data_file(settings.data_dir), new_data_key(), None)
+    assert settings.database_url
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        counts = await Keys(settings).reseal(pool)
+        stored = await pool.fetchval("SELECT secret FROM hooks WHERE id = $1", hook["id"])
+    finally:
+        await pool.close()
+    assert counts["hooks"] >= 1
+    assert kid_of_sealed(stored) == data_ring.current.kid
+    from gateway.context import SERVICES
+
+    assert server.app[SERVICES].keys.open(stored, f"hook:{hook['id']}") == hook["secret"]
