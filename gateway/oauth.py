@@ -14,6 +14,7 @@ never taken from the request). ``idempotency_key(request)`` reads ``Idempotency-
 from __future__ import annotations
 
 import base64
+from typing import Literal
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -71,9 +72,13 @@ async def require_vendor_user(request: web.Request) -> VendorCaller:
 
 # -- REST ---------------------------------------------------------------------------------------
 class AppBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field("app", min_length=1, max_length=100)
-    scopes: list[str] = Field(default_factory=lambda: list(SCOPES), max_length=len(SCOPES))
+    scopes: list[Literal[SCOPES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(SCOPES), min_length=1, max_length=len(SCOPES)
+    )
+    """Omitted: every scope; given: at least one, each a known scope (an empty list or an
+    empty name no longer quietly meant all of them)."""
 
 
 class TokenBody(BaseModel):

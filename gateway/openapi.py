@@ -12,11 +12,13 @@ from gateway.openapi_schema import Schema, truthful
 from gateway.openapi_schema import errors as _errors
 from gateway.openapi_schema import json_body as _json
 from gateway.openapi_schema import obj as _obj
+from models.auth import EMAIL_PATTERN
 
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 _STR: Schema = {"type": "string"}
+_EMAIL: Schema = {"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN}
 _TOKENS = _obj(["access_token", "refresh_token"], access_token=_STR, refresh_token=_STR)
 _AUTHED = _obj(
     ["user", "access_token", "refresh_token"],
@@ -73,9 +75,9 @@ def _core_spec() -> dict[str, Any]:
                     "requestBody": _json(
                         _obj(
                             ["email", "password", "display_name"],
-                            email=_STR,
-                            password={"type": "string", "minLength": 8},
-                            display_name=_STR,
+                            email=_EMAIL,
+                            password={"type": "string", "minLength": 8, "maxLength": 256},
+                            display_name={"type": "string", "minLength": 1, "maxLength": 64},
                         )
                     ),
                     "responses": {
@@ -88,11 +90,16 @@ def _core_spec() -> dict[str, Any]:
                 "post": {
                     "summary": "Sign in",
                     "requestBody": _json(
-                        _obj(["email", "password"], email=_STR, password=_STR, otp=_STR)
+                        _obj(
+                            ["email", "password"],
+                            email=_EMAIL,
+                            password={"type": "string", "maxLength": 256},
+                            otp={"type": "string", "maxLength": 32},
+                        )
                     ),
                     "responses": {
                         "200": {"description": "signed in", **_json(_AUTHED)},
-                        **_errors(400, 401, 413, 429),
+                        **_errors(400, 401, 403, 413, 429),
                     },
                 }
             },

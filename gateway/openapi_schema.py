@@ -7,6 +7,7 @@ importing the module that merges every feature's description.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 Schema = dict[str, Any]
@@ -76,14 +77,16 @@ def truthful(spec: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(operation, dict):
                 continue
             body = operation.get("requestBody")
-            if isinstance(body, dict):
+            if isinstance(body, dict):  # a copy of its own: nothing shared with responses
+                body = operation["requestBody"] = json.loads(json.dumps(body))
                 body.setdefault("required", True)
                 for media in body.get("content", {}).values():
                     _tell_the_truth(media.get("schema"))
-            for param in operation.get("parameters", ()):
+            operation["parameters"] = json.loads(json.dumps(operation.get("parameters", [])))
+            for param in operation["parameters"]:
                 _tell_the_truth(param.get("schema"))
-                if param.get("name") == "Idempotency-Key":  # a bad key is a 400
-                    operation.setdefault("responses", {}).update(
-                        {k: v for k, v in errors(400).items() if k not in operation["responses"]}
-                    )
+                if param.get("name") == "Idempotency-Key":  # a bad key 400, a reused one 409
+                    responses = operation.setdefault("responses", {})
+                    for status, answer in errors(400, 409).items():
+                        responses.setdefault(status, answer)
     return spec

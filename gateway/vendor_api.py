@@ -37,7 +37,7 @@ Stock = Annotated[int, Field(ge=0, le=10**7)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "active": 0 is not a boolean
 
 
 class VendorBody(_Body):

@@ -9,6 +9,7 @@ from gateway.openapi_schema import Schema
 from gateway.openapi_schema import errors as _errors
 from gateway.openapi_schema import json_body as _json
 from gateway.openapi_schema import obj as _obj
+from models.market import SCOPES
 
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
@@ -141,8 +142,8 @@ OPENAPI_PATHS: dict[str, Any] = {
         "patch": _op(
             "Change a listing (not its stock)", "listings:write", _ok(200, _LISTING),
             400, 401, 403, 404, parameters=[_path("listing_id"), _IDEM],
-            requestBody=_json(_obj([], **{k: v for k, v in _LISTING_FIELDS.items()
-                                          if k != "stock"})),
+            requestBody=_json({**_obj([], **{k: v for k, v in _LISTING_FIELDS.items()
+                                             if k != "stock"}), "minProperties": 1}),
         ),
         "delete": _op("Remove a listing from sale (and from carts)", "listings:write",
                       {"204": {"description": "removed"}}, 401, 403, 404,
@@ -153,7 +154,10 @@ OPENAPI_PATHS: dict[str, Any] = {
             "Adjust stock by `delta` or `set` it (never below zero; done by the cell's owner)",
             "listings:write", _ok(200, _LISTING), 400, 401, 403, 404, 409,
             parameters=[_path("listing_id"), _IDEM],
-            requestBody=_json(_obj([], delta=_INT, set={"type": "integer", "minimum": 0})),
+            requestBody=_json({"oneOf": [
+                _obj(["delta"], delta={"type": "integer", "minimum": -10**7, "maximum": 10**7}),
+                _obj(["set"], set={"type": "integer", "minimum": 0, "maximum": 10**7}),
+            ]}),
         )
     },
     "/api/v1/vendor/orders": {
@@ -214,7 +218,10 @@ OPENAPI_PATHS: dict[str, Any] = {
             _ok(201, _obj(["client_id", "client_secret"], client_id=_STR, client_secret=_STR,
                           name=_STR, scopes={"type": "array", "items": _STR})),
             400, 401, 403, security=[{"bearer": []}],
-            requestBody=_json(_obj([], name=_STR, scopes={"type": "array", "items": _STR})),
+            requestBody=_json(_obj([], name={"type": "string", "minLength": 1, "maxLength": 100},
+                                   scopes={"type": "array", "minItems": 1,
+                                           "maxItems": len(SCOPES),
+                                           "items": {"enum": list(SCOPES)}})),
         ),
         "get": _op("The vendor's live apps", None, _ok(200, _obj(["items"])), 401, 403,
                    security=[{"bearer": []}]),

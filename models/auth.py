@@ -27,7 +27,9 @@ from models.keyring import KeyRing
 
 ALGORITHM = "HS256"
 _REQUIRED_CLAIMS = ["exp", "iat", "aud", "iss", "sub", "sid"]
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+EMAIL_PATTERN = r"^[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]+$"
+"""An email address as accepted (no surrounding spaces); the OpenAPI spec says the same."""
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 PASSWORD_MIN_CHARS = 8
 PASSWORD_MAX_CHARS = 256

@@ -30,6 +30,9 @@ from redis.exceptions import RedisError
 
 from cluster.config import Settings
 from models.auth import (
+    EMAIL_PATTERN,
+    PASSWORD_MAX_CHARS,
+    PASSWORD_MIN_CHARS,
     Principal,
     TokenCodec,
     bearer_token,
@@ -64,22 +67,22 @@ def suspended_error(until: datetime | None) -> Forbidden:
 
 
 class SignupBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    email: str = Field(max_length=254)
-    password: str = Field(max_length=256)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
+    password: str = Field(min_length=PASSWORD_MIN_CHARS, max_length=PASSWORD_MAX_CHARS)
     display_name: str = Field(max_length=200)
 
 
 class LoginBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    email: str = Field(max_length=254)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
     password: str = Field(max_length=256)
     otp: str | None = Field(None, max_length=32)
     """A current TOTP code (6 digits) or one recovery code, once two-factor is on."""
 
 
 class RefreshBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     refresh_token: str = Field(min_length=1, max_length=256)
 
 
