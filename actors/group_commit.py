@@ -2,7 +2,8 @@
 
 ``GroupCommitter`` gathers queued commands for ``window_s`` from the oldest one's arrival (or
 until ``max_batch``), runs them in one transaction (each in its own savepoint once any of them
-fails: see ``_commit``), commits, and only then runs the after-commit steps (memory updates),
+fails: see ``_commit``; a batch whose only statement is its final write sends it alone, with no
+``BEGIN``/``COMMIT``: store/db.py ``LazyTransaction``), commits, and only then runs the after-commit steps (memory updates),
 resolves the futures (the replies leave) and flushes the whole batch's outbox in one call
 (publishing). A command that fails with a typed error is rolled back alone; a failed commit
 fails the whole batch as ``unavailable``, and nothing of it is applied or published.
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from models.errors import AppError, BadRequest, Conflict, Unavailable
-from store.db import Conn
+from store.db import Conn, LazyTransaction, RawConn
 
 log = logging.getLogger("hyperlocal.group_commit")
 
@@ -181,12 +182,18 @@ class GroupCommitter:
         failure stays its own and the others commit."""
         async with self._pool.acquire() as conn:
             committed = careful = False
+            lazy = LazyTransaction(conn)  # a batch of one statement needs no BEGIN / COMMIT
             try:
-                async with conn.transaction():
+                try:
                     deferred: list[Any] = []
                     for item in batch:
-                        deferred.extend(await self._run_plain(conn, item))
-                    await self._write(conn, deferred, fast=True)
+                        deferred.extend(await self._run_plain(lazy, item))
+                    # the last statement: inside the transaction if one began, else alone
+                    await self._write(lazy if lazy.begun else conn, deferred, fast=True)
+                    await lazy.finish()
+                except BaseException:
+                    await lazy.abort()
+                    raise
                 committed = True
             except RunCarefully:
                 careful = True
@@ -225,7 +232,7 @@ class GroupCommitter:
         except _REFUSALS:
             raise RunCarefully from None  # e.g. a duplicate key: sort it out carefully
 
-    async def _run_one(self, conn: Conn, item: _Pending) -> None:
+    async def _run_one(self, conn: RawConn, item: _Pending) -> None:
         """Run one command in its own savepoint; a unique-key race is retried once."""
         for attempt in (1, 2):
             tx = Tx(conn)

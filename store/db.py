@@ -18,13 +18,71 @@ from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger("hyperlocal.db")
 
-Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+RawConn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+"""A connection itself: one of its own (``asyncpg.connect``) or one lent by the pool."""
+class LazyTransaction:
+    """A connection whose transaction begins with the first statement sent through it.
+
+    A shard batch whose commands write only the rows of the batch's one statement (a chat
+    message, a post) then sends that one statement alone, in Postgres's implicit transaction
+    of a single statement (atomic and, with ``synchronous_commit``, durable at its reply), and
+    saves the ``BEGIN`` and ``COMMIT`` round trips; a batch that sends anything before it runs
+    in one transaction as before. Owns nothing but that choice: ``finish`` commits what was
+    begun, ``abort`` rolls it back.
+    """
+
+    def __init__(self, conn: RawConn) -> None:
+        self.raw = conn
+        self._tx: Any = None
+
+    @property
+    def begun(self) -> bool:
+        return self._tx is not None
+
+    async def _conn(self) -> RawConn:
+        if self._tx is None:
+            self._tx = self.raw.transaction()
+            await self._tx.start()
+        return self.raw
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
+        return await (await self._conn()).fetch(query, *args, timeout=timeout)
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+        return await (await self._conn()).fetchrow(query, *args, timeout=timeout)
+
+    async def fetchval(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+        return await (await self._conn()).fetchval(query, *args, timeout=timeout)
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        return await (await self._conn()).execute(query, *args, timeout=timeout)
+
+    async def executemany(
+        self, command: str, args: Any, *, timeout: float | None = None
+    ) -> None:
+        await (await self._conn()).executemany(command, args, timeout=timeout)
+
+    async def finish(self) -> None:
+        if self._tx is not None:
+            await self._tx.commit()
+
+    async def abort(self) -> None:
+        """Roll back what was begun (nothing to do on a connection already lost: its
+        transaction is gone with it)."""
+        if self._tx is not None and not self.raw.is_closed():
+            await self._tx.rollback()
+
+
+Conn: TypeAlias = RawConn | LazyTransaction
 """A connection: one of its own (``asyncpg.connect``) or one lent by the pool
 (``pool.acquire()``), which asyncpg hands out as a proxy that type checkers do not see as a
-``Connection``. Writers take one: they run inside the caller's transaction."""
+``Connection``), or a shard batch's ``LazyTransaction``. Writers take one: they run inside the
+caller's transaction."""
 
 Db: TypeAlias = asyncpg.Pool | Conn
 """What a reader takes: the pool, or a connection (to read inside a transaction)."""
+
+
 
 _MIGRATION_LOCK = 0x68_6C_6D_67  # "hlmg"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
