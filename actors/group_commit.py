@@ -3,9 +3,9 @@
 ``GroupCommitter`` gathers queued commands for ``window_s`` from the oldest one's arrival (or
 until ``max_batch``), runs them in one transaction (each in its own savepoint once any of them
 fails: see ``_commit``; a batch whose only statement is its final write sends it alone, with no
-``BEGIN``/``COMMIT``: store/db.py ``LazyTransaction``), commits, and only then runs the after-commit steps (memory updates),
-resolves the futures (the replies leave) and flushes the whole batch's outbox in one call
-(publishing). A command that fails with a typed error is rolled back alone; a failed commit
+``BEGIN``/``COMMIT``: store/db.py ``LazyTransaction``), commits, and only then runs the
+after-commit steps (memory updates), resolves the futures (the replies leave) and flushes the
+whole batch's outbox in one call (publishing). A command that fails with a typed error is rolled back alone; a failed commit
 fails the whole batch as ``unavailable``, and nothing of it is applied or published.
 
 The committer knows one ``BatchWriter`` (the owner): on the fast path the rows commands
