@@ -64,26 +64,31 @@ def _tell_the_truth(schema: Any) -> None:
             _tell_the_truth(prop)
     if schema.get("type") == "array":
         _tell_the_truth(schema.get("items"))
-    if schema.get("type") == "string" and not {"pattern", "enum", "format"} & schema.keys():
-        schema["pattern"] = NO_NUL
+    if schema.get("type") == "string":
+        pattern = schema.get("pattern")
+        if pattern is None and not {"enum", "format"} & schema.keys():
+            schema["pattern"] = NO_NUL
+        elif isinstance(pattern, str):  # a "not a space" class refuses NUL too
+            schema["pattern"] = pattern.replace("[^\\s", "[^\\s\\u0000")
 
 
 def truthful(spec: dict[str, Any]) -> dict[str, Any]:
     """``spec`` with every operation's request body and parameters made to say what the
     server enforces everywhere (``_tell_the_truth``); a request body is required unless the
-    operation says it is not."""
+    operation says it is not. ``spec`` is built of shared module data: it is copied first,
+    through JSON, so no part of the copy is shared (a rule for a request never reaches a
+    response schema built of the same pieces)."""
+    spec = json.loads(json.dumps(spec))
     for path in spec.get("paths", {}).values():
         for operation in path.values():
             if not isinstance(operation, dict):
                 continue
             body = operation.get("requestBody")
-            if isinstance(body, dict):  # a copy of its own: nothing shared with responses
-                body = operation["requestBody"] = json.loads(json.dumps(body))
+            if isinstance(body, dict):
                 body.setdefault("required", True)
                 for media in body.get("content", {}).values():
                     _tell_the_truth(media.get("schema"))
-            operation["parameters"] = json.loads(json.dumps(operation.get("parameters", [])))
-            for param in operation["parameters"]:
+            for param in operation.get("parameters", ()):
                 _tell_the_truth(param.get("schema"))
                 if param.get("name") == "Idempotency-Key":  # a bad key 400, a reused one 409
                     responses = operation.setdefault("responses", {})

@@ -16,7 +16,7 @@ from gateway.openapi_schema import Schema, errors, json_body, obj
 from models.errors import Unauthorized
 from store import users
 
-Otp = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=32)]
+Otp = Annotated[str, StringConstraints(min_length=6, max_length=32)]
 
 
 class OtpBody(BaseModel):

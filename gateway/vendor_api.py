@@ -11,7 +11,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from gateway.auth import require_principal
 from gateway.context import SERVICES
@@ -32,12 +41,20 @@ Category = Annotated[
 Currency = Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z]{3}$")]
 Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Price = Annotated[int, Field(ge=0, le=10**12)]
-Stock = Annotated[int, Field(ge=0, le=10**7)]
+def _not_a_boolean(value: object) -> object:
+    """JSON's true is not the number 1 (pydantic's lax mode would take it)."""
+    if isinstance(value, bool):
+        raise ValueError("a number, not a boolean")
+    return value
+
+
+Whole = Annotated[int, BeforeValidator(_not_a_boolean)]
+Price = Annotated[Whole, Field(ge=0, le=10**12)]
+Stock = Annotated[Whole, Field(ge=0, le=10**7)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # "active": 0 is not a boolean
+    model_config = ConfigDict(extra="forbid")
 
 
 class VendorBody(_Body):
@@ -56,7 +73,7 @@ class ListingBody(_Body):
     stock: Stock = 0
     images: list[Url] = Field(default_factory=list, max_length=10)
     kind: Literal["product", "service"] = "product"
-    active: bool = True
+    active: StrictBool = True  # "active": 0 is not a boolean
 
 
 class ListingPatch(_Body):
@@ -67,7 +84,7 @@ class ListingPatch(_Body):
     currency: Currency | None = None
     images: list[Url] | None = Field(None, max_length=10)
     kind: Literal["product", "service"] | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
     @model_validator(mode="after")
     def _some(self) -> ListingPatch:
@@ -77,7 +94,7 @@ class ListingPatch(_Body):
 
 
 class StockBody(_Body):
-    delta: int | None = Field(None, ge=-(10**7), le=10**7)
+    delta: Whole | None = Field(None, ge=-(10**7), le=10**7)
     set: Stock | None = None
 
     @model_validator(mode="after")
@@ -90,6 +107,12 @@ class StockBody(_Body):
 class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cursor: Annotated[str, StringConstraints(max_length=512)] | None = None
+    """An empty one is no cursor: the first page."""
+
+    @field_validator("cursor", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
     limit: int = Field(20, ge=1, le=100)
 
 

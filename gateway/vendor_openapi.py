@@ -9,7 +9,7 @@ from gateway.openapi_schema import Schema
 from gateway.openapi_schema import errors as _errors
 from gateway.openapi_schema import json_body as _json
 from gateway.openapi_schema import obj as _obj
-from models.market import SCOPES
+from models.market import ORDER_STATES, SCOPES
 
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
@@ -64,9 +64,21 @@ _LISTING_FIELDS: dict[str, Schema] = {
     "price": {"type": "integer", "description": "minor units"},
     "currency": {"type": "string", "pattern": "^[a-z]{3}$"},
     "stock": {"type": "integer", "minimum": 0},
-    "images": {"type": "array", "items": {"type": "string", "format": "uri"}, "maxItems": 10},
+    "images": {"type": "array", "items": {"type": "string"}, "maxItems": 10},  # http(s) URLs
     "kind": {"enum": ["product", "service"]},
     "active": _BOOL,
+}
+
+_LISTING_BODY: dict[str, Schema] = {  # what a request may hold (gateway/vendor_api.py)
+    **_LISTING_FIELDS,
+    "title": {"type": "string", "maxLength": 200},
+    "description": {"type": "string", "maxLength": 5000},
+    "category": {"type": "string", "maxLength": 64},
+    "price": {"type": "integer", "minimum": 0, "maximum": 10**12, "description": "minor units"},
+    "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
+    "stock": {"type": "integer", "minimum": 0, "maximum": 10**7},
+    "images": {"type": "array", "maxItems": 10,
+               "items": {"type": "string", "maxLength": 2048, "pattern": "^https?://[^\\s]+$"}},
 }
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
@@ -119,8 +131,11 @@ OPENAPI_PATHS: dict[str, Any] = {
             _ok(201, _obj(["vendor"], vendor=_ref("Vendor")), "created"),
             400, 401, 409,
             security=[{"bearer": []}], parameters=[_IDEM],
-            requestBody=_json(_obj(["name", "lat", "lng", "category"], name=_STR, lat=_NUM,
-                                   lng=_NUM, category=_STR)),
+            requestBody=_json(_obj(["name", "lat", "lng", "category"],
+                                   name={"type": "string", "maxLength": 100},
+                                   lat={"type": "number", "minimum": -90, "maximum": 90},
+                                   lng={"type": "number", "minimum": -180, "maximum": 180},
+                                   category={"type": "string", "maxLength": 64})),
         )
     },
     "/api/v1/vendors/me": {
@@ -131,7 +146,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "post": _op(
             "Create a listing in the vendor's cell", "listings:write", _ok(201, _LISTING),
             400, 401, 403, parameters=[_IDEM],
-            requestBody=_json(_obj(["title", "category", "price"], **_LISTING_FIELDS)),
+            requestBody=_json(_obj(["title", "category", "price"], **_LISTING_BODY)),
         ),
         "get": _op("The vendor's listings, newest first", "listings:read", _ok(200, _LISTINGS),
                    400, 401, 403, parameters=_PAGING),
@@ -142,7 +157,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "patch": _op(
             "Change a listing (not its stock)", "listings:write", _ok(200, _LISTING),
             400, 401, 403, 404, parameters=[_path("listing_id"), _IDEM],
-            requestBody=_json({**_obj([], **{k: v for k, v in _LISTING_FIELDS.items()
+            requestBody=_json({**_obj([], **{k: v for k, v in _LISTING_BODY.items()
                                              if k != "stock"}), "minProperties": 1}),
         ),
         "delete": _op("Remove a listing from sale (and from carts)", "listings:write",
@@ -162,7 +177,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/api/v1/vendor/orders": {
         "get": _op("The vendor's orders, newest first", "orders:read", _ok(200, _ORDERS),
-                   400, 401, 403, parameters=[*_PAGING, _q("status", _STR)]),
+                   400, 401, 403,
+                   parameters=[*_PAGING, _q("status", {"enum": list(ORDER_STATES)})]),
     },
     "/api/v1/vendor/orders/{order_id}": {
         "get": _op("One of the vendor's orders", "orders:read", _ok(200, _ORDER), 401, 403, 404,
@@ -183,8 +199,10 @@ OPENAPI_PATHS: dict[str, Any] = {
             "Subscribe a target URL to events; deliveries are signed per Standard Webhooks",
             "hooks:write", _ok(201, _ref("Hook"), "created (the secret is shown once)"),
             400, 401, 403,
-            requestBody=_json(_obj(["target_url", "events"], target_url=_STR,
-                                   events=_HOOK_EVENTS)),
+            requestBody=_json(_obj(["target_url", "events"],
+                                   target_url={"type": "string", "maxLength": 2048,
+                                               "pattern": "^https?://[^\\s/?#@]+[^\\s]*$"},
+                                   events={**_HOOK_EVENTS, "minItems": 1})),
         ),
         "get": _op("The vendor's hooks", "hooks:read",
                    _ok(200, _obj(["items"], items={"type": "array", "items": _ref("Hook")})),
@@ -200,7 +218,9 @@ OPENAPI_PATHS: dict[str, Any] = {
             "Deliveries of a hook (status=dead: the dead letters)", "hooks:read",
             _ok(200, _obj(["items"], items={"type": "array", "items": _ref("HookDelivery")})),
             400, 401, 403, 404,
-            parameters=[_path("hook_id"), _q("status", _STR), _q("limit", _INT)],
+            parameters=[_path("hook_id"),
+                        _q("status", {"enum": ["pending", "delivered", "dead", "gone"]}),
+                        _q("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
         ),
     },
     "/api/v1/vendor/hooks/{hook_id}/replay": {
@@ -209,7 +229,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             _ok(200, _obj(["replayed"], replayed=_INT)), 400, 401, 403, 404,
             parameters=[_path("hook_id")],
             requestBody={"required": False, **_json(_obj(
-                [], delivery_ids={"type": "array", "items": _STR}))},
+                [], delivery_ids={"type": ["array", "null"], "maxItems": 1000,
+                                  "items": {"type": "string", "pattern": "^[!-~]{1,64}$"}}))},
         ),
     },
     "/api/v1/vendor/apps": {

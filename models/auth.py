@@ -27,8 +27,11 @@ from models.keyring import KeyRing
 
 ALGORITHM = "HS256"
 _REQUIRED_CLAIMS = ["exp", "iat", "aud", "iss", "sub", "sid"]
-EMAIL_PATTERN = r"^[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]+$"
-"""An email address as accepted (no surrounding spaces); the OpenAPI spec says the same."""
+_NOT_IN_EMAIL = r"@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+EMAIL_PATTERN = rf"^[^{_NOT_IN_EMAIL}]{{1,64}}@[^{_NOT_IN_EMAIL}]+\.[^{_NOT_IN_EMAIL}]+$"
+"""An email address as accepted: no @ but one, no control or space character of any kind,
+spelled out (so Python, the pydantic validator and JSON Schema read it alike); the OpenAPI
+spec says the same."""
 _EMAIL = re.compile(EMAIL_PATTERN)
 
 PASSWORD_MIN_CHARS = 8

@@ -1,0 +1,103 @@
+"""API fuzzing in the suite (issue 14, item 9): schemathesis against the served OpenAPI spec,
+as a user and as a vendor, with every check on (``--checks all``).
+
+Bounded: a fixed seed, ``EXAMPLES`` cases per operation and phase (examples, coverage,
+fuzzing; ~1,500 requests a role, ~15 s each on 2 cores). No 5xx is ever accepted. Every other
+failure must be listed in ``ACCEPTED`` with the reason the spec cannot yet say what the server
+does; a new failure fails the test. ``/ws`` is left out (an upgrade is not a request
+schemathesis can finish: tests/integration/test_fuzz_websocket.py fuzzes it) and so is
+``logout`` (it would end the fuzzing token's sign-in halfway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from cluster.config import Settings
+from tests.integration import market_kit as mk
+from tests.integration.client import Api
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = 10
+SEED = 14
+_ST = Path(sys.executable).with_name("st")
+
+# (check code, operation) -> why the spec does not say it yet. Only 4xx answers here: a 5xx
+# (ServerError) is never accepted.
+ACCEPTED: dict[tuple[str, str], str] = {
+    ("ST202", "POST /api/v1/auth/signup"): "display_name refuses control and format characters"
+    " (Unicode category C) after NFC and trimming; JSON Schema patterns cannot name a category",
+    ("ST202", "POST /api/v1/oauth/token"): "unknown token parameters are ignored (RFC 6749)"
+    " but still pass the input guard: one holding a NUL byte is refused",
+    ("ST401", "GET /api/v1/me/moderation"): "two security schemes (Bearer or Basic): the"
+    " check's bogus Basic credentials travel with the run's own Bearer header, which answers",
+    ("ST202", "PATCH /api/v1/vendor/listings/{listing_id}"): "the same trimming as create",
+    ("ST202", "POST /api/v1/vendor/hooks"): "target_url must have a host the URL parser accepts",
+    ("ST202", "GET /api/v1/vendor/listings"): "a cursor is an opaque token the server issued",
+    ("ST202", "GET /api/v1/vendor/orders"): "a cursor is an opaque token the server issued",
+    ("ST202", "GET /api/v1/admin/audit"): "admin API (issue 12): limit and cursor query values",
+    ("ST202", "GET /api/v1/vendor/disputes"): "admin API (issue 12): status is an enum",
+    ("ST202", "POST /api/v1/admin/disputes/{dispute_id}/resolve"): "admin API (issue 12):"
+    " amount is not negative",
+    ("ST202", "POST /api/v1/admin/users/{user_id}/roles"): "admin API (issue 12): roles are"
+    " at most 8 known names",
+}
+
+
+async def _run(base: str, token: str, report: Path) -> dict:
+    """One schemathesis run (its working files in ``report``'s folder)."""
+    args = [
+        str(_ST), "run", f"{base}/api/v1/openapi.json", "--checks", "all",
+        "--max-examples", str(EXAMPLES), "--seed", str(SEED), "--workers", "1", "--no-shrink",
+        "--phases", "examples,coverage,fuzzing", "--request-timeout", "20",
+        "--header", f"Authorization: Bearer {token}",
+        "--exclude-path", "/ws", "--exclude-path", "/api/v1/auth/logout",
+        "--report", "json", "--report-json-path", str(report),
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+        cwd=report.parent,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 240)
+    text = await asyncio.to_thread(lambda: report.read_text() if report.exists() else "")
+    assert text, out.decode()[-4000:]
+    result = json.loads(text)
+    result["output"] = out.decode()
+    return dict(result)
+
+
+def _found(result: dict) -> set[tuple[str, str]]:
+    return {(f["code"], op) for f in result["failures"] for op in f["operations"]}
+
+
+def _server_errors(result: dict) -> list[dict]:
+    return [f for f in result["failures"] if "ServerError" in f["type"]]
+
+
+@pytest.mark.skipif(not _ST.exists(), reason="schemathesis is in the dev extra")
+@pytest.mark.parametrize("role", ["user", "vendor"])
+async def test_the_served_spec_tells_the_truth(
+    api: Api, tmp_path: Path, role: str, settings: Settings
+) -> None:
+    if role == "vendor":
+        who, _ = await mk.vendor(api, mk.spot(settings, 70), "st-vendor")
+    else:
+        who = await api.signup("st-user")
+    result = await _run(api.base, who.access_token, tmp_path / "report.json")
+    found = _found(result)
+    errors = result.get("errors") or []
+    assert not errors, (errors, result["output"][-4000:])
+    assert not _server_errors(result), result["output"][-6000:]  # never a 5xx
+    new = found - ACCEPTED.keys()
+    assert not new, "\n".join([*map(str, sorted(new)), result["output"][-12000:]])
+    assert result["operations"]["tested"] >= 40, result["operations"]
