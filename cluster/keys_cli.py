@@ -55,25 +55,28 @@ def cmd_rotate_jwt(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _reseal(settings: Settings) -> dict[str, int]:
+def _reseal(settings: Settings) -> dict[str, int]:
+    """Re-seal every stored secret, with Postgres started if it is the embedded one."""
     from services.secrets import Keys
     from store.db import create_pool
 
-    runtime = Runtime(settings)
-    resolved = runtime.start_services()
-    try:
+    async def reseal(resolved: Settings) -> dict[str, int]:
         assert resolved.database_url
         pool = await create_pool(resolved.database_url, min_size=1, max_size=2)
         try:
             return await Keys(resolved).reseal(pool)
         finally:
             await pool.close()
+
+    runtime = Runtime(settings)
+    try:
+        return asyncio.run(reseal(runtime.start_services()))
     finally:
         runtime.stop()
 
 
 def cmd_reseal(args: argparse.Namespace) -> int:
-    counts = asyncio.run(_reseal(load_settings()))
+    counts = _reseal(load_settings())
     print("resealed: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
     return 0
 
@@ -93,7 +96,7 @@ def cmd_rotate_data(args: argparse.Namespace) -> int:
     print(f"data key now {ring.current.kid}")
     cmd_reseal(args)
     if args.prune:
-        again = asyncio.run(_reseal(settings))  # a gateway may have sealed with the old key
+        again = _reseal(settings)  # a gateway may have sealed with the old key meanwhile
         if any(again.values()):
             print("secrets were still being sealed with an old key: run --prune again later")
             return 1

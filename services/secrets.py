@@ -16,7 +16,7 @@ import logging
 import asyncpg
 
 from cluster.config import Settings
-from models.sealing import Sealer, kid_of_sealed
+from models.sealing import Sealer, SealError, kid_of_sealed
 from store import keyfiles
 from store.keyfiles import RingFile
 
@@ -72,7 +72,12 @@ class Keys:
                 if not sealer.needs_reseal(row["v"]):
                     continue
                 context = f"{prefix}:{row['k']}"
-                fresh = sealer.seal(sealer.open(row["v"], context), context)
+                try:
+                    fresh = sealer.seal(sealer.open(row["v"], context), context)
+                except SealError as exc:  # a key no longer in the ring: say so, go on
+                    log.error("%s %s: %s", table, row["k"], exc)
+                    counts["unopenable"] = counts.get("unopenable", 0) + 1
+                    continue
                 status = await db.execute(
                     f"UPDATE {table} SET {col} = $2 WHERE {key_col} = $1 AND {col} = $3",
                     row["k"],

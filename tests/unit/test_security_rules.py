@@ -159,3 +159,30 @@ def test_fingerprints_tell_other_data_apart() -> None:
     assert fingerprint(a) == fingerprint(PostCreate(**base))  # type: ignore[arg-type]
     assert fingerprint(a) == fingerprint(PostCreate(**{**base, "key": "other"}))  # type: ignore[arg-type]
     assert fingerprint(a) != fingerprint(PostCreate(**{**base, "text": "bye"}))  # type: ignore[arg-type]
+
+
+def test_the_keys_command_rotates_the_jwt_ring(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HL_DATA_DIR": str(tmp_path)}
+    env.pop("HL_JWT_SECRET", None)
+
+    def keys(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cluster.cli", "keys", *args],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    first = keys("list").stdout.split()[1]
+    rotated = keys("rotate-jwt")
+    assert rotated.returncode == 0 and first in rotated.stdout, rotated
+    ring = keys("list").stdout.splitlines()[0].split()[1:]
+    assert len(ring) == 2 and ring[1] == first
+    refused = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", "keys", "rotate-jwt"],
+        env={**env, "HL_JWT_SECRET": "s" * 40}, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "HL_JWT_PREVIOUS_SECRETS" in refused.stderr
