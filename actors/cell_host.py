@@ -25,7 +25,15 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from actors.group_commit import GroupCommitter, Refused, RunCarefully, Tx, Work
+from actors.group_commit import (
+    Fenced,
+    GroupCommitter,
+    Refused,
+    RunCarefully,
+    StaleOwner,
+    Tx,
+    Work,
+)
 from actors.singleflight import SingleFlight
 from actors.stream_heads import StreamHeads
 from cluster.config import Settings
@@ -77,10 +85,18 @@ class ShardWriter:
         self.heads = heads
         self.redis = redis
 
-    async def write(self, conn: Conn, rows: list[batch_write.Row]) -> None:
-        """The rows, and the moved heads (none on the careful path), in one statement; a head
-        that moved under us refuses the fast path."""
-        if not await batch_write.write(conn, self.heads.changes(), rows):
+    async def write(self, conn: Conn, rows: list[batch_write.Row], version: int) -> None:
+        """The rows, and the moved heads (none on the careful path), in one statement behind
+        this shard's fence at ``version``; a head that moved under us refuses the fast path, a
+        fence at another version is ``Fenced`` (nothing written)."""
+        try:
+            fence = (self.name, version)
+            written = await batch_write.write(conn, self.heads.changes(), rows, fence)
+        except asyncpg.PostgresError as exc:
+            if placement.fenced(exc):
+                raise Fenced(str(exc)) from exc
+            raise
+        if not written:
             log.warning("a stream head moved under shard %s: batch runs carefully", self.name)
             raise RunCarefully
 
@@ -192,10 +208,8 @@ class CellHost:
     # -- ownership ---------------------------------------------------------------------------
     async def _placement_at_least(self, version: int) -> None:
         """Reload the placement table if a caller has seen a newer one than ours."""
-        assert self.pool is not None
         if self.placement is None or self.placement.version < version:
-            self.placement = await placement.load(self.pool)
-            self.ext.clear()  # keys may have moved: cached state of any of them may be stale
+            await self._reload_placement()
 
     def owns(self, key: str) -> bool:
         """Does this host own ``key`` under the placement it knows now?"""
@@ -242,7 +256,9 @@ class CellHost:
             if work is None:
                 continue
             try:
-                await self.committer.enqueue(work)
+                await self.committer.enqueue(work, self.placement_version())
+            except StaleOwner:  # the work checks ownership itself: the next round, reloaded
+                await self._reload_placement()
             except AppError as err:
                 log.warning("shard %s: %s did not commit: %s", self.name, tick.name, err.message)
 
@@ -285,14 +301,25 @@ class CellHost:
             if not self.owns(route):
                 replies.append({"moved": self.placement_version()})
                 continue
-            pending.append((len(replies), self.committer.enqueue(self._work(handler, cmd))))
+            work = self._work(handler, cmd)
+            future = self.committer.enqueue(work, self.placement_version())
+            pending.append((len(replies), future))
             replies.append({})
         for index, future in pending:
             try:
                 replies[index] = {"ok": True, "data": dict(await future)}
+            except StaleOwner:  # fenced: nothing written; the caller routes it again
+                await self._reload_placement()
+                replies[index] = {"moved": self.placement_version()}
             except AppError as err:
                 replies[index] = {"ok": False, "error": err.to_dict()}
         return replies
+
+    async def _reload_placement(self) -> None:
+        """The table in force (a caller has seen a newer one, or a batch was fenced)."""
+        assert self.pool is not None
+        self.placement = await placement.load(self.pool)
+        self.ext.clear()  # keys may have moved: cached state of any of them may be stale
 
     def _work(self, handler: Handler, cmd: ShardCommand) -> Work:
         """The committer's work for one command: its handler, events and idempotency record."""

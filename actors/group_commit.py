@@ -69,6 +69,7 @@ class _Pending:
     work: Work
     future: asyncio.Future[Any]
     queued_at: float
+    version: int
     steps: list[Callable[[], object]] = field(default_factory=list)
     outbox: list[Any] = field(default_factory=list)
     result: Any = None
@@ -78,9 +79,11 @@ class _Pending:
 class BatchWriter(Protocol):
     """What the committer needs of its owner (actors/cell_host.py)."""
 
-    async def write(self, conn: Conn, rows: list[Any]) -> None:
+    async def write(self, conn: Conn, rows: list[Any], version: int) -> None:
         """Write deferred ``rows`` in ``conn``'s transaction (the batch's on the fast path, one
-        command's on the careful path); may raise ``RunCarefully`` on the fast path."""
+        command's on the careful path), fenced at placement ``version`` (the oldest its
+        commands' owner was checked at); may raise ``RunCarefully`` on the fast path, and
+        ``Fenced`` if that version is no longer in force."""
 
     def settle(self, committed: bool) -> None:
         """After each fast-path attempt: did it commit?"""
@@ -97,6 +100,17 @@ class Refused(Exception):
     def __init__(self, error: AppError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+class Fenced(Exception):
+    """Raised by ``BatchWriter.write``: the placement version the batch's owner was checked at
+    is no longer in force (the shard may own none of its cells now). Nothing was written; every
+    command of the batch answers ``StaleOwner`` and is routed again by its caller."""
+
+
+class StaleOwner(Unavailable):
+    """A command's batch was fenced: its owner reloads the placement and its caller re-routes
+    it (actors/cell_host.py answers ``moved``). Retrying with the same key is safe."""
 
 
 class RunCarefully(Exception):
@@ -136,12 +150,13 @@ class GroupCommitter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def enqueue(self, work: Work) -> asyncio.Future[Any]:
-        """Queue ``work`` for the next batch (works queued together stay in order); the future
-        of its result once committed, or of its typed error."""
+    def enqueue(self, work: Work, version: int) -> asyncio.Future[Any]:
+        """Queue ``work`` for the next batch (works queued together stay in order), its owner
+        checked at placement ``version``; the future of its result once committed, or of its
+        typed error (``StaleOwner`` if that version is no longer in force)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put_nowait(_Pending(work, future, loop.time()))
+        self._queue.put_nowait(_Pending(work, future, loop.time(), version))
         return future
 
     async def _gather(self) -> list[_Pending]:
@@ -163,6 +178,12 @@ class GroupCommitter:
             batch = await self._gather()
             try:
                 await self._commit(batch)
+            except Fenced:
+                log.warning("batch of %d fenced: the placement changed", len(batch))
+                for item in batch:
+                    item.error = StaleOwner("this shard's placement changed, route again")
+                    item.steps.clear()
+                    item.outbox.clear()
             except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
                 log.warning("batch of %d failed to commit: %r", len(batch), exc)
                 for item in batch:
@@ -181,6 +202,7 @@ class GroupCommitter:
         """Fast path: every command straight in the transaction (no savepoints). If any command
         fails, roll it all back and run the batch again with a savepoint per command, so the
         failure stays its own and the others commit."""
+        version = min(item.version for item in batch)  # the fence: its oldest ownership check
         async with self._pool.acquire() as conn:
             committed = careful = False
             lazy = LazyTransaction(conn)  # a batch of one statement needs no BEGIN / COMMIT
@@ -190,7 +212,8 @@ class GroupCommitter:
                     for item in batch:
                         deferred.extend(await self._run_plain(lazy, item))
                     # the last statement: inside the transaction if one began, else alone
-                    await self._write(lazy if lazy.begun else conn, deferred, fast=True)
+                    if deferred or lazy.begun:
+                        await self._write(lazy if lazy.begun else conn, deferred, version, True)
                     await lazy.finish()
                 except BaseException:
                     await lazy.abort()
@@ -205,7 +228,7 @@ class GroupCommitter:
                 async with conn.transaction():
                     for item in batch:
                         item.error, item.steps, item.outbox = None, [], []
-                        await self._run_one(conn, item)
+                        await self._run_one(conn, item, version)
         self.batches += 1
         self.commands += len(batch)
 
@@ -222,25 +245,23 @@ class GroupCommitter:
         item.outbox = tx.outbox
         return tx.deferred
 
-    async def _write(self, conn: Conn, rows: list[Any], *, fast: bool) -> None:
-        if not rows:
-            return
+    async def _write(self, conn: Conn, rows: list[Any], version: int, fast: bool) -> None:
         if not fast:
-            await self._writer.write(conn, rows)
+            await self._writer.write(conn, rows, version)
             return
         try:
-            await self._writer.write(conn, rows)
+            await self._writer.write(conn, rows, version)
         except _REFUSALS:
             raise RunCarefully from None  # e.g. a duplicate key: sort it out carefully
 
-    async def _run_one(self, conn: RawConn, item: _Pending) -> None:
+    async def _run_one(self, conn: RawConn, item: _Pending, version: int) -> None:
         """Run one command in its own savepoint; a unique-key race is retried once."""
         for attempt in (1, 2):
             tx = Tx(conn)
             try:
                 async with conn.transaction():
                     item.result = await item.work(tx)
-                    await self._write(conn, tx.deferred, fast=False)
+                    await self._write(conn, tx.deferred, version, False)
                 item.steps = tx.after_commit
                 item.outbox = tx.outbox
                 return

@@ -2,11 +2,12 @@
 actors/group_commit.py): stream heads, events, idempotency records, and the rows of any
 feature table that declares itself a ``Table`` (chat messages, for one).
 
-One round trip for the whole batch instead of one per command. The heads move by
-compare-and-set: ``write`` returns False (and the caller must roll back) if any head was not
-at the offset the shard believed, so two writers can never both commit the same offsets.
-A duplicate idempotency key (or a duplicate row of a feature table) raises the unique
-violation, as separate inserts would.
+One round trip for the whole batch instead of one per command. It checks the shard's fence first
+(``hl_fence``: the placement version the shard believes is still in force, a share lock held to
+commit), so a stale owner writes nothing. The heads move by compare-and-set: ``write`` returns
+False (and the caller must roll back) if any head was not at the offset the shard believed, so
+two writers can never both commit the same offsets. A duplicate idempotency key (or a duplicate
+row of a feature table) raises the unique violation, as separate inserts would.
 
 The core statement knows no feature: a feature's rows come as ``TableRow``s of its ``Table``
 (name, typed columns), each table one more ``INSERT ... SELECT FROM unnest(...)`` in the same
@@ -68,7 +69,9 @@ Row = Event | RecordRow | TableRow
 """What a command may defer (``Tx.defer``)."""
 
 _CORE = """
-WITH h AS (
+WITH f AS (
+    SELECT hl_fence($14, $15) AS ok
+), h AS (
     UPDATE streams s SET last_offset = v.new
     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS v(name, epoch, old, new)
     WHERE s.name = v.name AND s.epoch = v.epoch AND s.last_offset = v.old
@@ -83,7 +86,7 @@ WITH h AS (
     FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
         AS y(user_id, key, op, result, fingerprint)
 )"""
-_CORE_PARAMS = 13
+_CORE_PARAMS = 15
 _statements: dict[tuple[Table, ...], str] = {}
 
 
@@ -103,14 +106,22 @@ def statement(tables: tuple[Table, ...]) -> str:
             parts.append(f", t{index} AS (\n    INSERT INTO {table.name} ({into})\n"
                          f"    {source}\n)")  # fmt: skip
             n += len(table.columns)
-        parts.append("\nSELECT count(*) FROM h")
+        parts.append("\nSELECT (SELECT count(*) FROM h) + 0 * (SELECT ok FROM f)")
         sql = _statements[tables] = "".join(parts)
     return sql
 
 
-async def write(conn: Conn, heads: list[HeadChange], rows: list[Row]) -> bool:
-    """Write everything inside the caller's transaction; False if a head had moved."""
+Fence = tuple[str, int]
+"""(shard, placement version): the batch commits only if that version is still in force for
+that shard (store/placement.py, ``hl_fence``); else the statement fails with ``FENCED``."""
+
+
+async def write(conn: Conn, heads: list[HeadChange], rows: list[Row], fence: Fence) -> bool:
+    """Write everything inside the caller's transaction, behind ``fence``; False if a head
+    had moved. With nothing to write, the fence alone is checked (the caller's transaction may
+    hold writes of its own)."""
     if not (heads or rows):
+        await conn.fetchval("SELECT hl_fence($1, $2)", *fence)
         return True
     events: list[Event] = []
     records: list[RecordRow] = []
@@ -123,7 +134,7 @@ async def write(conn: Conn, heads: list[HeadChange], rows: list[Row]) -> bool:
         else:
             by_table.setdefault(row.table, []).append(row.values)
     tables = tuple(sorted(by_table, key=lambda t: t.name))
-    args: list[list[Any]] = [
+    args: list[Any] = [
         [h[0] for h in heads],
         [h[1] for h in heads],
         [h[2] for h in heads],
@@ -137,6 +148,8 @@ async def write(conn: Conn, heads: list[HeadChange], rows: list[Row]) -> bool:
         [r.op for r in records],
         [r.result_json for r in records],
         [r.fingerprint for r in records],
+        fence[0],
+        fence[1],
     ]
     for table in tables:
         values = by_table[table]
