@@ -320,6 +320,9 @@ class CellHost:
         assert self.pool is not None
         self.placement = await placement.load(self.pool)
         self.ext.clear()  # keys may have moved: cached state of any of them may be stale
+        for cell in [c for c in self.cells if not self.owns(cell_key(c))]:
+            del self.cells[cell]  # another owner writes it now: back here, it loads afresh
+        self.heads.forget()
 
     def _work(self, handler: Handler, cmd: ShardCommand) -> Work:
         """The committer's work for one command: its handler, events and idempotency record."""

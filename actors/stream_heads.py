@@ -28,6 +28,7 @@ class StreamHeads:
         self._committed: dict[str, tuple[str, int]] = {}
         self._taken: dict[str, int] = {}
         self._max = max_streams
+        self._forget = False
 
     async def take(self, conn: Conn, stream: str, count: int) -> tuple[str, int]:
         """The next ``count`` offsets of ``stream`` in this batch: (epoch, first offset)."""
@@ -46,12 +47,22 @@ class StreamHeads:
 
     def settle(self, committed: bool) -> None:
         """The batch's outcome: committed (its offsets are the heads now) or not (forget all)."""
-        if committed and len(self._committed) <= self._max:
+        if committed and not self._forget and len(self._committed) <= self._max:
             for stream, last in self._taken.items():
                 self._committed[stream] = (self._committed[stream][0], last)
         else:
             self._committed.clear()
         self._taken.clear()
+        self._forget = False
+
+    def forget(self) -> None:
+        """The placement changed: what this shard knows of any head may be stale (a stream it
+        wrote may have had another writer meanwhile). Forgotten now if no batch holds offsets,
+        else when that batch settles; either way the next use reads Postgres again."""
+        if self._taken:
+            self._forget = True
+        else:
+            self._committed.clear()
 
     def __len__(self) -> int:
         return len(self._committed)
