@@ -80,10 +80,10 @@ from bench import flash_baseline
 from bench.loadgen import percentile
 from bench.procs import ServerProcess, TreeMeter, machine, python_module
 from bench.report import fmt, table
-from bench.targets import REPO, Target, make_target, rev_parse, snapshot
+from bench.targets import REPO, Target, make_target, rev_parse, snapshot, stack_dsn
 from cluster import gcpolicy
 from cluster.config import Settings, load_settings
-from store.embedded import EmbeddedPostgres, free_port
+from store.embedded import free_port
 
 T = TypeVar("T")
 BASE = (48.8566, 2.3522)  # Paris, as bench/checkout.py
@@ -755,13 +755,6 @@ async def run_step(driver: Driver, meters: Meters, idle: deque[int], hot_ids: li
 
 
 # -- oversell, from Postgres -----------------------------------------------------------------------
-def stack_dsn(data_dir: Path) -> str:
-    """The DSN of the embedded Postgres running on a stack's data dir."""
-    pg = EmbeddedPostgres(data_dir.resolve())
-    pg.port = int((pg.pgdata / "postmaster.pid").read_text().splitlines()[3])
-    return pg.url
-
-
 async def audit(dsn: str, schema: str, initial: dict[str, int]) -> dict[str, Any]:
     """Oversell of ``initial``'s listings: units sold in paid (or later) orders beyond the
     initial stock, plus any mismatch initial - remaining != sold; after pending orders end."""

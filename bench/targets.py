@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from bench.procs import ServerProcess, python_module
-from store.embedded import free_port
+from store.embedded import EmbeddedPostgres, free_port
 
 TARGETS = ("raw", "before", "ours")
 """Every target, in the order they are measured and reported (``before`` only with a baseline)."""
@@ -122,3 +122,10 @@ def leftovers(data_dir: Path) -> list[int]:
         for p in psutil.process_iter(["cmdline"])
         if marker in " ".join(p.info["cmdline"] or [])
     ]
+
+
+def stack_dsn(data_dir: Path) -> str:
+    """The DSN of the embedded Postgres running on a stack's data dir."""
+    pg = EmbeddedPostgres(data_dir.resolve())
+    pg.port = int((pg.pgdata / "postmaster.pid").read_text().splitlines()[3])
+    return pg.url
