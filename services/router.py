@@ -121,13 +121,27 @@ class ShardRouter:
         self._max_in_flight = max_in_flight
         self.placement: Placement | None = None
         self._batchers: dict[tuple[str, int], _Batcher] = {}
+        self._loading: asyncio.Future[Placement] | None = None
         self.moved_retries = 0
         self.calls = 0  # command batches sent to shards
         self.commands = 0  # commands in them (commands / calls: the batching achieved)
 
-    async def refresh(self) -> Placement:
-        self.placement = await self._load_placement()
-        return self.placement
+    async def refresh(self, seen: int = 0) -> Placement:
+        """The table from Postgres; with ``seen`` (the version a shard answered ``moved``
+        with), only if ours is older. One load at a time: the many calls a move turns back
+        together wait for the same one."""
+        if seen and self.placement is not None and self.placement.version >= seen:
+            return self.placement
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+        return await asyncio.shield(self._loading)  # a caller cancelled leaves it to the rest
+
+    async def _load(self) -> Placement:
+        try:
+            self.placement = await self._load_placement()
+            return self.placement
+        finally:
+            self._loading = None
 
     async def _table(self) -> Placement:
         return self.placement or await self.refresh()
@@ -178,7 +192,7 @@ class ShardRouter:
             reply = await send(await self._table())
             if "moved" in reply:
                 self.moved_retries += 1
-                await self.refresh()
+                await self.refresh(int(reply["moved"] or 0))
                 continue
             if reply.get("ok"):
                 return dict(reply["data"])
@@ -202,7 +216,7 @@ class ShardRouter:
             )
             if any("moved" in r for r in replies):
                 self.moved_retries += 1
-                await self.refresh()
+                await self.refresh(max(int(r.get("moved") or 0) for r in replies))
                 continue
             for reply in replies:
                 if not reply.get("ok"):
