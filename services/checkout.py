@@ -7,15 +7,16 @@ Steps, each durable before the next, each safe to repeat (a retry with the same 
 2. **Reserve**: one ``order.reserve`` command per vendor, to the shard owning that vendor's
    cell (idempotency key ``<key>#r:<vendor>``): stock is taken and a ``pending_payment`` order
    opened with ``reserved_until``. If any part fails, the reserved parts are released.
-3. **Pay**: a ``payments`` row (its id is the provider idempotency key) is written *before* the
-   provider is called, so a crash here leaves a pending payment the sweeper can reconcile.
+3. **Pay**: the ``payments`` row (its id is the provider idempotency key) was written with the
+   group, in step 1's statement, so *before* the provider is called: a crash here leaves a
+   pending payment the sweeper can reconcile; a group that fails before paying cancels it.
 4. **Settle**: captured: each order is confirmed (reservation becomes a sale) and the bought
    items leave the cart; declined: every order is released; customer action needed: the orders
    stay reserved until a provider webhook settles them or the reservation expires.
 
 Steps 2 and 4 send their commands together (one per vendor, and the cart's), so a checkout
 waits for about one group commit of each owning shard per step, and concurrent checkouts share
-those commits; the rows of steps 1 and 3 are written with ``RETURNING`` (no read back).
+those commits; step 1's rows are one statement with ``RETURNING`` (no read back).
 
 A crash between steps loses nothing and oversells nothing: reservations not confirmed expire
 and give their stock back (services/market_jobs.py), and a payment captured for an order that
@@ -97,16 +98,21 @@ class Checkout:
                 return found
         parts, total, currency = split_by_vendor(lines)
         created = await self.db.fetchrow(
-            "INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount, currency)"
-            " VALUES ($1, $2, $3, 'open', $4, $5, $6) ON CONFLICT (buyer_id, idem_key) DO NOTHING"
-            " RETURNING *",
+            "WITH g AS (INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount,"
+            " currency) VALUES ($1, $2, $3, 'open', $4, $5, $6)"
+            " ON CONFLICT (buyer_id, idem_key) DO NOTHING RETURNING *),"
+            " p AS (INSERT INTO payments (id, group_id, provider, amount, currency, status)"
+            " SELECT $7, g.id, $8, g.amount, g.currency, 'pending' FROM g RETURNING *)"
+            " SELECT g.*, (SELECT to_jsonb(p) FROM p) AS payment FROM g",
             new_id(),
             user_id,
             key,
             parts,
             total,
             currency,
-        )
+            new_id(),
+            provider,
+        )  # the group and its payment row (before any provider call) in one statement
         # None: a concurrent request with the same key made it first; that one is the group
         return created or one(await self._find(user_id, key))
 
@@ -121,9 +127,13 @@ class Checkout:
         settled it, a late failure after success) never regresses it; a final group without
         a stored answer yet gets ``result`` (a retry then replays it)."""
         await self.db.execute(
-            "UPDATE order_groups SET status = $2, result = COALESCE(result, $3), updated_at = now()"
-            " WHERE id = $1 AND (status IN ('open', 'awaiting_payment')"
-            " OR (status = $2 AND result IS NULL))",
+            "WITH g AS (UPDATE order_groups SET status = $2, result = COALESCE(result, $3),"
+            " updated_at = now() WHERE id = $1 AND (status IN ('open', 'awaiting_payment')"
+            " OR (status = $2 AND result IS NULL)) RETURNING id)"
+            # failed before any provider call: the payment row made with the group never ran
+            " UPDATE payments SET status = 'cancelled', updated_at = now()"
+            " WHERE $2 = 'failed' AND group_id IN (SELECT id FROM g) AND status = 'pending'"
+            " AND provider_ref IS NULL",
             group_id,
             status,
             result,
@@ -135,7 +145,11 @@ class Checkout:
     ) -> dict[str, Any]:
         key = group["idem_key"]
         orders = await self._reserve(group)
-        payment = await self._payment(group, provider.name)
+        # made with the group on a first attempt; a retry finds the first attempt's
+        if _has_payment(group):
+            payment = group["payment"]
+        else:
+            payment = await self._payment(group, provider.name)
         if payment["status"] == "pending":
             payment = await self._charge(payment, provider, details, group["id"])
         if payment["status"] in ("declined", "cancelled"):
@@ -188,16 +202,16 @@ class Checkout:
         await self.market.act(who, order["id"], "release", SYSTEM, reason)
 
     async def _payment(self, group: asyncpg.Record, provider: str) -> asyncpg.Record:
+        """On a retry: the group's payment row, made with it by the first attempt (or, for a
+        group from before payments were made with their group, made now)."""
         created = await self.db.fetchrow(
             "INSERT INTO payments (id, group_id, provider, amount, currency, status)"
-            " VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (group_id) DO NOTHING"
-            " RETURNING *",
+            " SELECT $1, id, $2, amount, currency, 'pending' FROM order_groups WHERE id = $3"
+            " ON CONFLICT (group_id) DO NOTHING RETURNING *",
             new_id(),
-            group["id"],
             provider,
-            group["amount"],
-            group["currency"],
-        )  # None: a retry; the payment of the group's first attempt is the one
+            group["id"],
+        )
         return created or one(
             await self.db.fetchrow("SELECT * FROM payments WHERE group_id = $1", group["id"])
         )
@@ -341,6 +355,11 @@ async def _all(steps: list[Coroutine[Any, Any, None]]) -> None:
     if failures:
         temporary = [f for f in failures if isinstance(f, AppError) and f.temporary]
         raise (temporary or failures)[0]
+
+
+def _has_payment(group: asyncpg.Record) -> bool:
+    """Was the group just made, with its payment row (``_group``'s RETURNING)?"""
+    return bool(group.get("payment"))
 
 
 def _replay(result: dict[str, Any]) -> dict[str, Any]:
