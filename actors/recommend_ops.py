@@ -16,6 +16,7 @@ shard's loop keeps serving (rule 6). Idempotent: a pure read.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from actors.cell_host import CellHost, Handler, Reader
 
 MAX_ITEMS = 1000
+log = logging.getLogger("hyperlocal.recommend")
 
 
 @dataclass
@@ -41,6 +43,7 @@ class _State:
     bundles: dict[str, ModelBundle] = field(default_factory=dict)
     snapshots: dict[str, tuple[float, Snapshot]] = field(default_factory=dict)
     building: SingleFlight[str, Snapshot] = field(default_factory=SingleFlight)
+    unreadable: set[tuple[str, int]] = field(default_factory=set)
 
 
 _SNAPSHOTS_MAX = 1000
@@ -87,23 +90,34 @@ def parse_items(raw: Any) -> list[Item]:
 
 
 async def _bundle(host: CellHost, cell: str) -> ModelBundle | None:
-    """The newest model of the first scope that has one: cell, parents, global."""
+    """The newest usable model of the first scope that has one: cell, parents, global.
+
+    A stored model this code cannot read (trained on another feature list, before an upgrade)
+    is logged once and passed over for the next scope until a retrain replaces it."""
     assert host.pool is not None
     scopes = model_scopes(cell, host.settings.recommend_parent_levels)
     newest = await recommend_store.newest_versions(host.pool, scopes)
-    scope = next((s for s in scopes if s in newest), None)
-    if scope is None:
-        return None
     state = _state(host)
-    cached = state.bundles.get(scope)
-    if cached is not None and cached.version == newest[scope]:
-        return cached
-    blob = await recommend_store.load_model(host.pool, scope, newest[scope])
-    if blob is None:  # pruned between the two queries: use what we have
-        return cached
-    bundle = await asyncio.to_thread(ModelBundle.from_bytes, blob)
-    state.bundles[scope] = bundle
-    return bundle
+    for scope in (s for s in scopes if s in newest):
+        if (scope, newest[scope]) in state.unreadable:
+            continue
+        cached = state.bundles.get(scope)
+        if cached is not None and cached.version == newest[scope]:
+            return cached
+        blob = await recommend_store.load_model(host.pool, scope, newest[scope])
+        if blob is None:  # pruned between the two queries: use what we have
+            if cached is not None:
+                return cached
+            continue
+        try:
+            bundle = await asyncio.to_thread(ModelBundle.from_bytes, blob)
+        except ValueError as exc:
+            log.warning("model %s v%d unreadable (%s); passed over", scope, newest[scope], exc)
+            state.unreadable.add((scope, newest[scope]))
+            continue
+        state.bundles[scope] = bundle
+        return bundle
+    return None
 
 
 async def _snapshot(host: CellHost, cell: str, bundle: ModelBundle) -> Snapshot:

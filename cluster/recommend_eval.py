@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from models.recommend.data import CheckinData, Trajectory, checkin_rows, getnext_rows
-from models.recommend.evaluate import Recipe, evaluate, train_ranker
+from models.recommend.evaluate import Recipe, ablation, evaluate, leakage_checks, train_ranker
 from models.recommend.metrics import BOOTSTRAP_SAMPLES, MetricRow, bootstrap_ci, paired_diff_ci
 
 CHECKINS = "foursquare_nyc_checkins.tsv.gz"
@@ -86,6 +86,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cutoff = float(min(t.ts[0] for t in load_trajectories(root, "val", data)))
     recipe = Recipe()
     recipe.ranker.num_threads = args.threads
+    if args.windows is not None:
+        recipe.train_windows = args.windows
+    if args.leakage:
+        checks = leakage_checks(data.log, data.catalog, trajs, cutoff, recipe, progress)
+        progress.done()
+        for name in ("ranker", "truncated", "shuffled", "MostPop"):
+            row = checks[name]
+            assert isinstance(row, MetricRow)
+            print(f"{name:<10} {row.format_short()}")
+        print(f"rows at or after the cutoff deleted: ranks identical = {checks['identical']}")
+        return 0
+    if args.ablation:
+        table = ablation(data.log, data.catalog, trajs, cutoff, recipe, progress)
+        progress.done()
+        print_ablation(args.split, args.history, table)
+        return 0
     ranker, train_info = train_ranker(data.log, data.catalog, cutoff, recipe, progress)
     rows, info = evaluate(data.log, data.catalog, trajs, ranker, recipe, progress, cutoff)
     progress.done()
@@ -100,6 +116,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print_table(rows)
     print(rows[-1].format_short())
     return 0
+
+
+def print_ablation(split: str, history: str, table: list[tuple[str, MetricRow]]) -> None:
+    """One row per feature family left out, with the change against all features."""
+    full = table[0][1]
+    print(f"# ablation on {split} (--history {history}): the ranker retrained without each family")
+    heads = ("Acc@1", "Acc@10", "MRR", "dAcc@1", "dAcc@10", "dMRR")
+    print(f"{'features':<36}" + "".join(f"{h:>8}" for h in heads))
+    for name, row in table:
+        vals = (row.acc1, row.acc10, row.mrr)
+        deltas = (row.acc1 - full.acc1, row.acc10 - full.acc10, row.mrr - full.mrr)
+        print(
+            f"{name:<36}"
+            + "".join(f"{v:>8.4f}" for v in vals)
+            + "".join(f"{d:>+8.4f}" for d in deltas)
+        )
 
 
 def _cell(value: float | None, width: int = 8) -> str:
@@ -168,6 +200,17 @@ def register(subparsers: Any) -> None:
         choices=("split", "train"),
         default="split",
         help="history for features: everything before the split (default) or before val only",
+    )
+    ev.add_argument(
+        "--ablation", action="store_true", help="retrain without each feature family in turn"
+    )
+    ev.add_argument(
+        "--leakage",
+        action="store_true",
+        help="retrain without the rows at/after the cutoff, and on shuffled targets",
+    )
+    ev.add_argument(
+        "--windows", type=int, default=None, help="training windows (default: the recipe's 6)"
     )
     ev.add_argument("--threads", type=int, default=2, help="LightGBM threads (1: share the box)")
     ev.set_defaults(func=cmd_eval)

@@ -35,8 +35,46 @@ FEATURE_NAMES: tuple[str, ...] = (
     "item_hour_lift", "item_weekend_p", "cat_hour_lift",
     "cf_last", "cf_prev2", "cf_prefix", "cf_user",
     "item_age_log", "price_band", "cand_count_log",
+    # sequence-aware: the trajectory's last k items, time gaps, categories, geographic drift
+    "seq_tr_decay", "seq_tr_max", "utr2_p", "seq_gap_log", "seq_span_log",
+    "cat_is_last", "cat_pre_frac", "cat_tr2_p", "ucat_tr_p",
+    "dist_centroid_log", "drift_cos", "step_m_log",
+    # the user's own time profile of the item
+    "ui_hour_cnt", "ui_hour_frac", "ui_weekend_frac",
 )  # fmt: skip
+FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "user-item": ("u_total_log", "u_cnt", "u_frac", "u_decay", "u_last_dt_log", "u_rank"),
+    "prefix": (
+        "q_prefix_len", "pre_cnt", "pre_frac", "is_last", "is_prev2", "pre_steps_since",
+        "pre_dt_log",
+    ),
+    "category + time of day": (
+        "q_hour", "q_weekend", "u_cat_cnt", "u_cat_frac", "u_cat_hour_frac", "u_hour_frac",
+        "item_hour_lift", "item_weekend_p", "cat_hour_lift",
+    ),
+    "transitions": (
+        "tr_p", "tr_cnt_log", "tr_in_p", "tr2_p", "utr_cnt", "utr_p", "rev_tr_p", "cat_tr_p",
+    ),
+    "distance": ("dist_m_log", "h3_dist", "dist_prev2_log", "dist_home_log", "dist_rank"),
+    "popularity + item": (
+        "pop_log", "pop_recent_log", "users_log", "pop_trend", "cell_share", "item_age_log",
+        "price_band",
+    ),
+    "item-item CF": ("cf_last", "cf_prev2", "cf_prefix", "cf_user"),
+    "candidate sources": (
+        "src_hist", "src_trans", "src_sim", "src_near", "src_pop", "cand_count_log",
+    ),
+    "sequence: last k + gaps": (
+        "seq_tr_decay", "seq_tr_max", "utr2_p", "seq_gap_log", "seq_span_log",
+    ),
+    "sequence: categories": ("cat_is_last", "cat_pre_frac", "cat_tr2_p", "ucat_tr_p"),
+    "sequence: geographic drift": ("dist_centroid_log", "drift_cos", "step_m_log"),
+    "user's time profile of the item": ("ui_hour_cnt", "ui_hour_frac", "ui_weekend_frac"),
+}  # fmt: skip
+"""Every feature in exactly one family: the ablation table drops one family at a time."""
 PREFIX_CF_WINDOW = 5
+SEQ_WINDOW = 5  # prefix items whose transitions to the candidate are summed (halving weights)
+M_PER_DEG = 111_195.0  # metres per degree of latitude (local equirectangular frame)
 EARTH_M = 6_371_008.8
 H3_DIST_CAP = 30.0
 
@@ -242,6 +280,121 @@ def _cf_features(qb: QueryBatch, st: HistoryStats, p: _Pairs) -> dict[str, np.nd
     }
 
 
+def _nth_last(qb: QueryBatch, p: _Pairs, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: (mask, index into ``qb.prefix_*``) of the k-th last prefix event (k >= 1)."""
+    has = qb.prefix_len()[p.q] >= k
+    return has, np.where(has, qb.prefix_offsets[p.q + 1] - k, 0)
+
+
+def _sequence_features(qb: QueryBatch, st: HistoryStats, p: _Pairs) -> dict[str, np.ndarray]:
+    """The trajectory as a sequence: transitions from its last ``SEQ_WINDOW`` items, the time
+    between its events, its categories and where it is heading."""
+    n, nc = p.n, st.n_cats
+    decay, best = np.zeros(len(p.c)), np.full(len(p.c), np.nan)
+    for k in range(1, SEQ_WINDOW + 1):
+        has, idx = _nth_last(qb, p, k)
+        if not has.any():
+            break
+        item = qb.prefix_items[idx]
+        tp = np.where(has, _safe_div(st.trans.get(pair_key(item, p.c, n)), st.trans_out[item]), 0)
+        decay += tp * 0.5 ** (k - 1)
+        best = np.where(has, np.fmax(best, tp), best)
+    has1, i1 = _nth_last(qb, p, 1)
+    has2, i2 = _nth_last(qb, p, 2)
+    t_last, t_prev = _prefix_ts(qb, i1, has1), _prefix_ts(qb, i2, has2)
+    t_first = _prefix_ts(qb, qb.prefix_offsets[p.q], has1)
+    u_prev2 = st.user_item.get(pair_key(p.u, p.prev2_i, n))
+    utr2 = st.user_trans.get(pair_key(pair_key(p.u, p.prev2_i, n), p.c, n))
+    last_cat = st.item_cat[p.last_i]
+    prev2_cat = st.item_cat[p.prev2_i]
+    ucl = pair_key(p.u, last_cat, nc)
+    return {
+        "seq_tr_decay": np.where(has1, decay, np.nan),
+        "seq_tr_max": best,
+        "utr2_p": np.where(p.prev2_ok, _safe_div(utr2, u_prev2), np.nan),
+        "seq_gap_log": np.log1p(np.maximum(t_last - t_prev, 0) / 60),
+        "seq_span_log": np.log1p(np.maximum(t_last - t_first, 0) / 60),
+        "cat_is_last": np.where(p.last_ok, (p.cat == last_cat).astype(np.float64), np.nan),
+        "cat_pre_frac": _prefix_category_share(qb, st, p),
+        "cat_tr2_p": np.where(
+            p.prev2_ok,
+            _safe_div(st.cat_trans[prev2_cat, p.cat], st.cat_trans_out[prev2_cat]),
+            np.nan,
+        ),
+        "ucat_tr_p": np.where(
+            p.last_ok,
+            _safe_div(
+                st.user_cat_trans.get(pair_key(ucl, p.cat, nc)), st.user_cat_trans_out.get(ucl)
+            ),
+            np.nan,
+        ),
+        **_drift_features(qb, st, p),
+    }
+
+
+def _prefix_ts(qb: QueryBatch, idx: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """``qb.prefix_ts[idx]`` where ``has``, NaN elsewhere (also when no query has a prefix)."""
+    if not len(qb.prefix_ts):
+        return np.full(len(idx), np.nan)
+    return np.where(has, qb.prefix_ts[np.where(has, idx, 0)], np.nan)
+
+
+def _prefix_category_share(qb: QueryBatch, st: HistoryStats, p: _Pairs) -> np.ndarray:
+    """Share of the prefix's events in the candidate's category (NaN without a prefix)."""
+    lens = qb.prefix_len()
+    qp = np.repeat(np.arange(len(qb), dtype=np.int64), lens)
+    tab = PairTable.aggregate(pair_key(qp, st.item_cat[qb.prefix_items], max(st.n_cats, 1)))
+    cnt = tab.get(pair_key(p.q, p.cat, max(st.n_cats, 1)))
+    plen = lens[p.q].astype(np.float64)
+    return np.where(plen > 0, _safe_div(cnt, plen), np.nan)
+
+
+def _drift_features(qb: QueryBatch, st: HistoryStats, p: _Pairs) -> dict[str, np.ndarray]:
+    """Where the trajectory is heading: distance to the prefix's centroid, the cosine between
+    the last step (second-last -> last item) and the step to the candidate, the last step's
+    length. Local equirectangular metres (a neighbourhood is small)."""
+    lens = qb.prefix_len()
+    qp = np.repeat(np.arange(len(qb), dtype=np.int64), lens)
+    plat, plng = st.item_lat[qb.prefix_items], st.item_lng[qb.prefix_items]
+    ok = np.isfinite(plat) & np.isfinite(plng)
+    cnt = np.bincount(qp[ok], minlength=len(qb)).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c_lat = np.bincount(qp[ok], weights=plat[ok], minlength=len(qb)) / cnt
+        c_lng = np.bincount(qp[ok], weights=plng[ok], minlength=len(qb)) / cnt
+    lat, lng = st.item_lat[p.c], st.item_lng[p.c]
+    d_cent = haversine_m(c_lat[p.q], c_lng[p.q], lat, lng)
+    coslat = np.cos(np.radians(p.q_lat))
+    l_lat, l_lng = st.item_lat[p.last_i], st.item_lng[p.last_i]
+    s_lat = np.where(p.prev2_ok, st.item_lat[p.prev2_i], np.nan)
+    s_lng = np.where(p.prev2_ok, st.item_lng[p.prev2_i], np.nan)
+    ax, ay = (l_lng - s_lng) * coslat * M_PER_DEG, (l_lat - s_lat) * M_PER_DEG
+    bx, by = (lng - l_lng) * coslat * M_PER_DEG, (lat - l_lat) * M_PER_DEG
+    norm = np.hypot(ax, ay) * np.hypot(bx, by)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norm > 1.0, (ax * bx + ay * by) / norm, np.nan)
+    return {
+        "dist_centroid_log": np.log1p(d_cent),
+        "drift_cos": np.where(p.last_ok, cos, np.nan),
+        "step_m_log": np.where(p.prev2_ok, np.log1p(np.hypot(ax, ay)), np.nan),
+    }
+
+
+def _user_time_features(st: HistoryStats, p: _Pairs) -> dict[str, np.ndarray]:
+    """How much of the user's own visits of the item fall at this hour (+-1) and this part of
+    the week."""
+    ui = pair_key(p.u, p.c, p.n)
+    cnt = st.user_item.get(ui)
+    at_hour = _hour_window(st.user_item_hour, ui, p.hour)
+    wk = st.user_item_weekend.get(ui)
+    return {
+        "ui_hour_cnt": at_hour,
+        "ui_hour_frac": np.where(cnt > 0, _safe_div(at_hour, cnt), np.nan),
+        "ui_weekend_frac": np.where(
+            cnt > 0, _safe_div(np.where(p.weekend, wk, cnt - wk), cnt), np.nan
+        ),
+    }
+
+
 def build_features(qb: QueryBatch, cs: CandidateSet, st: HistoryStats) -> np.ndarray:
     """Float32 matrix ``(len(cs), len(FEATURE_NAMES))`` in ``FEATURE_NAMES`` order."""
     if len(cs) == 0:
@@ -265,6 +418,8 @@ def build_features(qb: QueryBatch, cs: CandidateSet, st: HistoryStats) -> np.nda
     cols.update(_distance_features(st, p))
     cols.update(_item_features(st, p))
     cols.update(_cf_features(qb, st, p))
+    cols.update(_sequence_features(qb, st, p))
+    cols.update(_user_time_features(st, p))
     missing = set(FEATURE_NAMES) - set(cols)
     if missing:
         raise RuntimeError(f"feature builder forgot {sorted(missing)}")

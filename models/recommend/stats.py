@@ -4,9 +4,10 @@ Owns:
     * ``PairTable`` - an immutable sorted ``int64 key -> float columns`` map with vectorised
       lookups (missing keys -> default).  Composite keys are built with ``pair_key``.
     * ``HistoryStats`` - everything the recommender knows about the past at a cutoff time:
-      popularity, user-item counts/recency, time-of-day profiles, transitions (global, per user,
-      per category), item-item co-visitation cosine similarity, user "home" locations, H3 cell
-      buckets and popularity within a cell.
+      popularity, user-item counts/recency, time-of-day profiles (also per user and item),
+      transitions (global, per user, per category, per user and category), item-item
+      co-visitation cosine similarity, user "home" locations, H3 cell buckets and popularity
+      within a cell.
 
 Guarantee: ``HistoryStats`` is computed from exactly the ``InteractionLog`` it is given; it
 never looks at anything else, so leakage control is the caller's job (pass only the past).
@@ -132,6 +133,9 @@ class HistoryStats:
             pair_key(pair_key(u, cat, self.n_cats), log.hour, HOURS), w
         )
         self.user_hour = PairTable.aggregate(pair_key(u, log.hour, HOURS), w)
+        self.user_item_hour = PairTable.aggregate(pair_key(ui, log.hour, HOURS), w)
+        weekend = log.dow >= 5
+        self.user_item_weekend = PairTable.aggregate(ui[weekend], w[weekend])
         self.item_hour = np.zeros((ni, HOURS))
         np.add.at(self.item_hour, (i, log.hour), w)
         self.item_weekend = np.bincount(i[log.dow >= 5], weights=w[log.dow >= 5], minlength=ni)
@@ -162,6 +166,9 @@ class HistoryStats:
         self.user_trans = PairTable.aggregate(pair_key(pair_key(usr, src, ni), dst, ni))
         c = cat[order] if len(cat) else cat
         nc = self.n_cats
+        c_src, c_dst = c[:-1][ok], c[1:][ok]
+        self.user_cat_trans = PairTable.aggregate(pair_key(pair_key(usr, c_src, nc), c_dst, nc))
+        self.user_cat_trans_out = PairTable.aggregate(pair_key(usr, c_src, nc))
         self.cat_trans = np.zeros((nc, nc))
         if len(c) > 1:
             np.add.at(self.cat_trans, (c[:-1][ok], c[1:][ok]), 1.0)

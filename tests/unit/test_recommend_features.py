@@ -97,3 +97,35 @@ def test_empty_candidate_set() -> None:
     _, stats = _setup()
     qb = QueryBatch.single(0, [0], [1.0], 2.0, 9, 1)
     assert build_features(qb, _pairs([]), stats).shape == (0, len(FEATURE_NAMES))
+
+
+def test_sequence_features_follow_the_trajectory() -> None:
+    """ann went cafe -> bar twice: from a prefix [bar, cafe] the bar is the decayed transition
+    target, shares the last item's category, and lies straight ahead of the last step (the
+    step bar -> cafe goes south, the bar is north of the cafe: drift cosine -1)."""
+    _, stats = _setup()
+    qb = QueryBatch.single(0, [1, 0], [98_000.0, 99_000.0], 100_000.0, 9, 1, HERE[0], HERE[1])
+    x = build_features(qb, _pairs([0, 1, 2]), stats)
+    assert _col(x, "seq_tr_decay")[1] == pytest.approx(1.0)  # cafe -> bar always
+    assert _col(x, "seq_tr_max")[1] == pytest.approx(1.0)
+    assert _col(x, "seq_gap_log")[0] == pytest.approx(math.log1p(1000 / 60), rel=1e-5)
+    assert _col(x, "cat_is_last").tolist() == [1.0, 1.0, 0.0]
+    assert _col(x, "cat_pre_frac").tolist() == [1.0, 1.0, 0.0]
+    assert _col(x, "drift_cos")[1] == pytest.approx(-1.0, abs=1e-6)  # back where it came from
+    assert _col(x, "drift_cos")[2] == pytest.approx(-1.0, abs=1e-3)  # the shop: further north
+    assert np.isnan(_col(x, "drift_cos")[0])  # the cafe is where the user is: no direction
+    assert math.expm1(_col(x, "step_m_log")[0]) == pytest.approx(
+        haversine_m(HERE[0], HERE[1], HERE[0] + 0.01, HERE[1]), rel=1e-2
+    )
+    assert _col(x, "ucat_tr_p")[0] == pytest.approx(1.0)  # ann's food -> food every time
+
+
+def test_the_users_time_profile_of_an_item() -> None:
+    _, stats = _setup()
+    qb = QueryBatch.single(0, [0], [99_000.0], 100_000.0, 0, 1, HERE[0], HERE[1])
+    x = build_features(qb, _pairs([0, 1, 2]), stats)
+    hours = stats.user_item_hour
+    assert len(hours) > 0
+    assert np.isnan(_col(x, "ui_hour_frac")[2])  # never visited: missing
+    assert 0.0 <= _col(x, "ui_hour_frac")[0] <= 1.0
+    assert _col(x, "ui_weekend_frac")[0] == pytest.approx(1.0)  # weekday query, weekday visits
