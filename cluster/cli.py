@@ -64,13 +64,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             spawn_gateway(settings, runtime.ray_address(), settings.port + i)
             for i in range(1, args.gateways)
         ]
-        main = serve(settings)
-        if settings.recommend_retrain_s > 0:  # the scheduled retrain, beside this gateway
-            from cluster.trainer import beside_retrain_loop
+        from cluster.trainer import with_retrain  # the scheduled retrain, beside this gateway
 
-            log.info("retraining the rankers every %gs", settings.recommend_retrain_s)
-            main = beside_retrain_loop(settings, main)
-        asyncio.run(main)
+        asyncio.run(with_retrain(settings, serve(settings)))
     finally:
         stop_gateways(extra)
         runtime.stop()

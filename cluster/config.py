@@ -232,9 +232,12 @@ class Settings(BaseSettings):
     """Reports one user may file per hour (more: ``rate_limited``)."""
 
     # -- recommendation -----------------------------------------------------------------------
-    recommend_retrain_s: float = Field(0.0, ge=0)
-    """Scheduled retrain period: `hyperlocal up` retrains in the background this often, as
-    does `hyperlocal recommend train --loop` (0: only on demand)."""
+    recommend_retrain_s: float = Field(900.0, ge=0)
+    """Scheduled retrain period: `hyperlocal up` retrains in the background this often (from
+    startup on), as does `hyperlocal recommend train --loop` (0: only on demand)."""
+    recommend_retrain_idle_s: float = Field(60.0, gt=0)
+    """After a scheduled run that stored no model (a fresh deployment, too little activity
+    yet), the next run comes this soon instead of after recommend_retrain_s."""
     recommend_history_days: float = Field(30.0, gt=0)
     """Interactions younger than this train the rankers and feed their features."""
     recommend_max_events: int = Field(200_000, ge=100)

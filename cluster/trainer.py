@@ -8,9 +8,10 @@ ones. Shards pick a new version up on their next scoring call (actors/recommend_
 
 A scope without enough usable data is skipped and reported, never an error of the run.
 ``hyperlocal recommend train`` runs it once with a progress display; ``--loop`` repeats it every
-``recommend_retrain_s``. ``hyperlocal up`` with ``recommend_retrain_s`` > 0 runs the same
-schedule itself (``beside_retrain_loop``): each run is one Ray generator task, so the gateway's
-loop only awaits object refs and logs the progress lines the task streams back.
+``recommend_retrain_s``. ``hyperlocal up`` runs the same schedule itself by default
+(``with_retrain``; ``recommend_retrain_s`` 0 turns it off): each run is one Ray generator task,
+so the gateway's loop only awaits object refs and logs the progress lines the task streams
+back. A run that stored no model is retried after ``recommend_retrain_idle_s``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -194,13 +195,14 @@ def run_cli(args: argparse.Namespace) -> int:
 
 async def _run_once(
     settings: Settings, cells: list[str] | None, report: Report | None = None
-) -> None:
+) -> int:
+    """One run against the deployment's Postgres; the number of models it stored."""
     assert settings.database_url
     t0 = time.monotonic()
     say = report or (lambda line: print(line, flush=True))
     pool = await create_pool(settings.database_url)
     try:
-        await train(
+        results = await train(
             settings,
             pool,
             cells or None,
@@ -208,34 +210,44 @@ async def _run_once(
         )
     finally:
         await pool.close()
+    return sum(1 for r in results if "version" in r)
 
 
 # -- scheduled retraining beside the gateway (hyperlocal up) ------------------------------------
-_END = object()
+@dataclass(frozen=True)
+class RunDone:
+    """The last thing a scheduled run yields: how many models it stored."""
+
+    stored: int
 
 
-def _run_streaming(settings: Settings) -> Iterator[str]:
+Progress = str | RunDone
+"""What a scheduled run yields: progress lines, then (when it finished) its ``RunDone``."""
+
+
+def _run_streaming(settings: Settings) -> Iterator[Progress]:
     """Ray generator task body: one training run in this worker, yielding its progress lines
-    as they happen (the run has its own event loop, in a thread of the worker)."""
+    as they happen (the run has its own event loop, in a thread of the worker), then its
+    ``RunDone``."""
     lines: queue.Queue[object] = queue.Queue()
 
     def work() -> None:
         try:
-            asyncio.run(_run_once(settings, None, lines.put))
-            lines.put(_END)
+            lines.put(RunDone(asyncio.run(_run_once(settings, None, lines.put))))
         except BaseException as exc:  # handed over: the generator raises it in the task
             lines.put(exc)
 
     threading.Thread(target=work, name="recommend-retrain", daemon=True).start()
-    while (line := lines.get()) is not _END:
+    while not isinstance(line := lines.get(), RunDone):
         if isinstance(line, BaseException):
             raise line
         yield str(line)
+    yield line
 
 
-async def remote_run(settings: Settings) -> AsyncGenerator[str]:
-    """One training run as a Ray task; its progress lines, live. Closing the iterator early
-    (cancellation) cancels the task and the scope tasks it started."""
+async def remote_run(settings: Settings) -> AsyncGenerator[Progress]:
+    """One training run as a Ray task; its progress lines, live, then its ``RunDone``. Closing
+    the iterator early (cancellation) cancels the task and the scope tasks it started."""
     # The orchestrating task only waits on the scope tasks: it reserves no CPU, so on a small
     # cluster it cannot hold the CPU the scope tasks it waits for need.
     task = ray.remote(_run_streaming).options(num_cpus=0, num_returns="streaming", max_retries=0)
@@ -245,7 +257,8 @@ async def remote_run(settings: Settings) -> AsyncGenerator[str]:
     finished = False
     try:
         async for ref in gen:
-            yield str(await ref)
+            item = await ref
+            yield item if isinstance(item, RunDone) else str(item)
         finished = True
     finally:
         if not finished:
@@ -255,30 +268,46 @@ async def remote_run(settings: Settings) -> AsyncGenerator[str]:
 
 async def retrain_loop(
     settings: Settings,
-    run: Callable[[Settings], AsyncGenerator[str]] = remote_run,
+    run: Callable[[Settings], AsyncGenerator[Progress]] = remote_run,
     say: Report | None = None,
 ) -> None:
-    """Retrain now and then every ``recommend_retrain_s`` after a run ends, until cancelled.
+    """Retrain now and then every ``recommend_retrain_s`` after a run ends, until cancelled;
+    after a run that stored no model (nothing to learn from yet), ``recommend_retrain_idle_s``
+    after it, so a fresh deployment gets its models soon after activity starts.
 
     This loop must not die: a failed run is logged with its traceback and the schedule goes on.
     """
-    period = settings.recommend_retrain_s
     report = say or (lambda line: log.info("%s", line))
     n = 0
     while True:
         n += 1
         t0 = time.monotonic()
         report(f"retrain #{n} started")
-        outcome = "done"
+        outcome, stored = "done", None
         try:
             async with contextlib.aclosing(run(settings)) as progress:  # closed even if cancelled
-                async for line in progress:
-                    report(f"retrain #{n} {line}")
+                async for item in progress:
+                    if isinstance(item, RunDone):
+                        stored = item.stored
+                    else:
+                        report(f"retrain #{n} {item}")
         except Exception:  # Ray, Postgres or training errors: the next run may well succeed
             log.exception("retrain #%d failed", n)
             outcome = "failed"
+        period = settings.recommend_retrain_s
+        if stored == 0:
+            outcome, period = "done, no model stored", settings.recommend_retrain_idle_s
         report(f"retrain #{n} {outcome} in {time.monotonic() - t0:.1f}s; next in {period:g}s")
         await asyncio.sleep(period)
+
+
+def with_retrain(settings: Settings, main: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+    """What ``hyperlocal up`` runs: ``main`` (the gateway), with the scheduled retrain beside
+    it unless ``recommend_retrain_s`` is 0."""
+    if settings.recommend_retrain_s <= 0:
+        return main
+    log.info("retraining the rankers every %gs", settings.recommend_retrain_s)
+    return beside_retrain_loop(settings, main)
 
 
 async def beside_retrain_loop(settings: Settings, main: Awaitable[None]) -> None:

@@ -70,6 +70,12 @@ def _services_ctx(
                     "socket_batched_frames": sessions.writes.frames,
                 }
             )
+            app[METRICS].watch_counts(
+                "recommend_served",
+                "feed.get / listings.nearby requests by the model that ranked them",
+                ("surface", "model"),
+                lambda: services.ranker.served.items(),
+            )
             yield
             sessions.close_all(CLOSE_SERVER_RESTART, "server shutting down: reconnect and recover")
             await hub.stop()

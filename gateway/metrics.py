@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 
@@ -21,6 +21,25 @@ class _Live(Collector):
             family = GaugeMetricFamily(f"hl_{name}", f"current {name.replace('_', ' ')}")
             family.add_metric([], value)
             yield family
+
+
+class _LabelledCounts(Collector):
+    """One counter family read at scrape time from (label values, count) pairs."""
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        labels: tuple[str, ...],
+        read: Callable[[], Iterable[tuple[Sequence[str], float]]],
+    ) -> None:
+        self._name, self._doc, self._labels, self._read = name, doc, labels, read
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        family = CounterMetricFamily(self._name, self._doc, labels=list(self._labels))
+        for values, count in sorted(self._read()):
+            family.add_metric(list(values), count)
+        yield family
 
 
 class Metrics:
@@ -72,6 +91,16 @@ class Metrics:
 
     def watch(self, read: Callable[[], dict[str, float]]) -> None:
         self.registry.register(_Live(read))
+
+    def watch_counts(
+        self,
+        name: str,
+        doc: str,
+        labels: tuple[str, ...],
+        read: Callable[[], Iterable[tuple[Sequence[str], float]]],
+    ) -> None:
+        """Export counts kept by the object that owns them as the counter ``hl_<name>``."""
+        self.registry.register(_LabelledCounts(f"hl_{name}", doc, labels, read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

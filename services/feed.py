@@ -91,10 +91,12 @@ class FeedService:
         cells = self.geo.neighbourhood(cell)
         offset = rec.parse_relevance_cursor(cursor)
         known_plain = sort is None and offset is None and self.ranker.known_unranked(cell)
+        if known_plain:
+            self.ranker.unranked("feed")
         if sort != "newest" and not known_plain and (cursor is None or offset is not None):
             pool = self.settings.recommend_candidates
             items, _ = merge_pages(await self.router.feed_page(cells, None, pool), pool)
-            ranked = await self.ranker.order(who.user_id, lat, lng, cell, items)
+            ranked = await self.ranker.order(who.user_id, lat, lng, cell, items, "feed")
             if ranked is not None:
                 order, model = ranked
                 page, after = relevance_page(order, offset or 0, limit)

@@ -184,7 +184,9 @@ class MarketService:
         wants_rank = sort in (None, "relevance") and (cursor is None or offset is not None)
         if wants_rank:
             ranked = None
-            if not known_plain:
+            if known_plain:
+                self.ranker.unranked("listings")
+            else:
                 ranked = await self._ranked(
                     user_id, lat, lng, cell, cells, filters, offset or 0, limit
                 )
@@ -207,7 +209,7 @@ class MarketService:
         pool = self.settings.recommend_candidates
         listings, _ = await ms.nearby(self.db, cells, lat, lng, filters, "distance", None, pool)
         items = [rec_listings.rank_item(x) for x in listings]
-        ranked = await self.ranker.order(user_id, lat, lng, cell, items)
+        ranked = await self.ranker.order(user_id, lat, lng, cell, items, "listings")
         if ranked is None:
             return None
         order, model = ranked

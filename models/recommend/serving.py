@@ -7,7 +7,8 @@ Owns:
     * ``Snapshot`` - statistics of a neighbourhood's recent interactions at one instant.
     * ``rank`` - score a list of candidate items for one user at one place and time.
     * ``train_scope`` / ``product_recipe`` - train a ranker from product interactions.
-    * ``model_scopes`` - the fallback chain a cell looks up: cell, parent cells, global.
+    * ``model_scopes`` - the fallback chain a cell looks up: cell, parent cells, global;
+      ``scope_kind`` names the link that served.
 
 Pure: no I/O. The shard loads rows (store/recommend_store.py) and calls these, in a thread when
 the batch is large.
@@ -33,6 +34,7 @@ from .stats import DAY_S, HistoryStats, StatsConfig
 from .training import NotEnoughData, Progress, Recipe, _quiet, fit_window
 
 GLOBAL = "global"
+NO_MODEL = "none"
 _MAGIC = b"hyperlocal-model-bundle-v1\n"
 
 
@@ -96,6 +98,14 @@ class ModelBundle:
             ranker=ranker.config,
         )
         return cls(meta["scope"], int(meta["version"]), ranker, recipe, dict(meta["metrics"]))
+
+
+def scope_kind(scope: str, cell: str) -> str:
+    """Which link of ``cell``'s fallback chain a model of ``scope`` is: ``cell``, ``parent`` or
+    ``global`` (``NO_MODEL``, "none", is the answer when there was no model at all)."""
+    if scope == GLOBAL:
+        return GLOBAL
+    return "cell" if scope == cell else "parent"
 
 
 def model_scopes(cell: str, parent_levels: int = 2) -> list[str]:

@@ -11,12 +11,14 @@ import pytest
 
 from actors.recommend_ops import parse_items
 from cluster.config import Settings, load_settings
-from cluster.trainer import retrain_loop
+from cluster.trainer import RunDone, retrain_loop, with_retrain
+from gateway.metrics import Metrics
 from models.cells import Geo
 from models.errors import BadRequest
 from models.recommend.commands import RankRead
 from models.recommend.features import price_band
 from models.recommend.listings import major_units, rank_item, relevance_page
+from models.recommend.serving import scope_kind
 from services.market import MarketService
 from services.ranking import CellRanker
 
@@ -56,8 +58,47 @@ def test_relevance_pages_cover_the_ranking_once() -> None:
     assert relevance_page(order, 9, 2) == ([], None)
 
 
-def _settings(period_s: float) -> Settings:
-    return load_settings(recommend_retrain_s=period_s)
+def _settings(period_s: float, idle_s: float = 60.0) -> Settings:
+    return load_settings(recommend_retrain_s=period_s, recommend_retrain_idle_s=idle_s)
+
+
+def test_a_deployment_retrains_by_default() -> None:
+    settings = load_settings()
+    assert settings.recommend_retrain_s > 0 and settings.recommend_retrain_idle_s > 0
+
+    async def gateway() -> None:
+        return None
+
+    off = gateway()
+    assert with_retrain(_settings(0), off) is off  # 0 turns the schedule off
+    main = gateway()
+    on = with_retrain(settings, main)
+    assert on is not main and on.__qualname__ == "beside_retrain_loop"
+    for coro in (on, main, off):
+        coro.close()
+
+
+async def test_retrain_loop_comes_back_soon_while_no_model_was_stored() -> None:
+    stored = [0, 0, 2, 2]
+    fourth = asyncio.Event()
+
+    async def run(settings: Settings) -> AsyncGenerator[str | RunDone]:
+        yield "training"
+        count = stored.pop(0)
+        if not stored:
+            fourth.set()
+        yield RunDone(count)
+
+    lines: list[str] = []
+    task = asyncio.create_task(retrain_loop(_settings(0.4, idle_s=0.01), run, lines.append))
+    await asyncio.wait_for(fourth.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    ends = [line for line in lines if " in " in line and "next in" in line]
+    assert "no model stored" in ends[0] and ends[0].endswith("next in 0.01s")
+    assert ends[2].startswith("retrain #3 done in ") and ends[2].endswith("next in 0.4s")
+    assert not any("RunDone" in line for line in lines)  # the outcome is not a progress line
 
 
 async def test_retrain_loop_reports_survives_a_failed_run_and_stops_on_cancel() -> None:
@@ -173,6 +214,25 @@ async def test_nearby_defaults_to_relevance_where_a_model_exists_and_pages_it() 
     assert plain["sort"] == "price" and "model" not in plain
     with pytest.raises(BadRequest):
         await market.nearby("u", *AT, {}, "distance", first["next_cursor"], 3)
+
+
+async def test_served_counts_which_model_ranked_each_request_and_the_gateway_exports_them() -> None:
+    with_model, _ = _market(model=True)
+    await with_model.nearby("u", *AT, {}, None, None, 3)
+    await with_model.nearby("u", *AT, {}, "price", None, 3)  # not ranked: not counted
+    without, _ = _market(model=False)
+    await without.nearby("u", *AT, {}, None, None, 3)  # asks: none
+    await without.nearby("u", *AT, {}, None, None, 3)  # remembered, no round trip: none
+    assert with_model.ranker.served == {("listings", "global"): 1}
+    assert without.ranker.served == {("listings", "none"): 2}
+    metrics = Metrics()
+    metrics.watch_counts("recommend_served", "test", ("surface", "model"),
+                         lambda: without.ranker.served.items())  # fmt: skip
+    text = metrics.render().decode()
+    assert 'hl_recommend_served_total{model="none",surface="listings"} 2.0' in text
+    assert scope_kind("global", "8a2a1072b59ffff") == "global"
+    assert scope_kind("8a2a1072b59ffff", "8a2a1072b59ffff") == "cell"
+    assert scope_kind("882a1072b5fffff", "8a2a1072b59ffff") == "parent"
 
 
 async def test_nearby_without_a_model_falls_back_and_remembers_the_cell() -> None:
