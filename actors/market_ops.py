@@ -397,9 +397,7 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     reason = cmd.reason or f"{action} by {actor}"
     updated = await ms.set_order_status(tx.conn, row["id"], step.target, reason)
     if step.target == market.PAID:  # a sale: the buyer's purchases train the rankers
-        await recommend_store.record_purchases(
-            tx.conn, row["buyer_id"], row["id"], row["currency"]
-        )
+        await recommend_store.record_purchases(tx.conn, row["buyer_id"], row["id"], row["currency"])
     hooks: Hooks = []
     changed = ms.order_public(updated, lines)  # a step changes no line
     _order_events(out, changed, row["vendor_user_id"], hooks)

@@ -1114,8 +1114,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hot", type=int, default=10, help="hot listings (fresh every step)")
     p.add_argument("--hot-stock", type=int, default=50)
     p.add_argument("--hot-share", type=float, default=0.5, help="chance a line is a hot one")
-    p.add_argument("--watchers", type=int, default=200,
-                   help="buyers following every hot listing's own stream (its live stock)")
+    p.add_argument(
+        "--watchers",
+        type=int,
+        default=200,
+        help="buyers following every hot listing's own stream (its live stock)",
+    )
     p.add_argument("--rates", type=rates, default=[25, 50, 100, 200, 400, 500, 700],
                    metavar="R1,R2,...", help="offered checkouts/s, one step each")  # fmt: skip
     p.add_argument("--step-seconds", type=float, default=10.0)

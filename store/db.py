@@ -20,6 +20,8 @@ log = logging.getLogger("hyperlocal.db")
 
 RawConn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 """A connection itself: one of its own (``asyncpg.connect``) or one lent by the pool."""
+
+
 class LazyTransaction:
     """A connection whose transaction begins with the first statement sent through it.
 
@@ -57,9 +59,7 @@ class LazyTransaction:
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         return await (await self._conn()).execute(query, *args, timeout=timeout)
 
-    async def executemany(
-        self, command: str, args: Any, *, timeout: float | None = None
-    ) -> None:
+    async def executemany(self, command: str, args: Any, *, timeout: float | None = None) -> None:
         await (await self._conn()).executemany(command, args, timeout=timeout)
 
     async def finish(self) -> None:
@@ -81,7 +81,6 @@ caller's transaction."""
 
 Db: TypeAlias = asyncpg.Pool | Conn
 """What a reader takes: the pool, or a connection (to read inside a transaction)."""
-
 
 
 _MIGRATION_LOCK = 0x68_6C_6D_67  # "hlmg"

@@ -52,9 +52,7 @@ async def _events(ws: Ws, wanted: dict[str, int]) -> dict[str, list[dict[str, An
     return out
 
 
-async def test_a_cell_moves_live_under_chat_and_feed_streams(
-    api: Api, settings: Settings
-) -> None:
+async def test_a_cell_moves_live_under_chat_and_feed_streams(api: Api, settings: Settings) -> None:
     geo = Geo(settings.h3_resolution, settings.k_ring)
     cell = geo.cell_of(LAT, LNG)
     room, feed = f"cell-{cell}", f"feed:{cell}"

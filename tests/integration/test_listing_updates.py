@@ -20,9 +20,7 @@ from tests.integration.client import Api, Ws
 pytestmark = pytest.mark.integration
 
 
-async def _updates(
-    ws: Ws, listing_id: str, quiet_s: float
-) -> list[tuple[str, dict[str, object]]]:
+async def _updates(ws: Ws, listing_id: str, quiet_s: float) -> list[tuple[str, dict[str, object]]]:
     """(stream, listing) of every ``listing.updated`` of ``listing_id`` until none came for
     ``quiet_s``."""
     out: list[tuple[str, dict[str, object]]] = []
