@@ -10,11 +10,13 @@ the services close. With the Ray transport the process must already be connected
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -31,6 +33,7 @@ from gateway.ws import ws_handler
 from services.container import open_services
 from services.router import ShardRouter
 from services.transport import ShardTransport
+from store import users
 
 log = logging.getLogger("hyperlocal.gateway")
 
@@ -55,6 +58,7 @@ def _services_ctx(
 
             hub = app[HUB] = Hub(services.redis, services.db, OutEvent, OutEphemeral, on_control)
             await hub.start()
+            recheck = asyncio.create_task(_recheck_after_reconnects(hub, sessions, services.db))
             router = services.router
             app[METRICS].watch(
                 lambda: {
@@ -77,10 +81,41 @@ def _services_ctx(
                 lambda: services.ranker.served.items(),
             )
             yield
+            recheck.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recheck
             sessions.close_all(CLOSE_SERVER_RESTART, "server shutting down: reconnect and recover")
             await hub.stop()
 
     return ctx
+
+
+async def recheck_sign_ins(sessions: SessionRegistry, db: asyncpg.Pool) -> int:
+    """Re-apply Postgres's word on every open socket's sign-in (ended: 4004, suspended: 4003,
+    roles): what the control channel says live, for when a message of it was lost."""
+    families = sorted({s.principal.session_id for s in sessions.by_id.values()})
+    states = {}
+    for start in range(0, len(families), 5000):
+        states.update(await users.sign_ins(db, families[start : start + 5000]))
+    return sessions.reconcile(set(families), states)
+
+
+async def _recheck_after_reconnects(hub: Hub, sessions: SessionRegistry, db: asyncpg.Pool) -> None:
+    """After each Redis reconnect of the hub (control messages may have been lost while it was
+    away), re-check the sockets' sign-ins once. Must not die: logs and tries again."""
+    seen = hub.reconnects
+    while True:
+        await asyncio.sleep(1.0)
+        if hub.reconnects == seen:
+            continue
+        try:
+            closed = await recheck_sign_ins(sessions, db)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("sign-in re-check after a Redis reconnect failed (retrying): %r", exc)
+            continue
+        seen = hub.reconnects
+        if closed:
+            log.info("closed %d sockets whose sign-in ended while Redis was away", closed)
 
 
 async def healthz(request: web.Request) -> web.Response:

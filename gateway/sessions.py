@@ -33,8 +33,8 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 from aiohttp import web
@@ -43,6 +43,9 @@ from gateway.hub import Cursor
 from models.auth import Principal
 from models.streams import Event, compact_json, wire_value
 from services.caller import Location
+
+if TYPE_CHECKING:
+    from store.users import SignInState
 
 log = logging.getLogger("hyperlocal.session")
 
@@ -434,6 +437,31 @@ class SessionRegistry:
         for session in self.of_user(user_id):
             old = session.principal
             session.principal = Principal(old.user_id, roles, old.session_id)
+
+    def reconcile(self, checked: Collection[str], states: Mapping[str, SignInState]) -> int:
+        """Apply what Postgres says of the sign-ins ``checked`` (``states`` by token family;
+        a checked family missing from it is gone), to the sessions of those sign-ins:
+        an ended sign-in closes with 4004, a suspended user's with 4003, roles are brought up
+        to date. Redis carries these changes live; this repairs what a lost message missed."""
+        closed = 0
+        for session in list(self.by_id.values()):
+            family = session.principal.session_id
+            if family not in checked:  # connected since the check: checked at its upgrade
+                continue
+            state = states.get(family)
+            if state is None or not state.live:
+                session.close(CLOSE_AUTH_REVOKED, "signed out")
+            elif state.suspended:
+                session.close(CLOSE_SUSPENDED, "account suspended")
+            else:
+                if frozenset(state.roles) != session.principal.roles:
+                    old = session.principal
+                    session.principal = Principal(
+                        old.user_id, frozenset(state.roles), old.session_id
+                    )
+                continue
+            closed += 1
+        return closed
 
     def close_all(self, code: int, reason: str) -> None:
         for session in list(self.by_id.values()):

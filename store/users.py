@@ -207,6 +207,21 @@ async def sign_in_state(db: asyncpg.Pool, family_id: str, user_id: str) -> SignI
     return SignInState(row["live"], tuple(row["roles"]), row["suspended"], row["suspended_until"])
 
 
+async def sign_ins(db: Db, family_ids: list[str]) -> dict[str, SignInState]:
+    """The state of many sign-ins in one query (a gateway re-checking its sockets); a family
+    that is gone is missing from the answer."""
+    rows = await db.fetch(
+        """SELECT f.id, f.revoked_at IS NULL AND f.expires_at > now() AS live, u.roles,
+                  u.disabled_at IS NOT NULL AS suspended, u.suspended_until
+           FROM token_families f JOIN users u ON u.id = f.user_id WHERE f.id = ANY($1::text[])""",
+        family_ids,
+    )
+    return {
+        r["id"]: SignInState(r["live"], tuple(r["roles"]), r["suspended"], r["suspended_until"])
+        for r in rows
+    }
+
+
 async def suspended_until(db: Db, user_id: str) -> tuple[bool, datetime | None]:
     row = await db.fetchrow("SELECT disabled_at, suspended_until FROM users WHERE id = $1", user_id)
     if row is None or row["disabled_at"] is None:

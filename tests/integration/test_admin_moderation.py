@@ -14,6 +14,7 @@ import time
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
 from cluster.runtime import Runtime
@@ -294,3 +295,32 @@ async def test_cli_grant_and_revoke_on_the_running_deployment(
     assert actions == ["user.unsuspend", "user.suspend", "roles.set", "roles.set"]
     done = await asyncio.to_thread(run, "grant", "nobody@example.test", "admin")
     assert done.returncode == 1 and "not_found" in done.stderr
+
+
+async def test_a_lost_suspension_message_is_repaired_by_the_recheck(
+    api: Api, server: TestServer, settings: Settings
+) -> None:
+    """Redis carries suspensions live; if the message is lost (Redis away), the gateway's
+    re-check after its reconnect applies Postgres's word: 4003, 4004, roles."""
+    from gateway.app import recheck_sign_ins
+    from gateway.context import SERVICES, SESSIONS
+
+    held, left, promoted = [await api.signup(n) for n in ("held", "left", "promoted")]
+    sockets = [await api.connect(u) for u in (held, left, promoted)]
+    conn = await db(settings)
+    try:  # the changes, written without any broadcast
+        await conn.execute("UPDATE users SET disabled_at = now() WHERE id = $1", held.id)
+        await conn.execute(
+            "UPDATE token_families SET revoked_at = now() WHERE user_id = $1", left.id
+        )
+        await conn.execute("UPDATE users SET roles = '{user,ops}' WHERE id = $1", promoted.id)
+    finally:
+        await conn.close()
+    sessions = server.app[SESSIONS]
+    assert await recheck_sign_ins(sessions, server.app[SERVICES].db) >= 2
+    await asyncio.wait_for(asyncio.gather(sockets[0].closed.wait(), sockets[1].closed.wait()), 5)
+    assert (sockets[0].close_code, sockets[1].close_code) == (4003, 4004)
+    assert {s.principal.roles for s in sessions.of_user(promoted.id)} == {
+        frozenset({"user", "ops"})
+    }
+    await sockets[2].close()

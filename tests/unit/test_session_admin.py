@@ -46,3 +46,25 @@ async def test_role_change_reaches_open_sockets() -> None:
     registry.set_roles("u1", frozenset({"user", "moderator"}))
     assert a.principal.roles == {"user", "moderator"} and a.principal.session_id == "fam-a"
     assert b.principal.roles == {"user"}
+
+
+async def test_reconcile_applies_postgres_to_the_checked_sessions_only() -> None:
+    from store.users import SignInState
+
+    registry = SessionRegistry()
+    _, ended_ws = _session(registry, "u1", "a")
+    _, suspended_ws = _session(registry, "u2", "b")
+    promoted, _ = _session(registry, "u3", "c")
+    _, gone_ws = _session(registry, "u4", "d")
+    newcomer, newcomer_ws = _session(registry, "u5", "e")  # connected after the check
+    states = {
+        "fam-a": SignInState(False, ("user",), False, None),
+        "fam-b": SignInState(True, ("user",), True, None),
+        "fam-c": SignInState(True, ("user", "moderator"), False, None),
+    }
+    assert registry.reconcile({"fam-a", "fam-b", "fam-c", "fam-d"}, states) == 3
+    await asyncio.sleep(0.05)
+    assert ended_ws.codes == [4004] and gone_ws.codes == [4004]
+    assert suspended_ws.codes == [4003]
+    assert promoted.closed_with is None and promoted.principal.roles == {"user", "moderator"}
+    assert newcomer.closed_with is None and newcomer_ws.codes == []
