@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from typing import Any
 
 import ray
@@ -35,6 +36,7 @@ class ControlActor:
         self._host: ControlHost | None = None
         self._opening = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
+        self._incarnation = uuid.uuid4().hex[:12]
 
     async def _ready(self) -> ControlHost:
         async with self._opening:
@@ -62,8 +64,9 @@ class ControlActor:
                 log.exception("suspension sweep failed")
 
     async def ping(self) -> str:
+        """``control:<incarnation>``, once the services are open (a new one after a restart)."""
         await self._ready()
-        return "control"
+        return f"control:{self._incarnation}"
 
     async def call(
         self, action: str, staff: dict[str, Any] | None, args: dict[str, Any]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import ray
+import ray.exceptions
 
 from cluster.config import Settings
 from models.errors import Unavailable
@@ -137,7 +138,15 @@ async def test_a_suspension_with_until_ends_by_itself(api: Api, settings: Settin
 async def test_the_control_actor_survives_a_crash(api: Api, settings: Settings) -> None:
     user = await api.signup("after-crash")
     handle = ray.get_actor(settings.control_actor_name, namespace=settings.ray_namespace)
+    before = await handle.ping.remote()
     ray.kill(handle, no_restart=False)  # crash it: Ray restarts it under the same name
+    for _ in range(240):  # until the new incarnation serves (a call sent before the kill may
+        try:  # still have run on the old one, and its answer been lost: not what this tests)
+            if await handle.ping.remote() != before:
+                break
+        except ray.exceptions.RayError:
+            pass
+        await asyncio.sleep(0.25)
     for _ in range(120):
         try:
             reply = await operator(
