@@ -156,7 +156,9 @@ def _core_spec() -> dict[str, Any]:
                     ],
                     "responses": {
                         "101": {"description": "switching protocols"},
-                        **_errors(401, 403),
+                        "400": {"description": "not a websocket upgrade (Upgrade, Connection,"
+                                " Sec-WebSocket-Key and -Version are required)"},
+                        **_errors(401, 403, 429),
                     },
                 }
             },

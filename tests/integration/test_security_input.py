@@ -223,3 +223,20 @@ def test_hsts_and_the_web_apps_csp() -> None:
     assert web_app["Strict-Transport-Security"].startswith("max-age=")
     assert "script-src 'self'" in web_app["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in web_app["Content-Security-Policy"]
+
+
+async def test_the_spec_documents_what_the_server_answers(api: Api) -> None:
+    status, spec = await api.get("/api/v1/openapi.json")
+    assert status == 200
+    assert {"400", "401", "403"} <= set(spec["paths"]["/ws"]["get"]["responses"])
+    user = await api.signup("spec")
+    assert (await api.get("/ws", token=user.access_token))[0] == 400  # not an upgrade
+    refresh = spec["paths"]["/api/v1/auth/refresh"]["post"]["requestBody"]
+    assert refresh["required"] is True
+    body = refresh["content"]["application/json"]["schema"]
+    assert body["additionalProperties"] is False
+    assert body["properties"]["refresh_token"]["minLength"] == 1
+    stock = spec["paths"]["/api/v1/vendor/listings/{listing_id}/stock"]["post"]
+    assert "oneOf" in stock["requestBody"]["content"]["application/json"]["schema"]
+    assert "400" in stock["responses"] and "409" in stock["responses"]  # Idempotency-Key
+    assert "/api/v1/auth/2fa/setup" in spec["paths"]
