@@ -147,6 +147,7 @@ class CellHost:
         of keys this host owns). Cleared when the placement table changes."""
         self.cells: dict[str, ActiveCell] = {}
         self._activating: SingleFlight[str, ActiveCell] = SingleFlight()
+        self._reloading: SingleFlight[str, None] = SingleFlight()
         self.pool: asyncpg.Pool | None = None
         self.redis: aioredis.Redis | None = None
         self.committer: GroupCommitter | None = None
@@ -258,7 +259,7 @@ class CellHost:
             try:
                 await self.committer.enqueue(work, self.placement_version())
             except StaleOwner:  # the work checks ownership itself: the next round, reloaded
-                await self._reload_placement()
+                await self._reload_after(self.placement_version())
             except AppError as err:
                 log.warning("shard %s: %s did not commit: %s", self.name, tick.name, err.message)
 
@@ -287,6 +288,7 @@ class CellHost:
         await self._placement_at_least(version)
         replies: list[dict[str, Any]] = []
         pending: list[tuple[int, asyncio.Future[Any]]] = []
+        checked = self.placement_version()  # what this call's commands are owned under
         for cmd in commands:
             handler = self.handlers.get(type(cmd))
             if handler is None:
@@ -301,19 +303,24 @@ class CellHost:
             if not self.owns(route):
                 replies.append({"moved": self.placement_version()})
                 continue
-            work = self._work(handler, cmd)
-            future = self.committer.enqueue(work, self.placement_version())
+            future = self.committer.enqueue(self._work(handler, cmd), checked)
             pending.append((len(replies), future))
             replies.append({})
         for index, future in pending:
             try:
                 replies[index] = {"ok": True, "data": dict(await future)}
             except StaleOwner:  # fenced: nothing written; the caller routes it again
-                await self._reload_placement()
+                await self._reload_after(checked)
                 replies[index] = {"moved": self.placement_version()}
             except AppError as err:
                 replies[index] = {"ok": False, "error": err.to_dict()}
         return replies
+
+    async def _reload_after(self, fenced: int) -> None:
+        """A batch checked at version ``fenced`` was fenced: load the table in force, once for
+        every command and call the fence turned back (not again if a newer one is here)."""
+        if self.placement_version() <= fenced:
+            await self._reloading.run("placement", self._reload_placement)
 
     async def _reload_placement(self) -> None:
         """The table in force (a caller has seen a newer one, or a batch was fenced)."""
