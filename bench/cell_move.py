@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -30,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 from bench.loadgen import percentile
-from bench.procs import choose_pinning, machine
+from bench.procs import choose_pinning, machine, pin_process
 from bench.report import fmt, table
 from bench.targets import make_target, rev_parse, snapshot, stack_dsn
 from cluster.config import load_settings
@@ -176,6 +178,17 @@ async def drive(args: argparse.Namespace, url: str, dsn: str) -> dict[str, Any]:
     }
 
 
+async def keep_pinned(pid: int, cpus: frozenset[int], strays: list[int]) -> None:
+    """Every 0.25 s, every thread of the server's whole process tree (Ray and Postgres start
+    processes and threads lazily) on ``cpus``, as the fanout benchmarks do; counts strays."""
+    root = psutil.Process(pid)
+    while True:
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                strays.append(len(pin_process(proc.pid, cpus)[1]))
+        await asyncio.sleep(0.25)
+
+
 async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     pinning, line = choose_pinning(args.cpus, args.unpinned)
     say(f"machine: {fmt(machine())}; {line}")
@@ -189,7 +202,19 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         if pinning:
             os.sched_setaffinity(0, pinning.loadgen)
         await target.server.start()
-        result = await drive(args, target.url, stack_dsn(target.data_dir))
+        strays: list[int] = []
+        keeper = None
+        if pinning:
+            assert target.server.proc is not None
+            pid = target.server.proc.pid
+            keeper = asyncio.create_task(keep_pinned(pid, pinning.server, strays))
+        try:
+            result = await drive(args, target.url, stack_dsn(target.data_dir))
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+        say(f"server threads found off their CPU and set back: {sum(strays)}")
     finally:
         code, left = await target.stop()
         say(f"stopped: exit {code}, leftover services {left or 'none'}")

@@ -106,6 +106,7 @@ def statement(tables: tuple[Table, ...]) -> str:
             parts.append(f", t{index} AS (\n    INSERT INTO {table.name} ({into})\n"
                          f"    {source}\n)")  # fmt: skip
             n += len(table.columns)
+        # ``f`` must run even when no head moves: a CTE runs only if referenced
         parts.append("\nSELECT (SELECT count(*) FROM h) + 0 * (SELECT ok FROM f)")
         sql = _statements[tables] = "".join(parts)
     return sql
