@@ -23,18 +23,37 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+WS_PATH = "/ws"
+"""The websocket endpoint. The middlewares below pass its GET straight to its handler, which
+makes their checks itself before the upgrade (gateway/ws.py): a middleware's coroutine frame
+around it would stay alive as long as the socket, and after the upgrade there is no answer left
+to replace."""
+
+
+def is_socket(request: web.Request) -> bool:
+    """Whether ``request`` is for the websocket handler (see ``WS_PATH``)."""
+    return request.path == WS_PATH and request.method == "GET"
+
+
 def error_response(err: AppError, headers: dict[str, str] | None = None) -> web.Response:
+    """``{"error": ...}`` with the error's status; a temporary error says when to retry."""
+    if headers is None and err.temporary:
+        headers = {"Retry-After": str(err.details.get("retry_after_s", 1))}
     return web.json_response({"error": err.to_dict()}, status=err.http_status, headers=headers)
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def error_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    if is_socket(request):
+        return handler(request)
+    return _answer_errors(request, handler)
+
+
+async def _answer_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except AppError as err:
-        retry = err.details.get("retry_after_s", 1)
-        headers = {"Retry-After": str(retry)} if err.temporary else None
-        return error_response(err, headers)
+        return error_response(err)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -49,10 +68,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 @web.middleware
-async def input_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def input_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """Refuse a path or query holding a NUL byte or a lone surrogate before any handler sees
-    it (gateway/input_guard.py): a path of one names nothing (``not_found``), a query of one
-    is ``bad_request``; neither reaches a database."""
+    it (``check_request_text``). Raises synchronously, inside ``error_middleware``'s wait."""
+    if not is_socket(request):
+        check_request_text(request)
+    return handler(request)
+
+
+def check_request_text(request: web.Request) -> None:
+    """A path holding a NUL byte or a lone surrogate names nothing (``not_found``), a query
+    holding one is ``bad_request`` (gateway/input_guard.py); neither reaches a database."""
     try:
         check_text(request.path, "path")
     except BadRequest:
@@ -61,7 +87,6 @@ async def input_middleware(request: web.Request, handler: Handler) -> web.Stream
         for name, value in request.query.items():
             check_text(name, "query")
             check_text(value, f"query {name}")
-    return await handler(request)
 
 
 def validation_message(exc: ValidationError) -> str:

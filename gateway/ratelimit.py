@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway.context import SERVICES, SETTINGS
-from gateway.http import Handler
+from gateway.http import Handler, is_socket
 from models.errors import RateLimited
 
 log = logging.getLogger("hyperlocal.ratelimit")
@@ -89,13 +90,23 @@ async def hit(request: web.Request, scope: str, limit: int, now: float) -> int |
 
 
 @web.middleware
-async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def rate_limit_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     scope = scope_of(request.path)
-    if scope is not None:
-        limit = limit_of(scope, request.app[SETTINGS].rest_rate_per_min)
-        wait_s = await hit(request, scope, limit, time.time())
-        if wait_s is not None:
-            raise RateLimited(
-                f"more than {limit} requests a minute; retry in {wait_s} s", retry_after_s=wait_s
-            )
+    if scope is None or is_socket(request):  # the socket handler counts its own handshake
+        return handler(request)
+    return _limited(request, handler, scope)
+
+
+async def _limited(request: web.Request, handler: Handler, scope: str) -> web.StreamResponse:
+    await check_rate(request, scope)
     return await handler(request)
+
+
+async def check_rate(request: web.Request, scope: str = "rest") -> None:
+    """Count this request against its address's budget; ``RateLimited`` when over it."""
+    limit = limit_of(scope, request.app[SETTINGS].rest_rate_per_min)
+    wait_s = await hit(request, scope, limit, time.time())
+    if wait_s is not None:
+        raise RateLimited(
+            f"more than {limit} requests a minute; retry in {wait_s} s", retry_after_s=wait_s
+        )

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from gateway.commands import Envelope
 from gateway.context import HUB, METRICS, SERVICES, SESSIONS, SETTINGS
-from gateway.http import error_response, validation_message
+from gateway.http import check_request_text, error_response, validation_message
 from gateway.input_guard import (
     INT64_MAX,
     INT64_MIN,
@@ -37,6 +37,7 @@ from gateway.input_guard import (
     loads_msgpack,
 )
 from gateway.ops import Call, Op, follow, set_presence_cell, unfollow
+from gateway.ratelimit import check_rate
 from gateway.registry import OPS
 from gateway.sessions import Session
 from models.auth import Principal
@@ -104,7 +105,11 @@ async def authenticate(request: web.Request) -> Principal:
 
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
+    # The middlewares pass this path straight through (gateway/http.py: WS_PATH): its checks
+    # are made here, in their order there.
     try:
+        check_request_text(request)
+        await check_rate(request)
         check_origin(request)
         principal = _shared_roles(await authenticate(request))
     except AppError as err:
@@ -116,7 +121,12 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=settings.max_frame_bytes * 16,
         compress=False,
     )
+    if not ws.can_prepare(request).ok:
+        return error_response(
+            BadRequest("not a websocket upgrade: send Upgrade: websocket and Sec-WebSocket-Key")
+        )
     await ws.prepare(request)
+    ws.headers.clear()  # on the wire already; an idle socket need not keep them (~1 KB)
     session = Session(
         ws,
         principal,

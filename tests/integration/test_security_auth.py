@@ -205,6 +205,30 @@ async def test_rest_rate_limit_answers_429_with_retry_after(
     assert 1 <= int(headers["Retry-After"]) <= 60
 
 
+async def test_websocket_handshakes_spend_the_rest_budget(
+    strict: TestServer, api: Api, http: aiohttp.ClientSession
+) -> None:
+    """The middlewares pass the socket's GET straight through (gateway/http.py: is_socket);
+    its handler counts the handshake itself, and answers over the budget as REST does."""
+    user = await api.signup("ws-handshakes")
+    address = new_address()
+    headers = {"X-Forwarded-For": address, "Authorization": f"Bearer {user.access_token}"}
+    url = str(strict.make_url("/ws"))
+    statuses = []
+    for _ in range(61):
+        try:
+            ws = await http.ws_connect(url, headers=headers)
+        except aiohttp.WSServerHandshakeError as err:
+            statuses.append(err.status)
+            break
+        statuses.append(101)
+        await ws.close()
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {101} and len(statuses) > 30, statuses
+    async with http.get(url, headers=headers) as resp:  # and the answer is the typed one
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+        assert (await resp.json())["error"]["code"] == "rate_limited"
+
+
 async def test_websocket_rate_limit_answers_rate_limited_with_the_id(
     strict: TestServer, api: Api
 ) -> None:

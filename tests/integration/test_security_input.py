@@ -205,6 +205,24 @@ async def test_405_answers_carry_allow(api: Api, http: aiohttp.ClientSession) ->
         assert (await resp.json())["error"]["code"] == "bad_request"
 
 
+async def test_the_socket_endpoint_answers_typed_errors_before_the_upgrade(
+    api: Api, http: aiohttp.ClientSession
+) -> None:
+    """/ws skips the middlewares (its handler makes their checks): still typed JSON answers."""
+    user = await api.signup()
+    auth = {"Authorization": f"Bearer {user.access_token}"}
+    async with http.get(api.base + "/ws", headers=auth) as resp:  # a plain GET, no upgrade
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_request"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    async with http.get(api.base + "/ws?ticket=a%00b") as resp:
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_request"
+    async with http.get(api.base + "/ws") as resp:
+        assert resp.status == 401 and (await resp.json())["error"]["code"] == "unauthorized"
+    ws = await http.ws_connect(api.base + "/ws", headers=auth)  # the upgrade still carries them
+    assert ws._response.headers["X-Frame-Options"] == "DENY"
+    await ws.close()
+
+
 async def test_security_headers_on_every_response(api: Api, http: aiohttp.ClientSession) -> None:
     for method, path in (("GET", "/healthz"), ("GET", "/api/v1/nowhere"), ("DELETE", "/ws")):
         async with http.request(method, api.base + path) as resp:
