@@ -18,7 +18,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from cluster import gcpolicy
@@ -28,6 +31,13 @@ from cluster.runtime import Runtime
 
 log = logging.getLogger("hyperlocal.cli")
 
+
+
+def run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
+    """Run a gateway's main coroutine on the event loop ``settings.event_loop`` names."""
+    factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
 
 async def serve(settings: Settings, ready_line: bool = True) -> None:
     """Serve the gateway on settings.host:port until SIGINT/SIGTERM."""
@@ -66,7 +76,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ]
         from cluster.trainer import with_retrain  # the scheduled retrain, beside this gateway
 
-        asyncio.run(with_retrain(settings, serve(settings)))
+        run_loop(settings, with_retrain(settings, serve(settings)))
     finally:
         stop_gateways(extra)
         runtime.stop()
@@ -124,7 +134,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         return 2
     ray.init(address=settings.ray_address, namespace=settings.ray_namespace, log_to_driver=False)
     try:
-        asyncio.run(serve(settings))
+        run_loop(settings, serve(settings))
     finally:
         ray.shutdown()
     return 0

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     """How gateways send commands to shards: ``direct`` over each shard's own TCP channel
     (actors/channel.py; its address comes from Ray, Ray still owns the actors), or ``ray``, a
     Ray actor call per batch (the reference path)."""
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """The event loop of this process's gateway and of the shard actors of a Ray this process
+    starts: ``uvloop`` (libuv; less CPU per socket write and wake-up, docs/benchmarks.md) or
+    the standard library's ``asyncio`` loop. Shards of a Ray cluster started elsewhere follow
+    that cluster's ``RAY_USE_UVLOOP`` (Ray uses uvloop when it is installed)."""
     shard_direct_host: str = "127.0.0.1"
     """Interface a shard's direct channel listens on. On a cluster of several nodes set it to
     an address gateways reach (the node's, or 0.0.0.0); connections must present the shard's

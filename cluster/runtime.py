@@ -63,6 +63,8 @@ class Runtime:
                 log_to_driver=False,
             )
         else:
+            # Ray's workers (the shard actors) inherit this; Ray picks uvloop when installed.
+            os.environ["RAY_USE_UVLOOP"] = "1" if self.settings.event_loop == "uvloop" else "0"
             ray.init(
                 address="local",  # a new private Ray, even if another runs on this machine
                 num_cpus=self.settings.ray_num_cpus,
