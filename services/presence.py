@@ -18,7 +18,6 @@ crowded gateway never builds every member's entry at once (a peak the process wo
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import defaultdict
@@ -26,6 +25,7 @@ from collections import defaultdict
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from models.streams import compact_json
 from store.fanout import channel
 
 log = logging.getLogger("hyperlocal.presence")
@@ -45,7 +45,7 @@ def _key(stream: str) -> str:
 
 def ephemeral_frame(ev: str, stream: str, data: dict[str, object]) -> str:
     """The wire frame of an event that carries no offset (typing, presence)."""
-    return json.dumps({"ev": ev, "stream": stream, "data": data}, separators=(",", ":"))
+    return compact_json({"ev": ev, "stream": stream, "data": data})
 
 
 class Presence:

@@ -7,7 +7,6 @@ exactly once. The applied set is recorded in ``schema_migrations``.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from importlib import resources
@@ -15,6 +14,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+from models.streams import compact_json, parse_json
 
 log = logging.getLogger("hyperlocal.db")
 
@@ -88,7 +89,9 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec(
+        "jsonb", encoder=compact_json, decoder=parse_json, schema="pg_catalog"
+    )
 
 
 async def _no_session_state(conn: asyncpg.Connection) -> None:

@@ -1,3 +1,5 @@
+from datetime import UTC
+
 import pytest
 
 from models.cells import Geo
@@ -126,3 +128,34 @@ def test_event_json_is_the_frame_encoded_once() -> None:
     assert event.frame_json == json.dumps(event.frame(), separators=(",", ":"), ensure_ascii=False)
     assert json.loads(event.data_json) == data
     assert event.frame_json is event.frame_json  # computed once
+
+
+def test_compact_json_writes_what_the_standard_library_writes() -> None:
+    """orjson encodes (models/streams.py); the text must be json's, byte for byte, for what
+    events, replies and jsonb columns hold, and json must take over where orjson refuses."""
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    import numpy as np
+
+    from models.streams import compact_json, parse_json, wire_value
+
+    def reference(value: object) -> str:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=wire_value)
+
+    values: list[object] = [
+        {"ev": "chat.message", "offset": 7, "data": {"text": 'é ☕ \u2028 \x7f "q" \\ \n'}},
+        {"at": datetime(2026, 12, 1, 17, 9, 34, 483715, tzinfo=UTC)},
+        {"at": datetime(2026, 1, 1, tzinfo=UTC), "naive": datetime(2026, 1, 1, 5, 6, 7)},
+        {"at": datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=5, minutes=30)))},
+        [1, -2, 2**63 - 1, -(2**63), 0.1, 1e16, -0.0, 123456789.123, None, True, False, [], {}],
+        {1: "int keys become strings", "nested": [{"a": [None]}]},
+        2**70,  # beyond orjson's 64 bits: json's text
+        np.float64(0.25),  # a float subclass orjson refuses: json's text
+    ]
+    for value in values:
+        assert compact_json(value) == reference(value), value
+    assert json.loads(compact_json(1e-7)) == 1e-7  # "1e-7" where json writes "1e-07"
+    assert parse_json(compact_json({"big": 2**70, "t": "x"})) == {"big": 2**70, "t": "x"}
+    with pytest.raises(TypeError):
+        compact_json({"no": object()})  # what neither can carry is still refused
