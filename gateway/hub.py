@@ -30,7 +30,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from models.streams import Event, Position, StreamCursor
+from models.streams import Event, Position, StreamCursor, parse_json
 from store import events as event_log
 from store.fanout import CONTROL_CHANNEL, channel, stream_of
 
@@ -264,7 +264,7 @@ class Hub:
         if stream is None or stream not in self._streams:
             return
         for line in text.split("\n"):  # consecutive events of the stream (store/fanout.py)
-            frame = json.loads(line)
+            frame = parse_json(line)
             if "offset" not in frame:  # ephemeral (typing, presence): no order, no recovery
                 out = self._make_ephemeral(frame, line)
                 for listener in self._streams[stream].listeners():
