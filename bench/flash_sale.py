@@ -701,16 +701,68 @@ def title_of(pid: int) -> str:
     return "(gone)"
 
 
+async def pg_statements_reset(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+    finally:
+        await conn.close()
+
+
+async def pg_statements_top(dsn: str, n: int, checkouts: int) -> list[dict[str, Any]]:
+    """The ``n`` statements of most execution time since the reset, per checkout answered."""
+    conn = await asyncpg.connect(dsn)
+    per = max(checkouts, 1)
+    try:
+        rows = await conn.fetch(
+            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements"
+            " ORDER BY total_exec_time DESC LIMIT $1",
+            n,
+        )
+    finally:
+        await conn.close()
+    return [
+        {
+            "calls": r["calls"] / per,
+            "ms": r["total_exec_time"] / per,
+            "mean_ms": r["total_exec_time"] / max(r["calls"], 1),
+            "rows": r["rows"] / per,
+            "query": " ".join(r["query"].split())[:150],
+        }
+        for r in rows
+    ]
+
+
+async def pg_work(dsn: str) -> tuple[int, int]:
+    """The server's Postgres so far: transactions committed and rows written, every database
+    (pg_stat_database; backends report at most a second late, and these two reads count too).
+    Per checkout, what shape the path has on any machine, busy or quiet."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await asyncio.sleep(1.1)  # what backends have not reported yet (PGSTAT_MIN_INTERVAL)
+        row = await conn.fetchrow(
+            "SELECT sum(xact_commit)::bigint AS commits,"
+            " sum(tup_inserted + tup_updated + tup_deleted)::bigint AS rows FROM pg_stat_database"
+        )
+        return int(row["commits"]), int(row["rows"])
+    finally:
+        await conn.close()
+
+
 async def run_step(driver: Driver, meters: Meters, idle: deque[int], hot_ids: list[str],
                    lines: list[list[Line]], rate: float, args: argparse.Namespace,
                    ) -> tuple[dict[str, Any], set[asyncio.Task[None]]]:  # fmt: skip
     checkouts = [resolve(driver, hot_ids, c) for c in lines]
     step = Step(rate, len(checkouts) / rate)
     events0 = Counter(driver.events)
+    dsn = stack_dsn(Path(os.environ[DATA_DIR_ENV]))
+    pg0 = await pg_work(dsn)
     async with meters.window() as cost:
         started = time.perf_counter()
         late = await offer(driver, checkouts, step, idle, args.drain)
         ended = time.perf_counter()
+    pg1 = await pg_work(dsn)
     events = Counter(driver.events)
     events.subtract(events0)
     answered = sum(step.codes.values()) - step.codes["no_idle_buyer"]
@@ -748,6 +800,9 @@ async def run_step(driver: Driver, meters: Meters, idle: deque[int], hot_ids: li
     }
     cpu_ms = cost["server_cpu_pct"] * cost["window_s"] * 10
     result["server_cpu_ms_per_checkout"] = cpu_ms / answered if answered else float("nan")
+    # a step's late checkouts may still commit after pg1: an upper bound of the step's share
+    result["pg_commits_per_checkout"] = (pg1[0] - pg0[0]) / answered if answered else float("nan")
+    result["pg_rows_per_checkout"] = (pg1[1] - pg0[1]) / answered if answered else float("nan")
     result["pass"] = bool(
         not errors and answered == step.scheduled and result["total_p99_ms"] <= P99_LIMIT_MS
     )
@@ -841,6 +896,9 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
             await settle_late(late)
             out["warmup"] = result
             say(f"[{driver.name}] warm-up: {summary(result)}")
+        statements = args.pg_statements if args.part == "ours" else 0
+        if statements:
+            await pg_statements_reset(stack_dsn(data_dir))
         for s, rate in enumerate(args.rates):
             hot_ids = await driver.add_hot(cat.hot[s])
             await driver.watch(hot_ids, args.watchers)
@@ -852,6 +910,16 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
                 f" {summary(result)}")  # fmt: skip
             say(f"[{driver.name}]   {cpu_summary(result)}")
             await settle_late(late)
+        if statements:
+            answered = sum(r["answered"] for r in out["steps"])
+            out["pg_statements"] = await pg_statements_top(
+                stack_dsn(data_dir), statements, answered
+            )
+            say(f"[{driver.name}] Postgres statements over the steps, per checkout answered"
+                " (calls, ms of execution; planning not included):")  # fmt: skip
+            for row in out["pg_statements"]:
+                say(f"  {row['calls']:6.2f} x {row['mean_ms']:6.3f} ms = {row['ms']:6.3f} ms"
+                    f"  {row['rows']:6.2f} rows  {row['query']}")  # fmt: skip
     finally:
         await driver.close()
     dsn = stack_dsn(data_dir)
@@ -886,7 +954,8 @@ def cpu_summary(r: dict[str, Any]) -> str:
     cores = ", ".join(f"CPU {c} {v}%" for c, v in r["core_busy_pct"].items())
     return (
         f"server CPU {r['server_cpu_pct']:.0f}% ({parts}); loadgen {r['loadgen_cpu_pct']:.0f}%;"
-        f" {cores}; off-core threads set back {r['off_core_threads']}"
+        f" {cores}; off-core threads set back {r['off_core_threads']}; Postgres per checkout:"
+        f" {r['pg_commits_per_checkout']:.1f} commits, {r['pg_rows_per_checkout']:.1f} rows"
     )
 
 
@@ -1067,14 +1136,17 @@ def report(doc: dict[str, Any]) -> str:
         cpu_rows.append((f"{rate:,.0f}/s", [
             g(o, "server_cpu_pct"), parts_line(o), g(b, "server_cpu_pct"), parts_line(b),
             g(o, "server_cpu_ms_per_checkout"), g(b, "server_cpu_ms_per_checkout"),
+            g(o, "pg_commits_per_checkout"), g(b, "pg_commits_per_checkout"),
             cores_line(o), cores_line(b), g(o, "loadgen_cpu_pct"), g(b, "loadgen_cpu_pct"),
         ]))  # fmt: skip
     cpu_header = ["ours", "ours by part", "base", "base by part", "ms/ck ours", "ms/ck base",
-                  "cores ours", "cores base", "lg ours", "lg base"]  # fmt: skip
+                  "PG commits/ck ours", "base", "cores ours", "cores base", "lg ours",
+                  "lg base"]  # fmt: skip
     lines += [
         "server CPU, % of one core over each step (by part; the baseline's: its server, the"
         " Postgres it shares, the rest of the stack idle beside it); server CPU ms per checkout"
-        " answered; each CPU's busy % (anyone's: CPU 0/CPU 1); load generator CPU %",
+        " answered; Postgres transactions committed per checkout answered (the whole server's,"
+        " pg_stat_database); each CPU's busy % (anyone's: CPU 0/CPU 1); load generator CPU %",
         table(cpu_rows, cpu_header),
         "",
     ]
@@ -1133,6 +1205,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cpus", metavar="S,L", help="server CPU, load generator CPU (default 0,1)")
     p.add_argument("--unpinned", action="store_true")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--pg-statements", type=int, default=0, metavar="N",
+                   help="print ours' N costliest statements per checkout over the steps (needs"
+                   " --ours-env 'HL_EMBEDDED_PG_OPTIONS=-c shared_preload_libraries="
+                   "pg_stat_statements')")  # fmt: skip
     hidden = argparse.SUPPRESS  # a part's own flags, given by the parent
     p.add_argument("--part", choices=TARGETS, help=hidden)
     p.add_argument("--url", help=hidden)

@@ -8,6 +8,7 @@ at startup. docs/config.md lists them all; keep the two in step.
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -31,6 +32,19 @@ class Settings(BaseSettings):
     """Embedded Postgres/Redis data and generated secrets live here (gitignored)."""
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL"))
     """Postgres DSN. Unset: start the embedded PostgreSQL under data_dir."""
+    embedded_pg_options: str = ""
+    """More server options for the embedded PostgreSQL, as ``-c name=value`` pairs (e.g.
+    ``-c shared_preload_libraries=pg_stat_statements`` to see what statements cost in a
+    benchmark). Durability settings (fsync, synchronous_commit) come first and stay on: a pair
+    naming them is refused."""
+
+    @field_validator("embedded_pg_options")
+    @classmethod
+    def _keep_durability(cls, value: str) -> str:
+        if re.search(r"\b(fsync|synchronous_commit|full_page_writes)\s*=", value):
+            raise ValueError("fsync, synchronous_commit and full_page_writes stay on")
+        return value
+
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL"))
     """Redis URL. Unset: start the embedded Redis under data_dir."""
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS"))

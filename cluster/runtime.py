@@ -41,7 +41,8 @@ class Runtime:
         updates: dict[str, object] = {}
         root = self.settings.data_dir.resolve()
         if not self.settings.database_url:
-            self.postgres = EmbeddedPostgres(root).start()
+            extra = self.settings.embedded_pg_options
+            self.postgres = EmbeddedPostgres(root, extra_options=extra).start()
             updates["database_url"] = self.postgres.url
         if not self.settings.redis_url:
             self.redis = EmbeddedRedis(root).start()

@@ -82,6 +82,8 @@ class EmbeddedPostgres:
     root: Path
     port: int = 0
     started_here: bool = False
+    extra_options: str = ""
+    """More server options (``-c name=value ...``) after the fixed ones (settings)."""
     _user: str | None = field(default=None, repr=False)
 
     @property
@@ -198,6 +200,8 @@ class EmbeddedPostgres:
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
             "-c max_connections=200 -c fsync=on -c synchronous_commit=on"
         )
+        if self.extra_options:
+            opts = f"{opts} {self.extra_options}"
         self._run(
             "pg_ctl",
             "-D",
