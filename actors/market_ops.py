@@ -358,6 +358,7 @@ async def order_reserve(
         "total": cmd.total,
         "currency": cmd.currency,
         "reservation_s": cmd.ttl_s,  # from the database clock: the one expiry is decided by
+        "risk": cmd.risk,
     }
     placed = await ms.insert_order(tx.conn, order, list(cmd.items))
     _order_events(out, placed, vendor["user_id"], hooks, created=True)
@@ -414,6 +415,7 @@ def _already(status: str, action: str) -> bool:
         "confirm": (market.PAID, market.ACCEPTED, market.FULFILLED, market.COMPLETED),
         "release": (market.CANCELLED,),
         "refund": (market.REFUNDED,),
+        "hold": (market.HELD,),
     }
     return status in done.get(action, ())
 

@@ -237,6 +237,15 @@ class Settings(BaseSettings):
     hook_poll_s: float = Field(1.0, gt=0, le=60)
     """How often the dispatcher looks for due deliveries when idle."""
 
+    # -- fraud scoring (issue 14, docs/security.md) ---------------------------------------------
+    risk_hold_score: int = Field(60, ge=1, le=101)
+    """A checkout whose risk score (0-100, models/risk.py) reaches this is held for review:
+    its payment authorised, not captured, its orders `held` in GET /api/v1/admin/risk/orders
+    (101: never held; scores are still recorded)."""
+    risk_hold_s: float = Field(259_200.0, gt=0, le=518_400)
+    """A held checkout not reviewed within this time is rejected by the sweeper (its
+    authorisation voided, its stock back): card authorisations lapse (Stripe's after 7 days)."""
+
     # -- admins (the control actor, docs/admin.md) ----------------------------------------------
     control_actor_name: str = "hl-control"
     """Name of the detached control actor in ray_namespace (admin REST and the CLI call it)."""

@@ -45,7 +45,11 @@ class ControlActor:
                     open_services(self._settings, background=False)
                 )
                 self._host = ControlHost(
-                    services.admin, services.moderation, services.appeals, services.disputes
+                    services.admin,
+                    services.moderation,
+                    services.appeals,
+                    services.disputes,
+                    services.risk,
                 )
                 self._sweeper = asyncio.create_task(self._sweep(), name="suspension-sweep")
                 gcpolicy.settle(self._settings)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gateway.ops import Call, Op
 from models.market import ORDER_STATES
+from models.risk import RiskContext
 from services.market import Actor, MarketService
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -99,9 +100,21 @@ async def op_cart_get(call: Call, req: _Empty) -> dict[str, Any]:
     return await market_of(call).cart(call.user_id)
 
 
+def risk_context(call: Call) -> RiskContext:
+    """What the socket knows of the buyer, for the fraud rules (models/risk.py)."""
+    client, here = call.session.client, call.session.location
+    return RiskContext(
+        address=client.address if client else None,
+        device=client.device if client else None,
+        here=here.point() if here else None,
+        before=here.before if here else None,
+    )
+
+
 async def op_checkout(call: Call, req: CheckoutReq) -> dict[str, Any]:
     key = call.caller.idempotency_key()
-    return await call.services.checkout.checkout(call.user_id, key, req.payment.model_dump())
+    payment = req.payment.model_dump()
+    return await call.services.checkout.checkout(call.user_id, key, payment, risk_context(call))
 
 
 async def op_orders_list(call: Call, req: OrdersList) -> dict[str, Any]:

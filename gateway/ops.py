@@ -9,6 +9,7 @@ The socket loop (ws.py) knows nothing of any op.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -144,7 +145,10 @@ async def op_locate(call: Call, req: c.Locate) -> dict[str, Any]:
         if stream not in session.followed:
             positions[stream] = await follow(call, stream, None)
     await set_presence_cell(call, cell)
-    session.location = Location(req.lat, req.lng, cell)
+    was = session.location
+    session.location = Location(
+        req.lat, req.lng, cell, time.time(), was.point() if was is not None else None
+    )
     session.location_streams = streams
     return {
         "cell": cell,

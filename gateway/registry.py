@@ -25,6 +25,7 @@ from gateway import (
     oauth,
     ops,
     payments_api,
+    risk_api,
     security_api,
     vendor_api,
 )
@@ -42,6 +43,7 @@ FEATURES: tuple[ModuleType, ...] = (
     admin_api,
     disputes_api,
     security_api,
+    risk_api,
 )
 
 

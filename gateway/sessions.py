@@ -42,7 +42,7 @@ from aiohttp import web
 from gateway.hub import Cursor
 from models.auth import Principal
 from models.streams import Event, compact_json, wire_value
-from services.caller import Location
+from services.caller import Client, Location
 
 if TYPE_CHECKING:
     from store.users import SignInState
@@ -183,6 +183,7 @@ class Session:
         "_queue_max",
         "_writer",
         "binary",
+        "client",
         "closed_with",
         "closing",
         "followed",
@@ -216,6 +217,7 @@ class Session:
         self._queue: asyncio.Queue[str | bytes] | None = None  # made with the writer
         self.followed: dict[str, _Following] = {}
         self.location: Location | None = None
+        self.client: Client | None = None  # address and device (the fraud rules)
         self.location_streams: Sequence[str] = ()  # shared by the sockets of a cell (ops.py)
         self.closing = False
         self.closed_with: int | None = None  # the code we closed with (the peer may not answer)

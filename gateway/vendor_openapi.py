@@ -95,13 +95,17 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     "Order": _obj(
         ["id", "group_id", "buyer_id", "vendor_id", "status", "items", "total", "currency"],
         id=_STR, group_id=_STR, buyer_id=_STR, vendor_id=_STR,
-        status={"enum": ["pending_payment", "paid", "accepted", "fulfilled", "completed",
-                         "cancelled", "refunded"]},
+        status={"enum": list(ORDER_STATES)},
         items={"type": "array", "items": _obj(
             ["listing_id", "qty", "unit_price"], listing_id=_STR, title=_STR, qty=_INT,
             unit_price=_INT)},
         total=_INT, currency=_STR, reserved_until={"type": ["string", "null"]},
         reason={"type": ["string", "null"]}, created_at=_STR, updated_at=_STR,
+        risk={"oneOf": [{"type": "null"}, _obj(
+            ["score", "reasons"], score={"type": "integer", "minimum": 0, "maximum": 100},
+            reasons={"type": "array", "items": _STR})],
+            "description": "its checkout's fraud score and the rules that fired"
+                           " (docs/security.md); held: waiting for review"},
     ),
     "Hook": _obj(
         ["id", "target_url", "events", "active"],

@@ -37,7 +37,7 @@ from gateway.input_guard import (
     loads_msgpack,
 )
 from gateway.ops import Call, Op, follow, set_presence_cell, unfollow
-from gateway.ratelimit import check_rate
+from gateway.ratelimit import check_rate, client_address
 from gateway.registry import OPS
 from gateway.sessions import Session
 from models.auth import Principal
@@ -52,7 +52,9 @@ from models.errors import (
 )
 from models.ids import new_id
 from models.ratelimit import TokenBucket
+from models.risk import device_key
 from models.streams import user_stream
+from services.caller import Client
 
 log = logging.getLogger("hyperlocal.ws")
 
@@ -135,6 +137,10 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         settings.outbound_queue_max,
         request.transport,
         request.app[SESSIONS].writes,
+    )
+    session.client = Client(
+        client_address(request, settings.trusted_proxy_hops),
+        device_key(request.headers.get("X-Device-Id")),
     )
     # This coroutine is the socket's for as long as it is open (each level of calls below it
     # would stay alive as long): it reads the frames itself.

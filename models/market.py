@@ -1,16 +1,21 @@
-"""Marketplace rules: the order state machine, cart and price math, reservation expiry, scopes
+r"""Marketplace rules: the order state machine, cart and price math, reservation expiry, scopes
 and browse cursors. Pure: no I/O, no Ray, no aiohttp (tests/unit/test_market_model.py).
 
 Order states (docs/marketplace.md has the diagram)::
 
     pending_payment -> paid -> accepted -> fulfilled -> completed
-          |             |         |           |            |
-          v             v         v           v            v
-      cancelled      refunded  refunded    refunded     refunded (provider only)
+          |   \         |         |           |            |
+          |    held ----+ (released by review: confirm)    |
+          v      |      v         v           v            v
+      cancelled <+   refunded  refunded    refunded     refunded (provider only)
+                 (rejected by review: release)
 
 Who may take which step is part of the rule: a buyer cancels only before the vendor accepts, a
 vendor accepts and fulfils, the system confirms payment, releases and expires reservations, and
 only the payment provider's own refund (a Stripe dashboard refund) reaches a completed order.
+A checkout whose risk is over the review threshold (models/risk.py) is ``held``: reserved, its
+payment authorised but not captured, until a review releases it (``confirm``) or rejects it
+(``release``, stock back); neither buyer nor vendor can move it meanwhile.
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ from models.placement import cell_key, user_key
 ActorKind = Literal["buyer", "vendor", "system", "provider"]
 
 PENDING = "pending_payment"
+HELD = "held"
 PAID = "paid"
 ACCEPTED = "accepted"
 FULFILLED = "fulfilled"
 COMPLETED = "completed"
 CANCELLED = "cancelled"
 REFUNDED = "refunded"
-ORDER_STATES = (PENDING, PAID, ACCEPTED, FULFILLED, COMPLETED, CANCELLED, REFUNDED)
+ORDER_STATES = (PENDING, HELD, PAID, ACCEPTED, FULFILLED, COMPLETED, CANCELLED, REFUNDED)
 TERMINAL = frozenset({CANCELLED, REFUNDED})
 
 # (from state, action) -> (to state, actors allowed to take it)
@@ -43,6 +49,9 @@ _TRANSITIONS: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     (PENDING, "cancel"): (CANCELLED, frozenset({"buyer", "vendor"})),
     (PENDING, "release"): (CANCELLED, frozenset({"system", "provider"})),
     (PENDING, "expire"): (CANCELLED, frozenset({"system"})),
+    (PENDING, "hold"): (HELD, frozenset({"system"})),
+    (HELD, "confirm"): (PAID, frozenset({"system", "provider"})),
+    (HELD, "release"): (CANCELLED, frozenset({"system", "provider"})),
     (PAID, "accept"): (ACCEPTED, frozenset({"vendor"})),
     (PAID, "cancel"): (REFUNDED, frozenset({"buyer", "vendor"})),
     (PAID, "refund"): (REFUNDED, frozenset({"system", "provider"})),
@@ -76,7 +85,7 @@ def transition(status: str, action: str, actor: ActorKind) -> Step:
     if found is None or actor not in found[1]:
         raise Conflict(f"an order that is {status} cannot be {action} by the {actor}")
     target = found[0]
-    restock = target in TERMINAL and status in (PENDING, PAID, ACCEPTED)
+    restock = target in TERMINAL and status in (PENDING, HELD, PAID, ACCEPTED)
     refund_owed = target == REFUNDED and actor != "provider"
     return Step(status, target, restock, refund_owed)
 
@@ -311,6 +320,8 @@ class OrderReserve(ShardCommand):
     total: int
     currency: str
     ttl_s: float
+    risk: dict[str, Any] | None = None
+    """The checkout's risk as the order shows it (models/risk.py ``Risk.public``)."""
 
     route_by: ClassVar[RoutedBy] = RoutedBy("vendor_id", entity("vendor"))
 

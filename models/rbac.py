@@ -41,6 +41,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "disputes.list": _ADMIN,
     "disputes.resolve": _ADMIN,
     "audit.list": _ADMIN,
+    "risk.list": _ADMIN,
+    "risk.review": _ADMIN,
 }
 """Permission -> the roles that hold it. The only place access to admin actions is decided."""
 

@@ -14,7 +14,8 @@ from typing import Any, Literal, Protocol
 
 from models.errors import Conflict
 
-ChargeStatus = Literal["captured", "requires_action", "declined"]
+ChargeStatus = Literal["captured", "authorized", "requires_action", "declined"]
+"""``authorized``: the money is held, not taken (a ``Charge`` with ``capture`` False)."""
 
 
 class RefundRefused(Conflict):
@@ -31,6 +32,8 @@ class Charge:
     details: dict[str, Any]
     """The client's provider-specific payment details (validated by ``check``)."""
     metadata: dict[str, str] = field(default_factory=dict)
+    capture: bool = True
+    """False: authorise only (a checkout held for review); ``capture`` takes it later."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,17 @@ class PaymentProvider(Protocol):
     def check(self, details: dict[str, Any]) -> None:
         """Refuse malformed payment details with ``bad_request`` before anything is reserved."""
 
+    def instrument(self, details: dict[str, Any]) -> str | None:
+        """What identifies the payment instrument of (checked) ``details`` (the fraud rules
+        count by a digest of it, models/risk.py); None when nothing does."""
+
     async def charge(self, charge: Charge) -> ChargeResult:
-        """Authorise and capture ``charge`` (one step)."""
+        """Authorise and capture ``charge`` in one step, or (``capture`` False) authorise it
+        only: ``authorized``."""
+
+    async def capture(self, provider_ref: str, amount: int, idempotency_key: str) -> ChargeResult:
+        """Capture an ``authorized`` payment in full: ``captured`` (its reference may be a new
+        one), or ``declined`` when the authorisation is gone (expired, voided)."""
 
     async def status(self, provider_ref: str) -> ChargeStatus | Literal["pending"]:
         """Where a payment stands now (reconciliation after a crash)."""

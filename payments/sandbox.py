@@ -5,6 +5,13 @@
 - ``4000000000003220`` needs customer action (3-D Secure): the orders stay ``pending_payment``
   until their reservation expires *(extension, for testing expiry)*.
 
+The test cards are everyone's, so they identify no one: the fraud rules' card signals count by
+an optional ``card_id`` (any text up to 64 characters: a stand-in for a real card's
+fingerprint), and see no instrument without it.
+
+A charge that only authorises (a held checkout) answers ``authorized``; its capture answers
+``captured`` under a new reference, so the reference alone still tells the state.
+
 The outcome is encoded in the provider reference, so ``status`` and refunds need no state.
 """
 
@@ -34,17 +41,34 @@ class SandboxProvider:
             raise BadRequest(
                 f"payment.card: the sandbox takes the test cards {', '.join(_OUTCOMES)}"
             )
+        card_id = details.get("card_id")
+        if card_id is not None and (not isinstance(card_id, str) or not 1 <= len(card_id) <= 64):
+            raise BadRequest("payment.card_id: 1 to 64 characters")
+
+    def instrument(self, details: dict[str, Any]) -> str | None:
+        card_id = details.get("card_id")
+        return card_id if isinstance(card_id, str) and card_id else None
 
     async def charge(self, charge: Charge) -> ChargeResult:
         outcome = _OUTCOMES[str(charge.details["card"]).replace(" ", "")]
+        if outcome == "captured" and not charge.capture:
+            outcome = "authorized"
         ref = f"sbx_{outcome}_{charge.idempotency_key}"
         if outcome == "declined":
             return ChargeResult("declined", ref, "your card was declined")
         secret = f"{ref}_secret" if outcome == "requires_action" else None
         return ChargeResult(outcome, ref, client_secret=secret)
 
+    async def capture(self, provider_ref: str, amount: int, idempotency_key: str) -> ChargeResult:
+        prefix = "sbx_authorized_"
+        if provider_ref.startswith("sbx_captured_"):
+            return ChargeResult("captured", provider_ref)  # a repeat: captured already
+        if not provider_ref.startswith(prefix):
+            return ChargeResult("declined", provider_ref, "nothing authorised to capture")
+        return ChargeResult("captured", f"sbx_captured_{provider_ref[len(prefix):]}")
+
     async def status(self, provider_ref: str) -> ChargeStatus | Literal["pending"]:
-        for outcome in ("captured", "declined", "requires_action"):
+        for outcome in ("captured", "authorized", "declined", "requires_action"):
             if provider_ref.startswith(f"sbx_{outcome}_"):
                 return outcome
         return "pending"

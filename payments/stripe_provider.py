@@ -20,7 +20,7 @@ _STATUS: dict[str, ChargeStatus | Literal["pending"]] = {
     "requires_action": "requires_action",
     "requires_confirmation": "requires_action",
     "processing": "pending",
-    "requires_capture": "pending",
+    "requires_capture": "authorized",
     "requires_payment_method": "declined",
     "canceled": "declined",
 }
@@ -44,6 +44,11 @@ class StripeProvider:
         if not isinstance(method, str) or not 3 <= len(method) <= 255:
             raise BadRequest("payment.payment_method: give a Stripe PaymentMethod id (pm_...)")
 
+    def instrument(self, details: dict[str, Any]) -> str | None:
+        # The PaymentMethod id: the card's own ``fingerprint`` would need a retrieve call (a
+        # round trip to Stripe per checkout); a new PaymentMethod of the same card escapes it.
+        return str(details["payment_method"])
+
     async def charge(self, charge: Charge) -> ChargeResult:
         params: dict[str, Any] = {
             "amount": charge.amount,
@@ -53,6 +58,8 @@ class StripeProvider:
             "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
             "metadata": charge.metadata,
         }
+        if not charge.capture:  # held for review: authorise now, capture on release
+            params["capture_method"] = "manual"
         try:
             intent = await self._client.v1.payment_intents.create_async(
                 params,  # type: ignore[arg-type]
@@ -68,6 +75,19 @@ class StripeProvider:
         if status == "pending":
             status = "requires_action"
         return ChargeResult(status, intent.id, client_secret=intent.client_secret)
+
+    async def capture(self, provider_ref: str, amount: int, idempotency_key: str) -> ChargeResult:
+        try:
+            intent = await self._client.v1.payment_intents.capture_async(
+                provider_ref, {"amount_to_capture": amount}, {"idempotency_key": idempotency_key}
+            )
+        except stripe.InvalidRequestError as exc:  # not capturable: voided, lapsed (7 days)
+            return ChargeResult("declined", provider_ref, exc.user_message or "not capturable")
+        except stripe.StripeError as exc:
+            raise Unavailable(f"stripe unavailable: {type(exc).__name__}") from None
+        if intent.status == "succeeded":
+            return ChargeResult("captured", intent.id)
+        return ChargeResult("declined", intent.id, f"capture left it {intent.status}")
 
     async def status(self, provider_ref: str) -> ChargeStatus | Literal["pending"]:
         try:

@@ -5,15 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.errors import BadRequest
+from models.risk import Point
 
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    """Where a caller said they are (``locate``), and the cell that puts them in."""
+    """Where a caller said they are (``locate``), and the cell that puts them in; when
+    (epoch seconds) and where they were located before (the fraud rules' travel check)."""
 
     lat: float
     lng: float
     cell: str
+    at: float = 0.0
+    before: Point | None = None
+
+    def point(self) -> Point:
+        return Point(self.lat, self.lng, self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a socket comes from: its client address and the app's device id digest."""
+
+    address: str | None
+    device: str | None
 
 
 @dataclass(frozen=True, slots=True)

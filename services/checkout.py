@@ -14,6 +14,13 @@ Steps, each durable before the next, each safe to repeat (a retry with the same 
    items leave the cart; declined: every order is released; customer action needed: the orders
    stay reserved until a provider webhook settles them or the reservation expires.
 
+**Risk** (models/risk.py): step 1's cart statement also reads the facts the fraud rules need
+(velocity per account, card, address and device, declines, history, the last located point:
+one round trip, no more), and its insert stores the score with the group. A checkout at or
+over ``risk_hold_score`` is **held**: step 3 only authorises the payment, step 4 moves the
+orders to ``held`` (the buyer's and the vendor's inboxes hear it) and takes the items out of
+the cart; an admin's review (services/risk.py) captures and confirms, or voids and releases.
+
 Steps 2 and 4 send their commands together (one per vendor, and the cart's), so a checkout
 waits for about one group commit of each owning shard per step, and concurrent checkouts share
 those commits; step 1's rows are one statement with ``RETURNING`` (no read back).
@@ -32,9 +39,18 @@ from typing import Any
 
 import asyncpg
 
-from models.errors import AppError, PaymentFailed, error_from_dict
+from models import risk as rk
+from models.errors import AppError, Conflict, PaymentFailed, error_from_dict
 from models.ids import cell_of, new_id
-from models.market import CartRemove, Line, OrderReserve, RefundRecord, split_by_vendor
+from models.market import (
+    HELD,
+    PENDING,
+    CartRemove,
+    Line,
+    OrderReserve,
+    RefundRecord,
+    split_by_vendor,
+)
 from payments import Charge, PaymentProvider
 from services.market import SYSTEM, Actor, MarketService
 from store import market_store as ms
@@ -64,10 +80,26 @@ class Checkout:
         self.market = market
         self.db = market.db
 
-    async def checkout(self, user_id: str, key: str, payment: dict[str, Any]) -> dict[str, Any]:
+    async def checkout(
+        self,
+        user_id: str,
+        key: str,
+        payment: dict[str, Any],
+        ctx: rk.RiskContext | None = None,
+    ) -> dict[str, Any]:
+        """Check out the buyer's cart under ``key``; ``ctx`` is what the connection knows of
+        the buyer (address, device, located points) for the fraud rules."""
         provider = self.market.provider(str(payment.get("provider", "sandbox")))
         provider.check(payment)
-        group = await self._group(user_id, key, provider.name)
+        paying = _Paying(
+            provider.name,
+            rk.instrument_fp(provider.name, provider.instrument(payment)),
+            rk.request_fp(payment),
+            ctx or rk.RiskContext(),
+        )
+        group = await self._group(user_id, key, paying)
+        if group["request_fp"] is not None and group["request_fp"] != paying.request_fp:
+            raise Conflict("this idempotency key was used with other payment details")
         if group["result"] is not None:
             return _replay(group["result"])
         try:
@@ -78,15 +110,22 @@ class Checkout:
             raise
 
     # -- 1. group -------------------------------------------------------------------------------
-    async def _group(self, user_id: str, key: str, provider: str) -> asyncpg.Record:
-        """The group of ``(user_id, key)``: made from the cart, or the one a first attempt
-        made (then its answer, once finished, is replayed; the cart is not looked at again)."""
+    async def _group(self, user_id: str, key: str, paying: _Paying) -> asyncpg.Record:
+        """The group of ``(user_id, key)``: made from the cart (with its risk), or the one a
+        first attempt made (then its answer, once finished, is replayed; the cart is not
+        looked at again)."""
+        ctx = paying.ctx
+        address, device = rk.address_key(ctx.address), ctx.device
         rows = await self.db.fetch(
-            "SELECT c.listing_id, c.qty, l.vendor_id, l.cell, l.title, l.price, l.currency"
-            " FROM cart_items c JOIN listings l ON l.id = c.listing_id WHERE c.user_id = $1"
-            " AND l.active AND l.deleted_at IS NULL",  # what is on sale; the rest stays put
+            f"WITH f AS ({_FACTS}) SELECT c.listing_id, c.qty, l.vendor_id, l.cell, l.title,"
+            " l.price, l.currency, l.lat, l.lng, f.*"
+            " FROM cart_items c JOIN listings l ON l.id = c.listing_id CROSS JOIN f"
+            " WHERE c.user_id = $1 AND l.active AND l.deleted_at IS NULL",  # on sale only
             user_id,
-        )
+            paying.card_fp,
+            address,
+            device,
+        )  # the cart and the fraud rules' facts: one round trip
         lines = [
             Line(r["listing_id"], r["vendor_id"], r["cell"], r["title"], r["qty"], r["price"],
                  r["currency"])
@@ -97,9 +136,14 @@ class Checkout:
             if found is not None:
                 return found
         parts, total, currency = split_by_vendor(lines)
+        vendors = tuple({(float(r["lat"]), float(r["lng"])) for r in rows})
+        context = rk.RiskContext(address, device, ctx.here, ctx.before)
+        risk = rk.score(rk.RiskFacts.from_row(rows[0]), context, rk.Order(total, vendors))
+        here = ctx.here
         created = await self.db.fetchrow(
             "WITH g AS (INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount,"
-            " currency) VALUES ($1, $2, $3, 'open', $4, $5, $6)"
+            " currency, risk, card_fp, request_fp, client_addr, device, buyer_lat, buyer_lng)"
+            " VALUES ($1, $2, $3, 'open', $4, $5, $6, $9, $10, $11, $12, $13, $14, $15)"
             " ON CONFLICT (buyer_id, idem_key) DO NOTHING RETURNING *),"
             " p AS (INSERT INTO payments (id, group_id, provider, amount, currency, status)"
             " SELECT $7, g.id, $8, g.amount, g.currency, 'pending' FROM g RETURNING *)"
@@ -111,9 +155,16 @@ class Checkout:
             total,
             currency,
             new_id(),
-            provider,
-        )  # the group and its payment row (before any provider call) in one statement
-        # None: a concurrent request with the same key made it first; that one is the group
+            paying.provider,
+            risk.stored(),
+            paying.card_fp,
+            paying.request_fp,
+            address,
+            device,
+            here.lat if here else None,
+            here.lng if here else None,
+        )  # the group (with its risk) and its payment row (before any provider call): one
+        # statement. None: a concurrent request with the same key made it first; that one is it
         return created or one(await self._find(user_id, key))
 
     async def _find(self, user_id: str, key: str) -> asyncpg.Record | None:
@@ -123,12 +174,12 @@ class Checkout:
 
     async def _finish(self, group_id: str, status: str, result: dict[str, Any] | None) -> None:
         """Move the group to ``status`` only from a non-final one (``open``,
-        ``awaiting_payment``), so a late writer (the checkout call finishing after a webhook
-        settled it, a late failure after success) never regresses it; a final group without
+        ``awaiting_payment``, ``held``), so a late writer (the checkout call finishing after a
+        webhook settled it, a late failure after success) never regresses it; a final group without
         a stored answer yet gets ``result`` (a retry then replays it)."""
         await self.db.execute(
             "WITH g AS (UPDATE order_groups SET status = $2, result = COALESCE(result, $3),"
-            " updated_at = now() WHERE id = $1 AND (status IN ('open', 'awaiting_payment')"
+            " updated_at = now() WHERE id = $1 AND (status IN ('open', 'awaiting_payment', 'held')"
             " OR (status = $2 AND result IS NULL)) RETURNING id)"
             # failed before any provider call: the payment row made with the group never ran
             " UPDATE payments SET status = 'cancelled', updated_at = now()"
@@ -151,11 +202,17 @@ class Checkout:
         else:
             payment = await self._payment(group, provider.name)
         if payment["status"] == "pending":
-            payment = await self._charge(payment, provider, details, group["id"])
+            held = rk.holds(group["risk"], self.market.settings.risk_hold_score)
+            payment = await self._charge(payment, provider, details, group["id"], held)
         if payment["status"] in ("declined", "cancelled"):
             await self._apply(group, orders, "declined", f"{key}#")
             raise PaymentFailed("the payment was declined", payment_id=payment["id"])
         result = {"orders": orders, "payment": payment_public(payment)}
+        if payment["status"] == "authorized":  # held for review: nothing captured
+            result["orders"] = await self._hold(group, orders, f"{key}#")
+            await self._finish(group["id"], "held", None)  # no stored answer: it will change
+            log.info("checkout %s held for review (risk %s)", group["id"], group["risk"])
+            return result
         if payment["status"] == "captured":
             # the orders just reserved are the group's: no need to read them back first
             result["orders"] = await self._apply(group, orders, "captured", f"{key}#", done=False)
@@ -171,6 +228,8 @@ class Checkout:
         buyer, key = group["buyer_id"], group["idem_key"]
         ttl = self.market.settings.reservation_ttl_s
 
+        risk = rk.public_of(group["risk"])
+
         async def reserve(part: dict[str, Any]) -> dict[str, Any]:
             command = OrderReserve(
                 user_id=buyer,
@@ -181,6 +240,7 @@ class Checkout:
                 total=part["total"],
                 currency=group["currency"],
                 ttl_s=ttl,
+                risk=risk,
             )
             return dict((await self.market.mutate(command))["order"])
 
@@ -196,6 +256,21 @@ class Checkout:
             raise temporary[0]
         await _all([self._release_one(order, f"{key}#", "checkout failed") for order in orders])
         raise failures[0]
+
+    async def _hold(
+        self, group: asyncpg.Record, orders: list[dict[str, Any]], key_base: str
+    ) -> list[dict[str, Any]]:
+        """Move the just reserved ``orders`` to ``held`` (their reservation no longer expires:
+        the review decides) and take the items out of the cart, all together; the orders as
+        their owners answered."""
+
+        async def hold(order: dict[str, Any]) -> dict[str, Any] | None:
+            who = Actor(SYSTEM, f"{key_base}h:{order['id']}")
+            reply = await self.market.act(who, order["id"], "hold", SYSTEM, "held for review")
+            return dict(reply["order"])
+
+        held = await _gather([hold(order) for order in orders], self._clear_cart(group))
+        return sorted((o for o in held if o is not None), key=lambda o: str(o["vendor_id"]))
 
     async def _release_one(self, order: dict[str, Any], key_base: str, reason: str) -> None:
         who = Actor(SYSTEM, f"{key_base}x:{order['id']}")
@@ -222,9 +297,16 @@ class Checkout:
         provider: PaymentProvider,
         details: dict[str, Any],
         group_id: str,
+        hold: bool = False,
     ) -> asyncpg.Record:
+        """Charge the payment (``hold``: authorise only) and store the provider's answer."""
         charge = Charge(
-            payment["id"], payment["amount"], payment["currency"], details, {"group_id": group_id}
+            payment["id"],
+            payment["amount"],
+            payment["currency"],
+            details,
+            {"group_id": group_id},
+            capture=not hold,
         )
         result = await provider.charge(charge)
         updated = await self.db.fetchrow(
@@ -241,11 +323,15 @@ class Checkout:
         )
 
     # -- settling (also from provider webhooks and the sweeper) ---------------------------------
-    async def settle(self, group_id: str, outcome: str, key_base: str) -> list[dict[str, Any]]:
-        """Apply a payment outcome to the group's pending orders; the orders afterwards.
+    async def settle(
+        self, group_id: str, outcome: str, key_base: str, reason: str = "payment declined"
+    ) -> list[dict[str, Any]]:
+        """Apply a payment outcome to the group's pending (or held) orders; the orders
+        afterwards.
 
         ``captured`` confirms them (an order that expired meanwhile gets its money back);
-        ``declined`` releases them, unless the payment is captured (then it is ignored).
+        ``declined`` releases them (for ``reason``), unless the payment is captured (then it
+        is ignored).
         Idempotent: keys derive from ``key_base``, and repeating a system step that already
         took effect changes nothing.
         """
@@ -260,7 +346,7 @@ class Checkout:
         rows = await self.db.fetch(
             "SELECT id, status FROM orders WHERE group_id = $1 ORDER BY vendor_id", group_id
         )
-        return await self._apply(group, [dict(r) for r in rows], outcome, key_base)
+        return await self._apply(group, [dict(r) for r in rows], outcome, key_base, reason=reason)
 
     async def _apply(
         self,
@@ -270,8 +356,10 @@ class Checkout:
         key_base: str,
         *,
         done: bool = True,
+        reason: str = "payment declined",
     ) -> list[dict[str, Any]]:
-        """Confirm (``captured``) or release (``declined``) ``orders`` of ``group``: one command
+        """Confirm (``captured``) or release (``declined``, for ``reason``) ``orders`` of
+        ``group`` (pending or held ones): one command
         per order, all sent together (they share their shards' group commits), the cart
         cleared alongside; then the group is final (unless ``done`` is False: the caller stores
         its answer with it). The orders afterwards: as the confirmations answered, else (an
@@ -287,9 +375,9 @@ class Checkout:
             return await ms.orders_of_group(self.db, group["id"])
         else:
             steps = [
-                self._release_one(order, key_base, "payment declined")
+                self._release_one(order, key_base, reason)
                 for order in orders
-                if order["status"] == "pending_payment"
+                if order["status"] in (PENDING, HELD)
             ]
             status = "failed"
         await _all(steps)
@@ -355,6 +443,59 @@ async def _all(steps: list[Coroutine[Any, Any, None]]) -> None:
     if failures:
         temporary = [f for f in failures if isinstance(f, AppError) and f.temporary]
         raise (temporary or failures)[0]
+
+
+class _Paying:
+    """How a checkout pays: the provider, digests of the instrument and of the whole details,
+    and what the connection knows of the buyer."""
+
+    __slots__ = ("card_fp", "ctx", "provider", "request_fp")
+
+    def __init__(
+        self, provider: str, card_fp: str | None, request_fp: str, ctx: rk.RiskContext
+    ) -> None:
+        self.provider = provider
+        self.card_fp = card_fp
+        self.request_fp = request_fp
+        self.ctx = ctx
+
+
+_FACTS = (
+    "SELECT extract(epoch FROM now() - u.created_at) AS r_age_s,"
+    " (SELECT count(*) FROM order_groups WHERE buyer_id = $1"
+    "  AND created_at > now() - interval '1 hour') AS r_account_1h,"
+    " (SELECT count(*) FROM order_groups WHERE card_fp = $2"
+    "  AND created_at > now() - interval '1 hour') AS r_card_1h,"
+    " (SELECT count(DISTINCT buyer_id) FROM order_groups WHERE card_fp = $2 AND buyer_id <> $1"
+    "  AND created_at > now() - interval '30 days') AS r_card_accounts,"
+    " (SELECT count(*) FROM order_groups WHERE client_addr = $3"
+    "  AND created_at > now() - interval '1 hour') AS r_addr_1h,"
+    " (SELECT count(DISTINCT buyer_id) FROM order_groups WHERE client_addr = $3"
+    "  AND buyer_id <> $1 AND created_at > now() - interval '1 hour') AS r_addr_accounts,"
+    " (SELECT count(*) FROM order_groups WHERE device = $4"
+    "  AND created_at > now() - interval '1 hour') AS r_device_1h,"
+    " (SELECT count(DISTINCT buyer_id) FROM order_groups WHERE device = $4 AND buyer_id <> $1"
+    "  AND created_at > now() - interval '30 days') AS r_device_accounts,"
+    " (SELECT count(*) FROM order_groups g JOIN payments p ON p.group_id = g.id"
+    "  WHERE g.buyer_id = $1 AND g.created_at > now() - interval '1 hour'"
+    "  AND p.status = 'declined')"
+    " + (SELECT count(*) FROM order_groups g JOIN payments p ON p.group_id = g.id"
+    "  WHERE g.card_fp = $2 AND g.buyer_id <> $1 AND g.created_at > now() - interval '1 hour'"
+    "  AND p.status = 'declined') AS r_declines,"
+    " h.n AS r_paid, h.top AS r_paid_max, lg.buyer_lat AS r_last_lat,"
+    " lg.buyer_lng AS r_last_lng, extract(epoch FROM lg.created_at) AS r_last_at"
+    " FROM users u"
+    " CROSS JOIN LATERAL (SELECT count(*) AS n, max(amount) AS top FROM (SELECT amount"
+    "  FROM order_groups WHERE buyer_id = $1 AND status = 'completed'"
+    "  ORDER BY created_at DESC LIMIT 100) x) h"
+    " LEFT JOIN LATERAL (SELECT buyer_lat, buyer_lng, created_at FROM order_groups"
+    "  WHERE buyer_id = $1 AND buyer_lat IS NOT NULL ORDER BY created_at DESC LIMIT 1) lg"
+    "  ON true"
+    " WHERE u.id = $1"
+)
+"""The fraud rules' facts (models/risk.py ``RiskFacts``), counted before this checkout: every
+count is an index range scan of the last hour (30 days for accounts sharing a card or a
+device) of one key; the history looks at the buyer's last 100 completed checkouts."""
 
 
 def _has_payment(group: asyncpg.Record) -> bool:

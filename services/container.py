@@ -40,6 +40,7 @@ from services.market_jobs import Sweeper
 from services.moderation import ModerationService
 from services.presence import Presence
 from services.ranking import CellRanker
+from services.risk import RiskReview
 from services.router import ShardRouter
 from services.secrets import Keys
 from services.stripe_events import StripeEvents
@@ -79,6 +80,8 @@ class Services:
     moderation: ModerationService
     appeals: AppealService
     disputes: DisputeService
+    risk: RiskReview
+    """The fraud review queue: held checkouts released or rejected (through ``control``)."""
     control: Control
     """The control actor (``RayControl``), or its host in this process over a given transport."""
 
@@ -153,12 +156,13 @@ async def open_services(
         moderation = ModerationService(settings, db, router, admin)
         appeals = AppealService(db, redis, admin, moderation)
         disputes = DisputeService(db, redis, market)
+        risk = RiskReview(checkout)
         control: Control = (
             RayControl(
                 settings.control_actor_name, settings.ray_namespace, settings.control_call_timeout_s
             )
             if on_ray
-            else LocalControl(ControlHost(admin, moderation, appeals, disputes))
+            else LocalControl(ControlHost(admin, moderation, appeals, disputes, risk))
         )
         keys = Keys(settings)
         services = Services(
@@ -184,12 +188,13 @@ async def open_services(
             moderation=moderation,
             appeals=appeals,
             disputes=disputes,
+            risk=risk,
             control=control,
         )
         if background:
             dispatcher = HookDispatcher(settings, db, keys)
             tasks.append(asyncio.create_task(dispatcher.run(), name="hook-dispatcher"))
-            sweeper = Sweeper(market, checkout)
+            sweeper = Sweeper(market, checkout, risk)
             tasks.append(asyncio.create_task(sweeper.run(), name="market-sweeper"))
         yield services
     finally:

@@ -31,6 +31,7 @@ from services.admin import AdminService, RolesBody, SuspendBody
 from services.appeals import AppealService, DecideBody
 from services.disputes import DisputeService, ResolveDisputeBody
 from services.moderation import ModerationService, RemoveBody, ResolveBody
+from services.risk import ReviewBody, RiskReview
 from store import admin_store as st
 
 log = logging.getLogger("hyperlocal.control")
@@ -59,10 +60,11 @@ class ControlHost:
         moderation: ModerationService,
         appeals: AppealService,
         disputes: DisputeService,
+        risk: RiskReview,
     ) -> None:
         self.admin = admin
         self.moderation = moderation
-        a, m, ap, d = admin, moderation, appeals, disputes
+        a, m, ap, d, r = admin, moderation, appeals, disputes, risk
         self.actions: dict[str, Action] = {
             "users.get": lambda s, x: a.user(s, x["user_id"]),
             "users.find": lambda s, x: a.find(s, x["email"]),
@@ -93,6 +95,14 @@ class ControlHost:
             "disputes.list": lambda s, x: d.listed(s, x.get("status"), x.get("cursor")),
             "disputes.resolve": lambda s, x: d.resolve(
                 s, x["dispute_id"], ResolveDisputeBody.model_validate(x["body"])
+            ),
+            # fraud review (services/risk.py)
+            "risk.list": lambda s, x: r.queue(s, x.get("cursor")),
+            "risk.release": lambda s, x: r.release(
+                s, x["order_id"], ReviewBody.model_validate(x.get("body") or {})
+            ),
+            "risk.reject": lambda s, x: r.reject(
+                s, x["order_id"], ReviewBody.model_validate(x.get("body") or {})
             ),
         }
 
@@ -142,8 +152,9 @@ class ControlHost:
 
 
 READS = frozenset(
-    {"users.get", "users.find", "audit.list", "reports.list", "appeals.list", "disputes.list"}
-)
+    {"users.get", "users.find", "audit.list", "reports.list", "appeals.list", "disputes.list",
+     "risk.list"}
+)  # fmt: skip
 """Actions that change nothing: audited by the host (a change audits itself)."""
 
 _TARGET_ARGS = (
@@ -151,6 +162,7 @@ _TARGET_ARGS = (
     ("report_id", "report"),
     ("appeal_id", "appeal"),
     ("dispute_id", "dispute"),
+    ("order_id", "order"),
     ("email", "email"),
 )
 

@@ -5,7 +5,10 @@ Each round:
 - **expired reservations**: a ``pending_payment`` order past ``reserved_until`` is settled by
   its payment's real state, asked of the provider when ours is not final: captured confirms
   it, anything else voids the payment and expires the order (its stock goes back);
-- **paid but unconfirmed** groups (a crash after capture) are confirmed;
+- **paid but unconfirmed** groups (a crash after capture, a review's release included) are
+  confirmed;
+- **stale holds**: checkouts held for review longer than ``risk_hold_s`` are rejected
+  (services/risk.py: the authorisation voided, the stock back);
 - **pending refunds** are executed at the provider again (idempotent by refund id); their
   outcome is recorded by the order's owner shard (``refund.settle``);
 - **refunded amounts** behind their payment's done refunds (a crash between a refund's
@@ -24,6 +27,7 @@ import asyncpg
 from models.errors import AppError, Unavailable
 from services.checkout import SYSTEM, Checkout
 from services.market import Actor, MarketService
+from services.risk import RiskReview
 from store import market_store as ms
 
 log = logging.getLogger("hyperlocal.market.sweeper")
@@ -32,9 +36,12 @@ _BATCH = 100
 
 
 class Sweeper:
-    def __init__(self, market: MarketService, checkout: Checkout) -> None:
+    def __init__(
+        self, market: MarketService, checkout: Checkout, review: RiskReview | None = None
+    ) -> None:
         self.market = market
         self.checkout = checkout
+        self.review = review
         self.db = market.db
         self.rounds = 0
 
@@ -58,7 +65,7 @@ class Sweeper:
             await self._guard(self.expire(row["id"], row["group_id"]), f"expire {row['id']}")
         for group_id in await self.db.fetch(
             "SELECT DISTINCT o.group_id FROM orders o JOIN payments p ON p.group_id = o.group_id"
-            " WHERE o.status = 'pending_payment' AND p.status = 'captured'"
+            " WHERE o.status IN ('pending_payment', 'held') AND p.status = 'captured'"
             " AND p.updated_at < now() - interval '10 seconds' LIMIT $1",
             _BATCH,
         ):
@@ -77,6 +84,8 @@ class Sweeper:
             _BATCH,
         ):
             await ms.sync_refunded(self.db, payment["id"])
+        if self.review is not None:
+            await self.review.reject_stale(_BATCH)
         self.rounds += 1
 
     async def _guard(self, step: object, what: str) -> None:

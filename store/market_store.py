@@ -23,7 +23,7 @@ _LISTING_COLUMNS = (
 )
 _ORDER_COLUMNS = (
     "id, group_id, buyer_id, vendor_id, vendor_user_id, cell, status, total, currency,"
-    " reserved_until, reason, created_at, updated_at"
+    " reserved_until, reason, created_at, updated_at, risk"
 )
 
 
@@ -366,6 +366,7 @@ def order_public(row: asyncpg.Record, lines: list[dict[str, Any]]) -> dict[str, 
         "reason": row["reason"],
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
+        "risk": row["risk"],  # {score, reasons} of its checkout (models/risk.py); None before
     }
 
 
@@ -376,8 +377,8 @@ async def insert_order(
     the database clock (the one expiry is decided by). The order's public shape."""
     row = await conn.fetchrow(
         f"WITH o AS (INSERT INTO orders (id, group_id, buyer_id, vendor_id, vendor_user_id, cell,"
-        f" status, total, currency, reserved_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-        f" now() + make_interval(secs => $10)) RETURNING {_ORDER_COLUMNS}),"
+        f" status, total, currency, reserved_until, risk) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+        f" $9, now() + make_interval(secs => $10), $15) RETURNING {_ORDER_COLUMNS}),"
         f" l AS (INSERT INTO order_lines (order_id, listing_id, title, qty, unit_price)"
         f" SELECT o.id, x.* FROM o, unnest($11::text[], $12::text[], $13::int[], $14::bigint[])"
         f" AS x(listing_id, title, qty, unit_price))"
@@ -396,6 +397,7 @@ async def insert_order(
         [x["title"] for x in lines],
         [x["qty"] for x in lines],
         [x["unit_price"] for x in lines],
+        o.get("risk"),
     )  # the order and its lines in one statement
     return order_public(one(row), lines)
 
@@ -526,3 +528,47 @@ async def expired_orders(db: Db, limit: int) -> list[asyncpg.Record]:
         " AND reserved_until <= now() ORDER BY reserved_until LIMIT $1",
         limit,
     )
+
+
+# -- the risk review queue (services/risk.py) ---------------------------------------------------
+async def held_orders(db: Db, offset: int, limit: int) -> list[dict[str, Any]]:
+    """Held orders, longest held first, each with its checkout's stored risk, its buyer and
+    its payment (``limit`` of them from ``offset``)."""
+    rows = await db.fetch(
+        f"SELECT {', '.join('o.' + c.strip() for c in _ORDER_COLUMNS.split(','))},"
+        " g.risk AS group_risk, g.amount AS group_amount, u.email AS buyer_email,"
+        " p.id AS payment_id, p.provider, p.status AS payment_status"
+        " FROM orders o JOIN order_groups g ON g.id = o.group_id"
+        " JOIN users u ON u.id = o.buyer_id LEFT JOIN payments p ON p.group_id = o.group_id"
+        " WHERE o.status = 'held' ORDER BY o.updated_at, o.id OFFSET $1 LIMIT $2",
+        offset,
+        limit,
+    )
+    orders = await _orders(db, rows)
+    return [
+        {
+            "order": order,
+            "risk": row["group_risk"],
+            "buyer": {"id": row["buyer_id"], "email": row["buyer_email"]},
+            "payment": {
+                "id": row["payment_id"],
+                "provider": row["provider"],
+                "status": row["payment_status"],
+                "amount": row["group_amount"],
+                "currency": row["currency"],
+            },
+            "held_at": _iso(row["updated_at"]),
+        }
+        for row, order in zip(rows, orders, strict=True)
+    ]
+
+
+async def stale_holds(db: Db, held_s: float, limit: int) -> list[str]:
+    """Ids of orders held longer than ``held_s`` (by the database clock)."""
+    rows = await db.fetch(
+        "SELECT id FROM orders WHERE status = 'held'"
+        " AND updated_at < now() - make_interval(secs => $1) ORDER BY updated_at LIMIT $2",
+        float(held_s),
+        limit,
+    )
+    return [str(r["id"]) for r in rows]

@@ -42,6 +42,9 @@ _BASE = dict(
     market_sweep_s=0.3,
     admin_sweep_s=1.0,  # the control actor lifts expired suspensions within a second
     sandbox_payments=True,  # off by default (issue 14): tests pay with test cards
+    # fraud scoring records a score on every order; holding is off here (every test buyer is
+    # a new account buying fast): tests/integration/test_risk.py runs a gateway that holds
+    risk_hold_score=101,
 )
 
 

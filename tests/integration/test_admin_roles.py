@@ -27,6 +27,9 @@ ENDPOINTS = [
     ("POST", f"/api/v1/admin/users/{MISSING}/unsuspend", {}, MOD),
     ("POST", f"/api/v1/admin/users/{MISSING}/roles", {"roles": ["moderator"]}, ADMIN),
     ("GET", "/api/v1/admin/audit", None, ADMIN),
+    ("GET", "/api/v1/admin/risk/orders", None, ADMIN),
+    ("POST", f"/api/v1/admin/risk/orders/{MISSING}/release", {}, ADMIN),
+    ("POST", f"/api/v1/admin/risk/orders/{MISSING}/reject", {"note": "x"}, ADMIN),
 ]
 
 

@@ -1,0 +1,110 @@
+"""The fraud review endpoints: thin adapters in front of the control actor (services/risk.py).
+
+``GET /api/v1/admin/risk/orders`` lists held orders; ``POST /api/v1/admin/risk/orders/{id}/
+release`` captures and confirms the order's checkout, ``.../reject`` voids and releases it.
+Roles are checked by the control actor (``risk.list``, ``risk.review``: models/rbac.py), and
+every call writes an audit entry there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.admin_api import _act, _query
+from gateway.http import read_json
+from gateway.openapi_schema import Schema, errors, json_body, obj
+from services.risk import ReviewBody
+
+
+async def risk_orders_view(request: web.Request) -> web.Response:
+    return await _act(request, "risk.list", _query(request, "cursor"))
+
+
+async def _decide(request: web.Request, action: str) -> web.Response:
+    body = ReviewBody(note=None)
+    if request.can_read_body:
+        body = await read_json(request, ReviewBody)
+    args = {"order_id": request.match_info["order_id"], "body": body.model_dump(mode="json")}
+    return await _act(request, action, args)
+
+
+async def risk_release_view(request: web.Request) -> web.Response:
+    return await _decide(request, "risk.release")
+
+
+async def risk_reject_view(request: web.Request) -> web.Response:
+    return await _decide(request, "risk.reject")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/admin/risk/orders", risk_orders_view)
+    app.router.add_post("/api/v1/admin/risk/orders/{order_id}/release", risk_release_view)
+    app.router.add_post("/api/v1/admin/risk/orders/{order_id}/reject", risk_reject_view)
+
+
+# -- OpenAPI ------------------------------------------------------------------------------------
+_STR: Schema = {"type": "string"}
+_NSTR: Schema = {"type": ["string", "null"]}
+_INT: Schema = {"type": "integer"}
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_SIGNAL = obj(["code", "points", "detail"], code=_STR, points=_INT, detail=_STR)
+_DECISION = obj(
+    ["orders", "payment"], orders={"type": "array", "items": _ref("Order")},
+    payment={"type": "object"},
+)  # fmt: skip
+_ADMIN = "Needs the role admin; every call writes an audit entry."
+
+
+def _decide_op(summary: str) -> Schema:
+    return {
+        "summary": summary,
+        "description": f"{_ADMIN} The decision covers the order's whole checkout (one payment).",
+        "security": [{"bearer": []}],
+        "parameters": [{"name": "order_id", "in": "path", "required": True, "schema": _STR}],
+        "requestBody": {"required": False, **json_body(obj([], note=_STR))},
+        "responses": {"200": {"description": "ok", **json_body(_DECISION)},
+                      **errors(400, 401, 403, 404, 409)},
+    }  # fmt: skip
+
+
+OPENAPI_SCHEMAS: dict[str, Any] = {
+    "HeldOrder": obj(
+        ["order", "risk", "buyer", "payment", "held_at"],
+        order=_ref("Order"),
+        risk=obj(["score", "reasons", "signals"], score=_INT,
+                 reasons={"type": "array", "items": _STR},
+                 signals={"type": "array", "items": _SIGNAL}),
+        buyer=obj(["id"], id=_STR, email=_STR),
+        payment=obj(["id", "status"], id=_STR, provider=_STR, status=_STR, amount=_INT,
+                    currency=_STR),
+        held_at=_STR,
+    ),
+}  # fmt: skip
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/admin/risk/orders": {
+        "get": {
+            "summary": "Orders held for fraud review, longest held first",
+            "description": _ADMIN,
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "cursor", "in": "query", "required": False,
+                            "schema": _STR}],
+            "responses": {"200": {"description": "ok", **json_body(obj(
+                ["items", "next_cursor"], items={"type": "array", "items": _ref("HeldOrder")},
+                next_cursor=_NSTR))}, **errors(400, 401, 403)},
+        },
+    },
+    "/api/v1/admin/risk/orders/{order_id}/release": {
+        "post": _decide_op("Release a held checkout: capture its payment, confirm its orders"),
+    },
+    "/api/v1/admin/risk/orders/{order_id}/reject": {
+        "post": _decide_op("Reject a held checkout: void its payment, release its orders"),
+    },
+}  # fmt: skip
