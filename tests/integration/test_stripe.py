@@ -17,6 +17,8 @@ from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
 from gateway.app import build_app
+from payments.base import Charge
+from payments.stripe_provider import StripeProvider
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
 
@@ -46,6 +48,7 @@ class FakeStripe:
         app.router.add_get("/v1/payment_intents/search", self.search_intents)
         app.router.add_get("/v1/payment_intents/{id}", self.get_intent)
         app.router.add_post("/v1/payment_intents/{id}/cancel", self.cancel_intent)
+        app.router.add_post("/v1/payment_intents/{id}/capture", self.capture_intent)
         app.router.add_post("/v1/refunds", self.create_refund)
         return app
 
@@ -73,6 +76,8 @@ class FakeStripe:
             method = form["payment_method"]
             status = {"pm_card_visa": "succeeded", "pm_card_threeDSecure2Required":
                       "requires_action"}.get(method, "requires_payment_method")  # fmt: skip
+            if status == "succeeded" and form.get("capture_method") == "manual":
+                status = "requires_capture"  # authorised, held for capture
             intent = {
                 "id": ident,
                 "object": "payment_intent",
@@ -123,6 +128,22 @@ class FakeStripe:
             return web.json_response({"error": error}, status=400)
         intent["status"] = "canceled"
         return web.json_response(intent)
+
+    async def capture_intent(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+        intent = self.intents[request.match_info["id"]]
+
+        def make() -> tuple[int, dict[str, Any]]:
+            if intent["status"] != "requires_capture":
+                message = f"This PaymentIntent could not be captured: it is {intent['status']}."
+                error = {"type": "invalid_request_error", "code": "payment_intent_unexpected_state",
+                         "message": message}  # fmt: skip
+                return 400, {"error": error}
+            assert int(form["amount_to_capture"]) == intent["amount"]
+            intent["status"] = "succeeded"
+            return 200, intent
+
+        return self._once(request, make)
 
     async def create_refund(self, request: web.Request) -> web.Response:
         form = await self._form(request)
@@ -431,3 +452,32 @@ async def test_a_refund_stripe_refuses_for_good_is_failed_not_retried(
     assert cancelled["order"]["status"] == "refunded"
     row = await mk.refund_of(settings, order["id"])
     assert row["status"] == "failed" and "charge_already_refunded" in row["error"]
+
+
+async def test_a_held_payment_is_authorised_then_captured_or_voided(settings: Settings) -> None:
+    """What the fraud review asks of Stripe (services/risk.py): authorise only
+    (``capture_method: manual``), capture in full (idempotent by key), void; a capture of a
+    voided authorisation is a decline, not an error."""
+    fake = FakeStripe()
+    server = TestServer(fake.app(), host="127.0.0.1", port=0)
+    await server.start_server()
+    provider = StripeProvider("sk_test_hyperlocal", str(server.make_url("")).rstrip("/"), None)
+    try:
+        details = {"provider": "stripe", "payment_method": "pm_card_visa"}
+        assert provider.instrument(details) == "pm_card_visa"
+        held = await provider.charge(Charge("pay-held-1", 900, "eur", details, capture=False))
+        assert held.status == "authorized" and held.provider_ref
+        assert fake.requests[-1][2]["capture_method"] == "manual"
+        assert await provider.status(held.provider_ref) == "authorized"
+        captured = await provider.capture(held.provider_ref, 900, "capture:pay-held-1")
+        assert captured.status == "captured"
+        again = await provider.capture(held.provider_ref, 900, "capture:pay-held-1")
+        assert again.status == "captured"  # the same key: Stripe's first answer
+        assert await provider.status(held.provider_ref) == "captured"
+        other = await provider.charge(Charge("pay-held-2", 500, "eur", details, capture=False))
+        assert other.provider_ref and await provider.cancel(other.provider_ref)
+        late = await provider.capture(other.provider_ref, 500, "capture:pay-held-2")
+        assert late.status == "declined"
+    finally:
+        await provider.close()
+        await server.close()
