@@ -45,7 +45,7 @@ from models.placement import Placement, cell_key
 from models.streams import Event, compact_json, single_writer
 from store import batch_write, feed_store, idempotency, placement
 from store import events as event_log
-from store.batch_write import RecordRow
+from store.batch_write import PendingEvent, RecordRow
 from store.db import Conn, create_pool
 from store.fanout import publish
 
@@ -103,8 +103,9 @@ class ShardWriter:
     def settle(self, committed: bool) -> None:
         self.heads.settle(committed)
 
-    async def publish(self, committed: list[Event]) -> None:
-        await publish(self.redis, committed)
+    async def publish(self, committed: list[Event | PendingEvent]) -> None:
+        events = [e.committed() if isinstance(e, PendingEvent) else e for e in committed]
+        await publish(self.redis, events)
 
 
 @dataclass(frozen=True)
@@ -361,11 +362,11 @@ class CellHost:
 
         return work
 
-    async def _append(self, tx: Tx, emitted: Emitted) -> list[Event]:
+    async def _append(self, tx: Tx, emitted: Emitted) -> list[Event | PendingEvent]:
         by_stream: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for stream, ev, data in emitted.items:
             by_stream.setdefault(stream, []).append((ev, data))
-        out: list[Event] = list(emitted.appended)
+        out: list[Event | PendingEvent] = list(emitted.appended)
         for stream, items in by_stream.items():
             out.extend(await self.append(tx, stream, items))
         return out
@@ -381,8 +382,15 @@ class CellHost:
 
     async def append(
         self, tx: Tx, stream: str, items: list[tuple[str, dict[str, Any]]]
-    ) -> list[Event]:
-        """Append events to ``stream`` in ``tx``; their rows go with the deferred writes."""
+    ) -> list[Event] | list[PendingEvent]:
+        """Append events to ``stream`` in ``tx``; their rows go with the deferred writes. On the
+        fast path, a stream other shards write too (a user's inbox) gets its offsets from the
+        batch's one statement (``PendingEvent``), not from a statement of this command's."""
+        if not tx.careful and not single_writer(stream):
+            pending = [PendingEvent(stream, ev, data) for ev, data in items]
+            for row in pending:
+                tx.defer(row)
+            return pending
         epoch, first = await self.offsets(tx, stream, len(items))
         events = [Event(stream, epoch, first + i, ev, data) for i, (ev, data) in enumerate(items)]
         for event in events:
@@ -446,7 +454,7 @@ class CellHost:
         }
 
 
-def _result_json(result: dict[str, Any], events: list[Event]) -> str:
+def _result_json(result: dict[str, Any], events: list[Event | PendingEvent]) -> str:
     """The idempotency record's JSON: an event's own JSON when the result is that event's data
     (a chat message: encoded once for the log, the record and the wire), else encoded here."""
     for event in events:

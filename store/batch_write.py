@@ -16,11 +16,12 @@ statement. Statements are built once per set of tables and kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from models.streams import Event
+from models.streams import Event, compact_json
 from store.db import Conn
+from store.events import new_epoch
 
 HeadChange = tuple[str, str, int, int]
 """(stream, epoch, expected last offset, new last offset)."""
@@ -65,7 +66,31 @@ class TableRow:
     values: tuple[Any, ...]
 
 
-Row = Event | RecordRow | TableRow
+@dataclass(eq=False, slots=True)
+class PendingEvent:
+    """An event of a stream several shards write (a user's inbox) whose offset is not taken
+    yet. The batch's statement takes the offsets of every such stream of the batch at once,
+    under each stream row's lock, streams in name order (so two shards' batches never wait on
+    each other in a cycle); ``event`` is the event as committed once the statement returned.
+    Before, each command took them with a statement of its own (store/events.py: ``reserve``,
+    still what the careful path does)."""
+
+    stream: str
+    ev: str
+    data: dict[str, Any]
+    data_json: str = field(init=False)
+    event: Event | None = None
+
+    def __post_init__(self) -> None:
+        self.data_json = compact_json(self.data)
+
+    def committed(self) -> Event:
+        if self.event is None:
+            raise RuntimeError(f"an event of {self.stream} was published before its batch wrote it")
+        return self.event
+
+
+Row = Event | PendingEvent | RecordRow | TableRow
 """What a command may defer (``Tx.defer``)."""
 
 _CORE = """
@@ -85,8 +110,20 @@ WITH f AS (
     SELECT user_id, key, op, result::jsonb, fingerprint
     FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
         AS y(user_id, key, op, result, fingerprint)
+), r AS (
+    INSERT INTO streams AS s (name, epoch, last_offset)
+    SELECT name, epoch, n FROM unnest($16::text[], $17::text[], $18::bigint[]) AS q(name, epoch, n)
+    ORDER BY name
+    ON CONFLICT (name) DO UPDATE SET last_offset = s.last_offset + excluded.last_offset
+    RETURNING name, epoch, last_offset
+), p AS (
+    INSERT INTO stream_events (stream, "offset", ev, data)
+    SELECT x.stream, r.last_offset - q.n + x.idx, x.ev, x.data::jsonb
+    FROM unnest($19::text[], $20::bigint[], $21::text[], $22::text[]) AS x(stream, idx, ev, data)
+    JOIN r ON r.name = x.stream
+    JOIN unnest($16::text[], $18::bigint[]) AS q(name, n) ON q.name = x.stream
 )"""
-_CORE_PARAMS = 15
+_CORE_PARAMS = 22
 _statements: dict[tuple[Table, ...], str] = {}
 
 
@@ -106,8 +143,13 @@ def statement(tables: tuple[Table, ...]) -> str:
             parts.append(f", t{index} AS (\n    INSERT INTO {table.name} ({into})\n"
                          f"    {source}\n)")  # fmt: skip
             n += len(table.columns)
-        # ``f`` must run even when no head moves: a CTE runs only if referenced
-        parts.append("\nSELECT (SELECT count(*) FROM h) + 0 * (SELECT ok FROM f)")
+        # ``f`` must run even when no head moves: a CTE that is a plain SELECT runs only if
+        # referenced (data-modifying ones always run)
+        parts.append(
+            "\nSELECT (SELECT count(*) FROM h) + 0 * (SELECT ok FROM f) AS moved, a.*"
+            " FROM (SELECT array_agg(name) AS names, array_agg(epoch) AS epochs,"
+            " array_agg(last_offset) AS lasts FROM r) a"
+        )
         sql = _statements[tables] = "".join(parts)
     return sql
 
@@ -126,10 +168,13 @@ async def write(conn: Conn, heads: list[HeadChange], rows: list[Row], fence: Fen
         return True
     events: list[Event] = []
     records: list[RecordRow] = []
+    pending: dict[str, list[PendingEvent]] = {}
     by_table: dict[Table, list[tuple[Any, ...]]] = {}
     for row in rows:
         if isinstance(row, Event):
             events.append(row)
+        elif isinstance(row, PendingEvent):
+            pending.setdefault(row.stream, []).append(row)
         elif isinstance(row, RecordRow):
             records.append(row)
         else:
@@ -152,8 +197,29 @@ async def write(conn: Conn, heads: list[HeadChange], rows: list[Row], fence: Fen
         fence[0],
         fence[1],
     ]
+    names = sorted(pending)
+    in_order = [p for name in names for p in pending[name]]
+    args += [
+        names,
+        [new_epoch() for _ in names],  # used only by a stream's first event ever
+        [len(pending[name]) for name in names],
+        [p.stream for p in in_order],
+        [i + 1 for name in names for i in range(len(pending[name]))],
+        [p.ev for p in in_order],
+        [p.data_json for p in in_order],
+    ]
     for table in tables:
         values = by_table[table]
         args.extend([v[j] for v in values] for j in range(len(table.columns)))
-    moved = await conn.fetchval(statement(tables), *args)
-    return bool(moved == len(heads))
+    out = await conn.fetchrow(statement(tables), *args)
+    assert out is not None
+    if names:
+        columns = zip(out["names"], out["epochs"], out["lasts"], strict=True)
+        taken = {name: (epoch, last) for name, epoch, last in columns}
+        for name in names:
+            epoch, last = taken[name]
+            items = pending[name]
+            first = last - len(items) + 1
+            for i, p in enumerate(items):
+                p.event = Event(p.stream, epoch, first + i, p.ev, p.data)
+    return bool(out["moved"] == len(heads))
