@@ -460,28 +460,34 @@ class _Paying:
         self.ctx = ctx
 
 
+FACTS_CAP = 100
+"""Counts stop here: above every rule's highest tier (models/risk.py), and what bounds each
+count's index scan however busy its key (one test card in a load test, an address a whole
+campus shares)."""
+
+
+def _capped(where: str, distinct: bool = False) -> str:
+    """A count of ``order_groups`` matching ``where``, at most ``FACTS_CAP``."""
+    what = "DISTINCT buyer_id" if distinct else "1"
+    rows = f"SELECT {what} FROM order_groups WHERE {where} LIMIT {FACTS_CAP}"
+    return f"(SELECT count(*) FROM ({rows}) c)"
+
+
+_HOUR = "created_at > now() - interval '1 hour'"
+_MONTH = "created_at > now() - interval '30 days'"
 _FACTS = (
     "SELECT extract(epoch FROM now() - u.created_at) AS r_age_s,"
-    " (SELECT count(*) FROM order_groups WHERE buyer_id = $1"
-    "  AND created_at > now() - interval '1 hour') AS r_account_1h,"
-    " (SELECT count(*) FROM order_groups WHERE card_fp = $2"
-    "  AND created_at > now() - interval '1 hour') AS r_card_1h,"
-    " (SELECT count(DISTINCT buyer_id) FROM order_groups WHERE card_fp = $2 AND buyer_id <> $1"
-    "  AND created_at > now() - interval '30 days') AS r_card_accounts,"
-    " (SELECT count(*) FROM order_groups WHERE client_addr = $3"
-    "  AND created_at > now() - interval '1 hour') AS r_addr_1h,"
-    " (SELECT count(DISTINCT buyer_id) FROM order_groups WHERE client_addr = $3"
-    "  AND buyer_id <> $1 AND created_at > now() - interval '1 hour') AS r_addr_accounts,"
-    " (SELECT count(*) FROM order_groups WHERE device = $4"
-    "  AND created_at > now() - interval '1 hour') AS r_device_1h,"
-    " (SELECT count(DISTINCT buyer_id) FROM order_groups WHERE device = $4 AND buyer_id <> $1"
-    "  AND created_at > now() - interval '30 days') AS r_device_accounts,"
-    " (SELECT count(*) FROM order_groups g JOIN payments p ON p.group_id = g.id"
-    "  WHERE g.buyer_id = $1 AND g.created_at > now() - interval '1 hour'"
-    "  AND p.status = 'declined')"
-    " + (SELECT count(*) FROM order_groups g JOIN payments p ON p.group_id = g.id"
-    "  WHERE g.card_fp = $2 AND g.buyer_id <> $1 AND g.created_at > now() - interval '1 hour'"
-    "  AND p.status = 'declined') AS r_declines,"
+    f" {_capped(f'buyer_id = $1 AND {_HOUR}')} AS r_account_1h,"
+    f" {_capped(f'card_fp = $2 AND {_HOUR}')} AS r_card_1h,"
+    f" {_capped(f'card_fp = $2 AND buyer_id <> $1 AND {_MONTH}', True)} AS r_card_accounts,"
+    f" {_capped(f'client_addr = $3 AND {_HOUR}')} AS r_addr_1h,"
+    f" {_capped(f'client_addr = $3 AND buyer_id <> $1 AND {_HOUR}', True)} AS r_addr_accounts,"
+    f" {_capped(f'device = $4 AND {_HOUR}')} AS r_device_1h,"
+    f" {_capped(f'device = $4 AND buyer_id <> $1 AND {_MONTH}', True)} AS r_device_accounts,"
+    " (SELECT count(*) FROM (SELECT 1 FROM order_groups g JOIN payments p ON p.group_id = g.id"
+    "  WHERE (g.buyer_id = $1 OR (g.card_fp = $2 AND g.buyer_id <> $1))"
+    f"  AND g.created_at > now() - interval '1 hour' AND p.status = 'declined'"
+    f"  LIMIT {FACTS_CAP}) d) AS r_declines,"
     " h.n AS r_paid, h.top AS r_paid_max, lg.buyer_lat AS r_last_lat,"
     " lg.buyer_lng AS r_last_lng, extract(epoch FROM lg.created_at) AS r_last_at"
     " FROM users u"
@@ -495,7 +501,8 @@ _FACTS = (
 )
 """The fraud rules' facts (models/risk.py ``RiskFacts``), counted before this checkout: every
 count is an index range scan of the last hour (30 days for accounts sharing a card or a
-device) of one key; the history looks at the buyer's last 100 completed checkouts."""
+device) of one key, stopped at ``FACTS_CAP``; the history looks at the buyer's last 100
+completed checkouts."""
 
 
 def _has_payment(group: asyncpg.Record) -> bool:

@@ -11,6 +11,7 @@ gateway of their own with the default threshold, behind one trusted proxy (addre
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -270,10 +271,14 @@ async def test_a_hold_nobody_reviews_is_rejected_by_the_sweeper(
     )
     await _order_event(ws, order["id"], "cancelled")  # the sweeper, past risk_hold_s (3 days)
     assert await mk.stock_of(settings, item["id"]) == 4
-    audit = await _fetch(
-        settings, "SELECT actor_id, reason FROM audit_log WHERE action = 'risk.reject'"
-        " AND target = $1", f"order:{order['id']}"
-    )  # fmt: skip
+    for _ in range(50):  # the decision's audit entry follows the orders it cancelled
+        audit = await _fetch(
+            settings, "SELECT actor_id, reason FROM audit_log WHERE action = 'risk.reject'"
+            " AND target = $1", f"order:{order['id']}"
+        )  # fmt: skip
+        if audit:
+            break
+        await asyncio.sleep(0.1)
     assert [(a["actor_id"], a["reason"]) for a in audit] == [(None, "not reviewed in time")]
     payment = await _fetch(settings, "SELECT status FROM payments WHERE group_id = $1",
                            order["group_id"])  # fmt: skip
