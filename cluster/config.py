@@ -201,6 +201,10 @@ class Settings(BaseSettings):
     # -- marketplace (issue 4) ------------------------------------------------------------------
     reservation_ttl_s: float = Field(900.0, gt=0, le=86400)
     """Checkout holds stock this long for an unpaid order; then the reservation is released."""
+    checkout_max_in_flight: int = Field(64, ge=0, le=100_000)
+    """Checkouts one gateway runs at once; one more is answered ``unavailable`` (retry after 1
+    s, with the same key) before it does anything, instead of queueing behind the others until
+    every buyer waits seconds (a flash sale past what the cluster takes). 0: no limit."""
     market_sweep_s: float = Field(5.0, gt=0, le=3600)
     """How often a gateway releases expired reservations and retries pending refunds."""
     listing_update_ms: float = Field(250.0, ge=0, le=60_000)

@@ -72,6 +72,8 @@ def _services_ctx(
                     "router_shard_commands": router.commands,
                     "socket_batched_writes": sessions.writes.writes,
                     "socket_batched_frames": sessions.writes.frames,
+                    "checkouts_in_flight": services.checkout.in_flight,
+                    "checkouts_refused_busy": services.checkout.refused,
                 }
             )
             app[METRICS].watch_counts(

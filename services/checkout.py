@@ -40,7 +40,7 @@ from typing import Any
 import asyncpg
 
 from models import risk as rk
-from models.errors import AppError, Conflict, PaymentFailed, error_from_dict
+from models.errors import AppError, Conflict, PaymentFailed, Unavailable, error_from_dict
 from models.ids import cell_of, new_id
 from models.market import (
     HELD,
@@ -76,9 +76,15 @@ def payment_public(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
 
 
 class Checkout:
+    """Checkouts of this gateway: the group, reservations, payment and confirmation of each,
+    at most ``checkout_max_in_flight`` at once (the rest are refused before they begin)."""
+
     def __init__(self, market: MarketService) -> None:
         self.market = market
         self.db = market.db
+        self.in_flight = 0
+        self.refused = 0
+        """Checkouts answered ``unavailable`` because ``checkout_max_in_flight`` were running."""
 
     async def checkout(
         self,
@@ -89,6 +95,24 @@ class Checkout:
     ) -> dict[str, Any]:
         """Check out the buyer's cart under ``key``; ``ctx`` is what the connection knows of
         the buyer (address, device, located points) for the fraud rules."""
+        limit = self.market.settings.checkout_max_in_flight
+        if limit and self.in_flight >= limit:
+            self.refused += 1
+            raise Unavailable("too many checkouts in progress: retry with the same key",
+                              retry_after_s=1)  # fmt: skip
+        self.in_flight += 1
+        try:
+            return await self._checkout(user_id, key, payment, ctx)
+        finally:
+            self.in_flight -= 1
+
+    async def _checkout(
+        self,
+        user_id: str,
+        key: str,
+        payment: dict[str, Any],
+        ctx: rk.RiskContext | None,
+    ) -> dict[str, Any]:
         provider = self.market.provider(str(payment.get("provider", "sandbox")))
         provider.check(payment)
         paying = _Paying(
