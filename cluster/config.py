@@ -295,6 +295,49 @@ class Settings(BaseSettings):
     recommend_view_dedupe_s: float = Field(600.0, ge=0)
     """A buyer's repeated listing.get of one listing records one view per this many seconds."""
 
+    # -- photo uploads (issue 16, docs/media.md) ------------------------------------------------
+    media_backend: Literal["local", "s3"] = "local"
+    """Where photo variants are kept: ``local`` (files under media_dir) or ``s3`` (a bucket of
+    any S3-compatible object store)."""
+    media_dir: Path | None = None
+    """Folder of the local backend. Unset: data_dir/media."""
+    media_s3_bucket: str | None = None
+    """Bucket of the s3 backend (required with it; it must exist)."""
+    media_s3_prefix: str = Field("media/", max_length=200)
+    """Key prefix of every object in the bucket."""
+    media_s3_endpoint_url: str | None = None
+    """S3 endpoint (MinIO, R2, a local server). Unset: AWS's own for media_s3_region."""
+    media_s3_region: str = "us-east-1"
+    """Region the s3 backend signs requests for."""
+    media_s3_access_key_id: str | None = None
+    """Access key of the s3 backend. Unset: boto3's usual chain (AWS_* variables, profile,
+    instance role)."""
+    media_s3_secret_access_key: str | None = None
+    """Secret key paired with media_s3_access_key_id."""
+    media_base_url: str | None = Field(None, pattern=r"^https?://[^\s]+[^/\s]$")
+    """Origin (and path) the media URLs handed to clients start with, e.g. a CDN fronting
+    GET /media/ (``https://cdn.example.com``). Unset: public_url, else relative ``/media/...``."""
+    media_max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024)
+    """Largest upload accepted (the whole multipart body); larger answers 413 ``too_large``
+    without reading the rest."""
+    media_max_pixels: int = Field(40_000_000, ge=10_000, le=500_000_000)
+    """Decompression-bomb guard: an image whose header declares more pixels is refused
+    (``too_many_pixels``) before any is decoded."""
+    media_max_side_px: int = Field(12_000, ge=256, le=65_535)
+    """Longest side an uploaded image may have, in pixels."""
+    media_webp_quality: int = Field(80, ge=1, le=100)
+    """WebP quality of the 256 and 1024 px variants."""
+    media_workers: int = Field(2, ge=1, le=64)
+    """Worker processes decoding and resizing uploads (off the event loop, rule 6); more
+    uploads at once wait their turn."""
+    media_worker_memory_mb: int = Field(1024, ge=0)
+    """Address-space limit of each decoding worker (0: none): a bomb the pixel checks missed
+    fails with MemoryError in the worker, not the gateway."""
+    media_pending_ttl_s: float = Field(86_400.0, gt=0)
+    """An upload no post, listing or profile uses within this long is deleted by the sweeper."""
+    media_sweep_s: float = Field(60.0, gt=0, le=86_400)
+    """How often a gateway deletes expired uploads and the variants nothing references."""
+
     @field_validator("jwt_previous_secrets", "data_previous_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
@@ -317,6 +360,12 @@ class Settings(BaseSettings):
         for key in (self.data_key, *self.data_previous_keys):
             if key is not None and len(_b64_or_empty(key)) != 32:
                 raise ValueError("HL_DATA_KEY (and previous ones) must be 32 bytes, base64")
+        return self
+
+    @model_validator(mode="after")
+    def _check_media(self) -> Settings:
+        if self.media_backend == "s3" and not self.media_s3_bucket:
+            raise ValueError("HL_MEDIA_BACKEND=s3 needs HL_MEDIA_S3_BUCKET")
         return self
 
     def shard_names(self) -> tuple[str, ...]:

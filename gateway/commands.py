@@ -6,9 +6,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
+from models.media import MEDIA_ID_PATTERN
+
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")]
+MediaId = Annotated[str, StringConstraints(pattern=MEDIA_ID_PATTERN)]
+"""An uploaded photo (POST /api/v1/media) of the caller's, by id."""
 
 
 class _Req(BaseModel):
@@ -52,7 +55,7 @@ class Locate(LatLng):
 
 class PostCreate(OptionalLatLng):
     text: Text
-    media: list[Url] = Field(default_factory=list, max_length=10)
+    media: list[MediaId] = Field(default_factory=list, max_length=10)
 
 
 class CommentCreate(_Req):

@@ -22,6 +22,7 @@ from gateway import (
     disputes_api,
     hooks_api,
     market_ops,
+    media_api,
     oauth,
     ops,
     payments_api,
@@ -44,6 +45,7 @@ FEATURES: tuple[ModuleType, ...] = (
     disputes_api,
     security_api,
     risk_api,
+    media_api,
 )
 
 

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from gateway.auth import require_principal
+from gateway.commands import MediaId
 from gateway.context import SERVICES
 from gateway.http import parse_model, read_json
 from gateway.oauth import actor, idempotency_key, require_vendor
@@ -39,7 +40,6 @@ Category = Annotated[
     str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64)
 ]
 Currency = Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z]{3}$")]
-Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 def _not_a_boolean(value: object) -> object:
     """JSON's true is not the number 1 (pydantic's lax mode would take it)."""
@@ -71,7 +71,7 @@ class ListingBody(_Body):
     price: Price
     currency: Currency = "usd"
     stock: Stock = 0
-    images: list[Url] = Field(default_factory=list, max_length=10)
+    images: list[MediaId] = Field(default_factory=list, max_length=10)
     kind: Literal["product", "service"] = "product"
     active: StrictBool = True  # "active": 0 is not a boolean
 
@@ -82,7 +82,7 @@ class ListingPatch(_Body):
     category: Category | None = None
     price: Price | None = None
     currency: Currency | None = None
-    images: list[Url] | None = Field(None, max_length=10)
+    images: list[MediaId] | None = Field(None, max_length=10)
     kind: Literal["product", "service"] | None = None
     active: StrictBool | None = None
 

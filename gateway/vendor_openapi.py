@@ -10,6 +10,7 @@ from gateway.openapi_schema import errors as _errors
 from gateway.openapi_schema import json_body as _json
 from gateway.openapi_schema import obj as _obj
 from models.market import ORDER_STATES, SCOPES
+from models.media import MEDIA_ID_PATTERN
 
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
@@ -64,7 +65,7 @@ _LISTING_FIELDS: dict[str, Schema] = {
     "price": {"type": "integer", "description": "minor units"},
     "currency": {"type": "string", "pattern": "^[a-z]{3}$"},
     "stock": {"type": "integer", "minimum": 0},
-    "images": {"type": "array", "items": {"type": "string"}, "maxItems": 10},  # http(s) URLs
+    "images": {"type": "array", "items": {"type": "string"}, "maxItems": 10},  # media ids
     "kind": {"enum": ["product", "service"]},
     "active": _BOOL,
 }
@@ -77,8 +78,8 @@ _LISTING_BODY: dict[str, Schema] = {  # what a request may hold (gateway/vendor_
     "price": {"type": "integer", "minimum": 0, "maximum": 10**12, "description": "minor units"},
     "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
     "stock": {"type": "integer", "minimum": 0, "maximum": 10**7},
-    "images": {"type": "array", "maxItems": 10,
-               "items": {"type": "string", "maxLength": 2048, "pattern": "^https?://[^\\s]+$"}},
+    "images": {"type": "array", "maxItems": 10,  # the vendor user's uploads (docs/media.md)
+               "items": {"type": "string", "pattern": MEDIA_ID_PATTERN}},
 }
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
@@ -149,7 +150,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/vendor/listings": {
         "post": _op(
             "Create a listing in the vendor's cell", "listings:write", _ok(201, _LISTING),
-            400, 401, 403, parameters=[_IDEM],
+            400, 401, 403, 404, parameters=[_IDEM],  # 404: an image id names no upload
             requestBody=_json(_obj(["title", "category", "price"], **_LISTING_BODY)),
         ),
         "get": _op("The vendor's listings, newest first", "listings:read", _ok(200, _LISTINGS),

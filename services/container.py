@@ -37,6 +37,7 @@ from services.feed import FeedService
 from services.hooks import HookDispatcher
 from services.market import MarketService
 from services.market_jobs import Sweeper
+from services.media import MediaService, open_blobs
 from services.moderation import ModerationService
 from services.presence import Presence
 from services.ranking import CellRanker
@@ -84,6 +85,8 @@ class Services:
     """The fraud review queue: held checkouts released or rejected (through ``control``)."""
     control: Control
     """The control actor (``RayControl``), or its host in this process over a given transport."""
+    media: MediaService
+    """Photo uploads: the decoding workers and the blob store (local disk or S3)."""
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -128,6 +131,7 @@ async def open_services(
     dispatcher: HookDispatcher | None = None
     providers: dict[str, PaymentProvider] = {}
     presence: Presence | None = None
+    media: MediaService | None = None
     try:
 
         async def load() -> Placement:
@@ -150,7 +154,8 @@ async def open_services(
         access = Access(geo, db)
         ranker = CellRanker(router, settings.recommend_absent_ttl_s)
         providers = providers_from(settings)
-        market = MarketService(settings, db, router, geo, providers, ranker)
+        media = MediaService(settings, db, open_blobs(settings))
+        market = MarketService(settings, db, router, geo, providers, ranker, media)
         checkout = Checkout(market)
         admin = AdminService(db, redis, market)
         moderation = ModerationService(settings, db, router, admin)
@@ -176,7 +181,7 @@ async def open_services(
             ranker=ranker,
             keys=keys,
             accounts=AuthService(settings, db, redis, keys, on_revoked),
-            feed=FeedService(settings, geo, router, ranker),
+            feed=FeedService(settings, geo, router, ranker, media),
             chat=ChatService(settings, db, router, access, presence),
             providers=providers,
             market=market,
@@ -190,12 +195,14 @@ async def open_services(
             disputes=disputes,
             risk=risk,
             control=control,
+            media=media,
         )
         if background:
             dispatcher = HookDispatcher(settings, db, keys)
             tasks.append(asyncio.create_task(dispatcher.run(), name="hook-dispatcher"))
             sweeper = Sweeper(market, checkout, risk)
             tasks.append(asyncio.create_task(sweeper.run(), name="market-sweeper"))
+            tasks.append(asyncio.create_task(media.run_sweeper(), name="media-sweeper"))
         yield services
     finally:
         for task in tasks:
@@ -206,6 +213,8 @@ async def open_services(
             await provider.close()
         if presence is not None:
             await presence.stop()
+        if media is not None:
+            await media.close()
         if owned is not None:
             await owned.close()
         await redis.aclose()

@@ -25,6 +25,7 @@ from models.recommend import serving as rec
 from models.recommend.listings import relevance_page
 from services.caller import Caller
 from services.limits import check_text
+from services.media import MediaService
 from services.ranking import CellRanker
 from services.router import ShardRouter
 
@@ -33,9 +34,15 @@ class FeedService:
     """Stateless over the router and the ranker; one per process."""
 
     def __init__(
-        self, settings: Settings, geo: Geo, router: ShardRouter, ranker: CellRanker
+        self,
+        settings: Settings,
+        geo: Geo,
+        router: ShardRouter,
+        ranker: CellRanker,
+        media: MediaService,
     ) -> None:
         self.settings = settings
+        self.media = media
         self.geo = geo
         self.router = router
         self.ranker = ranker
@@ -45,9 +52,11 @@ class FeedService:
     ) -> dict[str, Any]:
         check_text(text, self.settings.max_text_chars)
         lat, lng = who.where(lat, lng)
+        key = who.idempotency_key()
+        media = await self.media.attach(who.user_id, media)  # the caller's own uploads only
         command = PostCreate(
             user_id=who.user_id,
-            key=who.idempotency_key(),
+            key=key,
             cell=self.geo.cell_of(lat, lng),
             lat=lat,
             lng=lng,

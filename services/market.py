@@ -59,6 +59,7 @@ from models.recommend import listings as rec_listings
 from models.recommend.serving import parse_relevance_cursor, relevance_cursor
 from payments import PaymentProvider
 from payments.base import RefundRefused
+from services.media import MediaService
 from services.ranking import CellRanker
 from services.router import ShardRouter
 from store import market_store as ms
@@ -98,9 +99,12 @@ class MarketService:
         geo: Geo,
         providers: dict[str, PaymentProvider],
         ranker: CellRanker,
+        media: MediaService | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        self.media = media
+        """Listing ``images`` are media ids of the vendor's user (services/media.py)."""
         self.router = router
         self.geo = geo
         self.providers = providers
@@ -127,7 +131,18 @@ class MarketService:
         return await ms.vendor_of_user(self.db, user_id)
 
     # -- listings (vendor side) -----------------------------------------------------------------
+    async def _attach_images(self, who: Actor, fields: dict[str, Any]) -> dict[str, Any]:
+        """``images`` checked to be uploads of the vendor's user, and marked used."""
+        images = fields.get("images")
+        if not images:
+            return fields
+        if self.media is None:
+            raise BadRequest("images: photo uploads are not available here")
+        owner = str(who.vendor["user_id"]) if who.vendor else who.user_id
+        return {**fields, "images": await self.media.attach(owner, images)}
+
     async def create_listing(self, who: Actor, fields: dict[str, Any]) -> dict[str, Any]:
+        fields = await self._attach_images(who, fields)
         command = ListingCreate(
             user_id=who.user_id, key=who.key, vendor_id=who.vendor_id, fields=dict(fields)
         )
@@ -146,6 +161,7 @@ class MarketService:
     async def update_listing(
         self, who: Actor, listing_id: str, fields: dict[str, Any]
     ) -> dict[str, Any]:
+        fields = await self._attach_images(who, fields)
         return await self._on_listing(ListingUpdate, who, listing_id, fields=dict(fields))
 
     async def delete_listing(self, who: Actor, listing_id: str) -> dict[str, Any]:

@@ -48,6 +48,8 @@ ACCEPTED: dict[tuple[str, str], str] = {
     " amount is not negative",
     ("ST202", "POST /api/v1/admin/users/{user_id}/roles"): "admin API (issue 12): roles are"
     " at most 8 known names",
+    ("ST202", "POST /api/v1/media"): "the file must be a JPEG, PNG or WebP that decodes"
+    " (415 not_an_image): no schema can say which bytes are an image",
 }
 
 

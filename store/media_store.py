@@ -1,0 +1,113 @@
+"""Media rows in Postgres (store/migrations/0014_media.sql).
+
+A row is one user's accepted upload: pending (``expires_at`` set) until a post, listing or
+profile first uses it (``attached_at`` set, never expires). Its variants are objects of the
+blob store named by sha256 and shared between rows; an object is deleted only when no row
+names it, under a transaction-scoped advisory lock per object that an upload storing the same
+object takes too (``lock_objects``), so a sweep never deletes an object an upload is about to
+reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+from store.db import Conn, Db, one
+
+_COLUMNS = "id, owner_id, source_sha256, format, width, height, variants, created_at, attached_at,"
+_COLUMNS += " expires_at"
+_LIVE = "(attached_at IS NOT NULL OR expires_at > now())"
+_OBJECT_LOCKS = 0x686C_6D64  # "hlmd": the advisory lock namespace of media objects
+_REVIVE = (
+    "expires_at = CASE WHEN media.attached_at IS NULL"
+    " THEN greatest(media.expires_at, now() + make_interval(secs => $3)) END"
+)
+
+
+async def revive(db: Db, owner_id: str, source_sha256: str, ttl_s: float) -> asyncpg.Record | None:
+    """The owner's live media of these exact uploaded bytes, its expiry pushed to ``ttl_s``
+    from now if it is still unused (a re-upload is the same media, decoded once)."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        f"UPDATE media SET {_REVIVE} WHERE owner_id = $1 AND source_sha256 = $2 AND {_LIVE}"
+        f" RETURNING {_COLUMNS}",
+        owner_id,
+        source_sha256,
+        ttl_s,
+    )
+    return row
+
+
+async def lock_objects(conn: Conn, shas: Iterable[str]) -> None:
+    """Hold, until the transaction ends, the lock of each object (in one global order)."""
+    for sha in sorted(set(shas)):
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _OBJECT_LOCKS, sha)
+
+
+async def insert(conn: Conn, media: dict[str, Any], ttl_s: float) -> asyncpg.Record:
+    """A new pending row; if the owner already has these bytes (a concurrent upload), that row,
+    revived."""
+    return one(
+        await conn.fetchrow(
+            "INSERT INTO media (id, owner_id, source_sha256, format, width, height, variants,"
+            " expires_at) VALUES ($4, $1, $2, $5, $6, $7, $8, now() + make_interval(secs => $3))"
+            f" ON CONFLICT (owner_id, source_sha256) DO UPDATE SET {_REVIVE}"
+            f" RETURNING {_COLUMNS}",
+            media["owner_id"],
+            media["source_sha256"],
+            ttl_s,
+            media["id"],
+            media["format"],
+            media["width"],
+            media["height"],
+            media["variants"],
+        )
+    )
+
+
+async def get(db: Db, media_id: str) -> asyncpg.Record | None:
+    """A live row (an expired one the sweeper has not reached yet is gone already)."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM media WHERE id = $1 AND {_LIVE}", media_id
+    )
+    return row
+
+
+async def owners(conn: Conn, ids: list[str]) -> dict[str, str]:
+    """id -> owner of each live row of ``ids``, locked until the transaction ends."""
+    rows = await conn.fetch(
+        f"SELECT id, owner_id FROM media WHERE id = ANY($1::text[]) AND {_LIVE} FOR UPDATE", ids
+    )
+    return {r["id"]: r["owner_id"] for r in rows}
+
+
+async def attach(conn: Conn, ids: list[str]) -> None:
+    """Mark rows used: they never expire from now on."""
+    await conn.execute(
+        "UPDATE media SET attached_at = coalesce(attached_at, now()), expires_at = NULL"
+        " WHERE id = ANY($1::text[])",
+        ids,
+    )
+
+
+async def delete_expired(db: Db, limit: int) -> list[asyncpg.Record]:
+    """Delete up to ``limit`` expired unused rows; their variants (to collect)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "DELETE FROM media WHERE id IN (SELECT id FROM media WHERE attached_at IS NULL"
+        " AND expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, variants",
+        limit,
+    )
+    return rows
+
+
+async def referenced(conn: Conn, sha256: str) -> bool:
+    """Does any row (live or not yet swept) name this object?"""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM media WHERE variants @> $1::jsonb)",
+            [{"sha256": sha256}],
+        )
+    )
