@@ -383,3 +383,19 @@ async def test_s3_backend_stores_serves_and_collects(s3_api: tuple[Api, Any]) ->
     assert client.list_objects_v2(Bucket=bucket).get("Contents", []) == []
     status, _, _ = await fetch(api, media["url"].removeprefix("https://cdn.example.test"), alice)
     assert status == 404
+
+
+# -- the benchmark, briefly ----------------------------------------------------------------------
+async def test_bench_media_runs_both_modes(server: TestServer) -> None:
+    """A smoke run of bench/media.py: figures are produced, not asserted (docs/media.md)."""
+    from bench import media as bench
+
+    photos = bench.make_photos(3, 640, 480)
+    assert len(set(photos)) == 3
+    piped = (await bench.run_pipeline(photos, concurrency=2, workers=1)).report()
+    assert piped["uploads"] == 3 and piped["uploads_per_s"] > 0
+    assert piped["cpu_s_per_upload"] is not None and piped["cpu_s_per_upload"] > 0
+    sent = await bench.run_http(str(server.make_url("")).rstrip("/"), photos, 2, os.getpid())
+    report = sent.report()
+    assert report["mode"] == "http" and report["uploads"] == 3
+    assert report["cpu_s_per_upload"] is not None and report["cpu_s_per_upload"] > 0
