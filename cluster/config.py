@@ -331,8 +331,8 @@ class Settings(BaseSettings):
     """Worker processes decoding and resizing uploads (off the event loop, rule 6); more
     uploads at once wait their turn."""
     media_worker_memory_mb: int = Field(1024, ge=0)
-    """Address-space limit of each decoding worker (0: none): a bomb the pixel checks missed
-    fails with MemoryError in the worker, not the gateway."""
+    """Address space a decoding worker may add once started (0: no cap): a bomb the pixel
+    checks missed fails with MemoryError in the worker (``too_many_pixels``), not the gateway."""
     media_pending_ttl_s: float = Field(86_400.0, gt=0)
     """An upload no post, listing or profile uses within this long is deleted by the sweeper."""
     media_sweep_s: float = Field(60.0, gt=0, le=86_400)

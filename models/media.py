@@ -122,16 +122,33 @@ def sha256_hex(data: bytes) -> str:
 def init_worker(max_pixels: int, memory_mb: int = 0) -> None:
     """Once per worker process: Pillow's own bomb limit (it errors at twice this, and warns
     above it; ``_open`` makes the warning an error too) and, with ``memory_mb``, a cap on the
-    worker's address space (a decode the checks let through fails with MemoryError here)."""
+    address space the worker may add to what it has now, i.e. on what decoding may take (a
+    decode the checks let through fails with MemoryError here, not in the gateway). Relative,
+    because a spawned worker first imports its parent's main module, whatever that weighs."""
     Image.MAX_IMAGE_PIXELS = max_pixels
     if memory_mb > 0:
         import resource
 
-        limit = memory_mb * 1024 * 1024
+        now = _address_space_bytes()
+        if now is None:
+            return  # not Linux: no cap rather than a wrong one
+        limit = now + memory_mb * 1024 * 1024
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard != resource.RLIM_INFINITY:
             limit = min(limit, hard)
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _address_space_bytes() -> int | None:
+    """This process's virtual memory size (Linux), or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def process(data: bytes, limits: ImageLimits) -> Processed:

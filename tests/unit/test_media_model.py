@@ -146,3 +146,18 @@ def test_local_blobs(tmp_path: Path) -> None:
             await blobs.get("../../etc/passwd")
 
     asyncio.run(run())
+
+
+def test_a_worker_over_its_memory_cap_refuses_the_image_not_the_gateway() -> None:
+    """36 Mpx is under the pixel limits, but decoding it takes ~100 MB: over a 40 MB cap."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    buf = io.BytesIO()
+    Image.new("RGB", (6000, 6000), (5, 6, 7)).save(buf, "PNG")
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, spawn, media.init_worker, (LIMITS.max_pixels, 40)) as pool:
+        assert pool.submit(process, images.png(40, 40), LIMITS).result().variants  # small: fine
+        with pytest.raises(TooManyPixels, match="memory"):
+            pool.submit(process, buf.getvalue(), LIMITS).result()
+        assert pool.submit(process, images.png(40, 40), LIMITS).result().variants  # still up
