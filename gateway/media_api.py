@@ -3,6 +3,7 @@
 - ``POST /api/v1/media`` (Bearer): a ``multipart/form-data`` body with one part, ``file``,
   read in chunks and refused (``too_large``) as soon as it passes ``media_max_upload_bytes``
   (the app's JSON body limit does not apply to it) → 201 ``{media}``.
+- ``DELETE /api/v1/media/{media_id}`` (the owner, an unused upload) → 204.
 - ``GET /api/v1/media/{media_id}`` → ``{media}``; ``GET /media/{media_id}/{size}.webp`` → the
   variant's bytes with its ETag (the sha256 of its bytes), ``304`` on a matching
   ``If-None-Match``, and an immutable ``Cache-Control`` once the media is attached.
@@ -88,6 +89,12 @@ async def describe_view(request: web.Request) -> web.Response:
     return web.json_response({"media": media})
 
 
+async def delete_view(request: web.Request) -> web.Response:
+    principal = await require_principal(request)
+    await request.app[SERVICES].media.remove(principal.user_id, _media_id(request))
+    return web.Response(status=204)
+
+
 async def variant_view(request: web.Request) -> web.Response:
     viewer = await _viewer(request)
     size = int(request.match_info["size"])
@@ -110,6 +117,7 @@ async def variant_view(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/media", upload_view)
     app.router.add_get("/api/v1/media/{media_id}", describe_view)
+    app.router.add_delete("/api/v1/media/{media_id}", delete_view)
     app.router.add_get(r"/media/{media_id}/{size:\d{1,5}}.webp", variant_view)
 
 
@@ -178,7 +186,16 @@ OPENAPI_PATHS: dict[str, Any] = {
                 "200": {"description": "media", **_json(_MEDIA)},
                 **_errors(401, 404, 429),
             },
-        }
+        },
+        "delete": {
+            "summary": "Withdraw one of your unused uploads (a used one: 409)",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "media_id", "in": "path", "required": True, "schema": _ID}],
+            "responses": {
+                "204": {"description": "deleted, with its stored variants"},
+                **_errors(401, 404, 409, 429),
+            },
+        },
     },
     "/media/{media_id}/{size}.webp": {
         "get": {

@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 
 from cluster.config import Settings
-from models.errors import AppError, Forbidden, NotFound, TooLarge
+from models.errors import AppError, Conflict, Forbidden, NotFound, TooLarge
 from models.media import (
     ImageLimits,
     NotAnImage,
@@ -230,18 +230,34 @@ class MediaService:
             await ms.attach(conn, ids)
         return ids
 
+    async def remove(self, owner_id: str, media_id: str) -> None:
+        """The owner withdraws an unused upload. In use: ``conflict`` (it stays as long as
+        what shows it); not theirs or no such upload: ``not_found``."""
+        row = await ms.delete_pending(self.db, media_id, owner_id)
+        if row is None:
+            live = await ms.get(self.db, media_id)
+            if live is not None and live["owner_id"] == owner_id:
+                raise Conflict("this photo is used by a post, listing or profile")
+            raise NotFound("no such media")
+        await self._collect([row])
+
     # -- expiry ----------------------------------------------------------------------------------
     async def sweep(self) -> int:
         """Delete expired unused uploads and every object no row names any more; how many rows."""
         rows = await ms.delete_expired(self.db, _SWEEP_BATCH)
+        await self._collect(rows)
+        self.swept += len(rows)
+        return len(rows)
+
+    async def _collect(self, rows: list[asyncpg.Record]) -> None:
+        """Delete the objects of deleted rows that no row names any more (each under its lock,
+        which an upload storing the same object holds too)."""
         shas = {str(v["sha256"]) for r in rows for v in r["variants"]}
         for sha in sorted(shas):
             async with self.db.acquire() as conn, conn.transaction():
                 await ms.lock_objects(conn, [sha])
                 if not await ms.referenced(conn, sha):
                     await self.blobs.delete(object_name(sha))
-        self.swept += len(rows)
-        return len(rows)
 
     async def run_sweeper(self) -> None:
         """Sweep every ``media_sweep_s``. Must not die: a failing round is logged, backed off."""

@@ -103,6 +103,17 @@ async def delete_expired(db: Db, limit: int) -> list[asyncpg.Record]:
     return rows
 
 
+async def delete_pending(db: Db, media_id: str, owner_id: str) -> asyncpg.Record | None:
+    """Delete the owner's unused upload; its variants (to collect), or None if there is none."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        "DELETE FROM media WHERE id = $1 AND owner_id = $2 AND attached_at IS NULL"
+        " RETURNING id, variants",
+        media_id,
+        owner_id,
+    )
+    return row
+
+
 async def referenced(conn: Conn, sha256: str) -> bool:
     """Does any row (live or not yet swept) name this object?"""
     return bool(

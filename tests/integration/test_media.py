@@ -314,6 +314,41 @@ async def test_unused_uploads_expire_and_shared_objects_stay(
     assert again["id"] != gone["id"]
 
 
+async def test_the_owner_withdraws_an_unused_upload_only(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    alice, bob = await api.signup("alice"), await api.signup("bob")
+    photo = await _uploaded(api, alice, images.gps_jpeg(500, 400, colour=(9, 8, 7)))
+    used = await _uploaded(api, alice, images.png(70, 70))
+    ws = await api.connect(alice)
+    here = _spot(settings, 2)
+    where = {"lat": here[0], "lng": here[1]}
+    await ws.mutate("post.create", {"text": "x", **where, "media": [used["id"]]})
+    await ws.close()
+    conn = await mk.db(settings)
+    try:
+        query = "SELECT variants::text FROM media WHERE id = $1"
+        shas = {v["sha256"] for v in json.loads(await conn.fetchval(query, photo["id"]))}
+    finally:
+        await conn.close()
+    path = f"/api/v1/media/{photo['id']}"
+    status, body = await mk.rest(api, "DELETE", path, None, bob.access_token)
+    assert status == 404 and body["error"]["code"] == "not_found"  # not bob's
+    used_path = f"/api/v1/media/{used['id']}"
+    status, body = await mk.rest(api, "DELETE", used_path, None, alice.access_token)
+    assert status == 409 and body["error"]["code"] == "conflict"  # a post shows it
+    status, _, _ = await fetch(api, used["url"])
+    assert status == 200
+    status, body = await mk.rest(api, "DELETE", path, None, alice.access_token)
+    assert status == 204
+    status, body = await mk.rest(api, "DELETE", path, None, alice.access_token)
+    assert status == 404
+    status, _, _ = await fetch(api, photo["url"], alice)
+    assert status == 404
+    for sha in shas:  # its objects are gone from the store (no one else's picture)
+        assert await server.app[SERVICES].media.blobs.get(f"{sha}.webp") is None
+
+
 # -- the S3 backend ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
