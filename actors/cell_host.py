@@ -275,8 +275,12 @@ class CellHost:
         return idle
 
     # -- commands ----------------------------------------------------------------------------
-    async def execute(self, version: int, commands: list[ShardCommand]) -> list[dict[str, Any]]:
+    async def execute(
+        self, version: int, commands: list[ShardCommand], waited_s: float = 0.0
+    ) -> list[dict[str, Any]]:
         """Run a batch of commands from one router call; one reply per command, in order.
+        ``waited_s``: how long the oldest of them already waited at its gateway, which the
+        group-commit window counts (commands that gathered there need not gather again).
 
         The call's commands join the committer's queue together, in order, with no task per
         command: a command's reply is its future's outcome. A client's retry of a committed
@@ -304,7 +308,7 @@ class CellHost:
             if not self.owns(route):
                 replies.append({"moved": self.placement_version()})
                 continue
-            future = self.committer.enqueue(self._work(handler, cmd), checked)
+            future = self.committer.enqueue(self._work(handler, cmd), checked, waited_s)
             pending.append((len(replies), future))
             replies.append({})
         for index, future in pending:

@@ -101,8 +101,10 @@ class ChannelServer:
         method, args = request[1], request[2:]
         host = self.host
         if method == "execute":
-            version, commands = args
-            return await host.execute(version, [wire.decode(c, _TYPES) for c in commands])
+            version, commands, *rest = args  # [waited_s]: gateways before it sent none
+            waited = float(rest[0]) if rest else 0.0
+            decoded = [wire.decode(c, _TYPES) for c in commands]
+            return await host.execute(version, decoded, waited)
         if method == "feed_page":
             version, cells, cursor, limit = args
             return await host.feed_page(version, cells, cursor, limit)

@@ -150,17 +150,20 @@ class GroupCommitter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def enqueue(self, work: Work, version: int) -> asyncio.Future[Any]:
+    def enqueue(self, work: Work, version: int, waited_s: float = 0.0) -> asyncio.Future[Any]:
         """Queue ``work`` for the next batch (works queued together stay in order), its owner
-        checked at placement ``version``; the future of its result once committed, or of its
-        typed error (``StaleOwner`` if that version is no longer in force)."""
+        checked at placement ``version``; ``waited_s``: how long it already waited for company
+        on its way here (counted in the window). The future of its result once committed, or
+        of its typed error (``StaleOwner`` if that version is no longer in force)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put_nowait(_Pending(work, future, loop.time(), version))
+        waited = min(max(waited_s, 0.0), self._window_s)
+        self._queue.put_nowait(_Pending(work, future, loop.time() - waited, version))
         return future
 
     async def _gather(self) -> list[_Pending]:
-        """The next batch: the window runs from the oldest command's arrival, so commands that
+        """The next batch: the window runs from the oldest command's arrival (less what it had
+        already waited at its gateway: ``enqueue``'s ``waited_s``), so commands that
         queued while the previous batch was committing (they have gathered already) leave at
         once, with what else is queued; only a command arriving at an idle committer waits the
         whole window for company."""

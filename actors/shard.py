@@ -34,8 +34,10 @@ class CellShard:
         await self._host.ready()
         return await self._channel.start()
 
-    async def execute(self, version: int, commands: list[ShardCommand]) -> list[dict[str, Any]]:
-        return await self._host.execute(version, commands)
+    async def execute(
+        self, version: int, commands: list[ShardCommand], waited_s: float = 0.0
+    ) -> list[dict[str, Any]]:
+        return await self._host.execute(version, commands, waited_s)
 
     async def feed_page(
         self, version: int, cells: list[str], cursor: str | None, limit: int

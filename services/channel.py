@@ -151,10 +151,10 @@ class DirectTransport:
         return channel
 
     async def execute(
-        self, shard: str, version: int, commands: list[ShardCommand]
+        self, shard: str, version: int, commands: list[ShardCommand], waited_s: float = 0.0
     ) -> list[dict[str, Any]]:
         encoded = [wire.encode(c) for c in commands]
-        return list(await self._channel(shard).call("execute", version, encoded))
+        return list(await self._channel(shard).call("execute", version, encoded, waited_s))
 
     async def feed_page(
         self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int

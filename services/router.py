@@ -40,7 +40,7 @@ class _Batcher:
 
     def __init__(
         self,
-        send: Callable[[list[ShardCommand]], Awaitable[list[dict[str, Any]]]],
+        send: Callable[[list[ShardCommand], float], Awaitable[list[dict[str, Any]]]],
         flush_s: float,
         max_batch: int,
         max_in_flight: int,
@@ -50,12 +50,15 @@ class _Batcher:
         self._max = max_batch
         self._max_in_flight = max_in_flight
         self._pending: list[tuple[ShardCommand, asyncio.Future[dict[str, Any]]]] = []
+        self._oldest = 0.0  # when the oldest pending command was submitted (loop time)
         self._timer: asyncio.TimerHandle | None = None
         self.in_flight = 0
 
     def submit(self, command: ShardCommand) -> asyncio.Future[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if not self._pending:
+            self._oldest = loop.time()
         self._pending.append((command, future))
         if len(self._pending) >= self._max:
             self._flush()
@@ -68,21 +71,29 @@ class _Batcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        loop = asyncio.get_running_loop()
         while self._pending and self.in_flight < self._max_in_flight:
             batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+            # What stays pending (beyond ``max_batch``) keeps the same start: at worst its
+            # shard commits it a little sooner than its own window would have.
+            waited = loop.time() - self._oldest
             self.in_flight += 1
-            asyncio.get_running_loop().create_task(self._deliver(batch))
+            asyncio.get_running_loop().create_task(self._deliver(batch, waited))
 
-    async def _deliver(self, batch: list[tuple[ShardCommand, asyncio.Future[Any]]]) -> None:
+    async def _deliver(
+        self, batch: list[tuple[ShardCommand, asyncio.Future[Any]]], waited_s: float
+    ) -> None:
         try:
-            await self._answer(batch)
+            await self._answer(batch, waited_s)
         finally:
             self.in_flight -= 1
             self._flush()  # what gathered while every slot was out goes now
 
-    async def _answer(self, batch: list[tuple[ShardCommand, asyncio.Future[Any]]]) -> None:
+    async def _answer(
+        self, batch: list[tuple[ShardCommand, asyncio.Future[Any]]], waited_s: float
+    ) -> None:
         try:
-            replies = await self._send([command for command, _ in batch])
+            replies = await self._send([command for command, _ in batch], waited_s)
             if len(replies) != len(batch):
                 raise Unavailable(f"a shard answered {len(replies)} of {len(batch)} commands")
         except AppError as err:
@@ -153,10 +164,10 @@ class ShardRouter:
             for old in [k for k in self._batchers if k[0] == shard and k[1] != version]:
                 del self._batchers[old]
 
-            async def send(commands: list[ShardCommand]) -> list[dict[str, Any]]:
+            async def send(commands: list[ShardCommand], waited_s: float) -> list[dict[str, Any]]:
                 self.calls += 1
                 self.commands += len(commands)
-                return await self._transport.execute(shard, version, commands)
+                return await self._transport.execute(shard, version, commands, waited_s)
 
             batcher = self._batchers[key] = _Batcher(
                 send, self._flush_s, self._max_batch, self._max_in_flight

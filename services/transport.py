@@ -25,8 +25,11 @@ T = TypeVar("T")
 
 class ShardTransport(Protocol):
     async def execute(
-        self, shard: str, version: int, commands: list[ShardCommand]
-    ) -> list[dict[str, Any]]: ...
+        self, shard: str, version: int, commands: list[ShardCommand], waited_s: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """Run ``commands`` at ``shard``; ``waited_s``: how long the oldest of them already
+        waited at this gateway (the shard's group-commit window counts it)."""
+        ...
 
     async def feed_page(
         self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
@@ -76,9 +79,9 @@ class RayTransport:
             raise Unavailable("a shard is restarting, retry with the same key") from None
 
     async def execute(
-        self, shard: str, version: int, commands: list[ShardCommand]
+        self, shard: str, version: int, commands: list[ShardCommand], waited_s: float = 0.0
     ) -> list[dict[str, Any]]:
-        return list(await self._call(shard, "execute", version, commands))
+        return list(await self._call(shard, "execute", version, commands, waited_s))
 
     async def feed_page(
         self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int
@@ -129,9 +132,9 @@ class LocalTransport:
         return host
 
     async def execute(
-        self, shard: str, version: int, commands: list[ShardCommand]
+        self, shard: str, version: int, commands: list[ShardCommand], waited_s: float = 0.0
     ) -> list[dict[str, Any]]:
-        replies = await self._host(shard).execute(version, _copy(commands))
+        replies = await self._host(shard).execute(version, _copy(commands), waited_s)
         return _copy(list(replies))
 
     async def feed_page(

@@ -16,11 +16,13 @@ class FakeShard:
 
     def __init__(self) -> None:
         self.calls: list[list[int]] = []
+        self.waited: list[float] = []
         self.gates: list[asyncio.Event] = []
         self.fail_next: Exception | None = None
 
-    async def send(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def send(self, commands: list[dict[str, Any]], waited_s: float) -> list[dict[str, Any]]:
         self.calls.append([c["n"] for c in commands])
+        self.waited.append(waited_s)
         gate = asyncio.Event()
         self.gates.append(gate)
         await gate.wait()
@@ -87,3 +89,22 @@ async def test_a_failed_call_answers_its_batch_and_frees_its_slot() -> None:
     shard.release(1)
     assert (await later)["data"] == {"n": 2}
     assert batcher.in_flight == 0
+
+
+async def test_a_batch_says_how_long_its_oldest_command_waited_here() -> None:
+    """The shard's group-commit window counts it (actors/group_commit.py ``enqueue``)."""
+    shard = FakeShard()
+    batcher = _Batcher(shard.send, 0.02, max_batch=100, max_in_flight=1)
+    first = batcher.submit({"n": 0})  # waits the 20 ms flush window alone
+    await asyncio.sleep(0.04)
+    assert shard.calls == [[0]] and 0.015 <= shard.waited[0] < 0.04
+    behind = [batcher.submit({"n": 1})]
+    await asyncio.sleep(0.05)  # the slot is out: it waits for the first call to return
+    behind.append(batcher.submit({"n": 2}))
+    shard.release(0)
+    await first
+    await settle()
+    assert shard.calls == [[0], [1, 2]]
+    assert shard.waited[1] >= 0.05  # counted from the older of the two
+    shard.release(1)
+    await asyncio.gather(*behind)
