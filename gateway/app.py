@@ -74,6 +74,8 @@ def _services_ctx(
                     "socket_batched_frames": sessions.writes.frames,
                     "checkouts_in_flight": services.checkout.in_flight,
                     "checkouts_refused_busy": services.checkout.refused,
+                    "media_uploads": services.media.uploads,
+                    "media_swept": services.media.swept,
                 }
             )
             app[METRICS].watch_counts(

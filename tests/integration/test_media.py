@@ -312,6 +312,10 @@ async def test_unused_uploads_expire_and_shared_objects_stay(
         assert await services.media.blobs.get(f"{sha}.webp") is None
     again = await _uploaded(api, alice, data)  # uploading it again works and is a new media
     assert again["id"] != gone["id"]
+    async with api.http.get(api.base + "/metrics") as resp:
+        metrics = await resp.text()
+    swept_line = next(x for x in metrics.splitlines() if x.startswith("hl_media_swept "))
+    assert float(swept_line.split()[1]) >= 2
 
 
 async def test_the_owner_withdraws_an_unused_upload_only(
