@@ -438,3 +438,16 @@ async def test_bench_media_runs_both_modes(server: TestServer) -> None:
     report = sent.report()
     assert report["mode"] == "http" and report["uploads"] == 3
     assert report["cpu_s_per_upload"] is not None and report["cpu_s_per_upload"] > 0
+
+
+async def test_a_second_gateway_process_decodes_and_the_first_serves(api: Api, api2: Api) -> None:
+    """``python -m cluster.cli gateway``, as deployments run it: its spawned workers import
+    that main module first, and the photo it stores is served by every gateway (one store)."""
+    alice = await api.signup("alice")
+    status, body = await upload(api2, alice, images.gps_jpeg(800, 600, colour=(4, 5, 6)))
+    assert status == 201, body
+    media = body["media"]
+    for base in (api2, api):
+        status, data, _ = await fetch(base, media["url"], alice)
+        assert status == 200
+        _no_metadata(data)
