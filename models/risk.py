@@ -69,7 +69,7 @@ class RiskFacts:
     paid_max: int = 0
     """The largest completed checkout of this account (minor units, any currency)."""
     last: Point | None = None
-    """Where the buyer was at their previous checkout."""
+    """Where the buyer was at their previous checkout (None: not located then)."""
 
     @classmethod
     def from_row(cls, row: Any) -> RiskFacts:

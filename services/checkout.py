@@ -20,6 +20,8 @@ one round trip, no more), and its insert stores the score with the group. A chec
 over ``risk_hold_score`` is **held**: step 3 only authorises the payment, step 4 moves the
 orders to ``held`` (the buyer's and the vendor's inboxes hear it) and takes the items out of
 the cart; an admin's review (services/risk.py) captures and confirms, or voids and releases.
+One that needs customer action first is held once the provider reports the authorisation
+(``hold``: Stripe's ``payment_intent.amount_capturable_updated``, or the sweeper).
 
 Steps 2 and 4 send their commands together (one per vendor, and the cart's), so a checkout
 waits for about one group commit of each owning shard per step, and concurrent checkouts share
@@ -296,6 +298,22 @@ class Checkout:
         held = await _gather([hold(order) for order in orders], self._clear_cart(group))
         return sorted((o for o in held if o is not None), key=lambda o: str(o["vendor_id"]))
 
+    async def hold(self, group_id: str, key_base: str) -> list[dict[str, Any]]:
+        """Hold the group's pending orders for review, now that its payment is authorised
+        (a held checkout that needed customer action first: the provider's webhook, or the
+        sweeper asking the provider); the orders afterwards. Idempotent by ``key_base``."""
+        group = await self.db.fetchrow("SELECT * FROM order_groups WHERE id = $1", group_id)
+        if group is None:
+            return []
+        rows = await self.db.fetch(
+            "SELECT id, vendor_id, status FROM orders WHERE group_id = $1", group_id
+        )
+        pending = [dict(r) for r in rows if r["status"] == PENDING]
+        if pending:
+            await self._hold(group, pending, key_base)
+        await self._finish(group_id, "held", None)
+        return await ms.orders_of_group(self.db, group_id)
+
     async def _release_one(self, order: dict[str, Any], key_base: str, reason: str) -> None:
         who = Actor(SYSTEM, f"{key_base}x:{order['id']}")
         await self.market.act(who, order["id"], "release", SYSTEM, reason)
@@ -519,8 +537,7 @@ _FACTS = (
     "  FROM order_groups WHERE buyer_id = $1 AND status = 'completed'"
     "  ORDER BY created_at DESC LIMIT 100) x) h"
     " LEFT JOIN LATERAL (SELECT buyer_lat, buyer_lng, created_at FROM order_groups"
-    "  WHERE buyer_id = $1 AND buyer_lat IS NOT NULL ORDER BY created_at DESC LIMIT 1) lg"
-    "  ON true"
+    "  WHERE buyer_id = $1 ORDER BY created_at DESC LIMIT 1) lg ON true"
     " WHERE u.id = $1"
 )
 """The fraud rules' facts (models/risk.py ``RiskFacts``), counted before this checkout: every

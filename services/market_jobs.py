@@ -4,7 +4,8 @@ customer left open. Every gateway runs one; each step is idempotent, so they may
 Each round:
 - **expired reservations**: a ``pending_payment`` order past ``reserved_until`` is settled by
   its payment's real state, asked of the provider when ours is not final: captured confirms
-  it, anything else voids the payment and expires the order (its stock goes back);
+  it, authorised (a checkout held for review) holds it, anything else voids the payment and
+  expires the order (its stock goes back);
 - **paid but unconfirmed** groups (a crash after capture, a review's release included) are
   confirmed;
 - **stale holds**: checkouts held for review longer than ``risk_hold_s`` are rejected
@@ -103,11 +104,16 @@ class Sweeper:
         if state == "captured":
             await self.checkout.settle(group_id, "captured", "sweep#")
             return
+        if state == "authorized":  # held for review, authorised after customer action
+            await self.checkout.hold(group_id, "sweep#")
+            return
         who = Actor(SYSTEM, f"expire:{order_id}")
         await self.market.act(who, order_id, "expire", SYSTEM, "reservation expired")
 
     async def _ask_provider(self, payment: asyncpg.Record) -> str:
-        """The payment's real outcome, settled in our row: ``captured`` or ``cancelled``.
+        """The payment's real outcome, settled in our row: ``captured``, ``authorized`` (a
+        checkout held for review whose customer finished authorising: held, not voided) or
+        ``cancelled``.
 
         A payment without a provider reference (we crashed before storing the answer) is looked
         up at the provider by our ids. A payment not captured is voided; when the provider
@@ -127,6 +133,13 @@ class Sweeper:
                 ref,
             )
         state = await provider.status(ref)
+        if state == "authorized":  # only a checkout held for review is authorised alone
+            await self.db.execute(
+                "UPDATE payments SET status = 'authorized', updated_at = now()"
+                " WHERE id = $1 AND status IN ('pending', 'requires_action')",
+                payment["id"],
+            )
+            return "authorized"
         if state != "captured" and not await provider.cancel(ref):
             state = await provider.status(ref)
             if state in ("pending", "requires_action"):

@@ -5,7 +5,9 @@ nothing). Each event takes effect once: its order steps are commands keyed by th
 repeat returns the first result), and the event id is recorded in ``stripe_events`` in the same
 transaction as its payment-row effect; a redelivered event already recorded is acknowledged
 without effect. Handled: ``payment_intent.succeeded`` (confirm the orders),
-``payment_intent.canceled`` (release them, unless captured) and ``charge.refunded`` (a full
+``payment_intent.canceled`` (release them, unless captured),
+``payment_intent.amount_capturable_updated`` (a checkout held for review finished customer
+action: its payment is authorised, its orders are held) and ``charge.refunded`` (a full
 refund made at Stripe refunds the orders not already refunded; ``refunded_amount`` takes
 Stripe's cumulative figure without counting our own refunds twice). Others, including
 ``payment_intent.payment_failed`` (not final: the customer may retry), are acknowledged.
@@ -33,6 +35,8 @@ _STATUS = {
     "payment_intent.succeeded": "captured",
     "payment_intent.canceled": "declined",
 }
+_AUTHORIZED = "payment_intent.amount_capturable_updated"
+"""Only a manual-capture PaymentIntent (a checkout held for review) becomes capturable."""
 
 
 class StripeEvents:
@@ -92,6 +96,13 @@ async def _apply(
                 payment["id"],
             )
         await checkout.settle(payment["group_id"], _STATUS[kind], key_base)
+    elif kind == _AUTHORIZED and obj.get("status") == "requires_capture":
+        await checkout.db.execute(
+            "UPDATE payments SET status = 'authorized', updated_at = now() WHERE id = $1"
+            " AND status IN ('pending', 'requires_action')",
+            payment["id"],
+        )
+        await checkout.hold(payment["group_id"], key_base)
     elif kind == "charge.refunded" and obj.get("refunded"):
         market = checkout.market
         for order in await checkout.db.fetch(

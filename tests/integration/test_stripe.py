@@ -481,3 +481,65 @@ async def test_a_held_payment_is_authorised_then_captured_or_voided(settings: Se
     finally:
         await provider.close()
         await server.close()
+
+
+async def test_a_held_checkout_needing_3ds_is_held_once_authorised(settings: Settings) -> None:
+    """A risky checkout whose card needs 3-D Secure: authorise-only PaymentIntent, orders
+    pending while the customer acts; Stripe's amount_capturable_updated holds them (the
+    buyer hears it), the payment authorised and nothing captured; a redelivery changes
+    nothing."""
+    fake = FakeStripe()
+    fake_server = TestServer(fake.app(), host="127.0.0.1", port=0)
+    await fake_server.start_server()
+    configured = settings.model_copy(
+        update={
+            "stripe_api_key": "sk_test_hyperlocal",
+            "stripe_webhook_secret": WEBHOOK_SECRET,
+            "stripe_api_base": str(fake_server.make_url("")).rstrip("/"),
+            "risk_hold_score": 60,
+        }
+    )
+    gateway = TestServer(build_app(configured), host="127.0.0.1", port=0)
+    await gateway.start_server()
+    try:
+        async with ClientSession() as http:
+            api = Api(str(gateway.make_url("")), http)
+            where = mk.spot(settings, 68)
+            seller, _ = await mk.vendor(api, where, "held-3ds")
+            item = await mk.listing(api, seller.access_token, stock=3, price=700)
+            ws = await api.connect(await api.signup("held-3ds-buyer"))
+            await ws.ok("locate", {"lat": where[0], "lng": where[1]})
+            await ws.ok("locate", {"lat": 48.8566, "lng": 2.3522})  # Paris, a moment later
+            card = {"provider": "stripe", "payment_method": "pm_card_threeDSecure2Required"}
+            reply = await mk.buy(ws, item["id"], 1, card)
+            assert reply["ok"], reply
+            order = reply["data"]["orders"][0]
+            assert order["status"] == "pending_payment" and order["risk"]["score"] >= 60
+            assert reply["data"]["payment"]["status"] == "requires_action"
+            path, _, form = fake.requests[-1]
+            assert path == "/v1/payment_intents" and form["capture_method"] == "manual"
+            intent = fake.intents[next(reversed(fake.intents))]
+            intent["status"] = "requires_capture"  # the customer finished 3-D Secure
+            capturable = event("payment_intent.amount_capturable_updated", intent)
+            for _ in range(2):  # a redelivery is acknowledged, nothing more
+                status, _body = await send_event(api, capturable)
+                assert status == 200
+            while True:
+                ev = await ws.next_event("order.updated", timeout=15)
+                if ev["data"]["order"]["status"] == "held":
+                    break
+            conn = await mk.db(settings)
+            try:
+                row = await conn.fetchrow(
+                    "SELECT p.status, g.status AS g FROM payments p JOIN order_groups g"
+                    " ON g.id = p.group_id WHERE g.id = $1",
+                    order["group_id"],
+                )
+            finally:
+                await conn.close()
+            assert row is not None and (row["status"], row["g"]) == ("authorized", "held")
+            assert not any(p.endswith("/capture") for p, _, _ in fake.requests)
+            await ws.close()
+    finally:
+        await gateway.close()
+        await fake_server.close()
