@@ -487,7 +487,7 @@ async def test_a_held_checkout_needing_3ds_is_held_once_authorised(settings: Set
     """A risky checkout whose card needs 3-D Secure: authorise-only PaymentIntent, orders
     pending while the customer acts; Stripe's amount_capturable_updated holds them (the
     buyer hears it), the payment authorised and nothing captured; a redelivery changes
-    nothing."""
+    nothing; without the event the sweeper finds the authorisation at expiry and holds."""
     fake = FakeStripe()
     fake_server = TestServer(fake.app(), host="127.0.0.1", port=0)
     await fake_server.start_server()
@@ -538,6 +538,13 @@ async def test_a_held_checkout_needing_3ds_is_held_once_authorised(settings: Set
             finally:
                 await conn.close()
             assert row is not None and (row["status"], row["g"]) == ("authorized", "held")
+            # the same, its webhook lost: the sweeper asks Stripe at expiry and holds it
+            await ws.ok("locate", {"lat": where[0], "lng": where[1]})  # and back: travel
+            lost = await mk.buy(ws, item["id"], 1, card)
+            assert lost["ok"] and lost["data"]["orders"][0]["status"] == "pending_payment", lost
+            fake.intents[next(reversed(fake.intents))]["status"] = "requires_capture"
+            order_id = lost["data"]["orders"][0]["id"]
+            assert await _expire_and_wait(settings, order_id) == "held"
             assert not any(p.endswith("/capture") for p, _, _ in fake.requests)
             await ws.close()
     finally:
