@@ -271,7 +271,8 @@ async def test_a_hold_nobody_reviews_is_rejected_by_the_sweeper(
     )
     await _order_event(ws, order["id"], "cancelled")  # the sweeper, past risk_hold_s (3 days)
     assert await mk.stock_of(settings, item["id"]) == 4
-    for _ in range(50):  # the decision's audit entry follows the orders it cancelled
+    audit: list[Any] = []
+    for _ in range(100):  # written once the rejection took effect: just after the event
         audit = await _fetch(
             settings, "SELECT actor_id, reason FROM audit_log WHERE action = 'risk.reject'"
             " AND target = $1", f"order:{order['id']}"
@@ -279,6 +280,11 @@ async def test_a_hold_nobody_reviews_is_rejected_by_the_sweeper(
         if audit:
             break
         await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # both gateways' sweepers ran: still one entry
+    audit = await _fetch(
+        settings, "SELECT actor_id, reason FROM audit_log WHERE action = 'risk.reject'"
+        " AND target = $1", f"order:{order['id']}"
+    )  # fmt: skip
     assert [(a["actor_id"], a["reason"]) for a in audit] == [(None, "not reviewed in time")]
     payment = await _fetch(settings, "SELECT status FROM payments WHERE group_id = $1",
                            order["group_id"])  # fmt: skip
