@@ -9,10 +9,10 @@ reservation, sale or refund is durable, and its events and hooks exist if and on
 Stock moves only here: ``order.reserve`` takes it (a conditional UPDATE; ``CHECK (stock >= 0)``
 backs it up), ``order.act`` gives it back when an unpaid or not yet handed-over order ends,
 ``listing.stock`` sets it for the vendor. Idempotent: all by the caller's (user, key) record.
-Refund rows are the order's, so they are written only here too (rule 2): ``order.act`` records
-the refund a step into ``refunded`` owes, ``refund.record`` the one owed for a payment captured
-after its order ended, and ``refund.settle`` what the provider answered (the gateway calls the
-provider, outside any transaction, then sends the outcome here).
+Refund rows are the order's, so they are written only by its owner too (rule 2): ``order.act``
+records the refund a step into ``refunded`` owes (what partial refunds left), ``order.refund`` a
+whole or partial refund (actors/refund_ops.py has the rows, ``refund.record`` and
+``refund.settle``). ``vendor.suspend`` flags a suspended vendor's listings out of every read op.
 An order's move to ``paid`` also records one ``purchase`` interaction per line (the
 recommender's training data) in the same transaction, so a sale is counted exactly once.
 Each handler gets its typed command (models/market.py). The services say who is acting
@@ -27,13 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from actors.cell_host import Tick
 from actors.group_commit import Refused
+from actors.refund_ops import record_refund
 from models import market
+from models.admin import target_ref
 from models.commands import ShardCommand
 from models.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, OutOfStock
-from models.ids import cell_of, cell_scoped_id, new_id
+from models.ids import cell_of, cell_scoped_id
 from models.placement import cell_key
 from models.streams import feed_stream, listing_stream, user_stream
-from store import hooks_store, recommend_store
+from store import admin_store, hooks_store, recommend_store
 from store import market_store as ms
 
 if TYPE_CHECKING:
@@ -204,6 +206,8 @@ async def listing_create(
     vendor = await _vendor(host, tx, cmd.vendor_id)
     if vendor is None:
         raise NotFound("no such vendor")
+    if await tx.conn.fetchval("SELECT suspended_at FROM vendors WHERE id = $1", vendor["id"]):
+        raise Forbidden("this vendor is suspended", reason="suspended")
     row = {
         **cmd.fields,
         "id": cell_scoped_id(vendor["cell"]),
@@ -267,11 +271,20 @@ async def cart_add(host: CellHost, tx: Tx, cmd: market.CartAdd, out: Emitted) ->
         row = await ms.listing_row(tx.conn, cmd.listing_id)
         if row is None or not row["active"] or row["deleted_at"] is not None:
             raise Refused(NotFound("no such listing"))
+        if row["vendor_suspended"]:
+            raise Refused(_vendor_suspended(row))
         raise Refused(BadRequest(f"at most {_CART_MAX} of one listing in a cart"))
     return {"item": {"listing_id": cmd.listing_id, "qty": qty}}
 
 
 _CART_MAX = 999
+
+
+def _vendor_suspended(row: asyncpg.Record) -> Conflict:
+    return Conflict(
+        "this listing's vendor is suspended: it cannot be bought now",
+        reason="vendor_suspended", listing_id=row["id"], vendor_id=row["vendor_id"],
+    )  # fmt: skip
 
 
 async def cart_remove(
@@ -306,6 +319,8 @@ def _check_lines(
             error: AppError = NotFound(
                 f"{item['title']} is no longer on sale", listing_id=item["listing_id"]
             )
+        elif row["vendor_suspended"]:
+            error = _vendor_suspended(row)
         elif row["stock"] < item["qty"]:
             error = OutOfStock(
                 f"only {row['stock']} left of {item['title']}",
@@ -366,7 +381,7 @@ async def order_reserve(
     return {"order": placed}
 
 
-def _may_see(row: asyncpg.Record, cmd: market.OrderAct) -> bool:
+def _may_see(row: asyncpg.Record, cmd: market.OrderAct | market.OrderRefund) -> bool:
     if cmd.actor == "buyer":
         return bool(row["buyer_id"] == cmd.user_id)
     if cmd.actor == "vendor":
@@ -392,11 +407,12 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
         for item in lines:
             listing = await ms.put_back(tx.conn, item["listing_id"], item["qty"])
             _stock_moved(host, tx, out, listing, listing["stock"] - item["qty"])
-    refund_id = None
-    if step.target == market.REFUNDED:
-        refund_id = await _record_refund(tx, row, external=not step.refund_owed)
+    refund_id, left = None, row["total"] - row["refunded"]
+    if step.target == market.REFUNDED and left > 0:  # what partial refunds left, all of it
+        refund_id = await record_refund(tx, row, left, external=not step.refund_owed)
     reason = cmd.reason or f"{action} by {actor}"
-    updated = await ms.set_order_status(tx.conn, row["id"], step.target, reason)
+    refunded = left if refund_id is not None else 0
+    updated = await ms.set_order_status(tx.conn, row["id"], step.target, reason, refunded)
     if step.target == market.PAID:  # a sale: the buyer's purchases train the rankers
         await recommend_store.record_purchases(tx.conn, row["buyer_id"], row["id"], row["currency"])
     hooks: Hooks = []
@@ -409,6 +425,73 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     return result
 
 
+async def order_refund(
+    host: CellHost, tx: Tx, cmd: market.OrderRefund, out: Emitted
+) -> dict[str, Any]:
+    """A refund, whole or partial (models/market.py ``refund_amount``): its refund row and
+    the order's ``refunded`` amount; the one that leaves nothing to refund is the order's
+    ``refund`` step (restock included). An admin's carries its audit entry, written here."""
+    found = await ms.order_locked(tx.conn, cmd.order_id)
+    if found is None or not _may_see(found[0], cmd):
+        raise NotFound("no such order")
+    row, lines = found
+    status, total, done = row["status"], row["total"], row["refunded"]
+    amount = market.refund_amount(
+        status, cmd.actor, total, done, row["currency"], cmd.amount, cmd.currency
+    )
+    if amount == total - done:
+        step = market.transition(status, "refund", cmd.actor)
+        if step.restock:
+            for item in lines:
+                listing = await ms.put_back(tx.conn, item["listing_id"], item["qty"])
+                _stock_moved(host, tx, out, listing, listing["stock"] - item["qty"])
+        status = step.target
+    refund_id = await record_refund(tx, row, amount, external=cmd.actor == "provider")
+    if refund_id is None:  # nothing written: nothing recorded under the key either
+        raise Conflict("the order's payment is not captured", order_id=row["id"])
+    reason = cmd.reason or f"refund by {cmd.actor}"
+    updated = await ms.set_order_status(tx.conn, row["id"], status, reason, amount)
+    if cmd.audit is not None:
+        result = {"refund_id": refund_id, "amount": amount, "refunded": updated["refunded"]}
+        await admin_store.audit(tx.conn, cmd.audit.get("actor_id"), str(cmd.audit["action"]),
+                                target_ref("order", row["id"]), cmd.audit.get("reason"),
+                                result)  # fmt: skip
+    hooks: Hooks = []
+    changed = ms.order_public(updated, lines)
+    _order_events(out, changed, row["vendor_user_id"], hooks)
+    _queue_hooks(tx, row["vendor_id"], hooks)
+    return {"order": changed, "changed": True, "refund_id": refund_id, "amount": amount}
+
+
+# -- a vendor's suspension (routed to the vendor's cell) ----------------------------------------
+async def vendor_suspend(
+    host: CellHost, tx: Tx, cmd: market.VendorSuspend, out: Emitted
+) -> dict[str, Any]:
+    """Flag (or unflag) every listing of the vendor, with the vendor row, in one transaction;
+    each listing on sale is announced (``listing.updated``, ``active`` false while the vendor
+    is suspended). A vendor already in that state: nothing changes."""
+    flagged = await tx.conn.fetchval(
+        "UPDATE vendors SET suspended_at = CASE WHEN $2 THEN now() END WHERE id = $1"
+        " AND (suspended_at IS NOT NULL) <> $2 RETURNING id",
+        cmd.vendor_id,
+        cmd.suspended,
+    )
+    if flagged is None:
+        if await _vendor(host, tx, cmd.vendor_id) is None:
+            raise NotFound("no such vendor")
+        return {"vendor_id": cmd.vendor_id, "listings": 0, "changed": False}
+    rows = await tx.conn.fetch(
+        f"UPDATE listings SET vendor_suspended = $2, updated_at = now() WHERE vendor_id = $1"
+        f" AND deleted_at IS NULL AND vendor_suspended <> $2 RETURNING {ms.LISTING_COLUMNS}",
+        cmd.vendor_id,
+        cmd.suspended,
+    )
+    for row in rows:
+        if row["active"]:  # a listing off sale anyway (the vendor's, or removed) says nothing
+            _listing_changed(host, tx, out, ms.listing_public(row))
+    return {"vendor_id": cmd.vendor_id, "listings": len(rows), "changed": True}
+
+
 def _already(status: str, action: str) -> bool:
     """A system step repeated after it (or an equivalent) took effect: answer, change nothing."""
     done = {
@@ -418,83 +501,6 @@ def _already(status: str, action: str) -> bool:
         "hold": (market.HELD,),
     }
     return status in done.get(action, ())
-
-
-async def _record_refund(tx: Tx, row: asyncpg.Record, *, external: bool) -> str | None:
-    """The order's refund row (new, or the one already there); None without a captured payment."""
-    payment_id = await tx.conn.fetchval(
-        "SELECT id FROM payments WHERE group_id = $1 AND status = 'captured'", row["group_id"]
-    )
-    if payment_id is None:
-        return None
-    refund_id = await tx.conn.fetchval(
-        "INSERT INTO refunds (id, order_id, payment_id, amount, status) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (order_id) DO NOTHING RETURNING id",
-        new_id(),
-        row["id"],
-        payment_id,
-        row["total"],
-        "external" if external else "pending",
-    )
-    if refund_id is None:  # the order's refund already exists: that one is the one to run
-        refund_id = await tx.conn.fetchval("SELECT id FROM refunds WHERE order_id = $1", row["id"])
-    return str(refund_id)
-
-
-def _in_route(cmd: ShardCommand, cell: str) -> bool:
-    """The row's cell is the one this command was routed (and ownership checked) by."""
-    return cmd.route == cell_key(cell)
-
-
-# -- refunds (routed to the order's cell) -------------------------------------------------------
-async def refund_record(
-    host: CellHost, tx: Tx, cmd: market.RefundRecord, out: Emitted
-) -> dict[str, Any]:
-    """A pending refund for an order whose payment was captured after the order ended (an
-    orphaned capture), or the order's refund already recorded; the gateway then runs it."""
-    row = await ms.order_row(tx.conn, cmd.order_id, lock=True)
-    if row is None or not _in_route(cmd, row["cell"]):
-        raise NotFound("no such order")
-    refund_id = await _record_refund(tx, row, external=False)
-    if refund_id is None:  # an error: nothing recorded under the key, a later call may record
-        raise Conflict("the order's payment is not captured", order_id=row["id"])
-    return {"refund_id": refund_id}
-
-
-_SETTLED = {"succeeded": "succeeded", "failed": "failed", "retry": "pending"}
-
-
-async def refund_settle(
-    host: CellHost, tx: Tx, cmd: market.RefundSettle, out: Emitted
-) -> dict[str, Any]:
-    """Record what the provider answered to a pending refund: ``succeeded`` (with its
-    ``provider_ref``), ``failed`` for good (with ``reason``), or ``retry`` (a temporary
-    failure: one more attempt counted, the sweeper tries again). A refund no longer pending
-    is left as it is; the reply says its status and payment either way."""
-    outcome = cmd.outcome
-    if outcome not in _SETTLED:
-        raise BadRequest(f"outcome: {outcome!r} is not one of {', '.join(_SETTLED)}")
-    row = await tx.conn.fetchrow(
-        "SELECT r.id, r.status, r.payment_id, o.cell FROM refunds r"
-        " JOIN orders o ON o.id = r.order_id WHERE r.id = $1 FOR UPDATE OF r",
-        cmd.refund_id,
-    )
-    if row is None or not _in_route(cmd, row["cell"]):
-        raise NotFound("no such refund")
-    status = row["status"]
-    if status == "pending":
-        status = _SETTLED[outcome]
-        await tx.conn.execute(
-            "UPDATE refunds SET status = $2, provider_ref = COALESCE($3, provider_ref),"
-            " error = COALESCE($4, error), attempts = attempts + $5, updated_at = now()"
-            " WHERE id = $1",
-            row["id"],
-            status,
-            cmd.provider_ref,
-            cmd.reason if outcome != "succeeded" else None,
-            0 if outcome == "succeeded" else 1,
-        )
-    return {"refund_id": row["id"], "status": status, "payment_id": row["payment_id"]}
 
 
 TICKS = (Tick("listing-updates", lambda s: s.listing_update_ms / 1000, flush_listing_updates),)
@@ -509,6 +515,6 @@ HANDLERS: dict[type[ShardCommand], Handler] = {
     market.CartRemove: cart_remove,
     market.OrderReserve: order_reserve,
     market.OrderAct: order_act,
-    market.RefundRecord: refund_record,
-    market.RefundSettle: refund_settle,
+    market.OrderRefund: order_refund,
+    market.VendorSuspend: vendor_suspend,
 }

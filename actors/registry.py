@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actors import chat_ops, feed_ops, market_ops, moderation_ops, recommend_ops
+from actors import chat_ops, feed_ops, market_ops, moderation_ops, recommend_ops, refund_ops
 from actors.cell_host import Handler, Reader, Tick
 from models.commands import ShardCommand, ShardRead
 
@@ -18,6 +18,7 @@ _FEATURES = (
     feed_ops,
     chat_ops,
     market_ops,
+    refund_ops,
     recommend_ops,
     moderation_ops,
 )

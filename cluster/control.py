@@ -6,7 +6,8 @@ those) and hands every call to ``ControlHost`` (services/control.py). It keeps n
 memory that matters: every action's state and its audit entry are in Postgres, so a restart
 (Ray restarts it, ``max_restarts=-1``) loses nothing. Calls are not retried by Ray
 (``max_task_retries=0``): an action is not idempotent by itself, a caller that gets
-``unavailable`` decides. Beside the calls it lifts expired suspensions every ``admin_sweep_s``.
+``unavailable`` decides. Beside the calls it lifts expired suspensions every ``admin_sweep_s``,
+and sends again a vendor's suspension flag its owner shard missed (``AdminService.sync_vendors``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ControlActor:
                     services.appeals,
                     services.disputes,
                     services.risk,
+                    services.holds,
                 )
                 self._sweeper = asyncio.create_task(self._sweep(), name="suspension-sweep")
                 gcpolicy.settle(self._settings)
@@ -64,6 +66,9 @@ class ControlActor:
                     lifted = await self._host.admin.lift_expired()
                     if lifted:
                         log.info("lifted %d expired suspensions", lifted)
+                    fixed = await self._host.admin.sync_vendors()
+                    if fixed:
+                        log.info("vendor suspension flags put right for %d vendors", fixed)
             except Exception:  # a loop that must not die: log, back off, go on
                 log.exception("suspension sweep failed")
 

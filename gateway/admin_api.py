@@ -23,10 +23,11 @@ from gateway.ops import Call, Op
 from gateway.ratelimit import client_address
 from models.errors import BadRequest, Unauthorized
 from models.rbac import Staff
-from services.admin import RolesBody, SuspendBody
+from services.admin import RefundBody, RolesBody, SuspendBody
 from services.appeals import AppealBody, DecideBody
 from services.disputes import ResolveDisputeBody
 from services.moderation import RemoveBody, ReportBody, ResolveBody
+from services.payout_holds import HoldBody, ReleaseBody
 
 
 async def _staff(request: web.Request) -> Staff:
@@ -75,18 +76,26 @@ async def op_report_create(call: Call, req: ReportBody) -> dict[str, Any]:
     return await call.services.moderation.report(call.user_id, req, call.key)
 
 
-OPS: dict[str, Op] = {"report.create": Op(ReportBody, op_report_create, mutating=True)}
+async def _body_act(
+    request: web.Request, model: type[BaseModel], action: str, name: str, **more: Any
+) -> web.Response:
+    """An action on the object named by the path's ``name``, with the typed body."""
+    body = await read_json(request, model)
+    args = {name: request.match_info[name], "body": body.model_dump(mode="json"), **more}
+    return await _act(request, action, args)
+
+
+async def _list(request: web.Request, action: str, *also: str) -> web.Response:
+    return await _act(request, action, _query(request, "status", "cursor", *also))
 
 
 # -- moderation ---------------------------------------------------------------------------------
 async def reports_view(request: web.Request) -> web.Response:
-    return await _act(request, "reports.list", _query(request, "status", "cursor"))
+    return await _list(request, "reports.list")
 
 
 async def resolve_view(request: web.Request) -> web.Response:
-    body = await read_json(request, ResolveBody)
-    args = {"report_id": request.match_info["report_id"], "body": body.model_dump(mode="json")}
-    return await _act(request, "reports.resolve", args)
+    return await _body_act(request, ResolveBody, "reports.resolve", "report_id")
 
 
 async def remove_view(request: web.Request) -> web.Response:
@@ -100,15 +109,11 @@ async def user_view(request: web.Request) -> web.Response:
 
 
 async def roles_view(request: web.Request) -> web.Response:
-    body = await read_json(request, RolesBody)
-    args = {"user_id": request.match_info["user_id"], "body": body.model_dump(mode="json")}
-    return await _act(request, "users.roles", args)
+    return await _body_act(request, RolesBody, "users.roles", "user_id")
 
 
 async def suspend_view(request: web.Request) -> web.Response:
-    body = await read_json(request, SuspendBody)
-    args = {"user_id": request.match_info["user_id"], "body": body.model_dump(mode="json")}
-    return await _act(request, "users.suspend", args)
+    return await _body_act(request, SuspendBody, "users.suspend", "user_id")
 
 
 class _Reason(BaseModel):
@@ -168,24 +173,73 @@ async def my_moderation_view(request: web.Request) -> web.Response:
 
 
 async def appeals_view(request: web.Request) -> web.Response:
-    return await _act(request, "appeals.list", _query(request, "status", "cursor"))
+    return await _list(request, "appeals.list")
 
 
 async def decide_view(request: web.Request) -> web.Response:
-    body = await read_json(request, DecideBody)
-    args = {"appeal_id": request.match_info["appeal_id"], "body": body.model_dump(mode="json")}
-    return await _act(request, "appeals.decide", args)
+    return await _body_act(request, DecideBody, "appeals.decide", "appeal_id")
 
 
 # -- disputes (admin side; buyers and vendors: gateway/disputes_api.py) -------------------------
 async def disputes_view(request: web.Request) -> web.Response:
-    return await _act(request, "disputes.list", _query(request, "status", "cursor"))
+    return await _list(request, "disputes.list")
 
 
 async def dispute_resolve_view(request: web.Request) -> web.Response:
-    body = await read_json(request, ResolveDisputeBody)
-    args = {"dispute_id": request.match_info["dispute_id"], "body": body.model_dump(mode="json")}
-    return await _act(request, "disputes.resolve", args)
+    return await _body_act(request, ResolveDisputeBody, "disputes.resolve", "dispute_id")
+
+
+# -- money: refunds of orders, payout holds -----------------------------------------------------
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 128:
+        raise BadRequest("Idempotency-Key: 1 to 128 characters")
+    return key
+
+
+async def order_refund_view(request: web.Request) -> web.Response:
+    key = _idempotency_key(request)
+    return await _body_act(request, RefundBody, "orders.refund", "order_id", key=key)
+
+
+async def holds_view(request: web.Request) -> web.Response:
+    return await _list(request, "payouts.list", "vendor_id")
+
+
+async def hold_view(request: web.Request) -> web.Response:
+    body = await read_json(request, HoldBody)
+    return await _act(request, "payouts.hold", {"body": body.model_dump(mode="json")}, 201)
+
+
+async def release_view(request: web.Request) -> web.Response:
+    body = ReleaseBody(note=None)
+    if request.can_read_body:
+        body = await read_json(request, ReleaseBody)
+    args = {"hold_id": request.match_info["hold_id"], "body": body.model_dump(mode="json")}
+    return await _act(request, "payouts.release", args)
+
+
+# -- staff over the websocket: the same actions, the socket's roles checked again by the actor --
+class _QueueReq(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str | None = Field(None, max_length=16)
+    cursor: str | None = Field(None, max_length=256)
+
+
+def _ws_staff(call: Call) -> Staff:
+    principal = call.session.principal
+    return Staff(principal.user_id, principal.roles)
+
+
+async def op_admin_reports(call: Call, req: _QueueReq) -> dict[str, Any]:
+    args = req.model_dump(exclude_none=True)
+    return await call.services.control.call("reports.list", _ws_staff(call), args)
+
+
+OPS: dict[str, Op] = {
+    "report.create": Op(ReportBody, op_report_create, mutating=True),
+    "admin.reports": Op(_QueueReq, op_admin_reports),
+}
 
 
 def add_routes(app: web.Application) -> None:
@@ -204,3 +258,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/admin/appeals/{appeal_id}/decide", decide_view)
     app.router.add_get("/api/v1/admin/disputes", disputes_view)
     app.router.add_post("/api/v1/admin/disputes/{dispute_id}/resolve", dispute_resolve_view)
+    app.router.add_post("/api/v1/admin/orders/{order_id}/refund", order_refund_view)
+    app.router.add_get("/api/v1/admin/payouts/holds", holds_view)
+    app.router.add_post("/api/v1/admin/payouts/holds", hold_view)
+    app.router.add_post("/api/v1/admin/payouts/holds/{hold_id}/release", release_view)

@@ -48,6 +48,11 @@ _REPORT_BODY = obj(
     note=_STR,
 )
 _USER = obj(["user"], user=_ref("AdminUser"))
+_AMOUNT: Schema = {"type": "integer", "minimum": 1, "maximum": 2**62,
+                   "description": "minor units; none: all that is left to refund"}
+_CURRENCY: Schema = {"type": "string", "pattern": "^[A-Za-z]{3}$"}
+_IDEM: Schema = {"name": "Idempotency-Key", "in": "header", "required": False,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "Report": obj(
@@ -83,6 +88,12 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         target=obj(["kind", "id"], kind={"enum": _KINDS}, id=_STR), user_id=_STR, reason=_STR,
         until=_NSTR, created_at=_STR, reversed={"type": "boolean"}, content=_NSTR,
         appeals={"type": "array", "items": _ref("Appeal")},
+    ),
+    "PayoutHold": obj(
+        ["id", "vendor_id", "reason", "status", "created_at"],
+        id=_STR, vendor_id=_STR, order_id=_NSTR, dispute_id=_NSTR, reason=_STR,
+        actor_id=_NSTR, status={"enum": ["open", "released"]}, created_at=_STR,
+        released_at=_NSTR, released_by=_NSTR, release_note=_NSTR,
     ),
     "AuditEntry": obj(
         ["id", "actor_id", "action", "target", "reason", "result", "at"],
@@ -191,7 +202,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "Respond to a dispute, or refund at once (refund: true)",
             "security": _BEARER,
             "parameters": _path("dispute_id"),
-            "requestBody": json_body(obj(["text"], text=_STR, refund={"type": "boolean"})),
+            "requestBody": json_body(obj(["text"], text=_STR, refund={"type": "boolean"},
+                                         amount=_AMOUNT, currency=_CURRENCY)),
             "responses": {"200": {"description": "ok",
                                   **json_body(obj(["dispute"], dispute=_ref("Dispute")))},
                           **errors(400, 401, 403, 404, 409)},
@@ -206,6 +218,29 @@ OPENAPI_PATHS: dict[str, Any] = {
                     obj(["dispute"], dispute=_ref("Dispute")), 400, 401, 403, 404, 409,
                     parameters=_path("dispute_id"),
                     requestBody=json_body(obj(["outcome"], outcome={"enum": ["refund", "reject"]},
-                                              amount=_INT, note=_STR))),
+                                              amount=_AMOUNT, currency=_CURRENCY,
+                                              note=_STR))),
+    },
+    "/api/v1/admin/orders/{order_id}/refund": {
+        "post": _op("Refund an order, whole or partly, through its provider", "admin", 200,
+                    obj(["order", "refund_id", "amount"], order={"type": "object"},
+                        refund_id=_STR, amount=_INT),
+                    400, 401, 403, 404, 409, parameters=[*_path("order_id"), _IDEM],
+                    requestBody=json_body(obj(["reason"], amount=_AMOUNT, currency=_CURRENCY,
+                                              reason=_STR))),
+    },
+    "/api/v1/admin/payouts/holds": {
+        "get": _op("Payout holds, newest first", "admin", 200, _page("PayoutHold"), 400, 401,
+                   403, parameters=_query("vendor_id", "status", "cursor")),
+        "post": _op("Hold one order's payout, or every payout of a vendor", "admin", 201,
+                    obj(["hold"], hold=_ref("PayoutHold")), 400, 401, 403, 404, 409,
+                    requestBody=json_body(obj(["vendor_id", "reason"], vendor_id=_STR,
+                                              order_id=_STR, reason=_STR))),
+    },
+    "/api/v1/admin/payouts/holds/{hold_id}/release": {
+        "post": _op("Release a payout hold (a dispute's: when the dispute closes)", "admin",
+                    200, obj(["hold"], hold=_ref("PayoutHold")), 400, 401, 403, 404, 409,
+                    parameters=_path("hold_id"),
+                    requestBody={"required": False, **json_body(obj([], note=_STR))}),
     },
 }  # fmt: skip

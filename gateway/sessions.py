@@ -401,6 +401,16 @@ class Session:
         self.close(CLOSE_SERVER_RESTART, "stream position lost: reconnect and recover")
 
 
+def _new_roles(session: Session, roles: frozenset[str]) -> None:
+    """The session's roles are ``roles`` now; if they changed, the client hears it at once
+    (``session.roles {roles}``, ephemeral: a reconnecting client reads them with its sign-in)."""
+    old = session.principal
+    if old.roles == roles:
+        return
+    session.principal = Principal(old.user_id, roles, old.session_id)
+    session.send({"ev": "session.roles", "data": {"roles": sorted(roles)}})
+
+
 class SessionRegistry:
     """The sessions connected to this gateway, by id, user and token family."""
 
@@ -435,10 +445,10 @@ class SessionRegistry:
         return len(sessions)
 
     def set_roles(self, user_id: str, roles: frozenset[str]) -> None:
-        """A role change, at once, for the user's open sockets."""
+        """A role change, at once, for the user's open sockets: each one's ops are checked
+        against the new roles from now on, and it is told (``session.roles``)."""
         for session in self.of_user(user_id):
-            old = session.principal
-            session.principal = Principal(old.user_id, roles, old.session_id)
+            _new_roles(session, roles)
 
     def reconcile(self, checked: Collection[str], states: Mapping[str, SignInState]) -> int:
         """Apply what Postgres says of the sign-ins ``checked`` (``states`` by token family;
@@ -456,11 +466,7 @@ class SessionRegistry:
             elif state.suspended:
                 session.close(CLOSE_SUSPENDED, "account suspended")
             else:
-                if frozenset(state.roles) != session.principal.roles:
-                    old = session.principal
-                    session.principal = Principal(
-                        old.user_id, frozenset(state.roles), old.session_id
-                    )
+                _new_roles(session, frozenset(state.roles))
                 continue
             closed += 1
         return closed

@@ -91,7 +91,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     "Listing": _obj(
         ["id", "vendor_id", "cell", "title", "price", "currency", "stock", "active"],
         id=_STR, vendor_id=_STR, cell=_STR, lat=_NUM, lng=_NUM, created_at=_STR,
-        updated_at=_STR, distance_m=_NUM, **_LISTING_FIELDS,
+        updated_at=_STR, distance_m=_NUM, vendor_suspended=_BOOL, **_LISTING_FIELDS,
     ),
     "Order": _obj(
         ["id", "group_id", "buyer_id", "vendor_id", "status", "items", "total", "currency"],
@@ -100,7 +100,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         items={"type": "array", "items": _obj(
             ["listing_id", "qty", "unit_price"], listing_id=_STR, title=_STR, qty=_INT,
             unit_price=_INT)},
-        total=_INT, currency=_STR, reserved_until={"type": ["string", "null"]},
+        total=_INT, refunded={"type": "integer", "description": "refunded so far (minor units)"},
+        currency=_STR, reserved_until={"type": ["string", "null"]},
         reason={"type": ["string", "null"]}, created_at=_STR, updated_at=_STR,
         risk={"oneOf": [{"type": "null"}, _obj(
             ["score", "reasons"], score={"type": "integer", "minimum": 0, "maximum": 100},

@@ -7,15 +7,21 @@ Order states (docs/marketplace.md has the diagram)::
           |   \         |         |           |            |
           |    held ----+ (released by review: confirm)    |
           v      |      v         v           v            v
-      cancelled <+   refunded  refunded    refunded     refunded (provider only)
+      cancelled <+   refunded  refunded    refunded     refunded (provider, admin, vendor)
                  (rejected by review: release)
 
 Who may take which step is part of the rule: a buyer cancels only before the vendor accepts, a
-vendor accepts and fulfils, the system confirms payment, releases and expires reservations, and
-only the payment provider's own refund (a Stripe dashboard refund) reaches a completed order.
+vendor accepts and fulfils, the system confirms payment, releases and expires reservations; a
+completed order is refunded only by the payment provider's own refund (a Stripe dashboard
+refund), an admin resolving a dispute, or its vendor refunding a dispute.
 A checkout whose risk is over the review threshold (models/risk.py) is ``held``: reserved, its
 payment authorised but not captured, until a review releases it (``confirm``) or rejects it
 (``release``, stock back); neither buyer nor vendor can move it meanwhile.
+
+Refunds may be partial (``refund_amount``): any amount from 1 to what is still refundable, in
+the order's currency; several of them sum to at most the order's total. Only the refund that
+brings the refunded amount to the total moves the order to ``refunded``; a partial one leaves
+its state as it is and shows in its ``refunded`` amount.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from models.commands import RoutedBy, ShardCommand, command, entity
 from models.errors import BadRequest, Conflict
 from models.placement import cell_key, user_key
 
-ActorKind = Literal["buyer", "vendor", "system", "provider"]
+ActorKind = Literal["buyer", "vendor", "system", "provider", "admin"]
 
 PENDING = "pending_payment"
 HELD = "held"
@@ -43,6 +49,10 @@ REFUNDED = "refunded"
 ORDER_STATES = (PENDING, HELD, PAID, ACCEPTED, FULFILLED, COMPLETED, CANCELLED, REFUNDED)
 TERMINAL = frozenset({CANCELLED, REFUNDED})
 
+_REFUNDERS = frozenset({"system", "provider", "admin", "vendor"})
+"""Who may refund an order that was paid and not completed. The vendor's own ``refund`` is a
+dispute's (services/disputes.py); its REST API offers ``cancel``, not ``refund``."""
+
 # (from state, action) -> (to state, actors allowed to take it)
 _TRANSITIONS: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     (PENDING, "confirm"): (PAID, frozenset({"system", "provider"})),
@@ -54,13 +64,13 @@ _TRANSITIONS: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     (HELD, "release"): (CANCELLED, frozenset({"system", "provider"})),
     (PAID, "accept"): (ACCEPTED, frozenset({"vendor"})),
     (PAID, "cancel"): (REFUNDED, frozenset({"buyer", "vendor"})),
-    (PAID, "refund"): (REFUNDED, frozenset({"system", "provider"})),
+    (PAID, "refund"): (REFUNDED, _REFUNDERS),
     (ACCEPTED, "fulfil"): (FULFILLED, frozenset({"vendor"})),
     (ACCEPTED, "cancel"): (REFUNDED, frozenset({"vendor"})),
-    (ACCEPTED, "refund"): (REFUNDED, frozenset({"system", "provider"})),
+    (ACCEPTED, "refund"): (REFUNDED, _REFUNDERS),
     (FULFILLED, "complete"): (COMPLETED, frozenset({"buyer", "system"})),
-    (FULFILLED, "refund"): (REFUNDED, frozenset({"system", "provider"})),
-    (COMPLETED, "refund"): (REFUNDED, frozenset({"provider"})),
+    (FULFILLED, "refund"): (REFUNDED, _REFUNDERS),
+    (COMPLETED, "refund"): (REFUNDED, frozenset({"provider", "admin", "vendor"})),
 }
 ACTIONS = frozenset(action for _, action in _TRANSITIONS)
 
@@ -88,6 +98,39 @@ def transition(status: str, action: str, actor: ActorKind) -> Step:
     restock = target in TERMINAL and status in (PENDING, HELD, PAID, ACCEPTED)
     refund_owed = target == REFUNDED and actor != "provider"
     return Step(status, target, restock, refund_owed)
+
+
+def refund_amount(
+    status: str,
+    actor: ActorKind,
+    total: int,
+    refunded: int,
+    currency: str,
+    amount: int | None,
+    asked_currency: str | None,
+) -> int:
+    """The amount a refund of ``amount`` (None: all that is left) takes from an order in
+    ``status`` that has ``refunded`` of its ``total`` back already; ``conflict`` when ``actor``
+    may not refund it now or nothing (or less than asked) is left, ``bad_request`` for a
+    wrong currency or an amount below 1."""
+    if (status, "refund") not in _TRANSITIONS or actor not in _TRANSITIONS[(status, "refund")][1]:
+        raise Conflict(f"an order that is {status} cannot be refunded by the {actor}")
+    if asked_currency is not None and asked_currency.lower() != currency:
+        raise BadRequest(f"currency: the order is in {currency}, not {asked_currency.lower()}")
+    left = total - refunded
+    if left <= 0:
+        raise Conflict("this order has been refunded in full", reason="over_refund",
+                       refundable=0, currency=currency)  # fmt: skip
+    if amount is None:
+        amount = left
+    if amount < 1:
+        raise BadRequest("amount: must be at least 1 (minor units)")
+    if amount > left:
+        raise Conflict(
+            f"amount: only {left} {currency} of this order is left to refund",
+            reason="over_refund", refundable=left, currency=currency,
+        )  # fmt: skip
+    return amount
 
 
 # -- reservations -------------------------------------------------------------------------------
@@ -343,6 +386,34 @@ class OrderAct(OrderCommand):
     actor: ActorKind
     vendor_id: str | None = None
     reason: str | None = None
+
+
+@command
+class OrderRefund(OrderCommand):
+    """A refund of ``amount`` (None: all that is left) of an order by ``actor`` (models
+    ``refund_amount``); the last one moves the order to ``refunded``. ``audit``: the admin
+    action's entry ``{actor_id, action, reason}``, written by the owner with the refund."""
+
+    op: ClassVar[str] = "order.refund"
+    actor: ActorKind
+    amount: int | None = None
+    currency: str | None = None
+    vendor_id: str | None = None
+    reason: str | None = None
+    audit: dict[str, Any] | None = None
+
+
+@command
+class VendorSuspend(ShardCommand):
+    """A vendor's suspension begins (``suspended``) or ends: its listings leave (or come back
+    to) every read op and the neighbourhood hears ``listing.updated``; sent by the system when
+    the vendor's user is suspended or the suspension ends."""
+
+    op: ClassVar[str] = "vendor.suspend"
+    vendor_id: str
+    suspended: bool
+
+    route_by: ClassVar[RoutedBy] = RoutedBy("vendor_id", entity("vendor"))
 
 
 @command

@@ -43,6 +43,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.list": _ADMIN,
     "risk.list": _ADMIN,
     "risk.review": _ADMIN,
+    "orders.refund": _ADMIN,
+    "payouts.hold": _ADMIN,
+    "payouts.release": _ADMIN,
+    "payouts.list": _ADMIN,
 }
 """Permission -> the roles that hold it. The only place access to admin actions is decided."""
 

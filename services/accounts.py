@@ -57,12 +57,14 @@ _TICKET_PREFIX = "hl:ticket:"
 _WRONG = "wrong email or password"
 
 
-def suspended_error(until: datetime | None) -> Forbidden:
-    """What a suspended user's requests answer: ``403`` with ``{reason: "suspended", until}``."""
+def suspended_error(until: datetime | None, action_id: str | None = None) -> Forbidden:
+    """What a suspended user's requests answer: ``403`` with ``{reason: "suspended", until,
+    action_id}`` (the suspension to appeal, ``POST /api/v1/appeals``)."""
     return Forbidden(
         "this account is suspended",
         reason="suspended",
         until=until.isoformat() if until is not None else None,
+        action_id=action_id,
     )
 
 
@@ -251,14 +253,14 @@ class AuthService:
         if not state.live:
             raise Unauthorized("this sign-in has ended")
         if state.suspended:
-            raise suspended_error(state.until)
+            raise await self._suspended(principal.user_id)
         if frozenset(state.roles) != principal.roles:
             return Principal(principal.user_id, frozenset(state.roles), principal.session_id)
         return principal
 
     async def _suspended(self, user_id: str) -> Forbidden:
-        _, until = await users.suspended_until(self.db, user_id)
-        return suspended_error(until)
+        _, until, action_id = await users.suspended_until(self.db, user_id)
+        return suspended_error(until, action_id)
 
     async def check_credentials(self, email: str, password: str, address: str = "") -> UserRow:
         """The user with this email and password, suspended or not (appeals), else

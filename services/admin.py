@@ -9,7 +9,11 @@ and only after COMMIT makes the change felt live:
 - a suspension is broadcast (``user.suspended``): every gateway closes the user's sockets with
   4003; sign-ins are refused with ``403 forbidden`` ``{reason: "suspended", until}`` (accounts);
   the user's pending orders are released through their owner shards (rule 2); the user's inbox
-  gets a ``notification`` with the reason.
+  gets a ``notification`` with the reason; if the user is a vendor, its listings leave every
+  read op and checkout until the suspension ends (``vendor.suspend`` at the vendor's owner
+  shard, sent again by the control actor's sweep should it have failed: ``sync_vendors``);
+- an admin's refund of an order, whole or partial (``refund_order``), runs at the order's owner
+  shard, which writes its audit entry with the refund, then at the provider.
 
 A lost broadcast (Redis down) is logged; REST and refresh refuse from Postgres regardless.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,11 +34,12 @@ from redis.exceptions import RedisError
 from models import rbac
 from models.admin import target_ref
 from models.auth import normalize_email
+from models.commands import route_of
 from models.errors import AppError, BadRequest, Conflict, NotFound
-from models.market import OrderAct
+from models.market import OrderAct, VendorSuspend
 from models.rbac import Staff
 from models.streams import Event
-from services.market import SYSTEM, MarketService
+from services.market import SYSTEM, Actor, MarketService
 from store import admin_store as st
 from store.fanout import CONTROL_CHANNEL, publish
 
@@ -49,6 +55,14 @@ class SuspendBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=500)
     until: datetime | None = None
+
+
+class RefundBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: int | None = Field(None, ge=1, le=2**62)
+    """Minor units; none: all that is left to refund."""
+    currency: str | None = Field(None, pattern="^[A-Za-z]{3}$")
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class AdminService:
@@ -192,6 +206,44 @@ class AdminService:
         await self.publish([notice])
         await self.broadcast({"kind": "user.suspended", "user_id": user_id})
         await self.release_pending_orders(user_id, action_id)
+        await self.vendor_suspended(user_id, True)
+
+    async def after_unsuspend(self, user_id: str, notice: Event) -> None:
+        """What follows a lifted suspension's commit: the notice, the vendor's listings back."""
+        await self.publish([notice])
+        await self.vendor_suspended(user_id, False)
+
+    async def vendor_suspended(self, user_id: str, suspended: bool) -> bool:
+        """Flag (or unflag) the user's vendor listings at the vendor's owner shard; False if
+        the shard could not be reached (the sweep, ``sync_vendors``, sends it again)."""
+        vendor_id = await self.db.fetchval("SELECT id FROM vendors WHERE user_id = $1", user_id)
+        if vendor_id is None:
+            return True
+        command = VendorSuspend(
+            user_id=SYSTEM, key=f"vendor-suspend:{uuid.uuid4().hex}", vendor_id=vendor_id,
+            suspended=suspended,
+        )  # fmt: skip
+        try:
+            await self.market.mutate(command)
+        except AppError as err:
+            log.warning("vendor %s suspended=%s not applied yet: %s", vendor_id, suspended,
+                        err.message)  # fmt: skip
+            return False
+        return True
+
+    async def sync_vendors(self, limit: int = 100) -> int:
+        """Vendors whose suspension flag disagrees with their user's (a ``vendor.suspend`` that
+        failed): sent again (the control actor's sweep). The number put right."""
+        rows = await self.db.fetch(
+            "SELECT v.user_id, u.disabled_at IS NOT NULL AS suspended FROM vendors v"
+            " JOIN users u ON u.id = v.user_id"
+            " WHERE (u.disabled_at IS NOT NULL) <> (v.suspended_at IS NOT NULL) LIMIT $1",
+            limit,
+        )
+        fixed = 0
+        for row in rows:
+            fixed += await self.vendor_suspended(row["user_id"], row["suspended"])
+        return fixed
 
     async def release_pending_orders(self, user_id: str, action_id: str) -> int:
         """Release the reservations of the user's pending orders at their owner shards."""
@@ -226,7 +278,7 @@ class AdminService:
             if row["disabled_at"] is None:
                 raise Conflict("this user is not suspended")
             user, notice = await self.unsuspend_in(conn, staff.user_id, user_id, reason)
-        await self.publish([notice])
+        await self.after_unsuspend(user_id, notice)
         return {"user": user}
 
     async def unsuspend_in(
@@ -260,6 +312,22 @@ class AdminService:
                 if until is None or until > datetime.now(UTC):
                     continue
                 _, notice = await self.unsuspend_in(conn, None, user_id, "suspension ended")
-            await self.publish([notice])
+            await self.after_unsuspend(user_id, notice)
             lifted += 1
         return lifted
+
+    # -- money ----------------------------------------------------------------------------------
+    async def refund_order(
+        self, staff: Staff, order_id: str, body: RefundBody, key: str | None
+    ) -> dict[str, Any]:
+        """Refund ``body.amount`` (none: all that is left) of an order, whatever its state but
+        unpaid or refunded; a retry with the same idempotency ``key`` is the same refund."""
+        staff.require("orders.refund")
+        route_of(order_id, "order")  # a made-up id is not_found before any shard
+        who = Actor(SYSTEM, f"admin-refund:{key or uuid.uuid4().hex}")
+        audit = {"actor_id": staff.user_id, "action": "order.refund", "reason": body.reason}
+        result = await self.market.refund(
+            who, order_id, "admin", body.amount, body.currency, body.reason, audit
+        )
+        return {"order": result["order"], "refund_id": result["refund_id"],
+                "amount": result["amount"]}  # fmt: skip

@@ -173,6 +173,7 @@ class AppealService:
             )
         status = "accepted" if body.accept else "rejected"
         events: list[Event] = []
+        lifted: Event | None = None
         async with self.db.acquire() as conn, conn.transaction():
             decided = await conn.fetchrow(
                 "UPDATE appeals SET status = $2, decided_by = $3, note = $4, decided_at = now()"
@@ -187,10 +188,9 @@ class AppealService:
             if body.accept and action["kind"] == "suspend":
                 suspended = await st.user_row(conn, action["user_id"], lock=True)
                 if suspended is not None and suspended["disabled_at"] is not None:
-                    _, notice = await self.admin.unsuspend_in(
+                    _, lifted = await self.admin.unsuspend_in(
                         conn, staff.user_id, action["user_id"], body.note or "appeal accepted"
                     )
-                    events.append(notice)
             result = {"status": status, "action_id": action["id"]}
             await st.audit(
                 conn,
@@ -204,4 +204,6 @@ class AppealService:
             for user in {row["user_id"], action["actor_id"]} - {None}:
                 events.append(await st.inbox_event(conn, user, "notification", data))
         await publish(self.redis, events)
+        if lifted is not None:
+            await self.admin.after_unsuspend(action["user_id"], lifted)
         return {"appeal": appeal_public(decided)}

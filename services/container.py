@@ -39,6 +39,7 @@ from services.market import MarketService
 from services.market_jobs import Sweeper
 from services.media import MediaService, open_blobs
 from services.moderation import ModerationService
+from services.payout_holds import PayoutHolds
 from services.presence import Presence
 from services.ranking import CellRanker
 from services.risk import RiskReview
@@ -83,6 +84,8 @@ class Services:
     disputes: DisputeService
     risk: RiskReview
     """The fraud review queue: held checkouts released or rejected (through ``control``)."""
+    holds: PayoutHolds
+    """Payout holds: what a payout (issue 17) asks first, ``holds.blocked``."""
     control: Control
     """The control actor (``RayControl``), or its host in this process over a given transport."""
     media: MediaService
@@ -162,12 +165,13 @@ async def open_services(
         appeals = AppealService(db, redis, admin, moderation)
         disputes = DisputeService(db, redis, market)
         risk = RiskReview(checkout)
+        holds = PayoutHolds(db)
         control: Control = (
             RayControl(
                 settings.control_actor_name, settings.ray_namespace, settings.control_call_timeout_s
             )
             if on_ray
-            else LocalControl(ControlHost(admin, moderation, appeals, disputes, risk))
+            else LocalControl(ControlHost(admin, moderation, appeals, disputes, risk, holds))
         )
         keys = Keys(settings)
         services = Services(
@@ -194,6 +198,7 @@ async def open_services(
             appeals=appeals,
             disputes=disputes,
             risk=risk,
+            holds=holds,
             control=control,
             media=media,
         )

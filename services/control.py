@@ -7,6 +7,10 @@ arguments in; plain data out — ``{"ok": true, "data": ...}`` or ``{"ok": false
 (cluster/control.py) only hosts it; ``LocalControl`` hosts it in-process (a gateway without
 Ray). Callers use a ``Control``: ``RayControl`` finds the named, detached actor and calls it.
 
+The caller's roles are read again from Postgres on every call (``_current``): a role revoked
+a moment ago is gone here too, whatever the caller's socket or token still holds; a suspended
+caller holds none.
+
 Every call is audited: a change writes its entry in its own transaction; the host writes one
 for each read (``READS``) and each refused or failed action (``result: {error, message}``).
 
@@ -27,11 +31,12 @@ import asyncpg
 from models.admin import target_ref
 from models.errors import AppError, BadRequest, Unavailable, error_from_dict
 from models.rbac import OPERATOR, Staff
-from services.admin import AdminService, RolesBody, SuspendBody
+from services.admin import AdminService, RefundBody, RolesBody, SuspendBody
 from services.appeals import AppealService, DecideBody
 from services.disputes import DisputeService, ResolveDisputeBody
 from services.moderation import ModerationService, RemoveBody, ResolveBody
 from services.risk import ReviewBody, RiskReview
+from services.payout_holds import HoldBody, PayoutHolds, ReleaseBody
 from store import admin_store as st
 
 log = logging.getLogger("hyperlocal.control")
@@ -61,10 +66,11 @@ class ControlHost:
         appeals: AppealService,
         disputes: DisputeService,
         risk: RiskReview,
+        holds: PayoutHolds,
     ) -> None:
         self.admin = admin
         self.moderation = moderation
-        a, m, ap, d, r = admin, moderation, appeals, disputes, risk
+        a, m, ap, d, r, h = admin, moderation, appeals, disputes, risk, holds
         self.actions: dict[str, Action] = {
             "users.get": lambda s, x: a.user(s, x["user_id"]),
             "users.find": lambda s, x: a.find(s, x["email"]),
@@ -104,6 +110,16 @@ class ControlHost:
             "risk.reject": lambda s, x: r.reject(
                 s, x["order_id"], ReviewBody.model_validate(x.get("body") or {})
             ),
+            "orders.refund": lambda s, x: a.refund_order(
+                s, x["order_id"], RefundBody.model_validate(x["body"]), x.get("key")
+            ),
+            "payouts.hold": lambda s, x: h.hold(s, HoldBody.model_validate(x["body"])),
+            "payouts.release": lambda s, x: h.release(
+                s, x["hold_id"], ReleaseBody.model_validate(x.get("body") or {})
+            ),
+            "payouts.list": lambda s, x: h.listed(
+                s, x.get("vendor_id"), x.get("status"), x.get("cursor")
+            ),
         }
 
     async def _user_id(self, args: dict[str, Any]) -> str:
@@ -125,7 +141,11 @@ class ControlHost:
         handler = self.actions.get(action)
         if handler is None:
             return {"ok": False, "error": BadRequest(f"unknown action {action!r}").to_dict()}
-        who = staff_from(staff)
+        try:
+            who = await self._current(staff_from(staff))
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("control action %s: roles not read: %r", action, exc)
+            return {"ok": False, "error": Unavailable("try again").to_dict()}
         try:
             data = await handler(who, args)
         except AppError as err:
@@ -140,6 +160,15 @@ class ControlHost:
             await self._note(who, action, args, {"ok": True, "items": len(data.get("items", ()))})
         return {"ok": True, "data": data}
 
+    async def _current(self, who: Staff) -> Staff:
+        """The caller with their roles as Postgres has them now (none while suspended)."""
+        if who.user_id is None:
+            return who
+        row = await st.user_row(self.admin.db, who.user_id)
+        if row is None or row["disabled_at"] is not None:
+            return Staff(who.user_id, frozenset())
+        return Staff(who.user_id, frozenset(row["roles"]))
+
     async def _note(
         self, staff: Staff, action: str, args: dict[str, Any], result: dict[str, Any]
     ) -> None:
@@ -153,7 +182,7 @@ class ControlHost:
 
 READS = frozenset(
     {"users.get", "users.find", "audit.list", "reports.list", "appeals.list", "disputes.list",
-     "risk.list"}
+     "risk.list", "payouts.list"}
 )  # fmt: skip
 """Actions that change nothing: audited by the host (a change audits itself)."""
 
@@ -163,6 +192,7 @@ _TARGET_ARGS = (
     ("appeal_id", "appeal"),
     ("dispute_id", "dispute"),
     ("order_id", "order"),
+    ("hold_id", "hold"),
     ("email", "email"),
 )
 
@@ -175,6 +205,8 @@ def _target(args: dict[str, Any]) -> str:
     body = args.get("body")
     if isinstance(body, dict) and body.get("kind") and body.get("id"):
         return target_ref(str(body["kind"]), str(body["id"]))
+    if isinstance(body, dict) and body.get("vendor_id"):
+        return target_ref("vendor", str(body["vendor_id"]))
     return "-"
 
 

@@ -1,14 +1,17 @@
 """Disputes: a buyer contests a paid order; the vendor responds or refunds; an admin resolves.
 
 The steps are the state machine of models/admin.py (``dispute_step``: an illegal step is a
-``conflict``, and changes nothing). A refund is the order's ``refund`` step by the system on
-its owner shard (models/market.py ``OrderAct``, keyed by the dispute so a retry is the same
-refund), then the provider's refund (``MarketService.run_refund``: the existing path, retried by
-the sweeper until it succeeds); only then does the dispute move, conditionally on the state it
-was read in, with its audit entry (an admin's resolve) in the same transaction. Both parties
-get ``dispute.updated {dispute}`` on their inbox, and ``order.updated`` comes from the order's
-owner when money moves. Orders a buyer may dispute: paid, accepted, fulfilled (a completed
-order's refund is the provider's: models/market.py).
+``conflict``, and changes nothing). A refund, whole or partial (``amount``: 1 up to what is
+left to refund, in the order's currency; none: all of it), is the order's ``order.refund`` on
+its owner shard (models/market.py ``OrderRefund``, by the admin or the vendor, keyed by the
+dispute so a retry is the same refund), then the provider's refund (``MarketService.run_refund``:
+the existing path, retried by the sweeper until it succeeds); only then does the dispute move,
+conditionally on the state it was read in, with its audit entry (an admin's resolve) in the same
+transaction. Both parties get ``dispute.updated {dispute}`` on their inbox, and
+``order.updated`` comes from the order's owner when money moves. Orders a buyer may dispute:
+paid, accepted, fulfilled, completed (an admin's or the vendor's refund reaches a completed
+order too). An open dispute holds its order's payout (services/payout_holds.py): the hold is
+placed in the transaction that opens it and released in the one that closes it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from models.admin import (
     DISPUTE_STATES,
     OPEN,
     REFUNDED,
+    REJECTED,
     DisputeReason,
     SeqCursor,
     dispute_step,
@@ -31,9 +35,11 @@ from models.admin import (
 )
 from models.errors import BadRequest, Conflict, NotFound
 from models.ids import new_id
+from models.market import ActorKind
 from models.rbac import Staff
 from models.streams import Event
 from services.market import SYSTEM, Actor, MarketService
+from services.payout_holds import hold_in, release_dispute_in
 from store import admin_store as st
 from store.fanout import publish
 
@@ -43,6 +49,10 @@ _COLUMNS = (
 )
 
 
+CLOSED = frozenset({REFUNDED, REJECTED})
+"""Dispute states that release the order's payout hold."""
+
+
 class DisputeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     order_id: str = Field(min_length=1, max_length=128)
@@ -50,16 +60,23 @@ class DisputeBody(BaseModel):
     text: str = Field(min_length=1, max_length=5000)
 
 
+_CURRENCY = "^[A-Za-z]{3}$"
+
+
 class RespondBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=5000)
     refund: bool = False
+    amount: int | None = Field(None, ge=1, le=2**62)
+    """With ``refund``: how much (minor units); none: all that is left."""
+    currency: str | None = Field(None, pattern=_CURRENCY)
 
 
 class ResolveDisputeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: str = Field(pattern="^(refund|reject)$")
-    amount: int | None = Field(None, ge=0)
+    amount: int | None = Field(None, ge=1, le=2**62)
+    currency: str | None = Field(None, pattern=_CURRENCY)
     note: str | None = Field(None, max_length=1000)
 
 
@@ -133,6 +150,8 @@ class DisputeService:
             except asyncpg.UniqueViolationError:
                 raise Conflict("this order already has a dispute") from None
             assert row is not None
+            reason = f"dispute {row['id']} is open"
+            await hold_in(conn, order["vendor_id"], order["id"], reason, None, row["id"])
             events = await self._notify(conn, row)
         await publish(self.redis, events)
         return {"dispute": dispute_public(row)}
@@ -172,25 +191,29 @@ class DisputeService:
         staff.require("disputes.list")
         return await self._page("$1::text IS NULL", None, status, cursor)
 
-    async def _refund(self, row: asyncpg.Record) -> None:
-        """The order's refund at its owner shard, then at the provider (existing path)."""
-        who = Actor(user_id=SYSTEM, key=f"dispute:{row['id']}")
-        order = await self.db.fetchval("SELECT status FROM orders WHERE id = $1", row["order_id"])
-        if order == "refunded":  # a retry after the refund went through: nothing to redo
-            return
-        await self.market.act(who, row["order_id"], "refund", "system", "dispute refund")
+    async def _refund(
+        self, row: asyncpg.Record, actor: ActorKind, amount: int | None, currency: str | None
+    ) -> int:
+        """The order's refund at its owner shard, then at the provider (existing path); the
+        amount it refunded."""
+        vendor = {"id": row["vendor_id"]} if actor == "vendor" else None
+        who = Actor(user_id=SYSTEM, key=f"dispute:{row['id']}", vendor=vendor)
+        reason = f"dispute refund by the {actor}"
+        result = await self.market.refund(who, row["order_id"], actor, amount, currency, reason)
+        return int(result["amount"])
 
     async def _move(
         self,
         row: asyncpg.Record,
         action: str,
-        actor: str,
+        actor: ActorKind,
         changes: dict[str, Any],
         audit: tuple[str | None, str | None] | None = None,
     ) -> dict[str, Any]:
         target = dispute_step(row["status"], action, actor)
         if target == REFUNDED:
-            await self._refund(row)
+            amount = changes.pop("amount", None)
+            changes["amount"] = await self._refund(row, actor, amount, changes.pop("currency"))
         async with self.db.acquire() as conn, conn.transaction():
             moved = await conn.fetchrow(
                 "UPDATE disputes SET status = $3, response = coalesce($4, response),"
@@ -205,8 +228,12 @@ class DisputeService:
             )
             if moved is None:
                 raise Conflict("the dispute changed meanwhile: read it again")
+            if target in CLOSED:
+                await release_dispute_in(conn, row["id"], f"dispute {target}")
             if audit is not None:
                 result = {"status": target, "order_id": row["order_id"]}
+                if target == REFUNDED:
+                    result["amount"] = changes["amount"]
                 await st.audit(
                     conn,
                     audit[0],
@@ -223,26 +250,22 @@ class DisputeService:
         row = await self._row(dispute_id)
         if row["vendor_id"] != vendor_id:
             raise NotFound("no such dispute")
+        if not body.refund and (body.amount is not None or body.currency is not None):
+            raise BadRequest("amount and currency go with refund: true")
         action = "refund" if body.refund else "respond"
-        changes: dict[str, Any] = {"response": body.text}
-        if body.refund:
-            changes["amount"] = await self._total(row)
+        changes: dict[str, Any] = {
+            "response": body.text, "amount": body.amount, "currency": body.currency,
+        }  # fmt: skip
         return await self._move(row, action, "vendor", changes)
-
-    async def _total(self, row: asyncpg.Record) -> int:
-        return int(
-            await self.db.fetchval("SELECT total FROM orders WHERE id = $1", row["order_id"])
-        )
 
     async def resolve(
         self, staff: Staff, dispute_id: str, body: ResolveDisputeBody
     ) -> dict[str, Any]:
         staff.require("disputes.resolve")
         row = await self._row(dispute_id)
-        changes: dict[str, Any] = {"note": body.note}
-        if body.outcome == "refund":
-            total = await self._total(row)
-            if body.amount is not None and body.amount != total:
-                raise BadRequest(f"amount: only a full refund ({total}) is supported")
-            changes["amount"] = total
+        if body.outcome != "refund" and (body.amount is not None or body.currency is not None):
+            raise BadRequest("amount and currency go with the outcome refund")
+        changes: dict[str, Any] = {
+            "note": body.note, "amount": body.amount, "currency": body.currency,
+        }  # fmt: skip
         return await self._move(row, body.outcome, "admin", changes, (staff.user_id, body.note))

@@ -50,6 +50,7 @@ from models.market import (
     ListingUpdate,
     NearbyCursor,
     OrderAct,
+    OrderRefund,
     PageCursor,
     RefundSettle,
     VendorCreate,
@@ -240,9 +241,9 @@ class MarketService:
     async def listing(self, listing_id: str, viewer: str | None = None) -> dict[str, Any]:
         """A listing on sale; a ``viewer`` (a buyer's ``listing.get``) records a view."""
         row = await ms.listing_row(self.db, listing_id)
-        if row is None or row["deleted_at"] is not None or not row["active"]:
+        listing = ms.listing_public(row) if row is not None else None
+        if listing is None or not listing["active"]:  # deleted, off sale, or its vendor suspended
             raise NotFound("no such listing")
-        listing = ms.listing_public(row)
         if viewer is not None:
             await self._record_view(viewer, listing)
         return listing
@@ -307,6 +308,33 @@ class MarketService:
         result = await self.mutate(command)
         if result.get("refund_id"):
             await self.run_refund(str(result["refund_id"]))
+        return result
+
+    async def refund(
+        self,
+        who: Actor,
+        order_id: str,
+        actor: ActorKind,
+        amount: int | None = None,
+        currency: str | None = None,
+        reason: str | None = None,
+        audit: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A whole or partial refund of an order at its owner shard (``order.refund``: the
+        amount is checked there against what is left), then at the provider."""
+        command = OrderRefund(
+            user_id=who.user_id,
+            key=who.key,
+            order_id=order_id,
+            actor=actor,
+            amount=amount,
+            currency=currency,
+            vendor_id=who.vendor_id if actor == "vendor" else None,
+            reason=reason or None,
+            audit=audit,
+        )
+        result = await self.mutate(command)
+        await self.run_refund(str(result["refund_id"]))
         return result
 
     async def run_refund(self, refund_id: str) -> bool:

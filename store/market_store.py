@@ -17,13 +17,13 @@ from models.errors import Conflict
 from models.market import NearbyCursor, PageCursor
 from store.db import Conn, Db, one
 
-_LISTING_COLUMNS = (
+LISTING_COLUMNS = (
     "id, vendor_id, cell, kind, title, description, category, price, currency, stock, images,"
-    " active, lat, lng, created_at, updated_at, deleted_at"
+    " active, lat, lng, created_at, updated_at, deleted_at, vendor_suspended"
 )
 _ORDER_COLUMNS = (
     "id, group_id, buyer_id, vendor_id, vendor_user_id, cell, status, total, currency,"
-    " reserved_until, reason, created_at, updated_at, risk"
+    " reserved_until, reason, created_at, updated_at, risk, refunded"
 )
 
 
@@ -87,7 +87,7 @@ def listing_public(row: asyncpg.Record) -> dict[str, Any]:
         "currency": row["currency"],
         "stock": row["stock"],
         "images": row["images"],
-        "active": row["active"] and row["deleted_at"] is None,
+        "active": row["active"] and row["deleted_at"] is None and not row["vendor_suspended"],
         "lat": row["lat"],
         "lng": row["lng"],
         "created_at": _iso(row["created_at"]),
@@ -95,6 +95,8 @@ def listing_public(row: asyncpg.Record) -> dict[str, Any]:
     }
     if row["deleted_at"] is not None:
         out["deleted"] = True
+    if row["vendor_suspended"]:
+        out["vendor_suspended"] = True
     if "distance_m" in row.keys():  # noqa: SIM118 - asyncpg.Record has no __contains__ by key
         out["distance_m"] = round(row["distance_m"], 1)
     return out
@@ -105,7 +107,7 @@ async def insert_listing(conn: Conn, x: dict[str, Any]) -> dict[str, Any]:
         f"INSERT INTO listings (id, vendor_id, cell, kind, title, description, category, price,"
         f" currency, stock, images, active, lat, lng) VALUES"
         f" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        f" RETURNING {_LISTING_COLUMNS}",
+        f" RETURNING {LISTING_COLUMNS}",
         x["id"],
         x["vendor_id"],
         x["cell"],
@@ -127,7 +129,7 @@ async def insert_listing(conn: Conn, x: dict[str, Any]) -> dict[str, Any]:
 async def listing_row(db: Db, listing_id: str, *, lock: bool = False) -> asyncpg.Record | None:
     suffix = " FOR UPDATE" if lock else ""
     return await db.fetchrow(
-        f"SELECT {_LISTING_COLUMNS} FROM listings WHERE id = $1{suffix}", listing_id
+        f"SELECT {LISTING_COLUMNS} FROM listings WHERE id = $1{suffix}", listing_id
     )
 
 
@@ -139,7 +141,7 @@ async def update_listing(conn: Conn, listing_id: str, fields: dict[str, Any]) ->
     sets = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
     row = await conn.fetchrow(
         f"UPDATE listings SET {sets + ', ' if sets else ''}updated_at = now()"
-        f" WHERE id = $1 RETURNING {_LISTING_COLUMNS}",
+        f" WHERE id = $1 RETURNING {LISTING_COLUMNS}",
         listing_id,
         *(fields[n] for n in names),
     )
@@ -151,7 +153,7 @@ async def delete_listing(conn: Conn, listing_id: str) -> dict[str, Any]:
     belong to each buyer's own key (rule 2); carts and checkout skip listings not on sale."""
     row = await conn.fetchrow(
         f"UPDATE listings SET active = false, deleted_at = now(), updated_at = now()"
-        f" WHERE id = $1 RETURNING {_LISTING_COLUMNS}",
+        f" WHERE id = $1 RETURNING {LISTING_COLUMNS}",
         listing_id,
     )
     return listing_public(one(row))
@@ -160,7 +162,7 @@ async def delete_listing(conn: Conn, listing_id: str) -> dict[str, Any]:
 async def set_stock(conn: Conn, listing_id: str, stock: int) -> dict[str, Any]:
     row = await conn.fetchrow(
         f"UPDATE listings SET stock = $2, updated_at = now() WHERE id = $1"
-        f" RETURNING {_LISTING_COLUMNS}",
+        f" RETURNING {LISTING_COLUMNS}",
         listing_id,
         stock,
     )
@@ -174,7 +176,7 @@ async def lock_listings(conn: Conn, listing_ids: list[str]) -> dict[str, asyncpg
     ``KEY SHARE`` a foreign key check takes, so other shards adding these listings to carts
     (``cart_items`` references ``listings``) do not wait for this shard's commit."""
     rows = await conn.fetch(
-        f"SELECT {_LISTING_COLUMNS} FROM listings WHERE id = ANY($1::text[]) ORDER BY id"
+        f"SELECT {LISTING_COLUMNS} FROM listings WHERE id = ANY($1::text[]) ORDER BY id"
         f" FOR NO KEY UPDATE",
         listing_ids,
     )
@@ -185,8 +187,9 @@ async def take_stock(conn: Conn, listing_id: str, qty: int) -> asyncpg.Record | 
     """Take ``qty`` units if the listing is on sale and has them; None otherwise."""
     return await conn.fetchrow(
         f"UPDATE listings SET stock = stock - $2, updated_at = now()"
-        f" WHERE id = $1 AND active AND deleted_at IS NULL AND stock >= $2"
-        f" RETURNING {_LISTING_COLUMNS}",
+        f" WHERE id = $1 AND active AND deleted_at IS NULL AND NOT vendor_suspended"
+        f" AND stock >= $2"
+        f" RETURNING {LISTING_COLUMNS}",
         listing_id,
         qty,
     )
@@ -198,7 +201,8 @@ async def take_stocks(conn: Conn, lines: list[tuple[str, int]]) -> list[asyncpg.
     rows = await conn.fetch(
         f"UPDATE listings l SET stock = l.stock - v.qty, updated_at = now()"
         f" FROM unnest($1::text[], $2::int[]) AS v(id, qty)"
-        f" WHERE l.id = v.id AND l.active AND l.deleted_at IS NULL AND l.stock >= v.qty"
+        f" WHERE l.id = v.id AND l.active AND l.deleted_at IS NULL AND NOT l.vendor_suspended"
+        f" AND l.stock >= v.qty"
         f" RETURNING {_listing_alias('l')}",
         [listing_id for listing_id, _ in lines],
         [qty for _, qty in lines],
@@ -209,7 +213,7 @@ async def take_stocks(conn: Conn, lines: list[tuple[str, int]]) -> list[asyncpg.
 async def put_back(conn: Conn, listing_id: str, qty: int) -> dict[str, Any]:
     row = await conn.fetchrow(
         f"UPDATE listings SET stock = stock + $2, updated_at = now() WHERE id = $1"
-        f" RETURNING {_LISTING_COLUMNS}",
+        f" RETURNING {LISTING_COLUMNS}",
         listing_id,
         qty,
     )
@@ -235,7 +239,7 @@ async def vendor_listings(
 ) -> tuple[list[dict[str, Any]], str | None]:
     at, last_id = _before(cursor)
     rows = await db.fetch(
-        f"SELECT {_LISTING_COLUMNS} FROM listings WHERE vendor_id = $1 AND deleted_at IS NULL"
+        f"SELECT {LISTING_COLUMNS} FROM listings WHERE vendor_id = $1 AND deleted_at IS NULL"
         f" AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))"
         f" ORDER BY created_at DESC, id DESC LIMIT $4",
         vendor_id,
@@ -267,8 +271,9 @@ def nearby_sql(sort: str, with_cursor: bool) -> str:
         value = "$8::timestamptz" if sort == "newest" else "$8::float8"
         cursor = f" AND ({key}, id) {cmp} ({value}, $9)"
     return (
-        f"SELECT * FROM (SELECT {_LISTING_COLUMNS}, {_DISTANCE} AS distance_m FROM listings"
+        f"SELECT * FROM (SELECT {LISTING_COLUMNS}, {_DISTANCE} AS distance_m FROM listings"
         f" WHERE cell = ANY($1::text[]) AND active AND deleted_at IS NULL"
+        f" AND NOT vendor_suspended"
         f" AND ($4::text IS NULL OR category = $4)"
         f" AND ($5::text IS NULL OR search @@ websearch_to_tsquery('english', $5))"
         f" AND ($6::bigint IS NULL OR price <= $6)) AS x"
@@ -317,7 +322,7 @@ async def cart_add(conn: Conn, user_id: str, listing_id: str, qty: int, most: in
     in the cart, or None with nothing written (no such listing on sale, or over ``most``)."""
     value = await conn.fetchval(
         "INSERT INTO cart_items (user_id, listing_id, qty) SELECT $1, l.id, $3 FROM listings l"
-        " WHERE l.id = $2 AND l.active AND l.deleted_at IS NULL"
+        " WHERE l.id = $2 AND l.active AND l.deleted_at IS NULL AND NOT l.vendor_suspended"
         " ON CONFLICT (user_id, listing_id) DO UPDATE SET qty = cart_items.qty + EXCLUDED.qty"
         " WHERE cart_items.qty + EXCLUDED.qty <= $4 RETURNING qty",
         user_id,
@@ -348,7 +353,7 @@ async def cart(db: Db, user_id: str) -> list[dict[str, Any]]:
 
 
 def _listing_alias(alias: str) -> str:
-    return ", ".join(f"{alias}.{c.strip()}" for c in _LISTING_COLUMNS.split(","))
+    return ", ".join(f"{alias}.{c.strip()}" for c in LISTING_COLUMNS.split(","))
 
 
 # -- orders -------------------------------------------------------------------------------------
@@ -361,6 +366,7 @@ def order_public(row: asyncpg.Record, lines: list[dict[str, Any]]) -> dict[str, 
         "status": row["status"],
         "items": lines,
         "total": row["total"],
+        "refunded": row["refunded"],
         "currency": row["currency"],
         "reserved_until": _iso(row["reserved_until"]),
         "reason": row["reason"],
@@ -451,15 +457,17 @@ async def order(db: Db, order_id: str) -> dict[str, Any] | None:
 
 
 async def set_order_status(
-    conn: Conn, order_id: str, status: str, reason: str | None
+    conn: Conn, order_id: str, status: str, reason: str | None, refunded: int = 0
 ) -> asyncpg.Record:
+    """The order's new ``status``, with ``refunded`` more of it refunded (a refund row's)."""
     row = await conn.fetchrow(
         f"UPDATE orders SET status = $2, reason = COALESCE($3, reason), updated_at = now(),"
-        f" reserved_until = CASE WHEN $2 = 'pending_payment' THEN reserved_until END"
-        f" WHERE id = $1 RETURNING {_ORDER_COLUMNS}",
+        f" reserved_until = CASE WHEN $2 = 'pending_payment' THEN reserved_until END,"
+        f" refunded = refunded + $4 WHERE id = $1 RETURNING {_ORDER_COLUMNS}",
         order_id,
         status,
         reason,
+        refunded,
     )
     return one(row)
 

@@ -222,8 +222,14 @@ async def sign_ins(db: Db, family_ids: list[str]) -> dict[str, SignInState]:
     }
 
 
-async def suspended_until(db: Db, user_id: str) -> tuple[bool, datetime | None]:
-    row = await db.fetchrow("SELECT disabled_at, suspended_until FROM users WHERE id = $1", user_id)
+async def suspended_until(db: Db, user_id: str) -> tuple[bool, datetime | None, str | None]:
+    """Whether the user is suspended, until when, and the open suspension's action id."""
+    row = await db.fetchrow(
+        "SELECT u.disabled_at, u.suspended_until, (SELECT a.id FROM moderation_actions a"
+        " WHERE a.user_id = u.id AND a.kind = 'suspend' AND a.reversed_at IS NULL"
+        " ORDER BY a.created_at DESC LIMIT 1) AS action_id FROM users u WHERE u.id = $1",
+        user_id,
+    )
     if row is None or row["disabled_at"] is None:
-        return False, None
-    return True, row["suspended_until"]
+        return False, None, None
+    return True, row["suspended_until"], row["action_id"]

@@ -8,8 +8,11 @@ import asyncio
 import pytest
 
 from cluster.config import Settings
+from models.errors import Forbidden
+from models.rbac import Staff
+from services.control import RayControl
 from tests.integration.admin_kit import operator, staff
-from tests.integration.client import Api
+from tests.integration.client import Api, Ws
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +33,14 @@ ENDPOINTS = [
     ("GET", "/api/v1/admin/risk/orders", None, ADMIN),
     ("POST", f"/api/v1/admin/risk/orders/{MISSING}/release", {}, ADMIN),
     ("POST", f"/api/v1/admin/risk/orders/{MISSING}/reject", {"note": "x"}, ADMIN),
+    ("GET", "/api/v1/admin/appeals", None, ADMIN),
+    ("POST", f"/api/v1/admin/appeals/{MISSING}/decide", {"accept": False}, ADMIN),
+    ("GET", "/api/v1/admin/disputes", None, ADMIN),
+    ("POST", f"/api/v1/admin/disputes/{MISSING}/resolve", {"outcome": "reject"}, ADMIN),
+    ("POST", f"/api/v1/admin/orders/{MISSING}/refund", {"reason": "x"}, ADMIN),
+    ("GET", "/api/v1/admin/payouts/holds", None, ADMIN),
+    ("POST", "/api/v1/admin/payouts/holds", {"vendor_id": MISSING, "reason": "x"}, ADMIN),
+    ("POST", f"/api/v1/admin/payouts/holds/{MISSING}/release", {}, ADMIN),
 ]
 
 
@@ -169,3 +180,45 @@ async def test_audit_log_is_append_only(api: Api, settings: Settings) -> None:
     finally:
         await conn.close()
     await asyncio.sleep(0)
+
+
+async def _roles_event(ws: Ws) -> list[str]:
+    return list((await ws.next_event("session.roles", timeout=5))["data"]["roles"])
+
+
+async def test_role_change_is_felt_live_by_open_sockets_on_two_gateways(
+    api: Api, api2: Api, settings: Settings
+) -> None:
+    admin = await staff(api, settings, "admin", "live-admin")
+    carol = await staff(api, settings, "moderator", "carol")
+    here, there = await api.connect(carol), await api2.connect(carol)
+    for ws in (here, there):  # a moderator's op over the socket
+        reply = await ws.request("admin.reports", {"status": "open"})
+        assert reply["ok"], reply
+        assert "items" in reply["data"]
+    # revoked on gateway 1: both sockets are told at once and lose the op, without reconnecting
+    status, reply = await api.post(
+        f"/api/v1/admin/users/{carol.id}/roles", {"roles": []}, token=admin.access_token
+    )
+    assert status == 200, reply
+    assert await _roles_event(here) == ["user"] and await _roles_event(there) == ["user"]
+    for ws in (here, there):
+        reply = await ws.request("admin.reports", {})
+        assert not reply["ok"] and reply["error"]["code"] == "forbidden", reply
+    # granted again: felt the same way
+    status, reply = await api2.post(
+        f"/api/v1/admin/users/{carol.id}/roles", {"roles": ["moderator"]}, token=admin.access_token
+    )
+    assert status == 200, reply
+    assert await _roles_event(here) == ["moderator", "user"]
+    assert await _roles_event(there) == ["moderator", "user"]
+    assert (await there.request("admin.reports", {}))["ok"]
+    reply = await here.request("admin.reports", {"status": "nope"})
+    assert reply["error"]["code"] == "bad_request", reply
+    # whatever a caller claims, the control actor goes by Postgres's roles
+    dave = await api.signup("dave")
+    control = RayControl(settings.control_actor_name, settings.ray_namespace, 30)
+    with pytest.raises(Forbidden):
+        await control.call("reports.list", Staff(dave.id, frozenset({"moderator"})), {})
+    for ws in (here, there):
+        await ws.close()

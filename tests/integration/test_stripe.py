@@ -550,3 +550,43 @@ async def test_a_held_checkout_needing_3ds_is_held_once_authorised(settings: Set
     finally:
         await gateway.close()
         await fake_server.close()
+
+
+async def test_partial_refunds_through_stripe_each_with_its_own_key(
+    settings: Settings, stripe_env: tuple[FakeStripe, Api]
+) -> None:
+    """A dispute's partial refund, then the rest when the order is cancelled: two Stripe
+    Refunds of one PaymentIntent, each under its refund's own idempotency key."""
+    fake, api = stripe_env
+    seller, _ = await mk.vendor(api, mk.spot(settings, 84), "stripe-partial")
+    item = await mk.listing(api, seller.access_token, stock=3, price=800)
+    ws = await api.connect(await api.signup("stripe-partial-buyer"))
+    paid = await mk.buy(ws, item["id"], 1, {"provider": "stripe", "payment_method": "pm_card_visa"})
+    assert paid["ok"], paid
+    order, intent = paid["data"]["orders"][0], fake.intents[next(reversed(fake.intents))]
+    dispute = (
+        await ws.mutate("dispute.open", {"order_id": order["id"], "reason": "other", "text": "x"})
+    )["dispute"]
+    status, reply = await mk.rest(
+        api, "POST", f"/api/v1/vendor/disputes/{dispute['id']}/respond",
+        {"text": "part of it", "refund": True, "amount": 300}, seller.access_token,
+    )  # fmt: skip
+    assert status == 200 and reply["dispute"]["amount"] == 300, reply
+    cancelled = await ws.mutate("order.cancel", {"order_id": order["id"]})
+    assert cancelled["order"]["status"] == "refunded" and cancelled["order"]["refunded"] == 800
+    refunds = [(key, form) for path, key, form in fake.requests if path == "/v1/refunds"
+               and form["payment_intent"] == intent["id"]]  # fmt: skip
+    assert [form["amount"] for _, form in refunds] == ["300", "500"]
+    assert len({key for key, _ in refunds}) == 2
+    conn = await mk.db(settings)
+    try:
+        rows = await conn.fetch(
+            "SELECT r.status, p.refunded_amount FROM refunds r JOIN payments p"
+            " ON p.id = r.payment_id WHERE r.order_id = $1",
+            order["id"],
+        )
+    finally:
+        await conn.close()
+    assert [r["status"] for r in rows] == ["succeeded", "succeeded"]
+    assert rows[0]["refunded_amount"] == 800
+    await ws.close()

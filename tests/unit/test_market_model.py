@@ -52,6 +52,43 @@ def test_cancel_and_refund_effects() -> None:
         m.transition(m.COMPLETED, "refund", "system")
 
 
+def test_a_completed_order_is_refunded_by_an_admin_or_its_vendors_dispute_only() -> None:
+    for actor in ("admin", "vendor", "provider"):
+        step = m.transition(m.COMPLETED, "refund", actor)  # type: ignore[arg-type]
+        assert step.target == m.REFUNDED and not step.restock
+        assert step.refund_owed == (actor != "provider")
+    for actor in ("system", "buyer"):
+        with pytest.raises(Conflict):
+            m.transition(m.COMPLETED, "refund", actor)  # type: ignore[arg-type]
+    assert m.transition(m.PAID, "refund", "admin").restock  # nothing handed over yet
+
+
+def test_refund_amounts_whole_partial_and_refused() -> None:
+    def amount(refunded: int, asked: int | None, currency: str | None = None,
+               status: str = m.PAID, actor: m.ActorKind = "admin") -> int:  # fmt: skip
+        return m.refund_amount(status, actor, 1000, refunded, "eur", asked, currency)
+
+    assert amount(0, None) == 1000  # none: all that is left
+    assert amount(300, None) == 700
+    assert amount(300, 700) == 700 and amount(0, 1) == 1
+    assert amount(0, 5, "EUR") == 5  # currency case does not matter
+    with pytest.raises(Conflict) as over:
+        amount(300, 701)
+    assert over.value.details == {"reason": "over_refund", "refundable": 700, "currency": "eur"}
+    with pytest.raises(Conflict):
+        amount(1000, None)  # nothing left: not a refund of 0
+    with pytest.raises(BadRequest):
+        amount(0, 0)
+    with pytest.raises(BadRequest):
+        amount(0, 10, "usd")
+    for status in (m.PENDING, m.CANCELLED, m.REFUNDED):
+        with pytest.raises(Conflict):
+            amount(0, 10, status=status)
+    with pytest.raises(Conflict):
+        amount(0, 10, status=m.COMPLETED, actor="system")
+    assert amount(0, 10, status=m.COMPLETED, actor="admin") == 10
+
+
 def test_no_host_clock_notion_of_a_reservation() -> None:
     """A reservation's deadline and its expiry are both the database clock's (the order row is
     written with ``now() + ttl``, store/market_store.py): no host-clock helper exists."""

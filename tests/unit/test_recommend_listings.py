@@ -161,6 +161,7 @@ class _Db:
                 "title": f"t{i}", "description": "", "category": "x", "price": 100 * (i + 1),
                 "currency": "eur", "stock": 1, "images": [], "active": True, "lat": 52.5,
                 "lng": 13.4, "created_at": now, "updated_at": now, "deleted_at": None,
+                "vendor_suspended": False,
                 "distance_m": float(i),
             }
             for i in range(n)
