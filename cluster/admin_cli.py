@@ -103,6 +103,54 @@ def _audit(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     }
 
 
+def _refund(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {"reason": a.reason}
+    if a.amount is not None:
+        body["amount"] = a.amount
+    if a.currency:
+        body["currency"] = a.currency
+    return "orders.refund", {"order_id": a.order_id, "body": body, "key": a.key}
+
+
+def _hold(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {"vendor_id": a.vendor_id, "reason": a.reason}
+    if a.order:
+        body["order_id"] = a.order
+    return "payouts.hold", {"body": body}
+
+
+def _release(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    return "payouts.release", {"hold_id": a.hold_id, "body": {"note": a.note}}
+
+
+def _holds(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    return "payouts.list", {"vendor_id": a.vendor, "status": a.status, "cursor": a.cursor}
+
+
+def _money(cmds: Any) -> None:
+    refund = cmds.add_parser("refund", help="refund an order, whole or partly (minor units)")
+    refund.add_argument("order_id")
+    refund.add_argument("--amount", type=int, help="default: all that is left to refund")
+    refund.add_argument("--currency")
+    refund.add_argument("--reason", required=True)
+    refund.add_argument("--key", help="idempotency key: the same key is the same refund")
+    refund.set_defaults(func=_run, build=_refund)
+    hold = cmds.add_parser("hold", help="hold a vendor's payouts (or one order's: --order)")
+    hold.add_argument("vendor_id")
+    hold.add_argument("--order")
+    hold.add_argument("--reason", required=True)
+    hold.set_defaults(func=_run, build=_hold)
+    release = cmds.add_parser("release", help="release a payout hold")
+    release.add_argument("hold_id")
+    release.add_argument("--note")
+    release.set_defaults(func=_run, build=_release)
+    holds = cmds.add_parser("holds", help="payout holds, newest first")
+    holds.add_argument("--vendor")
+    holds.add_argument("--status", choices=("open", "released"))
+    holds.add_argument("--cursor")
+    holds.set_defaults(func=_run, build=_holds)
+
+
 def register(sub: Any) -> None:
     admin = sub.add_parser("admin", help="admin actions through the control actor")
     cmds = admin.add_subparsers(dest="admin_command", required=True)
@@ -133,3 +181,4 @@ def register(sub: Any) -> None:
     audit.add_argument("--limit", type=int, default=50)
     audit.add_argument("--cursor")
     audit.set_defaults(func=_run, build=_audit)
+    _money(cmds)

@@ -54,9 +54,6 @@ class DecideBody(BaseModel):
 
 
 def appeal_public(row: asyncpg.Record) -> dict[str, Any]:
-    def iso(v: Any) -> str | None:
-        return v.isoformat() if v is not None else None
-
     return {
         "id": row["id"],
         "action_id": row["action_id"],
@@ -65,8 +62,8 @@ def appeal_public(row: asyncpg.Record) -> dict[str, Any]:
         "status": row["status"],
         "decided_by": row["decided_by"],
         "note": row["note"],
-        "created_at": iso(row["created_at"]),
-        "decided_at": iso(row["decided_at"]),
+        "created_at": st.iso(row["created_at"]),
+        "decided_at": st.iso(row["decided_at"]),
     }
 
 

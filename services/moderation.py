@@ -81,9 +81,6 @@ _REPORT_COLUMNS = (
 
 
 def report_public(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    def iso(v: Any) -> str | None:
-        return v.isoformat() if v is not None else None
-
     out = {
         "id": row["id"],
         "reporter_id": row["reporter_id"],
@@ -96,8 +93,8 @@ def report_public(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "resolution": row["resolution"],
         "resolved_by": row["resolved_by"],
         "resolved_note": row["resolved_note"],
-        "created_at": iso(row["created_at"]),
-        "resolved_at": iso(row["resolved_at"]),
+        "created_at": st.iso(row["created_at"]),
+        "resolved_at": st.iso(row["resolved_at"]),
     }
     if "reports" in row.keys():  # noqa: SIM118 - asyncpg records have keys(), not `in`
         out["target_reports"] = row["reports"]

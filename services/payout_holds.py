@@ -50,9 +50,6 @@ class ReleaseBody(BaseModel):
 
 
 def hold_public(row: asyncpg.Record) -> dict[str, Any]:
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
-
     return {
         "id": row["id"],
         "vendor_id": row["vendor_id"],
@@ -61,8 +58,8 @@ def hold_public(row: asyncpg.Record) -> dict[str, Any]:
         "reason": row["reason"],
         "actor_id": row["actor_id"],
         "status": "released" if row["released_at"] is not None else "open",
-        "created_at": iso(row["created_at"]),
-        "released_at": iso(row["released_at"]),
+        "created_at": st.iso(row["created_at"]),
+        "released_at": st.iso(row["released_at"]),
         "released_by": row["released_by"],
         "release_note": row["release_note"],
     }

@@ -19,7 +19,8 @@ from store import events
 from store.db import Conn, Db
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as the API shows it (ISO 8601), or None."""
     return value.isoformat() if value is not None else None
 
 
@@ -54,7 +55,7 @@ def _entry(row: asyncpg.Record) -> dict[str, Any]:
         "target": row["target"],
         "reason": row["reason"],
         "result": row["result"],
-        "at": _iso(row["at"]),
+        "at": iso(row["at"]),
     }
 
 
@@ -100,9 +101,9 @@ def admin_user(row: asyncpg.Record) -> dict[str, Any]:
         "email": row["email"],
         "display_name": row["display_name"],
         "roles": list(row["roles"]),
-        "created_at": _iso(row["created_at"]),
+        "created_at": iso(row["created_at"]),
         "suspended": suspended,
-        "suspended_until": _iso(row["suspended_until"]) if suspended else None,
+        "suspended_until": iso(row["suspended_until"]) if suspended else None,
         "suspension_reason": row["suspension_reason"] if suspended else None,
     }
 
@@ -161,7 +162,7 @@ async def suspension_of(db: Db, user_id: str) -> dict[str, Any] | None:
     row = await db.fetchrow("SELECT disabled_at, suspended_until FROM users WHERE id = $1", user_id)
     if row is None or row["disabled_at"] is None:
         return None
-    return {"reason": "suspended", "until": _iso(row["suspended_until"])}
+    return {"reason": "suspended", "until": iso(row["suspended_until"])}
 
 
 # -- moderation actions (what an appeal names) --------------------------------------------------
@@ -172,8 +173,8 @@ def action_public(row: asyncpg.Record) -> dict[str, Any]:
         "target": {"kind": row["target_kind"], "id": row["target_id"]},
         "user_id": row["user_id"],
         "reason": row["reason"],
-        "until": _iso(row["until"]),
-        "created_at": _iso(row["created_at"]),
+        "until": iso(row["until"]),
+        "created_at": iso(row["created_at"]),
         "reversed": row["reversed_at"] is not None,
     }
 

@@ -82,12 +82,13 @@ async def stock_of(settings: Settings, listing_id: str) -> int:
 
 
 async def refund_of(settings: Settings, order_id: str) -> asyncpg.Record:
-    """The order's refund row with its payment's ``refunded_amount`` (one refund per order)."""
+    """The order's first refund row with its payment's ``refunded_amount``."""
     conn = await db(settings)
     try:
         row = await conn.fetchrow(
             "SELECT r.*, p.refunded_amount FROM refunds r"
-            " JOIN payments p ON p.id = r.payment_id WHERE r.order_id = $1",
+            " JOIN payments p ON p.id = r.payment_id WHERE r.order_id = $1"
+            " ORDER BY r.created_at LIMIT 1",
             order_id,
         )
     finally:

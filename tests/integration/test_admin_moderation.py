@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
 from cluster.runtime import Runtime
+from tests.integration import market_kit as mk
 from tests.integration.admin_kit import staff
 from tests.integration.client import Api
 from tests.integration.gateways import GatewayProcess
@@ -294,6 +295,18 @@ async def test_cli_grant_and_revoke_on_the_running_deployment(
     actions = [e["action"] for e in json.loads(done.stdout)["items"]]
     assert actions == ["user.unsuspend", "user.suspend", "roles.set", "roles.set"]
     done = await asyncio.to_thread(run, "grant", "nobody@example.test", "admin")
+    assert done.returncode == 1 and "not_found" in done.stderr
+    # payout holds and refunds are the operator's too
+    _, vendor = await mk.vendor(api, mk.spot(settings, 91), "cli-vendor")
+    done = await asyncio.to_thread(run, "hold", vendor["id"], "--reason", "kyc")
+    assert done.returncode == 0, done.stderr[-2000:]
+    hold = json.loads(done.stdout)["hold"]
+    assert hold["status"] == "open" and hold["actor_id"] is None
+    done = await asyncio.to_thread(run, "holds", "--vendor", vendor["id"], "--status", "open")
+    assert [h["id"] for h in json.loads(done.stdout)["items"]] == [hold["id"]]
+    done = await asyncio.to_thread(run, "release", hold["id"], "--note", "ok")
+    assert done.returncode == 0 and json.loads(done.stdout)["hold"]["status"] == "released"
+    done = await asyncio.to_thread(run, "refund", "nope", "--reason", "x")
     assert done.returncode == 1 and "not_found" in done.stderr
 
 

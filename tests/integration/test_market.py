@@ -267,8 +267,9 @@ async def test_group_state_never_regresses_and_awaiting_is_not_frozen(
 async def test_a_refund_already_recorded_for_the_order_is_the_one_run(
     api: Api, settings: Settings, server: TestServer
 ) -> None:
-    """A refund row already there for the order (ON CONFLICT DO NOTHING): its id is returned
-    and executed, not a fresh id of no row (which made the refund silently do nothing)."""
+    """An orphaned capture's refund row already there: its id is returned and executed, not a
+    fresh one. And a step into ``refunded`` after a partial refund refunds only what is left,
+    as a refund of its own (several rows per order)."""
     seller, _ = await mk.vendor(api, mk.spot(settings, 37), "refund-conflict")
     item = await mk.listing(api, seller.access_token, stock=4, price=300)
     buyer = await api.signup("refund-conflict-buyer")
@@ -276,27 +277,34 @@ async def test_a_refund_already_recorded_for_the_order_is_the_one_run(
     paid = (await mk.buy(ws, item["id"], 1, mk.APPROVE))["data"]["orders"][0]
     orphan = (await mk.buy(ws, item["id"], 1, mk.APPROVE))["data"]["orders"][0]
     await ws.close()
+    market = server.app[SERVICES].market
     conn = await mk.db(settings)
     try:
-        for order, refund_id in ((paid, "pre-" + paid["id"]), (orphan, "pre-" + orphan["id"])):
-            await conn.execute(
-                "INSERT INTO refunds (id, order_id, payment_id, amount, status)"
-                " SELECT $1, o.id, p.id, o.total, 'pending' FROM orders o"
-                " JOIN payments p ON p.group_id = o.group_id WHERE o.id = $2",
-                refund_id,
-                order["id"],
-            )
+        await conn.execute(
+            "INSERT INTO refunds (id, order_id, payment_id, amount, status)"
+            " SELECT $1, o.id, p.id, o.total, 'pending' FROM orders o"
+            " JOIN payments p ON p.group_id = o.group_id WHERE o.id = $2",
+            "pre-" + orphan["id"],
+            orphan["id"],
+        )
+        part = await market.refund(Actor(SYSTEM, uuid.uuid4().hex), paid["id"], "admin", 100)
+        assert part["order"]["status"] == "paid" and part["order"]["refunded"] == 100
         who = Actor(buyer.id, uuid.uuid4().hex)
-        done = await server.app[SERVICES].market.act(who, paid["id"], "cancel", "buyer")
-        assert done["refund_id"] == "pre-" + paid["id"]
+        done = await market.act(who, paid["id"], "cancel", "buyer")
+        assert done["refund_id"] != part["refund_id"]
+        assert done["order"]["status"] == "refunded" and done["order"]["refunded"] == 300
         await server.app[SERVICES].checkout._refund_orphan(orphan["id"])
         states = await conn.fetch(
-            "SELECT status FROM refunds WHERE id = ANY($1::text[])",
-            ["pre-" + paid["id"], "pre-" + orphan["id"]],
+            "SELECT amount, status FROM refunds WHERE order_id = ANY($1::text[])"
+            " ORDER BY order_id = $2, created_at",
+            [paid["id"], orphan["id"]],
+            orphan["id"],
         )
     finally:
         await conn.close()
-    assert [r["status"] for r in states] == ["succeeded", "succeeded"]
+    assert [(r["amount"], r["status"]) for r in states] == [
+        (100, "succeeded"), (200, "succeeded"), (300, "succeeded"),
+    ]  # fmt: skip
 
 
 async def test_reserve_refuses_a_listing_whose_currency_changed(
