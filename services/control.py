@@ -35,8 +35,8 @@ from services.admin import AdminService, RefundBody, RolesBody, SuspendBody
 from services.appeals import AppealService, DecideBody
 from services.disputes import DisputeService, ResolveDisputeBody
 from services.moderation import ModerationService, RemoveBody, ResolveBody
-from services.risk import ReviewBody, RiskReview
 from services.payout_holds import HoldBody, PayoutHolds, ReleaseBody
+from services.risk import ReviewBody, RiskReview
 from store import admin_store as st
 
 log = logging.getLogger("hyperlocal.control")
