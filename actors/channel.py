@@ -27,6 +27,12 @@ log = logging.getLogger("hyperlocal.channel")
 
 _TYPES = {name: op.command for name, op in OPS.items()}
 
+FEATURES = ["waited"]
+"""What this shard understands beyond the first version of the channel, said in its hello's
+answer (a gateway sends an older shard none of it, so gateways and shards upgrade in any
+order): ``waited``, an ``execute``'s last argument, how long its oldest command waited at its
+gateway."""
+
 
 class ChannelServer:
     """Owns one listening socket and the connections of the gateways of one shard."""
@@ -68,7 +74,7 @@ class ChannelServer:
             ):
                 log.warning("shard %s: a connection failed the hello", self.host.name)
                 return
-            writer.write(wire.frame([hello[0], True, self.host.name]))
+            writer.write(wire.frame([hello[0], True, self.host.name, FEATURES]))
             while True:
                 request = await wire.read_frame(reader)
                 task = asyncio.create_task(self._answer(request, writer))

@@ -51,24 +51,29 @@ class _Channel:
         self._ids = itertools.count(1)
         self._connecting = asyncio.Lock()
         self._reading: asyncio.Task[None] | None = None
+        self.features: frozenset[str] = frozenset()
+        """What the shard at the other end said it understands in its hello (actors/channel.py
+        ``FEATURES``); an older shard says nothing and gets nothing newer."""
 
-    async def call(self, method: str, *args: Any) -> Any:
+    async def call(self, method: str, *args: Any, waited_s: float | None = None) -> Any:
         """The shard's answer; a connection that breaks first is replaced and the request sent
         again (``ATTEMPTS`` in all), so a shard restart looks to the caller as it does over Ray:
-        a slower answer, not an error."""
+        a slower answer, not an error. ``waited_s`` goes last, to a shard that understands it."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return await self._call_once(method, *args)
+                return await self._call_once(method, args, waited_s)
             except ChannelLost:
                 if attempt == ATTEMPTS:
                     raise
                 await asyncio.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
-    async def _call_once(self, method: str, *args: Any) -> Any:
+    async def _call_once(self, method: str, args: tuple[Any, ...], waited_s: float | None) -> Any:
         writer = self._writer
         if writer is None or writer.is_closing():
             writer = await self._connect()
+        if waited_s is not None and "waited" in self.features:
+            args = (*args, waited_s)
         ident = next(self._ids)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Answer] = loop.create_future()
@@ -101,6 +106,7 @@ class _Channel:
             if not (isinstance(hello, list) and hello[1:2] == [True]):
                 writer.close()
                 raise ChannelLost("a shard refused this gateway's channel, retry")
+            self.features = frozenset(hello[3]) if len(hello) > 3 else frozenset()
             self._writer = writer
             self._reading = asyncio.create_task(self._read(reader, writer), name="shard-channel")
             return writer
@@ -154,7 +160,8 @@ class DirectTransport:
         self, shard: str, version: int, commands: list[ShardCommand], waited_s: float = 0.0
     ) -> list[dict[str, Any]]:
         encoded = [wire.encode(c) for c in commands]
-        return list(await self._channel(shard).call("execute", version, encoded, waited_s))
+        channel = self._channel(shard)
+        return list(await channel.call("execute", version, encoded, waited_s=waited_s))
 
     async def feed_page(
         self, shard: str, version: int, cells: list[str], cursor: str | None, limit: int

@@ -47,7 +47,37 @@ async def test_only_the_holder_of_the_secret_is_served(settings: Settings, api: 
     endpoint = await _endpoint(settings, shard)
     assert endpoint["host"] == "127.0.0.1"
     assert await _hello(endpoint, "not-the-secret") == "closed"
-    assert await _hello(endpoint, str(endpoint["token"])) == [0, True, shard]
+    assert await _hello(endpoint, str(endpoint["token"])) == [0, True, shard, ["waited"]]
+
+
+async def test_a_gateway_sends_an_older_shard_only_what_it_understands(
+    settings: Settings, api: Api
+) -> None:
+    """A shard's hello lists what it understands beyond the first channel (``waited``); to a
+    shard that lists nothing (an older one) an execute goes without the extra argument."""
+    shard = settings.shard_names()[0]
+    transport = DirectTransport(RayTransport.connect(settings), 5.0)
+    try:
+        channel = transport._channel(shard)
+        assert await transport.ping(shard) == shard and channel.features == {"waited"}
+        sent: list[list[object]] = []
+        real = wire.frame
+
+        def spy(value: object) -> bytes:
+            if isinstance(value, list) and value[1:2] == ["execute"]:
+                sent.append(value)
+            return real(value)
+
+        wire.frame = spy  # type: ignore[assignment]
+        try:
+            assert await transport.execute(shard, 1, [], 0.004) == []
+            channel.features = frozenset()  # as an older shard's hello leaves it
+            assert await transport.execute(shard, 1, [], 0.004) == []
+        finally:
+            wire.frame = real  # type: ignore[assignment]
+        assert [len(frame) for frame in sent] == [5, 4]  # [id, "execute", version, cmds(, waited)]
+    finally:
+        await transport.close()
 
 
 async def test_a_broken_peer_is_dropped_and_the_others_keep_being_served(
