@@ -250,6 +250,39 @@ class Settings(BaseSettings):
     """A held checkout not reviewed within this time is rejected by the sweeper (its
     authorisation voided, its stock back): card authorisations lapse (Stripe's after 7 days)."""
 
+    # -- notifications (docs/notifications.md) -------------------------------------------------
+    smtp_url: str | None = Field(None, pattern=r"^smtps?://")
+    """SMTP server of notification and account emails: ``smtp://[user:pass@]host[:port]``
+    (``?starttls=1`` to upgrade), ``smtps://`` for TLS from the start. Unset: no email is
+    sent (email deliveries wait, pending, until a gateway with SMTP claims them)."""
+    smtp_from: str = "Hyperlocal <no-reply@hyperlocal.invalid>"
+    """From address of every email."""
+    smtp_timeout_s: float = Field(15.0, gt=0, le=120)
+    """An SMTP exchange not finished by then is a failed (retried) attempt."""
+    push_timeout_s: float = Field(10.0, gt=0, le=60)
+    """A push service not answering by then is a failed (retried) attempt."""
+    push_allow_private: bool = False
+    """Allow push endpoints on loopback/private addresses (the tests' stand-in; never prod)."""
+    vapid_subject: str = Field("mailto:ops@hyperlocal.invalid", pattern=r"^(mailto:|https://)")
+    """The VAPID ``sub`` claim: how a push service reaches the operator."""
+    notify_poll_s: float = Field(1.0, gt=0, le=60)
+    """How often the notifier looks for due deliveries when idle."""
+    notify_retry_base_s: float = Field(30.0, gt=0)
+    """First retry of a failed email or push after about this long, doubling (jittered)."""
+    notify_retry_max_s: float = Field(3600.0, gt=0)
+    """Longest wait between two attempts of one delivery."""
+    notify_max_attempts: int = Field(8, ge=1, le=50)
+    """After this many failed attempts a delivery is dead-lettered."""
+    notify_rate_per_hour: int = Field(30, ge=1)
+    """Emails (and, separately, pushes) one user is sent per clock hour at most; the rest are
+    skipped (still in the notification centre). Account emails do not count."""
+    notify_keep_days: int = Field(30, ge=1)
+    """Finished deliveries are purged after this many days (notifications stay)."""
+    account_token_ttl_s: int = Field(3600, ge=300, le=7 * 86400)
+    """Lifetime of a password-reset or email-verification link."""
+    promotion_daily_cap: int = Field(3, ge=0)
+    """Promotions one vendor may send per day (UTC)."""
+
     # -- admins (the control actor, docs/admin.md) ----------------------------------------------
     control_actor_name: str = "hl-control"
     """Name of the detached control actor in ray_namespace (admin REST and the CLI call it)."""

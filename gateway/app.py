@@ -84,6 +84,14 @@ def _services_ctx(
                 ("surface", "model"),
                 lambda: services.ranker.served.items(),
             )
+            notifier = services.notifier  # outcomes and queue (docs/notifications.md)
+            app[METRICS].watch_counts(
+                "notify_deliveries",
+                "notification deliveries settled by this gateway, by channel and outcome",
+                ("channel", "outcome"),
+                lambda: notifier.outcomes.items(),
+            )
+            app[METRICS].watch(lambda: notifier.queued)
             yield
             recheck.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -38,7 +38,10 @@ def _address(request: web.Request) -> str:
 
 async def signup_view(request: web.Request) -> web.Response:
     body = await read_json(request, SignupBody)
-    user, tokens = await request.app[SERVICES].accounts.signup(body, _address(request))
+    services = request.app[SERVICES]
+    user, tokens = await services.accounts.signup(body, _address(request))
+    if request.app[SETTINGS].smtp_url:  # the address is confirmed by the link this emails
+        await services.account_emails.request_verification(user.id)
     return web.json_response(_signed_in(user, tokens), status=201)
 
 

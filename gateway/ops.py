@@ -88,6 +88,8 @@ async def follow(call: Call, stream: str, since: c.Since | None) -> dict[str, An
     )
     if stream.startswith("room:") and not already:
         await services.presence.enter(stream, call.user_id)
+    elif stream.startswith("user:") and not already:  # online: the notifier's question
+        await services.presence.enter(stream, call.user_id, announce=False)
     return reply
 
 
@@ -98,6 +100,8 @@ async def unfollow(call: Call, stream: str) -> None:
     await call.hub.leave(stream, call.session)
     if stream.startswith("room:"):
         await call.services.presence.exit(stream, call.user_id)
+    elif stream.startswith("user:"):
+        await call.services.presence.exit(stream, call.user_id, announce=False)
 
 
 async def set_presence_cell(call: Call, cell: str | None) -> None:

@@ -23,6 +23,7 @@ from gateway import (
     hooks_api,
     market_ops,
     media_api,
+    notifications_api,
     oauth,
     ops,
     payments_api,
@@ -46,6 +47,7 @@ FEATURES: tuple[ModuleType, ...] = (
     security_api,
     risk_api,
     media_api,
+    notifications_api,
 )
 
 

@@ -48,6 +48,7 @@ from services.secrets import Keys
 from services.throttle import LoginThrottle
 from services.twofactor import TwoFactor
 from store import users
+from store.db import Conn
 from store.fanout import CONTROL_CHANNEL
 from store.users import UserRow
 
@@ -222,6 +223,29 @@ class AuthService:
     async def logout(self, principal: Principal) -> None:
         await users.revoke_family(self.db, principal.session_id, "logout")
         await self._announce_revoked(principal.user_id, principal.session_id)
+
+    async def replace_password(
+        self, conn: Conn, user_id: str, password: str
+    ) -> list[str]:
+        """A new password for ``user_id`` in the caller's transaction (hashed off the loop),
+        and every sign-in of the user revoked (their ids: ``end_sign_ins`` closes their
+        sockets once the transaction has committed)."""
+        check_password(password)
+        password_hash = await self._hash(password)
+        await conn.execute(
+            "UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash
+        )
+        rows = await conn.fetch(
+            "UPDATE token_families SET revoked_at = now(), revoked_reason = 'password_reset'"
+            " WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+            user_id,
+        )
+        return [r["id"] for r in rows]
+
+    async def end_sign_ins(self, user_id: str, families: list[str]) -> None:
+        """Close the sockets of these (revoked) sign-ins here and on every gateway."""
+        for family_id in families:
+            await self._announce_revoked(user_id, family_id)
 
     async def _announce_revoked(self, user_id: str | None, family_id: str) -> None:
         """Close the sign-in's sockets here and, through Redis, on every other gateway."""

@@ -3,7 +3,8 @@
 ``open_services`` opens every resource the application layer needs, in order — the Postgres
 pool, Redis, the shard router over its transport, presence — builds each service once with
 what it depends on (nothing is patched in afterwards), starts the background loops (the REST
-hook dispatcher and the market sweeper) and, on exit, stops and closes everything in reverse.
+hook dispatcher, the market sweeper and the notifier) and, on exit, stops and closes
+everything in reverse.
 Every transport (the aiohttp gateway today; the control actor, the CLI and GraphQL next) gets
 the same ``Services``.
 """
@@ -25,6 +26,7 @@ from models.ids import new_id
 from models.placement import Placement
 from payments import PaymentProvider, providers_from
 from services.access import Access
+from services.account_email import AccountEmails
 from services.accounts import AuthService
 from services.admin import AdminService
 from services.appeals import AppealService
@@ -35,10 +37,14 @@ from services.control import Control, ControlHost, LocalControl, RayControl
 from services.disputes import DisputeService
 from services.feed import FeedService
 from services.hooks import HookDispatcher
+from services.mailer import Mailer
 from services.market import MarketService
 from services.market_jobs import Sweeper
 from services.media import MediaService, open_blobs
 from services.moderation import ModerationService
+from services.notifications import NotificationService
+from services.notifier import Notifier
+from services.notify_links import Links
 from services.payout_holds import PayoutHolds
 from services.presence import Presence
 from services.ranking import CellRanker
@@ -48,6 +54,7 @@ from services.secrets import Keys
 from services.stripe_events import StripeEvents
 from services.transport import RayTransport, ShardTransport
 from services.vendor_apps import AppTokens, VendorApps
+from services.webpush import WebPush
 from store import placement
 from store.db import create_pool
 
@@ -90,6 +97,11 @@ class Services:
     """The control actor (``RayControl``), or its host in this process over a given transport."""
     media: MediaService
     """Photo uploads: the decoding workers and the blob store (local disk or S3)."""
+    # notifications (docs/notifications.md)
+    notifications: NotificationService
+    account_emails: AccountEmails
+    notifier: Notifier
+    """The outbox's deliverer; its loop runs only with ``background``."""
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -135,6 +147,7 @@ async def open_services(
     providers: dict[str, PaymentProvider] = {}
     presence: Presence | None = None
     media: MediaService | None = None
+    push: WebPush | None = None
     try:
 
         async def load() -> Placement:
@@ -174,6 +187,13 @@ async def open_services(
             else LocalControl(ControlHost(admin, moderation, appeals, disputes, risk, holds))
         )
         keys = Keys(settings)
+        accounts = AuthService(settings, db, redis, keys, on_revoked)
+        push = WebPush(settings, db, keys)
+        await push.start()
+        links = Links(settings, db, keys)
+        await links.start()
+        mailer = Mailer(settings) if settings.smtp_url else None
+        notifier = Notifier(settings, db, redis, keys, presence, push, mailer, links)
         services = Services(
             settings=settings,
             db=db,
@@ -184,7 +204,7 @@ async def open_services(
             access=access,
             ranker=ranker,
             keys=keys,
-            accounts=AuthService(settings, db, redis, keys, on_revoked),
+            accounts=accounts,
             feed=FeedService(settings, geo, router, ranker, media),
             chat=ChatService(settings, db, router, access, presence),
             providers=providers,
@@ -201,6 +221,11 @@ async def open_services(
             holds=holds,
             control=control,
             media=media,
+            notifications=NotificationService(
+                db, redis, push, lambda: links.key, settings.promotion_daily_cap
+            ),
+            account_emails=AccountEmails(settings, db, accounts, links),
+            notifier=notifier,
         )
         if background:
             dispatcher = HookDispatcher(settings, db, keys)
@@ -208,6 +233,7 @@ async def open_services(
             sweeper = Sweeper(market, checkout, risk)
             tasks.append(asyncio.create_task(sweeper.run(), name="market-sweeper"))
             tasks.append(asyncio.create_task(media.run_sweeper(), name="media-sweeper"))
+            tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
         yield services
     finally:
         for task in tasks:
@@ -216,6 +242,8 @@ async def open_services(
             await dispatcher.close()
         for provider in providers.values():
             await provider.close()
+        if push is not None:
+            await push.close()
         if presence is not None:
             await presence.stop()
         if media is not None:

@@ -25,7 +25,7 @@ from collections import defaultdict
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from models.streams import compact_json
+from models.streams import compact_json, user_stream
 from store.fanout import channel
 
 log = logging.getLogger("hyperlocal.presence")
@@ -73,7 +73,9 @@ class Presence:
     def _member(self, user_id: str) -> str:
         return f"{self.gateway_id}|{user_id}"
 
-    async def enter(self, stream: str, user_id: str) -> None:
+    async def enter(self, stream: str, user_id: str, announce: bool = True) -> None:
+        """``announce`` False: counted (``online``), no ``presence.join`` event (the user's
+        own inbox: nobody else follows it)."""
         users = self._local[stream]
         users[user_id] = users.get(user_id, 0) + 1
         if users[user_id] > 1:
@@ -86,12 +88,12 @@ class Presence:
                 pipe.zadd(_key(stream), {self._member(user_id): expires})
                 pipe.expire(_key(stream), int(self.ttl_s * 2) + 1)
                 await pipe.execute()
-            if not already:
+            if announce and not already:
                 await self._announce("presence.join", stream, user_id)
         except (RedisError, OSError) as exc:
             log.warning("presence enter %s failed: %r", stream, exc)
 
-    async def exit(self, stream: str, user_id: str) -> None:
+    async def exit(self, stream: str, user_id: str, announce: bool = True) -> None:
         users = self._local.get(stream)
         if not users or user_id not in users:
             return
@@ -103,7 +105,7 @@ class Presence:
             self._local.pop(stream, None)
         try:
             await self.redis.zrem(_key(stream), self._member(user_id))
-            if not await self._present_elsewhere(stream, user_id):
+            if announce and not await self._present_elsewhere(stream, user_id):
                 await self._announce("presence.leave", stream, user_id)
         except (RedisError, OSError) as exc:
             log.warning("presence exit %s failed: %r", stream, exc)
@@ -121,6 +123,15 @@ class Presence:
             return False
         scores = await self.redis.zmscore(_key(stream), [f"{gw}|{user_id}" for gw in others])
         return any(score is not None and score > now for score in scores)
+
+    async def online(self, user_id: str) -> bool:
+        """Has ``user_id`` a socket open on any live gateway (its inbox followed)? False when
+        Redis cannot say (a notification too many beats one lost)."""
+        try:
+            return bool(await self.redis.zcount(_key(user_stream(user_id)), time.time(), "+inf"))
+        except (RedisError, OSError) as exc:
+            log.warning("presence online %s failed: %r", user_id, exc)
+            return False
 
     async def members(self, stream: str) -> list[str]:
         """Users present on ``stream`` on any live gateway (sorted)."""

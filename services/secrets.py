@@ -26,6 +26,7 @@ log = logging.getLogger("hyperlocal.keys")
 SEALED_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("hooks", "id", "secret", "hook"),
     ("user_totp", "user_id", "secret", "totp"),
+    ("app_secrets", "name", "value", "app"),  # VAPID key pair, unsubscribe key (notifications)
 )
 
 

@@ -19,6 +19,7 @@ from cluster.runtime import Runtime
 from gateway.app import build_app
 from tests.integration.client import Api
 from tests.integration.gateways import GatewayProcess
+from tests.integration.notify_kit import MailSink
 
 _BASE = dict(
     port=0,
@@ -48,10 +49,30 @@ _BASE = dict(
 )
 
 
+_NOTIFY = dict(  # notifications: the SMTP sink below, push to loopback, fast retries
+    push_allow_private=True,
+    notify_retry_base_s=0.2,
+    notify_retry_max_s=1.0,
+    notify_max_attempts=3,
+    notify_poll_s=0.1,
+)
+
+
 @pytest.fixture(scope="session")
-def runtime() -> Iterator[Runtime]:
+def mail_sink() -> Iterator[MailSink]:
+    """A real SMTP server on loopback every gateway of the session sends to."""
+    sink = MailSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime(mail_sink: MailSink) -> Iterator[Runtime]:
     root = Path(tempfile.mkdtemp(prefix="hl-test-"))
-    rt = Runtime(load_settings(data_dir=root, **_BASE))
+    rt = Runtime(load_settings(data_dir=root, smtp_url=mail_sink.url, **_NOTIFY, **_BASE))
     try:
         rt.start()
         yield rt
