@@ -66,10 +66,10 @@ class PushKeys(_Body):
     auth: Annotated[str, StringConstraints(min_length=16, max_length=64)]
 
 
-class PushSubscription(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)  # W3C adds expirationTime
+class PushSubscription(_Body):
     endpoint: Short
     keys: PushKeys
+    expirationTime: float | None = None  # the W3C name; not used
 
 
 class EndpointBody(_Body):
@@ -312,14 +312,22 @@ OPENAPI_PATHS: dict[str, Schema] = {
                 **json_body(
                     obj(
                         ["endpoint", "keys"],
-                        endpoint=_string(1, 2048),
+                        endpoint={
+                            "type": "string",
+                            "maxLength": 2048,
+                            "pattern": "^https?://[^\\s]+$",
+                        },
                         keys={
                             **obj(
-                                ["p256dh", "auth"], p256dh=_string(16, 200), auth=_string(16, 64)
+                                ["p256dh", "auth"],
+                                p256dh={"type": "string", "pattern": "^[A-Za-z0-9_-]{87}$"},
+                                auth={"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$"},
                             ),
                             "additionalProperties": False,
                         },
+                        expirationTime={"type": ["number", "null"]},
                     )
+                    | {"additionalProperties": False}
                 ),
             },
             "responses": {

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
 
 from models.errors import BadRequest
 
@@ -81,8 +81,16 @@ class QuietHours(BaseModel):
         return value
 
 
+def _no_nulls(value: Any) -> Any:
+    """Leave a field out to keep its value; ``null`` is not a value of any of them."""
+    if isinstance(value, dict) and any(v is None for v in value.values()):
+        raise ValueError("null is not a value here: leave the field out to keep it")
+    return value
+
+
 class KindPrefs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    _nulls = model_validator(mode="before")(_no_nulls)
     inapp: bool | None = None
     email: bool | None = None
     push: bool | None = None
@@ -92,6 +100,7 @@ class SettingsBody(BaseModel):
     """PUT /api/v1/me/notification-settings: any part; what is left out keeps its value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    _nulls = model_validator(mode="before")(_no_nulls)
     email: bool | None = None
     push: bool | None = None
     kinds: dict[str, KindPrefs] | None = None

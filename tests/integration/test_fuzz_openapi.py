@@ -50,6 +50,12 @@ ACCEPTED: dict[tuple[str, str], str] = {
     " at most 8 known names",
     ("ST202", "POST /api/v1/media"): "the file must be a JPEG, PNG or WebP that decodes"
     " (415 not_an_image): no schema can say which bytes are an image",
+    ("ST202", "POST /api/v1/auth/email/verify"): "a token is one the server emailed",
+    ("ST202", "POST /api/v1/auth/password/reset"): "a token is one the server emailed",
+    ("ST202", "POST /api/v1/notifications/unsubscribe"): "t is the server's signature of u and s",
+    ("ST202", "POST /api/v1/me/push-subscriptions"): "the endpoint must have a host the URL"
+    " parser accepts, as a hook's target_url",
+    ("ST202", "PUT /api/v1/me/notification-settings"): "quiet_hours.tz is an IANA zone name",
 }
 
 
