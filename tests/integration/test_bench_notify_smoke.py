@@ -1,0 +1,33 @@
+"""The notifications benchmark, briefly, on the session's stack: both steps run, every queued
+delivery is sent, the chat phases lose nothing. Timing values are measured, never asserted."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bench.notify_burst import Sinks, chat_with_burst, report, throughput
+from cluster.config import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_the_notifier_benchmark_runs_and_sends_everything(
+    server: TestServer, settings: Settings
+) -> None:
+    sinks = Sinks()
+    await sinks.start()
+    try:
+        mine = settings.model_copy(update={"smtp_url": sinks.smtp_url})
+        tp = await throughput(mine, sinks, 30)
+        assert tp["deliveries"] == 60 and tp["seconds"] > 0
+        assert math.isfinite(tp["emails_per_s"]) and math.isfinite(tp["pushes_per_s"])
+        chat = await chat_with_burst(str(server.make_url("")), settings, sinks, 20, 10.0, 2.0, 30)
+    finally:
+        await sinks.stop()
+    for phase in (chat["quiet"], chat["burst"]):
+        assert phase["acked"] == phase["sent"] > 0 and phase["loss"] == 0, phase
+    assert chat["burst_deliveries"] == 60
+    assert "notifier pushes/s" in report(tp, chat)
