@@ -282,6 +282,11 @@ class Settings(BaseSettings):
     """Lifetime of a password-reset or email-verification link."""
     promotion_daily_cap: int = Field(3, ge=0)
     """Promotions one vendor may send per day (UTC)."""
+    notify_digest_period_s: float = Field(86400.0, ge=1)
+    """A user on ``digest: "daily"`` gets at most one digest email this often (what is unread
+    and new since the last one; nothing new, no email)."""
+    notify_digest_check_s: float = Field(60.0, gt=0)
+    """How often each notifier looks for users whose digest is due."""
 
     # -- admins (the control actor, docs/admin.md) ----------------------------------------------
     control_actor_name: str = "hl-control"

@@ -236,6 +236,7 @@ _SETTINGS: Schema = obj(
     push=_BOOL,
     kinds={"type": "object", "additionalProperties": _KIND_PREFS},
     quiet_hours=_QUIET,
+    digest={"type": "string", "enum": ["off", "daily"]},
 )
 _SETTINGS_BODY: Schema = {
     "type": "object",
@@ -249,6 +250,7 @@ _SETTINGS_BODY: Schema = {
         },
         "quiet_hours": _QUIET,
         "clear_quiet_hours": _BOOL,
+        "digest": {"type": "string", "enum": ["off", "daily"]},
     },
     "additionalProperties": False,
 }

@@ -51,6 +51,12 @@ KINDS: dict[str, KindDefault] = {
 }
 """Every kind a user can set, with its defaults (docs/notifications.md lists them)."""
 
+DIGEST_KINDS = frozenset(
+    {"comment.created", "post.liked", "user.followed", "room.opened", "room.added", "promotion"}
+)
+"""Kinds whose emails a daily digest replaces (``digest: "daily"``); orders, disputes,
+moderation and account emails always go out on their own."""
+
 ACCOUNT_KINDS = frozenset({"account.password_reset", "account.email_verify"})
 """Emails about the account itself: always sent, no preference or quiet hours applies."""
 
@@ -106,6 +112,7 @@ class SettingsBody(BaseModel):
     kinds: dict[str, KindPrefs] | None = None
     quiet_hours: QuietHours | None = None
     clear_quiet_hours: bool = False
+    digest: Literal["off", "daily"] | None = None
 
 
 def zone(name: str) -> ZoneInfo:
@@ -138,6 +145,14 @@ class Preferences:
             return bool(mine)
         return bool(getattr(KINDS.get(key, _FALLBACK), channel))
 
+    def digest(self) -> str:
+        """``daily``: the emails of ``DIGEST_KINDS`` come as one email a day; else ``off``."""
+        return str(self.stored.get("digest", "off"))
+
+    def digested(self, kind: str, channel: str) -> bool:
+        """Is this email left to the daily digest instead of sent on its own?"""
+        return channel == "email" and self.digest() == "daily" and kind in DIGEST_KINDS
+
     def quiet(self) -> QuietHours | None:
         raw = self.stored.get("quiet_hours")
         return QuietHours.model_validate(raw) if raw else None
@@ -157,6 +172,8 @@ class Preferences:
             for kind, prefs in body.kinds.items():
                 kinds.setdefault(kind, {}).update(prefs.model_dump(exclude_none=True))
             out["kinds"] = kinds
+        if body.digest is not None:
+            out["digest"] = body.digest
         if body.clear_quiet_hours:
             out.pop("quiet_hours", None)
         elif body.quiet_hours is not None:
@@ -168,6 +185,7 @@ class Preferences:
         out: dict[str, Any] = {
             "email": self.channel_on("email"),
             "push": self.channel_on("push"),
+            "digest": self.digest(),
             "kinds": {
                 kind: {
                     "inapp": self._kind_value(kind, "inapp"),

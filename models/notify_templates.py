@@ -69,6 +69,7 @@ _SUBJECTS: dict[str, str] = {
     "order.vendor": "An order of your shop was updated",
     "account.password_reset": "Reset your password",
     "account.email_verify": "Confirm your email address",
+    "digest": "Your Hyperlocal digest",
     "promotion": "A promotion near you",
 }
 
@@ -84,6 +85,13 @@ def folded_line(line: str, count: int) -> str:
 
 def render(kind: str, data: dict[str, Any], ctx: Context) -> Rendered:
     """The one line (and a subject) a notification of ``kind`` says."""
+    if kind == "digest":
+        lines = [str(line) for line in data.get("lines", [])]
+        more = int(data.get("count", len(lines))) - len(lines)
+        text = "\n".join(f"- {line}" for line in lines) + (
+            f"\n- and {more} more" if more > 0 else ""
+        )
+        return Rendered(_SUBJECTS["digest"], text, ctx.app_url)
     if kind.startswith("moderation."):
         line = f"moderation: {kind.split('.', 1)[1]} ({data.get('reason', '')})"
     else:
@@ -101,7 +109,8 @@ def email_bodies(rendered: Rendered, ctx: Context) -> tuple[str, str]:
         foot_html = f'<p style="font-size:small"><a href="{link}">Unsubscribe</a></p>'
     text = f"Hi {ctx.recipient_name},\n\n{rendered.text}\n\n{rendered.link}{foot_text}"
     body = (
-        f"<p>Hi {html.escape(ctx.recipient_name)},</p><p>{html.escape(rendered.text)}</p>"
+        f"<p>Hi {html.escape(ctx.recipient_name)},</p>"
+        f"<p>{html.escape(rendered.text).replace(chr(10), '<br>')}</p>"
         f'<p><a href="{html.escape(rendered.link)}">Open Hyperlocal</a></p>{foot_html}'
     )
     return text, f"<!doctype html><html><body>{body}</body></html>"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from models.errors import BadRequest, NotFound, RateLimited
 from models.ids import new_id
@@ -31,11 +33,18 @@ from store.fanout import publish
 class NotificationService:
     """What a user (or a vendor, for promotions) does with notifications."""
 
-    def __init__(self, db: asyncpg.Pool, redis: Any, push: WebPush, key: Any, cap: int) -> None:
+    def __init__(
+        self,
+        db: asyncpg.Pool,
+        redis: aioredis.Redis,
+        push: WebPush,
+        key: Callable[[], bytes],
+        cap: int,
+    ) -> None:
         self.db = db
         self.redis = redis
         self.push = push
-        self._key = key  # () -> the unsubscribe key (known once Links has started)
+        self._key = key  # the unsubscribe key (known once Links has started)
         self.promotion_cap = cap
 
     # -- the centre -----------------------------------------------------------------------------

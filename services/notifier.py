@@ -32,8 +32,14 @@ from redis.exceptions import RedisError
 
 from cluster.config import Settings
 from models.market_hooks import RetryPolicy
-from models.notifications import ACCOUNT_KINDS, Preferences, quiet_until, rate_window
-from models.notify_templates import Context, email_bodies, push_payload, render
+from models.notifications import (
+    ACCOUNT_KINDS,
+    DIGEST_KINDS,
+    Preferences,
+    quiet_until,
+    rate_window,
+)
+from models.notify_templates import Context, email_bodies, folded_line, push_payload, render
 from services.mailer import Mail, Mailer, message_id
 from services.notify_links import Links
 from services.presence import Presence
@@ -46,6 +52,7 @@ log = logging.getLogger("hyperlocal.notifier")
 _BATCH = 50
 _CONCURRENCY = 16
 _COUNTS_EVERY_S = 10.0
+_DIGEST_LINES = 20  # items a digest lists (then "and N more")
 
 
 class Notifier:
@@ -78,6 +85,7 @@ class Notifier:
         self.queued: dict[str, float] = {}
         self._slots = asyncio.Semaphore(_CONCURRENCY)
         self._counted_at = 0.0
+        self._digests_at = 0.0
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -88,6 +96,7 @@ class Notifier:
                 claimed = await self.run_once()
                 backoff = 0.0
                 await self._maybe_count()
+                await self._maybe_digest()
             except (asyncpg.PostgresError, OSError) as exc:
                 backoff = min(60.0, max(self.settings.notify_poll_s, backoff * 2))
                 log.warning("notifier claim failed (next in %.1f s): %r", backoff, exc)
@@ -118,6 +127,46 @@ class Notifier:
             for channel in ("email", "push")
         }
         await st.purge(self.db, self.settings.notify_keep_days)
+
+    async def _maybe_digest(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._digests_at >= self.settings.notify_digest_check_s:
+            self._digests_at = now
+            await self.digest_once()
+
+    async def digest_once(self) -> int:
+        """Queue the daily digest of every user whose digest is due and who has something new
+        unread; how many were queued. The email itself goes through the outbox like any."""
+        queued = 0
+        async with self.db.acquire() as conn, conn.transaction():
+            due = await st.digests_due(conn, self.settings.notify_digest_period_s, 100)
+            for user in due:
+                items, total = await st.digest_items(
+                    conn, user["user_id"], user["since"], sorted(DIGEST_KINDS), _DIGEST_LINES
+                )
+                if not items:
+                    continue
+                lines = await self._digest_lines(items)
+                source = f"digest:{user['user_id']}:{datetime.now(UTC).isoformat()}"
+                payload = {"lines": lines, "count": total}
+                queued += await st.enqueue(
+                    conn, user["user_id"], "digest", "email", source, payload
+                )
+        return queued
+
+    async def _digest_lines(self, items: list[asyncpg.Record]) -> list[str]:
+        actors = sorted({r["actor_id"] for r in items if r["actor_id"]})
+        names = await st.names(self.db, actors) if actors else {}
+        lines = []
+        for r in items:
+            data = dict(r["data"])
+            ctx = Context(
+                "",
+                names.get(r["actor_id"] or "", data.get("vendor_name") or "someone"),
+                self.links.app_url(),
+            )
+            lines.append(folded_line(render(r["kind"], data, ctx).text, r["fold_count"]))
+        return lines
 
     async def _guarded(self, row: asyncpg.Record) -> None:
         async with self._slots:
@@ -162,8 +211,13 @@ class Notifier:
         if kind in ACCOUNT_KINDS:
             return None if channel == "email" else "account emails only"
         prefs = Preferences.of(row["settings"])
+        if kind == "digest":
+            on = prefs.channel_on("email") and prefs.digest() == "daily"
+            return None if on else "preference"
         if not prefs.wants(kind, channel):
             return "preference"
+        if prefs.digested(kind, channel):
+            return "digest"
         if kind == "chat.message" and await self.presence.online(user):
             return "online"
         if quiet_until(prefs.quiet(), datetime.now(UTC)) is not None:
@@ -202,7 +256,8 @@ class Notifier:
             data = self.links.open_account_payload(data, row["source"])
             unsubscribe = None  # an account email is not a subscription
         else:
-            unsubscribe = self.links.unsubscribe_url(row["user_id"], kind)
+            scope = "all" if kind == "digest" else kind
+            unsubscribe = self.links.unsubscribe_url(row["user_id"], scope)
         ctx = await self._context(row, unsubscribe)
         rendered = render(kind, data, ctx)
         text, html = email_bodies(rendered, ctx)

@@ -27,6 +27,7 @@ from py_vapid import Vapid02
 from pywebpush import WebPusher
 
 from cluster.config import Settings
+from models.errors import BadRequest
 from services.hooks import PublicResolver, check_target
 from services.secrets import Keys
 from store import notifications_store as st
@@ -75,7 +76,10 @@ class WebPush:
 
     async def check_endpoint(self, endpoint: str) -> None:
         """``bad_request`` for an endpoint that is not a public http(s) URL."""
-        await check_target(endpoint, self.settings.push_allow_private)
+        try:
+            await check_target(endpoint, self.settings.push_allow_private)
+        except BadRequest as exc:  # the hooks' check speaks of target_url
+            raise BadRequest("endpoint" + exc.message.removeprefix("target_url")) from None
 
     async def send(
         self, sub: dict[str, Any], payload: dict[str, Any], topic: str | None, ttl_s: int

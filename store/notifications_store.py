@@ -174,6 +174,37 @@ async def settle(
     )
 
 
+async def digests_due(conn: Conn, period_s: float, limit: int) -> list[asyncpg.Record]:
+    """Users on a daily digest whose last one is older than ``period_s``, claimed (their
+    ``last_digest_at`` moved to now, inside the caller's transaction), with when it was."""
+    return await conn.fetch(
+        "WITH due AS (SELECT user_id, last_digest_at FROM notification_settings"
+        " WHERE settings ->> 'digest' = 'daily'"
+        " AND coalesce(last_digest_at, '-infinity') < now() - make_interval(secs => $1)"
+        " ORDER BY user_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " UPDATE notification_settings s SET last_digest_at = now() FROM due"
+        " WHERE s.user_id = due.user_id RETURNING s.user_id, due.last_digest_at AS since",
+        period_s,
+        limit,
+    )
+
+
+async def digest_items(
+    conn: Conn, user_id: str, since: Any, kinds: list[str], limit: int
+) -> tuple[list[asyncpg.Record], int]:
+    """The newest unread items of ``kinds`` made after ``since`` (None: ever), and how many."""
+    rows = await conn.fetch(
+        "SELECT kind, data, actor_id, fold_count, count(*) OVER () AS total FROM notifications"
+        " WHERE user_id = $1 AND head AND read_at IS NULL AND kind = ANY($2::text[])"
+        " AND created_at > coalesce($3::timestamptz, '-infinity') ORDER BY id DESC LIMIT $4",
+        user_id,
+        kinds,
+        since,
+        limit,
+    )
+    return list(rows), int(rows[0]["total"]) if rows else 0
+
+
 async def names(db: Db, user_ids: list[str]) -> dict[str, str]:
     rows = await db.fetch("SELECT id, display_name FROM users WHERE id = ANY($1::text[])", user_ids)
     return {r["id"]: r["display_name"] for r in rows}

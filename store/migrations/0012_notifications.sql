@@ -5,9 +5,10 @@
 -- Per-user preferences as sent by PUT /api/v1/me/notification-settings, validated by
 -- models/notifications.py (defaults live there; a user without a row has the defaults).
 CREATE TABLE notification_settings (
-    user_id    text PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
-    settings   jsonb NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    user_id        text PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    settings       jsonb NOT NULL,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    last_digest_at timestamptz                   -- the last daily digest queued for the user
 );
 
 -- The notification centre: one row per notification, written by the trigger below in the

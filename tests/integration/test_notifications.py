@@ -377,3 +377,31 @@ async def test_promotions_reach_opted_in_followers_capped_per_day(
     status, _ = await mk.rest(api, "POST", path, body, keen.access_token)
     assert status == 403  # not a vendor
     await k.close()
+
+
+async def test_a_daily_digest_gathers_the_social_emails(
+    api: Api, settings: Settings, mail_sink: MailSink
+) -> None:
+    user = await api.signup("digest")
+    await mail_sink.wait_for(user.email)  # the verification email
+    change = {"digest": "daily", "kinds": {"user.followed": {"email": True}}}
+    status, body = await _settings(api, user, change)
+    assert status == 200 and body["digest"] == "daily"
+    await _followed_by(api, user)
+    await _followed_by(api, user)
+    digests = await mail_sink.wait_for(user.email, subject="Your Hyperlocal digest", timeout=15)
+    text = text_of(digests[0])
+    assert "started following you" in text
+    assert digests[0]["List-Unsubscribe"] is not None  # scope "all": the digest itself
+    rows = [r for r in await _status(settings, user.id, "email") if r["kind"] == "user.followed"]
+    assert rows and {(r["status"], r["last_error"]) for r in rows} == {("skipped", "digest")}
+    assert not [m for m in mail_sink.to(user.email) if "started following" in m["Subject"]]
+    # read everything: no new digest comes with nothing new
+    ws = await api.connect(user)
+    await ws.mutate("notifications.read", {"all": True})
+    await ws.close()
+    await asyncio.sleep(settings.notify_digest_period_s + 1)  # what was queued before has gone
+    seen = len(await mail_sink.wait_for(user.email, subject="Your Hyperlocal digest"))
+    await asyncio.sleep(2 * settings.notify_digest_period_s + 1)
+    later = mail_sink.to(user.email)
+    assert len([m for m in later if m["Subject"] == "Your Hyperlocal digest"]) == seen

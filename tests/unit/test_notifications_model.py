@@ -87,3 +87,16 @@ def test_templates_fold_and_escape() -> None:
     assert render("brand.new", {}, ctx).text.endswith("(brand.new)")
     order = render("order.status", {"order": {"id": "o1", "status": "paid"}}, ctx)
     assert order.subject == "Your order was updated" and "o1 is now paid" in order.text
+
+
+def test_a_daily_digest_takes_the_social_emails_only() -> None:
+    prefs = Preferences.of(None).updated(SettingsBody(digest="daily"))
+    assert prefs.public()["digest"] == "daily"
+    assert prefs.digested("post.liked", "email") and not prefs.digested("post.liked", "push")
+    assert not prefs.digested("order.status", "email")
+    assert not Preferences.of(None).digested("post.liked", "email")
+    ctx = Context("Bo", "", "https://app.example")
+    digest = render("digest", {"lines": ["Ana liked your post"], "count": 3}, ctx)
+    assert digest.subject == "Your Hyperlocal digest"
+    assert digest.text == "- Ana liked your post\n- and 2 more"
+    assert "<br>" in email_bodies(digest, ctx)[1]
