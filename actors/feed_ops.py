@@ -68,6 +68,7 @@ async def post_create(host: CellHost, tx: Tx, cmd: PostCreate, out: Emitted) -> 
         "comment_count": 0,
         "created_at": ms_to_dt(now).isoformat(),
         "created_ms": now,
+        "shared_from": None,
     }
     tx.defer(feed_store.post_row(post))  # with the batch's one statement
     out.add(feed_stream(cell), "post.created", {"post": post})

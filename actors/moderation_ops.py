@@ -49,7 +49,8 @@ async def _missing(tx: Tx, table: str, ident: str, what: str) -> Exception:
 async def _post(host: CellHost, tx: Tx, cmd: EntityRemove, out: Emitted) -> dict[str, Any]:
     value, cond = _flip(cmd.restore)
     row = await tx.conn.fetchrow(
-        f"UPDATE posts SET removed_at = {value} WHERE id = $1 AND {cond} RETURNING author_id, cell",
+        f"UPDATE posts SET removed_at = {value} WHERE id = $1 AND {cond}"
+        " AND deleted_at IS NULL RETURNING author_id, cell",  # an author's deletion stays
         cmd.target_id,
     )
     if row is None:

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actors import chat_ops, feed_ops, market_ops, moderation_ops, recommend_ops, refund_ops
+from actors import (
+    chat_ops,
+    feed_ops,
+    market_ops,
+    moderation_ops,
+    recommend_ops,
+    refund_ops,
+    social_ops,
+)
 from actors.cell_host import Handler, Reader, Tick
 from models.commands import ShardCommand, ShardRead
 
@@ -21,6 +29,7 @@ _FEATURES = (
     refund_ops,
     recommend_ops,
     moderation_ops,
+    social_ops,
 )
 
 

@@ -376,6 +376,24 @@ class Settings(BaseSettings):
     media_sweep_s: float = Field(60.0, gt=0, le=86_400)
     """How often a gateway deletes expired uploads and the variants nothing references."""
 
+    # -- social: search and GraphQL (issue 16; docs/social.md, docs/graphql.md) ----------------
+    search_max_limit: int = Field(50, ge=1, le=200)
+    """Most results one search page returns."""
+    search_max_offset: int = Field(500, ge=0, le=10_000)
+    """Search pages end after this many results (deeper pages are bad_request)."""
+    search_timeout_s: float = Field(2.0, gt=0)
+    """A search query slower than this is cancelled and answered unavailable."""
+    search_distance_scale_km: float = Field(2.0, gt=0)
+    """Given a point, a match's relevance is divided by 1 + distance / this: at this
+    distance a match needs twice the text relevance of one right here."""
+    graphql_max_depth: int = Field(8, ge=2, le=32)
+    """Deepest selection a GraphQL query may nest (introspection fields not counted)."""
+    graphql_max_cost: int = Field(2000, ge=10)
+    """Most a GraphQL query may cost: every field 1, a list's fields times the page size asked
+    (or its default); more is bad_request before anything runs."""
+    graphql_max_query_chars: int = Field(20_000, ge=100)
+    """Longest GraphQL query document accepted (too_large)."""
+
     @field_validator("jwt_previous_secrets", "data_previous_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

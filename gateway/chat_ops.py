@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gateway.commands import Id, Text
 from gateway.ops import Call, Op
@@ -19,7 +19,18 @@ class _Req(BaseModel):
 
 
 class ChatOpen(_Req):
-    user_id: Id
+    """Exactly one of: a user, a vendor (the buyer–vendor room), an order (its room)."""
+
+    user_id: Id | None = None
+    vendor_id: Id | None = None
+    order_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ChatOpen:
+        given = [x for x in (self.user_id, self.vendor_id, self.order_id) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of user_id, vendor_id, order_id")
+        return self
 
 
 class RoomRef(_Req):
@@ -61,7 +72,13 @@ class _Empty(_Req):
 
 
 async def op_chat_open(call: Call, req: ChatOpen) -> dict[str, Any]:
-    return await call.services.chat.open_direct(call.caller, req.user_id)
+    chat = call.services.chat
+    if req.vendor_id is not None:
+        return await chat.open_with_vendor(call.caller, req.vendor_id)
+    if req.order_id is not None:
+        return await chat.open_for_order(call.caller, req.order_id)
+    assert req.user_id is not None
+    return await chat.open_direct(call.caller, req.user_id)
 
 
 async def op_room_create(call: Call, req: RoomCreate) -> dict[str, Any]:

@@ -74,8 +74,9 @@ class UserRef(_Req):
 class FeedGet(OptionalLatLng):
     cursor: Annotated[str, StringConstraints(max_length=256)] | None = None
     limit: int = Field(20, ge=1, le=100)
-    sort: Annotated[str, StringConstraints(pattern="^(relevance|newest)$")] | None = None
-    """None: relevance when a ranking model covers the cell, else newest."""
+    sort: Annotated[str, StringConstraints(pattern="^(relevance|newest|following)$")] | None = None
+    """None: relevance when a ranking model covers the cell, else newest; ``following``: posts
+    of the people the caller follows, newest first, wherever they are (no location needed)."""
 
 
 class Since(_Req):

@@ -33,7 +33,8 @@ def openapi_spec() -> dict[str, Any]:
     from gateway import registry
 
     spec = _core_spec()
-    spec["paths"].update(registry.OPENAPI_PATHS)
+    for path, operations in registry.OPENAPI_PATHS.items():  # a feature may add a method
+        spec["paths"].setdefault(path, {}).update(operations)
     spec["components"]["schemas"].update(registry.OPENAPI_SCHEMAS)
     return truthful(spec)
 

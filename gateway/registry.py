@@ -29,6 +29,7 @@ from gateway import (
     payments_api,
     risk_api,
     security_api,
+    social_ops,
     vendor_api,
 )
 from gateway.ops import Op
@@ -48,6 +49,7 @@ FEATURES: tuple[ModuleType, ...] = (
     risk_api,
     media_api,
     notifications_api,
+    social_ops,
 )
 
 

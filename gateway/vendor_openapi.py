@@ -92,6 +92,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         ["id", "vendor_id", "cell", "title", "price", "currency", "stock", "active"],
         id=_STR, vendor_id=_STR, cell=_STR, lat=_NUM, lng=_NUM, created_at=_STR,
         updated_at=_STR, distance_m=_NUM, vendor_suspended=_BOOL, **_LISTING_FIELDS,
+        vendor=_obj(["id", "name", "user_id"], id=_STR, name=_STR, user_id=_STR),
     ),
     "Order": _obj(
         ["id", "group_id", "buyer_id", "vendor_id", "status", "items", "total", "currency"],
@@ -108,6 +109,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             reasons={"type": "array", "items": _STR})],
             "description": "its checkout's fraud score and the rules that fired"
                            " (docs/security.md); held: waiting for review"},
+        vendor=_obj(["id", "name", "user_id"], id=_STR, name=_STR, user_id=_STR),
+        room_id={"type": "string", "description": "the buyer–vendor room (chat.open)"},
     ),
     "Hook": _obj(
         ["id", "target_url", "events", "active"],

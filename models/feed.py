@@ -18,7 +18,8 @@ from models.placement import cell_key, user_key
 
 Post = dict[str, Any]
 """Wire shape: id, cell, author_id, text, lat, lng, media, like_count, comment_count,
-created_at (ISO 8601), created_ms (int)."""
+created_at (ISO 8601), created_ms (int), shared_from (a repost's ``{post_id, author_id,
+cell}``, else null)."""
 
 
 @dataclass(frozen=True, order=True)

@@ -33,7 +33,7 @@ from services.caller import Caller
 from services.limits import check_text
 from services.presence import Presence, ephemeral_frame
 from services.router import ShardRouter
-from store import chat_store
+from store import chat_store, market_store
 from store.fanout import channel
 
 
@@ -64,6 +64,28 @@ class ChatService:
         key = who.key or f"chat.open:{room_id}"
         command = ChatOpen(user_id=who.user_id, key=key, room_id=room_id, other_id=other_id)
         return await self.router.call(command)
+
+    async def open_with_vendor(self, who: Caller, vendor_id: str) -> dict[str, Any]:
+        """The buyer–vendor room: the direct room of the caller and the vendor's user."""
+        vendor = await market_store.vendor_by_id(self.db, vendor_id)
+        if vendor is None:
+            raise NotFound("no such vendor")
+        if vendor["user_id"] == who.user_id:
+            raise BadRequest("that is your own vendor profile")
+        opened = await self.open_direct(who, vendor["user_id"])
+        ref = {"id": vendor["id"], "name": vendor["name"], "user_id": vendor["user_id"]}
+        return {**opened, "vendor": ref}
+
+    async def open_for_order(self, who: Caller, order_id: str) -> dict[str, Any]:
+        """The room of an order: its buyer's direct room with its vendor, opened by either
+        side (anyone else: ``not_found``, as for the order itself). The reply names the order,
+        and the order names the room (``room_id`` on every order a client reads)."""
+        row = await market_store.order_row(self.db, order_id)
+        if row is None or who.user_id not in (row["buyer_id"], row["vendor_user_id"]):
+            raise NotFound("no such order")
+        other = row["vendor_user_id"] if who.user_id == row["buyer_id"] else row["buyer_id"]
+        opened = await self.open_direct(who, other)
+        return {**opened, "order_id": order_id, "vendor_id": row["vendor_id"]}
 
     async def create_group(self, who: Caller, title: str, members: list[str]) -> dict[str, Any]:
         if who.location is None:

@@ -127,13 +127,19 @@ class Checkout:
         if group["request_fp"] is not None and group["request_fp"] != paying.request_fp:
             raise Conflict("this idempotency key was used with other payment details")
         if group["result"] is not None:
-            return _replay(group["result"])
+            return await self._with_vendors(_replay(group["result"]))
         try:
-            return await self._run(group, provider, payment)
+            return await self._with_vendors(await self._run(group, provider, payment))
         except AppError as err:
             if not err.temporary:
                 await self._finish(group["id"], "failed", {"error": err.to_dict()})
             raise
+
+    async def _with_vendors(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The reply's orders as every order reaches a client: with their vendor and room."""
+        if isinstance(result.get("orders"), list):
+            result = {**result, "orders": await self.market.with_vendors(list(result["orders"]))}
+        return result
 
     # -- 1. group -------------------------------------------------------------------------------
     async def _group(self, user_id: str, key: str, paying: _Paying) -> asyncpg.Record:

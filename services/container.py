@@ -50,7 +50,9 @@ from services.presence import Presence
 from services.ranking import CellRanker
 from services.risk import RiskReview
 from services.router import ShardRouter
+from services.search import SearchService
 from services.secrets import Keys
+from services.social import SocialService
 from services.stripe_events import StripeEvents
 from services.transport import RayTransport, ShardTransport
 from services.vendor_apps import AppTokens, VendorApps
@@ -102,6 +104,9 @@ class Services:
     account_emails: AccountEmails
     notifier: Notifier
     """The outbox's deliverer; its loop runs only with ``background``."""
+    social: SocialService
+    """Profiles, follow lists, post pages, author deletion, reposts, vendors near a point."""
+    search: SearchService
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -205,7 +210,7 @@ async def open_services(
             ranker=ranker,
             keys=keys,
             accounts=accounts,
-            feed=FeedService(settings, geo, router, ranker, media),
+            feed=FeedService(settings, geo, router, ranker, media, db),
             chat=ChatService(settings, db, router, access, presence),
             providers=providers,
             market=market,
@@ -226,6 +231,8 @@ async def open_services(
             ),
             account_emails=AccountEmails(settings, db, accounts, links),
             notifier=notifier,
+            social=SocialService(settings, db, geo, router, media),
+            search=SearchService(settings, db, market),
         )
         if background:
             dispatcher = HookDispatcher(settings, db, keys)

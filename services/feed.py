@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 from cluster.config import Settings
 from models.cells import Geo
 from models.feed import (
@@ -28,6 +30,7 @@ from services.limits import check_text
 from services.media import MediaService
 from services.ranking import CellRanker
 from services.router import ShardRouter
+from store import social_store
 
 
 class FeedService:
@@ -40,9 +43,11 @@ class FeedService:
         router: ShardRouter,
         ranker: CellRanker,
         media: MediaService,
+        db: asyncpg.Pool,
     ) -> None:
         self.settings = settings
         self.media = media
+        self.db = db
         self.geo = geo
         self.router = router
         self.ranker = ranker
@@ -84,6 +89,14 @@ class FeedService:
             kind(user_id=who.user_id, key=who.idempotency_key(), target_id=target_id)
         )
 
+    async def following(self, who: Caller, cursor: str | None, limit: int) -> dict[str, Any]:
+        """Newest-first posts of the people the caller follows, wherever they posted (no
+        location needed): read from Postgres, keyset-paged like the neighbourhood feed."""
+        before = FeedCursor.decode(cursor) if cursor else None
+        items = await social_store.following_feed(self.db, who.user_id, before, limit)
+        after = FeedCursor.after(items[-1]).encode() if len(items) == limit else None
+        return {"items": items, "next_cursor": after, "sort": "following"}
+
     async def feed(
         self,
         who: Caller,
@@ -95,6 +108,8 @@ class FeedService:
     ) -> dict[str, Any]:
         """Newest first, or by relevance: the newest ``recommend_candidates`` posts of the
         neighbourhood ranked by the model of the caller's cell, inside the shard owning it."""
+        if sort == "following":
+            return await self.following(who, cursor, limit)
         lat, lng = who.where(lat, lng)
         cell = self.geo.cell_of(lat, lng)
         cells = self.geo.neighbourhood(cell)

@@ -37,6 +37,7 @@ import asyncpg
 
 from cluster.config import Settings
 from models.cells import Geo
+from models.chat import direct_room_id
 from models.commands import ShardCommand, route_of
 from models.errors import AppError, BadRequest, NotFound
 from models.market import (
@@ -64,7 +65,7 @@ from services.media import MediaService
 from services.ranking import CellRanker
 from services.router import ShardRouter
 from store import market_store as ms
-from store import recommend_store
+from store import recommend_store, social_store
 
 log = logging.getLogger("hyperlocal.market")
 
@@ -115,6 +116,26 @@ class MarketService:
     async def mutate(self, command: ShardCommand) -> dict[str, Any]:
         return await self.router.call(command)
 
+    async def with_vendors(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Listings and orders as clients get them: each with ``vendor: {id, name, user_id}``
+        (one query for the page), an order also with ``room_id``, the direct room of its buyer
+        and its vendor's user (``chat.open {order_id}`` opens it)."""
+        ids = sorted({str(x["vendor_id"]) for x in items if x.get("vendor_id")})
+        refs = await social_store.vendor_refs(self.db, ids) if ids else {}
+        resolution = self.settings.h3_resolution
+        for item in items:
+            ref = refs.get(str(item.get("vendor_id")))
+            if ref is None:
+                continue
+            item["vendor"] = ref
+            buyer = item.get("buyer_id")
+            if buyer and buyer != ref["user_id"]:
+                item["room_id"] = direct_room_id(str(buyer), ref["user_id"], resolution)
+        return items
+
+    async def with_vendor(self, item: dict[str, Any]) -> dict[str, Any]:
+        return (await self.with_vendors([item]))[0]
+
     def provider(self, name: str) -> PaymentProvider:
         provider = self.providers.get(name)
         if provider is None:
@@ -147,7 +168,7 @@ class MarketService:
         command = ListingCreate(
             user_id=who.user_id, key=who.key, vendor_id=who.vendor_id, fields=dict(fields)
         )
-        return dict((await self.mutate(command))["listing"])
+        return await self.with_vendor(dict((await self.mutate(command))["listing"]))
 
     async def _on_listing(
         self, kind: type[ListingCommand], who: Actor, listing_id: str, **fields: Any
@@ -157,7 +178,7 @@ class MarketService:
             user_id=who.user_id, key=who.key, vendor_id=who.vendor_id, listing_id=listing_id,
             **fields,
         )  # fmt: skip
-        return dict((await self.mutate(command))["listing"])
+        return await self.with_vendor(dict((await self.mutate(command))["listing"]))
 
     async def update_listing(
         self, who: Actor, listing_id: str, fields: dict[str, Any]
@@ -177,7 +198,7 @@ class MarketService:
         row = await ms.listing_row(self.db, listing_id)
         if row is None or row["vendor_id"] != vendor_id or row["deleted_at"] is not None:
             raise NotFound("no such listing")
-        return ms.listing_public(row)
+        return await self.with_vendor(ms.listing_public(row))
 
     async def vendor_listings(
         self, vendor_id: str, cursor: str | None, limit: int
@@ -185,7 +206,7 @@ class MarketService:
         items, next_cursor = await ms.vendor_listings(
             self.db, vendor_id, PageCursor.decode(cursor), limit
         )
-        return {"items": items, "next_cursor": next_cursor}
+        return {"items": await self.with_vendors(items), "next_cursor": next_cursor}
 
     # -- browsing (buyer side) ------------------------------------------------------------------
     async def nearby(
@@ -194,6 +215,14 @@ class MarketService:
     ) -> dict[str, Any]:  # fmt: skip
         """A page of listings on sale around ``lat,lng``. ``sort`` None: by relevance where a
         model covers the cell, else by distance; the reply's ``sort`` says which was used."""
+        page = await self._nearby(user_id, lat, lng, filters, sort, cursor, limit)
+        page["items"] = await self.with_vendors(page["items"])
+        return page
+
+    async def _nearby(
+        self, user_id: str, lat: float, lng: float, filters: dict[str, Any], sort: str | None,
+        cursor: str | None, limit: int,
+    ) -> dict[str, Any]:  # fmt: skip
         cell = self.geo.cell_of(lat, lng)
         cells = self.geo.neighbourhood(cell)
         offset = parse_relevance_cursor(cursor)
@@ -246,7 +275,7 @@ class MarketService:
             raise NotFound("no such listing")
         if viewer is not None:
             await self._record_view(viewer, listing)
-        return listing
+        return await self.with_vendor(listing)
 
     async def _record_view(self, viewer: str, listing: dict[str, Any]) -> None:
         """Best effort: a view that cannot be logged never fails the read it belongs to."""
@@ -276,13 +305,13 @@ class MarketService:
         order = await ms.order(self.db, order_id)
         if order is None or order["buyer_id"] != user_id:
             raise NotFound("no such order")
-        return order
+        return await self.with_vendor(order)
 
     async def vendor_order(self, vendor_id: str, order_id: str) -> dict[str, Any]:
         order = await ms.order(self.db, order_id)
         if order is None or order["vendor_id"] != vendor_id:
             raise NotFound("no such order")
-        return order
+        return await self.with_vendor(order)
 
     async def orders(
         self, column: str, owner: str, status: str | None, cursor: str | None, limit: int
@@ -290,7 +319,7 @@ class MarketService:
         items, next_cursor = await ms.orders_where(
             self.db, column, owner, status, PageCursor.decode(cursor), limit
         )
-        return {"items": items, "next_cursor": next_cursor}
+        return {"items": await self.with_vendors(items), "next_cursor": next_cursor}
 
     async def act(
         self, who: Actor, order_id: str, action: str, actor: ActorKind, reason: str | None = None
@@ -305,9 +334,11 @@ class MarketService:
             vendor_id=who.vendor_id if actor == "vendor" else None,
             reason=reason or None,
         )
-        result = await self.mutate(command)
+        result = dict(await self.mutate(command))
         if result.get("refund_id"):
             await self.run_refund(str(result["refund_id"]))
+        if isinstance(result.get("order"), dict):
+            result["order"] = await self.with_vendor(dict(result["order"]))
         return result
 
     async def refund(

