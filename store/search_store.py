@@ -2,8 +2,9 @@
 
 A row matches when its tsvector matches the words (``websearch_to_tsquery``: stemmed, quoted
 phrases, ``-word``) or when the query is trigram-close to a word run of its short text
-(``<%``, word similarity above ``pg_trgm.word_similarity_threshold``, 0.6 by default: one
-typo in a word of five or more letters still matches). Relevance is ``ts_rank_cd`` plus that
+(``<%``, word similarity above ``pg_trgm.word_similarity_threshold``, which migration 0013
+sets to 0.5 for the database: one letter wrong in the middle of a ten-letter word scores
+0.57). Relevance is ``ts_rank_cd`` plus that
 word similarity; given a point, it is divided by ``1 + distance / scale`` so near matches come
 first and a far one must be much more relevant to beat them. Both match paths use GIN indexes
 (migration 0013). Pages are offsets into that order, bounded by the caller

@@ -101,9 +101,7 @@ async def test_follow_lists_counts_and_following_feed(api: Api, settings: Settin
         if cursor is None:
             break
     assert seen == [me.id, *[f.id for f in reversed(fans)]]
-    status, body = await api.get(
-        f"/api/v1/users/{me.id}/following?limit=10", me.access_token
-    )
+    status, body = await api.get(f"/api/v1/users/{me.id}/following?limit=10", me.access_token)
     assert status == 200 and {x["id"] for x in body["items"]} == {star.id, fans[0].id}
     status, body = await api.get(f"/api/v1/users/{me.id}/following?cursor=@@", me.access_token)
     assert status == 400 and body["error"]["code"] == "bad_request"
@@ -145,7 +143,7 @@ async def test_post_page_delete_and_share(api: Api, settings: Settings) -> None:
     assert more["next_cursor"] is None
 
     # share into the sharer's own cell feed, attributed; the author hears of it
-    shared = (await s.mutate("post.share", {"post_id": post["id"], "text": "help find her"}))
+    shared = await s.mutate("post.share", {"post_id": post["id"], "text": "help find her"})
     repost = shared["post"]
     assert repost["cell"] != post["cell"] and repost["author_id"] == sharer.id
     assert repost["shared_from"] == {
