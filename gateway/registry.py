@@ -20,6 +20,7 @@ from gateway import (
     auth,
     chat_ops,
     disputes_api,
+    graphql_api,
     hooks_api,
     market_ops,
     media_api,
@@ -50,6 +51,7 @@ FEATURES: tuple[ModuleType, ...] = (
     media_api,
     notifications_api,
     social_ops,
+    graphql_api,
 )
 
 
