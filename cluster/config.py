@@ -381,6 +381,10 @@ class Settings(BaseSettings):
     """Most results one search page returns."""
     search_max_offset: int = Field(500, ge=0, le=10_000)
     """Search pages end after this many results (deeper pages are bad_request)."""
+    search_candidates: int = Field(1000, ge=10, le=100_000)
+    """Each search match path (full text, trigram) reads at most this many matching rows
+    before ranking: a query's work is bounded however common its words (a word matching more
+    rows ranks this many of them, in index order)."""
     search_timeout_s: float = Field(2.0, gt=0)
     """A search query slower than this is cancelled and answered unavailable."""
     search_distance_scale_km: float = Field(2.0, gt=0)

@@ -2,7 +2,8 @@
 
 Bounded on every axis: the query text (``SEARCH_QUERY_MAX_CHARS``), the page (``limit`` up
 to ``search_max_limit``), how deep pages go (``search_max_offset`` results in all), and time
-(``search_timeout_s``, then ``unavailable``). Everything searched is public to any signed-in
+(``search_timeout_s``, then ``unavailable``) and work (each match path reads at most
+``search_candidates`` rows). Everything searched is public to any signed-in
 user: visible posts, listings on sale, vendors, users whose account is open.
 """
 
@@ -37,7 +38,8 @@ class SearchService:
         query = SearchQuery.of(q, kind, lat, lng, cursor, limit, self.settings.search_max_offset)
         try:
             items = await search_store.search(
-                self.db, query, self.settings.search_distance_scale_km,
+                self.db, query, self.settings.search_candidates,
+                self.settings.search_distance_scale_km,
                 self.settings.search_timeout_s,
             )  # fmt: skip
         except TimeoutError:
