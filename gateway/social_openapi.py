@@ -99,6 +99,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "requestBody": _json(
                 {
                     "type": "object",
+                    "minProperties": 1,
                     "properties": {
                         "display_name": {"type": "string", "minLength": 1, "maxLength": 64},
                         "bio": {"type": "string", "maxLength": 280},

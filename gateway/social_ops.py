@@ -76,6 +76,14 @@ class ProfileUpdate(_Req):
     bio: Annotated[str, StringConstraints(max_length=1000)] | None = None
     avatar_media_id: Annotated[str, StringConstraints(max_length=128)] | None = None
 
+    @field_validator("display_name", "bio", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        """Absent is unchanged; null is refused (a name or bio is not cleared by null)."""
+        if value is None:
+            raise ValueError("a string (leave the field out to keep it)")
+        return value
+
 
 def _sent(req: ProfileUpdate) -> dict[str, Any]:
     return req.model_dump(exclude_unset=True)

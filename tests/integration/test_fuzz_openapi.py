@@ -56,6 +56,16 @@ ACCEPTED: dict[tuple[str, str], str] = {
     ("ST202", "POST /api/v1/me/push-subscriptions"): "the endpoint must have a host the URL"
     " parser accepts, as a hook's target_url",
     ("ST202", "PUT /api/v1/me/notification-settings"): "quiet_hours.tz is an IANA zone name",
+    ("ST202", "GET /api/v1/users/{user_id}/followers"): "a cursor is an opaque token the server"
+    " issued",
+    ("ST202", "GET /api/v1/users/{user_id}/following"): "a cursor is an opaque token the server"
+    " issued",
+    ("ST202", "GET /api/v1/search"): "lat and lng come together (query parameters cannot say"
+    " so), q must hold a word, a cursor is an opaque token the server issued",
+    ("ST202", "PATCH /api/v1/me"): "display_name follows the sign-up rules (Unicode category C),"
+    " bio its own; avatar_media_id must name an upload of the caller (404/403 otherwise)",
+    ("ST202", "POST /api/v1/graphql"): "query must be a GraphQL document valid against the"
+    " schema (docs/graphql.md); JSON Schema cannot say so",
 }
 
 

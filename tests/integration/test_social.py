@@ -55,6 +55,7 @@ async def test_profile_read_edit_and_bad_input(api: Api, settings: Settings) -> 
         {"display_name": ""},
         {"avatar_media_id": "not a media id!"},
         {"email": "a@b.c"},
+        {"bio": None},
         {},
     ):
         status, body = await mk.rest(api, "PATCH", "/api/v1/me", bad, user.access_token)
