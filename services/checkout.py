@@ -129,11 +129,12 @@ class Checkout:
         if group["result"] is not None:
             return await self._with_vendors(_replay(group["result"]))
         try:
-            return await self._with_vendors(await self._run(group, provider, payment))
+            result = await self._run(group, provider, payment)
         except AppError as err:
             if not err.temporary:
                 await self._finish(group["id"], "failed", {"error": err.to_dict()})
             raise
+        return await self._with_vendors(result)  # decorating the reply never fails the checkout
 
     async def _with_vendors(self, result: dict[str, Any]) -> dict[str, Any]:
         """The reply's orders as every order reaches a client: with their vendor and room."""
