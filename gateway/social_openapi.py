@@ -64,6 +64,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         display_name=_STR,
         bio=_STR,
         avatar={**_NULLABLE_STR, "description": "a media id (docs/media.md), or null"},
+        avatar_url={"type": "string", "description": "the avatar's 256 px variant"},
         followers=_INT,
         following=_INT,
         posts=_INT,
@@ -111,7 +112,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                     },
                 }
             ),
-            "responses": {**_PROFILE_REPLY, **_errors(400, 401, 404, 413, 429)},
+            "responses": {**_PROFILE_REPLY, **_errors(400, 401, 403, 404, 413, 429)},
         }
     },
     "/api/v1/search": {

@@ -10,8 +10,10 @@ import h3
 import pytest
 
 from cluster.config import Settings
+from tests import images
 from tests.integration import market_kit as mk
 from tests.integration.client import Api, Ws
+from tests.integration.test_media import upload
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +42,17 @@ async def test_profile_read_edit_and_bad_input(api: Api, settings: Settings) -> 
     assert (profile["followers"], profile["following"], profile["posts"]) == (0, 0, 0)
     assert profile["joined_at"] and "vendor" not in profile and "email" not in profile
 
-    edit = {"bio": "  I bake on Sundays  ", "avatar_media_id": "m-123", "display_name": "Pat"}
+    status, photo = await upload(api, user, images.gps_jpeg())
+    assert status == 201, photo
+    avatar = photo["media"]["id"]
+    edit = {"bio": "  I bake on Sundays  ", "avatar_media_id": avatar, "display_name": "Pat"}
     status, body = await mk.rest(api, "PATCH", "/api/v1/me", edit, user.access_token)
     assert status == 200, body
-    assert body["user"]["bio"] == "I bake on Sundays" and body["user"]["avatar"] == "m-123"
+    assert body["user"]["bio"] == "I bake on Sundays" and body["user"]["avatar"] == avatar
+    assert body["user"]["avatar_url"].endswith(f"/media/{avatar}/256.webp")
     assert body["user"]["display_name"] == "Pat"
+    status, described = await api.get(f"/api/v1/media/{avatar}", other.access_token)
+    assert status == 200 and described["media"]["attached"], described  # used: never expires
     ws = await api.connect(other)
     seen = await ws.ok("user.get", {"user_id": user.id})
     assert seen["user"]["bio"] == "I bake on Sundays"
@@ -54,21 +62,31 @@ async def test_profile_read_edit_and_bad_input(api: Api, settings: Settings) -> 
         {"bio": "x" * 281},
         {"display_name": ""},
         {"avatar_media_id": "not a media id!"},
+        {"avatar_media_id": "m" + "0" * 32, "bio": "never saved"},
         {"email": "a@b.c"},
         {"bio": None},
         {},
     ):
         status, body = await mk.rest(api, "PATCH", "/api/v1/me", bad, user.access_token)
-        assert status == 400 and body["error"]["code"] == "bad_request", (bad, body)
+        expected = ("not_found", 404) if "bio" in bad and len(bad) == 2 else ("bad_request", 400)
+        assert (body["error"]["code"], status) == expected, (bad, body)
+    # another user's upload is not yours to wear
+    status, theirs = await upload(api, other, images.gps_jpeg())
+    assert status == 201, theirs
+    status, body = await mk.rest(
+        api, "PATCH", "/api/v1/me", {"avatar_media_id": theirs["media"]["id"]}, user.access_token
+    )
+    assert status == 403 and body["error"]["code"] == "forbidden", body
     status, body = await mk.rest(api, "PATCH", "/api/v1/me", {"bio": "x"})
     assert status == 401
     status, body = await api.get(f"/api/v1/users/{user.id}", other.access_token)
     assert body["user"]["bio"] == "I bake on Sundays" and body["user"]["display_name"] == "Pat"
+    assert body["user"]["avatar"] == avatar
     # clearing the avatar
     status, body = await mk.rest(
         api, "PATCH", "/api/v1/me", {"avatar_media_id": None}, user.access_token
     )
-    assert status == 200 and body["user"]["avatar"] is None
+    assert status == 200 and body["user"]["avatar"] is None and "avatar_url" not in body["user"]
     status, body = await api.get("/api/v1/users/nobody", other.access_token)
     assert status == 404 and body["error"]["code"] == "not_found"
     reply = await ws.request("user.get", {"user_id": "nobody"})
