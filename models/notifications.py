@@ -39,6 +39,7 @@ KINDS: dict[str, KindDefault] = {
     "comment.created": KindDefault(True, False, True, "a reply to your post"),
     "post.liked": KindDefault(True, False, False, "a like of your post"),
     "user.followed": KindDefault(True, False, True, "a new follower"),
+    "post.shared": KindDefault(True, False, False, "a repost of your post (docs/social.md)"),
     "room.opened": KindDefault(True, False, True, "someone opened a direct chat with you"),
     "room.added": KindDefault(True, False, True, "you were added to a group room"),
     "chat.message": KindDefault(True, False, True, "a direct message while you are offline"),

@@ -45,6 +45,7 @@ _LINES: dict[str, Callable[[dict[str, Any], Context], str]] = {
     "comment.created": lambda d, c: f"{c.actor_name} replied to your post",
     "post.liked": lambda d, c: f"{c.actor_name} liked your post",
     "user.followed": lambda d, c: f"{c.actor_name} started following you",
+    "post.shared": lambda d, c: f"{c.actor_name} shared your post",
     "room.opened": lambda d, c: "someone opened a direct chat with you",
     "room.added": lambda d, c: (
         f"you were added to {(d.get('room') or {}).get('title') or 'a room'}"

@@ -21,7 +21,7 @@ import asyncpg
 from models.social import SearchQuery
 from store.db import Db
 from store.feed_store import POST_COLUMNS, post_from_row
-from store.market_store import _LISTING_COLUMNS, listing_public
+from store.market_store import LISTING_COLUMNS, listing_public
 
 _DISTANCE = (
     "(6371008.8 * sqrt(power(radians(x.lat - $5), 2)"
@@ -33,10 +33,10 @@ _KINDS: dict[str, tuple[str, str, str, str, bool]] = {
     # kind: (columns, table, text config and trigram column, visible rows, has a location)
     "posts": (POST_COLUMNS, "posts", "english:text", "{t}.removed_at IS NULL", True),
     "listings": (
-        _LISTING_COLUMNS,
+        LISTING_COLUMNS,
         "listings",
         "english:title",
-        "{t}.active AND {t}.deleted_at IS NULL",
+        "{t}.active AND {t}.deleted_at IS NULL AND NOT {t}.vendor_suspended",
         True,
     ),
     "vendors": (
