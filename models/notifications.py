@@ -53,7 +53,15 @@ KINDS: dict[str, KindDefault] = {
 """Every kind a user can set, with its defaults (docs/notifications.md lists them)."""
 
 DIGEST_KINDS = frozenset(
-    {"comment.created", "post.liked", "user.followed", "room.opened", "room.added", "promotion"}
+    {
+        "comment.created",
+        "post.liked",
+        "user.followed",
+        "post.shared",
+        "room.opened",
+        "room.added",
+        "promotion",
+    }
 )
 """Kinds whose emails a daily digest replaces (``digest: "daily"``); orders, disputes,
 moderation and account emails always go out on their own."""
