@@ -41,6 +41,7 @@ from models.commands import ShardCommand, ShardRead
 from models.errors import AppError, BadRequest
 from models.feed import CellFeed, FeedCursor, Post
 from models.fingerprint import fingerprint
+from models.load import LoadMeter
 from models.placement import Placement, cell_key
 from models.streams import Event, compact_json, single_writer
 from store import batch_write, feed_store, idempotency, placement
@@ -155,6 +156,8 @@ class CellHost:
         self.heads = StreamHeads()
         """Offsets of the feed and room streams this host writes alone (fast path)."""
         self.placement: Placement | None = None
+        self.load = LoadMeter(settings.load_tau_s)
+        """Commands per second per key lately (the cluster view's hot cells, the rebalancer)."""
         self._started: asyncio.Future[None] | None = None
         self._janitor: asyncio.Task[None] | None = None
         self._tickers: list[asyncio.Task[None]] = []
@@ -308,6 +311,7 @@ class CellHost:
             if not self.owns(route):
                 replies.append({"moved": self.placement_version()})
                 continue
+            self.load.record(route, time.monotonic())
             future = self.committer.enqueue(self._work(handler, cmd), checked, waited_s)
             pending.append((len(replies), future))
             replies.append({})
@@ -438,7 +442,9 @@ class CellHost:
             items.extend(p for p in older if p["id"] not in seen)
         return {"ok": True, "data": {"items": items}}
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, cell: str | None = None) -> dict[str, Any]:
+        """Counters since start, rates of lately (``load_tau_s``), the hottest cells, and with
+        ``cell`` whether that cell is active here and its rate."""
         committer = self.committer
         redis_ok = True
         if self.redis is not None:
@@ -446,16 +452,51 @@ class CellHost:
                 await self.redis.ping()
             except (RedisError, OSError):
                 redis_ok = False
+        now = time.monotonic()
+        batches = committer.batches if committer else 0
+        commands = committer.commands if committer else 0
+        commit_s = committer.commit_s if committer else 0.0
+        hot = self.load.hottest(now, self.settings.hot_cells, prefix="cell:")
         return {
             "name": self.name,
             "pid": os.getpid(),
             "active_cells": len(self.cells),
-            "batches": committer.batches if committer else 0,
-            "commands": committer.commands if committer else 0,
+            "batches": batches,
+            "commands": commands,
             "slow_batches": committer.slow_batches if committer else 0,
+            "commit_s": round(commit_s, 6),
+            "batch_size_mean": round(commands / batches, 2) if batches else 0.0,
+            "commit_ms_mean": round(1000 * commit_s / batches, 3) if batches else 0.0,
+            "calls_per_s": round(self.load.total(now), 3),
+            "hot_cells": [
+                {"cell": key.removeprefix("cell:"), "msgs_per_s": round(rate, 3)}
+                for key, rate in hot
+            ],
             "placement_version": self.placement_version(),
             "redis_ok": redis_ok,
+            **(
+                {}
+                if cell is None
+                else {
+                    "cell": {
+                        "cell": cell,
+                        # in memory (its feed), or served lately (chat keeps no cell memory)
+                        "active": cell in self.cells or self.load.rate(cell_key(cell), now) > 0,
+                        "msgs_per_s": round(self.load.rate(cell_key(cell), now), 3),
+                    }
+                }
+            ),
         }
+
+    async def drain(self) -> dict[str, Any]:
+        """Before this shard is removed: load the table in force (it owns nothing in it, so
+        every later command answers ``moved``) and wait until its committer has nothing
+        queued or in flight; its stats then."""
+        await self.ready()
+        await self._reload_placement()
+        if self.committer is not None:
+            await self.committer.idle()
+        return await self.stats()
 
 
 def _result_json(result: dict[str, Any], events: list[Event | PendingEvent]) -> str:

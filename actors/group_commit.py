@@ -141,6 +141,11 @@ class GroupCommitter:
         self.batches = 0
         self.commands = 0
         self.slow_batches = 0
+        self.commit_s = 0.0
+        """Time spent committing batches (their first statement to their commit), summed."""
+        self._busy = False
+        self._settled = asyncio.Event()
+        """Set after every batch (``idle`` waits on it)."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit")
@@ -176,9 +181,17 @@ class GroupCommitter:
             batch.append(self._queue.get_nowait())
         return batch
 
+    async def idle(self) -> None:
+        """Return once nothing is queued and no batch is committing (a shard being drained)."""
+        while self._busy or not self._queue.empty():
+            self._settled.clear()
+            await self._settled.wait()
+
     async def _run(self) -> None:
         while True:
             batch = await self._gather()
+            self._busy = True
+            started = asyncio.get_running_loop().time()
             try:
                 await self._commit(batch)
             except Fenced:
@@ -199,7 +212,12 @@ class GroupCommitter:
                     item.error = Unavailable("internal error, retry with the same key")
                     item.steps.clear()
                     item.outbox.clear()
-            await self._finish(batch)
+            self.commit_s += asyncio.get_running_loop().time() - started
+            try:
+                await self._finish(batch)
+            finally:
+                self._busy = False
+                self._settled.set()
 
     async def _commit(self, batch: list[_Pending]) -> None:
         """Fast path: every command straight in the transaction (no savepoints). If any command

@@ -47,12 +47,21 @@ class CellShard:
     async def read(self, version: int, read: ShardRead) -> dict[str, Any]:
         return await self._host.read(version, read)
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, cell: str | None = None) -> dict[str, Any]:
         await self._host.ready()
-        return await self._host.stats()
+        return {**await self._host.stats(cell), "node": _node_id()}
+
+    async def drain(self) -> dict[str, Any]:
+        """Scale-in's last call before this shard is stopped (``CellHost.drain``)."""
+        return {**await self._host.drain(), "node": _node_id()}
 
     async def ping(self) -> str:
         return self._host.name
+
+
+def _node_id() -> str:
+    """The Ray node this incarnation runs on (a restart after a node failure: another)."""
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def shard_actor_options(settings: Settings) -> dict[str, Any]:

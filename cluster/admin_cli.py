@@ -44,7 +44,8 @@ async def _call(
     return await RayControl(name, namespace, timeout_s).call(action, None, args)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_action(args: argparse.Namespace) -> int:
+    """Run ``args.build(args)`` (an action and its arguments) at the control actor; print it."""
     import ray
 
     settings = load_settings()
@@ -134,21 +135,21 @@ def _money(cmds: Any) -> None:
     refund.add_argument("--currency")
     refund.add_argument("--reason", required=True)
     refund.add_argument("--key", help="idempotency key: the same key is the same refund")
-    refund.set_defaults(func=_run, build=_refund)
+    refund.set_defaults(func=run_action, build=_refund)
     hold = cmds.add_parser("hold", help="hold a vendor's payouts (or one order's: --order)")
     hold.add_argument("vendor_id")
     hold.add_argument("--order")
     hold.add_argument("--reason", required=True)
-    hold.set_defaults(func=_run, build=_hold)
+    hold.set_defaults(func=run_action, build=_hold)
     release = cmds.add_parser("release", help="release a payout hold")
     release.add_argument("hold_id")
     release.add_argument("--note")
-    release.set_defaults(func=_run, build=_release)
+    release.set_defaults(func=run_action, build=_release)
     holds = cmds.add_parser("holds", help="payout holds, newest first")
     holds.add_argument("--vendor")
     holds.add_argument("--status", choices=("open", "released"))
     holds.add_argument("--cursor")
-    holds.set_defaults(func=_run, build=_holds)
+    holds.set_defaults(func=run_action, build=_holds)
 
 
 def register(sub: Any) -> None:
@@ -161,24 +162,24 @@ def register(sub: Any) -> None:
         cmd = cmds.add_parser(name, help=help_text)
         cmd.add_argument("email")
         cmd.add_argument("role")
-        cmd.set_defaults(func=_run, build=build)
+        cmd.set_defaults(func=run_action, build=build)
     show = cmds.add_parser("show", help="a user as admins see them")
     show.add_argument("email")
-    show.set_defaults(func=_run, build=_show)
+    show.set_defaults(func=run_action, build=_show)
     suspend = cmds.add_parser("suspend", help="suspend EMAIL: sockets closed, sign-ins refused")
     suspend.add_argument("email")
     suspend.add_argument("--reason", required=True)
     suspend.add_argument("--until", help="ISO 8601 time it ends (default: until lifted)")
-    suspend.set_defaults(func=_run, build=_suspend)
+    suspend.set_defaults(func=run_action, build=_suspend)
     unsuspend = cmds.add_parser("unsuspend", help="lift EMAIL's suspension")
     unsuspend.add_argument("email")
     unsuspend.add_argument("--reason")
-    unsuspend.set_defaults(func=_run, build=_unsuspend)
+    unsuspend.set_defaults(func=run_action, build=_unsuspend)
     audit = cmds.add_parser("audit", help="the audit log, newest first")
     audit.add_argument("--actor")
     audit.add_argument("--target", help="e.g. user:<id>, post:<id>")
     audit.add_argument("--action", help="e.g. roles.set, user.suspend")
     audit.add_argument("--limit", type=int, default=50)
     audit.add_argument("--cursor")
-    audit.set_defaults(func=_run, build=_audit)
+    audit.set_defaults(func=run_action, build=_audit)
     _money(cmds)

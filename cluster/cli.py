@@ -1,4 +1,5 @@
-"""The `hyperlocal` command: up, gateway, migrate, shards, config, admin, keys, recommend.
+"""The `hyperlocal` command: up, gateway, migrate, shards, config, admin, keys, recommend,
+cluster, scale, cells.
 
 `hyperlocal up` is what `make run` calls: it starts embedded Postgres and Redis (unless
 DATABASE_URL / REDIS_URL are set), migrates, starts or joins Ray (RAY_ADDRESS), the shard actors,
@@ -198,9 +199,11 @@ def parser() -> argparse.ArgumentParser:
     config.set_defaults(func=cmd_config)
     from cluster.admin_cli import register as register_admin
     from cluster.keys_cli import register as register_keys
+    from cluster.ops_cli import register as register_ops
 
     register_admin(sub)
     register_keys(sub)
+    register_ops(sub)
     try:
         from cluster.recommend_eval import register
     except ImportError:  # pragma: no cover - recommendation extras not installed

@@ -112,6 +112,28 @@ class Settings(BaseSettings):
     an address gateways reach (the node's, or 0.0.0.0); connections must present the shard's
     secret, handed out by Ray."""
 
+    # -- cluster ops (issue 13, docs/operations.md) ---------------------------------------------
+    load_tau_s: float = Field(10.0, gt=0, le=600)
+    """Time constant of the per-cell command rates shards measure (calls_per_s, hot cells):
+    a rate follows a change of load within a few of these."""
+    hot_cells: int = Field(10, ge=1, le=1000)
+    """How many of its busiest cells each shard reports in the cluster view and /metrics."""
+    scale_drain_s: float = Field(2.0, ge=0, le=300)
+    """Scale-in: after a shard's cells have moved and its last batch committed, it keeps
+    answering `moved` this long before it is stopped (gateways' calls in flight re-route)."""
+    shard_start_timeout_s: float = Field(60.0, gt=0)
+    """Scale-out waits this long for a new shard actor to serve before giving up."""
+    cluster_view_cache_s: float = Field(5.0, ge=0, le=300)
+    """A gateway's /metrics reuses the shards' stats this long (a scrape is not a round of
+    calls to every shard)."""
+    rebalance_interval_s: float = Field(0.0, ge=0)
+    """Every this many seconds the control actor moves the hottest cell off an overloaded
+    shard (0: the rebalancer is off)."""
+    rebalance_ratio: float = Field(2.0, gt=1)
+    """A shard is overloaded when its calls/s exceed this many times the mean of the others."""
+    rebalance_min_per_s: float = Field(50.0, ge=0)
+    """...and at least this many calls/s (a nearly idle cluster is never rebalanced)."""
+
     # -- streams ------------------------------------------------------------------------------
     recovery_max_events: int = Field(1000, ge=1)
     """A subscribe with `since` replays at most this many missed events, else recovered=false."""

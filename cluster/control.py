@@ -7,7 +7,8 @@ memory that matters: every action's state and its audit entry are in Postgres, s
 (Ray restarts it, ``max_restarts=-1``) loses nothing. Calls are not retried by Ray
 (``max_task_retries=0``): an action is not idempotent by itself, a caller that gets
 ``unavailable`` decides. Beside the calls it lifts expired suspensions every ``admin_sweep_s``,
-and sends again a vendor's suspension flag its owner shard missed (``AdminService.sync_vendors``).
+sends again a vendor's suspension flag its owner shard missed (``AdminService.sync_vendors``)
+and, when ``rebalance_interval_s`` is set, runs the hot-cell rebalancer (services/scaling.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import ray
 
 from cluster import gcpolicy
 from cluster.config import Settings
+from cluster.fleet import RayFleet
 from services.container import Services, open_services
 from services.control import ControlHost
 
@@ -37,13 +39,14 @@ class ControlActor:
         self._host: ControlHost | None = None
         self._opening = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
+        self._rebalancer: asyncio.Task[None] | None = None
         self._incarnation = uuid.uuid4().hex[:12]
 
     async def _ready(self) -> ControlHost:
         async with self._opening:
             if self._host is None:
                 services: Services = await self._stack.enter_async_context(
-                    open_services(self._settings, background=False)
+                    open_services(self._settings, background=False, fleet=RayFleet(self._settings))
                 )
                 self._host = ControlHost(
                     services.admin,
@@ -52,8 +55,11 @@ class ControlActor:
                     services.disputes,
                     services.risk,
                     services.holds,
+                    services.cluster,
                 )
                 self._sweeper = asyncio.create_task(self._sweep(), name="suspension-sweep")
+                if self._settings.rebalance_interval_s > 0:
+                    self._rebalancer = asyncio.create_task(self._rebalance(), name="rebalancer")
                 gcpolicy.settle(self._settings)
             return self._host
 
@@ -71,6 +77,17 @@ class ControlActor:
                         log.info("vendor suspension flags put right for %d vendors", fixed)
             except Exception:  # a loop that must not die: log, back off, go on
                 log.exception("suspension sweep failed")
+
+    async def _rebalance(self) -> None:
+        """The hot-cell rebalancer (off unless ``rebalance_interval_s``): one round a period;
+        survives errors (logged, tried again next period)."""
+        while True:
+            await asyncio.sleep(self._settings.rebalance_interval_s)
+            try:
+                if self._host is not None:
+                    await self._host.cluster.rebalance_once()
+            except Exception:  # a loop that must not die: log, back off, go on
+                log.exception("rebalance round failed")
 
     async def ping(self) -> str:
         """``control:<incarnation>``, once the services are open (a new one after a restart)."""

@@ -78,6 +78,7 @@ def _services_ctx(
                     "media_swept": services.media.swept,
                 }
             )
+            app[METRICS].watch_shards(services.cluster.view_of.last)
             app[METRICS].watch_counts(
                 "recommend_served",
                 "feed.get / listings.nearby requests by the model that ranked them",
@@ -162,6 +163,7 @@ async def _shards_ready(router: ShardRouter) -> bool:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
+    await request.app[SERVICES].cluster.view_of.snapshot()  # the shards' stats, cached
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 

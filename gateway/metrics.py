@@ -42,6 +42,55 @@ class _LabelledCounts(Collector):
         yield family
 
 
+_SHARD_GAUGES = (
+    ("up", "1 while the shard answers its stats"),
+    ("cells", "cells with a stream in Postgres that the placement gives the shard"),
+    ("active_cells", "cells in the shard's memory"),
+    ("calls_per_s", "commands per second lately (HL_LOAD_TAU_S)"),
+    ("batch_size_mean", "commands per group-commit batch, mean since the shard started"),
+    ("commit_ms_mean", "milliseconds per group-commit batch, mean since the shard started"),
+)
+_SHARD_COUNTERS = (
+    ("commands", "commands committed by the shard"),
+    ("batches", "group-commit batches of the shard"),
+    ("commit_s", "seconds the shard spent committing batches"),
+)
+
+
+class _Shards(Collector):
+    """Per-shard families (``hl_shard_*{shard,node}``) and the hot cells
+    (``hl_cell_msgs_per_s{cell,shard}``), from the last cluster view (services/cluster_view.py)."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self._read = read
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        view = self._read()
+        shards = view.get("shards", [])
+        labels = ["shard", "node"]
+        for name, doc in _SHARD_GAUGES:
+            family = GaugeMetricFamily(f"hl_shard_{name}", doc, labels=labels)
+            for row in shards:
+                family.add_metric([row["id"], str(row.get("node") or "")], float(row.get(name, 0)))
+            yield family
+        for name, doc in _SHARD_COUNTERS:
+            counter = CounterMetricFamily(f"hl_shard_{name}", doc, labels=labels)
+            for row in shards:
+                counter.add_metric([row["id"], str(row.get("node") or "")], float(row.get(name, 0)))
+            yield counter
+        hot = GaugeMetricFamily(
+            "hl_cell_msgs_per_s",
+            "commands per second to the hottest cells",
+            labels=["cell", "shard"],
+        )
+        for cell in view.get("hot_cells", []):
+            hot.add_metric([str(cell["cell"]), str(cell["shard"])], float(cell["msgs_per_s"]))
+        yield hot
+        version = GaugeMetricFamily("hl_placement_version", "the placement table's version")
+        version.add_metric([], float(view.get("placement_version", 0)))
+        yield version
+
+
 class Metrics:
     """Counters and histograms the gateway updates as it serves."""
 
@@ -101,6 +150,11 @@ class Metrics:
     ) -> None:
         """Export counts kept by the object that owns them as the counter ``hl_<name>``."""
         self.registry.register(_LabelledCounts(f"hl_{name}", doc, labels, read))
+
+    def watch_shards(self, read: Callable[[], dict[str, Any]]) -> None:
+        """Export the shards' stats of the cluster view ``read()`` returns (kept fresh by the
+        /metrics handler)."""
+        self.registry.register(_Shards(read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

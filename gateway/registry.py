@@ -19,6 +19,7 @@ from gateway import (
     admin_api,
     auth,
     chat_ops,
+    cluster_api,
     disputes_api,
     graphql_api,
     hooks_api,
@@ -52,6 +53,7 @@ FEATURES: tuple[ModuleType, ...] = (
     notifications_api,
     social_ops,
     graphql_api,
+    cluster_api,
 )
 
 

@@ -26,6 +26,9 @@ class Placement:
     version: int
     shards: tuple[str, ...]
     overrides: dict[str, str] = field(default_factory=dict)
+    dedicated: frozenset[str] = frozenset()
+    """Shards of their own (a hot cell's, ``with_pin``): rendezvous hashing places nothing on
+    them; they own only the keys overridden to them."""
     _owners: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     """Answers already computed (the table is immutable): one hash per shard per key is paid
     once, not on every command of the gateway's and the shard's hot paths."""
@@ -33,15 +36,22 @@ class Placement:
     def __post_init__(self) -> None:
         if not self.shards:
             raise ValueError("a placement needs at least one shard")
-        unknown = set(self.overrides.values()) - set(self.shards)
+        unknown = (set(self.overrides.values()) | self.dedicated) - set(self.shards)
         if unknown:
             raise ValueError(f"overrides name unknown shards: {sorted(unknown)}")
+        if not self.hashed:
+            raise ValueError("a placement needs at least one shard that is not dedicated")
+
+    @property
+    def hashed(self) -> tuple[str, ...]:
+        """The shards rendezvous hashing places keys on (every shard but the dedicated)."""
+        return tuple(s for s in self.shards if s not in self.dedicated)
 
     def owner(self, key: str) -> str:
         """The shard owning ``key``: its override, else the highest rendezvous score."""
         found = self._owners.get(key)
         if found is None:
-            found = self.overrides.get(key) or max(self.shards, key=lambda s: _score(key, s))
+            found = self.overrides.get(key) or max(self.hashed, key=lambda s: _score(key, s))
             if len(self._owners) >= _OWNERS_CACHED:
                 self._owners.clear()
             self._owners[key] = found
@@ -50,17 +60,46 @@ class Placement:
     def with_shards(self, shards: tuple[str, ...]) -> Placement:
         """A new version over another shard list (keys move only to or from changed shards)."""
         kept = {k: s for k, s in self.overrides.items() if s in shards}
-        return Placement(self.version + 1, tuple(shards), kept)
+        return Placement(self.version + 1, tuple(shards), kept, self.dedicated & frozenset(shards))
 
     def with_override(self, key: str, shard: str) -> Placement:
-        return Placement(self.version + 1, self.shards, {**self.overrides, key: shard})
+        return Placement(
+            self.version + 1, self.shards, {**self.overrides, key: shard}, self.dedicated
+        )
+
+    def with_pin(self, key: str, shard: str) -> Placement:
+        """``key`` on ``shard``, which becomes a shard of its own: the keys hashing placed on it
+        move to the other shards (exactly those), the keys overridden to it stay."""
+        return Placement(
+            self.version + 1,
+            self.shards,
+            {**self.overrides, key: shard},
+            self.dedicated | {shard},
+        )
+
+    def without_override(self, key: str) -> Placement:
+        """``key`` placed by hashing again; a dedicated shard left with no key overridden to it
+        rejoins the hashing."""
+        overrides = {k: s for k, s in self.overrides.items() if k != key}
+        dedicated = frozenset(s for s in self.dedicated if s in overrides.values())
+        return Placement(self.version + 1, self.shards, overrides, dedicated)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "shards": list(self.shards), "overrides": self.overrides}
+        return {
+            "version": self.version,
+            "shards": list(self.shards),
+            "overrides": self.overrides,
+            "dedicated": sorted(self.dedicated),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Placement:
-        return cls(int(data["version"]), tuple(data["shards"]), dict(data.get("overrides") or {}))
+        return cls(
+            int(data["version"]),
+            tuple(data["shards"]),
+            dict(data.get("overrides") or {}),
+            frozenset(data.get("dedicated") or ()),
+        )
 
 
 def cell_key(cell: str) -> str:

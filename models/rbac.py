@@ -27,6 +27,7 @@ RANK: dict[str, int] = {USER: 0, VENDOR: 0, OPS: 1, MODERATOR: 1, ADMIN: 2}
 
 _MOD = frozenset({MODERATOR, ADMIN})
 _ADMIN = frozenset({ADMIN})
+_OPS = frozenset({OPS})
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "reports.list": _MOD,
@@ -47,6 +48,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "payouts.hold": _ADMIN,
     "payouts.release": _ADMIN,
     "payouts.list": _ADMIN,
+    # the cluster (issue 13, docs/operations.md): shards, placement, scaling
+    "cluster.view": _OPS,
+    "cluster.move": _OPS,
+    "cluster.scale": _OPS,
 }
 """Permission -> the roles that hold it. The only place access to admin actions is decided."""
 

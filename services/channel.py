@@ -174,6 +174,13 @@ class DirectTransport:
     async def ping(self, shard: str) -> str:
         return str(await self._channel(shard).call("ping"))
 
+    async def stats(self, shard: str, cell: str | None = None) -> dict[str, Any]:
+        """Over Ray (an ops call, not the hot path)."""
+        return await self._ray.stats(shard, cell)
+
+    async def drain(self, shard: str) -> dict[str, Any]:
+        return await self._ray.drain(shard)
+
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()

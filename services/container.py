@@ -50,11 +50,12 @@ from services.presence import Presence
 from services.ranking import CellRanker
 from services.risk import RiskReview
 from services.router import ShardRouter
+from services.scaling import ClusterService, Fleet, LocalFleet, NoFleet
 from services.search import SearchService
 from services.secrets import Keys
 from services.social import SocialService
 from services.stripe_events import StripeEvents
-from services.transport import RayTransport, ShardTransport
+from services.transport import LocalTransport, RayTransport, ShardTransport
 from services.vendor_apps import AppTokens, VendorApps
 from services.webpush import WebPush
 from store import placement
@@ -107,6 +108,8 @@ class Services:
     social: SocialService
     """Profiles, follow lists, post pages, author deletion, reposts, vendors near a point."""
     search: SearchService
+    cluster: ClusterService
+    """Ops on the cluster (view, moves, scaling): the control actor's, behind ``control``."""
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -122,6 +125,7 @@ async def open_services(
     *,
     on_revoked: Callable[[str, str], object] | None = None,
     background: bool = True,
+    fleet: Fleet | None = None,
 ) -> AsyncIterator[Services]:
     """The services of one process, open for the ``async with`` block.
 
@@ -130,6 +134,8 @@ async def open_services(
     calls ("ray"); a given transport stays its caller's to close. ``on_revoked(user,
     session)`` hears of every sign-in ended here (the gateway closes its sockets). Without
     ``background`` no hook dispatcher or sweeper runs (tests that drive them by hand).
+    ``fleet`` starts and stops shards for scaling (the control actor's ``RayFleet``); None
+    means the hosts of a given ``LocalTransport``, else none (scaling is ``unavailable``).
     """
     assert settings.database_url and settings.redis_url, "resolve the database and redis first"
     db = await create_pool(settings.database_url, min_size=2, max_size=20)
@@ -184,12 +190,17 @@ async def open_services(
         disputes = DisputeService(db, redis, market)
         risk = RiskReview(checkout)
         holds = PayoutHolds(db)
+        if fleet is None:
+            fleet = LocalFleet(transport) if isinstance(transport, LocalTransport) else NoFleet()
+        cluster = ClusterService(settings, db, geo, router, fleet)
         control: Control = (
             RayControl(
                 settings.control_actor_name, settings.ray_namespace, settings.control_call_timeout_s
             )
             if on_ray
-            else LocalControl(ControlHost(admin, moderation, appeals, disputes, risk, holds))
+            else LocalControl(
+                ControlHost(admin, moderation, appeals, disputes, risk, holds, cluster)
+            )
         )
         keys = Keys(settings)
         accounts = AuthService(settings, db, redis, keys, on_revoked)
@@ -233,6 +244,7 @@ async def open_services(
             notifier=notifier,
             social=SocialService(settings, db, geo, router, media),
             search=SearchService(settings, db, market),
+            cluster=cluster,
         )
         if background:
             dispatcher = HookDispatcher(settings, db, keys)

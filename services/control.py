@@ -37,6 +37,7 @@ from services.disputes import DisputeService, ResolveDisputeBody
 from services.moderation import ModerationService, RemoveBody, ResolveBody
 from services.payout_holds import HoldBody, PayoutHolds, ReleaseBody
 from services.risk import ReviewBody, RiskReview
+from services.scaling import ClusterService
 from store import admin_store as st
 
 log = logging.getLogger("hyperlocal.control")
@@ -67,10 +68,12 @@ class ControlHost:
         disputes: DisputeService,
         risk: RiskReview,
         holds: PayoutHolds,
+        cluster: ClusterService,
     ) -> None:
         self.admin = admin
         self.moderation = moderation
-        a, m, ap, d, r, h = admin, moderation, appeals, disputes, risk, holds
+        self.cluster = cluster
+        a, m, ap, d, r, h, c = admin, moderation, appeals, disputes, risk, holds, cluster
         self.actions: dict[str, Action] = {
             "users.get": lambda s, x: a.user(s, x["user_id"]),
             "users.find": lambda s, x: a.find(s, x["email"]),
@@ -120,6 +123,12 @@ class ControlHost:
             "payouts.list": lambda s, x: h.listed(
                 s, x.get("vendor_id"), x.get("status"), x.get("cursor")
             ),
+            "cluster.view": lambda s, x: c.view(s),
+            "cluster.cell": lambda s, x: c.cell(s, str(x["cell"])),
+            "cluster.move": lambda s, x: c.move(s, str(x["cell"]), str(x["shard"])),
+            "cluster.pin": lambda s, x: c.pin(s, str(x["cell"]), str(x["shard"])),
+            "cluster.unpin": lambda s, x: c.unpin(s, str(x["cell"])),
+            "cluster.scale": lambda s, x: c.scale(s, x["shards"]),
         }
 
     async def _user_id(self, args: dict[str, Any]) -> str:
@@ -182,7 +191,7 @@ class ControlHost:
 
 READS = frozenset(
     {"users.get", "users.find", "audit.list", "reports.list", "appeals.list", "disputes.list",
-     "risk.list", "payouts.list"}
+     "risk.list", "payouts.list", "cluster.view", "cluster.cell"}
 )  # fmt: skip
 """Actions that change nothing: audited by the host (a change audits itself)."""
 
@@ -194,6 +203,7 @@ _TARGET_ARGS = (
     ("order_id", "order"),
     ("hold_id", "hold"),
     ("email", "email"),
+    ("cell", "cell"),
 )
 
 
@@ -234,6 +244,11 @@ class LocalControl:
         return unwrap(await self.host.call(action, staff_data(staff), args))
 
 
+SLOW_ACTIONS: dict[str, float] = {"cluster.scale": 180.0}
+"""Actions that may take longer than ``control_call_timeout_s`` (a scale starts shard actors,
+waits ``shard_start_timeout_s`` at most, and drains for ``scale_drain_s``): their timeout."""
+
+
 class RayControl:
     """The named, detached control actor, found by name on first use (and again after a
     failure: Ray restarts it under the same name)."""
@@ -259,7 +274,7 @@ class RayControl:
 
         try:
             ref = self._actor().call.remote(action, staff_data(staff), args)
-            reply = await asyncio.wait_for(ref, self.timeout_s)
+            reply = await asyncio.wait_for(ref, max(self.timeout_s, SLOW_ACTIONS.get(action, 0)))
         except (ray.exceptions.RayError, TimeoutError) as exc:
             self._handle = None
             log.warning("control actor call %s failed: %r", action, exc)

@@ -177,6 +177,13 @@ class ShardRouter:
     async def ping(self, shard: str) -> str:
         return await self._transport.ping(shard)
 
+    async def stats(self, shard: str, cell: str | None = None) -> dict[str, Any]:
+        """The shard's own counters and rates (the cluster view)."""
+        return await self._transport.stats(shard, cell)
+
+    async def drain(self, shard: str) -> dict[str, Any]:
+        return await self._transport.drain(shard)
+
     async def call(self, command: ShardCommand) -> dict[str, Any]:
         """Run a mutation at the owner of ``command.route``; its data or its typed error."""
         route = command.route  # an id that names no cell fails here, before any shard
@@ -200,7 +207,16 @@ class ShardRouter:
     ) -> dict[str, Any]:
         """Send with the current table; on ``moved`` reload it and send again (a few times)."""
         for _ in range(MAX_MOVED_RETRIES + 1):
-            reply = await send(await self._table())
+            table = await self._table()
+            try:
+                reply = await send(table)
+            except Unavailable:
+                # A shard removed by a scale-in is gone, not restarting: if the table changed
+                # since, the command has another owner now.
+                if (await self.refresh()).version == table.version:
+                    raise
+                self.moved_retries += 1
+                continue
             if "moved" in reply:
                 self.moved_retries += 1
                 await self.refresh(int(reply["moved"] or 0))

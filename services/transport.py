@@ -39,15 +39,26 @@ class ShardTransport(Protocol):
 
     async def ping(self, shard: str) -> str: ...
 
+    async def stats(self, shard: str, cell: str | None = None) -> dict[str, Any]: ...
+
+    async def drain(self, shard: str) -> dict[str, Any]: ...
+
     async def close(self) -> None: ...
 
 
 class RayTransport:
-    """Calls named CellShard actors; Ray failures and timeouts become ``unavailable``."""
+    """Calls named CellShard actors; Ray failures and timeouts become ``unavailable``.
 
-    def __init__(self, handles: dict[str, Any], timeout_s: float) -> None:
+    With a ``namespace`` a shard it has no handle of (one added by a scale-out) is looked up
+    by name on first use, and a handle whose actor died for good (a shard removed, perhaps
+    added again later) is dropped and looked up again on the next call."""
+
+    def __init__(
+        self, handles: dict[str, Any], timeout_s: float, namespace: str | None = None
+    ) -> None:
         self._handles = handles
         self._timeout_s = timeout_s
+        self._namespace = namespace
 
     @classmethod
     def connect(cls, settings: Settings) -> RayTransport:
@@ -58,15 +69,26 @@ class RayTransport:
             name: ray.get_actor(name, namespace=settings.ray_namespace)
             for name in settings.shard_names()
         }
-        return cls(handles, settings.shard_call_timeout_s)
+        return cls(handles, settings.shard_call_timeout_s, settings.ray_namespace)
+
+    def _handle(self, shard: str) -> Any:
+        handle = self._handles.get(shard)
+        if handle is None and self._namespace is not None:
+            import ray
+
+            try:
+                handle = self._handles[shard] = ray.get_actor(shard, namespace=self._namespace)
+            except ValueError:  # no such actor (yet, or any more)
+                handle = None
+        if handle is None:
+            raise Unavailable(f"shard {shard} is unknown to this gateway")
+        return handle
 
     async def _call(self, shard: str, method: str, *args: Any) -> Any:
         import ray
-        from ray.exceptions import RayError
+        from ray.exceptions import ActorDiedError, RayError
 
-        handle = self._handles.get(shard)
-        if handle is None:
-            raise Unavailable(f"shard {shard} is unknown to this gateway")
+        handle = self._handle(shard)
         try:
             return await asyncio.wait_for(getattr(handle, method).remote(*args), self._timeout_s)
         except ray.exceptions.RayTaskError as exc:
@@ -76,6 +98,8 @@ class RayTransport:
             raise Unavailable("a shard failed, retry with the same key") from None
         except (TimeoutError, RayError) as exc:
             log.warning("shard %s %s failed: %r", shard, method, exc)
+            if isinstance(exc, ActorDiedError) and self._namespace is not None:
+                self._handles.pop(shard, None)  # by name again next time
             raise Unavailable("a shard is restarting, retry with the same key") from None
 
     async def execute(
@@ -93,6 +117,13 @@ class RayTransport:
 
     async def ping(self, shard: str) -> str:
         return str(await self._call(shard, "ping"))
+
+    async def stats(self, shard: str, cell: str | None = None) -> dict[str, Any]:
+        return dict(await self._call(shard, "stats", cell))
+
+    async def drain(self, shard: str) -> dict[str, Any]:
+        """Scale-in: the shard loads the table in force and finishes its batches."""
+        return dict(await self._call(shard, "drain"))
 
     async def endpoint(self, shard: str) -> dict[str, Any]:
         """Where the shard's direct channel listens, and its secret (services/channel.py)."""
@@ -117,13 +148,24 @@ class LocalTransport:
     """
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hosts: dict[str, Any] = {}
+        for name in settings.shard_names():
+            self.add(name)
+
+    def add(self, name: str) -> None:
+        """A host for shard ``name`` (a scale-out in this process); kept if there is one."""
         from actors.cell_host import CellHost
         from actors.registry import HANDLERS, READERS, TICKS
 
-        self.hosts = {
-            name: CellHost(name, settings, dict(HANDLERS), dict(READERS), TICKS)
-            for name in settings.shard_names()
-        }
+        if name not in self.hosts:
+            self.hosts[name] = CellHost(name, self.settings, dict(HANDLERS), dict(READERS), TICKS)
+
+    async def remove(self, name: str) -> None:
+        """Close and forget shard ``name``'s host (a scale-in in this process)."""
+        host = self.hosts.pop(name, None)
+        if host is not None:
+            await host.close()
 
     def _host(self, shard: str) -> Any:
         host = self.hosts.get(shard)
@@ -147,6 +189,14 @@ class LocalTransport:
 
     async def ping(self, shard: str) -> str:
         return str(self._host(shard).name)
+
+    async def stats(self, shard: str, cell: str | None = None) -> dict[str, Any]:
+        host = self._host(shard)
+        await host.ready()
+        return {**_copy(dict(await host.stats(cell))), "node": "local"}
+
+    async def drain(self, shard: str) -> dict[str, Any]:
+        return {**_copy(dict(await self._host(shard).drain())), "node": "local"}
 
     async def close(self) -> None:
         for host in self.hosts.values():

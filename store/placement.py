@@ -10,7 +10,9 @@ from store.db import Conn, Db
 
 
 async def load(db: Db) -> Placement | None:
-    row = await db.fetchrow("SELECT version, shards, overrides FROM placement WHERE id = 1")
+    row = await db.fetchrow(
+        "SELECT version, shards, overrides, dedicated FROM placement WHERE id = 1"
+    )
     return Placement.from_dict(dict(row)) if row else None
 
 
@@ -32,11 +34,13 @@ async def save(conn: Conn, table: Placement) -> None:
     lock on its fence until it commits); once this commits, a batch at an older version
     fails its fence (``FENCED``) and writes nothing (store/migrations/0009_fencing.sql)."""
     await conn.execute(
-        "INSERT INTO placement (id, version, shards, overrides) VALUES (1, $1, $2, $3)"
-        " ON CONFLICT (id) DO UPDATE SET version = $1, shards = $2, overrides = $3",
+        "INSERT INTO placement (id, version, shards, overrides, dedicated)"
+        " VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE"
+        " SET version = $1, shards = $2, overrides = $3, dedicated = $4",
         table.version,
         list(table.shards),
         table.overrides,
+        sorted(table.dedicated),
     )
     await conn.execute(
         "INSERT INTO shard_fences (shard, version) SELECT unnest($1::text[]), $2"

@@ -13,7 +13,7 @@ import pytest
 
 from cluster.config import Settings
 from models.cells import Geo
-from models.errors import Conflict, NotFound
+from models.errors import BadRequest, Conflict, NotFound
 from models.placement import cell_key
 from services.cluster_ops import move_cell, unpin_cell
 from store import placement
@@ -123,7 +123,9 @@ async def test_a_move_refuses_bad_cells_and_shards(settings: Settings) -> None:
     pool = await create_pool(settings.database_url)
     try:
         coarse = str(h3.latlng_to_cell(LAT, LNG, max(settings.h3_resolution - 1, 0)))
-        for cell, shard in (("nope", "shard-0"), (coarse, "shard-0"),
+        with pytest.raises(BadRequest):  # not an H3 cell at all
+            await move_cell(pool, geo, "nope", "shard-0")
+        for cell, shard in ((coarse, "shard-0"),
                             (geo.cell_of(LAT, LNG + 2), "shard-99")):  # fmt: skip
             with pytest.raises(NotFound):
                 await move_cell(pool, geo, cell, shard)

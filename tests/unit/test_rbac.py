@@ -37,7 +37,9 @@ def test_the_operator_holds_every_permission() -> None:
 def test_moderators_cannot_grant_roles_and_users_hold_nothing() -> None:
     assert not rbac.allowed({"moderator"}, "users.roles")
     assert not any(rbac.allowed({"user", "vendor"}, p) for p in PERMISSIONS)
-    assert not any(rbac.allowed({"ops"}, p) for p in PERMISSIONS)
+    ops = {p for p in PERMISSIONS if rbac.allowed({"ops"}, p)}
+    assert ops == {"cluster.view", "cluster.move", "cluster.scale"}
+    assert not any(rbac.allowed({"admin", "moderator"}, p) for p in ops)
 
 
 def test_rank_rules() -> None:
