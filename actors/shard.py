@@ -30,9 +30,13 @@ class CellShard:
 
     async def endpoint(self) -> dict[str, Any]:
         """Where this incarnation's direct channel listens, and its secret (actors/channel.py):
-        gateways send their command batches there instead of through Ray calls."""
+        gateways send their command batches there instead of through Ray calls. Bound to every
+        interface (``shard_direct_host`` 0.0.0.0, several nodes), it names its node's address."""
         await self._host.ready()
-        return await self._channel.start()
+        endpoint = await self._channel.start()
+        if endpoint["host"] in ("0.0.0.0", "::"):  # listening everywhere: name this node
+            endpoint = {**endpoint, "host": ray.util.get_node_ip_address()}
+        return endpoint
 
     async def execute(
         self, version: int, commands: list[ShardCommand], waited_s: float = 0.0

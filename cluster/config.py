@@ -109,8 +109,8 @@ class Settings(BaseSettings):
     that cluster's ``RAY_USE_UVLOOP`` (Ray uses uvloop when it is installed)."""
     shard_direct_host: str = "127.0.0.1"
     """Interface a shard's direct channel listens on. On a cluster of several nodes set it to
-    an address gateways reach (the node's, or 0.0.0.0); connections must present the shard's
-    secret, handed out by Ray."""
+    0.0.0.0 (the shard then gives gateways its node's address); connections must present the
+    shard's secret, handed out by Ray."""
 
     # -- cluster ops (issue 13, docs/operations.md) ---------------------------------------------
     load_tau_s: float = Field(10.0, gt=0, le=600)
