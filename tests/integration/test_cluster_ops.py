@@ -6,18 +6,28 @@ gap, while exactly the cells rendezvous hashing reassigns change shard."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from typing import Any
 
+import asyncpg
 import h3
 import pytest
 
 from cluster.config import Settings
+from cluster.runtime import Runtime
 from models.cells import Geo
-from models.placement import cell_key
+from models.placement import Placement, cell_key
+from services.cluster_ops import unpin_cell
+from services.router import ShardRouter
+from services.scaling import ClusterService, NoFleet
+from services.transport import RayTransport
 from store import placement
 from store.db import create_pool
 from tests.integration.admin_kit import operator, staff
 from tests.integration.client import Api, Ws
+from tests.integration.test_admin_moderation import _cli_env
 from tests.integration.test_cell_move import _send_steadily
 
 pytestmark = pytest.mark.integration
@@ -217,3 +227,81 @@ async def test_shard_metrics_are_exported(api: Api, settings: Settings) -> None:
 async def _metrics(api: Api) -> tuple[int, Any]:
     async with api.http.get(f"{api.base}/metrics") as resp:
         return resp.status, await resp.text()
+
+
+async def test_the_cli_acts_through_the_control_actor(runtime: Runtime, settings: Settings) -> None:
+    """`hyperlocal cluster` and `hyperlocal cells ...` on the running deployment, as the
+    operator: the view, a move and its undo, and a typed error for a bad cell."""
+    geo = Geo(settings.h3_resolution, settings.k_ring)
+    cell = geo.cell_of(*PLACES[1])
+    env = _cli_env(settings)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cluster.cli", "--log-level", "WARNING", *args],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    done = await asyncio.to_thread(run, "cluster")
+    assert done.returncode == 0, done.stderr[-2000:]
+    view = json.loads(done.stdout)
+    assert [s["id"] for s in view["shards"]] == ["shard-0", "shard-1"]
+    done = await asyncio.to_thread(run, "cells", "show", cell)
+    home = json.loads(done.stdout)["shard"]
+    other = "shard-1" if home == "shard-0" else "shard-0"
+    done = await asyncio.to_thread(run, "cells", "move", cell, other)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["shard"] == other
+    done = await asyncio.to_thread(run, "cells", "unpin", cell)
+    assert done.returncode == 0 and json.loads(done.stdout)["shard"] == home
+    done = await asyncio.to_thread(run, "cells", "move", "nope", other)
+    assert done.returncode == 1 and "bad_request" in done.stderr
+
+
+async def test_the_rebalancer_moves_a_hot_cell_off_a_busy_shard(
+    api: Api, settings: Settings
+) -> None:
+    """Two busy cells on one shard, the other idle: one round moves the hottest (not a cell
+    that is the shard's whole load) to the idle shard, audited as the operator's move."""
+    geo = Geo(settings.h3_resolution, settings.k_ring)
+    pool = await create_pool(settings.database_url)
+    table = await placement.load(pool)
+    assert table is not None
+    busy = table.owner(cell_key(geo.cell_of(*PLACES[0])))
+    pair = [p for p in PLACES if table.owner(cell_key(geo.cell_of(*p))) == busy][:2]
+    assert len(pair) == 2, "pick other places"
+    hot, warm = (geo.cell_of(*p) for p in pair)
+    sockets = [await _chatter(api, f"hot{i}", p) for i, p in enumerate([pair[0], pair[0], pair[1]])]
+    stop = asyncio.Event()
+    rooms = [hot, hot, warm]  # the hot cell gets twice the warm one's load
+    streams = [
+        asyncio.create_task(
+            _send_steadily(ws, "chat.send", lambda i, c=c: {"room_id": f"cell-{c}", "text": "x"},
+                           stop)
+        )
+        for ws, c in zip(sockets, rooms, strict=True)
+    ]  # fmt: skip
+    router = ShardRouter(RayTransport.connect(settings), lambda: _load(pool), 0.001, 64)
+    tuned = settings.model_copy(update={"rebalance_ratio": 1.5, "rebalance_min_per_s": 1.0})
+    service = ClusterService(tuned, pool, geo, router, NoFleet())
+    try:
+        await asyncio.sleep(2.0)
+        record = await service.rebalance_once()
+        assert record is not None, await service.view_of.view()
+        assert record["cell"] == hot and record["from"] == busy and record["shard"] != busy
+        audit = await operator(settings, "audit.list", {"target": f"cell:{hot}", "limit": 1})
+        assert audit["items"][0]["action"] == "cluster.move"
+        assert audit["items"][0]["actor_id"] is None
+    finally:
+        stop.set()
+        await asyncio.gather(*streams, return_exceptions=True)
+        await unpin_cell(pool, geo, hot)
+        for ws in sockets:
+            await ws.close()
+        await pool.close()
+
+
+async def _load(pool: asyncpg.Pool) -> Placement:
+    table = await placement.load(pool)
+    assert table is not None
+    return table
