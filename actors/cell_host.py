@@ -269,6 +269,7 @@ class CellHost:
 
     def passivate_idle(self, now: float) -> list[str]:
         """Drop the memory of cells unused for ``cell_idle_s``; Postgres still has them all."""
+        self.load.prune(now)  # keys (users too) that went quiet: the meter stays bounded
         cutoff = now - self.settings.cell_idle_s
         idle = [c for c, a in self.cells.items() if a.last_used < cutoff]
         for cell in idle:

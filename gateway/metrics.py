@@ -44,7 +44,6 @@ class _LabelledCounts(Collector):
 
 _SHARD_GAUGES = (
     ("up", "1 while the shard answers its stats"),
-    ("cells", "cells with a stream in Postgres that the placement gives the shard"),
     ("active_cells", "cells in the shard's memory"),
     ("calls_per_s", "commands per second lately (HL_LOAD_TAU_S)"),
     ("batch_size_mean", "commands per group-commit batch, mean since the shard started"),

@@ -61,13 +61,14 @@ class ClusterView:
         rows = await self.db.fetch(_CELL_STREAMS)
         return Counter(table.owner(cell_key(r["cell"])) for r in rows)
 
-    async def view(self) -> dict[str, Any]:
+    async def view(self, count_cells: bool = True) -> dict[str, Any]:
         """``{placement_version, shards: [{id, node, up, cells, active_cells, calls_per_s,
-        batch_size_mean, commit_ms_mean, hot_cells, pinned, dedicated}], hot_cells}``."""
+        batch_size_mean, commit_ms_mean, hot_cells, pinned, dedicated}], hot_cells}``.
+        ``count_cells`` False skips the scan of the streams table (``cells`` are then 0)."""
         table = await self.table()
         stats, owned = await asyncio.gather(
             asyncio.gather(*(self._stats(s) for s in table.shards)),
-            self._cells_by_owner(table),
+            self._cells_by_owner(table) if count_cells else _no_cells(),
         )
         pinned = Counter(table.overrides.values())
         shards = [_shard_row(table, s, owned[s["name"]], pinned[s["name"]]) for s in stats]
@@ -106,14 +107,19 @@ class ClusterView:
         return self._cached[1]
 
     async def snapshot(self) -> dict[str, Any]:
-        """``view()``, at most ``cache_s`` old (a failure keeps the last one, logged)."""
+        """``view()`` without the cell count (a scrape does not scan the streams table), at
+        most ``cache_s`` old (a failure keeps the last one, logged)."""
         now = time.monotonic()
         if self._cached is None or now - self._cached[0] >= self.cache_s:
             try:
-                self._cached = (now, await self.view())
+                self._cached = (now, await self.view(count_cells=False))
             except (AppError, asyncpg.PostgresError, OSError) as exc:
                 log.warning("cluster view for metrics failed: %r", exc)
         return self.last()
+
+
+async def _no_cells() -> Counter[str]:
+    return Counter()
 
 
 def _shard_row(table: Placement, stats: dict[str, Any], cells: int, pinned: int) -> dict[str, Any]:
