@@ -33,12 +33,12 @@ from cluster.runtime import Runtime
 log = logging.getLogger("hyperlocal.cli")
 
 
-
 def run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
     """Run a gateway's main coroutine on the event loop ``settings.event_loop`` names."""
     factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main)
+
 
 async def serve(settings: Settings, ready_line: bool = True) -> None:
     """Serve the gateway on settings.host:port until SIGINT/SIGTERM."""

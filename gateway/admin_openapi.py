@@ -21,7 +21,8 @@ def _op(summary: str, role: str, ok: int, schema: Schema, *errs: int, **more: An
     return {
         "summary": summary,
         "description": f"Needs the role {role}; every call writes an audit entry."
-        if role != "user" else "Any signed-in user.",
+        if role != "user"
+        else "Any signed-in user.",
         "security": _BEARER,
         "responses": {str(ok): {"description": "ok", **json_body(schema)}, **errors(*errs)},
         **more,
@@ -37,8 +38,9 @@ def _query(*names: str) -> list[Schema]:
 
 
 def _page(item: str) -> Schema:
-    return obj(["items", "next_cursor"], items={"type": "array", "items": _ref(item)},
-               next_cursor=_NSTR)
+    return obj(
+        ["items", "next_cursor"], items={"type": "array", "items": _ref(item)}, next_cursor=_NSTR
+    )
 
 
 _REPORT_BODY = obj(
@@ -48,11 +50,19 @@ _REPORT_BODY = obj(
     note=_STR,
 )
 _USER = obj(["user"], user=_ref("AdminUser"))
-_AMOUNT: Schema = {"type": "integer", "minimum": 1, "maximum": 2**62,
-                   "description": "minor units; none: all that is left to refund"}
+_AMOUNT: Schema = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": 2**62,
+    "description": "minor units; none: all that is left to refund",
+}
 _CURRENCY: Schema = {"type": "string", "pattern": "^[A-Za-z]{3}$"}
-_IDEM: Schema = {"name": "Idempotency-Key", "in": "header", "required": False,
-                 "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+_IDEM: Schema = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+}
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "Report": obj(

@@ -157,8 +157,10 @@ def _core_spec() -> dict[str, Any]:
                     ],
                     "responses": {
                         "101": {"description": "switching protocols"},
-                        "400": {"description": "not a websocket upgrade (Upgrade, Connection,"
-                                " Sec-WebSocket-Key and -Version are required)"},
+                        "400": {
+                            "description": "not a websocket upgrade (Upgrade, Connection,"
+                            " Sec-WebSocket-Key and -Version are required)"
+                        },
                         **_errors(401, 403, 429),
                     },
                 }

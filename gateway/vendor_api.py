@@ -41,6 +41,8 @@ Category = Annotated[
 ]
 Currency = Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z]{3}$")]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
 def _not_a_boolean(value: object) -> object:
     """JSON's true is not the number 1 (pydantic's lax mode would take it)."""
     if isinstance(value, bool):
@@ -113,6 +115,7 @@ class ListQuery(BaseModel):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
     limit: int = Field(20, ge=1, le=100)
 
 

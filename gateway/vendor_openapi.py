@@ -78,8 +78,11 @@ _LISTING_BODY: dict[str, Schema] = {  # what a request may hold (gateway/vendor_
     "price": {"type": "integer", "minimum": 0, "maximum": 10**12, "description": "minor units"},
     "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
     "stock": {"type": "integer", "minimum": 0, "maximum": 10**7},
-    "images": {"type": "array", "maxItems": 10,  # the vendor user's uploads (docs/media.md)
-               "items": {"type": "string", "pattern": MEDIA_ID_PATTERN}},
+    "images": {
+        "type": "array",
+        "maxItems": 10,  # the vendor user's uploads (docs/media.md)
+        "items": {"type": "string", "pattern": MEDIA_ID_PATTERN},
+    },
 }
 
 OPENAPI_SCHEMAS: dict[str, Any] = {

@@ -65,7 +65,7 @@ class SandboxProvider:
             return ChargeResult("captured", provider_ref)  # a repeat: captured already
         if not provider_ref.startswith(prefix):
             return ChargeResult("declined", provider_ref, "nothing authorised to capture")
-        return ChargeResult("captured", f"sbx_captured_{provider_ref[len(prefix):]}")
+        return ChargeResult("captured", f"sbx_captured_{provider_ref[len(prefix) :]}")
 
     async def status(self, provider_ref: str) -> ChargeStatus | Literal["pending"]:
         for outcome in ("captured", "authorized", "declined", "requires_action"):

@@ -224,9 +224,7 @@ class AuthService:
         await users.revoke_family(self.db, principal.session_id, "logout")
         await self._announce_revoked(principal.user_id, principal.session_id)
 
-    async def replace_password(
-        self, conn: Conn, user_id: str, password: str
-    ) -> list[str]:
+    async def replace_password(self, conn: Conn, user_id: str, password: str) -> list[str]:
         """A new password for ``user_id`` in the caller's transaction (hashed off the loop),
         and every sign-in of the user revoked (their ids: ``end_sign_ins`` closes their
         sockets once the transaction has committed)."""

@@ -237,7 +237,7 @@ async def inbox_event(conn: Conn, user_id: str, ev: str, data: dict[str, Any]) -
     event = Event(stream, epoch, offset, ev, data)
     await conn.execute(
         'INSERT INTO stream_events (stream, "offset", ev, data)'
-        ' VALUES ($1, $2, $3, ($4::text)::jsonb)',
+        " VALUES ($1, $2, $3, ($4::text)::jsonb)",
         stream,
         offset,
         ev,

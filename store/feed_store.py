@@ -13,8 +13,7 @@ from store.batch_write import Table, TableRow
 from store.db import Conn, Db
 
 POST_COLUMNS = (
-    "id, cell, author_id, text, lat, lng, media, like_count, comment_count, created_at,"
-    " shared_from"
+    "id, cell, author_id, text, lat, lng, media, like_count, comment_count, created_at, shared_from"
 )
 _POST_COLUMNS = POST_COLUMNS
 

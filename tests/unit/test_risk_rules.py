@@ -36,9 +36,7 @@ def test_a_quiet_checkout_scores_zero() -> None:
     assert not risk.holds(60)
 
 
-@pytest.mark.parametrize(
-    ("age_s", "points"), [(60.0, 20), (rk.HOUR_S + 1, 10), (rk.DAY_S + 1, 0)]
-)
+@pytest.mark.parametrize(("age_s", "points"), [(60.0, 20), (rk.HOUR_S + 1, 10), (rk.DAY_S + 1, 0)])
 def test_new_account(age_s: float, points: int) -> None:
     assert _codes(_with(account_age_s=age_s)).get("new_account", 0) == points
 
@@ -117,8 +115,9 @@ def test_impossible_travel_between_consecutive_points() -> None:
     paris_later = rk.Point(48.86, 2.35, AT + 3 * rk.HOUR_S)  # a flight: possible
     session = rk.RiskContext(here=paris_soon, before=berlin_then)
     assert _codes(QUIET, session)["impossible_travel"] == 40
-    assert "impossible_travel" not in _codes(QUIET, rk.RiskContext(here=paris_later,
-                                                                   before=berlin_then))
+    assert "impossible_travel" not in _codes(
+        QUIET, rk.RiskContext(here=paris_later, before=berlin_then)
+    )
     last_checkout = _with(last=berlin_then)
     assert _codes(last_checkout, rk.RiskContext(here=paris_soon))["impossible_travel"] == 40
     near = rk.Point(52.60, 13.50, AT + 60)  # ~11 km in a minute: jitter, not travel
