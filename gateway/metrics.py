@@ -67,16 +67,14 @@ class _Shards(Collector):
         view = self._read()
         shards = view.get("shards", [])
         labels = ["shard", "node"]
-        for name, doc in _SHARD_GAUGES:
-            family = GaugeMetricFamily(f"hl_shard_{name}", doc, labels=labels)
-            for row in shards:
-                family.add_metric([row["id"], str(row.get("node") or "")], float(row.get(name, 0)))
-            yield family
-        for name, doc in _SHARD_COUNTERS:
-            counter = CounterMetricFamily(f"hl_shard_{name}", doc, labels=labels)
-            for row in shards:
-                counter.add_metric([row["id"], str(row.get("node") or "")], float(row.get(name, 0)))
-            yield counter
+        kinds = ((GaugeMetricFamily, _SHARD_GAUGES), (CounterMetricFamily, _SHARD_COUNTERS))
+        for kind, table in kinds:
+            for name, doc in table:
+                family = kind(f"hl_shard_{name}", doc, labels=labels)
+                for row in shards:
+                    node = str(row.get("node") or "")
+                    family.add_metric([row["id"], node], float(row.get(name, 0)))
+                yield family
         hot = GaugeMetricFamily(
             "hl_cell_msgs_per_s",
             "commands per second to the hottest cells",

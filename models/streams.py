@@ -91,6 +91,15 @@ class Event:
         }
 
     @classmethod
+    def encoded(
+        cls, stream: str, epoch: str, offset: int, ev: str, data: dict[str, Any], data_json: str
+    ) -> Event:
+        """An event whose ``data`` was encoded already (``data_json``): not encoded again."""
+        event = cls(stream, epoch, offset, ev, data)
+        event.__dict__["data_json"] = data_json  # where ``cached_property`` keeps it
+        return event
+
+    @classmethod
     def from_frame(cls, frame: dict[str, Any]) -> Event:
         return cls(
             frame["stream"], frame["epoch"], int(frame["offset"]), frame["ev"], frame["data"]

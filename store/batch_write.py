@@ -118,10 +118,9 @@ WITH f AS (
     RETURNING name, epoch, last_offset
 ), p AS (
     INSERT INTO stream_events (stream, "offset", ev, data)
-    SELECT x.stream, r.last_offset - q.n + x.idx, x.ev, x.data::jsonb
-    FROM unnest($19::text[], $20::bigint[], $21::text[], $22::text[]) AS x(stream, idx, ev, data)
+    SELECT x.stream, r.last_offset + x.back, x.ev, x.data::jsonb
+    FROM unnest($19::text[], $20::bigint[], $21::text[], $22::text[]) AS x(stream, back, ev, data)
     JOIN r ON r.name = x.stream
-    JOIN unnest($16::text[], $18::bigint[]) AS q(name, n) ON q.name = x.stream
 )"""
 _CORE_PARAMS = 22
 _statements: dict[tuple[Table, ...], str] = {}
@@ -204,7 +203,8 @@ async def write(conn: Conn, heads: list[HeadChange], rows: list[Row], fence: Fen
         [new_epoch() for _ in names],  # used only by a stream's first event ever
         [len(pending[name]) for name in names],
         [p.stream for p in in_order],
-        [i + 1 for name in names for i in range(len(pending[name]))],
+        # each event's place from its stream's new last offset: -(n-1) .. 0
+        [i + 1 - len(pending[name]) for name in names for i in range(len(pending[name]))],
         [p.ev for p in in_order],
         [p.data_json for p in in_order],
     ]
@@ -221,5 +221,5 @@ async def write(conn: Conn, heads: list[HeadChange], rows: list[Row], fence: Fen
             items = pending[name]
             first = last - len(items) + 1
             for i, p in enumerate(items):
-                p.event = Event(p.stream, epoch, first + i, p.ev, p.data)
+                p.event = Event.encoded(p.stream, epoch, first + i, p.ev, p.data, p.data_json)
     return bool(out["moved"] == len(heads))

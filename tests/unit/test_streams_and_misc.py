@@ -159,3 +159,11 @@ def test_compact_json_writes_what_the_standard_library_writes() -> None:
     assert parse_json(compact_json({"big": 2**70, "t": "x"})) == {"big": 2**70, "t": "x"}
     with pytest.raises(TypeError):
         compact_json({"no": object()})  # what neither can carry is still refused
+
+
+def test_an_event_made_from_its_encoded_data_is_not_encoded_again() -> None:
+    from models.streams import Event
+
+    event = Event.encoded("user:u1", "e1", 3, "order.updated", {"a": 1}, '{"a":1}')
+    assert event.data_json == '{"a":1}' and '"offset":3' in event.frame_json
+    assert event == Event("user:u1", "e1", 3, "order.updated", {"a": 1})
