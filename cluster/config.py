@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     starts: ``uvloop`` (libuv; less CPU per socket write and wake-up, docs/benchmarks.md) or
     the standard library's ``asyncio`` loop. Shards of a Ray cluster started elsewhere follow
     that cluster's ``RAY_USE_UVLOOP`` (Ray uses uvloop when it is installed)."""
+    shard_niceness: int = Field(0, ge=0, le=19)
+    """The scheduling niceness of Ray's worker processes (the shard actors) in a Ray this
+    process starts, over this process's own. Ray's default is 15 (its workers yield to its
+    system processes); on a core shared with the gateway and Postgres that leaves the cells'
+    owners a few percent of the CPU whenever the others are busy (docs/benchmarks.md), so 0:
+    a shard competes as an equal. A Ray cluster started elsewhere keeps its own setting."""
     shard_direct_host: str = "127.0.0.1"
     """Interface a shard's direct channel listens on. On a cluster of several nodes set it to
     0.0.0.0 (the shard then gives gateways its node's address); connections must present the

@@ -66,6 +66,8 @@ class Runtime:
         else:
             # Ray's workers (the shard actors) inherit this; Ray picks uvloop when installed.
             os.environ["RAY_USE_UVLOOP"] = "1" if self.settings.event_loop == "uvloop" else "0"
+            # Ray's raylet reads its settings from RAY_<name>, the name in Ray's own case
+            os.environ["RAY_worker_niceness"] = str(self.settings.shard_niceness)  # noqa: SIM112
             ray.init(
                 address="local",  # a new private Ray, even if another runs on this machine
                 num_cpus=self.settings.ray_num_cpus,
