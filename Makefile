@@ -7,9 +7,9 @@ GATEWAYS ?= 1
 STAMP := $(VENV)/.installed
 # The directories `make test` type-checks with mypy ([tool.mypy] in pyproject.toml). Add one here
 # once `mypy <dir>` passes; the goal is every first-party package.
-TYPED ?= models actors services gateway store payments cluster
+TYPED ?= models actors services gateway store payments cluster web hyperlocal_client
 
-.PHONY: run test unit lint typecheck fmt bench clean-data
+.PHONY: run test unit lint typecheck fmt bench clean-data screenshots
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -47,6 +47,10 @@ fmt: $(STAMP)
 # A short smoke run of the feed fanout benchmark (docs/benchmarks.md has the full commands).
 bench: $(STAMP)
 	$(BIN)/python -m bench.feed_fanout --quick
+
+# The screenshots of docs/screenshots/ (docs/web.md): a private deployment, seeded, in chromium.
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.browser.screenshots docs/screenshots
 
 clean-data:
 	rm -rf .hyperlocal

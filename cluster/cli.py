@@ -54,8 +54,10 @@ async def serve(settings: Settings, ready_line: bool = True) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if ready_line:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
         print(
-            f"hyperlocal gateway on http://{settings.host}:{settings.port}  (Ctrl-C stops)",
+            f"hyperlocal gateway on http://{settings.host}:{settings.port}  (Ctrl-C stops)\n"
+            f"open the web app: http://{host}:{settings.port}/",
             flush=True,
         )
     await stop.wait()

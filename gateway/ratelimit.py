@@ -18,6 +18,7 @@ from collections.abc import Awaitable
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from gateway import webapp
 from gateway.context import SERVICES, SETTINGS
 from gateway.http import Handler, is_socket
 from models.errors import RateLimited
@@ -33,7 +34,8 @@ _AUTH = ("/api/v1/auth/", "/api/v1/oauth/token")
 
 def scope_of(path: str) -> str | None:
     """Which budget a path spends: "auth", "rest" or None (not limited)."""
-    if path in _UNLIMITED:
+    # the web client's files are static bytes from memory (gateway/webapp.py), a dozen a page
+    if path in _UNLIMITED or path in webapp.ROOT_FILES or path.startswith(webapp.STATIC_PREFIX):
         return None
     if path.startswith(_AUTH):
         return "auth"

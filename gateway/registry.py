@@ -33,6 +33,7 @@ from gateway import (
     security_api,
     social_ops,
     vendor_api,
+    webapp,
 )
 from gateway.ops import Op
 
@@ -54,6 +55,7 @@ FEATURES: tuple[ModuleType, ...] = (
     social_ops,
     graphql_api,
     cluster_api,
+    webapp,  # the web client's files at / (docs/web.md)
 )
 
 

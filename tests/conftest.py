@@ -1,4 +1,7 @@
-"""Integration fixtures: one embedded Postgres, Redis and Ray per test session, real sockets.
+"""Deployment fixtures: one embedded Postgres, Redis and Ray per test session, real sockets.
+
+Shared by tests/integration and tests/browser (here, above both, so one pytest session holds
+one deployment whichever of them it runs); unit tests never ask for them.
 
 Everything started here is stopped here; nothing outside is touched (data lives in a temp dir).
 """

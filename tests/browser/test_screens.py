@@ -1,0 +1,86 @@
+"""Every screen opens with no console error (the ``pages`` fixture fails the test on any), is
+reachable from the tab bar, and the staff tabs follow the roles live (``session.roles``)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from playwright.async_api import expect
+
+from cluster.config import Settings
+from hyperlocal_client import Api
+from tests.browser.conftest import PASSWORD, Pages, pick_spot, sign_up, user_id
+from tests.integration.admin_kit import operator
+
+pytestmark = pytest.mark.integration
+
+
+async def test_every_screen_opens_without_console_errors(
+    pages: Pages, settings: Settings, client_api: Api, spot: tuple[float, float]
+) -> None:
+    page = await pages.open("/", viewport={"width": 390, "height": 844})  # a phone
+    email = await sign_up(page, "Fay")
+    await pick_spot(page, *spot)
+    tabs = page.get_by_role("navigation", name="Sections")
+    await expect(tabs.get_by_role("link", name="Admin")).to_have_count(0)
+
+    for tab, heading in [
+        ("Chat", "Chat"),
+        ("Market", "Market"),
+        ("Orders", "Your orders"),
+        ("Alerts", "Notifications"),
+        ("Sell", "Sell in your neighbourhood"),
+        ("Feed", "Your neighbourhood"),
+    ]:
+        await tabs.get_by_role("link", name=tab).click()
+        await page.get_by_role("heading", name=heading, exact=True).wait_for()
+        await expect(tabs.get_by_role("link", name=tab)).to_have_attribute("aria-current", "page")
+
+    await page.goto("/#/cart")
+    await page.get_by_role("heading", name="Your cart").wait_for()
+    await page.get_by_role("link", name="Chat").click()
+    await page.get_by_role("link", name="Neighbourhood room").click()
+    await page.get_by_role("heading", name="Neighbourhood room").wait_for()
+    await page.get_by_role("link", name="Your profile").click()
+    await page.get_by_role("heading", name="Edit your profile").wait_for()
+    await page.get_by_label("Bio").fill("Bakes on Sundays")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("alert")).to_have_text("Saved")
+
+    # another user's profile: follow, then a direct chat
+    other = await client_api.signup(f"gus-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "Gus")
+    await page.goto(f"/#/user/{other.id}")
+    await page.get_by_role("heading", name="Gus").wait_for()
+    await page.get_by_role("button", name="Follow").click()
+    await expect(page.get_by_text("1 followers")).to_be_visible()
+    await page.get_by_role("button", name="Message").click()
+    await page.get_by_label("Message", exact=True).fill("hello Gus")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.get_by_role("list", name="Messages").get_by_text("hello Gus")).to_be_visible()
+
+    # a shop of one's own
+    await tabs.get_by_role("link", name="Sell").click()
+    await page.get_by_label("Shop name").fill("Fay's Cakes")
+    await page.get_by_label("Category").fill("bakery")
+    await page.get_by_role("button", name="Open my shop").click()
+    await page.get_by_role("heading", name="Your shop: Fay's Cakes").wait_for()
+    await page.get_by_label("Title").fill("Carrot cake")
+    await page.get_by_label("Price (cents)").fill("1200")
+    await page.get_by_label("Stock", exact=True).fill("4")
+    await page.get_by_role("button", name="Create listing").click()
+    await expect(page.get_by_label("Stock of Carrot cake", exact=True)).to_have_value("4")
+    await page.get_by_label("Stock of Carrot cake", exact=True).fill("7")
+    await page.get_by_role("button", name="Set stock of Carrot cake").click()
+    await expect(page.get_by_role("alert")).to_have_text("Stock saved")
+
+    # staff roles show the admin tab at once; every section loads
+    for role in ("admin", "ops"):
+        await operator(settings, "users.grant", {"email": email, "role": role})
+    await expect(tabs.get_by_role("link", name="Admin")).to_be_visible()
+    await tabs.get_by_role("link", name="Admin").click()
+    for section in ("Moderation queue", "Disputes", "Audit log", "Cluster"):
+        await page.get_by_role("heading", name=section).wait_for()
+    await expect(page.get_by_role("table", name="Shards")).to_be_visible()
+    await expect(page.get_by_role("table", name="Audit log")).to_be_visible()
+    assert await user_id(page)

@@ -1,0 +1,134 @@
+// Chat: the neighbourhood room of your cell, your direct and group rooms (with vendors too),
+// live messages, typing, read receipts and presence, as the protocol has them.
+import { field, form, h, mount, time } from "../dom.js";
+
+export async function render(app, root, { args }) {
+  if (args[0]) return room(app, root, decodeURIComponent(args[0]));
+  const cell = app.session.located?.cell;
+  const { rooms } = await app.session.request("rooms.list");
+  mount(
+    root,
+    h("h2", {}, "Chat"),
+    h(
+      "nav",
+      { class: "card rooms", "aria-label": "Rooms" },
+      cell ? h("a", { href: `#/chat/cell-${cell}` }, "Neighbourhood room") : h("p", { class: "muted" }, "Set your location to join the neighbourhood room."),
+      rooms.map((r) => {
+        const unread = r.last_offset > r.read_offset;
+        const label = h("span", {}, r.title || "Direct chat");
+        const a = h("a", { href: `#/chat/${encodeURIComponent(r.id)}`, class: unread ? "unread" : "" }, label, unread ? " (new)" : "");
+        if (!r.title) {
+          const other = r.members.find((m) => m !== app.me.id);
+          if (other) app.user(other).then((u) => (label.textContent = `Chat with ${u.display_name}`)).catch(() => null);
+        }
+        return a;
+      }),
+    ),
+    h("p", { class: "muted" }, "Start a direct chat from someone's profile, or message a vendor from a listing or an order."),
+  );
+}
+
+async function room(app, root, roomId) {
+  const offs = [];
+  const stream = `room:${roomId}`;
+  const neighbourhood = roomId.startsWith("cell-");
+  const seen = new Set();
+  const readBy = new Map(); // user -> offset
+  let lastOffset = 0;
+  const list = h("ol", { class: "messages", "aria-label": "Messages", "aria-live": "polite" });
+  const typing = h("p", { class: "typing", "aria-live": "polite" });
+  const presence = h("p", { class: "presence" });
+  const receipt = h("p", { class: "muted receipt", "aria-live": "polite" });
+  const here = new Set();
+
+  const showPresence = async () => {
+    const names = await Promise.all([...here].filter((u) => u !== app.me.id).map((u) => app.user(u).then((x) => x.display_name).catch(() => "someone")));
+    presence.textContent = names.length ? `Here now: ${names.join(", ")}` : "Nobody else is here right now";
+  };
+  const showReceipt = () => {
+    const mine = [...list.querySelectorAll(".msg.mine")].pop();
+    if (!mine) return (receipt.textContent = "");
+    const off = Number(mine.dataset.offset);
+    const who = [...readBy.entries()].filter(([u, o]) => u !== app.me.id && o >= off);
+    receipt.textContent = who.length ? "Seen" : "";
+  };
+  const markRead = () => {
+    if (neighbourhood || !lastOffset) return;
+    app.session.mutate("chat.read", { room_id: roomId, offset: lastOffset }).catch(() => null);
+  };
+  const add = (m) => {
+    if (seen.has(m.id)) return;
+    seen.add(m.id);
+    lastOffset = Math.max(lastOffset, m.offset);
+    const mine = m.sender_id === app.me.id;
+    list.append(
+      h("li", { class: `msg${mine ? " mine" : ""}`, dataset: { id: m.id, offset: m.offset } },
+        h("div", { class: "meta" }, app.name(m.sender_id), " · ", time(m.created_at)),
+        h("div", { class: "body" }, m.text)),
+    );
+    list.scrollTop = list.scrollHeight;
+    showReceipt();
+  };
+  const load = async () => {
+    list.replaceChildren();
+    seen.clear();
+    const { messages } = await app.session.request("chat.history", { room_id: roomId, limit: 50 });
+    messages.forEach(add);
+    markRead();
+  };
+
+  app.listen(offs, "chat.message", (e) => {
+    const m = e.data.message;
+    if (m.room_id !== roomId) return;
+    add(m);
+    if (m.sender_id !== app.me.id) markRead();
+  });
+  app.listen(offs, "chat.read", (e) => {
+    if (e.data.room_id !== roomId) return;
+    readBy.set(e.data.user_id, e.data.offset);
+    showReceipt();
+  });
+  let typingTimer = null;
+  app.listen(offs, "chat.typing", async (e) => {
+    if (e.data.room_id !== roomId || e.data.user_id === app.me.id) return;
+    const u = await app.user(e.data.user_id).catch(() => ({ display_name: "someone" }));
+    typing.textContent = `${u.display_name} is typing…`;
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(() => (typing.textContent = ""), 4000);
+  });
+  app.listen(offs, "presence.join", (e) => e.data.stream === stream && (here.add(e.data.user_id), showPresence()));
+  app.listen(offs, "presence.leave", (e) => e.data.stream === stream && (here.delete(e.data.user_id), showPresence()));
+  app.listen(offs, "reset", (e) => e.stream === stream && load());
+
+  let lastTyping = 0;
+  const input = h("input", {
+    name: "text",
+    required: true,
+    maxlength: 2000,
+    autocomplete: "off",
+    oninput: () => {
+      if (Date.now() - lastTyping < 3000) return;
+      lastTyping = Date.now();
+      app.session.request("chat.typing", { room_id: roomId }).catch(() => null);
+    },
+  });
+  const send = form({ class: "inline", "aria-label": "Send a message" }, [field("Message", input), h("button", { type: "submit", class: "primary" }, "Send")], async (v, f) => {
+    const { message } = await app.session.mutate("chat.send", { room_id: roomId, text: v.text });
+    add(message);
+    f.reset();
+    input.focus();
+  });
+
+  let title = neighbourhood ? "Neighbourhood room" : "Chat";
+  mount(root, h("p", {}, h("a", { href: "#/chat" }, "← All rooms")), h("h2", { id: "room-title" }, title), presence, h("section", { class: "card", "aria-labelledby": "room-title" }, list, receipt, typing, send));
+  if (!neighbourhood) {
+    await app.session.subscribe(stream);
+    offs.push(() => app.session?.unsubscribe(stream).catch(() => null));
+  }
+  await load();
+  const who = await app.session.request("presence.get", { stream }).catch(() => ({ users: [] }));
+  who.users.forEach((u) => here.add(typeof u === "string" ? u : u.user_id));
+  showPresence();
+  input.focus();
+  return () => offs.forEach((off) => off());
+}
