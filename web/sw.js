@@ -22,6 +22,7 @@ const SHELL = [
   "/static/js/views/notifications.js",
   "/static/js/views/profile.js",
   "/static/js/views/vendor.js",
+  "/static/js/views/vendor_tools.js",
   "/static/js/views/admin.js",
   "/static/vendor/h3-js/h3-js.es.js",
 ];

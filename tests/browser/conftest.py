@@ -71,6 +71,14 @@ class Pages:
     base_url: str
     errors: list[str] = field(default_factory=list)
     contexts: list[BrowserContext] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+    """Console lines a test expects (the browser logs every 4xx answer it fetched)."""
+
+    def expect_error(self, text: str) -> None:
+        self.expected.append(text)
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(x in e for x in self.expected)]
 
     async def open(self, path: str = "/", **context_args: object) -> Page:
         context = await self.browser.new_context(base_url=self.base_url, **context_args)  # type: ignore[arg-type]
@@ -97,7 +105,8 @@ async def pages(browser: Browser, base_url: str) -> AsyncIterator[Pages]:
         yield opened
     finally:
         await opened.close()
-    assert not opened.errors, "console errors:\n" + "\n".join(opened.errors)
+    unexpected = opened.unexpected()
+    assert not unexpected, "console errors:\n" + "\n".join(unexpected)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import Pages, pick_spot, sign_up
+from tests.images import png
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +29,14 @@ async def test_post_and_chat_live_between_two_browsers(
     await expect(ada.get_by_role("img", name="Map of your neighbourhood")).to_be_visible()
 
     await ada.get_by_label("Write a post").fill("Fresh bread at the corner, from Ada")
+    photo = {"name": "bread.png", "mimeType": "image/png", "buffer": png(120, 80)}
+    await ada.get_by_label("Photo").set_input_files(files=[photo])  # through POST /api/v1/media
     await ada.get_by_role("button", name="Post", exact=True).click()
     posts = bob.get_by_role("list", name="Posts near you")
     await expect(posts.get_by_text("Fresh bread at the corner, from Ada")).to_be_visible()
+    image = posts.get_by_role("img", name="photo of the post")
+    await expect(image).to_be_visible()
+    assert await image.evaluate("img => img.complete && img.naturalWidth > 0")
 
     # Bob comments and likes; Ada sees both live
     bob_post = bob.get_by_role("article", name="Post: Fresh bread")
@@ -46,6 +52,7 @@ async def test_post_and_chat_live_between_two_browsers(
         await page.get_by_role("link", name="Neighbourhood room").click()
         await page.get_by_role("heading", name="Neighbourhood room").wait_for()
     await bob.get_by_label("Message", exact=True).fill("Hi Ada, saving me a loaf?")
+    await expect(ada.get_by_text("Bob is typing…")).to_be_visible()
     await bob.get_by_role("button", name="Send").click()
     messages = ada.get_by_role("list", name="Messages")
     await expect(messages.get_by_text("Hi Ada, saving me a loaf?")).to_be_visible()

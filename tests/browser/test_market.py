@@ -59,6 +59,18 @@ async def test_checkout_then_vendor_accepts_and_buyer_sees_it_live(
     await expect(order.get_by_label("Order status: completed")).to_be_visible()
     await expect(orders.get_by_text("completed")).to_be_visible()  # and back to the vendor
 
+    # the buyer disputes it, the vendor refunds from the dashboard, the buyer's page follows
+    buyer.once("dialog", lambda dialog: dialog.accept("The loaf was stale"))
+    await order.get_by_role("button", name="Report a problem").click()
+    await expect(buyer.get_by_role("alert").filter(has_text="Dispute opened")).to_be_visible()
+    await shop.reload()
+    answer = shop.get_by_role("form", name="Respond to the dispute on order")
+    await answer.get_by_label("Your answer").fill("Sorry! Refunded.")
+    await answer.get_by_label("refund the buyer in full").check()
+    await answer.get_by_role("button", name="Respond").click()
+    await expect(shop.get_by_text("Answered.")).to_be_visible()
+    await expect(order.get_by_label("Order status: refunded")).to_be_visible()
+
     # the stock the sale took is the vendor's to see
     await shop.reload()
     await expect(shop.get_by_label("Stock of Sourdough loaf", exact=True)).to_have_value("2")

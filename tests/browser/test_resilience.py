@@ -43,6 +43,7 @@ async def test_reconnect_after_the_server_drops_the_socket_loses_nothing(
         posts = ada.get_by_role("list", name="Posts near you")
         await expect(posts.get_by_text("before the drop")).to_be_visible()
 
+        pages.expect_error("ERR_INTERNET_DISCONNECTED")  # the ticket fetches while offline
         await ada.context.set_offline(True)
         assert drop_sockets(server, await user_id(ada)) == 1
         await expect(status).to_have_text("reconnecting…")
@@ -74,6 +75,9 @@ async def test_suspension_signs_the_page_out_with_the_reason(
     uid = await user_id(ada)
     mod = await client_api.signup(f"mod-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "Mod")
     await operator(settings, "users.grant", {"email": mod.email, "role": "moderator"})
+    # what the page asks from now on is refused, and the browser logs each refusal
+    pages.expect_error("403 (Forbidden)")
+    pages.expect_error("401 (Unauthorized)")
     await client_api.post(
         f"/api/v1/admin/users/{uid}/suspend", {"reason": "test suspension"}, mod.access_token
     )
@@ -81,3 +85,20 @@ async def test_suspension_signs_the_page_out_with_the_reason(
     await ada.get_by_role("heading", name="Sign in").wait_for()
     await ada.wait_for_timeout(1500)  # and it does not reconnect
     assert await ada.evaluate("window.hyperlocal.session") is None
+
+
+async def test_the_shell_loads_offline_from_the_service_worker(
+    pages: Pages, spot: tuple[float, float]
+) -> None:
+    page = await pages.open("/")
+    await sign_up(page, "Ivy")
+    await pick_spot(page, *spot)
+    assert await page.evaluate("navigator.serviceWorker.ready.then((r) => Boolean(r.active))")
+    pages.expect_error("ERR_INTERNET_DISCONNECTED")  # the browser logs the refused fetches
+    await page.context.set_offline(True)
+    await page.reload()
+    await expect(page.get_by_role("link", name="Hyperlocal")).to_be_visible()  # the shell
+    await expect(page.get_by_role("status").first).to_have_text("reconnecting…")
+    await page.context.set_offline(False)
+    await page.get_by_role("heading", name="Your neighbourhood").wait_for(timeout=20_000)
+    await expect(page.get_by_role("status").first).to_have_text("live")

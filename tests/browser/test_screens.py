@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pyotp
 import pytest
 from playwright.async_api import expect
 
@@ -73,14 +74,50 @@ async def test_every_screen_opens_without_console_errors(
     await page.get_by_label("Stock of Carrot cake", exact=True).fill("7")
     await page.get_by_role("button", name="Set stock of Carrot cake").click()
     await expect(page.get_by_role("alert")).to_have_text("Stock saved")
+    await page.get_by_label("Target URL").fill("https://hooks.example.test/orders")
+    await page.get_by_role("button", name="Add webhook").click()
+    await expect(page.get_by_text("Signing secret (shown once)")).to_be_visible()
+    hooks = page.get_by_role("list", name="Your webhooks")
+    await expect(hooks.get_by_text("https://hooks.example.test/orders")).to_be_visible()
+    await page.get_by_label("App name").fill("Till")
+    await page.get_by_role("button", name="Create app").click()
+    await expect(page.get_by_text("client_secret (shown once)")).to_be_visible()
+    await page.get_by_role("button", name="Revoke the app Till").click()
+    await expect(page.get_by_role("list", name="Your apps").get_by_text("Till")).to_have_count(0)
 
     # staff roles show the admin tab at once; every section loads
     for role in ("admin", "ops"):
         await operator(settings, "users.grant", {"email": email, "role": role})
     await expect(tabs.get_by_role("link", name="Admin")).to_be_visible()
     await tabs.get_by_role("link", name="Admin").click()
-    for section in ("Moderation queue", "Disputes", "Audit log", "Cluster"):
+    for section in (
+        "Moderation queue",
+        "Appeals",
+        "Held orders (fraud review)",
+        "Disputes",
+        "Audit log",
+        "Cluster",
+    ):
         await page.get_by_role("heading", name=section).wait_for()
     await expect(page.get_by_role("table", name="Shards")).to_be_visible()
     await expect(page.get_by_role("table", name="Audit log")).to_be_visible()
     assert await user_id(page)
+
+
+async def test_two_factor_sign_in_asks_for_the_code(pages: Pages, client_api: Api) -> None:
+    user = await client_api.signup(f"hal-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "Hal")
+    setup = await client_api.post("/api/v1/auth/2fa/setup", None, user.access_token)
+    totp = pyotp.TOTP(setup["secret"])
+    enabled = await client_api.post(
+        "/api/v1/auth/2fa/enable", {"otp": totp.now()}, user.access_token
+    )
+    pages.expect_error("401 (Unauthorized)")  # the otp_required answer, as the browser logs it
+    page = await pages.open("/")
+    await page.get_by_label("Email").fill(user.email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert").filter(has_text="two-factor")).to_be_visible()
+    await page.get_by_label("Two-factor code").fill(enabled["recovery_codes"][0])
+    await page.get_by_label("Two-factor code").press("Enter")  # the keyboard submits
+    await page.get_by_role("navigation", name="Sections").wait_for()
+    await page.get_by_role("heading", name="Where are you?").wait_for()

@@ -362,7 +362,15 @@ export class Session extends Emitter {
     if (this.ws !== ws) return;
     this.ws = null;
     this.hello = null;
-    for (const p of this._pending.values()) p.sent = false; // re-sent after the reconnect
+    for (const [id, p] of this._pending) {
+      if (!p.direct) {
+        p.sent = false; // re-sent after the reconnect
+        continue;
+      }
+      clearTimeout(p.timer); // a resume step of this socket: the next socket resumes anew
+      this._pending.delete(id);
+      p.reject(new ApiError("closed", "the socket closed"));
+    }
     if (this._stopped) return;
     if (isFinalClose(code)) return this._signedOut(code, reason);
     this._retry();
@@ -432,6 +440,7 @@ export class Session extends Emitter {
     // Resume: locate first (a neighbourhood room needs it), then every stream from where it was.
     // Requests made meanwhile wait until the streams are resumed, so a view sees its state first.
     const waiting = [...this._pending.keys()];
+    const ws = this.ws;
     try {
       if (this.location) {
         const frame = { id: this._ids++, op: "locate", data: this.location };
@@ -442,10 +451,12 @@ export class Session extends Emitter {
       for (const s of this.located?.streams || []) streams.add(s);
       await Promise.all([...streams].map((s) => this._resume(s, this.positions.get(s), true)));
     } catch (exc) {
+      if (this.ws !== ws) return; // that socket is gone; its successor resumes
       console.warn("resuming the session failed; reconnecting", exc);
-      if (this.ws) this.ws.close(4101, "resume failed");
+      ws.close(4101, "resume failed");
       return;
     }
+    if (this.ws !== ws) return;
     this._setStatus("open");
     this.emit("hello", data);
     for (const id of waiting) this._send(id);
@@ -455,8 +466,11 @@ export class Session extends Emitter {
   /** A request sent at once (during the resume, before queued requests). */
   _direct(frame) {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new ApiError("timeout", frame.op)), this.timeoutMs);
-      this._pending.set(frame.id, { frame, resolve, reject, timer, sent: true });
+      const timer = setTimeout(() => {
+        this._pending.delete(frame.id);
+        reject(new ApiError("timeout", `${frame.op}: no reply in ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      this._pending.set(frame.id, { frame, resolve, reject, timer, sent: true, direct: true });
       this.ws.send(JSON.stringify(frame));
     });
   }

@@ -1,6 +1,7 @@
 // The admin panel, by role (models/rbac.py decides; the server refuses anything else):
-// moderators and admins: the report queue (dismiss, remove, suspend); admins: disputes (refund,
-// reject) and the audit log; ops: the cluster view (shards, cells, load).
+// moderators and admins: the report queue (dismiss, remove, suspend); admins: appeals (accept,
+// reject), orders held for fraud review (release, reject), disputes (refund, reject) and the
+// audit log; ops: the cluster view (shards, cells, load).
 import { h, mount, time } from "../dom.js";
 
 const MOD = ["moderator", "admin"];
@@ -9,7 +10,14 @@ export async function render(app, root) {
   const has = (roles) => app.roles.some((r) => roles.includes(r));
   const sections = [];
   if (has(MOD)) sections.push(section("Moderation queue", "mod", () => reports(app)));
-  if (has(["admin"])) sections.push(section("Disputes", "disputes", () => disputes(app)), section("Audit log", "audit", () => audit(app)));
+  if (has(["admin"])) {
+    sections.push(
+      section("Appeals", "appeals", () => appeals(app)),
+      section("Held orders (fraud review)", "risk", () => held(app)),
+      section("Disputes", "disputes", () => disputes(app)),
+      section("Audit log", "audit", () => audit(app)),
+    );
+  }
   if (has(["ops"])) sections.push(section("Cluster", "cluster", () => cluster(app)));
   if (!sections.length) return mount(root, h("p", { class: "card" }, "Your account has no staff role."));
   mount(root, h("h2", {}, "Admin"), sections.map((s) => s.el));
@@ -51,10 +59,12 @@ async function reports(app) {
 }
 
 async function disputes(app) {
-  const page = await app.rest.get("/api/v1/admin/disputes?status=open");
-  if (!page.items.length) return h("p", { class: "muted" }, "No open disputes.");
-  return h("ol", { "aria-label": "Open disputes" }, page.items.map((d) => {
-    const row = h("li", { class: "card" }, h("p", {}, h("strong", {}, d.reason), `: ${d.text || ""}`, " · ", time(d.created_at)), h("p", { class: "muted" }, `order ${d.order_id}`));
+  const page = await app.rest.get("/api/v1/admin/disputes");
+  const items = page.items.filter((d) => d.status === "open" || d.status === "responded");
+  if (!items.length) return h("p", { class: "muted" }, "No open disputes.");
+  return h("ol", { "aria-label": "Open disputes" }, items.map((d) => {
+    const row = h("li", { class: "card" }, h("p", {}, h("strong", {}, d.reason), `: ${d.text || ""}`, " · ", time(d.created_at)),
+      h("p", { class: "muted" }, `order ${d.order_id} · ${d.status}`, d.response ? ` · the vendor: ${d.response}` : ""));
     const act = (outcome) => async () => {
       try {
         await app.rest.post(`/api/v1/admin/disputes/${d.id}/resolve`, { outcome, note: "from the web panel" });
@@ -64,6 +74,44 @@ async function disputes(app) {
       }
     };
     row.append(h("div", { class: "row" }, h("button", { type: "button", class: "primary", onclick: act("refund") }, "Refund buyer"), h("button", { type: "button", onclick: act("reject") }, "Reject dispute")));
+    return row;
+  }));
+}
+
+async function appeals(app) {
+  const page = await app.rest.get("/api/v1/admin/appeals?status=open");
+  if (!page.items.length) return h("p", { class: "muted" }, "No open appeals.");
+  return h("ol", { "aria-label": "Open appeals" }, page.items.map((a) => {
+    const row = h("li", { class: "card" }, h("p", {}, a.text, " · ", time(a.created_at)), h("p", { class: "muted" }, `action ${a.action_id}`));
+    const decide = (accept) => async () => {
+      try {
+        await app.rest.post(`/api/v1/admin/appeals/${a.id}/decide`, { accept, note: "from the web panel" });
+        row.remove();
+      } catch (exc) {
+        app.toast(exc.message);
+      }
+    };
+    row.append(h("div", { class: "row" }, h("button", { type: "button", class: "primary", onclick: decide(true) }, "Accept appeal"), h("button", { type: "button", onclick: decide(false) }, "Reject appeal")));
+    return row;
+  }));
+}
+
+async function held(app) {
+  const page = await app.rest.get("/api/v1/admin/risk/orders");
+  if (!page.items.length) return h("p", { class: "muted" }, "No orders held for review.");
+  return h("ol", { "aria-label": "Held orders" }, page.items.map((x) => {
+    const row = h("li", { class: "card" },
+      h("p", {}, h("strong", {}, `risk ${x.risk.score}`), ` · ${x.risk.reasons.join(", ")} · buyer ${x.buyer.email}`),
+      h("p", { class: "muted" }, `order ${x.order.id} · held `, time(x.held_at)));
+    const act = (what) => async () => {
+      try {
+        await app.rest.post(`/api/v1/admin/risk/orders/${x.order.id}/${what}`, { note: "from the web panel" });
+        row.remove();
+      } catch (exc) {
+        app.toast(exc.message);
+      }
+    };
+    row.append(h("div", { class: "row" }, h("button", { type: "button", class: "primary", onclick: act("release") }, "Release order"), h("button", { type: "button", onclick: act("reject") }, "Reject order")));
     return row;
   }));
 }

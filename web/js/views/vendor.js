@@ -1,7 +1,9 @@
-// The vendor dashboard: become a vendor, your listings (create, edit price and title, stock,
-// remove) and incoming orders (accept, fulfil, cancel), updated live by order.updated.
+// The vendor dashboard: become a vendor, your listings (create with a photo, edit the price,
+// stock, remove) and incoming orders (accept, fulfil, cancel), updated live by order.updated;
+// webhooks, apps and disputes are in vendor_tools.js.
 import { newKey } from "../client.js";
 import { field, form, h, money, mount, time } from "../dom.js";
+import { sections } from "./vendor_tools.js";
 
 const idem = () => ({ headers: { "Idempotency-Key": newKey() } });
 
@@ -82,6 +84,7 @@ export async function render(app, root) {
   });
   app.listen(offs, "reset", (e) => e.stream.startsWith("user:") && load());
 
+  const photo = h("input", { name: "photo", type: "file", accept: "image/jpeg,image/png,image/webp" });
   const create = form(
     { class: "card", "aria-label": "New listing" },
     [
@@ -93,10 +96,16 @@ export async function render(app, root) {
         field("Price (cents)", h("input", { name: "price", type: "number", min: 0, required: true })),
         field("Stock", h("input", { name: "stock", type: "number", min: 0, value: "1", required: true })),
         field("Kind", h("select", { name: "kind" }, h("option", { value: "product" }, "product"), h("option", { value: "service" }, "service")))),
+      field("Listing photo", photo),
       h("button", { type: "submit", class: "primary" }, "Create listing"),
     ],
     async (v, el) => {
       const body = { title: v.title, description: v.description, category: v.category, price: Number(v.price), stock: Number(v.stock), kind: v.kind };
+      if (photo.files.length) {
+        const upload = new FormData();
+        upload.append("file", photo.files[0]);
+        body.images = [(await app.rest.post("/api/v1/media", upload)).media.id];
+      }
       const { listing } = await app.rest.call("POST", "/api/v1/vendor/listings", body, idem());
       listings.prepend(listingRow(listing));
       el.reset();
@@ -110,6 +119,7 @@ export async function render(app, root) {
     h("section", { class: "card", "aria-labelledby": "ls-title" }, h("h3", { id: "ls-title" }, "Listings"),
       h("table", { "aria-labelledby": "ls-title" }, h("thead", {}, h("tr", {}, h("th", {}, "Listing"), h("th", {}, "Price (cents)"), h("th", {}, "Stock"), h("th", {}, h("span", { class: "muted" }, "Actions")))), listings)),
     h("section", { "aria-labelledby": "or-title" }, h("h3", { id: "or-title" }, "Incoming orders"), orders),
+    sections(app),
   );
   await load();
   return () => offs.forEach((off) => off());
