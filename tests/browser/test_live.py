@@ -46,6 +46,8 @@ async def test_post_and_chat_live_between_two_browsers(
             "button", name="Like post, 1 likes"
         )
     ).to_be_visible()
+    alerts = ada.get_by_role("navigation", name="Sections").get_by_role("link", name="Alerts")
+    await expect(alerts).to_contain_text("1")  # the notification centre heard of the like
 
     for page in (ada, bob):
         await page.get_by_role("link", name="Chat").click()

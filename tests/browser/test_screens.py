@@ -12,9 +12,14 @@ from playwright.async_api import expect
 from cluster.config import Settings
 from hyperlocal_client import Api
 from tests.browser.conftest import PASSWORD, Pages, pick_spot, sign_up, user_id
+from tests.images import png
 from tests.integration.admin_kit import operator
 
 pytestmark = pytest.mark.integration
+
+
+def _png(name: str) -> dict[str, object]:
+    return {"name": name, "mimeType": "image/png", "buffer": png(64, 64)}
 
 
 async def test_every_screen_opens_without_console_errors(
@@ -46,8 +51,12 @@ async def test_every_screen_opens_without_console_errors(
     await page.get_by_role("link", name="Your profile").click()
     await page.get_by_role("heading", name="Edit your profile").wait_for()
     await page.get_by_label("Bio").fill("Bakes on Sundays")
+    await page.get_by_label("Profile picture").set_input_files(files=[_png("me.png")])
     await page.get_by_role("button", name="Save").click()
     await expect(page.get_by_role("alert")).to_have_text("Saved")
+    picture = page.get_by_role("img", name="Fay's picture")
+    await expect(picture).to_be_visible()
+    await page.wait_for_function("document.querySelector('img.avatar').naturalWidth > 0")
 
     # another user's profile: follow, then a direct chat
     other = await client_api.signup(f"gus-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "Gus")
@@ -69,8 +78,12 @@ async def test_every_screen_opens_without_console_errors(
     await page.get_by_label("Title").fill("Carrot cake")
     await page.get_by_label("Price (cents)").fill("1200")
     await page.get_by_label("Stock", exact=True).fill("4")
+    await page.get_by_label("Listing photo").set_input_files(files=[_png("cake.png")])
     await page.get_by_role("button", name="Create listing").click()
     await expect(page.get_by_label("Stock of Carrot cake", exact=True)).to_have_value("4")
+    await page.get_by_role("link", name="Market").click()  # the listing, with its photo
+    await expect(page.get_by_role("article", name="Carrot cake").get_by_role("img")).to_be_visible()
+    await page.get_by_role("link", name="Sell").click()
     await page.get_by_label("Stock of Carrot cake", exact=True).fill("7")
     await page.get_by_role("button", name="Set stock of Carrot cake").click()
     await expect(page.get_by_role("alert")).to_have_text("Stock saved")

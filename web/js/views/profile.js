@@ -1,10 +1,13 @@
-// A profile: name, bio, counts, follow / unfollow, a direct chat; your own is editable.
+// A profile: picture, name, bio, counts, follow / unfollow, a direct chat; your own is editable
+// (a new picture is uploaded through the media API, then set with profile.update).
 import { field, form, h, mount } from "../dom.js";
 
 export async function render(app, root, { args }) {
   const id = args[0] || app.me.id;
   const { user } = await app.session.request("user.get", { user_id: id });
   const mine = id === app.me.id;
+  const avatar = h("input", { name: "avatar", type: "file", accept: "image/jpeg,image/png,image/webp" });
+  const picture = h("img", { src: user.avatar_url || undefined, alt: `${user.display_name}'s picture`, width: 96, height: 96, class: "avatar", hidden: !user.avatar_url });
   const counts = h("p", { class: "muted" });
   const drawCounts = () => (counts.textContent = `${user.followers} followers · ${user.following} following · ${user.posts} posts`);
   drawCounts();
@@ -31,7 +34,7 @@ export async function render(app, root, { args }) {
   mount(
     root,
     h("section", { class: "card", "aria-labelledby": "p-name" },
-      user.avatar_url ? h("img", { src: user.avatar_url, alt: `${user.display_name}'s picture`, width: 96, height: 96 }) : null,
+      picture,
       h("h2", { id: "p-name" }, user.display_name),
       user.vendor ? h("p", {}, `Vendor: ${user.vendor.name} (${user.vendor.category})`) : null,
       user.bio ? h("p", {}, user.bio) : null,
@@ -43,9 +46,18 @@ export async function render(app, root, { args }) {
           h("h3", {}, "Edit your profile"),
           field("Display name", h("input", { name: "display_name", value: user.display_name, required: true, maxlength: 100 })),
           field("Bio", h("textarea", { name: "bio", rows: 3, maxlength: 500 }, user.bio || "")),
+          field("Profile picture", avatar),
           h("button", { type: "submit" }, "Save"),
         ], async (v) => {
-          const r = await app.session.mutate("profile.update", { display_name: v.display_name, bio: v.bio });
+          const change = { display_name: v.display_name, bio: v.bio };
+          if (avatar.files.length) {
+            const upload = new FormData();
+            upload.append("file", avatar.files[0]);
+            change.avatar_media_id = (await app.rest.post("/api/v1/media", upload)).media.id;
+          }
+          const r = await app.session.mutate("profile.update", change);
+          if (r.user.avatar_url) picture.src = r.user.avatar_url;
+          picture.hidden = !r.user.avatar_url;
           app.me.display_name = r.user.display_name;
           app.renderChrome();
           app.toast("Saved");
