@@ -77,9 +77,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             spawn_gateway(settings, runtime.ray_address(), settings.port + i)
             for i in range(1, args.gateways)
         ]
+        from cluster.analytics_jobs import with_rollups  # the scheduled analytics rollup
         from cluster.trainer import with_retrain  # the scheduled retrain, beside this gateway
 
-        run_loop(settings, with_retrain(settings, serve(settings)))
+        run_loop(settings, with_retrain(settings, with_rollups(settings, serve(settings))))
     finally:
         stop_gateways(extra)
         runtime.stop()
@@ -200,10 +201,12 @@ def parser() -> argparse.ArgumentParser:
     config.add_argument("--markdown", action="store_true", help="the docs/config.md table")
     config.set_defaults(func=cmd_config)
     from cluster.admin_cli import register as register_admin
+    from cluster.analytics_jobs import register as register_analytics
     from cluster.keys_cli import register as register_keys
     from cluster.ops_cli import register as register_ops
 
     register_admin(sub)
+    register_analytics(sub)
     register_keys(sub)
     register_ops(sub)
     try:

@@ -426,6 +426,23 @@ class Settings(BaseSettings):
     graphql_max_query_chars: int = Field(20_000, ge=100)
     """Longest GraphQL query document accepted (too_large)."""
 
+    # -- vendor analytics and the warehouse export (issue 17; docs/analytics.md) ---------------
+    analytics_rollup_interval_s: float = Field(60.0, ge=0)
+    """`hyperlocal up` runs the incremental analytics rollup as a Ray task this often (the
+    dashboards' figures are at most about this old; 0: only `hyperlocal analytics rollup`)."""
+    analytics_rollup_overlap_s: float = Field(300.0, ge=0, le=86_400)
+    """A rollup run also rereads rows changed this long before the last run's start: a write
+    whose transaction began before it but committed after it read is still counted (re-reading
+    is free: a run replaces whole days). Longer than the longest write transaction."""
+    analytics_max_days: int = Field(366, ge=1, le=3660)
+    """Widest from..to range of one analytics query or export, in days."""
+    analytics_top_listings: int = Field(10, ge=1, le=100)
+    """Listings in an analytics answer's top_listings."""
+    analytics_export_chunk_rows: int = Field(5000, ge=100, le=1_000_000)
+    """An export reads and writes this many order lines at a time (a Parquet row group each)."""
+    warehouse_days_per_task: int = Field(7, ge=1, le=366)
+    """Days of one table one task of the warehouse export's Ray Data job reads from Postgres."""
+
     @field_validator("jwt_previous_secrets", "data_previous_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway import (
     admin_api,
+    analytics_api,
     auth,
     chat_ops,
     cluster_api,
@@ -55,6 +56,7 @@ FEATURES: tuple[ModuleType, ...] = (
     social_ops,
     graphql_api,
     cluster_api,
+    analytics_api,
     webapp,  # the web client's files at / (docs/web.md)
 )
 

@@ -48,6 +48,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "payouts.hold": _ADMIN,
     "payouts.release": _ADMIN,
     "payouts.list": _ADMIN,
+    "analytics.read": _ADMIN,  # another vendor's analytics (docs/analytics.md)
     # the cluster (issue 13, docs/operations.md): shards, placement, scaling
     "cluster.view": _OPS,
     "cluster.move": _OPS,

@@ -29,6 +29,7 @@ from services.access import Access
 from services.account_email import AccountEmails
 from services.accounts import AuthService
 from services.admin import AdminService
+from services.analytics import AnalyticsService
 from services.appeals import AppealService
 from services.channel import DirectTransport
 from services.chat import ChatService
@@ -110,6 +111,8 @@ class Services:
     search: SearchService
     cluster: ClusterService
     """Ops on the cluster (view, moves, scaling): the control actor's, behind ``control``."""
+    analytics: AnalyticsService
+    """Vendor analytics from the rollups, and exports (docs/analytics.md)."""
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -245,6 +248,7 @@ async def open_services(
             social=SocialService(settings, db, geo, router, media),
             search=SearchService(settings, db, market),
             cluster=cluster,
+            analytics=AnalyticsService(settings, db),
         )
         if background:
             dispatcher = HookDispatcher(settings, db, keys)

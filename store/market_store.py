@@ -319,12 +319,19 @@ async def nearby(
 # -- carts --------------------------------------------------------------------------------------
 async def cart_add(conn: Conn, user_id: str, listing_id: str, qty: int, most: int) -> int | None:
     """Add ``qty`` of a listing on sale to the cart, up to ``most`` in all; the quantity now
-    in the cart, or None with nothing written (no such listing on sale, or over ``most``)."""
+    in the cart, or None with nothing written (no such listing on sale, or over ``most``).
+    An add also records a ``cart`` interaction (the analytics funnel's middle step), in the
+    same statement."""
     value = await conn.fetchval(
-        "INSERT INTO cart_items (user_id, listing_id, qty) SELECT $1, l.id, $3 FROM listings l"
+        "WITH added AS (INSERT INTO cart_items (user_id, listing_id, qty)"
+        " SELECT $1, l.id, $3 FROM listings l"
         " WHERE l.id = $2 AND l.active AND l.deleted_at IS NULL AND NOT l.vendor_suspended"
         " ON CONFLICT (user_id, listing_id) DO UPDATE SET qty = cart_items.qty + EXCLUDED.qty"
-        " WHERE cart_items.qty + EXCLUDED.qty <= $4 RETURNING qty",
+        " WHERE cart_items.qty + EXCLUDED.qty <= $4 RETURNING qty),"
+        " noted AS (INSERT INTO interactions (user_id, item_kind, item_id, kind, cell, lat, lng,"
+        " category) SELECT $1, 'listing', l.id, 'cart', l.cell, l.lat, l.lng, l.category"
+        " FROM listings l WHERE l.id = $2 AND EXISTS (SELECT 1 FROM added))"
+        " SELECT qty FROM added",
         user_id,
         listing_id,
         qty,

@@ -10,13 +10,14 @@ request's batched loaders (loaders.py). Field names are camelCase (GraphQL's con
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
 from gateway.gql.loaders import Loaders
 from models.errors import BadRequest
+from services.analytics import AnalyticsQuery
 from services.caller import Caller
 from services.container import Services
 from store import social_store
@@ -258,6 +259,66 @@ class OrderPage:
     next_cursor: str | None
 
 
+@strawberry.type(description="One period of a vendor's sales (minor units; UTC).")
+class SalesPeriod:
+    period: str
+    currency: str | None
+    orders: int
+    revenue: int
+    units: int
+    aov: int
+
+
+@strawberry.type
+class Funnel:
+    views: int
+    carts: int
+    orders: int
+
+
+@strawberry.type
+class TopListing:
+    listing_id: strawberry.ID
+    title: str | None
+    currency: str
+    orders: int
+    units: int
+    revenue: int
+
+
+@strawberry.type(description="As GET /api/v1/vendor/analytics (docs/analytics.md).")
+class VendorAnalytics:
+    vendor_id: strawberry.ID
+    from_: str = strawberry.field(name="from")
+    to: str
+    granularity: str
+    timezone: str
+    as_of: str | None
+    series: list[SalesPeriod]
+    funnel: Funnel
+    top_listings: list[TopListing]
+    customers: int
+    repeat_customers: int
+    repeat_customer_rate: float
+    hour_weekday: list[list[int]] = strawberry.field(
+        description="Orders by [weekday][hour], Monday first, UTC."
+    )
+
+    @classmethod
+    def of(cls, a: Row) -> VendorAnalytics:
+        return cls(
+            vendor_id=strawberry.ID(a["vendor_id"]), from_=a["from"], to=a["to"],
+            granularity=a["granularity"], timezone=a["timezone"], as_of=a["as_of"],
+            series=[SalesPeriod(**p) for p in a["series"]], funnel=Funnel(**a["funnel"]),
+            top_listings=[
+                TopListing(**{**t, "listing_id": strawberry.ID(t["listing_id"])})
+                for t in a["top_listings"]
+            ],
+            customers=a["customers"], repeat_customers=a["repeat_customers"],
+            repeat_customer_rate=a["repeat_customer_rate"], hour_weekday=a["hour_weekday"],
+        )  # fmt: skip
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="The signed-in user's profile.")
@@ -319,6 +380,21 @@ class Query:
         )
         items = [Order.of(o) for o in page["items"]]
         return OrderPage(items=items, next_cursor=page["next_cursor"])
+
+    @strawberry.field(
+        description="The caller's vendor's sales analytics (an admin may name vendorId)."
+    )
+    async def vendor_analytics(
+        self, info: Ctx,
+        from_: Annotated[str | None, strawberry.argument(name="from")] = None,
+        to: str | None = None, granularity: str | None = None,
+        vendor_id: strawberry.ID | None = None,
+    ) -> VendorAnalytics:  # fmt: skip
+        analytics = info.context.services.analytics
+        user_id = info.context.caller.user_id
+        viewer = await analytics.viewer(user_id, await analytics.roles(user_id))
+        query = AnalyticsQuery(from_, to, granularity, str(vendor_id) if vendor_id else None)
+        return VendorAnalytics.of(await analytics.dashboard(viewer, query))
 
 
 async def _posts(info: Ctx, ids: list[str]) -> dict[str, Row]:

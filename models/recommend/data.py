@@ -26,6 +26,7 @@ import numpy as np
 #: Weight of each interaction kind when counting "visits" (a purchase says more than a view).
 KIND_WEIGHTS: dict[str, float] = {
     "view": 0.25,
+    "cart": 1.0,  # a listing put in a cart (recorded since migration 0018)
     "like": 1.0,
     "comment": 1.5,
     "checkin": 1.0,
