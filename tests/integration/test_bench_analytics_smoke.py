@@ -1,0 +1,27 @@
+"""bench/analytics.py, briefly (``--quick``): it seeds its own embedded Postgres, rolls up,
+answers the same from the rollups as from the raw orders, and stops the server it started.
+Timing values are measured, never asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import analytics
+
+pytestmark = pytest.mark.integration
+
+
+async def test_analytics_bench_quick_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "analytics.json"
+    result = await asyncio.to_thread(analytics.main, ["--quick", "--json", str(out)])
+    assert out.exists() and result["orders"] == 2_100
+    assert result["same_answer"] is True
+    assert 0 < result["counted_orders"] < result["orders"]  # refunded and cancelled left out
+    assert result["rollup_backfill_days"] >= 300 and result["rollup_incremental_days"] >= 1
+    for name in ("rollups", "raw SQL"):
+        assert math.isfinite(result["variants"][name]["p99_ms"]), name
+    assert "p99 ms" in analytics.report(result)
