@@ -94,7 +94,7 @@ def add_routes(app: web.Application) -> None:
 # -- OpenAPI ------------------------------------------------------------------------------------
 _INT = {"type": "integer"}
 _STR = {"type": "string"}
-_DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+_DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 
 
 def _q(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:

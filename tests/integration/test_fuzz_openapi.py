@@ -60,6 +60,10 @@ ACCEPTED: dict[tuple[str, str], str] = {
     " issued",
     ("ST202", "GET /api/v1/users/{user_id}/following"): "a cursor is an opaque token the server"
     " issued",
+    ("ST202", "GET /api/v1/vendor/analytics"): "from and to are real days, from not after to,"
+    " at most HL_ANALYTICS_MAX_DAYS apart; a caller who is not a vendor and names none is"
+    " forbidden, another vendor's vendor_id too (docs/analytics.md)",
+    ("ST202", "GET /api/v1/vendor/analytics/export"): "as GET /api/v1/vendor/analytics",
     ("ST202", "GET /api/v1/search"): "lat and lng come together (query parameters cannot say"
     " so), q must hold a word, a cursor is an opaque token the server issued",
     ("ST202", "PATCH /api/v1/me"): "display_name follows the sign-up rules (Unicode category C),"
