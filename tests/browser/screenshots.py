@@ -25,6 +25,7 @@ from cluster.runtime import Runtime
 from gateway.app import build_app
 from hyperlocal_client import Api
 from tests.browser.conftest import CHROMIUM_ARGS, PASSWORD, sign_in
+from tests.integration.admin_kit import operator
 
 LAT, LNG = 52.5208, 13.4094
 PHONE = {"width": 390, "height": 844}
@@ -126,12 +127,12 @@ async def serve_and_shoot(settings: Settings, out: Path) -> None:
     try:
         async with ClientSession() as http:
             who = await seed(Api(base, http))
-        await photograph(base, who, out)
+        await photograph(settings, base, who, out)
     finally:
         await runner.cleanup()
 
 
-async def photograph(base: str, who: dict[str, str], out: Path) -> None:
+async def photograph(settings: Settings, base: str, who: dict[str, str], out: Path) -> None:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS, headless=True
@@ -151,6 +152,11 @@ async def photograph(base: str, who: dict[str, str], out: Path) -> None:
         await shoot(page, out, "market", "/#/market", "Market")
         await shoot(page, out, "cart", "/#/cart", "Your cart")
         await shoot(page, out, "orders", "/#/orders", "Your orders")
+        await shoot(page, out, "notifications", "/#/notifications", "Notifications")
+        for role in ("admin", "ops"):
+            await operator(settings, "users.grant", {"email": who["buyer"], "role": role})
+        await page.get_by_role("link", name="Admin").wait_for()
+        await shoot(page, out, "admin", "/#/admin", "Cluster", full=True)
         vendor = await browser.new_context(base_url=base, viewport=PHONE)
         shop = await vendor.new_page()
         await shop.goto("/")

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from cluster.config import Settings
 from gateway.context import SESSIONS
@@ -18,6 +18,12 @@ from tests.browser.conftest import PASSWORD, Pages, pick_spot, sign_up, user_id
 from tests.integration.admin_kit import operator
 
 pytestmark = pytest.mark.integration
+
+
+async def sign_in_form(page: Page, email: str) -> None:
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
 
 
 def drop_sockets(server: TestServer, uid: str) -> int:
@@ -70,7 +76,7 @@ async def test_suspension_signs_the_page_out_with_the_reason(
     pages: Pages, settings: Settings, client_api: Api, spot: tuple[float, float]
 ) -> None:
     ada = await pages.open("/")
-    await sign_up(ada, "Eve")
+    email = await sign_up(ada, "Eve")
     await pick_spot(ada, *spot)
     uid = await user_id(ada)
     mod = await client_api.signup(f"mod-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "Mod")
@@ -85,6 +91,12 @@ async def test_suspension_signs_the_page_out_with_the_reason(
     await ada.get_by_role("heading", name="Sign in").wait_for()
     await ada.wait_for_timeout(1500)  # and it does not reconnect
     assert await ada.evaluate("window.hyperlocal.session") is None
+    # signing in again offers the appeal (with email and password: there is no token)
+    await sign_in_form(ada, email)
+    await ada.get_by_role("heading", name="Your account is suspended").wait_for()
+    await ada.get_by_label("Your appeal").fill("It was my neighbour, not me")
+    await ada.get_by_role("button", name="Send appeal").click()
+    await ada.get_by_role("heading", name="Appeal sent").wait_for()
 
 
 async def test_the_shell_loads_offline_from_the_service_worker(

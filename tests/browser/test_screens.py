@@ -60,8 +60,12 @@ async def test_every_screen_opens_without_console_errors(
 
     # another user's profile: follow, then a direct chat
     other = await client_api.signup(f"gus-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "Gus")
-    await page.goto(f"/#/user/{other.id}")
+    await tabs.get_by_role("link", name="Chat").click()
+    await page.get_by_label("Find people").fill("Gus")
+    await page.get_by_label("Find people").press("Enter")
+    await page.get_by_role("list", name="People found").get_by_role("link", name="Gus").click()
     await page.get_by_role("heading", name="Gus").wait_for()
+    assert page.url.endswith(f"#/user/{other.id}")
     await page.get_by_role("button", name="Follow").click()
     await expect(page.get_by_text("1 followers")).to_be_visible()
     await page.get_by_role("button", name="Message").click()

@@ -1,4 +1,5 @@
-// Sign in (with the two-factor prompt when the account answers `otp_required`) and sign up.
+// Sign in (with the two-factor prompt when the account answers `otp_required`), sign up, and
+// the appeal a suspended account may send (with its email and password: it has no token).
 import { field, form, h, mount } from "../dom.js";
 
 export function render(app, root, { mode }) {
@@ -19,6 +20,9 @@ export function render(app, root, { mode }) {
       try {
         await app.rest.login(v.email, v.password, v.otp || undefined);
       } catch (exc) {
+        if (exc.details?.reason === "suspended" && exc.details.action_id) {
+          return appeal(app, root, v.email, v.password, exc.details);
+        }
         if (exc.code === "otp_required" && !otp) {
           otp = h("input", { name: "otp", inputmode: "numeric", autocomplete: "one-time-code", required: true });
           mount(otpField, field("Two-factor code", otp, "the 6-digit code of your authenticator app, or a recovery code"));
@@ -54,4 +58,25 @@ function signup(app, root) {
   );
   mount(root, f);
   f.querySelector("input").focus();
+}
+
+function appeal(app, root, email, password, details) {
+  const until = details.until ? ` until ${new Date(details.until).toLocaleString()}` : "";
+  const basic = btoa(String.fromCharCode(...new TextEncoder().encode(`${email}:${password}`)));
+  const f = form(
+    { class: "card narrow", "aria-label": "Appeal the suspension" },
+    [
+      h("h2", {}, "Your account is suspended"),
+      h("p", {}, `A moderator suspended this account${until}. You can ask an admin to lift it.`),
+      field("Your appeal", h("textarea", { name: "text", rows: 4, required: true, maxlength: 2000 })),
+      h("button", { type: "submit", class: "primary" }, "Send appeal"),
+      h("p", {}, h("a", { href: "#/signin", onclick: () => setTimeout(() => app.route()) }, "Back to sign in")),
+    ],
+    async (v) => {
+      const headers = { Authorization: `Basic ${basic}` };
+      await app.rest.call("POST", "/api/v1/appeals", { action_id: details.action_id, text: v.text }, { auth: false, headers });
+      mount(root, h("section", { class: "card narrow", role: "status" }, h("h2", {}, "Appeal sent"), h("p", {}, "An admin will read it and you will be notified of the decision.")));
+    },
+  );
+  mount(root, f);
 }

@@ -24,8 +24,25 @@ export async function render(app, root, { args }) {
         return a;
       }),
     ),
-    h("p", { class: "muted" }, "Start a direct chat from someone's profile, or message a vendor from a listing or an order."),
+    findPeople(app),
+    h("p", { class: "muted" }, "Or start a direct chat from someone's profile, or message a vendor from a listing or an order."),
   );
+}
+
+function findPeople(app) {
+  const results = h("ul", { "aria-label": "People found" });
+  const f = form({ class: "inline", role: "search", "aria-label": "Search people" }, [field("Find people", h("input", { name: "q", type: "search", required: true, maxlength: 100 })), h("button", { type: "submit" }, "Search")], async (v) => {
+    const found = await app.session.request("search", { q: v.q, kind: "users", limit: 10 });
+    results.replaceChildren(
+      ...found.items.filter((u) => u.id !== app.me.id).map((u) =>
+        h("li", { class: "row" }, h("a", { href: `#/user/${u.id}` }, u.display_name), h("button", { type: "button", "aria-label": `Message ${u.display_name}`, onclick: async () => {
+          const { room } = await app.session.request("chat.open", { user_id: u.id });
+          location.hash = `#/chat/${encodeURIComponent(room.id)}`;
+        } }, "Message"))),
+    );
+    if (!results.children.length) results.append(h("li", { class: "muted" }, "Nobody by that name."));
+  });
+  return h("section", { class: "card", "aria-label": "Start a chat" }, f, results);
 }
 
 async function room(app, root, roomId) {
