@@ -79,6 +79,7 @@ async def test_every_screen_opens_without_console_errors(
     await page.get_by_label("Category").fill("bakery")
     await page.get_by_role("button", name="Open my shop").click()
     await page.get_by_role("heading", name="Your shop: Fay's Cakes").wait_for()
+    await expect(page.get_by_role("img", name="No sales in this range")).to_be_visible()
     await page.get_by_label("Title").fill("Carrot cake")
     await page.get_by_label("Price (cents)").fill("1200")
     await page.get_by_label("Stock", exact=True).fill("4")
