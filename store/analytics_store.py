@@ -9,9 +9,10 @@ reads only what changed (plus the overlap), and running it again over the same r
 same figures: it is idempotent by construction (replace, never add). An order's day is the UTC
 day it was placed; a refund a week later re-touches that day (its ``updated_at`` moves).
 
-**Reads** (``dashboard``): four small range scans of the rollups by their primary keys, on one
-connection; never a raw order. **Export** (``export_rows``): the vendor's order lines of a
-range, from the raw tables through a server-side cursor (an export is not a dashboard).
+**Reads** (``dashboard``): four small range scans of the rollups by their primary keys, in one
+read-only snapshot (every figure from the same run); never a raw order. **Export**
+(``export_rows``): the vendor's order lines of a range, from the raw tables through a
+server-side cursor (an export is not a dashboard).
 """
 
 from __future__ import annotations
@@ -166,22 +167,20 @@ async def watermark(db: Db) -> datetime | None:
 
 
 # -- the dashboard --------------------------------------------------------------------------------
-_SERIES = """
-SELECT (hour AT TIME ZONE 'UTC')::date AS period, currency, sum(orders) AS orders,
-       sum(units) AS units, sum(revenue) AS revenue
+# The series (by day and currency) and the heatmap (by weekday and hour) in one scan of the
+# range's hourly rows: grouping set 0 is the series, 1 the heatmap.
+_HOURLY = """
+SELECT GROUPING((hour AT TIME ZONE 'UTC')::date, currency) AS heat,
+       (hour AT TIME ZONE 'UTC')::date AS period, currency,
+       extract(isodow FROM hour AT TIME ZONE 'UTC')::int AS isodow,
+       extract(hour FROM hour AT TIME ZONE 'UTC')::int AS hour,
+       sum(orders) AS orders, sum(units) AS units, sum(revenue) AS revenue
   FROM analytics_hourly
  WHERE vendor_id = $1 AND hour >= ($2::date::timestamp AT TIME ZONE 'UTC')
    AND hour < (($3::date + 1)::timestamp AT TIME ZONE 'UTC')
- GROUP BY 1, 2
-"""
-
-_HEATMAP = """
-SELECT extract(isodow FROM hour AT TIME ZONE 'UTC')::int AS isodow,
-       extract(hour FROM hour AT TIME ZONE 'UTC')::int AS hour, sum(orders) AS orders
-  FROM analytics_hourly
- WHERE vendor_id = $1 AND hour >= ($2::date::timestamp AT TIME ZONE 'UTC')
-   AND hour < (($3::date + 1)::timestamp AT TIME ZONE 'UTC')
- GROUP BY 1, 2
+ GROUP BY GROUPING SETS (((hour AT TIME ZONE 'UTC')::date, currency),
+                         (extract(isodow FROM hour AT TIME ZONE 'UTC')::int,
+                          extract(hour FROM hour AT TIME ZONE 'UTC')::int))
 """
 
 _TOP = """
@@ -226,14 +225,16 @@ class DashboardRows:
 async def dashboard(
     db: asyncpg.Pool, vendor_id: str, first: date, last: date, top: int
 ) -> DashboardRows:
-    async with db.acquire() as conn:
-        series = await conn.fetch(_SERIES, vendor_id, first, last)
-        heat = await conn.fetch(_HEATMAP, vendor_id, first, last)
+    # one snapshot: every figure of the answer comes from the same rollup run
+    async with db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        hourly = await conn.fetch(_HOURLY, vendor_id, first, last)
         best = await conn.fetch(_TOP, vendor_id, first, last, top)
         cust = await conn.fetchrow(_CUSTOMERS, vendor_id, first, last)
         funnel = await conn.fetchrow(_FUNNEL, vendor_id, first, last)
         mark = await watermark(conn)
     assert cust is not None and funnel is not None
+    series = [r for r in hourly if r["heat"] == 0]
+    heat = [r for r in hourly if r["heat"] != 0]
     return DashboardRows(
         series, heat, best, int(cust["customers"]), int(cust["repeat"]),
         int(funnel["views"]), int(funnel["carts"]), mark,
