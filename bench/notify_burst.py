@@ -247,7 +247,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     await sinks.start()
     root = Path(tempfile.mkdtemp(prefix="hl-bench-notify-"))
     overrides = dict(
-        port=0, smtp_url=sinks.smtp_url, push_allow_private=True, notify_poll_s=0.05,
+        port=0, smtp_url=sinks.smtp_url, push_allow_private=True,
         notify_rate_per_hour=10**6, ws_rate_per_s=1000, ws_rate_burst=1000,
         rest_rate_per_min=10**6, login_free_failures_address=10**6, argon2_time_cost=1,
         argon2_memory_kib=8192, sandbox_payments=True, recommend_retrain_s=0,

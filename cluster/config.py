@@ -282,7 +282,7 @@ class Settings(BaseSettings):
     smtp_url: str | None = Field(None, pattern=r"^smtps?://")
     """SMTP server of notification and account emails: ``smtp://[user:pass@]host[:port]``
     (``?starttls=1`` to upgrade), ``smtps://`` for TLS from the start. Unset: no email is
-    sent (email deliveries wait, pending, until a gateway with SMTP claims them)."""
+    sent (the notifier settles email deliveries ``skipped``, "no SMTP server configured")."""
     smtp_from: str = "Hyperlocal <no-reply@hyperlocal.invalid>"
     """From address of every email."""
     smtp_timeout_s: float = Field(15.0, gt=0, le=120)
@@ -293,8 +293,13 @@ class Settings(BaseSettings):
     """Allow push endpoints on loopback/private addresses (the tests' stand-in; never prod)."""
     vapid_subject: str = Field("mailto:ops@hyperlocal.invalid", pattern=r"^(mailto:|https://)")
     """The VAPID ``sub`` claim: how a push service reaches the operator."""
-    notify_poll_s: float = Field(1.0, gt=0, le=60)
-    """How often the notifier looks for due deliveries when idle."""
+    notify_poll_s: float = Field(30.0, gt=0, le=600)
+    """The notifier's safety-net look for due deliveries: it is woken by Postgres (LISTEN
+    ``hl_outbox``) when one is queued and by its own timer when a retry it set is due; this
+    poll finds what those miss (a lease another gateway left, a lost LISTEN connection)."""
+    notify_gather_ms: float = Field(500.0, ge=0, le=10_000)
+    """Woken by a queued delivery, the notifier waits this long before claiming, so a burst
+    of inbox events is claimed and settled as one batch (two commits) rather than one each."""
     notify_retry_base_s: float = Field(30.0, gt=0)
     """First retry of a failed email or push after about this long, doubling (jittered)."""
     notify_retry_max_s: float = Field(3600.0, gt=0)

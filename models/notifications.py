@@ -70,6 +70,13 @@ ACCOUNT_KINDS = frozenset({"account.password_reset", "account.email_verify"})
 """Emails about the account itself: always sent, no preference or quiet hours applies."""
 
 
+def kind_rows() -> list[tuple[str, bool, bool, bool, bool]]:
+    """``KINDS`` as the ``hl_notify`` trigger reads them (table ``notification_kinds``,
+    migration 0020): ``(kind, inapp, email, push, digest)``, ``digest`` when a daily digest
+    replaces the kind's emails."""
+    return [(k, d.inapp, d.email, d.push, k in DIGEST_KINDS) for k, d in KINDS.items()]
+
+
 def settings_kind(kind: str) -> str:
     """The preference entry a notification kind falls under (``moderation.removed`` under
     ``moderation``; an unknown kind under itself, with the fallback defaults)."""

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from cluster.config import Settings
 from models.cells import Geo
 from models.ids import new_id
+from models.notifications import kind_rows
 from models.placement import Placement
 from payments import PaymentProvider, providers_from
 from services.access import Access
@@ -59,7 +60,7 @@ from services.stripe_events import StripeEvents
 from services.transport import LocalTransport, RayTransport, ShardTransport
 from services.vendor_apps import AppTokens, VendorApps
 from services.webpush import WebPush
-from store import placement
+from store import notifications_store, placement
 from store.db import create_pool
 
 log = logging.getLogger("hyperlocal.services")
@@ -211,6 +212,7 @@ async def open_services(
         await push.start()
         links = Links(settings, db, keys)
         await links.start()
+        await notifications_store.sync_kinds(db, kind_rows())  # the trigger's defaults
         mailer = Mailer(settings) if settings.smtp_url else None
         notifier = Notifier(settings, db, redis, keys, presence, push, mailer, links)
         services = Services(

@@ -13,6 +13,12 @@ LOCKED`` and a lease, so gateways never send one row at once, and settles each:
 - a transient failure is retried with exponential backoff and jitter, ``notify_max_attempts``
   times, then dead-lettered; a permanent one (SMTP 5xx, a push 4xx) is dead at once.
 
+What it costs Postgres is per batch, not per row: one statement claims up to ``_BATCH`` rows,
+one reads the senders' names and one the devices of the batch, one settles every outcome. It
+sleeps until Postgres wakes it (``LISTEN hl_outbox``: migration 0020 sends one ``NOTIFY`` per
+transaction that queued a delivery), then waits ``notify_gather_ms`` so a burst is one batch;
+its own timer wakes it for the retries it set, and ``notify_poll_s`` is the safety net.
+
 At-least-once: a delivery interrupted after sending is sent again when its lease ends; the
 receiver can dedupe by the delivery id (the email's ``Message-ID``, the push payload's ``id``).
 The loop must not die: a failing claim is logged and retried with backoff.
@@ -21,8 +27,11 @@ The loop must not die: a failing claim is logged and retried with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import logging
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,17 +55,32 @@ from services.presence import Presence
 from services.secrets import Keys
 from services.webpush import WebPush
 from store import notifications_store as st
+from store.listen import Listener
 
 log = logging.getLogger("hyperlocal.notifier")
 
+WAKE_CHANNEL = "hl_outbox"  # migration 0020's NOTIFY
 _BATCH = 50
 _CONCURRENCY = 16
 _COUNTS_EVERY_S = 10.0
+_PURGE_EVERY_S = 600.0
 _DIGEST_LINES = 20  # items a digest lists (then "and N more")
 
 
+@dataclass(slots=True)
+class _Batch:
+    """What one claimed batch shares: its senders' names and its users' push devices (read
+    once for the batch), and the outcomes settled together at its end."""
+
+    names: dict[str, str] = field(default_factory=dict)
+    devices: dict[str, list[asyncpg.Record]] = field(default_factory=dict)
+    outcomes: list[st.Outcome] = field(default_factory=list)
+    again_in: list[float] = field(default_factory=list)  # seconds until the put back are due
+
+
 class Notifier:
-    """Claims due deliveries and settles each; keeps the counts ``/metrics`` shows."""
+    """Claims due deliveries in batches and settles each batch in one statement; keeps the
+    counts ``/metrics`` shows and the times of the retries it set (its own wake-ups)."""
 
     def __init__(
         self,
@@ -85,48 +109,120 @@ class Notifier:
         self.queued: dict[str, float] = {}
         self._slots = asyncio.Semaphore(_CONCURRENCY)
         self._counted_at = 0.0
+        self._purged_at = 0.0
         self._digests_at = 0.0
+        self._due: list[float] = []  # loop times of the retries and holds this notifier set
 
-    # -- the loop -------------------------------------------------------------------------------
+    # -- the loops ------------------------------------------------------------------------------
     async def run(self) -> None:
+        """Deliver until cancelled: the outbox loop, and beside it the housekeeping (gauges,
+        purge, digests) on timers of its own, so those never wake the outbox loop."""
+        assert self.settings.database_url
+        wake = Listener(self.settings.database_url, WAKE_CHANNEL)
+        housekeeping = asyncio.create_task(self._housekeeping(), name="notifier-housekeeping")
+        try:
+            await self._deliveries(wake)
+        finally:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
+            await wake.close()
+
+    async def _deliveries(self, wake: Listener) -> None:
         backoff = 0.0
         while True:
             claimed = 0
+            wake.clear()  # what is queued from now on wakes the next wait
             try:
                 claimed = await self.run_once()
                 backoff = 0.0
-                await self._maybe_count()
-                await self._maybe_digest()
             except (asyncpg.PostgresError, OSError) as exc:
-                backoff = min(60.0, max(self.settings.notify_poll_s, backoff * 2))
+                backoff = min(60.0, max(1.0, backoff * 2))
                 log.warning("notifier claim failed (next in %.1f s): %r", backoff, exc)
             except Exception:  # the loop must not die; log with context and back off
-                backoff = min(60.0, max(self.settings.notify_poll_s, backoff * 2))
+                backoff = min(60.0, max(1.0, backoff * 2))
                 log.exception("unexpected notifier error (next in %.1f s)", backoff)
             if backoff:
                 await asyncio.sleep(backoff)
-            elif claimed < _BATCH:
-                await asyncio.sleep(self.settings.notify_poll_s)
+            elif claimed < _BATCH and await wake.wait(self._idle_s()):
+                await asyncio.sleep(self.settings.notify_gather_ms / 1000)
+
+    async def _housekeeping(self) -> None:
+        backoff = 0.0
+        while True:
+            try:
+                await self._maybe_count()
+                await self._maybe_digest()
+                backoff = 0.0
+            except (asyncpg.PostgresError, OSError) as exc:
+                backoff = min(60.0, max(1.0, backoff * 2))
+                log.warning("notifier housekeeping failed (next in %.1f s): %r", backoff, exc)
+            except Exception:  # the loop must not die; log with context and back off
+                backoff = min(60.0, max(1.0, backoff * 2))
+                log.exception("unexpected notifier housekeeping error (next in %.1f s)", backoff)
+            now = asyncio.get_running_loop().time()
+            soonest = min(
+                self._counted_at + _COUNTS_EVERY_S,
+                self._digests_at + self.settings.notify_digest_check_s,
+            )
+            await asyncio.sleep(max(backoff, soonest - now, 0.05))
+
+    def _idle_s(self) -> float:
+        """How long to sleep unless woken: the poll, or less when a retry or a hold this
+        notifier set is due sooner."""
+        now = asyncio.get_running_loop().time()
+        while self._due and self._due[0] <= now:
+            heapq.heappop(self._due)
+        soonest = self._due[0] - now if self._due else self.settings.notify_poll_s
+        return max(0.0, min(self.settings.notify_poll_s, soonest))
+
+    def _wake_for(self, batch: _Batch) -> None:
+        """Timers for the rows ``batch`` put back: set once they are settled (so never before
+        their ``next_at``), a little after it."""
+        now = asyncio.get_running_loop().time()
+        for delay in batch.again_in:
+            heapq.heappush(self._due, now + delay + 0.02)
 
     async def run_once(self) -> int:
-        """Claim one batch of due deliveries and settle them all; how many were claimed."""
+        """Claim one batch of due deliveries, deliver them and settle them all in one
+        statement; how many were claimed."""
         lease = max(self.settings.smtp_timeout_s, self.settings.push_timeout_s) * 2 + 5
         rows = await st.claim(self.db, self.channels, _BATCH, lease)
         if rows:
-            await asyncio.gather(*(self._guarded(row) for row in rows))
+            batch = _Batch()
+            decided = await asyncio.gather(*(self._decide(row) for row in rows))
+            sends = [row for row, reason in zip(rows, decided, strict=True) if reason is None]
+            for row, reason in zip(rows, decided, strict=True):
+                if reason is not None and reason != _LEAVE:
+                    self._skip_or_hold(batch, row, reason)
+            if sends:
+                await self._prefetch(batch, sends)
+                await asyncio.gather(*(self._guarded(batch, row) for row in sends))
+            await st.settle(self.db, batch.outcomes)
+            self._wake_for(batch)
         return len(rows)
+
+    async def _prefetch(self, batch: _Batch, sends: list[asyncpg.Record]) -> None:
+        actors = {a for row in sends if (a := _actor(row["payload"]))}
+        if actors:
+            batch.names = await st.names(self.db, sorted(actors))
+        pushed = sorted({row["user_id"] for row in sends if row["channel"] == "push"})
+        if pushed:
+            batch.devices = await st.subscriptions(self.db, pushed)
 
     async def _maybe_count(self) -> None:
         now = asyncio.get_running_loop().time()
         if now - self._counted_at < _COUNTS_EVERY_S:
             return
         self._counted_at = now
-        counts = await st.counts(self.db)
+        counts = await st.pending(self.db)
         self.queued = {
-            f"notify_queued_{channel}": float(counts.get((channel, "pending"), 0))
+            f"notify_queued_{channel}": float(counts.get(channel, 0))
             for channel in ("email", "push")
         }
-        await st.purge(self.db, self.settings.notify_keep_days)
+        if now - self._purged_at >= _PURGE_EVERY_S:
+            self._purged_at = now
+            await st.purge(self.db, self.settings.notify_keep_days)
 
     async def _maybe_digest(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -168,39 +264,40 @@ class Notifier:
             lines.append(folded_line(render(r["kind"], data, ctx).text, r["fold_count"]))
         return lines
 
-    async def _guarded(self, row: asyncpg.Record) -> None:
+    async def _guarded(self, batch: _Batch, row: asyncpg.Record) -> None:
         async with self._slots:
             try:
-                await self.deliver(row)
+                await self.deliver(batch, row)
             except asyncio.CancelledError:
                 raise
             except Exception:  # its lease ends and it is claimed again
                 log.exception("notification delivery %s failed to complete", row["id"])
 
     # -- one delivery ---------------------------------------------------------------------------
-    async def deliver(self, row: asyncpg.Record) -> None:
-        kind, channel = row["kind"], row["channel"]
-        reason = await self._skip_reason(row)
-        if reason == "quiet":
-            prefs = Preferences.of(row["settings"])
-            ends = quiet_until(prefs.quiet(), datetime.now(UTC))
-            wait = (ends - datetime.now(UTC)).total_seconds() if ends else 60.0
-            await st.settle(
-                self.db,
-                row["id"],
-                "pending",
-                "quiet hours",
-                attempted=False,
-                retry_in_s=max(1.0, wait),
-            )
+    async def _decide(self, row: asyncpg.Record) -> str | None:
+        """Why ``row`` is not sent now (a skip reason, ``quiet``), or None: send it."""
+        try:
+            return await self._skip_reason(row)
+        except Exception:  # a bug in one row never stalls the batch: its lease ends
+            log.exception("notification delivery %s could not be decided", row["id"])
+            return _LEAVE
+
+    def _skip_or_hold(self, batch: _Batch, row: asyncpg.Record, reason: str) -> None:
+        if reason != "quiet":
+            self._final(batch, row, "skipped", reason)
             return
-        if reason is not None:
-            await self._final(row, "skipped", reason)
-            return
-        if channel == "email":
-            await self._email(row, kind)
+        prefs = Preferences.of(row["settings"])
+        ends = quiet_until(prefs.quiet(), datetime.now(UTC))
+        wait = max(1.0, (ends - datetime.now(UTC)).total_seconds() if ends else 60.0)
+        batch.outcomes.append(st.Outcome(row["id"], "pending", "quiet hours", False, wait))
+        batch.again_in.append(wait)
+
+    async def deliver(self, batch: _Batch, row: asyncpg.Record) -> None:
+        """Send one delivery whose preferences allow it now; its outcome joins ``batch``."""
+        if row["channel"] == "email":
+            await self._email(batch, row, row["kind"])
         else:
-            await self._push(row, kind)
+            await self._push(batch, row, row["kind"])
 
     async def _skip_reason(self, row: asyncpg.Record) -> str | None:
         kind, channel, user = row["kind"], row["channel"], row["user_id"]
@@ -238,18 +335,16 @@ class Notifier:
             return True
         return int(count) <= self.settings.notify_rate_per_hour
 
-    async def _context(self, row: asyncpg.Record, unsubscribe: str | None) -> Context:
+    def _context(self, batch: _Batch, row: asyncpg.Record, unsubscribe: str | None) -> Context:
         data: dict[str, Any] = row["payload"]
-        actor = data.get("by") or (data.get("message") or {}).get("sender_id")
-        names = await st.names(self.db, [actor]) if actor else {}
         return Context(
             recipient_name=row["display_name"],
-            actor_name=names.get(actor or "", data.get("vendor_name") or "someone"),
+            actor_name=batch.names.get(_actor(data) or "", data.get("vendor_name") or "someone"),
             app_url=self.links.app_url(),
             unsubscribe_url=unsubscribe,
         )
 
-    async def _email(self, row: asyncpg.Record, kind: str) -> None:
+    async def _email(self, batch: _Batch, row: asyncpg.Record, kind: str) -> None:
         assert self.mailer is not None
         data: dict[str, Any] = row["payload"]
         if kind in ACCOUNT_KINDS:
@@ -258,26 +353,26 @@ class Notifier:
         else:
             scope = "all" if kind == "digest" else kind
             unsubscribe = self.links.unsubscribe_url(row["user_id"], scope)
-        ctx = await self._context(row, unsubscribe)
+        ctx = self._context(batch, row, unsubscribe)
         rendered = render(kind, data, ctx)
         text, html = email_bodies(rendered, ctx)
         mail = Mail(row["email"], rendered.subject, text, html, message_id(row["id"]), unsubscribe)
         result = await self.mailer.send(mail)
         if result.outcome == "sent":
-            await self._final(row, "sent", None)
+            self._final(batch, row, "sent", None)
         elif result.outcome == "failed":
-            await self._final(row, "dead", result.error)
+            self._final(batch, row, "dead", result.error)
         else:
-            await self._retry(row, result.error)
+            self._retry(batch, row, result.error)
 
-    async def _push(self, row: asyncpg.Record, kind: str) -> None:
+    async def _push(self, batch: _Batch, row: asyncpg.Record, kind: str) -> None:
         user = row["user_id"]
         done = set(row["done"])
-        subs = [s for s in await st.subscriptions(self.db, user) if s["endpoint"] not in done]
-        if not subs and not done:
-            await self._final(row, "skipped", "no push subscription")
+        subs = [s for s in batch.devices.get(user, []) if s["endpoint"] not in done]
+        if not subs and not done:  # the device went after the trigger saw it
+            self._final(batch, row, "skipped", "no push subscription")
             return
-        ctx = await self._context(row, None)
+        ctx = self._context(batch, row, None)
         payload = push_payload(kind, render(kind, row["payload"], ctx), row["id"])
         topic = f"n{row['notification_id'] or row['id']}" if kind != "chat.message" else None
         retry_errors: list[str] = []
@@ -298,32 +393,27 @@ class Notifier:
             else:  # another 4xx: this device refuses the message for good
                 log.info("push to a device of %s refused: %s", user, result.error)
         if retry_errors:
-            await self._retry(row, "; ".join(retry_errors)[:300], sorted(done))
+            self._retry(batch, row, "; ".join(retry_errors)[:300], sorted(done))
         elif done:
-            await self._final(row, "sent", None, sorted(done))
+            self._final(batch, row, "sent", None, sorted(done))
         else:
-            await self._final(row, "dead", "every device refused or is gone")
+            self._final(batch, row, "dead", "every device refused or is gone")
 
-    async def _retry(
-        self, row: asyncpg.Record, error: str | None, done: list[str] | None = None
+    def _retry(
+        self, batch: _Batch, row: asyncpg.Record, error: str | None, done: list[str] | None = None
     ) -> None:
         attempts = row["attempts"] + 1
         if attempts >= self.policy.max_attempts:
-            await self._final(row, "dead", error, done, attempted=True)
+            self._final(batch, row, "dead", error, done, attempted=True)
             return
         self.outcomes[(row["channel"], "retried")] += 1
-        await st.settle(
-            self.db,
-            row["id"],
-            "pending",
-            error,
-            attempted=True,
-            retry_in_s=self.policy.delay_s(attempts),
-            done=done,
-        )
+        delay = self.policy.delay_s(attempts)
+        batch.outcomes.append(st.Outcome(row["id"], "pending", error, True, delay, done))
+        batch.again_in.append(delay)
 
-    async def _final(
+    def _final(
         self,
+        batch: _Batch,
         row: asyncpg.Record,
         status: str,
         error: str | None,
@@ -333,4 +423,13 @@ class Notifier:
     ) -> None:
         self.outcomes[(row["channel"], status)] += 1
         tried = status in ("sent", "dead") if attempted is None else attempted
-        await st.settle(self.db, row["id"], status, error, attempted=tried, done=done)
+        batch.outcomes.append(st.Outcome(row["id"], status, error, tried, 0.0, done))
+
+
+_LEAVE = "\x00leave"  # a row whose decision failed: not settled, its lease ends
+
+
+def _actor(data: dict[str, Any]) -> str | None:
+    """Who a delivery is about (its template names them)."""
+    actor = data.get("by") or (data.get("message") or {}).get("sender_id")
+    return str(actor) if actor else None

@@ -7,6 +7,8 @@ module reads them, marks them read, and claims and settles deliveries for the no
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -105,12 +107,17 @@ async def remove_subscription(db: Db, endpoint: str, user_id: str | None = None)
     return status.endswith(" 1")
 
 
-async def subscriptions(db: Db, user_id: str) -> list[asyncpg.Record]:
-    return await db.fetch(
-        "SELECT endpoint, p256dh, auth FROM push_subscriptions"
-        " WHERE user_id = $1 ORDER BY endpoint",
-        user_id,
+async def subscriptions(db: Db, user_ids: list[str]) -> dict[str, list[asyncpg.Record]]:
+    """The push devices of each of ``user_ids`` (one query for a whole batch)."""
+    rows = await db.fetch(
+        "SELECT user_id, endpoint, p256dh, auth FROM push_subscriptions"
+        " WHERE user_id = ANY($1::text[]) ORDER BY user_id, endpoint",
+        user_ids,
     )
+    out: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        out.setdefault(row["user_id"], []).append(row)
+    return out
 
 
 # -- the outbox ---------------------------------------------------------------------------------
@@ -131,6 +138,18 @@ async def enqueue(
     return status.endswith(" 1")
 
 
+async def sync_kinds(db: Db, rows: list[tuple[str, bool, bool, bool, bool]]) -> None:
+    """Write the kinds' defaults the trigger decides channels with (models/notifications.py
+    ``kind_rows``; the migration seeded the same)."""
+    await db.execute(
+        "INSERT INTO notification_kinds (kind, inapp, email, push, digest)"
+        " SELECT * FROM unnest($1::text[], $2::boolean[], $3::boolean[], $4::boolean[],"
+        " $5::boolean[]) ON CONFLICT (kind) DO UPDATE SET inapp = EXCLUDED.inapp,"
+        " email = EXCLUDED.email, push = EXCLUDED.push, digest = EXCLUDED.digest",
+        *(list(column) for column in zip(*rows, strict=True)),
+    )
+
+
 async def claim(db: asyncpg.Pool, channels: list[str], limit: int, lease_s: float) -> list[Any]:
     """Due pending deliveries on ``channels`` with their recipient, leased for ``lease_s``."""
     return await db.fetch(
@@ -147,30 +166,42 @@ async def claim(db: asyncpg.Pool, channels: list[str], limit: int, lease_s: floa
     )
 
 
-async def settle(
-    db: Db,
-    delivery_id: int,
-    status: str,
-    error: str | None,
-    *,
-    attempted: bool,
-    retry_in_s: float = 0.0,
-    done: list[str] | None = None,
-) -> None:
-    """Record an outcome: ``pending`` again (after ``retry_in_s``) or final."""
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one claimed delivery ended this time: ``pending`` again after ``retry_in_s`` (a
+    retry, quiet hours) or final (``sent``, ``skipped``, ``dead``); ``done`` replaces the
+    endpoints that accepted it when given."""
+
+    id: int
+    status: str
+    error: str | None
+    attempted: bool
+    retry_in_s: float = 0.0
+    done: list[str] | None = None
+
+
+async def settle(db: Db, outcomes: list[Outcome]) -> None:
+    """Record the outcomes of a batch in one statement (one commit however many rows); an
+    account email's payload (its sealed token) is emptied once it is final."""
+    if not outcomes:
+        return
     await db.execute(
-        "UPDATE notification_deliveries SET status = $2, last_error = $3,"
-        " attempts = attempts + CASE WHEN $4 THEN 1 ELSE 0 END,"
-        " next_at = now() + make_interval(secs => $5), done = coalesce($6::text[], done),"
-        " finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END,"
-        " payload = CASE WHEN $2 <> 'pending' AND kind LIKE 'account.%' THEN '{}' ELSE payload END"
-        " WHERE id = $1",
-        delivery_id,
-        status,
-        error,
-        attempted,
-        retry_in_s,
-        done,
+        "UPDATE notification_deliveries d SET status = o.status, last_error = o.error,"
+        " attempts = d.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,"
+        " next_at = now() + make_interval(secs => o.retry_in),"
+        " done = CASE WHEN o.done IS NULL THEN d.done"
+        " ELSE ARRAY(SELECT jsonb_array_elements_text(o.done::jsonb)) END,"
+        " finished_at = CASE WHEN o.status = 'pending' THEN NULL ELSE now() END,"
+        " payload = CASE WHEN o.status <> 'pending' AND d.kind LIKE 'account.%' THEN '{}'"
+        " ELSE d.payload END"
+        " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::float8[],"
+        " $6::text[]) AS o(id, status, error, attempted, retry_in, done) WHERE d.id = o.id",
+        [o.id for o in outcomes],
+        [o.status for o in outcomes],
+        [o.error for o in outcomes],
+        [o.attempted for o in outcomes],
+        [o.retry_in_s for o in outcomes],
+        [None if o.done is None else json.dumps(o.done) for o in outcomes],
     )
 
 
@@ -210,12 +241,13 @@ async def names(db: Db, user_ids: list[str]) -> dict[str, str]:
     return {r["id"]: r["display_name"] for r in rows}
 
 
-async def counts(db: Db) -> dict[tuple[str, str], int]:
-    """Deliveries by (channel, status): the notifier's gauges."""
+async def pending(db: Db) -> dict[str, int]:
+    """Pending deliveries by channel (the notifier's gauges; the due index's rows only)."""
     rows = await db.fetch(
-        "SELECT channel, status, count(*) AS n FROM notification_deliveries GROUP BY 1, 2"
+        "SELECT channel, count(*) AS n FROM notification_deliveries"
+        " WHERE status = 'pending' GROUP BY 1"
     )
-    return {(r["channel"], r["status"]): int(r["n"]) for r in rows}
+    return {r["channel"]: int(r["n"]) for r in rows}
 
 
 async def purge(db: Db, keep_days: int) -> int:

@@ -57,7 +57,8 @@ _NOTIFY = dict(  # notifications: the SMTP sink below, push to loopback, fast re
     notify_retry_base_s=0.2,
     notify_retry_max_s=1.0,
     notify_max_attempts=3,
-    notify_poll_s=0.1,
+    notify_poll_s=30.0,  # no fast poll: a queued delivery wakes the notifiers (LISTEN hl_outbox)
+    notify_gather_ms=20.0,
     notify_digest_period_s=2.0,  # a "daily" digest every 2 s, looked for every 0.3 s
     notify_digest_check_s=0.3,
 )
