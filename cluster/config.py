@@ -315,6 +315,9 @@ class Settings(BaseSettings):
     """Lifetime of a password-reset or email-verification link."""
     promotion_daily_cap: int = Field(3, ge=0)
     """Promotions one vendor may send per day (UTC)."""
+    promotion_nearby_daily_cap: int = Field(3, ge=0)
+    """Promotions one user is sent per day (UTC) by nearby vendors they do not follow (their
+    ``nearby`` setting); followers' promotions count only against the vendor's cap."""
     notify_digest_period_s: float = Field(86400.0, ge=1)
     """A user on ``digest: "daily"`` gets at most one digest email this often (what is unread
     and new since the last one; nothing new, no email)."""

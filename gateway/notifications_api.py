@@ -237,7 +237,16 @@ _SETTINGS: Schema = obj(
     kinds={"type": "object", "additionalProperties": _KIND_PREFS},
     quiet_hours=_QUIET,
     digest={"type": "string", "enum": ["off", "daily"]},
+    nearby=obj(["cell"], cell={"type": "string"}),
 )
+_NEARBY: Schema = {
+    **obj(
+        ["lat", "lng"],
+        lat={"type": "number", "minimum": -90, "maximum": 90},
+        lng={"type": "number", "minimum": -180, "maximum": 180},
+    ),
+    "additionalProperties": False,
+}
 _SETTINGS_BODY: Schema = {
     "type": "object",
     "properties": {
@@ -251,6 +260,8 @@ _SETTINGS_BODY: Schema = {
         "quiet_hours": _QUIET,
         "clear_quiet_hours": _BOOL,
         "digest": {"type": "string", "enum": ["off", "daily"]},
+        "nearby": _NEARBY,
+        "clear_nearby": _BOOL,
     },
     "additionalProperties": False,
 }
@@ -409,7 +420,7 @@ OPENAPI_PATHS: dict[str, Schema] = {
     },
     "/api/v1/vendor/promotions": {
         "post": {
-            "summary": "Send a promotion to followers who opted in (capped per day)",
+            "summary": "Send a promotion to followers and nearby users who opted in (capped)",
             "security": _BEARER,
             "parameters": [
                 {

@@ -118,6 +118,15 @@ class KindPrefs(BaseModel):
     push: bool | None = None
 
 
+class NearbyArea(BaseModel):
+    """Where a user takes promotions of vendors they do not follow from: a point, of which only
+    its cell is kept (the vendors whose neighbourhood holds that cell may reach them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    lat: float
+    lng: float
+
+
 class SettingsBody(BaseModel):
     """PUT /api/v1/me/notification-settings: any part; what is left out keeps its value."""
 
@@ -129,6 +138,8 @@ class SettingsBody(BaseModel):
     quiet_hours: QuietHours | None = None
     clear_quiet_hours: bool = False
     digest: Literal["off", "daily"] | None = None
+    nearby: NearbyArea | None = None
+    clear_nearby: bool = False
 
 
 def zone(name: str) -> ZoneInfo:
@@ -169,12 +180,20 @@ class Preferences:
         """Is this email left to the daily digest instead of sent on its own?"""
         return channel == "email" and self.digest() == "daily" and kind in DIGEST_KINDS
 
+    def nearby_cell(self) -> str | None:
+        """The cell promotions of nearby vendors (not followed) may reach this user in."""
+        raw = self.stored.get("nearby")
+        return str(raw["cell"]) if raw else None
+
     def quiet(self) -> QuietHours | None:
         raw = self.stored.get("quiet_hours")
         return QuietHours.model_validate(raw) if raw else None
 
-    def updated(self, body: SettingsBody) -> Preferences:
-        """These preferences with ``body`` applied; an unknown kind is ``bad_request``."""
+    def updated(self, body: SettingsBody, nearby_cell: str | None = None) -> Preferences:
+        """These preferences with ``body`` applied (``nearby_cell``: the cell of
+        ``body.nearby``); an unknown kind is ``bad_request``."""
+        if body.clear_nearby and body.nearby is not None:
+            raise BadRequest("give either nearby or clear_nearby: true")
         out = dict(self.stored)
         for channel in CHANNELS:
             value = getattr(body, channel)
@@ -194,6 +213,10 @@ class Preferences:
             out.pop("quiet_hours", None)
         elif body.quiet_hours is not None:
             out["quiet_hours"] = body.quiet_hours.model_dump()
+        if body.clear_nearby:
+            out.pop("nearby", None)
+        elif nearby_cell is not None:
+            out["nearby"] = {"cell": nearby_cell}
         return Preferences(out)
 
     def public(self) -> dict[str, Any]:
@@ -213,6 +236,8 @@ class Preferences:
         }
         if (quiet := self.quiet()) is not None:
             out["quiet_hours"] = quiet.model_dump()
+        if (cell := self.nearby_cell()) is not None:
+            out["nearby"] = {"cell": cell}
         return out
 
     def _kind_value(self, kind: str, channel: str) -> bool:

@@ -243,7 +243,13 @@ async def open_services(
             control=control,
             media=media,
             notifications=NotificationService(
-                db, redis, push, lambda: links.key, settings.promotion_daily_cap
+                db,
+                redis,
+                push,
+                lambda: links.key,
+                settings.promotion_daily_cap,
+                geo,
+                settings.promotion_nearby_daily_cap,
             ),
             account_emails=AccountEmails(settings, db, accounts, links),
             notifier=notifier,

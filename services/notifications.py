@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from models.cells import Geo
 from models.errors import BadRequest, NotFound, RateLimited
 from models.ids import new_id
 from models.notifications import (
@@ -40,12 +41,16 @@ class NotificationService:
         push: WebPush,
         key: Callable[[], bytes],
         cap: int,
+        geo: Geo,
+        nearby_cap: int,
     ) -> None:
         self.db = db
         self.redis = redis
         self.push = push
         self._key = key  # the unsubscribe key (known once Links has started)
         self.promotion_cap = cap
+        self.geo = geo
+        self.nearby_cap = nearby_cap
 
     # -- the centre -----------------------------------------------------------------------------
     async def listing(
@@ -73,7 +78,8 @@ class NotificationService:
         return Preferences.of(await st.settings_of(self.db, user_id)).public()
 
     async def update_settings(self, user_id: str, body: SettingsBody) -> dict[str, Any]:
-        prefs = Preferences.of(await st.settings_of(self.db, user_id)).updated(body)
+        cell = self.geo.cell_of(body.nearby.lat, body.nearby.lng) if body.nearby else None
+        prefs = Preferences.of(await st.settings_of(self.db, user_id)).updated(body, cell)
         await st.save_settings(self.db, user_id, prefs.stored)
         return prefs.public()
 
@@ -110,10 +116,12 @@ class NotificationService:
         text: str,
         key: str | None,
     ) -> dict[str, Any]:
-        """A ``promotion`` notification to every follower of the vendor's user (an opt-in kind:
-        only those who turned it on get it in-app, by email or push), at most
-        ``promotion_daily_cap`` a day per vendor. A retry with the same ``key`` answers the
-        first promotion and sends nothing."""
+        """A ``promotion`` notification to every follower of the vendor's user and to every
+        user nearby who is not one (their ``nearby`` cell in the vendor's neighbourhood, at most
+        ``nearby_cap`` such a day each), of those who turned the kind on (an opt-in kind: only
+        they get it, in-app, by email or push as they chose); at most ``promotion_daily_cap`` a
+        day per vendor. A retry with the same ``key`` answers the first promotion and sends
+        nothing."""
         promo_id = new_id()
         async with self.db.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"promo:{vendor_id}")
@@ -139,14 +147,9 @@ class NotificationService:
             )
             if int(today or 0) >= self.promotion_cap:
                 raise RateLimited(f"at most {self.promotion_cap} promotions a day")
-            audience = await conn.fetch(
-                "SELECT f.follower_id FROM follows f JOIN notification_settings s"
-                " ON s.user_id = f.follower_id WHERE f.followee_id = $1"
-                " AND (s.settings -> 'kinds' -> 'promotion' ->> 'inapp' = 'true'"
-                " OR s.settings -> 'kinds' -> 'promotion' ->> 'email' = 'true'"
-                " OR s.settings -> 'kinds' -> 'promotion' ->> 'push' = 'true')",
-                vendor_user,
-            )
+            cell = await conn.fetchval("SELECT cell FROM vendors WHERE id = $1", vendor_id)
+            cells = self.geo.neighbourhood(str(cell)) if cell else []
+            audience = await st.promotion_audience(conn, vendor_user, cells, self.nearby_cap)
             data = {
                 "kind": "promotion",
                 "promotion_id": promo_id,
@@ -156,7 +159,8 @@ class NotificationService:
                 "text": text,
             }
             events = [
-                await inbox_event(conn, r["follower_id"], "notification", data) for r in audience
+                await inbox_event(conn, user, "notification", {**data, "reach": reach})
+                for user, reach in audience
             ]
             created = await conn.fetchval(
                 "INSERT INTO promotions (id, vendor_id, key, title, body, recipients)"

@@ -84,6 +84,41 @@ async def save_settings(db: Db, user_id: str, settings: dict[str, Any]) -> None:
     )
 
 
+_PROMOTION_ON = (
+    "(s.settings -> 'kinds' -> 'promotion' ->> 'inapp' = 'true'"
+    " OR s.settings -> 'kinds' -> 'promotion' ->> 'email' = 'true'"
+    " OR s.settings -> 'kinds' -> 'promotion' ->> 'push' = 'true')"
+)
+
+
+async def promotion_audience(
+    conn: Conn, vendor_user: str, cells: list[str], nearby_cap: int
+) -> list[tuple[str, str]]:
+    """``(user_id, reach)`` of a vendor's promotion, of the users who turned ``promotion`` on:
+    its followers (``follower``) and the users whose ``nearby`` cell is one of ``cells`` and
+    who do not follow it (``nearby``), unless they had ``nearby_cap`` such today (UTC)."""
+    rows = await conn.fetch(
+        "SELECT f.follower_id AS user_id, 'follower' AS reach FROM follows f"
+        " JOIN notification_settings s ON s.user_id = f.follower_id"
+        f" WHERE f.followee_id = $1 AND {_PROMOTION_ON}"
+        " UNION ALL"
+        " SELECT s.user_id, 'nearby' FROM notification_settings s"
+        " WHERE s.settings ? 'nearby' AND s.settings -> 'nearby' ->> 'cell' = ANY($2::text[])"
+        f" AND s.user_id <> $1 AND {_PROMOTION_ON}"
+        " AND NOT EXISTS (SELECT 1 FROM follows f"
+        " WHERE f.followee_id = $1 AND f.follower_id = s.user_id)"
+        " AND (SELECT count(*) FROM notifications n WHERE n.user_id = s.user_id"
+        " AND n.kind = 'promotion' AND n.data ->> 'reach' = 'nearby'"
+        " AND n.created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+        " < $3"
+        " ORDER BY 1",
+        vendor_user,
+        cells,
+        nearby_cap,
+    )
+    return [(r["user_id"], r["reach"]) for r in rows]
+
+
 # -- push subscriptions -------------------------------------------------------------------------
 async def add_subscription(db: Db, user_id: str, endpoint: str, p256dh: str, auth: str) -> None:
     """One row per device; a device that re-subscribes (or changes hands) takes its endpoint."""

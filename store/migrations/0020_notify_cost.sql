@@ -129,6 +129,13 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- Promotions to nearby users who do not follow the vendor (services/notifications.py): who
+-- set a `nearby` cell, and how many such promotions each had today.
+CREATE INDEX notification_settings_nearby
+    ON notification_settings ((settings -> 'nearby' ->> 'cell')) WHERE settings ? 'nearby';
+CREATE INDEX notifications_promotions ON notifications (user_id, created_at)
+    WHERE kind = 'promotion';
+
 -- The notifiers' wake-up: one NOTIFY per statement that queued a delivery, and Postgres folds
 -- the identical ones of a transaction into one, so a shard's batch of many inbox events wakes
 -- each listening notifier once, at its commit (and never for a rolled-back one).

@@ -410,3 +410,85 @@ async def test_a_daily_digest_gathers_the_social_emails(
     await asyncio.sleep(2 * settings.notify_digest_period_s + 1)
     later = mail_sink.to(user.email)
     assert len([m for m in later if m["Subject"] == "Your Hyperlocal digest"]) == seen
+
+
+async def _promotions(settings: Settings, user_id: str) -> list[str]:
+    """The reach (``follower`` / ``nearby``) of every promotion in ``user_id``'s centre."""
+    conn = await _db(settings)
+    try:
+        rows = await conn.fetch(
+            "SELECT data ->> 'reach' AS reach FROM notifications"
+            " WHERE user_id = $1 AND kind = 'promotion' ORDER BY id",
+            user_id,
+        )
+    finally:
+        await conn.close()
+    return [r["reach"] for r in rows]
+
+
+async def test_promotions_reach_nearby_users_who_opted_in_capped_per_user(
+    api: Api, settings: Settings
+) -> None:
+    here, far = mk.spot(settings, 47), mk.spot(settings, 48)
+    seller, vendor = await mk.vendor(api, here, "nearshop")
+    other_seller, _ = await mk.vendor(api, mk.neighbour(settings, here), "nextshop")
+    on = {"kinds": {"promotion": {"inapp": True}}}
+
+    async def person(name: str, where: tuple[float, float] | None, opted: bool) -> User:
+        user = await api.signup(name)
+        body: dict[str, Any] = dict(on) if opted else {}
+        if where is not None:
+            body["nearby"] = {"lat": where[0], "lng": where[1]}
+        status, out = await _settings(api, user, body)
+        assert status == 200, out
+        return user
+
+    near = await person("near", here, True)
+    beside = await person("beside", mk.neighbour(settings, here), True)
+    away = await person("away", far, True)
+    unwilling = await person("unwilling", here, False)
+    fan = await person("nearfan", here, True)
+    await _settings(api, seller, {**on, "nearby": {"lat": here[0], "lng": here[1]}})
+    ws = await api.connect(fan)
+    await ws.mutate("user.follow", {"user_id": seller.id})
+    await ws.close()
+    _, shown = await api.get("/api/v1/me/notification-settings", near.access_token)
+    assert shown["nearby"] == {"cell": vendor["cell"]}  # only the cell is kept, not the point
+
+    path = "/api/v1/vendor/promotions"
+    body = {"title": "Fresh bread", "text": "Out of the oven"}
+    status, out = await mk.rest(api, "POST", path, body, seller.access_token)
+    assert status == 201 and out["promotion"]["recipients"] == 3, out
+    assert await _promotions(settings, near.id) == ["nearby"]
+    assert await _promotions(settings, beside.id) == ["nearby"]
+    assert await _promotions(settings, fan.id) == ["follower"]  # once, as a follower
+    for nobody in (away, unwilling, seller):
+        assert await _promotions(settings, nobody.id) == []
+
+    # a nearby user gets at most promotion_nearby_daily_cap a day from vendors not followed;
+    # a follower's count only against the vendor's own cap
+    cap = settings.promotion_nearby_daily_cap
+    assert settings.promotion_daily_cap >= cap
+    for _ in range(cap - 1):
+        status, _ = await mk.rest(api, "POST", path, body, seller.access_token)
+        assert status == 201
+    status, out = await mk.rest(api, "POST", path, body, other_seller.access_token)
+    assert status == 201 and out["promotion"]["recipients"] == 2, out
+    assert await _promotions(settings, seller.id) == ["nearby"]  # another shop's: nearby too
+    assert await _promotions(settings, near.id) == ["nearby"] * cap  # capped: not the 4th
+    assert await _promotions(settings, beside.id) == ["nearby"] * cap
+    assert await _promotions(settings, fan.id) == ["follower"] * cap + ["nearby"]
+
+    # bad input changes nothing; clear_nearby forgets the cell
+    for bad in (
+        {"nearby": {"lat": 91.0, "lng": 0.0}},
+        {"nearby": {"lat": "52.5", "lng": 13.4}},
+        {"nearby": {"lat": 52.5}},
+        {"nearby": {"lat": here[0], "lng": here[1]}, "clear_nearby": True},
+    ):
+        status, err = await _settings(api, near, bad)
+        assert status == 400 and err["error"]["code"] == "bad_request", (bad, err)
+    _, again = await api.get("/api/v1/me/notification-settings", near.access_token)
+    assert again == shown
+    status, cleared = await _settings(api, near, {"clear_nearby": True})
+    assert status == 200 and "nearby" not in cleared

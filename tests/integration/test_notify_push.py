@@ -81,6 +81,13 @@ async def test_a_follow_is_pushed_encrypted_to_every_device(
     assert push.rejected == []
     assert [(r["status"], r["attempts"]) for r in await _rows(settings, user.id)] == [("sent", 1)]
     assert fan.id
+    # /metrics: what this gateway settled, by channel and outcome, and the outbox's queue
+    async with api.http.get(api.base + "/metrics") as resp:
+        lines = (await resp.text()).splitlines()
+    sent = next(x for x in lines if x.startswith("hl_notify_deliveries_total{"))
+    assert any('channel="push"' in x and 'outcome="sent"' in x for x in lines), sent
+    assert any(x.startswith("hl_notify_queued_email ") for x in lines)
+    assert any(x.startswith("hl_notify_queued_push ") for x in lines)
 
 
 async def test_gone_devices_are_removed_and_failures_retried(

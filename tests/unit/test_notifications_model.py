@@ -9,12 +9,15 @@ import pytest
 
 from models.errors import BadRequest
 from models.notifications import (
+    DIGEST_KINDS,
     KINDS,
     KindPrefs,
+    NearbyArea,
     Preferences,
     QuietHours,
     SettingsBody,
     check_unsubscribe,
+    kind_rows,
     quiet_until,
     unsubscribe_body,
     unsubscribe_token,
@@ -35,6 +38,26 @@ def test_defaults_then_a_users_choice_then_the_global_switch() -> None:
     assert off.wants("post.liked", "inapp")  # in-app has no global switch
     public = off.public()
     assert public["email"] is False and set(public["kinds"]) == set(KINDS)
+
+
+def test_the_trigger_reads_every_kind_with_its_defaults() -> None:
+    rows = {row[0]: row[1:] for row in kind_rows()}
+    assert set(rows) == set(KINDS)
+    assert rows["order.status"] == (True, True, True, False)
+    assert rows["promotion"] == (False, False, False, True)
+    assert {k for k, (*_, digest) in rows.items() if digest} == DIGEST_KINDS
+
+
+def test_nearby_keeps_a_cell_and_is_cleared_on_request() -> None:
+    area = SettingsBody(nearby=NearbyArea(lat=38.7, lng=-9.1))
+    prefs = Preferences.of(None).updated(area, "88393362a3fffff")
+    assert prefs.nearby_cell() == "88393362a3fffff"
+    assert prefs.public()["nearby"] == {"cell": "88393362a3fffff"}  # never the point
+    assert "lat" not in str(prefs.stored)
+    cleared = prefs.updated(SettingsBody(clear_nearby=True))
+    assert cleared.nearby_cell() is None and "nearby" not in cleared.public()
+    with pytest.raises(BadRequest):
+        prefs.updated(SettingsBody(nearby=NearbyArea(lat=1.0, lng=2.0), clear_nearby=True), "x")
 
 
 def test_an_unknown_kind_is_refused() -> None:
