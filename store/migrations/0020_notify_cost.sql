@@ -138,11 +138,12 @@ CREATE INDEX notifications_promotions ON notifications (user_id, created_at)
 
 -- The notifiers' wake-up: one NOTIFY per statement that queued a delivery, and Postgres folds
 -- the identical ones of a transaction into one, so a shard's batch of many inbox events wakes
--- each listening notifier once, at its commit (and never for a rolled-back one).
+-- each listening notifier once, at its commit (and never for a rolled-back one). The payload,
+-- the transaction's id, only tells wake-ups apart (tests, debugging); the notifier ignores it.
 CREATE FUNCTION hl_outbox_wake() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM hl_queued) THEN
-        PERFORM pg_notify('hl_outbox', '');
+        PERFORM pg_notify('hl_outbox', pg_current_xact_id()::text);
     END IF;
     RETURN NULL;
 END $$;

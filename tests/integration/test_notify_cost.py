@@ -122,33 +122,32 @@ async def test_one_notify_per_transaction_and_none_for_nothing_queued(
 ) -> None:
     user = await api.signup("wakeme")
     order = {"order": {"id": "o2", "status": "paid", "buyer_id": user.id}}
-    got: list[str] = []
+    like = {"kind": "post.liked", "by": "x", "post_id": "p"}  # in-app only by default
+    got: list[str] = []  # payloads: the id of the transaction that sent each
     listener = await mk.db(settings)
     conn = await mk.db(settings)
 
-    async def heard() -> int:
-        await asyncio.sleep(0.5)
-        n = len(got)
-        got.clear()
-        return n
+    async def events(ev: str, data: Any, n: int, abort: bool = False) -> str:
+        """``n`` inbox events in one transaction; its id."""
+        tx = conn.transaction()
+        await tx.start()
+        xid = str(await conn.fetchval("SELECT pg_current_xact_id()"))
+        for _ in range(n):
+            await inbox_event(conn, user.id, ev, data)
+        await (tx.rollback() if abort else tx.commit())
+        return xid
 
     try:
         await listener.add_listener(WAKE_CHANNEL, lambda *args: got.append(args[3]))
-        async with conn.transaction():  # three events that queue emails: one wake-up
-            for _ in range(3):
-                await inbox_event(conn, user.id, "order.updated", order)
-        assert await heard() == 1
-        with pytest.raises(RuntimeError):
-            async with conn.transaction():  # rolled back: nothing to wake anyone for
-                await inbox_event(conn, user.id, "order.updated", order)
-                raise RuntimeError("abort")
-        like = {"kind": "post.liked", "by": "x", "post_id": "p"}
-        async with conn.transaction():  # a like is in-app only by default: nothing queued
-            await inbox_event(conn, user.id, "notification", like)
-        assert await heard() == 0
+        queued = await events("order.updated", order, 3)  # three emails queued: one wake-up
+        rolled_back = await events("order.updated", order, 2, abort=True)
+        nothing = await events("notification", like, 2)
+        await asyncio.sleep(1.0)  # (other tests' wake-ups may arrive too: told apart by id)
     finally:
         await listener.close()
         await conn.close()
+    assert got.count(queued) == 1
+    assert rolled_back not in got and nothing not in got
 
 
 async def test_a_batch_is_settled_in_one_statement(api: Api, settings: Settings) -> None:
