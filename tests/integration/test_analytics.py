@@ -198,6 +198,18 @@ async def test_exports_parse_back_as_csv_and_parquet(api: Api, settings: Setting
         assert status == 400 and code in body.decode(), (query, body)
 
 
+async def _app_token(api: Api, token: str, scopes: list[str]) -> str:
+    status, app = await mk.rest(
+        api, "POST", "/api/v1/vendor/apps", {"name": "bi", "scopes": scopes}, token
+    )
+    assert status == 201, app
+    form = {"grant_type": "client_credentials", "client_id": app["client_id"],
+            "client_secret": app["client_secret"]}  # fmt: skip
+    async with api.http.post(api.base + "/api/v1/oauth/token", data=form) as resp:
+        assert resp.status == 200
+        return str((await resp.json())["access_token"])
+
+
 def rows_header(rows: list[dict[str, str]]) -> str:
     return ",".join(rows[0].keys()) + "\n"
 
@@ -228,6 +240,16 @@ async def test_access_is_the_vendors_own_or_an_admins(api: Api, settings: Settin
     assert status == 404 and body["error"]["code"] == "not_found"
     status, body = await _get(api, admin.access_token)  # an admin who sells nothing
     assert status == 403
+
+    # An app token reads its vendor's figures with orders:read, never another's (no roles).
+    for scopes, want in ((["orders:read"], 200), (["listings:read"], 403)):
+        app_tok = await _app_token(api, shop.seller.access_token, scopes)
+        status, body = await _get(api, app_tok)
+        assert status == want, body
+        if want == 200:
+            assert comparable(body) == comparable(own)
+            status, body = await _get(api, app_tok, f"?vendor_id={other.id}")
+            assert status == 403 and body["error"]["code"] == "forbidden"
 
     tok = shop.seller.access_token
     for query in ("?from=2026-03-02&to=2026-03-01", "?granularity=month", "?from=2026-13-01",

@@ -1,0 +1,41 @@
+"""cluster/analytics_jobs.py: the scheduled rollup loop survives failed runs and keeps its
+schedule; an interval of 0 schedules nothing. No Ray: the run is a stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from cluster.analytics_jobs import rollup_loop, with_rollups
+from cluster.config import Settings
+
+
+async def test_the_loop_goes_on_after_a_failed_run() -> None:
+    settings = Settings(analytics_rollup_interval_s=0.01)
+    calls: list[int] = []
+    done = asyncio.Event()
+
+    async def run(_: Settings) -> dict[str, Any]:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise ConnectionError("postgres went away")
+        if len(calls) == 3:
+            done.set()
+        return {"busy": False}
+
+    task = asyncio.create_task(rollup_loop(settings, run))
+    await asyncio.wait_for(done.wait(), 5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert len(calls) >= 3
+
+
+async def test_an_interval_of_zero_runs_only_main() -> None:
+    async def main() -> None:
+        return None
+
+    coro = main()
+    assert with_rollups(Settings(analytics_rollup_interval_s=0), coro) is coro
+    await coro
