@@ -39,3 +39,14 @@ async def test_an_interval_of_zero_runs_only_main() -> None:
     coro = main()
     assert with_rollups(Settings(analytics_rollup_interval_s=0), coro) is coro
     await coro
+
+
+def test_the_cli_has_the_rollup_and_the_warehouse_export() -> None:
+    from cluster import analytics_jobs
+    from cluster.cli import parser
+
+    args = parser().parse_args(["warehouse", "export", "out", "--tables", "orders"])
+    assert args.func is analytics_jobs.cmd_export and (args.dir, args.tables) == ("out", "orders")
+    assert parser().parse_args(["analytics", "rollup"]).func is analytics_jobs.cmd_rollup
+    bad = parser().parse_args(["warehouse", "export", "out", "--tables", "payments"])
+    assert analytics_jobs.cmd_export(bad) == 2  # refused before anything starts
