@@ -48,6 +48,13 @@ async def test_post_and_chat_live_between_two_browsers(
     ).to_be_visible()
     alerts = ada.get_by_role("navigation", name="Sections").get_by_role("link", name="Alerts")
     await expect(alerts).to_contain_text("1")  # the notification centre heard of the like
+    await alerts.click()
+    centre = ada.get_by_role("list", name="Notifications")
+    await expect(centre.get_by_text("liked your post")).to_be_visible()
+    await expect(centre.get_by_role("link", name="Bob")).to_be_visible()
+    await ada.get_by_role("button", name="Mark all read").click()
+    await expect(ada.get_by_text("0 unread")).to_be_visible()
+    await expect(alerts).not_to_contain_text("1")
 
     for page in (ada, bob):
         await page.get_by_role("link", name="Chat").click()
