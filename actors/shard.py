@@ -10,6 +10,7 @@ safe because every mutation is idempotent by key.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ray
@@ -61,6 +62,10 @@ class CellShard:
 
     async def ping(self) -> str:
         return self._host.name
+
+    async def pid(self) -> int:
+        """This incarnation's process id (the failover benchmark kills it)."""
+        return os.getpid()
 
 
 def _node_id() -> str:

@@ -139,6 +139,22 @@ class Settings(BaseSettings):
     """A shard is overloaded when its calls/s exceed this many times the mean of the others."""
     rebalance_min_per_s: float = Field(50.0, ge=0)
     """...and at least this many calls/s (a nearly idle cluster is never rebalanced)."""
+    # failover (issue 13, docs/operations.md "Node failure")
+    failover_ping_s: float = Field(0.2, ge=0, le=60)
+    """The control actor pings every shard of the table this often over its direct channel; a
+    shard that refuses or resets the connection, or misses ``failover_misses`` pings in a row,
+    is failed over: one table change gives its keys to the others (0: failover is off, cells
+    wait for Ray to restart the shard)."""
+    failover_timeout_s: float = Field(1.0, gt=0, le=60)
+    """A ping not answered within this is a miss (a slow shard is not a dead one)."""
+    failover_misses: int = Field(3, ge=1, le=100)
+    """Missed pings in a row that fail a shard over (a refused or reset connection: at once)."""
+    failover_rejoin_s: float = Field(10.0, ge=0, le=3600)
+    """A failed-over shard that has answered every ping this long (Ray restarted it) gets its
+    hashed keys back by a table change (0: it stays empty until `hyperlocal scale`)."""
+    failover_poll_s: float = Field(0.1, gt=0, le=10)
+    """A gateway call to a shard that broke or timed out reloads the placement table this
+    often while it waits, and goes to the new owner as soon as the table moves."""
 
     # -- streams ------------------------------------------------------------------------------
     recovery_max_events: int = Field(1000, ge=1)

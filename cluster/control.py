@@ -7,8 +7,10 @@ memory that matters: every action's state and its audit entry are in Postgres, s
 (Ray restarts it, ``max_restarts=-1``) loses nothing. Calls are not retried by Ray
 (``max_task_retries=0``): an action is not idempotent by itself, a caller that gets
 ``unavailable`` decides. Beside the calls it lifts expired suspensions every ``admin_sweep_s``,
-sends again a vendor's suspension flag its owner shard missed (``AdminService.sync_vendors``)
-and, when ``rebalance_interval_s`` is set, runs the hot-cell rebalancer (services/scaling.py).
+sends again a vendor's suspension flag its owner shard missed (``AdminService.sync_vendors``),
+when ``rebalance_interval_s`` is set, runs the hot-cell rebalancer (services/scaling.py) and,
+unless ``failover_ping_s`` is 0, the failover watcher (services/failover.py): a dead shard's
+cells go to the others by one table change.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from cluster.config import Settings
 from cluster.fleet import RayFleet
 from services.container import Services, open_services
 from services.control import ControlHost
+from services.failover import FailoverWatcher
+from services.transport import RayTransport
 
 log = logging.getLogger("hyperlocal.control")
 
@@ -40,6 +44,8 @@ class ControlActor:
         self._opening = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
         self._rebalancer: asyncio.Task[None] | None = None
+        self._watcher: FailoverWatcher | None = None
+        self._failover: asyncio.Task[None] | None = None
         self._incarnation = uuid.uuid4().hex[:12]
 
     async def _ready(self) -> ControlHost:
@@ -60,6 +66,11 @@ class ControlActor:
                 self._sweeper = asyncio.create_task(self._sweep(), name="suspension-sweep")
                 if self._settings.rebalance_interval_s > 0:
                     self._rebalancer = asyncio.create_task(self._rebalance(), name="rebalancer")
+                if self._settings.failover_ping_s > 0:
+                    self._watcher = FailoverWatcher(
+                        self._settings, services.db, services.cluster, self._probe_transport()
+                    )
+                    self._failover = asyncio.create_task(self._watcher.run(), name="failover")
                 gcpolicy.settle(self._settings)
             return self._host
 
@@ -89,6 +100,25 @@ class ControlActor:
             except Exception:  # a loop that must not die: log, back off, go on
                 log.exception("rebalance round failed")
 
+    def _probe_transport(self) -> RayTransport:
+        """Ray calls for the probe (a shard's endpoint), bounded by the ping's timeout."""
+        s = self._settings
+        return RayTransport({}, s.failover_timeout_s, s.ray_namespace)
+
+    async def stop_failover(self) -> None:
+        """Stop watching the shards (a deployment shutting down kills them next: that is no
+        failure to act on)."""
+        if self._failover is not None:
+            self._failover.cancel()
+            self._failover = None
+        if self._watcher is not None:
+            await self._watcher.close()
+
+    async def failovers(self) -> list[dict[str, Any]]:
+        """The failovers and rejoins this incarnation made (tests, benchmarks)."""
+        await self._ready()
+        return list(self._watcher.changes) if self._watcher else []
+
     async def ping(self) -> str:
         """``control:<incarnation>``, once the services are open (a new one after a restart)."""
         await self._ready()
@@ -103,9 +133,11 @@ class ControlActor:
 ControlRemote = ray.remote(ControlActor)
 
 
-def start_control(settings: Settings) -> Any:
-    """Create (or find) the deployment's control actor and wait until it serves."""
+def start_control(settings: Settings, **placed: Any) -> Any:
+    """Create (or find) the deployment's control actor and wait until it serves; ``placed``:
+    Ray scheduling options (``scheduling_strategy``: off the shards' nodes, say)."""
     handle = ControlRemote.options(
+        **placed,
         name=settings.control_actor_name,
         namespace=settings.ray_namespace,
         lifetime="detached",

@@ -8,6 +8,7 @@ It returns the resolved Settings (with the real URLs) that gateways and shards r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -82,9 +83,12 @@ class Runtime:
         return self.settings.ray_address or str(ray.get_runtime_context().gcs_address)
 
     def start_shards(self) -> Placement:
-        """Create (or find) the named shard actors and make the placement table match them."""
+        """Create (or find) the shard actors and make the placement table match them: the
+        shards a stored table names (the last scale, failover or pin, kept across restarts),
+        else ``shard_count`` of them, which only seeds a new table."""
         options = shard_actor_options(self.settings)
-        for name in self.settings.shard_names():
+        names = asyncio.run(self._stored_shards()) or self.settings.shard_names()
+        for name in names:
             self.shards[name] = ShardActor.options(
                 **options,
                 name=name,
@@ -93,13 +97,22 @@ class Runtime:
                 get_if_exists=True,
             ).remote(name, self.settings)
         ray.get([h.ping.remote() for h in self.shards.values()], timeout=60)  # type: ignore[attr-defined]
-        return asyncio.run(self._ensure_placement())
+        return asyncio.run(self._ensure_placement(names))
 
-    async def _ensure_placement(self) -> Placement:
+    async def _stored_shards(self) -> tuple[str, ...] | None:
         assert self.settings.database_url
         pool = await create_pool(self.settings.database_url)
         try:
-            return await placement.ensure(pool, self.settings.shard_names())
+            table = await placement.load(pool)
+            return table.shards if table else None
+        finally:
+            await pool.close()
+
+    async def _ensure_placement(self, names: tuple[str, ...]) -> Placement:
+        assert self.settings.database_url
+        pool = await create_pool(self.settings.database_url)
+        try:
+            return await placement.ensure(pool, names)
         finally:
             await pool.close()
 
@@ -136,6 +149,8 @@ class Runtime:
             self.deployment_file().unlink(missing_ok=True)
         if self.started_ray:
             if self.control is not None:
+                with contextlib.suppress(Exception):  # its watcher must not see shards die
+                    ray.get(self.control.stop_failover.remote(), timeout=10)  # type: ignore[attr-defined]
                 ray.kill(self.control)  # type: ignore[arg-type]
             for handle in self.shards.values():
                 ray.kill(handle)  # type: ignore[arg-type]

@@ -42,8 +42,11 @@ class ChannelLost(Unavailable):
 class _Channel:
     """One connection to one shard's channel; reconnects on the next request after a break."""
 
-    def __init__(self, shard: str, ray: RayTransport, timeout_s: float) -> None:
+    def __init__(
+        self, shard: str, ray: RayTransport, timeout_s: float, attempts: int = ATTEMPTS
+    ) -> None:
         self.shard = shard
+        self._attempts = attempts
         self._ray = ray
         self._timeout_s = timeout_s
         self._writer: asyncio.StreamWriter | None = None
@@ -59,11 +62,11 @@ class _Channel:
         """The shard's answer; a connection that breaks first is replaced and the request sent
         again (``ATTEMPTS`` in all), so a shard restart looks to the caller as it does over Ray:
         a slower answer, not an error. ``waited_s`` goes last, to a shard that understands it."""
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(1, self._attempts + 1):
             try:
                 return await self._call_once(method, args, waited_s)
             except ChannelLost:
-                if attempt == ATTEMPTS:
+                if attempt == self._attempts:
                     raise
                 await asyncio.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
@@ -143,17 +146,23 @@ def _expire(future: asyncio.Future[Answer]) -> None:
 
 
 class DirectTransport:
-    """Shards over their direct channels; endpoints from Ray (``RayTransport.endpoint``)."""
+    """Shards over their direct channels; endpoints from Ray (``RayTransport.endpoint``).
 
-    def __init__(self, ray: RayTransport, timeout_s: float) -> None:
+    ``attempts`` 1 (failover on): a broken connection is ``unavailable`` at once, and the
+    router, not the channel, sends again while it watches the table (services/router.py)."""
+
+    def __init__(self, ray: RayTransport, timeout_s: float, attempts: int = ATTEMPTS) -> None:
         self._ray = ray
         self._timeout_s = timeout_s
+        self._attempts = attempts
         self._channels: dict[str, _Channel] = {}
 
     def _channel(self, shard: str) -> _Channel:
         channel = self._channels.get(shard)
         if channel is None:
-            channel = self._channels[shard] = _Channel(shard, self._ray, self._timeout_s)
+            channel = self._channels[shard] = _Channel(
+                shard, self._ray, self._timeout_s, self._attempts
+            )
         return channel
 
     async def execute(

@@ -24,6 +24,7 @@ import h3
 from models.admin import target_ref
 from models.cells import Geo
 from models.errors import BadRequest, Conflict, NotFound
+from models.failover import shard_order, with_back, without
 from models.placement import Placement, cell_key
 from store import admin_store, placement
 
@@ -33,7 +34,12 @@ Change = Callable[[Placement], tuple[Placement, dict[str, Any]]]
 
 
 async def _change(
-    db: asyncpg.Pool, action: str, target: str, actor: str | None, change: Change
+    db: asyncpg.Pool,
+    action: str,
+    target: str,
+    actor: str | None,
+    change: Change,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """Put ``change(table in force)`` in force under the placement row's lock (the change may
     refuse with a typed error), audited in the same transaction; its record, with the new
@@ -46,7 +52,7 @@ async def _change(
         new, record = change(table)
         await placement.save(conn, new)
         record = {**record, "placement_version": new.version}
-        await admin_store.audit(conn, actor, action, target, None, record)
+        await admin_store.audit(conn, actor, action, target, reason, record)
     log.info("%s", action, extra=record)
     return record
 
@@ -160,5 +166,38 @@ async def reshard(db: asyncpg.Pool, count: int, actor: str | None = None) -> dic
 
 
 def _shard_order(name: str) -> tuple[int, str]:
-    tail = name.rsplit("-", 1)[-1]
-    return (int(tail), name) if tail.isdigit() else (1 << 30, name)
+    return shard_order(name)
+
+
+async def fail_over(db: asyncpg.Pool, dead: list[str]) -> dict[str, Any]:
+    """Take the shards ``dead`` out of the table (models/failover.py: ``without``), as the
+    operator, audited ``cluster.failover`` with reason ``failover``; the record names the
+    shards ``failed``, the ``shards`` left and the overrides (pins) ``dropped``.
+    ``conflict`` if none of them is in the table any more, or no shard would be left."""
+
+    def change(table: Placement) -> tuple[Placement, dict[str, Any]]:
+        failed = [s for s in dead if s in table.shards]
+        if not failed:
+            raise Conflict(f"{', '.join(dead)}: not in the table any more")
+        if len(failed) == len(table.shards):
+            raise Conflict("failover needs a surviving shard")
+        new = without(table, failed)
+        dropped = sorted(k for k, s in table.overrides.items() if s in failed)
+        record = {"failed": failed, "shards": list(new.shards), "dropped": dropped}
+        return new, {**record, "reason": "failover"}
+
+    return await _change(db, "cluster.failover", "cluster:shards", None, change, "failover")
+
+
+async def rejoin(db: asyncpg.Pool, back: list[str]) -> dict[str, Any]:
+    """Give the failed-over shards ``back`` their hashed keys again (``with_back``), audited
+    ``cluster.rejoin`` as the operator; ``conflict`` if they are all in the table already."""
+
+    def change(table: Placement) -> tuple[Placement, dict[str, Any]]:
+        rejoined = [s for s in back if s not in table.shards]
+        if not rejoined:
+            raise Conflict(f"{', '.join(back)}: in the table already")
+        new = with_back(table, rejoined)
+        return new, {"rejoined": rejoined, "shards": list(new.shards), "reason": "rejoin"}
+
+    return await _change(db, "cluster.rejoin", "cluster:shards", None, change, "rejoin")

@@ -32,7 +32,7 @@ from services.accounts import AuthService
 from services.admin import AdminService
 from services.analytics import AnalyticsService
 from services.appeals import AppealService
-from services.channel import DirectTransport
+from services.channel import ATTEMPTS, DirectTransport
 from services.chat import ChatService
 from services.checkout import Checkout
 from services.control import Control, ControlHost, LocalControl, RayControl
@@ -156,7 +156,10 @@ async def open_services(
     if transport is None:
         ray = RayTransport.connect(settings)
         direct = settings.shard_transport == "direct"
-        transport = owned = DirectTransport(ray, settings.shard_call_timeout_s) if direct else ray
+        attempts = 1 if settings.failover_ping_s > 0 else ATTEMPTS  # the router sends again
+        transport = owned = (
+            DirectTransport(ray, settings.shard_call_timeout_s, attempts) if direct else ray
+        )
     tasks: list[asyncio.Task[None]] = []
     dispatcher: HookDispatcher | None = None
     providers: dict[str, PaymentProvider] = {}
@@ -177,6 +180,7 @@ async def open_services(
             settings.batch_flush_ms / 1000,
             settings.batch_max,
             settings.batch_in_flight,
+            settings.failover_poll_s if settings.failover_ping_s > 0 else 0.0,
         )
         await router.refresh()
         geo = Geo(settings.h3_resolution, settings.k_ring)

@@ -5,6 +5,9 @@ commands from all sockets bound for a shard travel together, at most ``batch_in_
 per shard at a time (under load batches grow rather than calls). A shard
 answering ``moved`` makes the router reload the table and retry (a few times). Transport errors
 (actor dead, timeout) become ``unavailable``; the client retries with the same idempotency key.
+With failover on (``failover_poll_s``), a call whose connection to a shard broke is sent again
+while the router reloads the table every ``failover_poll_s``: once the control actor has failed
+the shard over, the call leaves the dead shard's restart behind and goes to the new owner.
 
 Commands are typed (models/commands.py); a command's ``route`` names its owner. The transport
 is the only thing that knows about Ray: ``RayTransport`` for the real path, ``LocalTransport``
@@ -22,6 +25,7 @@ from typing import Any
 from models.commands import ShardCommand, ShardRead
 from models.errors import AppError, Unavailable, error_from_dict
 from models.placement import Placement, cell_key
+from services.channel import ChannelLost
 from services.transport import ShardTransport
 
 log = logging.getLogger("hyperlocal.router")
@@ -124,8 +128,11 @@ class ShardRouter:
         flush_s: float,
         max_batch: int,
         max_in_flight: int = 1,
+        failover_poll_s: float = 0.0,
     ) -> None:
         self._transport = transport
+        self._poll_s = failover_poll_s
+        self._loaded_at = 0.0
         self._load_placement = load_placement
         self._flush_s = flush_s
         self._max_batch = max_batch
@@ -137,11 +144,14 @@ class ShardRouter:
         self.calls = 0  # command batches sent to shards
         self.commands = 0  # commands in them (commands / calls: the batching achieved)
 
-    async def refresh(self, seen: int = 0) -> Placement:
+    async def refresh(self, seen: int = 0, max_age_s: float = 0.0) -> Placement:
         """The table from Postgres; with ``seen`` (the version a shard answered ``moved``
-        with), only if ours is older. One load at a time: the many calls a move turns back
-        together wait for the same one."""
+        with), only if ours is older; with ``max_age_s``, only if ours was loaded longer ago.
+        One load at a time: the many calls a move turns back together wait for the same one."""
         if seen and self.placement is not None and self.placement.version >= seen:
+            return self.placement
+        fresh = asyncio.get_running_loop().time() - self._loaded_at < max_age_s
+        if max_age_s and self.placement is not None and fresh:
             return self.placement
         if self._loading is None:
             self._loading = asyncio.ensure_future(self._load())
@@ -150,6 +160,7 @@ class ShardRouter:
     async def _load(self) -> Placement:
         try:
             self.placement = await self._load_placement()
+            self._loaded_at = asyncio.get_running_loop().time()
             return self.placement
         finally:
             self._loading = None
@@ -210,13 +221,21 @@ class ShardRouter:
             table = await self._table()
             try:
                 reply = await send(table)
-            except Unavailable:
+            except Unavailable as exc:
                 # A shard removed by a scale-in is gone, not restarting: if the table changed
                 # since, the command has another owner now.
                 if (await self.refresh()).version == table.version:
-                    raise
-                self.moved_retries += 1
-                continue
+                    if not (self._poll_s and isinstance(exc, ChannelLost)):
+                        raise  # no failover, or a timeout (that shard answers slowly)
+                    answer = await self._unless_moved(send(table), table.version)
+                    if answer is not None:
+                        reply = answer
+                    else:
+                        self.moved_retries += 1
+                        continue
+                else:
+                    self.moved_retries += 1
+                    continue
             if "moved" in reply:
                 self.moved_retries += 1
                 await self.refresh(int(reply["moved"] or 0))
@@ -225,6 +244,27 @@ class ShardRouter:
                 return dict(reply["data"])
             raise error_from_dict(reply["error"])
         raise Unavailable("placement is changing, retry")
+
+    async def _unless_moved(
+        self, sending: Awaitable[dict[str, Any]], version: int
+    ) -> dict[str, Any] | None:
+        """``sending``'s reply (a shard that broke, sent to again: its restart, or its
+        failover); None, and ``sending`` abandoned, as soon as the table in Postgres is past
+        ``version`` (the control actor failed the shard over: the command has a new owner).
+        Abandoning is safe: a command is idempotent by its key, and a shard checked at an older
+        version is fenced."""
+        task = asyncio.ensure_future(sending)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self._poll_s)
+                if done:
+                    return task.result()
+                table = await self.refresh(max_age_s=self._poll_s / 2)
+                if table.version != version:
+                    return None
+        finally:
+            if not task.done():
+                task.cancel()
 
     async def feed_page(
         self, cells: list[str], cursor: str | None, limit: int

@@ -29,6 +29,7 @@ import asyncpg
 from cluster.config import Settings
 from models.cells import Geo
 from models.errors import BadRequest, Unavailable
+from models.failover import Liveness, Policy
 from models.rbac import Staff
 from models.rebalance import pick
 from services import cluster_ops as ops
@@ -80,6 +81,9 @@ class ClusterService:
             db, router, settings.shard_call_timeout_s, settings.cluster_view_cache_s
         )
         self._changing = asyncio.Lock()
+        self.liveness = Liveness(Policy(settings.failover_misses, settings.failover_rejoin_s))
+        """Which shards the failover watcher took out (services/failover.py): a scale decides
+        whether they come back."""
 
     # -- reads -----------------------------------------------------------------------------
     async def view(self, staff: Staff) -> dict[str, Any]:
@@ -118,6 +122,7 @@ class ClusterService:
         async with self._changing:
             table = await self.view_of.table()
             wanted = ops.general_names(table, shards)
+            await self._settle_failed(set(wanted) | set(table.shards))
             if set(wanted) == set(table.hashed):
                 return {"shards": list(table.shards), "added": [], "removed": [],
                         "placement_version": table.version, "changed": False}  # fmt: skip
@@ -131,6 +136,35 @@ class ClusterService:
                 await self.fleet.stop(record["removed"])
             log.info("scaled", extra=record)
             return {**record, "changed": True}
+
+    async def _settle_failed(self, keep: set[str]) -> None:
+        """A scale decides the fleet: shards failed over that it does not keep are stopped
+        (Ray may have restarted them, owning nothing) and not brought back by a rejoin; those
+        it keeps it starts and gives their keys like any added shard."""
+        gone = sorted(self.liveness.failed - keep)
+        self.liveness.forget()
+        if gone:
+            await self.fleet.stop(gone)
+
+    # -- failover (services/failover.py decides) -------------------------------------------
+    async def fail_over(self, dead: list[str]) -> dict[str, Any]:
+        """Take ``dead`` out of the table (their keys to the others), audited as the
+        operator's ``cluster.failover``; the record."""
+        async with self._changing:
+            record = await ops.fail_over(self.db, dead)
+            self.liveness.failed_over(record["failed"])
+            await self.router.refresh()
+        log.warning("failed over %s (v%s)", record["failed"], record["placement_version"])
+        return record
+
+    async def rejoin(self, back: list[str]) -> dict[str, Any]:
+        """Give the failed-over shards ``back`` their hashed keys again (``cluster.rejoin``)."""
+        async with self._changing:
+            record = await ops.rejoin(self.db, back)
+            self.liveness.rejoined(record["rejoined"])
+            await self.router.refresh()
+        log.warning("rejoined %s (v%s)", record["rejoined"], record["placement_version"])
+        return record
 
     async def _drain(self, shard: str) -> None:
         """The removed shard loads the new table and finishes its batches; a shard that does

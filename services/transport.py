@@ -10,6 +10,7 @@ as Ray does, so nothing is shared by reference that would not be over Ray.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pickle
 from typing import Any, Protocol, TypeVar
@@ -62,13 +63,15 @@ class RayTransport:
 
     @classmethod
     def connect(cls, settings: Settings) -> RayTransport:
-        """Handles of this deployment's shards (the process must be connected to Ray)."""
+        """Handles of this deployment's shards (the process must be connected to Ray); the
+        table may name others than ``shard_count`` (a scale before the last ``up``): those, and
+        any not found now, are looked up by name on first use."""
         import ray
 
-        handles = {
-            name: ray.get_actor(name, namespace=settings.ray_namespace)
-            for name in settings.shard_names()
-        }
+        handles: dict[str, Any] = {}
+        for name in settings.shard_names():
+            with contextlib.suppress(ValueError):  # no such actor: by name when first used
+                handles[name] = ray.get_actor(name, namespace=settings.ray_namespace)
         return cls(handles, settings.shard_call_timeout_s, settings.ray_namespace)
 
     def _handle(self, shard: str) -> Any:

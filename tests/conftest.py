@@ -49,6 +49,10 @@ _BASE = dict(
     # fraud scoring records a score on every order; holding is off here (every test buyer is
     # a new account buying fast): tests/integration/test_risk.py runs a gateway that holds
     risk_hold_score=101,
+    # failover is off in the session: tests that kill a shard expect Ray's restart, and a
+    # loaded box must not fail a slow shard over under another test; the failover tests run
+    # their own deployments (tests/integration/test_failover.py)
+    failover_ping_s=0.0,
 )
 
 
