@@ -4,12 +4,13 @@ delivery is sent, the chat phases lose nothing. Timing values are measured, neve
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bench.notify_burst import Sinks, chat_with_burst, report, throughput
-from cluster.config import Settings
+from bench.notify_burst import Sinks, bench_overrides, chat_with_burst, report, throughput
+from cluster.config import Settings, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -31,3 +32,10 @@ async def test_the_notifier_benchmark_runs_and_sends_everything(
         assert phase["acked"] == phase["sent"] > 0 and phase["loss"] == 0, phase
     assert chat["burst_deliveries"] == 60
     assert "notifier pushes/s" in report(tp, chat)
+
+
+def test_the_benchmarks_own_deployment_settings_are_valid(tmp_path: Path) -> None:
+    """``main`` starts a deployment of its own with these (a value out of range once stopped
+    it before anything ran)."""
+    settings = load_settings(data_dir=tmp_path, **bench_overrides("smtp://127.0.0.1:2525"))
+    assert settings.smtp_url == "smtp://127.0.0.1:2525" and settings.push_allow_private
