@@ -18,6 +18,7 @@ from store.admin_store import inbox_event
 from store.listen import Listener
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
+from tests.integration.notify_kit import MailSink
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +215,30 @@ async def test_the_listener_comes_back_after_losing_its_connection(settings: Set
     finally:
         await wake.close()
         await conn.close()
+
+
+async def test_a_delivery_sent_again_carries_the_same_message_id(
+    api: Api, settings: Settings, mail_sink: MailSink
+) -> None:
+    """At-least-once: a gateway that sent and died before settling leaves the row to be sent
+    again when its lease ends; the receiver dedupes by the delivery's stable Message-ID."""
+    user = await api.signup("twice")
+    await mail_sink.wait_for(user.email)  # the verification email
+    order = {"order": {"id": "o3", "status": "paid", "buyer_id": user.id}}
+    conn = await mk.db(settings)
+    try:
+        async with conn.transaction():
+            event = await inbox_event(conn, user.id, "order.updated", order)
+        first = (await mail_sink.wait_for(user.email, 2))[-1]
+        # as if the sender had died before settling: the row is due again once its lease ends
+        await conn.execute(
+            "UPDATE notification_deliveries SET status = 'pending', next_at = now(),"
+            " finished_at = NULL WHERE source = $1 AND channel = 'email'",
+            f"{event.stream}@{event.offset}",
+        )
+        await conn.execute("NOTIFY hl_outbox")  # what the safety poll would find, sooner
+        again = (await mail_sink.wait_for(user.email, 3))[-1]
+    finally:
+        await conn.close()
+    assert again["Message-ID"] == first["Message-ID"] and first["Message-ID"].startswith("<n")
+    assert again["Subject"] == first["Subject"] == "Your order was updated"
