@@ -30,6 +30,15 @@ async def test_every_screen_opens_without_console_errors(
     await pick_spot(page, *spot)
     tabs = page.get_by_role("navigation", name="Sections")
     await expect(tabs.get_by_role("link", name="Admin")).to_have_count(0)
+    # the map by keyboard: an outer cell is a button; Enter moves there
+    before = await page.get_by_role("img", name="Map of your neighbourhood").get_attribute(
+        "aria-label"
+    )
+    await page.get_by_role("button", name="Move to cell").first.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("img", name="Map of your neighbourhood")).not_to_have_attribute(
+        "aria-label", before or ""
+    )
 
     for tab, heading in [
         ("Chat", "Chat"),
