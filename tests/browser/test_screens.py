@@ -98,6 +98,11 @@ async def test_every_screen_opens_without_console_errors(
     await page.get_by_role("link", name="Market").click()  # the listing, with its photo
     await expect(page.get_by_role("article", name="Carrot cake").get_by_role("img")).to_be_visible()
     await page.get_by_role("link", name="Sell").click()
+    await page.get_by_role("button", name="Edit Carrot cake").click()
+    await page.get_by_label("Listing title").fill("Carrot cake, large")
+    await page.get_by_role("button", name="Save changes").click()
+    await expect(page.get_by_role("alert")).to_have_text("Listing saved")
+    await expect(page.get_by_role("cell", name="Carrot cake, large")).to_be_visible()
     await page.get_by_label("Stock of Carrot cake", exact=True).fill("7")
     await page.get_by_role("button", name="Set stock of Carrot cake").click()
     await expect(page.get_by_role("alert")).to_have_text("Stock saved")

@@ -1,5 +1,5 @@
-// The vendor dashboard: become a vendor, your listings (create with a photo, edit the price,
-// stock, remove) and incoming orders (accept, fulfil, cancel), updated live by order.updated;
+// The vendor dashboard: become a vendor, your listings (create with a photo, edit the title,
+// description and price, stock, remove) and incoming orders (accept, fulfil, cancel), updated live by order.updated;
 // webhooks, apps and disputes are in vendor_tools.js.
 import { newKey } from "../client.js";
 import { field, form, h, money, mount, time } from "../dom.js";
@@ -20,8 +20,19 @@ export async function render(app, root) {
   const listingRow = (l) => {
     const stock = h("input", { name: "set", type: "number", min: 0, value: String(l.stock), "aria-label": `Stock of ${l.title}` });
     const price = h("input", { name: "price", type: "number", min: 0, value: String(l.price), "aria-label": `Price of ${l.title} in cents` });
+    const title = h("span", {}, l.title);
+    const editor = form({ hidden: true, "aria-label": `Edit the listing ${l.title}` }, [
+      field("Listing title", h("input", { name: "title", value: l.title, required: true, maxlength: 200 })),
+      field("Listing description", h("textarea", { name: "description", rows: 2, maxlength: 5000 }, l.description || "")),
+      h("button", { type: "submit" }, "Save changes"),
+    ], async (v) => {
+      const { listing } = await app.rest.call("PATCH", `/api/v1/vendor/listings/${l.id}`, { title: v.title, description: v.description }, idem());
+      title.textContent = listing.title;
+      editor.hidden = true;
+      app.toast("Listing saved");
+    });
     const tr = h("tr", { dataset: { id: l.id } },
-      h("td", {}, l.title, h("div", { class: "muted" }, l.category)),
+      h("td", {}, title, h("div", { class: "muted" }, l.category), editor),
       h("td", {}, form({ class: "inline", "aria-label": `Change the price of ${l.title}` }, [price, h("button", { type: "submit", "aria-label": `Save price of ${l.title}` }, "Save")], async (v) => {
         await app.rest.call("PATCH", `/api/v1/vendor/listings/${l.id}`, { price: Number(v.price) }, idem());
         app.toast("Price saved");
@@ -30,7 +41,10 @@ export async function render(app, root) {
         await app.rest.call("POST", `/api/v1/vendor/listings/${l.id}/stock`, { set: Number(v.set) }, idem());
         app.toast("Stock saved");
       })),
-      h("td", {}, h("button", { type: "button", "aria-label": `Remove ${l.title}`, onclick: async () => {
+      h("td", {}, h("button", { type: "button", "aria-label": `Edit ${l.title}`, "aria-expanded": "false", onclick: (e) => {
+        editor.hidden = !editor.hidden;
+        e.target.setAttribute("aria-expanded", String(!editor.hidden));
+      } }, "Edit"), h("button", { type: "button", "aria-label": `Remove ${l.title}`, onclick: async () => {
         await app.rest.call("DELETE", `/api/v1/vendor/listings/${l.id}`, undefined, idem());
         tr.remove();
       } }, "Remove")));
