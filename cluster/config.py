@@ -201,10 +201,14 @@ class Settings(BaseSettings):
     """Failed sign-ins of one account (an unknown email counts alike) before each further
     one doubles the wait (1, 2, 4, ... s); while waiting every attempt is 429 rate_limited."""
     login_free_failures_address: int = Field(50, ge=1, le=100_000)
-    """Failed sign-ins (and signups of a taken email) from one client address before the
-    same doubling wait applies to that address."""
+    """Failed sign-ins from one client address before the same doubling wait applies to that
+    address (a throttled address cannot sign up either)."""
     login_backoff_max_s: float = Field(900.0, ge=1, le=86400)
     """Longest wait the sign-in throttle imposes."""
+    login_needs_verified_email: bool = False
+    """Password sign-in only once the address is verified (its emailed link followed; a
+    password reset verifies too); before, the right password is answered as a wrong one.
+    Closes the last way to tell a taken email (docs/security.md); needs HL_SMTP_URL."""
     trusted_proxy_hops: int = Field(0, ge=0, le=10)
     """Load balancers in front of the gateway that append to X-Forwarded-For; the client
     address for rate limits is taken that many entries from the right. 0: the TCP peer."""
@@ -495,6 +499,8 @@ class Settings(BaseSettings):
     def _check_media(self) -> Settings:
         if self.media_backend == "s3" and not self.media_s3_bucket:
             raise ValueError("HL_MEDIA_BACKEND=s3 needs HL_MEDIA_S3_BUCKET")
+        if self.login_needs_verified_email and not self.smtp_url:
+            raise ValueError("HL_LOGIN_NEEDS_VERIFIED_EMAIL=1 needs HL_SMTP_URL (the links)")
         return self
 
     def shard_names(self) -> tuple[str, ...]:

@@ -39,10 +39,10 @@ def _address(request: web.Request) -> str:
 async def signup_view(request: web.Request) -> web.Response:
     body = await read_json(request, SignupBody)
     services = request.app[SERVICES]
-    user, tokens = await services.accounts.signup(body, _address(request))
-    if request.app[SETTINGS].smtp_url:  # the address is confirmed by the link this emails
-        await services.account_emails.request_verification(user.id)
-    return web.json_response(_signed_in(user, tokens), status=201)
+    signup = await services.accounts.signup(body, _address(request))
+    if request.app[SETTINGS].smtp_url:  # a link to confirm the address, or a word to its owner
+        await services.account_emails.after_signup(signup.user.id, signup.taken_by)
+    return web.json_response(_signed_in(signup.user, signup.tokens), status=201)
 
 
 async def login_view(request: web.Request) -> web.Response:

@@ -73,6 +73,8 @@ def _core_spec() -> dict[str, Any]:
             "/api/v1/auth/signup": {
                 "post": {
                     "summary": "Create an account and sign in",
+                    "description": "A taken email answers the same: an account of its own that"
+                    " does not claim the address (its owner is emailed); docs/security.md.",
                     "requestBody": _json(
                         _obj(
                             ["email", "password", "display_name"],

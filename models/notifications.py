@@ -66,7 +66,9 @@ DIGEST_KINDS = frozenset(
 """Kinds whose emails a daily digest replaces (``digest: "daily"``); orders, disputes,
 moderation and account emails always go out on their own."""
 
-ACCOUNT_KINDS = frozenset({"account.password_reset", "account.email_verify"})
+ACCOUNT_KINDS = frozenset(
+    {"account.password_reset", "account.email_verify", "account.signup_attempt"}
+)
 """Emails about the account itself: always sent, no preference or quiet hours applies."""
 
 

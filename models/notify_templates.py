@@ -63,6 +63,12 @@ _LINES: dict[str, Callable[[dict[str, Any], Context], str]] = {
     "promotion": lambda d, c: f"{c.actor_name}: {d.get('title', '')} — {d.get('text', '')}",
     "account.password_reset": _account_line("Reset your password"),
     "account.email_verify": _account_line("Confirm your email address"),
+    "account.signup_attempt": lambda d, c: (
+        "Someone tried to create an account with your email address. You already have"
+        " one: if it was you, sign in, or reset your password at"
+        f" {d.get('link', '')}. If it was not you, nothing changed; no account was"
+        " given your address."
+    ),
 }
 
 _SUBJECTS: dict[str, str] = {
@@ -70,6 +76,7 @@ _SUBJECTS: dict[str, str] = {
     "order.vendor": "An order of your shop was updated",
     "account.password_reset": "Reset your password",
     "account.email_verify": "Confirm your email address",
+    "account.signup_attempt": "Someone tried to sign up with your email address",
     "digest": "Your Hyperlocal digest",
     "promotion": "A promotion near you",
 }

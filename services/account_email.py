@@ -5,12 +5,18 @@ with its purpose and expiry (``account_token_ttl_s``). It works once: using it m
 in the transaction that acts on it. ``forgot`` answers the same (202) whether the address has
 an account or not, and queues the email through the notifier's outbox (retried like every
 email), the token sealed in the row. A reset replaces the password and revokes every sign-in
-of the user (their sockets close); verification stamps ``users.email_verified_at``.
+of the user (their sockets close) and, as it proves the address, verifies it; verification
+stamps ``users.email_verified_at``.
+
+A signup of a taken address (services/accounts.py ``Signup.taken_by``) emails no link: the
+address's owner gets ``account.signup_attempt`` instead (at most one an hour), and the new
+account, which does not claim the address, can never be verified by it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import asyncpg
 
@@ -27,6 +33,7 @@ from store.db import Conn
 log = logging.getLogger("hyperlocal.accounts")
 
 _PATHS = {"password_reset": "/reset-password", "email_verify": "/verify-email"}
+_NOTICE_EVERY_S = 3600  # one "someone signed up with your address" email per owner per hour
 
 
 class AccountEmails:
@@ -68,8 +75,28 @@ class AccountEmails:
             await self._issue(conn, user.id, "password_reset")
 
     async def request_verification(self, user_id: str) -> None:
+        """Email a verification link, if the account claims its address (one whose signup
+        found the address taken never gets one: its owner would be verifying a stranger)."""
         async with self.db.acquire() as conn, conn.transaction():
-            await self._issue(conn, user_id, "email_verify")
+            claimed = await conn.fetchval(
+                "SELECT email_norm IS NOT NULL FROM users WHERE id = $1", user_id
+            )
+            if claimed:
+                await self._issue(conn, user_id, "email_verify")
+
+    async def after_signup(self, user_id: str, taken_by: str | None) -> None:
+        """What a signup emails: a verification link to a new address, or, when the address
+        was taken, a word to its owner (the link to reset the password if it was them)."""
+        if taken_by is None:
+            await self.request_verification(user_id)
+            return
+        bucket = int(time.time()) // _NOTICE_EVERY_S
+        source = f"account:signup_attempt:{taken_by}:{bucket}"
+        payload = self.links.seal_account_payload(
+            source, {"link": self.links.app_url(_PATHS["password_reset"])}
+        )
+        async with self.db.acquire() as conn:
+            await st.enqueue(conn, taken_by, "account.signup_attempt", "email", source, payload)
 
     async def _redeem(self, conn: Conn, token: str, purpose: str) -> str:
         user_id = await conn.fetchval(
@@ -87,6 +114,11 @@ class AccountEmails:
         async with self.db.acquire() as conn, conn.transaction():
             user_id = await self._redeem(conn, token, "password_reset")
             families = await self.auth.replace_password(conn, user_id, password)
+            await conn.execute(  # the link reached the address: it is the user's
+                "UPDATE users SET email_verified_at = coalesce(email_verified_at, now())"
+                " WHERE id = $1 AND email_norm IS NOT NULL",
+                user_id,
+            )
             await conn.execute(  # every other reset link of the user dies with this one
                 "UPDATE account_tokens SET used_at = now() WHERE user_id = $1"
                 " AND purpose = 'password_reset' AND used_at IS NULL",

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +43,7 @@ from models.auth import (
     normalize_email,
     token_digest,
 )
-from models.errors import Conflict, Forbidden, OtpRequired, Unauthorized, Unavailable
+from models.errors import Forbidden, OtpRequired, Unauthorized, Unavailable
 from models.ids import new_id
 from services.secrets import Keys
 from services.throttle import LoginThrottle
@@ -87,6 +88,16 @@ class LoginBody(BaseModel):
 class RefreshBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     refresh_token: str = Field(min_length=1, max_length=256)
+
+
+@dataclass(frozen=True, slots=True)
+class Signup:
+    """A signup's outcome: the new account, its tokens, and the account that already claimed
+    the address (None when this one claims it). ``taken_by`` never reaches the caller."""
+
+    user: UserRow
+    tokens: dict[str, str]
+    taken_by: str | None
 
 
 class AuthService:
@@ -137,24 +148,22 @@ class AuthService:
             return False
 
     # -- sign-up and sign-in -------------------------------------------------------------------
-    async def signup(self, body: SignupBody, address: str = "") -> tuple[UserRow, dict[str, str]]:
-        """A new account, signed in. A taken email is ``conflict`` after the same work as a
-        success, and counts as a failed sign-in of ``address``: probing emails by signing up
-        is throttled like guessing passwords (see docs/security.md on what remains)."""
+    async def signup(self, body: SignupBody, address: str = "") -> Signup:
+        """A new account, signed in, whether the address is free or not: the answer, its
+        shape and its work (one hash, one insert, one sign-in) are the same, so a signup
+        tells nobody which emails have accounts. A taken address gives an account that does
+        not claim it (``Signup.taken_by`` names the owner, whom services/account_email.py
+        tells instead of verifying); see docs/security.md "Signup and enumeration"."""
         email_norm = normalize_email(body.email)
         check_password(body.password)
         name = clean_display_name(body.display_name)
         await self.throttle.check("", address)
         password_hash = await self._hash(body.password)
-        try:
-            user = await users.create_user(
-                self.db, new_id(), body.email.strip(), email_norm, password_hash, name
-            )
-        except Conflict:
-            await self.throttle.failed(None, address)
-            raise
-        log.info("user signed up", extra={"user_id": user.id})
-        return user, await self._start_sign_in(user)
+        user, taken_by = await users.create_user(
+            self.db, new_id(), body.email.strip(), email_norm, password_hash, name
+        )
+        log.info("user signed up", extra={"user_id": user.id, "claimed": taken_by is None})
+        return Signup(user, await self._start_sign_in(user), taken_by)
 
     async def login(self, body: LoginBody, address: str = "") -> tuple[UserRow, dict[str, str]]:
         """Email, password and (once two-factor is on) ``otp``. An unknown email and a wrong
@@ -169,6 +178,11 @@ class AuthService:
             await self.throttle.failed(email_norm, address)
             raise Unauthorized(_WRONG)
         if not await self._verify(user.password_hash, body.password):
+            await self.throttle.failed(email_norm, address)
+            raise Unauthorized(_WRONG)
+        if self.settings.login_needs_verified_email and not user.email_verified:
+            # Answered as a wrong password: before its link is followed, an address someone
+            # signed up with is not known to be theirs (and a taken one must look the same).
             await self.throttle.failed(email_norm, address)
             raise Unauthorized(_WRONG)
         if user.disabled:

@@ -305,6 +305,8 @@ class Notifier:
             return "account disabled"
         if channel == "email" and self.mailer is None:
             return "no SMTP server configured"
+        if channel == "email" and not row["email_claimed"]:
+            return "address not claimed"  # the signup found it taken: it is someone else's
         if kind in ACCOUNT_KINDS:
             return None if channel == "email" else "account emails only"
         prefs = Preferences.of(row["settings"])

@@ -194,6 +194,7 @@ async def claim(db: asyncpg.Pool, channels: list[str], limit: int, lease_s: floa
         " UPDATE notification_deliveries d SET next_at = now() + make_interval(secs => $3)"
         " FROM due, users u WHERE d.id = due.id AND u.id = d.user_id"
         " RETURNING d.*, u.email, u.display_name, u.disabled_at,"
+        " u.email_norm IS NOT NULL AS email_claimed,"
         " (SELECT settings FROM notification_settings s WHERE s.user_id = d.user_id) AS settings",
         channels,
         limit,

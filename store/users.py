@@ -26,6 +26,9 @@ class UserRow:
     created_at: datetime
     password_hash: str
     disabled: bool
+    email_verified: bool = False
+    claimed: bool = True
+    """False for an account whose signup found its address taken (docs/security.md)."""
 
     def public(self) -> dict[str, Any]:
         """The user as clients see it (PROTOCOL.md ``user``)."""
@@ -38,7 +41,10 @@ class UserRow:
         }
 
 
-_USER_COLUMNS = "id, email, display_name, roles, created_at, password_hash, disabled_at"
+_USER_COLUMNS = (
+    "id, email, display_name, roles, created_at, password_hash, disabled_at,"
+    " email_verified_at IS NOT NULL AS email_verified, email_norm IS NOT NULL AS claimed"
+)
 
 
 def _user(row: asyncpg.Record | None) -> UserRow | None:
@@ -52,6 +58,8 @@ def _user(row: asyncpg.Record | None) -> UserRow | None:
         row["created_at"],
         row["password_hash"],
         row["disabled_at"] is not None,
+        row["email_verified"],
+        row["claimed"],
     )
 
 
@@ -62,22 +70,33 @@ async def create_user(
     email_norm: str,
     password_hash: str,
     display_name: str,
-) -> UserRow:
-    try:
-        row = await db.fetchrow(
-            f"""INSERT INTO users (id, email, email_norm, password_hash, display_name)
-                VALUES ($1, $2, $3, $4, $5) RETURNING {_USER_COLUMNS}""",
-            user_id,
-            email,
-            email_norm,
-            password_hash,
-            display_name,
-        )
-    except asyncpg.UniqueViolationError:
-        raise Conflict("cannot create an account with this email") from None
-    user = _user(row)
-    assert user is not None
-    return user
+) -> tuple[UserRow, str | None]:
+    """A new account, and the id of the account that already claims ``email_norm`` (None: this
+    one claims it). Either way one statement does the same work: a taken address gives an
+    account that does not claim it (``email_norm`` NULL, migration 0019). Two signups of a
+    free address at once: the loser's unique violation retries and finds the winner."""
+    for _ in range(2):
+        try:
+            row = await db.fetchrow(
+                f"""WITH owner AS (SELECT id FROM users WHERE email_norm = $3),
+                    ins AS (
+                        INSERT INTO users (id, email, email_norm, password_hash, display_name)
+                        SELECT $1, $2, CASE WHEN EXISTS (SELECT 1 FROM owner) THEN NULL
+                                            ELSE $3 END, $4, $5
+                        RETURNING {_USER_COLUMNS})
+                    SELECT ins.*, (SELECT id FROM owner) AS owner_id FROM ins""",
+                user_id,
+                email,
+                email_norm,
+                password_hash,
+                display_name,
+            )
+        except asyncpg.UniqueViolationError:
+            continue
+        user = _user(row)
+        assert user is not None and row is not None
+        return user, row["owner_id"]
+    raise Conflict("cannot create an account with this email right now; try again")
 
 
 async def by_email(db: asyncpg.Pool, email_norm: str) -> UserRow | None:

@@ -33,11 +33,18 @@ async def test_signup_login_me(api: Api) -> None:
     assert status == 200 and me["user"]["id"] == user.id
 
 
-async def test_signup_refuses_duplicates_and_bad_fields(api: Api) -> None:
+async def test_signup_of_a_taken_email_claims_nothing_and_bad_fields(api: Api) -> None:
     user = await api.signup("dup")
-    body = {"email": user.email, "password": PASSWORD, "display_name": "again"}
+    body = {"email": user.email, "password": "another passphrase", "display_name": "again"}
     status, reply = await api.post("/api/v1/auth/signup", body)
-    assert status == 409 and reply["error"]["code"] == "conflict"
+    assert status == 201 and reply["user"]["id"] != user.id, reply  # an account of its own
+    status, me = await api.get("/api/v1/me", token=reply["access_token"])
+    assert status == 200 and me["user"]["id"] == reply["user"]["id"]
+    login = {"email": user.email, "password": PASSWORD}
+    status, out = await api.post("/api/v1/auth/login", login)
+    assert status == 200 and out["user"]["id"] == user.id  # the address is still the owner's
+    status, out = await api.post("/api/v1/auth/login", {**login, "password": body["password"]})
+    assert status == 401, out  # ... and the stranger's password is not its
     cases = [
         {"email": "nope", "password": PASSWORD, "display_name": "x"},
         {"email": "a@b.test", "password": "short", "display_name": "x"},

@@ -20,10 +20,12 @@ from cluster.config import Settings
 from gateway.app import build_app
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
+from tests.integration.notify_kit import MailSink, text_of
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "correct horse battery"
+_NOTICE = "Someone tried to sign up with your email address"
 _ADDRESSES = itertools.count(1)
 
 
@@ -166,25 +168,86 @@ async def test_unknown_email_and_wrong_password_answer_alike(
     assert a[0] == b[0] == 429 and a[1]["error"]["code"] == b[1]["error"]["code"]
 
 
-async def test_failures_per_address_are_throttled_and_signup_probes_count(
+async def test_failures_per_address_are_throttled_signups_too(
     strict: TestServer, api: Api, http: aiohttp.ClientSession
 ) -> None:
     taken = await api.signup("taken")
     here, elsewhere = new_address(), new_address()
     signup_url = str(strict.make_url("/api/v1/auth/signup"))
     login_url = str(strict.make_url("/api/v1/auth/login"))
-    probe = {"email": taken.email, "password": PASSWORD, "display_name": "probe"}
-    status, out, _ = await call(http, signup_url, probe, here)
-    assert status == 409 and taken.email not in out["error"]["message"], out
-    for i in range(5):  # different accounts, one address
+    for i in range(6):  # different accounts, one address
         body = {"email": f"spray-{i}-{uuid.uuid4().hex[:6]}@example.test", "password": "x" * 9}
         assert (await call(http, login_url, body, here))[0] == 401
     right = {"email": taken.email, "password": PASSWORD}
     status, out, headers = await call(http, login_url, right, here)
     assert status == 429 and int(headers["Retry-After"]) >= 1, out
-    fresh = {**probe, "email": f"fresh-{uuid.uuid4().hex[:8]}@example.test"}
+    fresh = {**right, "display_name": "f", "email": f"fresh-{uuid.uuid4().hex[:8]}@example.test"}
     assert (await call(http, signup_url, fresh, here))[0] == 429
     assert (await call(http, signup_url, fresh, elsewhere))[0] == 201
+
+
+async def test_a_signup_of_a_taken_email_answers_alike_and_tells_the_owner(
+    api: Api, mail_sink: MailSink
+) -> None:
+    owner = await api.signup("owner")
+    await mail_sink.wait_for(owner.email, subject="Confirm your email address")
+    stranger = {"email": owner.email.upper(), "password": "a stranger's pass", "display_name": "s"}
+    free = {**stranger, "email": f"free-{uuid.uuid4().hex[:8]}@example.test"}
+    taken_status, taken = await api.post("/api/v1/auth/signup", stranger)
+    free_status, fresh = await api.post("/api/v1/auth/signup", free)
+    assert taken_status == free_status == 201, (taken, fresh)
+    assert taken.keys() == fresh.keys() and taken["user"].keys() == fresh["user"].keys()
+    assert taken["user"]["id"] != owner.id and taken["user"]["email"] == stranger["email"]
+    status, me = await api.get("/api/v1/me", token=taken["access_token"])
+    assert status == 200 and me["user"]["id"] == taken["user"]["id"]  # its own, not the owner's
+
+    notice = await mail_sink.wait_for(owner.email, subject=_NOTICE)
+    assert "/reset-password" in text_of(notice[0]) and "#token=" not in text_of(notice[0])
+    await mail_sink.wait_for(free["email"], subject="Confirm your email address")
+    assert (await api.post("/api/v1/auth/signup", {**stranger, "display_name": "t"}))[0] == 201
+    status, _ = await api.post("/api/v1/auth/email/verify-request", None, taken["access_token"])
+    assert status == 202  # answered alike, but no link to the owner's inbox verifies a stranger
+    await asyncio.sleep(1.5)  # the notifier polls well within this
+    assert len(mail_sink.to(owner.email)) == 2  # the link, one notice (an hour's worth)
+    assert mail_sink.to(stranger["email"]) == []  # the unclaimed account is never emailed
+    login = {"email": stranger["email"], "password": PASSWORD}
+    status, out = await api.post("/api/v1/auth/login", login)
+    assert status == 200 and out["user"]["id"] == owner.id
+
+
+async def test_sign_in_waits_for_a_verified_address_where_asked(
+    settings: Settings, api: Api, http: aiohttp.ClientSession, mail_sink: MailSink
+) -> None:
+    """With HL_LOGIN_NEEDS_VERIFIED_EMAIL a signup's follow-up login cannot tell a taken
+    address either: the right password of an unverified address answers as a wrong one."""
+    gated = settings.model_copy(
+        update={"login_needs_verified_email": True, "trusted_proxy_hops": 1}
+    )
+    srv = TestServer(build_app(gated), host="127.0.0.1", port=0)
+    await srv.start_server()
+    try:
+        owner = await api.signup("verified-owner")
+        signup, login = (str(srv.make_url(f"/api/v1/auth/{p}")) for p in ("signup", "login"))
+        free = {"email": f"new-{uuid.uuid4().hex[:8]}@example.test", "password": PASSWORD}
+        taken = {"email": owner.email, "password": "a stranger's pass"}
+        for body in (free, taken):
+            assert (await call(http, signup, {**body, "display_name": "n"}, new_address()))[
+                0
+            ] == 201
+        a = await call(http, login, free, new_address())
+        b = await call(http, login, taken, new_address())
+        assert (a[0], a[1]) == (b[0], b[1]) == (401, a[1]), (a, b)  # alike, wrong or unverified
+        owner_login = {"email": owner.email, "password": PASSWORD}
+        assert (await call(http, login, owner_login, new_address()))[0] == 401  # nor the owner
+
+        link = await mail_sink.wait_for(free["email"], subject="Confirm your email address")
+        token = text_of(link[0]).split("#token=", 1)[1].split()[0]
+        verify = str(srv.make_url("/api/v1/auth/email/verify"))
+        assert (await call(http, verify, {"token": token}, new_address()))[0] == 204
+        status, out, _ = await call(http, login, free, new_address())
+        assert status == 200, out
+    finally:
+        await srv.close()
 
 
 async def test_rest_rate_limit_answers_429_with_retry_after(
