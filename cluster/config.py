@@ -430,7 +430,15 @@ class Settings(BaseSettings):
     media_pending_ttl_s: float = Field(86_400.0, gt=0)
     """An upload no post, listing or profile uses within this long is deleted by the sweeper."""
     media_sweep_s: float = Field(60.0, gt=0, le=86_400)
-    """How often a gateway deletes expired uploads and the variants nothing references."""
+    """How often a gateway deletes expired uploads and the variants nothing references (and
+    looks at the next 200 used photos for ones nothing shows any more)."""
+    media_release_grace_s: float = Field(7 * 86_400.0, ge=0)
+    """A photo whose post, listing or avatar is gone (deleted, removed by a moderator) is
+    private at once and deleted this long after a sweep finds it unused (a restore within
+    it brings it back)."""
+    media_public_max_age_s: int = Field(86_400, ge=0, le=31_536_000)
+    """Cache-Control max-age of a shown photo: how long a browser or CDN may keep serving one
+    deleted since (purge the CDN to end it sooner)."""
 
     # -- social: search and GraphQL (issue 16; docs/social.md, docs/graphql.md) ----------------
     search_max_limit: int = Field(50, ge=1, le=200)

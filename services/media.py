@@ -11,9 +11,14 @@
 It is pending until a post, listing or profile uses it (``attach``: the caller must be its
 owner), and deleted by the sweeper ``media_pending_ttl_s`` after its upload if none does.
 
-Access (rule 7), at every object: a pending upload is seen only by its owner (its URL answers
-``not_found`` to anyone else); an attached one is public, as the post or listing showing it is,
-and served with an immutable ``Cache-Control`` so a CDN can front ``/media/``.
+Access (rule 7), at every object: a media is public only while something live shows it (a
+post of its owner, a listing of the owner's vendor, the owner's avatar: read at every request,
+store/media_store.py ``IN_USE``), and then served with an immutable ``Cache-Control`` of
+``media_public_max_age_s`` so a CDN can front ``/media/``. Otherwise — pending, or what
+showed it deleted or removed by a moderator — only its owner sees it (its URL answers
+``not_found`` to anyone else). The sweeper walks the attached rows and releases those nothing
+uses (pending again for ``media_release_grace_s``, so a moderator's restore finds them), then
+deletes them and the objects no row names.
 """
 
 from __future__ import annotations
@@ -50,11 +55,14 @@ from store.media_blobs import BlobStore, LocalBlobs, S3Blobs, object_name
 log = logging.getLogger("hyperlocal.media")
 
 CONTENT_TYPE = "image/webp"
-IMMUTABLE = "public, max-age=31536000, immutable"
-"""Cache-Control of an attached media's variant: its bytes never change under its URL."""
+IMMUTABLE = "public, max-age={}, immutable"
+"""Cache-Control of a media's variant while it is shown: its bytes never change under its URL
+(``max-age``: ``media_public_max_age_s``, how long a cache may keep a photo deleted since)."""
 PRIVATE = "private, max-age=300"
 """Cache-Control of a pending upload's variant, shown to its owner only."""
 _SWEEP_BATCH = 200
+_SETTLE_S = 600.0
+"""A row attached this recently is not released: what uses it may not have committed yet."""
 
 
 def open_blobs(settings: Settings) -> BlobStore:
@@ -94,8 +102,11 @@ class MediaService:
         base = settings.media_base_url or (settings.public_url or "").rstrip("/")
         self.base_url = f"{base}/media"
         self._pool: ProcessPoolExecutor | None = None
+        self._public_cache = IMMUTABLE.format(settings.media_public_max_age_s)
+        self._release_after = ""  # where the sweep's walk over attached rows resumes
         self.uploads = 0
         self.swept = 0
+        self.released = 0
 
     # -- uploads ---------------------------------------------------------------------------------
     async def upload(self, owner_id: str, data: bytes) -> dict[str, Any]:
@@ -182,9 +193,9 @@ class MediaService:
         }
 
     async def _visible(self, media_id: str, viewer: str | None) -> asyncpg.Record:
-        """The row if ``viewer`` may see it: attached (public), or pending and theirs."""
+        """The row if ``viewer`` may see it: shown by something live (public), or theirs."""
         row = await ms.get(self.db, media_id)
-        if row is None or (row["attached_at"] is None and row["owner_id"] != viewer):
+        if row is None or (not row["in_use"] and row["owner_id"] != viewer):
             raise NotFound("no such media")
         return row
 
@@ -201,7 +212,7 @@ class MediaService:
             raise NotFound("no such variant")
         sha = str(found[0]["sha256"])
         etag = f'"{sha}"'
-        cache = IMMUTABLE if row["attached_at"] is not None else PRIVATE
+        cache = self._public_cache if row["in_use"] else PRIVATE
         if if_none_match is not None and _matches(if_none_match, etag):
             return Served(etag, cache, None)
         data = await self.blobs.get(object_name(sha))
@@ -243,7 +254,17 @@ class MediaService:
 
     # -- expiry ----------------------------------------------------------------------------------
     async def sweep(self) -> int:
-        """Delete expired unused uploads and every object no row names any more; how many rows."""
+        """Release one batch of attached rows nothing uses any more, delete expired unused
+        uploads and every object no row names any more; how many rows were deleted."""
+        last, released = await ms.release_unused(
+            self.db,
+            self._release_after,
+            _SWEEP_BATCH,
+            _SETTLE_S,
+            self.settings.media_release_grace_s,
+        )
+        self._release_after = last or ""  # at the end: start over next time
+        self.released += released
         rows = await ms.delete_expired(self.db, _SWEEP_BATCH)
         await self._collect(rows)
         self.swept += len(rows)

@@ -22,6 +22,7 @@ from gateway.app import build_app
 from gateway.context import SERVICES
 from models.media import metadata_chunks
 from tests import images
+from tests.integration import admin_kit as ak
 from tests.integration import market_kit as mk
 from tests.integration.client import Api, User
 
@@ -140,7 +141,9 @@ async def test_a_post_attaches_its_photos_which_become_public_and_cacheable(
     status, data, headers = await fetch(api, media["url"])  # anonymous: it is public now
     assert status == 200
     _no_metadata(data)
-    assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert headers["Cache-Control"] == (
+        f"public, max-age={settings.media_public_max_age_s}, immutable"
+    )
     etag = headers["ETag"]
     assert etag.startswith('"') and len(etag) == 66
     assert headers["Cross-Origin-Resource-Policy"] == "cross-origin"
@@ -351,6 +354,111 @@ async def test_the_owner_withdraws_an_unused_upload_only(
     assert status == 404
     for sha in shas:  # its objects are gone from the store (no one else's picture)
         assert await server.app[SERVICES].media.blobs.get(f"{sha}.webp") is None
+
+
+async def _sweep_until(services: Any, settings: Settings, check: Any) -> None:
+    """Sweep (each sweep walks on through the attached rows) until ``check`` holds."""
+    conn = await mk.db(settings)
+    try:
+        for _ in range(200):
+            await services.media.sweep()
+            if await check(conn):
+                return
+        raise AssertionError("the sweeper never got there")
+    finally:
+        await conn.close()
+
+
+async def _state(conn: Any, media_id: str) -> str:
+    row = await conn.fetchrow(
+        "SELECT attached_at IS NOT NULL AS attached FROM media WHERE id = $1", media_id
+    )
+    return "gone" if row is None else ("attached" if row["attached"] else "pending")
+
+
+async def test_photos_of_deleted_and_removed_posts_and_listings_stop_being_served(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    services = server.app[SERVICES]
+    alice = await api.signup("alice")
+    mod = await ak.staff(api, settings, "moderator")
+    deleted, removed, shared = [
+        await _uploaded(api, alice, images.png(40 + i, 40)) for i in range(3)
+    ]
+    ws = await api.connect(alice)
+    here = _spot(settings, 3)
+    where = {"lat": here[0], "lng": here[1]}
+    first = (
+        await ws.mutate(
+            "post.create", {"text": "a", **where, "media": [deleted["id"], shared["id"]]}
+        )
+    )["post"]
+    await ws.mutate("post.create", {"text": "b", **where, "media": [shared["id"]]})
+    doomed = (await ws.mutate("post.create", {"text": "c", **where, "media": [removed["id"]]}))[
+        "post"
+    ]
+    seller, _ = await mk.vendor(api, mk.spot(settings, 72), name="photo-seller")
+    shop_photo = await _uploaded(api, seller, images.png(50, 51))
+    item = await mk.listing(api, seller.access_token, images=[shop_photo["id"]])
+    for media in (deleted, removed, shared, shop_photo):
+        assert (await fetch(api, media["url"]))[0] == 200  # all shown, public
+
+    assert (await ws.mutate("post.delete", {"post_id": first["id"]}))["deleted"] is True
+    status, body = await api.post(
+        "/api/v1/admin/content/remove",
+        {"kind": "post", "id": doomed["id"], "reason": "spam"},
+        token=mod.access_token,
+    )
+    assert status == 200, body
+    path = f"/api/v1/vendor/listings/{item['id']}"
+    assert (await mk.rest(api, "DELETE", path, None, seller.access_token))[0] in (200, 204)
+    await ws.close()
+    for media, owner in ((deleted, alice), (removed, alice), (shop_photo, seller)):
+        status, _, _ = await fetch(api, media["url"])  # at once, before any sweep
+        assert status == 404, media
+        status, body = await api.get(f"/api/v1/media/{media['id']}", mod.access_token)
+        assert status == 404 and body["error"]["code"] == "not_found"
+        status, _, headers = await fetch(api, media["url"], owner)  # its owner still sees it
+        assert status == 200 and headers["Cache-Control"].startswith("private")
+    status, _, headers = await fetch(api, shared["url"])  # another live post still shows it
+    assert status == 200 and "immutable" in headers["Cache-Control"]
+
+    ids = [deleted["id"], removed["id"], shared["id"], shop_photo["id"]]
+    conn = await mk.db(settings)
+    try:  # past the settling time after attaching (what uses a photo may be committing)
+        await conn.execute(
+            "UPDATE media SET attached_at = now() - interval '1 hour' WHERE id = ANY($1)", ids
+        )
+        variants = await conn.fetchval("SELECT variants::text FROM media WHERE id = $1", ids[0])
+        shas = {v["sha256"] for v in json.loads(variants)}
+    finally:
+        await conn.close()
+
+    async def released(conn: Any) -> bool:
+        states = [await _state(conn, i) for i in ids]
+        return states == ["pending", "pending", "attached", "pending"]
+
+    await _sweep_until(services, settings, released)
+    conn = await mk.db(settings)
+    try:  # a moderator restores the removed post (as a dismissed report does): shown again
+        await conn.execute("UPDATE posts SET removed_at = NULL WHERE id = $1", doomed["id"])
+        assert (await fetch(api, removed["url"]))[0] == 200
+        await conn.execute(  # the grace runs out
+            "UPDATE media SET expires_at = now() - interval '1 second' WHERE id = ANY($1)",
+            [ids[0], ids[1], ids[3]],
+        )
+    finally:
+        await conn.close()
+
+    async def collected(conn: Any) -> bool:
+        states = [await _state(conn, i) for i in ids]
+        return states == ["gone", "attached", "attached", "gone"]
+
+    await _sweep_until(services, settings, collected)
+    for sha in shas:  # the deleted post's photo is gone from the store
+        assert await services.media.blobs.get(f"{sha}.webp") is None
+    assert (await fetch(api, deleted["url"], alice))[0] == 404
+    assert (await fetch(api, removed["url"]))[0] == 200
 
 
 # -- the S3 backend ------------------------------------------------------------------------------
