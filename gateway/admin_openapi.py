@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.openapi_schema import Schema, errors, json_body, obj
+from models.admin import DISPUTE_STATES
+from models.rbac import ROLES
 
 _STR: Schema = {"type": "string"}
 _NSTR: Schema = {"type": ["string", "null"]}
 _INT: Schema = {"type": "integer"}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 _KINDS = ["post", "comment", "listing", "message", "user"]
+_DISPUTE_STATES: Schema = {"type": "string", "enum": list(DISPUTE_STATES)}
 
 
 def _ref(name: str) -> Schema:
@@ -33,8 +36,15 @@ def _path(name: str) -> list[Schema]:
     return [{"name": name, "in": "path", "required": True, "schema": _STR}]
 
 
-def _query(*names: str) -> list[Schema]:
-    return [{"name": n, "in": "query", "required": False, "schema": _STR} for n in names]
+def _query(*names: str, **schemas: Schema) -> list[Schema]:
+    """Optional query parameters: strings, or the schema named for them."""
+    return [
+        {"name": n, "in": "query", "required": False, "schema": schemas.get(n, _STR)} for n in names
+    ]
+
+
+def _states(*names: str) -> Schema:
+    return {"type": "string", "enum": list(names)}
 
 
 def _page(item: str) -> Schema:
@@ -121,7 +131,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/admin/reports": {
         "get": _op("The review queue: most severe, then most reported first", "moderator",
                    200, _page("Report"), 400, 401, 403,
-                   parameters=_query("status", "cursor")),
+                   parameters=_query("status", "cursor", status=_states("open", "resolved"))),
     },
     "/api/v1/admin/reports/{report_id}/resolve": {
         "post": _op("Resolve every open report of the report's target", "moderator", 200,
@@ -147,7 +157,8 @@ OPENAPI_PATHS: dict[str, Any] = {
         "post": _op("Set a user's staff roles (user and vendor are kept)", "admin", 200, _USER,
                     400, 401, 403, 404, parameters=_path("user_id"),
                     requestBody=json_body(obj(["roles"],
-                                              roles={"type": "array", "items": _STR}))),
+                                              roles={"type": "array", "maxItems": 8,
+                                                     "items": {"enum": list(ROLES)}}))),
     },
     "/api/v1/admin/users/{user_id}/suspend": {
         "post": _op("Suspend: sockets closed (4003), sign-ins refused, pending orders released",
@@ -163,7 +174,9 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/api/v1/admin/audit": {
         "get": _op("The audit log, newest first", "admin", 200, _page("AuditEntry"), 400, 401,
-                   403, parameters=_query("actor_id", "target", "action", "cursor", "limit")),
+                   403, parameters=_query("actor_id", "target", "action", "cursor", "limit",
+                                          limit={"type": "integer", "minimum": 1,
+                                                 "maximum": 200})),
     },
     "/api/v1/appeals": {
         "post": {
@@ -189,7 +202,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/api/v1/admin/appeals": {
         "get": _op("Appeals, oldest first", "admin", 200, _page("Appeal"), 400, 401, 403,
-                   parameters=_query("status", "cursor")),
+                   parameters=_query("status", "cursor",
+                                     status=_states("open", "accepted", "rejected"))),
     },
     "/api/v1/admin/appeals/{appeal_id}/decide": {
         "post": _op("Accept (the action is reversed) or reject an appeal", "admin", 200,
@@ -202,7 +216,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "get": {
             "summary": "Disputes on the vendor's orders, newest first",
             "security": _BEARER,
-            "parameters": _query("status", "cursor"),
+            "parameters": _query("status", "cursor", status=_DISPUTE_STATES),
             "responses": {"200": {"description": "ok", **json_body(_page("Dispute"))},
                           **errors(400, 401, 403)},
         },
@@ -221,7 +235,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/api/v1/admin/disputes": {
         "get": _op("Every dispute, newest first", "admin", 200, _page("Dispute"), 400, 401,
-                   403, parameters=_query("status", "cursor")),
+                   403, parameters=_query("status", "cursor", status=_DISPUTE_STATES)),
     },
     "/api/v1/admin/disputes/{dispute_id}/resolve": {
         "post": _op("Resolve: refund through the order's provider, or reject", "admin", 200,
@@ -241,7 +255,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/api/v1/admin/payouts/holds": {
         "get": _op("Payout holds, newest first", "admin", 200, _page("PayoutHold"), 400, 401,
-                   403, parameters=_query("vendor_id", "status", "cursor")),
+                   403, parameters=_query("vendor_id", "status", "cursor",
+                                          status=_states("open", "released"))),
         "post": _op("Hold one order's payout, or every payout of a vendor", "admin", 201,
                     obj(["hold"], hold=_ref("PayoutHold")), 400, 401, 403, 404, 409,
                     requestBody=json_body(obj(["vendor_id", "reason"], vendor_id=_STR,

@@ -18,7 +18,7 @@ from gateway.oauth import idempotency_key, require_vendor
 from gateway.openapi_schema import NO_NUL, Schema, errors, json_body, obj
 from gateway.ops import Call, Op
 from models.auth import EMAIL_PATTERN
-from models.notifications import KINDS, SettingsBody
+from models.notifications import KINDS, SettingsBody, known_zones
 from services.notify_links import UNSUBSCRIBE_PATH
 
 Short = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
@@ -226,7 +226,7 @@ _QUIET: Schema = {
         ["start", "end", "tz"],
         start=_HHMM,
         end=_HHMM,
-        tz={"type": "string", "minLength": 1, "maxLength": 64, "pattern": NO_NUL},
+        tz={"type": "string", "enum": list(known_zones())},  # IANA names this server knows
     ),
     "additionalProperties": False,
 }

@@ -70,11 +70,12 @@ _LISTING_FIELDS: dict[str, Schema] = {
     "active": _BOOL,
 }
 
+_SOME_TEXT = r"\S"  # trimmed, the value must keep a character (gateway/vendor_api.py)
 _LISTING_BODY: dict[str, Schema] = {  # what a request may hold (gateway/vendor_api.py)
     **_LISTING_FIELDS,
-    "title": {"type": "string", "maxLength": 200},
+    "title": {"type": "string", "maxLength": 200, "pattern": _SOME_TEXT},
     "description": {"type": "string", "maxLength": 5000},
-    "category": {"type": "string", "maxLength": 64},
+    "category": {"type": "string", "maxLength": 64, "pattern": _SOME_TEXT},
     "price": {"type": "integer", "minimum": 0, "maximum": 10**12, "description": "minor units"},
     "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
     "stock": {"type": "integer", "minimum": 0, "maximum": 10**7},
@@ -144,10 +145,12 @@ OPENAPI_PATHS: dict[str, Any] = {
             400, 401, 409,
             security=[{"bearer": []}], parameters=[_IDEM],
             requestBody=_json(_obj(["name", "lat", "lng", "category"],
-                                   name={"type": "string", "maxLength": 100},
+                                   name={"type": "string", "maxLength": 100,
+                                         "pattern": _SOME_TEXT},
                                    lat={"type": "number", "minimum": -90, "maximum": 90},
                                    lng={"type": "number", "minimum": -180, "maximum": 180},
-                                   category={"type": "string", "maxLength": 64})),
+                                   category={"type": "string", "maxLength": 64,
+                                             "pattern": _SOME_TEXT})),
         )
     },
     "/api/v1/vendors/me": {

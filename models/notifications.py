@@ -10,12 +10,13 @@ them) until the window ends, in the user's time zone.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
 
@@ -144,7 +145,16 @@ class SettingsBody(BaseModel):
     clear_nearby: bool = False
 
 
+@functools.cache
+def known_zones() -> tuple[str, ...]:
+    """The IANA zone names this machine knows (what ``quiet_hours.tz`` may be; the OpenAPI
+    spec lists them, so spec and server agree)."""
+    return tuple(sorted(available_timezones()))
+
+
 def zone(name: str) -> ZoneInfo:
+    if name not in known_zones():
+        raise BadRequest(f"quiet_hours.tz: unknown time zone {name!r}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

@@ -43,7 +43,7 @@ from models.auth import (
     normalize_email,
     token_digest,
 )
-from models.errors import Forbidden, OtpRequired, Unauthorized, Unavailable
+from models.errors import BadRequest, Forbidden, OtpRequired, Unauthorized, Unavailable
 from models.ids import new_id
 from services.secrets import Keys
 from services.throttle import LoginThrottle
@@ -300,9 +300,13 @@ class AuthService:
 
     async def check_credentials(self, email: str, password: str, address: str = "") -> UserRow:
         """The user with this email and password, suspended or not (appeals), else
-        ``unauthorized`` (the same answer, and time, for an unknown email); throttled like a
+        ``unauthorized`` (the same answer, and time, for an unknown email; an address that
+        is not one is a credential that is wrong, not a bad request); throttled like a
         sign-in (it is a password check all the same)."""
-        email_norm = normalize_email(email)
+        try:
+            email_norm = normalize_email(email)
+        except BadRequest:
+            raise Unauthorized(_WRONG) from None
         await self.throttle.check(email_norm, address)
         user = await users.by_email(self.db, email_norm)
         if user is None:

@@ -2,11 +2,11 @@
 as a user and as a vendor, with every check on (``--checks all``).
 
 Bounded: a fixed seed, ``EXAMPLES`` cases per operation and phase (examples, coverage,
-fuzzing; ~1,500 requests a role, ~15 s each on 2 cores). No 5xx is ever accepted. Every other
-failure must be listed in ``ACCEPTED`` with the reason the spec cannot yet say what the server
-does; a new failure fails the test. ``/ws`` is left out (an upgrade is not a request
-schemathesis can finish: tests/integration/test_fuzz_websocket.py fuzzes it) and so is
-``logout`` (it would end the fuzzing token's sign-in halfway).
+fuzzing; ~3,200 requests a role, ~30 s each on 2 quiet cores). No 5xx is ever accepted, nor
+any failure but the schemathesis false positives listed in ``ACCEPTED``, each with the reason
+no schema can say what the server checks; a new failure fails the test. ``/ws`` is left out
+(an upgrade is not a request schemathesis can finish: tests/integration/test_fuzz_websocket.py
+fuzzes it) and so is ``logout`` (it would end the fuzzing token's sign-in halfway).
 """
 
 from __future__ import annotations
@@ -29,45 +29,41 @@ EXAMPLES = 10
 SEED = 14
 _ST = Path(sys.executable).with_name("st")
 
-# (check code, operation) -> why the spec does not say it yet. Only 4xx answers here: a 5xx
-# (ServerError) is never accepted.
+# Schemathesis false positives: every one is ST202 (positive_data_acceptance: a request the
+# schema allows was refused with a 4xx) where what decides is a fact JSON Schema cannot state.
+# Each names why; a spec-vs-server disagreement that a schema *can* state is fixed instead
+# (docs/security.md "Fuzzing in make test"). Only 4xx answers here: a 5xx is never accepted.
+_ISSUED = "a value only the server issues (an opaque token, signed or stored): a schema can"
+_ISSUED += " give its shape, never which values exist"
+_CURSOR = f"cursor: {_ISSUED}"
+_UNICODE = "display_name refuses Unicode category C (control, format, unassigned, private use,"
+_UNICODE += " surrogate) after NFC and trimming; JSON Schema patterns cannot name a category"
+_HOST = "the URL's host must be one the URL parser and IDNA accept (labels of 1-63 characters,"
+_HOST += " printable, no spaces); no JSON Schema format says so"
 ACCEPTED: dict[tuple[str, str], str] = {
-    ("ST202", "POST /api/v1/auth/signup"): "display_name refuses control and format characters"
-    " (Unicode category C) after NFC and trimming; JSON Schema patterns cannot name a category",
-    ("ST202", "POST /api/v1/oauth/token"): "unknown token parameters are ignored (RFC 6749)"
-    " but still pass the input guard: one holding a NUL byte is refused",
-    ("ST401", "GET /api/v1/me/moderation"): "two security schemes (Bearer or Basic): the"
-    " check's bogus Basic credentials travel with the run's own Bearer header, which answers",
-    ("ST202", "PATCH /api/v1/vendor/listings/{listing_id}"): "the same trimming as create",
-    ("ST202", "POST /api/v1/vendor/hooks"): "target_url must have a host the URL parser accepts",
-    ("ST202", "GET /api/v1/vendor/listings"): "a cursor is an opaque token the server issued",
-    ("ST202", "GET /api/v1/vendor/orders"): "a cursor is an opaque token the server issued",
-    ("ST202", "GET /api/v1/admin/audit"): "admin API (issue 12): limit and cursor query values",
-    ("ST202", "GET /api/v1/vendor/disputes"): "admin API (issue 12): status is an enum",
-    ("ST202", "POST /api/v1/admin/disputes/{dispute_id}/resolve"): "admin API (issue 12):"
-    " amount is not negative",
-    ("ST202", "POST /api/v1/admin/users/{user_id}/roles"): "admin API (issue 12): roles are"
-    " at most 8 known names",
+    ("ST202", "POST /api/v1/auth/signup"): _UNICODE,
+    ("ST202", "PATCH /api/v1/me"): _UNICODE,
+    ("ST202", "POST /api/v1/oauth/token"): "unknown token parameters are ignored (RFC 6749),"
+    " but still pass the input guard: one holding a NUL byte anywhere is refused",
+    ("ST202", "POST /api/v1/vendor/hooks"): f"target_url: {_HOST}",
+    ("ST202", "POST /api/v1/me/push-subscriptions"): f"endpoint: {_HOST}",
+    ("ST202", "GET /api/v1/vendor/listings"): _CURSOR,
+    ("ST202", "GET /api/v1/vendor/orders"): _CURSOR,
+    ("ST202", "GET /api/v1/vendor/disputes"): _CURSOR,
+    ("ST202", "GET /api/v1/users/{user_id}/followers"): _CURSOR,
+    ("ST202", "GET /api/v1/users/{user_id}/following"): _CURSOR,
+    ("ST202", "GET /api/v1/search"): "lat and lng come together (OpenAPI cannot make query"
+    f" parameters depend on each other), q must hold a word; {_CURSOR}",
+    ("ST202", "POST /api/v1/auth/email/verify"): f"token: {_ISSUED}",
+    ("ST202", "POST /api/v1/auth/password/reset"): f"token: {_ISSUED}",
+    ("ST202", "POST /api/v1/notifications/unsubscribe"): f"t is the server's signature of u"
+    f" and s: {_ISSUED}",
     ("ST202", "POST /api/v1/media"): "the file must be a JPEG, PNG or WebP that decodes"
     " (415 not_an_image): no schema can say which bytes are an image",
-    ("ST202", "POST /api/v1/auth/email/verify"): "a token is one the server emailed",
-    ("ST202", "POST /api/v1/auth/password/reset"): "a token is one the server emailed",
-    ("ST202", "POST /api/v1/notifications/unsubscribe"): "t is the server's signature of u and s",
-    ("ST202", "POST /api/v1/me/push-subscriptions"): "the endpoint must have a host the URL"
-    " parser accepts, as a hook's target_url",
-    ("ST202", "PUT /api/v1/me/notification-settings"): "quiet_hours.tz is an IANA zone name",
-    ("ST202", "GET /api/v1/users/{user_id}/followers"): "a cursor is an opaque token the server"
-    " issued",
-    ("ST202", "GET /api/v1/users/{user_id}/following"): "a cursor is an opaque token the server"
-    " issued",
     ("ST202", "GET /api/v1/vendor/analytics"): "from and to are real days, from not after to,"
     " at most HL_ANALYTICS_MAX_DAYS apart; a caller who is not a vendor and names none is"
     " forbidden, another vendor's vendor_id too (docs/analytics.md)",
     ("ST202", "GET /api/v1/vendor/analytics/export"): "as GET /api/v1/vendor/analytics",
-    ("ST202", "GET /api/v1/search"): "lat and lng come together (query parameters cannot say"
-    " so), q must hold a word, a cursor is an opaque token the server issued",
-    ("ST202", "PATCH /api/v1/me"): "display_name follows the sign-up rules (Unicode category C),"
-    " bio its own; avatar_media_id must name an upload of the caller (404/403 otherwise)",
     ("ST202", "POST /api/v1/graphql"): "query must be a GraphQL document valid against the"
     " schema (docs/graphql.md); JSON Schema cannot say so",
 }
@@ -120,6 +116,7 @@ async def test_the_served_spec_tells_the_truth(
     errors = result.get("errors") or []
     assert not errors, (errors, result["output"][-4000:])
     assert not _server_errors(result), result["output"][-6000:]  # never a 5xx
+    assert {code for code, _ in ACCEPTED} == {"ST202"}  # false positives of one kind only
     new = found - ACCEPTED.keys()
     assert not new, "\n".join([*map(str, sorted(new)), result["output"][-12000:]])
     assert result["operations"]["tested"] >= 40, result["operations"]

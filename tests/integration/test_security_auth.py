@@ -4,6 +4,7 @@ secrets sealed at rest, idempotency fingerprints (issue 14, items 1, 2, 4, 7).""
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import time
@@ -248,6 +249,16 @@ async def test_sign_in_waits_for_a_verified_address_where_asked(
         assert status == 200, out
     finally:
         await srv.close()
+
+
+async def test_basic_credentials_that_are_no_email_are_unauthorized(api: Api) -> None:
+    """The appeal routes' HTTP Basic sign-in: a user name that is no email is a wrong
+    credential (401), not a bad request (schemathesis' ignored_auth check found the 400)."""
+    for user_pass in (b"not-an-email:whatever", b"a@b.test:wrong password"):
+        headers = {"Authorization": "Basic " + base64.b64encode(user_pass).decode()}
+        async with api.http.get(api.base + "/api/v1/me/moderation", headers=headers) as resp:
+            body = await resp.json()
+            assert resp.status == 401 and body["error"]["code"] == "unauthorized", body
 
 
 async def test_rest_rate_limit_answers_429_with_retry_after(

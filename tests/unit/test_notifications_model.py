@@ -123,3 +123,13 @@ def test_a_daily_digest_takes_the_social_emails_only() -> None:
     assert digest.subject == "Your Hyperlocal digest"
     assert digest.text == "- Ana liked your post\n- and 2 more"
     assert "<br>" in email_bodies(digest, ctx)[1]
+
+
+def test_quiet_hours_zones_are_the_known_names_only() -> None:
+    from models.notifications import known_zones, zone
+
+    assert "Europe/Paris" in known_zones() and "UTC" in known_zones()
+    assert str(zone("Europe/Paris")) == "Europe/Paris"
+    for name in ("Europe/../UTC", "posixrules", "", "europe/paris"):
+        with pytest.raises(BadRequest):
+            zone(name)
