@@ -1,5 +1,6 @@
 """Websocket fuzzing (issue 14, item 9): wrong types, huge numbers, deep nesting, lone
-surrogates, binary frames and msgpack garbage, on both subprotocols. Every frame gets exactly
+surrogates, binary frames (on ``hl.json`` too) and msgpack garbage (random bytes, bin, ext and
+timestamp values, strings of invalid UTF-8), on both subprotocols. Every frame gets exactly
 one reply, a typed one (never ``unavailable``: that is the websocket's 5xx), carrying the
 frame's id whenever it had a valid one, and the session lives on.
 
@@ -100,6 +101,23 @@ def _garbage(rng: random.Random) -> bytes:
     return bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
 
 
+def _msgpack_oddity(rng: random.Random, ident: int) -> tuple[bytes, int | None]:
+    """A msgpack frame with what JSON cannot hold: bin, ext and timestamp values (the id still
+    readable: the reply must carry it), or a str of invalid UTF-8 (nothing readable)."""
+    roll = rng.random()
+    if roll < 0.25:
+        odd: Any = b"\x00\xff" * rng.randint(0, 8)
+    elif roll < 0.5:
+        odd = msgpack.ExtType(rng.randint(0, 127), _garbage(rng))
+    elif roll < 0.75:
+        odd = msgpack.Timestamp(rng.randint(0, 2**32))
+    else:
+        head = b"\x82" + msgpack.packb("id") + msgpack.packb(ident) + msgpack.packb("op")
+        return head + b"\xa3\xff\xfe\xfd", None
+    frame = {"id": ident, "op": rng.choice(_OPS), "data": {"text": odd}}
+    return msgpack.packb(frame, use_bin_type=True), ident
+
+
 async def _reply(ws: Ws) -> dict[str, Any]:
     while True:
         frame = await ws.next_event(None, timeout=20)
@@ -114,6 +132,10 @@ async def _fuzz(ws: Ws, rng: random.Random, binary: bool) -> None:
         expect_id: int | None = None
         if binary and kind < 0.15:
             raw: str | bytes = _garbage(rng)
+        elif binary and kind < 0.2:
+            raw, expect_id = _msgpack_oddity(rng, ident)
+        elif not binary and kind < 0.05:  # binary frames where text ones are spoken
+            raw = _garbage(rng) if rng.random() < 0.5 else json.dumps({"id": ident}).encode()
         elif kind < 0.25:
             raw = rng.choice(["{", "[]", '"x"', "null", '{"id": 1e999}', "{" * 5000])
             if rng.random() < 0.3:  # nested beyond any parser's stack, with a valid id

@@ -10,8 +10,10 @@ import aiohttp
 import jwt
 import msgpack
 import pytest
+from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
+from gateway.app import build_app
 from store.keyfiles import jwt_ring
 from tests.integration.client import Api, Ws
 
@@ -232,6 +234,31 @@ async def test_security_headers_on_every_response(api: Api, http: aiohttp.Client
             assert "Strict-Transport-Security" not in resp.headers  # HL_PUBLIC_URL is not https
     async with http.post(api.base + "/api/v1/auth/login", json={}) as resp:
         assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_hsts_on_every_answer_behind_an_https_public_url(
+    settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    """A gateway whose HL_PUBLIC_URL is https (TLS terminated in front) sends HSTS on every
+    answer: successes, typed errors, 405s and the web app's routes alike."""
+    public = settings.model_copy(update={"public_url": "https://hl.example.test"})
+    srv = TestServer(build_app(public), host="127.0.0.1", port=0)
+    await srv.start_server()
+    try:
+        for method, path in (
+            ("GET", "/healthz"),
+            ("GET", "/api/v1/me"),  # 401
+            ("GET", "/no/such/route"),  # 404
+            ("DELETE", "/api/v1/auth/login"),  # 405
+            ("POST", "/api/v1/auth/login"),  # 400
+            ("GET", "/"),
+        ):
+            async with http.request(method, str(srv.make_url(path))) as resp:
+                hsts = resp.headers.get("Strict-Transport-Security", "")
+                assert hsts == "max-age=63072000; includeSubDomains", (method, path, hsts)
+                assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    finally:
+        await srv.close()
 
 
 def test_hsts_and_the_web_apps_csp() -> None:
