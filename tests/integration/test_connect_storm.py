@@ -36,7 +36,7 @@ async def _users(server: TestServer, n: int) -> list[User]:
     out = []
     for i in range(n):
         email = f"storm-{run}-{i}@example.test"
-        row = await users.create_user(services.db, new_id(), email, email, "!", f"storm {i}")
+        row, _ = await users.create_user(services.db, new_id(), email, email, "!", f"storm {i}")
         family = new_id()
         digest = token_digest(new_secret_token())
         await users.start_family(services.db, family, row.id, digest, 3600)
