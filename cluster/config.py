@@ -272,6 +272,49 @@ class Settings(BaseSettings):
     """Signing secret (whsec_...) of POST /api/v1/payments/stripe/webhook."""
     stripe_api_base: str | None = None
     """Stripe API base URL override (tests point it at a local stand-in); unset: Stripe's own."""
+    # PayPal and UPI (issue 17; docs/payments.md "PayPal", "UPI"). Secrets come from the
+    # environment like Stripe's and are never stored or logged.
+    paypal_client_id: str | None = None
+    """PayPal REST app client id; unset (or no secret): the `paypal` provider is not offered."""
+    paypal_client_secret: str | None = None
+    """PayPal REST app secret, paired with paypal_client_id."""
+    paypal_api_base: str = Field("https://api-m.paypal.com", pattern=r"^https?://[^\s]+$")
+    """PayPal API base URL (https://api-m.sandbox.paypal.com for PayPal's sandbox; tests point
+    it at a local stand-in)."""
+    paypal_webhook_id: str | None = None
+    """Id of our webhook at PayPal (what PayPal signs into each delivery to
+    POST /api/v1/payments/paypal/webhook); unset: that endpoint answers not_found."""
+    paypal_cert_hosts: Annotated[tuple[str, ...], NoDecode] = (
+        "api.paypal.com", "api-m.paypal.com", "api.sandbox.paypal.com",
+        "api-m.sandbox.paypal.com",
+    )  # fmt: skip
+    """Hosts a webhook's PAYPAL-CERT-URL may name (comma-separated), fetched over https only
+    (plain http from a listed loopback host: the tests' stand-in)."""
+    paypal_return_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    """Where PayPal sends the buyer after approving (the client then calls POST
+    /api/v1/payments/paypal/return). Unset: public_url (or http://localhost:8080) +
+    /?paypal=return."""
+    paypal_timeout_s: float = Field(15.0, gt=0, le=120)
+    """A PayPal API call not answered within this is unavailable (retried with the same
+    PayPal-Request-Id)."""
+    upi_key_id: str | None = None
+    """Razorpay key id for UPI; unset (or no secret): the `upi` provider is not offered."""
+    upi_key_secret: str | None = None
+    """Razorpay key secret, paired with upi_key_id."""
+    upi_api_base: str = Field("https://api.razorpay.com", pattern=r"^https?://[^\s]+$")
+    """Razorpay API base URL (tests point it at a local stand-in)."""
+    upi_webhook_secret: str | None = None
+    """Razorpay webhook secret (X-Razorpay-Signature of POST /api/v1/payments/upi/webhook);
+    unset: that endpoint answers not_found."""
+    upi_payee_vpa: str = Field(
+        "merchant@razorpay", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]+@[A-Za-z][A-Za-z0-9]+$"
+    )
+    """The payee address (pa) of UPI intent URIs and QR codes: our merchant VPA at the PSP."""
+    upi_payee_name: str = Field("Hyperlocal", min_length=1, max_length=50)
+    """The payee name (pn) of UPI intent URIs."""
+    upi_timeout_s: float = Field(15.0, gt=0, le=120)
+    """A Razorpay API call not answered within this is unavailable (a retry finds the order
+    by its receipt)."""
     app_token_ttl_s: int = Field(3600, ge=60, le=86400)
     """Lifetime of an OAuth2 client-credentials access token of a vendor app."""
     hooks_allow_private: bool = Field(
@@ -484,6 +527,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("paypal_cert_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
         return value
 
     @field_validator("allowed_origins", mode="before")

@@ -28,7 +28,8 @@ log = logging.getLogger("hyperlocal.ratelimit")
 _WINDOW_S = 60
 # Not limited: probes, and the payment provider's signed webhook (its senders share addresses,
 # and every request is verified before it does anything).
-_UNLIMITED = ("/healthz", "/readyz", "/metrics", "/api/v1/payments/stripe/webhook")
+_UNLIMITED = ("/healthz", "/readyz", "/metrics", "/api/v1/payments/stripe/webhook",
+              "/api/v1/payments/paypal/webhook", "/api/v1/payments/upi/webhook")  # fmt: skip
 _AUTH = ("/api/v1/auth/", "/api/v1/oauth/token")
 
 

@@ -30,6 +30,7 @@ from gateway import (
     oauth,
     ops,
     payments_api,
+    provider_payments_api,
     risk_api,
     security_api,
     social_ops,
@@ -47,6 +48,7 @@ FEATURES: tuple[ModuleType, ...] = (
     hooks_api,
     oauth,
     payments_api,
+    provider_payments_api,  # PayPal and UPI (issue 17)
     admin_api,
     disputes_api,
     security_api,

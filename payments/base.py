@@ -43,6 +43,9 @@ class ChargeResult:
     message: str = ""
     client_secret: str | None = None
     """For ``requires_action``: what the client app needs to finish (e.g. 3-D Secure)."""
+    action: dict[str, str] | None = None
+    """For ``requires_action`` by redirect or scan: what the client shows the buyer, merged
+    into the reply's ``payment`` (PayPal's ``approve_url``; UPI's ``upi_uri`` and ``qr_svg``)."""
 
 
 class PaymentProvider(Protocol):

@@ -74,6 +74,8 @@ def payment_public(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     }
     if row["status"] == "requires_action" and row["client_secret"]:
         out["client_secret"] = row["client_secret"]
+    if row["status"] == "requires_action" and row.get("action"):  # approve_url; upi_uri, qr_svg
+        out.update(row["action"])
     return out
 
 
@@ -360,12 +362,13 @@ class Checkout:
         result = await provider.charge(charge)
         updated = await self.db.fetchrow(
             "UPDATE payments SET status = $2, provider_ref = COALESCE($3, provider_ref),"
-            " client_secret = $4, updated_at = now() WHERE id = $1 AND status = 'pending'"
-            " RETURNING *",
+            " client_secret = $4, action = $5, updated_at = now() WHERE id = $1"
+            " AND status = 'pending' RETURNING *",
             payment["id"],
             result.status,
             result.provider_ref,
             result.client_secret,
+            result.action,
         )  # None: a webhook settled it first; its row is the answer
         return updated or one(
             await self.db.fetchrow("SELECT * FROM payments WHERE id = $1", payment["id"])

@@ -49,6 +49,7 @@ from services.notifier import Notifier
 from services.notify_links import Links
 from services.payout_holds import PayoutHolds
 from services.presence import Presence
+from services.provider_events import ProviderEvents
 from services.ranking import CellRanker
 from services.risk import RiskReview
 from services.router import ShardRouter
@@ -88,6 +89,8 @@ class Services:
     market: MarketService
     checkout: Checkout
     stripe_events: StripeEvents
+    provider_events: ProviderEvents
+    """PayPal and UPI webhooks and PayPal returns (issue 17)."""
     app_tokens: AppTokens
     vendor_apps: VendorApps
     admin: AdminService
@@ -236,6 +239,7 @@ async def open_services(
             market=market,
             checkout=checkout,
             stripe_events=StripeEvents(checkout),
+            provider_events=ProviderEvents(checkout),
             app_tokens=AppTokens(settings, db, keys.jwt),
             vendor_apps=VendorApps(db),
             admin=admin,
