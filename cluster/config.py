@@ -341,6 +341,30 @@ class Settings(BaseSettings):
     """A held checkout not reviewed within this time is rejected by the sweeper (its
     authorisation voided, its stock back): card authorisations lapse (Stripe's after 7 days)."""
 
+    # -- the ledger and payouts (issue 17, docs/payments.md) -----------------------------------
+    commission_bps: int = Field(1000, ge=0, le=10_000)
+    """The platform's commission on an order line, in basis points (1000: 10 %), for a listing
+    category not in commission_bps_by_category. Computed at checkout, posted at capture."""
+    commission_bps_by_category: dict[str, int] = {}
+    """Commission per listing category (lower case), in basis points, as JSON:
+    ``HL_COMMISSION_BPS_BY_CATEGORY='{"bread": 500, "services": 1500}'``."""
+    balance_hold_s: float = Field(604_800.0, ge=0, le=90 * 86400)
+    """An order's money stays pending this long after fulfilment (the buyer's time to open a
+    dispute), then a sweep makes it available for payout."""
+    ledger_sweep_s: float = Field(60.0, gt=0, le=86_400)
+    """How often the control actor releases pending balances whose hold period has passed."""
+    payout_interval_s: float = Field(86_400.0, ge=0)
+    """A payout batch every this many seconds, run by the control actor (0: only on demand,
+    ``POST /api/v1/admin/payouts/run``)."""
+
+    @field_validator("commission_bps_by_category")
+    @classmethod
+    def _rates(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if not 0 <= v <= 10_000 or k != k.lower()}
+        if bad:
+            raise ValueError(f"each rate 0-10000 basis points, categories in lower case: {bad}")
+        return value
+
     # -- notifications (docs/notifications.md) -------------------------------------------------
     smtp_url: str | None = Field(None, pattern=r"^smtps?://")
     """SMTP server of notification and account emails: ``smtp://[user:pass@]host[:port]``

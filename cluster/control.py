@@ -11,6 +11,8 @@ sends again a vendor's suspension flag its owner shard missed (``AdminService.sy
 when ``rebalance_interval_s`` is set, runs the hot-cell rebalancer (services/scaling.py) and,
 unless ``failover_ping_s`` is 0, the failover watcher (services/failover.py): a dead shard's
 cells go to the others by one table change.
+It also runs the money loop (services/payouts.py ``run_scheduled``): the ledger's release
+sweep every ``ledger_sweep_s`` and a payout batch every ``payout_interval_s``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from cluster.fleet import RayFleet
 from services.container import Services, open_services
 from services.control import ControlHost
 from services.failover import FailoverWatcher
+from services.payouts import run_scheduled
 from services.transport import RayTransport
 
 log = logging.getLogger("hyperlocal.control")
@@ -46,6 +49,7 @@ class ControlActor:
         self._rebalancer: asyncio.Task[None] | None = None
         self._watcher: FailoverWatcher | None = None
         self._failover: asyncio.Task[None] | None = None
+        self._money: asyncio.Task[None] | None = None
         self._incarnation = uuid.uuid4().hex[:12]
 
     async def _ready(self) -> ControlHost:
@@ -62,7 +66,13 @@ class ControlActor:
                     services.risk,
                     services.holds,
                     services.cluster,
+                    payouts=services.payouts,
                 )
+                self._money = asyncio.create_task(
+                    run_scheduled(services.payouts, services.ledger,
+                                  self._settings.payout_interval_s, self._settings.ledger_sweep_s),
+                    name="money",
+                )  # fmt: skip
                 self._sweeper = asyncio.create_task(self._sweep(), name="suspension-sweep")
                 if self._settings.rebalance_interval_s > 0:
                     self._rebalancer = asyncio.create_task(self._rebalance(), name="rebalancer")

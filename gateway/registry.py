@@ -26,6 +26,7 @@ from gateway import (
     hooks_api,
     market_ops,
     media_api,
+    money_api,
     notifications_api,
     oauth,
     ops,
@@ -59,6 +60,7 @@ FEATURES: tuple[ModuleType, ...] = (
     graphql_api,
     cluster_api,
     analytics_api,
+    money_api,
     webapp,  # the web client's files at / (docs/web.md)
 )
 

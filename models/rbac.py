@@ -49,6 +49,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "payouts.release": _ADMIN,
     "payouts.list": _ADMIN,
     "analytics.read": _ADMIN,  # another vendor's analytics (docs/analytics.md)
+    # the ledger and payouts (issue 17, docs/payments.md)
+    "revenue.read": _ADMIN,
+    "payouts.run": _ADMIN,
+    "payouts.paid": _ADMIN,
     # the cluster (issue 13, docs/operations.md): shards, placement, scaling
     "cluster.view": _OPS,
     "cluster.move": _OPS,

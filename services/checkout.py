@@ -41,6 +41,7 @@ from typing import Any
 
 import asyncpg
 
+from models import ledger as lg
 from models import risk as rk
 from models.errors import AppError, Conflict, PaymentFailed, Unavailable, error_from_dict
 from models.ids import cell_of, new_id
@@ -153,7 +154,7 @@ class Checkout:
         address, device = rk.address_key(ctx.address), ctx.device
         rows = await self.db.fetch(
             f"WITH f AS ({_FACTS}) SELECT c.listing_id, c.qty, l.vendor_id, l.cell, l.title,"
-            " l.price, l.currency, l.lat, l.lng, f.*"
+            " l.price, l.currency, l.lat, l.lng, l.category, f.*"
             " FROM cart_items c JOIN listings l ON l.id = c.listing_id CROSS JOIN f"
             " WHERE c.user_id = $1 AND l.active AND l.deleted_at IS NULL",  # on sale only
             user_id,
@@ -171,6 +172,10 @@ class Checkout:
             if found is not None:
                 return found
         parts, total, currency = split_by_vendor(lines)
+        settings = self.market.settings  # each part's commission: posted when it is captured
+        categories = {r["listing_id"]: r["category"] for r in rows}
+        parts = lg.with_commission(parts, categories, settings.commission_bps_by_category,
+                                   settings.commission_bps)  # fmt: skip
         vendors = tuple({(float(r["lat"]), float(r["lng"])) for r in rows})
         context = rk.RiskContext(address, device, ctx.here, ctx.before)
         risk = rk.score(rk.RiskFacts.from_row(rows[0]), context, rk.Order(total, vendors))

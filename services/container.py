@@ -26,6 +26,7 @@ from models.ids import new_id
 from models.notifications import kind_rows
 from models.placement import Placement
 from payments import PaymentProvider, providers_from
+from payments.stripe_transfers import StripeTransfers
 from services.access import Access
 from services.account_email import AccountEmails
 from services.accounts import AuthService
@@ -39,6 +40,7 @@ from services.control import Control, ControlHost, LocalControl, RayControl
 from services.disputes import DisputeService
 from services.feed import FeedService
 from services.hooks import HookDispatcher
+from services.ledger import LedgerService
 from services.mailer import Mailer
 from services.market import MarketService
 from services.market_jobs import Sweeper
@@ -48,6 +50,7 @@ from services.notifications import NotificationService
 from services.notifier import Notifier
 from services.notify_links import Links
 from services.payout_holds import PayoutHolds
+from services.payouts import Payouts
 from services.presence import Presence
 from services.provider_events import ProviderEvents
 from services.ranking import CellRanker
@@ -117,6 +120,11 @@ class Services:
     """Ops on the cluster (view, moves, scaling): the control actor's, behind ``control``."""
     analytics: AnalyticsService
     """Vendor analytics from the rollups, and exports (docs/analytics.md)."""
+    # the ledger and payouts (issue 17, docs/payments.md)
+    ledger: LedgerService
+    """Vendor balances, the release sweep, revenue reports over the ledger."""
+    payouts: Payouts
+    """Payout batches and transfers: the control actor runs them (``payouts.run``)."""
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -169,6 +177,7 @@ async def open_services(
     presence: Presence | None = None
     media: MediaService | None = None
     push: WebPush | None = None
+    transfers: StripeTransfers | None = None
     try:
 
         async def load() -> Placement:
@@ -201,6 +210,10 @@ async def open_services(
         disputes = DisputeService(db, redis, market)
         risk = RiskReview(checkout)
         holds = PayoutHolds(db)
+        ledger = LedgerService(settings, db)
+        if settings.stripe_api_key:
+            transfers = StripeTransfers(settings.stripe_api_key, settings.stripe_api_base)
+        payouts = Payouts(db, ledger, transfers)
         if fleet is None:
             fleet = LocalFleet(transport) if isinstance(transport, LocalTransport) else NoFleet()
         cluster = ClusterService(settings, db, geo, router, fleet)
@@ -210,7 +223,9 @@ async def open_services(
             )
             if on_ray
             else LocalControl(
-                ControlHost(admin, moderation, appeals, disputes, risk, holds, cluster)
+                ControlHost(
+                    admin, moderation, appeals, disputes, risk, holds, cluster, payouts=payouts
+                )
             )
         )
         keys = Keys(settings)
@@ -265,6 +280,8 @@ async def open_services(
             search=SearchService(settings, db, market),
             cluster=cluster,
             analytics=AnalyticsService(settings, db),
+            ledger=ledger,
+            payouts=payouts,
         )
         if background:
             dispatcher = HookDispatcher(settings, db, keys)
@@ -283,6 +300,8 @@ async def open_services(
             await provider.close()
         if push is not None:
             await push.close()
+        if transfers is not None:
+            await transfers.close()
         if presence is not None:
             await presence.stop()
         if media is not None:

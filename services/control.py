@@ -36,6 +36,7 @@ from services.appeals import AppealService, DecideBody
 from services.disputes import DisputeService, ResolveDisputeBody
 from services.moderation import ModerationService, RemoveBody, ResolveBody
 from services.payout_holds import HoldBody, PayoutHolds, ReleaseBody
+from services.payouts import Payouts
 from services.risk import ReviewBody, RiskReview
 from services.scaling import ClusterService
 from store import admin_store as st
@@ -69,6 +70,8 @@ class ControlHost:
         risk: RiskReview,
         holds: PayoutHolds,
         cluster: ClusterService,
+        *,
+        payouts: Payouts | None = None,
     ) -> None:
         self.admin = admin
         self.moderation = moderation
@@ -130,6 +133,8 @@ class ControlHost:
             "cluster.unpin": lambda s, x: c.unpin(s, str(x["cell"])),
             "cluster.scale": lambda s, x: c.scale(s, x["shards"]),
         }
+        if payouts is not None:  # the ledger and payouts (issue 17, docs/payments.md)
+            self.actions.update(_money_actions(payouts))
 
     async def _user_id(self, args: dict[str, Any]) -> str:
         """The target user of an action: ``user_id`` (REST) or ``email`` (the CLI)."""
@@ -189,9 +194,22 @@ class ControlHost:
             log.error("audit entry of %s not written: %r", action, exc)
 
 
+def _money_actions(p: Payouts) -> dict[str, Action]:
+    """Revenue reports and payouts (services/ledger.py, services/payouts.py)."""
+    return {
+        "revenue.report": lambda s, x: p.ledger.revenue(
+            s, x.get("from"), x.get("to"), x.get("group")
+        ),
+        "payouts.run": lambda s, x: p.run(s),
+        "payouts.paid": lambda s, x: p.mark_paid(s, str(x["payout_id"]), str(x["reference"])),
+        "payouts.listed": lambda s, x: p.listed(s, x.get("status")),
+    }
+
+
 READS = frozenset(
     {"users.get", "users.find", "audit.list", "reports.list", "appeals.list", "disputes.list",
-     "risk.list", "payouts.list", "cluster.view", "cluster.cell"}
+     "risk.list", "payouts.list", "cluster.view", "cluster.cell",
+     "revenue.report", "payouts.listed"}
 )  # fmt: skip
 """Actions that change nothing: audited by the host (a change audits itself)."""
 
@@ -202,6 +220,7 @@ _TARGET_ARGS = (
     ("dispute_id", "dispute"),
     ("order_id", "order"),
     ("hold_id", "hold"),
+    ("payout_id", "payout"),
     ("email", "email"),
     ("cell", "cell"),
 )

@@ -1,6 +1,6 @@
 """Payout holds: what stops money from going out to a vendor (docs/admin.md, "Payout holds").
 
-Payouts do not exist yet (issue 17 builds them). What they must honour is here, durable now:
+Payouts (services/payouts.py, docs/payments.md) honour what is here:
 
 - a **dispute** holds the payout of its order from the moment it opens until it closes
   (refunded or rejected): the hold is written and released in the dispute's own transactions

@@ -53,6 +53,12 @@ _BASE = dict(
     # loaded box must not fail a slow shard over under another test; the failover tests run
     # their own deployments (tests/integration/test_failover.py)
     failover_ping_s=0.0,
+    # the ledger (tests/integration/test_money_ledger.py): balances released a second after
+    # fulfilment, looked for every 0.3 s; payouts only when a test asks
+    balance_hold_s=1.0,
+    ledger_sweep_s=0.3,
+    payout_interval_s=0.0,
+    commission_bps_by_category={"flowers": 1500},
 )
 
 

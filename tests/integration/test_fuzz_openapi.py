@@ -49,6 +49,7 @@ ACCEPTED: dict[tuple[str, str], str] = {
     ("ST202", "POST /api/v1/me/push-subscriptions"): f"endpoint: {_HOST}",
     ("ST202", "GET /api/v1/vendor/listings"): _CURSOR,
     ("ST202", "GET /api/v1/vendor/orders"): _CURSOR,
+    ("ST202", "GET /api/v1/vendor/payouts"): _CURSOR,
     ("ST202", "GET /api/v1/vendor/disputes"): _CURSOR,
     ("ST202", "GET /api/v1/users/{user_id}/followers"): _CURSOR,
     ("ST202", "GET /api/v1/users/{user_id}/following"): _CURSOR,

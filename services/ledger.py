@@ -1,0 +1,97 @@
+"""The ledger's use cases: vendor balances, the release sweep and revenue reports.
+
+The ledger itself is Postgres (store/migrations/0016_ledger.sql): captures, refunds and holds
+are posted by triggers on the rows whose change causes them, in that change's own statement;
+this service posts the **release** of an order's pending balance (fulfilled, then
+``balance_hold_s`` passed, no open hold of the order: ``payout_blocked``) as a ledger
+transaction, and reads balances and revenue. It keeps no state; every call is idempotent (a
+release is unique per order).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import asyncpg
+
+from cluster.config import Settings
+from models import ledger as lg
+from models.rbac import Staff
+from services.payout_holds import payout_blocked
+from store import ledger_store as ls
+
+log = logging.getLogger("hyperlocal.ledger")
+
+_BATCH = 200
+
+
+class LedgerService:
+    """Balances, releases and revenue over the ledger tables (see the module docstring)."""
+
+    def __init__(self, settings: Settings, db: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.db = db
+
+    async def balance(self, vendor_id: str) -> dict[str, Any]:
+        """``{available, pending, currency}`` of the vendor's newest currency (none yet: zeros
+        in the default currency), with ``held``, ``in_transit`` and ``balances``: every
+        currency's figures."""
+        rows = await ls.balances(self.db, vendor_id)
+        first = rows[0] if rows else {"currency": "usd", "available": 0, "pending": 0,
+                                      "held": 0, "in_transit": 0}  # fmt: skip
+        return {**first, "balances": rows}
+
+    async def release_due(self, now: dt.datetime | None = None) -> int:
+        """Release the pending balance of every order fulfilled at least ``balance_hold_s``
+        ago and not held (an open hold of the order keeps it queued); the orders released.
+
+        Each order's row is locked first (``SKIP LOCKED``: one being written is left for the
+        next sweep, so this never waits on a shard), so a refund or a hold of the order is
+        posted either wholly before or wholly after its release."""
+        now = now or dt.datetime.now(dt.UTC)
+        cutoff = now - dt.timedelta(seconds=self.settings.balance_hold_s)
+        released = 0
+        async with self.db.acquire() as conn, conn.transaction():
+            due = await ls.due_releases(conn, cutoff, _BATCH)
+            by_vendor: dict[str, list[str]] = {}
+            for row in due:
+                by_vendor.setdefault(row["vendor_id"], []).append(row["order_id"])
+            for vendor_id, orders in by_vendor.items():
+                blocked = await payout_blocked(conn, vendor_id, orders)
+                held = {b["hold"]["order_id"] for b in blocked if b.get("hold")}
+                for order_id in orders:
+                    if order_id not in held:
+                        released += await self._release(conn, vendor_id, order_id)
+        if released:
+            log.info("released the pending balance of %d orders", released)
+        return released
+
+    async def _release(self, conn: Any, vendor_id: str, order_id: str) -> int:
+        if not await ls.lock_orders(conn, [order_id]):
+            return 0  # its owner shard is writing it (a refund?): the next sweep releases it
+        capture = await ls.capture_of(conn, order_id)
+        if capture is not None:
+            pending = await ls.owed(conn, lg.VENDOR_PENDING, vendor_id, order_id)
+            await ls.post(conn, f"order:{order_id}", "release", capture["currency"],
+                          lg.release_legs(vendor_id, order_id, pending), order_id=order_id,
+                          vendor_id=vendor_id, cell=capture["cell"])  # fmt: skip
+        await ls.dequeue(conn, order_id)
+        return 1
+
+    async def revenue(
+        self, staff: Staff, first: str | None, last: str | None, group: str | None
+    ) -> dict[str, Any]:
+        """The admin's revenue report (``revenue.read``): rows per key and currency, totals
+        per currency (models/ledger.py ``ReportRange`` for the query's rules)."""
+        staff.require("revenue.read")
+        span = lg.ReportRange.parse(first, last, group, dt.datetime.now(dt.UTC).date())
+        rows = await ls.revenue(self.db, span)
+        return {
+            "from": span.first.isoformat(),
+            "to": span.last.isoformat(),
+            "group": span.group,
+            "rows": rows,
+            "totals": lg.totals(rows),
+        }
