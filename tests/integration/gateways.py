@@ -4,6 +4,7 @@ joined to the session's Ray, Postgres and Redis. Stopped (or killed) by the test
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -28,6 +29,8 @@ def _differing_settings(settings: Settings) -> dict[str, str]:
             text = "1" if value else "0"
         elif isinstance(value, tuple):
             text = ",".join(value)
+        elif isinstance(value, dict):
+            text = json.dumps(value)
         else:
             text = str(value)
         out[env_name(name)] = text

@@ -104,6 +104,7 @@ async def test_capture_and_partial_refund_post_balanced_entries_with_category_co
     admin = await staff(api, settings, "admin")
     baker, bread = await _shop(api, settings, 90, "bread", 500)  # default 10 %
     florist, flowers = await _shop(api, settings, 91, "flowers", 1000)  # 15 % (conftest)
+    cells_before = await _revenue_rows(api, admin, "cell")  # other tests' vendors share cells
     _, orders = await _buy(api, [(bread, 2), (flowers, 1)], "ledger-buyer")
     by_vendor = {o["vendor_id"]: o for o in orders}
     o_bread, o_flowers = by_vendor[bread["vendor"]["id"]], by_vendor[flowers["vendor"]["id"]]
@@ -153,36 +154,22 @@ async def test_capture_and_partial_refund_post_balanced_entries_with_category_co
     assert entries[("refund", "vendor_pending")] == 900
     assert (await _balance(api, baker))["pending"] == 0
 
-    # revenue, by vendor and by cell, for the orders placed here
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    for group, keys in (
-        ("vendor", (bread["vendor"]["id"], flowers["vendor"]["id"])),
-        ("cell", (bread["vendor"]["cell"], flowers["vendor"]["cell"])),
-    ):
-        query = f"/api/v1/admin/revenue?from={today}&to={today}&group={group}"
-        status, report = await mk.rest(api, "GET", query, None, admin.access_token)
-        assert status == 200, report
-        rows = {r["key"]: r for r in report["rows"]}
-        assert {k: v for k, v in rows[keys[0]].items() if k != "key"} == {
-            "currency": "usd",
-            "gmv": 1000,
-            "orders": 1,
-            "refunds": 1000,
-            "commission": 0,
-        }
-        assert {k: v for k, v in rows[keys[1]].items() if k != "key"} == {
-            "currency": "usd",
-            "gmv": 1000,
-            "orders": 1,
-            "refunds": 0,
-            "commission": 150,
-        }
-        usd = next(t for t in report["totals"] if t["currency"] == "usd")
-        assert usd["gmv"] == sum(r["gmv"] for r in report["rows"] if r["currency"] == "usd")
+    # revenue, by vendor and by cell (what this test added to it), for the orders placed here
+    ours = {"gmv": 1000, "orders": 1, "refunds": 1000, "commission": 0}
+    theirs = {"gmv": 1000, "orders": 1, "refunds": 0, "commission": 150}
+    vendors = await _revenue_rows(api, admin, "vendor")
+    assert vendors[bread["vendor"]["id"]] == ours
+    assert vendors[flowers["vendor"]["id"]] == theirs
+    cells = await _revenue_rows(api, admin, "cell")
+    for cell, want in ((bread["vendor"]["cell"], ours), (flowers["vendor"]["cell"], theirs)):
+        before = cells_before.get(cell, dict.fromkeys(want, 0))
+        assert {k: cells[cell][k] - before[k] for k in want} == want, cell
     status, report = await mk.rest(
         api, "GET", "/api/v1/admin/revenue?group=day", None, admin.access_token
     )
-    assert status == 200 and today in {r["key"] for r in report["rows"]}
+    assert status == 200 and dt.datetime.now(dt.UTC).date().isoformat() in {
+        r["key"] for r in report["rows"]
+    }
 
     # bad input is typed, a non-admin is refused, and nothing changes
     for query in ("group=week", "from=2026-02-30", "from=2026-03-02&to=2026-03-01"):
@@ -198,6 +185,19 @@ async def test_capture_and_partial_refund_post_balanced_entries_with_category_co
         api, "GET", "/api/v1/vendor/balance", None, (await api.signup("not-a-vendor")).access_token
     )
     assert status == 403
+
+
+async def _revenue_rows(api: Api, admin: User, group: str) -> dict[str, dict[str, int]]:
+    """Today's usd revenue rows by ``group``, by key; the totals checked against the rows."""
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    query = f"/api/v1/admin/revenue?from={today}&to={today}&group={group}"
+    status, report = await mk.rest(api, "GET", query, None, admin.access_token)
+    assert status == 200, report
+    rows = [r for r in report["rows"] if r["currency"] == "usd"]
+    usd = next((t for t in report["totals"] if t["currency"] == "usd"), None)
+    for name in ("gmv", "orders", "refunds", "commission"):
+        assert (usd or {}).get(name, 0) == sum(r[name] for r in rows)
+    return {r["key"]: {k: r[k] for k in ("gmv", "orders", "refunds", "commission")} for r in rows}
 
 
 async def _paid_refund(settings: Settings, order_id: str) -> dict[tuple[str, str], int] | None:
