@@ -79,9 +79,25 @@ TABLES: dict[str, Table] = {
             ("created_at", _TS), ("day", pa.string()), ("cell", pa.string()),
         ]),
     ),
+    "ledger_entries": Table(  # an entry's day and cell are its transaction's (docs/payments.md)
+        "SELECT min(created_at), max(created_at) FROM ledger_transactions",
+        """SELECT e.id, e.txn_id, t.source, t.kind, e.account, e.owner, e.order_id, e.amount,
+                  e.currency, t.vendor_id, t.created_at,
+                  to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+                  coalesce(t.cell, 'none') AS cell
+             FROM ledger_transactions t JOIN ledger_entries e ON e.txn_id = t.id
+            WHERE t.created_at >= $1 AND t.created_at < $2
+            ORDER BY t.created_at, e.id""",
+        pa.schema([
+            ("id", pa.int64()), ("txn_id", pa.int64()), ("source", pa.string()),
+            ("kind", pa.string()), ("account", pa.string()), ("owner", pa.string()),
+            ("order_id", pa.string()), ("amount", pa.int64()), ("currency", pa.string()),
+            ("vendor_id", pa.string()), ("created_at", _TS), ("day", pa.string()),
+            ("cell", pa.string()),
+        ]),
+    ),
 }  # fmt: skip
-"""Every table the warehouse export knows, by name. TODO(issue 17, ledger): ``ledger_entries``
-joins when the ledger (migration 0016) is on main: one entry here."""
+"""Every table the warehouse export knows, by name."""
 
 
 def _ranges(first: datetime, last: datetime, days: int) -> list[dict[str, Any]]:

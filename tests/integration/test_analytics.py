@@ -284,8 +284,9 @@ async def test_warehouse_job_writes_day_and_cell_partitions(
 ) -> None:
     shop = await _shop(api, settings, 44)
     out = tmp_path / "warehouse"
-    counts = await asyncio.to_thread(warehouse.export, settings, out, ["orders", "interactions"])
-    assert counts["orders"] >= 5 and counts["interactions"] >= 8
+    tables = ["orders", "interactions", "ledger_entries"]
+    counts = await asyncio.to_thread(warehouse.export, settings, out, tables)
+    assert counts["orders"] >= 5 and counts["interactions"] >= 8 and counts["ledger_entries"] > 0
     today = datetime.now(UTC).date().isoformat()
     cell = shop.vendor["cell"]
     part = out / "orders" / f"day={today}" / f"cell={cell}"
@@ -302,6 +303,12 @@ async def test_warehouse_job_writes_day_and_cell_partitions(
     mine = [r for r in events.to_pylist() if r["item_id"] in items]
     assert sorted({r["kind"] for r in mine}) == ["cart", "purchase", "view"]
     assert len([r for r in mine if r["kind"] == "cart"]) == 5
+
+    ledger = pads.dataset(out / "ledger_entries", format="parquet", partitioning="hive")
+    money = [r for r in ledger.to_table().to_pylist() if r["vendor_id"] == shop.vendor["id"]]
+    assert money and {r["cell"] for r in money} == {cell}
+    for txn in {r["txn_id"] for r in money}:  # every transaction balances, as in Postgres
+        assert sum(r["amount"] for r in money if r["txn_id"] == txn) == 0
 
     again = await asyncio.to_thread(warehouse.export, settings, out, ["orders"])
     assert again["orders"] >= counts["orders"]  # replaced whole, not appended to
