@@ -264,6 +264,11 @@ _SETTINGS_BODY: Schema = {
         "clear_nearby": _BOOL,
     },
     "additionalProperties": False,
+    # a place and clear_nearby: true together is bad_request (models/notifications.py)
+    "not": {
+        "required": ["nearby", "clear_nearby"],
+        "properties": {"clear_nearby": {"const": True}},
+    },
 }
 _UNSUB_PARAMS = [
     {
