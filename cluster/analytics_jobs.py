@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import sys
@@ -28,6 +27,7 @@ import ray
 
 from cluster.config import Settings, load_settings
 from services.analytics import run_rollup
+from services.loops import SupervisedLoop, beside
 
 log = logging.getLogger("hyperlocal.analytics")
 
@@ -52,18 +52,19 @@ async def rollup_loop(
 ) -> None:
     """A rollup now and then every ``analytics_rollup_interval_s``, until cancelled.
 
-    This loop must not die: a failed run is logged and the next one comes on schedule (it
-    rereads what the failed one would have: the watermark moved only if it committed)."""
-    n = 0
-    while True:
-        n += 1
+    This loop must not die (services/loops.py): a failed run is logged and the next one comes
+    on schedule (it rereads what the failed one would have: the watermark moved only if it
+    committed)."""
+
+    async def one() -> None:
         t0 = time.monotonic()
-        try:
-            done = await run(settings)
-            log.info("rollup #%d in %.2fs: %s", n, time.monotonic() - t0, done)
-        except Exception:  # Ray or Postgres unavailable: the next run may well succeed
-            log.exception("rollup #%d failed", n)
-        await asyncio.sleep(settings.analytics_rollup_interval_s)
+        done = await run(settings)
+        log.info("rollup #%d in %.2fs: %s", loop.rounds, time.monotonic() - t0, done)
+
+    loop = SupervisedLoop(
+        "analytics-rollup", one, period_s=settings.analytics_rollup_interval_s, log=log
+    )
+    await loop.run()
 
 
 def with_rollups(settings: Settings, main: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
@@ -71,17 +72,7 @@ def with_rollups(settings: Settings, main: Coroutine[Any, Any, None]) -> Corouti
     if settings.analytics_rollup_interval_s <= 0:
         return main
     log.info("analytics rollup every %gs", settings.analytics_rollup_interval_s)
-    return _beside(settings, main)
-
-
-async def _beside(settings: Settings, main: Awaitable[None]) -> None:
-    task = asyncio.create_task(rollup_loop(settings), name="analytics-rollup")
-    try:
-        await main
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return beside(main, rollup_loop(settings), "analytics-rollup")
 
 
 # -- CLI ------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from cluster.fleet import RayFleet
 from services.container import Services, open_services
 from services.control import ControlHost
 from services.failover import FailoverWatcher
+from services.loops import SupervisedLoop
 from services.payouts import run_scheduled
 from services.transport import RayTransport
 
@@ -86,29 +87,38 @@ class ControlActor:
 
     async def _sweep(self) -> None:
         """Lift expired suspensions; survives errors (logged, tried again next period)."""
-        while True:
-            await asyncio.sleep(self._settings.admin_sweep_s)
-            try:
-                if self._host is not None:
-                    lifted = await self._host.admin.lift_expired()
-                    if lifted:
-                        log.info("lifted %d expired suspensions", lifted)
-                    fixed = await self._host.admin.sync_vendors()
-                    if fixed:
-                        log.info("vendor suspension flags put right for %d vendors", fixed)
-            except Exception:  # a loop that must not die: log, back off, go on
-                log.exception("suspension sweep failed")
+        await SupervisedLoop(
+            "suspension-sweep",
+            self._sweep_once,
+            period_s=self._settings.admin_sweep_s,
+            log=log,
+            wait_first=True,
+        ).run()
+
+    async def _sweep_once(self) -> None:
+        if self._host is not None:
+            lifted = await self._host.admin.lift_expired()
+            if lifted:
+                log.info("lifted %d expired suspensions", lifted)
+            fixed = await self._host.admin.sync_vendors()
+            if fixed:
+                log.info("vendor suspension flags put right for %d vendors", fixed)
 
     async def _rebalance(self) -> None:
         """The hot-cell rebalancer (off unless ``rebalance_interval_s``): one round a period;
         survives errors (logged, tried again next period)."""
-        while True:
-            await asyncio.sleep(self._settings.rebalance_interval_s)
-            try:
-                if self._host is not None:
-                    await self._host.cluster.rebalance_once()
-            except Exception:  # a loop that must not die: log, back off, go on
-                log.exception("rebalance round failed")
+
+        async def once() -> None:
+            if self._host is not None:
+                await self._host.cluster.rebalance_once()
+
+        await SupervisedLoop(
+            "rebalancer",
+            once,
+            period_s=self._settings.rebalance_interval_s,
+            log=log,
+            wait_first=True,
+        ).run()
 
     def _probe_transport(self) -> RayTransport:
         """Ray calls for the probe (a shard's endpoint), bounded by the ping's timeout."""

@@ -37,6 +37,7 @@ from cluster.config import Settings, load_settings
 from models.recommend.data import Interaction
 from models.recommend.serving import GLOBAL, Item, ModelBundle, product_recipe, train_scope
 from models.recommend.training import NotEnoughData
+from services.loops import SupervisedLoop, beside
 from store import recommend_store
 from store.db import create_pool
 
@@ -275,15 +276,16 @@ async def retrain_loop(
     after a run that stored no model (nothing to learn from yet), ``recommend_retrain_idle_s``
     after it, so a fresh deployment gets its models soon after activity starts.
 
-    This loop must not die: a failed run is logged with its traceback and the schedule goes on.
+    This loop must not die (services/loops.py): a failed run is logged with its traceback and
+    the schedule goes on.
     """
     report = say or (lambda line: log.info("%s", line))
-    n = 0
-    while True:
-        n += 1
-        t0 = time.monotonic()
+    period = settings.recommend_retrain_s
+
+    async def one() -> float:
+        n, t0 = loop.rounds, time.monotonic()
         report(f"retrain #{n} started")
-        outcome, stored = "done", None
+        stored = None
         try:
             async with contextlib.aclosing(run(settings)) as progress:  # closed even if cancelled
                 async for item in progress:
@@ -291,14 +293,17 @@ async def retrain_loop(
                         stored = item.stored
                     else:
                         report(f"retrain #{n} {item}")
-        except Exception:  # Ray, Postgres or training errors: the next run may well succeed
-            log.exception("retrain #%d failed", n)
-            outcome = "failed"
-        period = settings.recommend_retrain_s
+        except Exception:  # Ray, Postgres or training errors: the loop logs it, goes on
+            report(f"retrain #{n} failed in {time.monotonic() - t0:.1f}s; next in {period:g}s")
+            raise
+        outcome, wait = "done", period
         if stored == 0:
-            outcome, period = "done, no model stored", settings.recommend_retrain_idle_s
-        report(f"retrain #{n} {outcome} in {time.monotonic() - t0:.1f}s; next in {period:g}s")
-        await asyncio.sleep(period)
+            outcome, wait = "done, no model stored", settings.recommend_retrain_idle_s
+        report(f"retrain #{n} {outcome} in {time.monotonic() - t0:.1f}s; next in {wait:g}s")
+        return wait
+
+    loop = SupervisedLoop("recommend-retrain", one, period_s=period, log=log)
+    await loop.run()
 
 
 def with_retrain(settings: Settings, main: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
@@ -313,10 +318,4 @@ def with_retrain(settings: Settings, main: Coroutine[Any, Any, None]) -> Corouti
 async def beside_retrain_loop(settings: Settings, main: Awaitable[None]) -> None:
     """Await ``main`` (the gateway) with ``retrain_loop`` running beside it on the same event
     loop (it only awaits Ray refs: rule 6); the loop is stopped when ``main`` returns."""
-    task = asyncio.create_task(retrain_loop(settings), name="recommend-retrain")
-    try:
-        await main
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await beside(main, retrain_loop(settings), "recommend-retrain")

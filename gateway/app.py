@@ -93,6 +93,12 @@ def _services_ctx(
                 lambda: notifier.outcomes.items(),
             )
             app[METRICS].watch(lambda: notifier.queued)
+            app[METRICS].watch_counts(
+                "loop_failures",
+                "failures of this gateway's background loops, by loop (services/loops.py)",
+                ("loop",),
+                services.loops.items,
+            )
             yield
             recheck.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -41,6 +41,7 @@ from services.disputes import DisputeService
 from services.feed import FeedService
 from services.hooks import HookDispatcher
 from services.ledger import LedgerService
+from services.loops import LoopFailures, stop
 from services.mailer import Mailer
 from services.market import MarketService
 from services.market_jobs import Sweeper
@@ -125,12 +126,8 @@ class Services:
     """Vendor balances, the release sweep, revenue reports over the ledger."""
     payouts: Payouts
     """Payout batches and transfers: the control actor runs them (``payouts.run``)."""
-
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    loops: LoopFailures = field(default_factory=LoopFailures)
+    """The failures of this process's background loops by name (services/loops.py)."""
 
 
 @contextlib.asynccontextmanager
@@ -285,15 +282,16 @@ async def open_services(
         )
         if background:
             dispatcher = HookDispatcher(settings, db, keys)
-            tasks.append(asyncio.create_task(dispatcher.run(), name="hook-dispatcher"))
+            loops = services.loops
+            tasks.append(asyncio.create_task(dispatcher.run(loops), name="hook-dispatcher"))
             sweeper = Sweeper(market, checkout, risk)
-            tasks.append(asyncio.create_task(sweeper.run(), name="market-sweeper"))
-            tasks.append(asyncio.create_task(media.run_sweeper(), name="media-sweeper"))
+            tasks.append(asyncio.create_task(sweeper.run(loops), name="market-sweeper"))
+            tasks.append(asyncio.create_task(media.run_sweeper(loops), name="media-sweeper"))
             tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
         yield services
     finally:
         for task in tasks:
-            await _stop(task)
+            await stop(task)
         if dispatcher is not None:
             await dispatcher.close()
         for provider in providers.values():

@@ -26,7 +26,6 @@ again at the next ping).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -36,6 +35,7 @@ import asyncpg
 from cluster.config import Settings
 from models.errors import AppError
 from models.failover import Outcome
+from services.loops import SupervisedLoop
 from services.probe import ShardProbe
 from services.scaling import ClusterService
 from services.transport import RayTransport
@@ -69,14 +69,16 @@ class FailoverWatcher:
 
     async def run(self) -> None:
         """Rounds every ``failover_ping_s``, or at once when a connection broke; never dies."""
-        while True:
-            try:
-                await self.round()
-            except Exception:  # a loop that must not die: log, back off, go on
-                log.exception("failover round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.failover_ping_s)
-            self._wake.clear()
+        await SupervisedLoop(
+            "failover",
+            self._round_step,
+            period_s=self.settings.failover_ping_s,
+            log=log,
+            wake=self._wake,
+        ).run()
+
+    async def _round_step(self) -> None:
+        await self.round()
 
     async def round(self) -> dict[str, Any] | None:
         """Decide on what the pings so far found, then ping what has no ping in flight; the

@@ -42,6 +42,7 @@ from standardwebhooks.webhooks import Webhook
 from cluster.config import Settings
 from models.errors import BadRequest
 from models.market_hooks import RetryPolicy, check_target_url, is_public_address
+from services.loops import Backoff, LoopFailures, SupervisedLoop
 from services.secrets import Keys
 from store import hooks_store
 
@@ -134,29 +135,34 @@ class HookDispatcher:
         await asyncio.gather(*self.inflight, return_exceptions=True)
         await self.http.close()
 
-    async def run(self) -> None:
+    def loop(self, failures: LoopFailures | None = None) -> SupervisedLoop:
+        """The dispatcher's loop: claims every ``hook_poll_s`` while idle, at once while rows
+        keep coming; a failing claim backs off from ``hook_poll_s`` up to 60 s."""
         idle = self.settings.hook_poll_s
-        backoff = 0.0
-        while True:
-            free = claimed = 0
-            try:
-                free = _CONCURRENCY - len(self.inflight)
-                claimed = await self.dispatch(min(free, _BATCH)) if free > 0 else 0
-                backoff = 0.0
-            except (asyncpg.PostgresError, OSError) as exc:
-                backoff = min(60.0, max(idle, backoff * 2))
-                log.warning("hook claim failed (next in %.1f s): %r", backoff, exc)
-            except Exception:  # the loop must not die; log with context and back off
-                backoff = min(60.0, max(idle, backoff * 2))
-                log.exception("unexpected error claiming hooks (next in %.1f s)", backoff)
-            if backoff:
-                await asyncio.sleep(backoff)
-            elif len(self.inflight) >= _CONCURRENCY:  # full: wait for a slot, then claim again
-                await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
-            elif claimed < min(free, _BATCH):  # nothing more due now
-                await asyncio.sleep(idle)
-            else:
-                await asyncio.sleep(0)
+        return SupervisedLoop(
+            "hook-dispatcher",
+            self.claim_round,
+            period_s=idle,
+            log=log,
+            backoff=Backoff(idle, 60.0),
+            expected=(asyncpg.PostgresError, OSError),
+            failures=failures,
+        )
+
+    async def run(self, failures: LoopFailures | None = None) -> None:
+        await self.loop(failures).run()
+
+    async def claim_round(self) -> float | None:
+        """Claim into the free slots; how long to wait before the next claim (``None``: the
+        idle poll, nothing more was due)."""
+        free = _CONCURRENCY - len(self.inflight)
+        claimed = await self.dispatch(min(free, _BATCH)) if free > 0 else 0
+        if len(self.inflight) >= _CONCURRENCY:  # full: wait for a slot, then claim again
+            await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
+            return 0.0
+        if claimed < min(free, _BATCH):  # nothing more due now
+            return None
+        return 0.0
 
     async def dispatch(self, limit: int) -> int:
         """Claim up to ``limit`` due deliveries and start each on its own task."""

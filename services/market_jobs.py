@@ -20,13 +20,13 @@ The loop never dies: a failing round is logged and retried with exponential back
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
 
 from models.errors import AppError, Unavailable
 from services.checkout import SYSTEM, Checkout
+from services.loops import Backoff, LoopFailures, SupervisedLoop
 from services.market import Actor, MarketService
 from services.risk import RiskReview
 from store import market_store as ms
@@ -46,20 +46,19 @@ class Sweeper:
         self.db = market.db
         self.rounds = 0
 
-    async def run(self) -> None:
+    async def run(self, failures: LoopFailures | None = None) -> None:
+        """A round every ``market_sweep_s``; a failing one backs off (doubling, up to 60 s)."""
         period = self.market.settings.market_sweep_s
-        delay = period
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self.round()
-                delay = period
-            except (asyncpg.PostgresError, OSError, AppError) as exc:
-                delay = min(60.0, delay * 2)
-                log.warning("sweep round failed (next in %.1f s): %r", delay, exc)
-            except Exception:  # the loop must not die; log with context and back off
-                delay = min(60.0, delay * 2)
-                log.exception("unexpected error in a sweep round (next in %.1f s)", delay)
+        await SupervisedLoop(
+            "market-sweeper",
+            self.round,
+            period_s=period,
+            log=log,
+            backoff=Backoff(2 * period, 60.0),
+            expected=(asyncpg.PostgresError, OSError, AppError),
+            wait_first=True,
+            failures=failures,
+        ).run()
 
     async def round(self) -> None:
         for row in await ms.expired_orders(self.db, _BATCH):

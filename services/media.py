@@ -49,6 +49,7 @@ from models.media import (
     sha256_hex,
     sniff,
 )
+from services.loops import Backoff, LoopFailures, SupervisedLoop
 from store import media_store as ms
 from store.media_blobs import BlobStore, LocalBlobs, S3Blobs, object_name
 
@@ -280,22 +281,24 @@ class MediaService:
                 if not await ms.referenced(conn, sha):
                     await self.blobs.delete(object_name(sha))
 
-    async def run_sweeper(self) -> None:
-        """Sweep every ``media_sweep_s``. Must not die: a failing round is logged, backed off."""
+    async def run_sweeper(self, failures: LoopFailures | None = None) -> None:
+        """Sweep every ``media_sweep_s``. Must not die: a failing round is logged and backed
+        off (doubling, up to eight periods)."""
         period = self.settings.media_sweep_s
-        delay = period
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                while await self.sweep() == _SWEEP_BATCH:
-                    pass
-                delay = period
-            except (asyncpg.PostgresError, OSError, AppError) as exc:
-                delay = min(max(period, 1.0) * 8, delay * 2)
-                log.warning("media sweep failed (next in %.1f s): %r", delay, exc)
-            except Exception:  # the loop must not die; log with context and back off
-                delay = min(max(period, 1.0) * 8, delay * 2)
-                log.exception("unexpected error in a media sweep (next in %.1f s)", delay)
+        await SupervisedLoop(
+            "media-sweeper",
+            self._sweep_all,
+            period_s=period,
+            log=log,
+            backoff=Backoff(2 * period, max(period, 1.0) * 8),
+            expected=(asyncpg.PostgresError, OSError, AppError),
+            wait_first=True,
+            failures=failures,
+        ).run()
+
+    async def _sweep_all(self) -> None:
+        while await self.sweep() == _SWEEP_BATCH:
+            pass
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -36,6 +36,7 @@ from models.ids import new_id
 from models.market import PageCursor
 from models.rbac import OPERATOR, Staff
 from services.ledger import LedgerService
+from services.loops import LoopFailures, SupervisedLoop
 from services.payout_holds import payout_blocked
 from store import admin_store as st
 from store import ledger_store as ls
@@ -268,20 +269,26 @@ class Payouts:
 
 
 async def run_scheduled(
-    payouts: Payouts, ledger: LedgerService, payout_every_s: float, release_every_s: float
+    payouts: Payouts,
+    ledger: LedgerService,
+    payout_every_s: float,
+    release_every_s: float,
+    failures: LoopFailures | None = None,
 ) -> None:
     """The control actor's money loop: releases every ``release_every_s``, a payout batch as
-    the operator every ``payout_every_s`` (0: only on demand). Never dies: a failing round is
-    logged and tried again next period."""
+    the operator every ``payout_every_s`` (0: only on demand). Never dies (services/loops.py):
+    a failing round is logged and tried again next period."""
     loop = asyncio.get_running_loop()
     next_batch = loop.time() + payout_every_s if payout_every_s > 0 else None
-    while True:
-        await asyncio.sleep(release_every_s)
-        try:
-            if next_batch is not None and loop.time() >= next_batch:
-                next_batch = loop.time() + payout_every_s
-                await payouts.run(OPERATOR)
-            else:
-                await ledger.release_due()
-        except Exception:  # a loop that must not die: log, go on next period
-            log.exception("money round failed")
+
+    async def one() -> None:
+        nonlocal next_batch
+        if next_batch is not None and loop.time() >= next_batch:
+            next_batch = loop.time() + payout_every_s
+            await payouts.run(OPERATOR)
+        else:
+            await ledger.release_due()
+
+    await SupervisedLoop(
+        "money", one, period_s=release_every_s, log=log, wait_first=True, failures=failures
+    ).run()

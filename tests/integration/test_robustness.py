@@ -14,6 +14,7 @@ import ray
 from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
+from gateway.context import SERVICES
 from tests.integration.client import Api
 
 pytestmark = pytest.mark.integration
@@ -202,6 +203,9 @@ async def test_health_ready_metrics_openapi(api: Api, server: TestServer) -> Non
     status, text = await api.get("/metrics")
     assert status == 200 and "hl_ws_requests_total" in text and "hl_ws_sessions" in text
     assert "hl_router_shard_calls" in text and "hl_router_shard_commands" in text
+    server.app[SERVICES].loops.failed("market-sweeper")  # what a failed round counts
+    status, text = await api.get("/metrics")
+    assert 'hl_loop_failures_total{loop="market-sweeper"} 1.0' in text.splitlines()
     status, spec = await api.get("/api/v1/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")
     routes = {r.resource.canonical for r in server.app.router.routes() if r.resource}
