@@ -237,7 +237,7 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-PARTS = ("gateway", "shards", "ray workers", "ray system", "postgres", "redis")
+PARTS = ("gateway", "shards", "notifier", "ray workers", "ray system", "postgres", "redis")
 """The components ``component`` tells apart, in report order."""
 LOADGEN = "load generator"
 """The part name of this process's own threads in ``TreeMeter.strays``."""
@@ -249,7 +249,8 @@ def component(proc: psutil.Process) -> str:
     """Which part of the stack a process is, by its name and command line (``PARTS``).
 
     Ray names a worker process after what it runs: ``ray::CellShard`` (``.method`` while in a
-    call) hosts a shard actor (actors/shard.py), ``ray::IDLE`` is a pooled worker with nothing
+    call) hosts a shard actor (actors/shard.py), ``ray::NotifierActor`` the notifier
+    (cluster/notifier.py), ``ray::IDLE`` is a pooled worker with nothing
     yet; Ray's own processes are ``gcs_server``, ``raylet``, the agents (``RAY_AGENTS``) and the
     Python monitors under ``ray/`` (dashboard, log monitor, autoscaler monitor).
     """
@@ -266,7 +267,8 @@ def component(proc: psutil.Process) -> str:
     if title.startswith(RAY_AGENTS):
         return "ray system"
     if title.startswith("ray::"):
-        return "shards" if "Shard" in title.split(" ")[0] else "ray workers"
+        head = title.split(" ")[0]
+        return "shards" if "Shard" in head else "notifier" if "Notifier" in head else "ray workers"
     if "ray" in cmd and ("raylet" in cmd or "gcs_server" in cmd or "/ray/" in cmd):
         return "ray system"
     return "gateway"

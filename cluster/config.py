@@ -409,7 +409,20 @@ class Settings(BaseSettings):
     """A user on ``digest: "daily"`` gets at most one digest email this often (what is unread
     and new since the last one; nothing new, no email)."""
     notify_digest_check_s: float = Field(60.0, gt=0)
-    """How often each notifier looks for users whose digest is due."""
+    """How often the notifier looks for users whose digest is due."""
+    notify_rate_per_s: float = Field(100.0, ge=0, le=100_000)
+    """Sends (one email, one push to one device) the notifier makes per second at most: a
+    token bucket holding a tenth of a second's worth, so a burst of deliveries is spread out
+    rather than taking a core from the sockets beside it. 0: no limit."""
+    notifier_actor_name: str = "hl-notifier"
+    """Name of the detached notifier actor in ray_namespace (cluster/notifier.py)."""
+    notifier_num_cpus: float = Field(0.25, ge=0, le=8)
+    """Ray CPU reservation of the notifier actor."""
+    notifier_niceness: int = Field(10, ge=0, le=19)
+    """The notifier actor's process runs at this niceness over the process that starts it
+    (``hyperlocal up``), every thread of it: on a core shared with the gateway, the shards and
+    Postgres, the sockets win and delivery waits (it is on nobody's hot path). It can only
+    raise its own niceness (lowering needs privileges)."""
 
     # -- admins (the control actor, docs/admin.md) ----------------------------------------------
     control_actor_name: str = "hl-control"

@@ -1,7 +1,8 @@
 """Bring a deployment up and down: services, schema, Ray, shards and placement.
 
 ``Runtime`` owns what it starts, and only that: an embedded Postgres/Redis when no URL is given,
-a local Ray when no RAY_ADDRESS is given, and the shard actors. ``stop`` undoes it in reverse.
+a local Ray when no RAY_ADDRESS is given, the shard actors, the control actor and the notifier
+actor (cluster/notifier.py; Ray restarts it when it dies). ``stop`` undoes it in reverse.
 It returns the resolved Settings (with the real URLs) that gateways and shards run with.
 """
 
@@ -20,6 +21,7 @@ import ray
 from actors.shard import ShardActor, shard_actor_options
 from cluster.config import Settings
 from cluster.control import start_control
+from cluster.notifier import start_notifier
 from models.placement import Placement
 from store import placement
 from store.db import create_pool, migrate
@@ -36,6 +38,7 @@ class Runtime:
     started_ray: bool = False
     shards: dict[str, object] = field(default_factory=dict)
     control: object | None = None
+    notifier: object | None = None
 
     def start_services(self) -> Settings:
         """Start what has no URL, migrate, and return settings with every URL resolved."""
@@ -122,6 +125,7 @@ class Runtime:
         table = self.start_shards()
         log.info("placement v%d over %s", table.version, ", ".join(table.shards))
         self.control = start_control(self.settings)
+        self.notifier = start_notifier(self.settings)
         self._write_deployment()
         return settings
 
@@ -152,6 +156,8 @@ class Runtime:
                 with contextlib.suppress(Exception):  # its watcher must not see shards die
                     ray.get(self.control.stop_failover.remote(), timeout=10)  # type: ignore[attr-defined]
                 ray.kill(self.control)  # type: ignore[arg-type]
+            if self.notifier is not None:
+                ray.kill(self.notifier)  # type: ignore[arg-type]
             for handle in self.shards.values():
                 ray.kill(handle)  # type: ignore[arg-type]
             ray.shutdown()

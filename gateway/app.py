@@ -85,14 +85,14 @@ def _services_ctx(
                 ("surface", "model"),
                 lambda: services.ranker.served.items(),
             )
-            notifier = services.notifier  # outcomes and queue (docs/notifications.md)
+            notifier = services.notifier  # the notifier actor's counts (docs/notifications.md)
             app[METRICS].watch_counts(
                 "notify_deliveries",
-                "notification deliveries settled by this gateway, by channel and outcome",
+                "deliveries the deployment's notifier settled, by channel and outcome",
                 ("channel", "outcome"),
                 lambda: notifier.outcomes.items(),
             )
-            app[METRICS].watch(lambda: notifier.queued)
+            app[METRICS].watch(notifier.gauges)
             app[METRICS].watch_counts(
                 "loop_failures",
                 "failures of this gateway's background loops, by loop (services/loops.py)",
@@ -169,7 +169,9 @@ async def _shards_ready(router: ShardRouter) -> bool:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    await request.app[SERVICES].cluster.view_of.snapshot()  # the shards' stats, cached
+    services = request.app[SERVICES]
+    await services.cluster.view_of.snapshot()  # the shards' stats, cached
+    await services.notifier.refresh()  # the notifier actor's counts
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 

@@ -3,8 +3,9 @@
 ``open_services`` opens every resource the application layer needs, in order — the Postgres
 pool, Redis, the shard router over its transport, presence — builds each service once with
 what it depends on (nothing is patched in afterwards), starts the background loops (the REST
-hook dispatcher, the market sweeper and the notifier) and, on exit, stops and closes
-everything in reverse.
+hook dispatcher and the market sweeper) and, on exit, stops and closes everything in reverse.
+The notifier is not among them: it runs in an actor of its own (cluster/notifier.py), which
+opens what it needs with ``open_notifier``; a gateway only reads its counters.
 Every transport (the aiohttp gateway today; the control actor, the CLI and GraphQL next) gets
 the same ``Services``.
 """
@@ -49,6 +50,7 @@ from services.media import MediaService, open_blobs
 from services.moderation import ModerationService
 from services.notifications import NotificationService
 from services.notifier import Notifier
+from services.notifier_client import NotifierClient
 from services.notify_links import Links
 from services.payout_holds import PayoutHolds
 from services.payouts import Payouts
@@ -112,8 +114,8 @@ class Services:
     # notifications (docs/notifications.md)
     notifications: NotificationService
     account_emails: AccountEmails
-    notifier: Notifier
-    """The outbox's deliverer; its loop runs only with ``background``."""
+    notifier: NotifierClient
+    """The deployment's notifier actor as /metrics shows it (its counters)."""
     social: SocialService
     """Profiles, follow lists, post pages, author deletion, reposts, vendors near a point."""
     search: SearchService
@@ -232,8 +234,6 @@ async def open_services(
         links = Links(settings, db, keys)
         await links.start()
         await notifications_store.sync_kinds(db, kind_rows())  # the trigger's defaults
-        mailer = Mailer(settings) if settings.smtp_url else None
-        notifier = Notifier(settings, db, redis, keys, presence, push, mailer, links)
         services = Services(
             settings=settings,
             db=db,
@@ -272,7 +272,7 @@ async def open_services(
                 settings.promotion_nearby_daily_cap,
             ),
             account_emails=AccountEmails(settings, db, accounts, links),
-            notifier=notifier,
+            notifier=NotifierClient(settings.notifier_actor_name, settings.ray_namespace),
             social=SocialService(settings, db, geo, router, media),
             search=SearchService(settings, db, market),
             cluster=cluster,
@@ -287,7 +287,6 @@ async def open_services(
             sweeper = Sweeper(market, checkout, risk)
             tasks.append(asyncio.create_task(sweeper.run(loops), name="market-sweeper"))
             tasks.append(asyncio.create_task(media.run_sweeper(loops), name="media-sweeper"))
-            tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
         yield services
     finally:
         for task in tasks:
@@ -306,5 +305,32 @@ async def open_services(
             await media.close()
         if owned is not None:
             await owned.close()
+        await redis.aclose()
+        await db.close()
+
+
+@contextlib.asynccontextmanager
+async def open_notifier(settings: Settings) -> AsyncIterator[Notifier]:
+    """The notifier and only what it needs (Postgres, Redis, the keys, presence to ask who is
+    online, Web Push, SMTP, links), open for the ``async with`` block: the notifier actor's
+    (cluster/notifier.py), benchmarks'. Its loop is the caller's to run (``Notifier.run``)."""
+    assert settings.database_url and settings.redis_url, "resolve the database and redis first"
+    db = await create_pool(settings.database_url, min_size=1, max_size=10)
+    redis = aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=20, timeout=settings.redis_pool_timeout_s
+        )
+    )
+    keys = Keys(settings)
+    push = WebPush(settings, db, keys)
+    try:
+        await push.start()
+        links = Links(settings, db, keys)
+        await links.start()
+        presence = Presence(redis, new_id(), settings.presence_ttl_s)  # asks, never enters
+        mailer = Mailer(settings) if settings.smtp_url else None
+        yield Notifier(settings, db, redis, keys, presence, push, mailer, links)
+    finally:
+        await push.close()
         await redis.aclose()
         await db.close()

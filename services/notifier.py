@@ -1,8 +1,12 @@
 """The notifier: delivers the notification outbox (``notification_deliveries``) by email and
 Web Push, outside every shard's commit path.
 
-One loop per gateway (as the REST hook dispatcher) claims due rows with ``FOR UPDATE SKIP
-LOCKED`` and a lease, so gateways never send one row at once, and settles each:
+It runs in a process of its own, the deployment's notifier actor (cluster/notifier.py), never
+in a gateway: rendering, SMTP and Web Push encryption (ECDH + AES-GCM per device) would take
+the gateway's loop from its sockets. Its loop claims due rows with ``FOR UPDATE SKIP LOCKED``
+and a lease (so two notifiers, say an old incarnation's leftovers, never send one row at once),
+takes a token of ``notify_rate_per_s`` before every send (services/pace.py: a burst is spread
+out), and settles each:
 
 - the user's preferences decide first (``models/notifications.py``): a kind or channel turned
   off, a disabled account, a direct message to someone online, the hourly cap reached: skipped
@@ -51,6 +55,7 @@ from models.notifications import (
 from models.notify_templates import Context, email_bodies, folded_line, push_payload, render
 from services.mailer import Mail, Mailer, message_id
 from services.notify_links import Links
+from services.pace import Pace
 from services.presence import Presence
 from services.secrets import Keys
 from services.webpush import WebPush
@@ -79,8 +84,9 @@ class _Batch:
 
 
 class Notifier:
-    """Claims due deliveries in batches and settles each batch in one statement; keeps the
-    counts ``/metrics`` shows and the times of the retries it set (its own wake-ups)."""
+    """Claims due deliveries in batches and settles each batch in one statement; owns the
+    counts ``/metrics`` shows (``stats``), the pace of its sends and the times of the retries
+    it set (its own wake-ups)."""
 
     def __init__(
         self,
@@ -108,10 +114,24 @@ class Notifier:
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (channel, outcome) -> count
         self.queued: dict[str, float] = {}
         self._slots = asyncio.Semaphore(_CONCURRENCY)
+        self.pace = Pace(settings.notify_rate_per_s)
+        # a claimed batch is sent within about 5 s of tokens, well inside its lease
+        rate = settings.notify_rate_per_s
+        self.batch = min(_BATCH, max(1, int(rate * 5))) if rate > 0 else _BATCH
         self._counted_at = 0.0
         self._purged_at = 0.0
         self._digests_at = 0.0
         self._due: list[float] = []  # loop times of the retries and holds this notifier set
+
+    def stats(self) -> dict[str, Any]:
+        """What ``/metrics`` shows of this notifier: outcomes by (channel, outcome) since it
+        started, the outbox's pending rows by channel (refreshed every 10 s), the seconds its
+        sends waited for the rate limit."""
+        return {
+            "outcomes": dict(self.outcomes),
+            "queued": dict(self.queued),
+            "paced_s": self.pace.waited_s,
+        }
 
     # -- the loops ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -144,7 +164,7 @@ class Notifier:
                 log.exception("unexpected notifier error (next in %.1f s)", backoff)
             if backoff:
                 await asyncio.sleep(backoff)
-            elif claimed < _BATCH and await wake.wait(self._idle_s()):
+            elif claimed < self.batch and await wake.wait(self._idle_s()):
                 await asyncio.sleep(self.settings.notify_gather_ms / 1000)
 
     async def _housekeeping(self) -> None:
@@ -187,7 +207,7 @@ class Notifier:
         """Claim one batch of due deliveries, deliver them and settle them all in one
         statement; how many were claimed."""
         lease = max(self.settings.smtp_timeout_s, self.settings.push_timeout_s) * 2 + 5
-        rows = await st.claim(self.db, self.channels, _BATCH, lease)
+        rows = await st.claim(self.db, self.channels, self.batch, lease)
         if rows:
             batch = _Batch()
             decided = await asyncio.gather(*(self._decide(row) for row in rows))
@@ -359,6 +379,7 @@ class Notifier:
         rendered = render(kind, data, ctx)
         text, html = email_bodies(rendered, ctx)
         mail = Mail(row["email"], rendered.subject, text, html, message_id(row["id"]), unsubscribe)
+        await self.pace.take()
         result = await self.mailer.send(mail)
         if result.outcome == "sent":
             self._final(batch, row, "sent", None)
@@ -383,6 +404,7 @@ class Notifier:
                 "endpoint": sub["endpoint"],
                 "keys": {"p256dh": sub["p256dh"], "auth": sub["auth"]},
             }
+            await self.pace.take()
             result = await self.push.send(info, payload, topic, ttl_s=86400)
             status = result.status
             if status is not None and 200 <= status < 300:

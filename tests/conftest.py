@@ -71,6 +71,7 @@ _NOTIFY = dict(  # notifications: the SMTP sink below, push to loopback, fast re
     notify_gather_ms=20.0,
     notify_digest_period_s=2.0,  # a "daily" digest every 2 s, looked for every 0.3 s
     notify_digest_check_s=0.3,
+    notifier_num_cpus=0.1,  # the notifier actor (cluster/notifier.py), beside the shards
 )
 
 

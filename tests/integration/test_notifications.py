@@ -212,6 +212,10 @@ async def test_order_emails_to_buyer_and_vendor_with_one_click_unsubscribe(
     _, prefs = await api.get("/api/v1/me/notification-settings", buyer.access_token)
     assert prefs["kinds"]["order.status"]["email"] is False and prefs["email"] is True
 
+    async def settled() -> bool:  # what was queued before the unsubscribe is sent or skipped
+        return all(r["status"] != "pending" for r in await _status(settings, buyer.id, "email"))
+
+    await eventually(settled)
     before = len(mail_sink.to(buyer.email))
     emails = [r for r in await _status(settings, buyer.id, "email") if r["kind"] == "order.status"]
     top = (await ws.ok("notifications.list", {"limit": 1}))["items"][0]["id"]
@@ -255,6 +259,7 @@ async def test_a_transient_smtp_failure_is_retried_a_permanent_one_dead_lettered
     await _followed_by(api, user)
     mails = await mail_sink.wait_for(user.email, 2)
     assert "started following you" in text_of(mails[-1])
+    await eventually(lambda: _settled(settings, user.id, "email", 2))  # settled after the send
     rows = [r for r in await _status(settings, user.id, "email") if r["kind"] == "user.followed"]
     assert [(r["status"], r["attempts"]) for r in rows] == [("sent", 2)]
 

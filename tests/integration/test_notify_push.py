@@ -79,6 +79,11 @@ async def test_a_follow_is_pushed_encrypted_to_every_device(
     assert laptop.received[0]["id"] == message["id"]  # one delivery, two devices
     assert phone.headers[0]["TTL"] == "86400" and "Topic" in phone.headers[0]
     assert push.rejected == []
+
+    async def settled() -> bool:  # the batch is settled after its sends
+        return [r["status"] for r in await _rows(settings, user.id)] == ["sent"]
+
+    await eventually(settled)
     assert [(r["status"], r["attempts"]) for r in await _rows(settings, user.id)] == [("sent", 1)]
     assert fan.id
     # /metrics: what this gateway settled, by channel and outcome, and the outbox's queue

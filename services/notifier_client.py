@@ -1,0 +1,62 @@
+"""The gateway's view of the deployment's notifier actor (cluster/notifier.py): its counters.
+
+The notifier delivers in a process of its own; a gateway only shows what it did on ``/metrics``.
+``refresh`` (the ``/metrics`` handler calls it before rendering) asks the actor for its
+``stats`` with a short timeout and keeps the last answer; an actor that is not running or does
+not answer leaves ``up`` False and the last counts in place (a Prometheus counter may read the
+same twice, never go backwards except when the actor restarted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+log = logging.getLogger("hyperlocal.notifier")
+
+
+class NotifierClient:
+    """Owns the last ``stats`` the named, detached notifier actor answered (found by name on
+    first use, and again after a failure: Ray restarts it under the same name)."""
+
+    def __init__(self, name: str, namespace: str, timeout_s: float = 2.0) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.timeout_s = timeout_s
+        self.outcomes: dict[tuple[str, str], float] = {}
+        self.queued: dict[str, float] = {}
+        self.up = False
+        self._handle: Any = None
+
+    def _actor(self) -> Any:
+        import ray
+
+        if self._handle is None:
+            if not ray.is_initialized():
+                raise LookupError("this process is not connected to Ray")
+            try:
+                self._handle = ray.get_actor(self.name, namespace=self.namespace)
+            except ValueError:
+                raise LookupError(f"no notifier actor {self.name!r} is running") from None
+        return self._handle
+
+    async def refresh(self) -> None:
+        """Read the actor's counters now (bounded by ``timeout_s``)."""
+        import ray.exceptions
+
+        try:
+            stats = await asyncio.wait_for(self._actor().stats.remote(), self.timeout_s)
+        except (LookupError, ray.exceptions.RayError, TimeoutError) as exc:
+            self._handle = None
+            if self.up:
+                log.warning("the notifier actor did not answer its stats: %r", exc)
+            self.up = False
+            return
+        self.outcomes = {(str(c), str(o)): float(n) for (c, o), n in stats["outcomes"].items()}
+        self.queued = {name: float(n) for name, n in stats["queued"].items()}
+        self.up = True
+
+    def gauges(self) -> dict[str, float]:
+        """``notifier_up`` and the outbox's pending rows by channel."""
+        return {"notifier_up": 1.0 if self.up else 0.0, **self.queued}
