@@ -121,9 +121,10 @@ class NotifierActor:
 NotifierRemote = ray.remote(NotifierActor)
 
 
-def start_notifier(settings: Settings, **placed: Any) -> Any:
-    """Create (or find) the deployment's notifier actor and wait until it delivers; ``placed``:
-    Ray scheduling options. Its niceness is ``notifier_niceness`` over this process's own."""
+def start_notifier(settings: Settings, wait: bool = True, **placed: Any) -> Any:
+    """Create (or find) the deployment's notifier actor and (``wait``) wait until it delivers
+    (else ``wait_ready`` later: its process starts meanwhile); ``placed``: Ray scheduling
+    options. Its niceness is ``notifier_niceness`` over this process's own."""
     handle = NotifierRemote.options(
         **placed,
         name=settings.notifier_actor_name,
@@ -135,5 +136,11 @@ def start_notifier(settings: Settings, **placed: Any) -> Any:
         max_concurrency=16,
         num_cpus=settings.notifier_num_cpus,
     ).remote(settings, os.getpriority(os.PRIO_PROCESS, 0) + settings.notifier_niceness)
-    ray.get(handle.ping.remote(), timeout=120)  # type: ignore[attr-defined]
+    if wait:
+        wait_ready(handle)
     return handle
+
+
+def wait_ready(handle: Any, timeout_s: float = 120.0) -> None:
+    """Until the notifier actor ``handle`` has opened its notifier (and so delivers)."""
+    ray.get(handle.ping.remote(), timeout=timeout_s)

@@ -21,7 +21,7 @@ import ray
 from actors.shard import ShardActor, shard_actor_options
 from cluster.config import Settings
 from cluster.control import start_control
-from cluster.notifier import start_notifier
+from cluster.notifier import start_notifier, wait_ready
 from models.placement import Placement
 from store import placement
 from store.db import create_pool, migrate
@@ -122,10 +122,11 @@ class Runtime:
     def start(self) -> Settings:
         settings = self.start_services()
         self.start_ray()
+        self.notifier = start_notifier(self.settings, wait=False)  # starts beside the shards
         table = self.start_shards()
         log.info("placement v%d over %s", table.version, ", ".join(table.shards))
         self.control = start_control(self.settings)
-        self.notifier = start_notifier(self.settings)
+        wait_ready(self.notifier)
         self._write_deployment()
         return settings
 

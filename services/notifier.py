@@ -207,6 +207,8 @@ class Notifier:
         """Claim one batch of due deliveries, deliver them and settle them all in one
         statement; how many were claimed."""
         lease = max(self.settings.smtp_timeout_s, self.settings.push_timeout_s) * 2 + 5
+        if self.pace.rate_per_s > 0:  # and the batch's tokens, for a few devices a push
+            lease += 4 * self.batch / self.pace.rate_per_s
         rows = await st.claim(self.db, self.channels, self.batch, lease)
         if rows:
             batch = _Batch()

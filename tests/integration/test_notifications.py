@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from cluster.config import Settings
+from models.auth import token_digest
 from tests.integration import market_kit as mk
 from tests.integration.client import Api, User, Ws
 from tests.integration.notify_kit import MailSink, eventually, text_of
@@ -343,6 +344,32 @@ async def test_password_reset_and_email_verification(
     assert status == 400
     status, _ = await api.post("/api/v1/auth/login", {"email": user.email, "password": new})
     assert status == 200
+
+
+async def test_an_expired_reset_link_changes_nothing(
+    api: Api, settings: Settings, mail_sink: MailSink
+) -> None:
+    user = await api.signup("late")
+    status, _ = await api.post("/api/v1/auth/password/forgot", {"email": user.email})
+    assert status == 202
+    reset = (await mail_sink.wait_for(user.email, subject="Reset your password"))[0]
+    token = text_of(reset).split("#token=", 1)[1].split()[0]
+    conn = await _db(settings)
+    try:  # its HL_ACCOUNT_TOKEN_TTL_S has passed
+        moved = await conn.execute(
+            "UPDATE account_tokens SET expires_at = now() - interval '1 second' WHERE digest = $1",
+            token_digest(token),
+        )
+        assert moved == "UPDATE 1"
+    finally:
+        await conn.close()
+    body = {"token": token, "password": "a brand new passphrase"}
+    status, err = await api.post("/api/v1/auth/password/reset", body)
+    assert status == 400 and err["error"]["code"] == "bad_request", err
+    status, _ = await api.post("/api/v1/auth/refresh", {"refresh_token": user.refresh_token})
+    assert status == 200  # the sign-in was not ended
+    login = {"email": user.email, "password": "correct horse battery"}
+    assert (await api.post("/api/v1/auth/login", login))[0] == 200  # the old password stands
 
 
 async def test_promotions_reach_opted_in_followers_capped_per_day(
