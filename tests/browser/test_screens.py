@@ -124,9 +124,12 @@ async def test_every_screen_opens_without_console_errors(
     await tabs.get_by_role("link", name="Admin").click()
     for section in (
         "Moderation queue",
+        "Users",
         "Appeals",
         "Held orders (fraud review)",
         "Disputes",
+        "Revenue",
+        "Payouts",
         "Audit log",
         "Cluster",
     ):

@@ -1,20 +1,25 @@
 // The admin panel, by role (models/rbac.py decides; the server refuses anything else):
-// moderators and admins: the report queue (dismiss, remove, suspend); admins: appeals (accept,
-// reject), orders held for fraud review (release, reject), disputes (refund, reject) and the
-// audit log; ops: the cluster view (shards, cells, load).
+// moderators and admins: the report queue (dismiss, remove, suspend) and users (suspend, lift;
+// admins also set roles: admin_users.js); admins: appeals (accept, reject), orders held for
+// fraud review (release, reject), disputes (refund, reject), revenue charts and payouts
+// (admin_money.js) and the audit log; ops: the cluster view (shards, cells, load).
 import { h, mount, time } from "../dom.js";
+import { payouts, revenue } from "./admin_money.js";
+import { users } from "./admin_users.js";
 
 const MOD = ["moderator", "admin"];
 
 export async function render(app, root) {
   const has = (roles) => app.roles.some((r) => roles.includes(r));
   const sections = [];
-  if (has(MOD)) sections.push(section("Moderation queue", "mod", () => reports(app)));
+  if (has(MOD)) sections.push(section("Moderation queue", "mod", () => reports(app)), section("Users", "users", () => users(app)));
   if (has(["admin"])) {
     sections.push(
       section("Appeals", "appeals", () => appeals(app)),
       section("Held orders (fraud review)", "risk", () => held(app)),
       section("Disputes", "disputes", () => disputes(app)),
+      section("Revenue", "revenue", () => revenue(app)),
+      section("Payouts", "payouts", () => payouts(app)),
       section("Audit log", "audit", () => audit(app)),
     );
   }

@@ -1,5 +1,6 @@
 // Chat: the neighbourhood room of your cell, your direct and group rooms (with vendors too),
-// live messages, typing, read receipts and presence, as the protocol has them.
+// live messages, typing, read receipts and presence, as the protocol has them; a new group room
+// (`room.create {title, members}`: a name and people found by name).
 import { field, form, h, mount, time } from "../dom.js";
 
 export async function render(app, root, { args }) {
@@ -25,6 +26,7 @@ export async function render(app, root, { args }) {
       }),
     ),
     findPeople(app),
+    newGroup(app),
     h("p", { class: "muted" }, "Or start a direct chat from someone's profile, or message a vendor from a listing or an order."),
   );
 }
@@ -43,6 +45,35 @@ function findPeople(app) {
     if (!results.children.length) results.append(h("li", { class: "muted" }, "Nobody by that name."));
   });
   return h("section", { class: "card", "aria-label": "Start a chat" }, f, results);
+}
+
+/** A group room: its name and its members, picked from people found by name; created in your
+ * located cell (the server says `bad_request` before a location, shown on the form). */
+function newGroup(app) {
+  const chosen = new Map(); // user id -> name
+  const members = h("ul", { "aria-label": "Members of the new group" });
+  const found = h("ul", { "aria-label": "People to add" });
+  const drawMembers = () => {
+    members.replaceChildren(...[...chosen].map(([id, name]) => h("li", { class: "row" }, h("span", {}, name),
+      h("button", { type: "button", "aria-label": `Remove ${name} from the group`, onclick: () => (chosen.delete(id), drawMembers()) }, "Remove"))));
+    if (!chosen.size) members.append(h("li", { class: "muted" }, "Nobody added yet."));
+  };
+  const pick = form({ class: "inline", role: "search", "aria-label": "Search people for the group" }, [field("Add people", h("input", { name: "q", type: "search", required: true, maxlength: 100 })), h("button", { type: "submit" }, "Find")], async (v) => {
+    const r = await app.session.request("search", { q: v.q, kind: "users", limit: 10 });
+    found.replaceChildren(...r.items.filter((u) => u.id !== app.me.id).map((u) => h("li", { class: "row" }, h("span", {}, u.display_name),
+      h("button", { type: "button", "aria-label": `Add ${u.display_name} to the group`, onclick: () => (chosen.set(u.id, u.display_name), drawMembers()) }, "Add"))));
+    if (!found.children.length) found.append(h("li", { class: "muted" }, "Nobody by that name."));
+  });
+  const create = form({ "aria-label": "New group room" }, [
+    field("Group name", h("input", { name: "title", required: true, maxlength: 100 })),
+    h("button", { type: "submit", class: "primary" }, "Create group"),
+  ], async (v) => {
+    if (!chosen.size) throw new Error("Add at least one person first");
+    const { room } = await app.session.mutate("room.create", { title: v.title, members: [...chosen.keys()] });
+    location.hash = `#/chat/${encodeURIComponent(room.id)}`;
+  });
+  drawMembers();
+  return h("section", { class: "card", "aria-labelledby": "ng-title" }, h("h3", { id: "ng-title" }, "New group room"), pick, found, members, create);
 }
 
 async function room(app, root, roomId) {
@@ -136,8 +167,14 @@ async function room(app, root, roomId) {
     input.focus();
   });
 
-  let title = neighbourhood ? "Neighbourhood room" : "Chat";
-  mount(root, h("p", {}, h("a", { href: "#/chat" }, "← All rooms")), h("h2", { id: "room-title" }, title), presence, h("section", { class: "card", "aria-labelledby": "room-title" }, list, receipt, typing, send));
+  const heading = h("h2", { id: "room-title" }, neighbourhood ? "Neighbourhood room" : "Chat");
+  if (!neighbourhood) {
+    app.session.request("rooms.list").then(({ rooms }) => {
+      const r = rooms.find((x) => x.id === roomId);
+      if (r?.title) heading.textContent = r.title; // a group room's name
+    }).catch(() => null);
+  }
+  mount(root, h("p", {}, h("a", { href: "#/chat" }, "← All rooms")), heading, presence, h("section", { class: "card", "aria-labelledby": "room-title" }, list, receipt, typing, send));
   if (!neighbourhood) {
     await app.session.subscribe(stream);
     offs.push(() => app.session?.unsubscribe(stream).catch(() => null));

@@ -1,57 +1,17 @@
-// The vendor's figures, integrations and after-sale work: sales analytics (a chart of revenue,
-// the funnel, top listings, a CSV export), webhooks (create with their events, see the
+// The vendor's figures, integrations and after-sale work: sales analytics (vendor_sales.js),
+// balance and payouts (vendor_money.js), webhooks (create with their events, see the
 // secret once, delete), OAuth apps (client credentials, the secret shown once; revoke) and the
 // disputes buyers opened (respond, with a refund if you choose).
 import { newKey } from "../client.js";
-import { field, form, h, money, mount, time } from "../dom.js";
+import { field, form, h, mount, time } from "../dom.js";
+import { balance, payouts } from "./vendor_money.js";
+import { sales } from "./vendor_sales.js";
 
 const EVENTS = ["order.created", "order.updated", "listing.low_stock", "listing.updated"];
 const idem = () => ({ headers: { "Idempotency-Key": newKey() } });
 
 export function sections(app) {
-  return [sales(app), hooks(app), apps(app), disputes(app)];
-}
-
-/** Sales analytics (GET /api/v1/vendor/analytics, docs/analytics.md): revenue per day as SVG
- * bars, the funnel, top listings, the repeat-customer rate. */
-function sales(app) {
-  const { el, body } = panel("Sales (last 30 days, UTC)", "sales-title");
-  app.rest.get("/api/v1/vendor/analytics").then((a) => {
-    const currency = a.series.find((p) => p.currency)?.currency || null;
-    const points = a.series.filter((p) => p.currency === currency);
-    const total = points.reduce((n, p) => n + p.revenue, 0);
-    const top = Math.max(1, ...points.map((p) => p.revenue));
-    const w = 300, hgt = 80, bw = w / Math.max(1, points.length);
-    const label = currency ? `Revenue per ${a.granularity}: ${money(total, currency)} in all` : "No sales in this range";
-    const chart = h("svg:svg", { viewBox: `0 0 ${w} ${hgt}`, class: "chart", role: "img", "aria-label": label },
-      points.map((p, i) => {
-        const bh = (p.revenue / top) * (hgt - 4);
-        return h("svg:rect", { x: i * bw + 1, y: hgt - bh, width: Math.max(1, bw - 2), height: bh, class: "bar" },
-          h("svg:title", {}, `${p.period}: ${currency ? money(p.revenue, currency) : 0} · ${p.orders} orders`));
-      }));
-    mount(body,
-      chart,
-      h("p", {}, label),
-      h("p", { class: "muted" }, `funnel: ${a.funnel.views} views → ${a.funnel.carts} carts → ${a.funnel.orders} orders · repeat customers ${Math.round(a.repeat_customer_rate * 100)} %`),
-      a.top_listings.length
-        ? h("ol", { "aria-label": "Top listings" }, a.top_listings.map((t) => h("li", {}, `${t.title}: ${money(t.revenue, t.currency)} (${t.units} sold)`)))
-        : null,
-      h("p", {}, h("a", { href: "#", onclick: (e) => (e.preventDefault(), exportCsv(app)) }, "Download the orders (CSV)")));
-  }, (exc) => mount(body, h("p", { class: "error" }, exc.message)));
-  return el;
-}
-
-async function exportCsv(app) {
-  try {
-    const tok = app.rest.tokens.get()?.access_token;
-    const resp = await fetch("/api/v1/vendor/analytics/export?format=csv", { headers: { Authorization: `Bearer ${tok}` } });
-    if (!resp.ok) throw new Error(`export failed (${resp.status})`);
-    const url = URL.createObjectURL(await resp.blob());
-    h("a", { href: url, download: "orders.csv" }).click();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
-  } catch (exc) {
-    app.toast(exc.message);
-  }
+  return [sales(app), balance(app), payouts(app), hooks(app), apps(app), disputes(app)];
 }
 
 function panel(title, id) {

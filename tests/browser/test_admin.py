@@ -1,0 +1,172 @@
+"""The admin panel's actions in the browser, each checked where it lands: a reported post
+removed (its feed hears ``post.removed``), a role granted (the user's open socket hears
+``session.roles``), a suspension (the socket closes 4003), the appeal accepted, a suspension
+lifted, a dispute refunded (the order is refunded), and the audit log listing them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+
+import pytest
+from aiohttp import ClientSession
+from playwright.async_api import expect
+
+from cluster.config import Settings
+from hyperlocal_client import Api, SignIn, Socket
+from tests.browser.conftest import PASSWORD, Pages, sign_in
+from tests.integration import market_kit as mk
+from tests.integration.admin_kit import operator
+
+pytestmark = pytest.mark.integration
+
+CARD = {"provider": "sandbox", "card": "4242424242424242"}
+
+
+async def _disputed_order(api: Api, spot: tuple[float, float]) -> str:
+    """A paid order its buyer disputes (set up by the API)."""
+    lat, lng = spot
+    seller = await api.signup(f"tea-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "Tea")
+    await api.become_vendor(seller, "Tea Room", "cafe", lat, lng)
+    listing = await api.create_listing(seller, title="Oolong", category="cafe", price=800, stock=3)
+    buyer = await api.signup(f"uma-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "Uma")
+    async with await api.connect(buyer) as ws:
+        await ws.request("locate", {"lat": lat, "lng": lng})
+        await ws.mutate("cart.add", {"listing_id": listing["id"], "qty": 1})
+        reply = await ws.request("checkout", {"payment": CARD}, uuid.uuid4().hex, timeout_s=60)
+        (order,) = reply["orders"]
+        await ws.mutate(
+            "dispute.open",
+            {"order_id": order["id"], "reason": "not_received", "text": "never came"},
+        )
+    return str(order["id"])
+
+
+async def _appeal(http: ClientSession, base: str, user: SignIn, text: str) -> None:
+    """The suspended user appeals with email and password (a suspended account has no token)."""
+    basic = base64.b64encode(f"{user.email}:{PASSWORD}".encode()).decode()
+    headers = {"Authorization": f"Basic {basic}"}
+    async with http.get(f"{base}/api/v1/me/moderation", headers=headers) as resp:
+        action_id = (await resp.json())["items"][0]["id"]
+    body = {"action_id": action_id, "text": text}
+    async with http.post(f"{base}/api/v1/appeals", json=body, headers=headers) as resp:
+        assert resp.status == 201, await resp.text()
+
+
+async def _order_status(settings: Settings, order_id: str, want: str) -> None:
+    conn = await mk.db(settings)
+    try:
+        for _ in range(100):
+            if await conn.fetchval("SELECT status FROM orders WHERE id = $1", order_id) == want:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    raise AssertionError(f"order {order_id} never became {want}")
+
+
+async def test_admin_panel_actions_land(
+    pages: Pages,
+    settings: Settings,
+    client_api: Api,
+    http: ClientSession,
+    spot: tuple[float, float],
+) -> None:
+    lat, lng = spot
+    tag = uuid.uuid4().hex[:6]
+    name = f"Bob{tag}"
+    bob = await client_api.signup(f"bob-{tag}@example.test", PASSWORD, name)
+    order_id = await _disputed_order(client_api, spot)
+    reporter = await client_api.signup(f"cy-{tag}@example.test", PASSWORD, "Cy")
+    ws: Socket = await client_api.connect(bob)
+    try:
+        await ws.request("locate", {"lat": lat, "lng": lng})
+        post = (await ws.mutate("post.create", {"text": "cheap watches, DM me"}))["post"]
+        async with await client_api.connect(reporter) as rws:
+            target = {"kind": "post", "id": post["id"]}
+            await rws.mutate("report.create", {"target": target, "reason": "spam"})
+
+        boss = await client_api.signup(f"boss-{tag}@example.test", PASSWORD, "Boss")
+        await operator(settings, "users.grant", {"email": boss.email, "role": "admin"})
+        page = await pages.open("/#/admin")
+        await sign_in(page, boss.email)
+        await page.get_by_role("link", name="Admin").click()
+
+        # the report queue: remove the post; its feed hears it
+        report = (
+            page.get_by_role("list", name="Open reports")
+            .get_by_role("listitem")
+            .filter(has_text=post["id"])
+        )
+        await report.get_by_role("button", name="Remove content").click()
+        await expect(page.get_by_role("alert")).to_have_text("Report resolved: remove")
+        await expect(report).to_have_count(0)
+        removed = await ws.next_event("post.removed")
+        assert removed["data"]["post_id"] == post["id"]
+
+        # users: a role granted reaches Bob's open socket at once
+        users = page.get_by_role("region", name="Users")
+        await users.get_by_label("Find a user by name").fill(name)
+        await users.get_by_role("button", name="Find").click()
+        await users.get_by_role("button", name=f"Manage {name}").click()
+        card = users.get_by_role("region", name=f"User {name}")
+        await card.get_by_label("moderator").check()
+        await card.get_by_role("button", name="Save roles").click()
+        await expect(card.get_by_text("roles: user, moderator")).to_be_visible()
+        roles = await ws.next_event("session.roles")
+        assert sorted(roles["data"]["roles"]) == ["moderator", "user"]
+
+        # a suspension closes Bob's socket (do not reconnect); his appeal is accepted
+        await card.get_by_label("Reason for the suspension").fill("spam, from the panel")
+        await card.get_by_role("button", name="Suspend user").click()
+        await expect(card.get_by_text("Suspended: spam, from the panel")).to_be_visible()
+        await asyncio.wait_for(ws.closed.wait(), 10)
+        assert ws.close_code == 4003
+        await _appeal(http, client_api.base, bob, "a neighbour used my phone")
+        await page.get_by_role("button", name="Reload Appeals").click()
+        appeal = (
+            page.get_by_role("list", name="Open appeals")
+            .get_by_role("listitem")
+            .filter(has_text="a neighbour used my phone")
+        )
+        await appeal.get_by_role("button", name="Accept appeal").click()
+        await expect(appeal).to_have_count(0)
+        await client_api.login(bob.email, PASSWORD)  # signed in again: the suspension is gone
+
+        # suspended again, then lifted from the panel
+        await users.get_by_role("button", name=f"Manage {name}").click()
+        await card.get_by_label("Reason for the suspension").fill("second look")
+        await card.get_by_role("button", name="Suspend user").click()
+        await card.get_by_role("button", name="Lift suspension").click()
+        await expect(page.get_by_role("alert")).to_have_text(f"{name} may sign in again")
+        await expect(card.get_by_role("button", name="Suspend user")).to_be_visible()
+        await client_api.login(bob.email, PASSWORD)
+
+        # a dispute refunded by the admin: the order is refunded through its provider
+        dispute = (
+            page.get_by_role("list", name="Open disputes")
+            .get_by_role("listitem")
+            .filter(has_text=order_id)
+        )
+        await dispute.get_by_role("button", name="Refund buyer").click()
+        await expect(dispute).to_have_count(0)
+        await _order_status(settings, order_id, "refunded")
+
+        # the audit log names each action, on its target
+        await page.get_by_role("button", name="Reload Audit log").click()
+        log = page.get_by_role("table", name="Audit log")
+        for action in (
+            "roles.set",
+            "user.suspend",
+            "user.unsuspend",
+            "appeal.decide",
+            "content.remove",
+            "dispute.resolve",
+        ):
+            await expect(log.get_by_role("row").filter(has_text=action).first).to_be_visible()
+        await expect(log.get_by_role("row").filter(has_text="roles.set").first).to_contain_text(
+            f"user:{bob.id}"
+        )
+    finally:
+        await ws.close()
