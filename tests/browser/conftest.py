@@ -80,9 +80,14 @@ class Pages:
     def unexpected(self) -> list[str]:
         return [e for e in self.errors if not any(x in e for x in self.expected)]
 
-    async def open(self, path: str = "/", **context_args: object) -> Page:
+    async def open(
+        self, path: str = "/", init_script: str | None = None, **context_args: object
+    ) -> Page:
+        """A page in a context of its own; ``init_script`` runs in it before any page script."""
         context = await self.browser.new_context(base_url=self.base_url, **context_args)  # type: ignore[arg-type]
         context.set_default_timeout(10_000)
+        if init_script is not None:
+            await context.add_init_script(init_script)
         self.contexts.append(context)
         page = await context.new_page()
         page.on(
