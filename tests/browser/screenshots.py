@@ -24,6 +24,7 @@ from cluster.config import Settings, load_settings
 from cluster.runtime import Runtime
 from gateway.app import build_app
 from hyperlocal_client import Api
+from services.analytics import run_rollup
 from tests.browser.conftest import CHROMIUM_ARGS, PASSWORD, sign_in
 from tests.integration.admin_kit import operator
 
@@ -157,11 +158,18 @@ async def photograph(settings: Settings, base: str, who: dict[str, str], out: Pa
             await operator(settings, "users.grant", {"email": who["buyer"], "role": role})
         await page.get_by_role("link", name="Admin").wait_for()
         await shoot(page, out, "admin", "/#/admin", "Cluster", full=True)
+        revenue = page.get_by_role("region", name="Revenue")
+        await revenue.get_by_role("img").wait_for()
+        await revenue.screenshot(path=str(out / "admin-revenue.png"))
         vendor = await browser.new_context(base_url=base, viewport=PHONE)
         shop = await vendor.new_page()
         await shop.goto("/")
         await sign_in(shop, who["vendor"])
+        await run_rollup(str(settings.database_url), 0.0)  # the analytics of the seeded order
         await shoot(shop, out, "vendor", "/#/vendor", "Your shop: Corner Bakery")
+        sales = shop.get_by_role("region", name="Sales")
+        await sales.get_by_role("img", name="orders by weekday and hour").wait_for()
+        await sales.screenshot(path=str(out / "vendor-sales.png"))
         await browser.close()
 
 

@@ -14,7 +14,7 @@ from aiohttp import ClientSession
 from playwright.async_api import expect
 
 from cluster.config import Settings
-from hyperlocal_client import Api, SignIn, Socket
+from hyperlocal_client import Api, ApiError, SignIn, Socket
 from tests.browser.conftest import PASSWORD, Pages, sign_in
 from tests.integration import market_kit as mk
 from tests.integration.admin_kit import operator
@@ -43,12 +43,13 @@ async def _disputed_order(api: Api, spot: tuple[float, float]) -> str:
     return str(order["id"])
 
 
-async def _appeal(http: ClientSession, base: str, user: SignIn, text: str) -> None:
-    """The suspended user appeals with email and password (a suspended account has no token)."""
+async def _appeal(http: ClientSession, base: str, user: SignIn, reason: str, text: str) -> None:
+    """The suspended user appeals the suspension given for ``reason``, with email and password
+    (a suspended account has no token)."""
     basic = base64.b64encode(f"{user.email}:{PASSWORD}".encode()).decode()
     headers = {"Authorization": f"Basic {basic}"}
     async with http.get(f"{base}/api/v1/me/moderation", headers=headers) as resp:
-        action_id = (await resp.json())["items"][0]["id"]
+        (action_id,) = [a["id"] for a in (await resp.json())["items"] if a["reason"] == reason]
     body = {"action_id": action_id, "text": text}
     async with http.post(f"{base}/api/v1/appeals", json=body, headers=headers) as resp:
         assert resp.status == 201, await resp.text()
@@ -86,6 +87,8 @@ async def test_admin_panel_actions_land(
         async with await client_api.connect(reporter) as rws:
             target = {"kind": "post", "id": post["id"]}
             await rws.mutate("report.create", {"target": target, "reason": "spam"})
+            mistaken = {"kind": "user", "id": bob.id}
+            await rws.mutate("report.create", {"target": mistaken, "reason": "other"})
 
         boss = await client_api.signup(f"boss-{tag}@example.test", PASSWORD, "Boss")
         await operator(settings, "users.grant", {"email": boss.email, "role": "admin"})
@@ -93,7 +96,12 @@ async def test_admin_panel_actions_land(
         await sign_in(page, boss.email)
         await page.get_by_role("link", name="Admin").click()
 
-        # the report queue: remove the post; its feed hears it
+        # the report queue: one report dismissed, the other's post removed (its feed hears it)
+        queue = page.get_by_role("list", name="Open reports")
+        dismissed = queue.get_by_role("listitem").filter(has_text=f"target {bob.id}")
+        await dismissed.get_by_role("button", name="Dismiss").click()
+        await expect(page.get_by_role("alert")).to_have_text("Report dismissed")
+        await expect(dismissed).to_have_count(0)
         report = (
             page.get_by_role("list", name="Open reports")
             .get_by_role("listitem")
@@ -123,7 +131,9 @@ async def test_admin_panel_actions_land(
         await expect(card.get_by_text("Suspended: spam, from the panel")).to_be_visible()
         await asyncio.wait_for(ws.closed.wait(), 10)
         assert ws.close_code == 4003
-        await _appeal(http, client_api.base, bob, "a neighbour used my phone")
+        await _appeal(
+            http, client_api.base, bob, "spam, from the panel", "a neighbour used my phone"
+        )
         await page.get_by_role("button", name="Reload Appeals").click()
         appeal = (
             page.get_by_role("list", name="Open appeals")
@@ -134,10 +144,23 @@ async def test_admin_panel_actions_land(
         await expect(appeal).to_have_count(0)
         await client_api.login(bob.email, PASSWORD)  # signed in again: the suspension is gone
 
-        # suspended again, then lifted from the panel
+        # suspended again: the appeal is rejected (still suspended), then lifted from the panel
         await users.get_by_role("button", name=f"Manage {name}").click()
         await card.get_by_label("Reason for the suspension").fill("second look")
         await card.get_by_role("button", name="Suspend user").click()
+        await expect(card.get_by_role("button", name="Lift suspension")).to_be_visible()
+        await _appeal(http, client_api.base, bob, "second look", "please look again")
+        await page.get_by_role("button", name="Reload Appeals").click()
+        appeal = (
+            page.get_by_role("list", name="Open appeals")
+            .get_by_role("listitem")
+            .filter(has_text="please look again")
+        )
+        await appeal.get_by_role("button", name="Reject appeal").click()
+        await expect(appeal).to_have_count(0)
+        with pytest.raises(ApiError) as refused:
+            await client_api.login(bob.email, PASSWORD)
+        assert refused.value.status == 403
         await card.get_by_role("button", name="Lift suspension").click()
         await expect(page.get_by_role("alert")).to_have_text(f"{name} may sign in again")
         await expect(card.get_by_role("button", name="Suspend user")).to_be_visible()

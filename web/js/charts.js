@@ -9,7 +9,7 @@ export const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
 /** Bars of `points` ({key, value, title}), scaled to the largest; `label` is the accessible name. */
 export function bars(points, label, { width = 300, height = 80 } = {}) {
   const top = Math.max(1, ...points.map((p) => p.value));
-  const bw = width / Math.max(1, points.length);
+  const bw = Math.min(width / Math.max(1, points.length), 24); // a few points stay bars, left-aligned
   return h("svg:svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": label },
     points.map((p, i) => {
       const bh = (Math.max(0, p.value) / top) * (height - 4);
