@@ -15,6 +15,7 @@ const SHELL = [
   "/static/js/client.js",
   "/static/js/dom.js",
   "/static/js/map.js",
+  "/static/js/charts.js",
   "/static/js/views/auth.js",
   "/static/js/views/feed.js",
   "/static/js/views/chat.js",
@@ -23,7 +24,11 @@ const SHELL = [
   "/static/js/views/profile.js",
   "/static/js/views/vendor.js",
   "/static/js/views/vendor_tools.js",
+  "/static/js/views/vendor_sales.js",
+  "/static/js/views/vendor_money.js",
   "/static/js/views/admin.js",
+  "/static/js/views/admin_users.js",
+  "/static/js/views/admin_money.js",
   "/static/vendor/h3-js/h3-js.es.js",
 ];
 
