@@ -716,8 +716,8 @@ async def pg_statements_top(dsn: str, n: int, checkouts: int) -> list[dict[str, 
     per = max(checkouts, 1)
     try:
         rows = await conn.fetch(
-            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements"
-            " ORDER BY total_exec_time DESC LIMIT $1",
+            "SELECT calls, total_exec_time, total_plan_time, plans, rows, query"
+            " FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT $1",
             n,
         )
     finally:
@@ -727,6 +727,8 @@ async def pg_statements_top(dsn: str, n: int, checkouts: int) -> list[dict[str, 
             "calls": r["calls"] / per,
             "ms": r["total_exec_time"] / per,
             "mean_ms": r["total_exec_time"] / max(r["calls"], 1),
+            "plan_ms": r["total_plan_time"] / per,  # with pg_stat_statements.track_planning
+            "plans": r["plans"] / per,
             "rows": r["rows"] / per,
             "query": " ".join(r["query"].split())[:150],
         }
@@ -916,9 +918,11 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
                 stack_dsn(data_dir), statements, answered
             )
             say(f"[{driver.name}] Postgres statements over the steps, per checkout answered"
-                " (calls, ms of execution; planning not included):")  # fmt: skip
+                " (calls, ms of execution, then planning: plans x ms, counted with"
+                " -c pg_stat_statements.track_planning=on):")  # fmt: skip
             for row in out["pg_statements"]:
                 say(f"  {row['calls']:6.2f} x {row['mean_ms']:6.3f} ms = {row['ms']:6.3f} ms"
+                    f" + plan {row['plans']:5.2f} x = {row['plan_ms']:6.3f} ms"
                     f"  {row['rows']:6.2f} rows  {row['query']}")  # fmt: skip
     finally:
         await driver.close()

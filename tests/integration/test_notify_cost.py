@@ -88,6 +88,32 @@ async def test_the_trigger_makes_only_deliverable_rows(api: Api, settings: Setti
         await conn.close()
 
 
+async def test_an_order_waiting_for_its_payment_notifies_no_one(
+    api: Api, settings: Settings
+) -> None:
+    """A reserved order (``pending_payment``) is on both inboxes but makes no notification row
+    and no delivery (migration 0025); the same order paid does."""
+    user = await api.signup("waiting")
+    waiting = {"order": {"id": "o2", "status": "pending_payment", "buyer_id": user.id}}
+    paid = {"order": {"id": "o2", "status": "paid", "buyer_id": user.id}}
+    conn = await mk.db(settings)
+    try:
+        assert await _channels(conn, user.id, "order.updated", waiting) == []
+        assert await _channels(conn, user.id, "order.updated", paid) == ["email"]
+        rows = await conn.fetch(
+            "SELECT data -> 'order' ->> 'status' AS status FROM notifications WHERE user_id = $1",
+            user.id,
+        )
+        assert [r["status"] for r in rows] == ["paid"]
+        events = await conn.fetchval(
+            "SELECT count(*) FROM stream_events WHERE stream = $1 AND ev = 'order.updated'",
+            f"user:{user.id}",
+        )
+        assert events == 2  # both are on the inbox: live clients and replays see them
+    finally:
+        await conn.close()
+
+
 async def test_promotions_in_app_default_is_off_unless_turned_on(
     api: Api, settings: Settings
 ) -> None:
