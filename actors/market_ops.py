@@ -277,7 +277,7 @@ async def cart_add(host: CellHost, tx: Tx, cmd: market.CartAdd, out: Emitted) ->
     return {"item": {"listing_id": cmd.listing_id, "qty": qty}}
 
 
-_CART_MAX = 999
+_CART_MAX = market.CART_MAX_QTY
 
 
 def _vendor_suspended(row: asyncpg.Record) -> Conflict:

@@ -488,6 +488,15 @@ class Ours:
 
     async def checkout(self, buyer: int, lines: list[tuple[str, int]]) -> Outcome:
         sock = self.buyers[buyer]
+        if self.args.buy_now:  # one request: the lines with the payment, no cart
+            sent = time.perf_counter()
+            body = {"payment": CARD, "lines": [{"listing_id": i, "qty": q} for i, q in lines]}
+            reply = await sock.request("checkout", body, True)
+            answered = time.perf_counter()
+            if not reply.get("ok"):
+                return Outcome(str(reply["error"]["code"]), sent, answered)
+            orders = reply["data"]["orders"]
+            return Outcome("ok", sent, answered, len(orders), sum(q for _, q in lines))
         for listing_id, qty in lines:
             reply = await sock.request("cart.add", {"listing_id": listing_id, "qty": qty}, True)
             if not reply.get("ok"):
@@ -502,7 +511,7 @@ class Ours:
 
     async def after(self, buyer: int, outcome: Outcome, lines: list[tuple[str, int]]) -> None:
         """A checkout that failed leaves the cart as it was: empty it (not timed)."""
-        if outcome.code != "ok":
+        if outcome.code != "ok" and not self.args.buy_now:
             for listing_id, _ in lines:
                 await self.buyers[buyer].request("cart.remove", {"listing_id": listing_id}, True)
 
@@ -1189,6 +1198,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stock", type=int, default=100_000, help="stock of an ordinary listing")
     p.add_argument("--hot", type=int, default=10, help="hot listings (fresh every step)")
     p.add_argument("--hot-stock", type=int, default=50)
+    p.add_argument("--buy-now", action="store_true",
+                   help="ours' buyers send their lines with the checkout (docs/protocol.md,"
+                        " buy now) instead of a cart.add per line first")  # fmt: skip
     p.add_argument("--hot-share", type=float, default=0.5, help="chance a line is a hot one")
     p.add_argument(
         "--watchers",

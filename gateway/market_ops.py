@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gateway.ops import Call, Op
-from models.market import ORDER_STATES
+from models.market import CART_MAX_QTY, ORDER_STATES
 from models.risk import RiskContext
+from services.checkout import BUY_NOW_MAX_LINES
 from services.market import Actor, MarketService
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -43,7 +44,7 @@ class ListingRef(_Req):
 
 class CartAdd(_Req):
     listing_id: Id
-    qty: int = Field(1, ge=1, le=999)
+    qty: int = Field(1, ge=1, le=CART_MAX_QTY)
 
 
 class Payment(BaseModel):
@@ -51,8 +52,15 @@ class Payment(BaseModel):
     provider: Annotated[str, StringConstraints(max_length=32)] = "sandbox"
 
 
+class BuyLine(_Req):
+    listing_id: Id
+    qty: int = Field(1, ge=1, le=CART_MAX_QTY)
+
+
 class CheckoutReq(_Req):
     payment: Payment = Field(default_factory=Payment)
+    lines: list[BuyLine] | None = Field(None, min_length=1, max_length=BUY_NOW_MAX_LINES)
+    """Buy now: these lines instead of the cart (which stays as it is)."""
 
 
 class OrdersList(_Req):
@@ -114,7 +122,10 @@ def risk_context(call: Call) -> RiskContext:
 async def op_checkout(call: Call, req: CheckoutReq) -> dict[str, Any]:
     key = call.caller.idempotency_key()
     payment = req.payment.model_dump()
-    return await call.services.checkout.checkout(call.user_id, key, payment, risk_context(call))
+    lines = None if req.lines is None else [(x.listing_id, x.qty) for x in req.lines]
+    return await call.services.checkout.checkout(
+        call.user_id, key, payment, risk_context(call), lines
+    )
 
 
 async def op_orders_list(call: Call, req: OrdersList) -> dict[str, Any]:

@@ -49,6 +49,9 @@ REFUNDED = "refunded"
 ORDER_STATES = (PENDING, HELD, PAID, ACCEPTED, FULFILLED, COMPLETED, CANCELLED, REFUNDED)
 TERMINAL = frozenset({CANCELLED, REFUNDED})
 
+CART_MAX_QTY = 999
+"""The most of one listing in a cart, or on one line of a buy-now."""
+
 _REFUNDERS = frozenset({"system", "provider", "admin", "vendor"})
 """Who may refund an order that was paid and not completed. The vendor's own ``refund`` is a
 dispute's (services/disputes.py); its REST API offers ``cancel``, not ``refund``."""

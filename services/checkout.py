@@ -43,9 +43,18 @@ import asyncpg
 
 from models import ledger as lg
 from models import risk as rk
-from models.errors import AppError, Conflict, PaymentFailed, Unavailable, error_from_dict
+from models.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PaymentFailed,
+    Unavailable,
+    error_from_dict,
+)
 from models.ids import cell_of, new_id
 from models.market import (
+    CART_MAX_QTY,
     HELD,
     PENDING,
     CartRemove,
@@ -97,9 +106,12 @@ class Checkout:
         key: str,
         payment: dict[str, Any],
         ctx: rk.RiskContext | None = None,
+        lines: list[tuple[str, int]] | None = None,
     ) -> dict[str, Any]:
-        """Check out the buyer's cart under ``key``; ``ctx`` is what the connection knows of
-        the buyer (address, device, located points) for the fraud rules."""
+        """Check out the buyer's cart under ``key`` (or, given ``lines``, buy those
+        ``(listing_id, qty)`` at once: the cart is neither read nor cleared); ``ctx`` is what
+        the connection knows of the buyer (address, device, located points) for the fraud
+        rules."""
         limit = self.market.settings.checkout_max_in_flight
         if limit and self.in_flight >= limit:
             self.refused += 1
@@ -107,7 +119,7 @@ class Checkout:
                               retry_after_s=1)  # fmt: skip
         self.in_flight += 1
         try:
-            return await self._checkout(user_id, key, payment, ctx)
+            return await self._checkout(user_id, key, payment, ctx, lines)
         finally:
             self.in_flight -= 1
 
@@ -117,16 +129,19 @@ class Checkout:
         key: str,
         payment: dict[str, Any],
         ctx: rk.RiskContext | None,
+        lines: list[tuple[str, int]] | None,
     ) -> dict[str, Any]:
         provider = self.market.provider(str(payment.get("provider", "sandbox")))
         provider.check(payment)
+        wanted = _buying(lines)
+        asked = payment if wanted is None else {**payment, "#lines": sorted(wanted.items())}
         paying = _Paying(
             provider.name,
             rk.instrument_fp(provider.name, provider.instrument(payment)),
-            rk.request_fp(payment),
+            rk.request_fp(asked),  # a retry of the key must ask for the same lines too
             ctx or rk.RiskContext(),
         )
-        group = await self._group(user_id, key, paying)
+        group = await self._group(user_id, key, paying, wanted)
         if group["request_fp"] is not None and group["request_fp"] != paying.request_fp:
             raise Conflict("this idempotency key was used with other payment details")
         if group["result"] is not None:
@@ -146,31 +161,32 @@ class Checkout:
         return result
 
     # -- 1. group -------------------------------------------------------------------------------
-    async def _group(self, user_id: str, key: str, paying: _Paying) -> asyncpg.Record:
-        """The group of ``(user_id, key)``: made from the cart (with its risk), or the one a
-        first attempt made (then its answer, once finished, is replayed; the cart is not
-        looked at again)."""
+    async def _group(
+        self, user_id: str, key: str, paying: _Paying, wanted: dict[str, int] | None
+    ) -> asyncpg.Record:
+        """The group of ``(user_id, key)``: made from the cart, or from the ``wanted``
+        listings of a buy-now (with its risk), or the one a first attempt made (then its answer,
+        once finished, is replayed; the cart is not looked at again)."""
         ctx = paying.ctx
         address, device = rk.address_key(ctx.address), ctx.device
-        rows = await self.db.fetch(
-            f"WITH f AS ({_FACTS}) SELECT c.listing_id, c.qty, l.vendor_id, l.cell, l.title,"
-            " l.price, l.currency, l.lat, l.lng, l.category, f.*"
-            " FROM cart_items c JOIN listings l ON l.id = c.listing_id CROSS JOIN f"
-            " WHERE c.user_id = $1 AND l.active AND l.deleted_at IS NULL",  # on sale only
-            user_id,
-            paying.card_fp,
-            address,
-            device,
-        )  # the cart and the fraud rules' facts: one round trip
+        facts = (user_id, paying.card_fp, address, device)
+        if wanted is None:
+            rows = await self.db.fetch(_CART_LINES, *facts)
+        else:
+            rows = await self.db.fetch(_BUY_LINES, *facts, list(wanted), list(wanted.values()))
+        # the lines and the fraud rules' facts: one round trip
         lines = [
             Line(r["listing_id"], r["vendor_id"], r["cell"], r["title"], r["qty"], r["price"],
                  r["currency"])
             for r in rows
         ]  # fmt: skip
-        if not lines:  # a retry of a finished checkout finds the cart it emptied
-            found = await self._find(user_id, key)
+        missing = set(wanted or ()) - {line.listing_id for line in lines}
+        if not lines or missing:  # a retry of a finished checkout: the cart it emptied, or a
+            found = await self._find(user_id, key)  # listing sold out and taken off sale since
             if found is not None:
                 return found
+        if missing:
+            raise NotFound("no such listing on sale", listing_id=sorted(missing)[0])
         parts, total, currency = split_by_vendor(lines)
         settings = self.market.settings  # each part's commission: posted when it is captured
         categories = {r["listing_id"]: r["category"] for r in rows}
@@ -182,8 +198,9 @@ class Checkout:
         here = ctx.here
         created = await self.db.fetchrow(
             "WITH g AS (INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount,"
-            " currency, risk, card_fp, request_fp, client_addr, device, buyer_lat, buyer_lng)"
-            " VALUES ($1, $2, $3, 'open', $4, $5, $6, $9, $10, $11, $12, $13, $14, $15)"
+            " currency, risk, card_fp, request_fp, client_addr, device, buyer_lat, buyer_lng,"
+            " from_cart)"
+            " VALUES ($1, $2, $3, 'open', $4, $5, $6, $9, $10, $11, $12, $13, $14, $15, $16)"
             " ON CONFLICT (buyer_id, idem_key) DO NOTHING RETURNING *),"
             " p AS (INSERT INTO payments (id, group_id, provider, amount, currency, status)"
             " SELECT $7, g.id, $8, g.amount, g.currency, 'pending' FROM g RETURNING *)"
@@ -203,6 +220,7 @@ class Checkout:
             device,
             here.lat if here else None,
             here.lng if here else None,
+            wanted is None,
         )  # the group (with its risk) and its payment row (before any provider call): one
         # statement. None: a concurrent request with the same key made it first; that one is it
         return created or one(await self._find(user_id, key))
@@ -474,6 +492,8 @@ class Checkout:
         await self.market.run_refund(str(reply["refund_id"]))
 
     async def _clear_cart(self, group: asyncpg.Record) -> None:
+        if not group.get("from_cart", True):  # a buy-now never touched the cart
+            return
         ids = tuple(item["listing_id"] for part in group["parts"] for item in part["items"])
         key = f"{group['idem_key']}#clear"
         await self.market.mutate(CartRemove(user_id=group["buyer_id"], key=key, listing_ids=ids))
@@ -559,6 +579,41 @@ _FACTS = (
 count is an index range scan of the last hour (30 days for accounts sharing a card or a
 device) of one key, stopped at ``FACTS_CAP``; the history looks at the buyer's last 100
 completed checkouts."""
+
+
+_LINE_COLUMNS = "l.vendor_id, l.cell, l.title, l.price, l.currency, l.lat, l.lng, l.category, f.*"
+_CART_LINES = (
+    f"WITH f AS ({_FACTS}) SELECT c.listing_id, c.qty, {_LINE_COLUMNS}"
+    " FROM cart_items c JOIN listings l ON l.id = c.listing_id CROSS JOIN f"
+    " WHERE c.user_id = $1 AND l.active AND l.deleted_at IS NULL"  # on sale only
+)
+"""The buyer's cart, as lines of listings on sale, with the fraud rules' facts."""
+_BUY_LINES = (
+    f"WITH f AS ({_FACTS}) SELECT w.listing_id, w.qty, {_LINE_COLUMNS}"
+    " FROM unnest($5::text[], $6::int[]) AS w(listing_id, qty)"
+    " JOIN listings l ON l.id = w.listing_id CROSS JOIN f"
+    " WHERE l.active AND l.deleted_at IS NULL"
+)
+"""A buy-now's ``(listing_id, qty)`` lines, of listings on sale, with the same facts."""
+
+BUY_NOW_MAX_LINES = 50
+"""The most lines one buy-now takes (a cart's checkout has its own bound: the cart)."""
+
+
+def _buying(lines: list[tuple[str, int]] | None) -> dict[str, int] | None:
+    """A buy-now's lines as ``{listing_id: qty}``; None for a checkout of the cart."""
+    if lines is None:
+        return None
+    if not 1 <= len(lines) <= BUY_NOW_MAX_LINES:
+        raise BadRequest(f"lines: 1-{BUY_NOW_MAX_LINES} of them")
+    wanted: dict[str, int] = {}
+    for listing_id, qty in lines:
+        if listing_id in wanted:
+            raise BadRequest("lines: a listing appears twice", listing_id=listing_id)
+        if not 1 <= qty <= CART_MAX_QTY:
+            raise BadRequest(f"lines: qty must be 1-{CART_MAX_QTY}", listing_id=listing_id)
+        wanted[listing_id] = qty
+    return wanted
 
 
 def _has_payment(group: asyncpg.Record) -> bool:

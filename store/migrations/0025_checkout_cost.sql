@@ -48,3 +48,7 @@ BEGIN
      WHERE l.amount <> 0;
     RETURN NULL;
 END $$;
+
+-- 3. Buy now (`checkout {lines}`): a group made from the lines the buyer sent, not from the
+-- cart; its settling leaves the cart alone (services/checkout.py). Groups from before: carts.
+ALTER TABLE order_groups ADD COLUMN from_cart boolean NOT NULL DEFAULT true;

@@ -1,0 +1,127 @@
+"""Buy now (`checkout {lines}`, issue 20): the lines become the order group without the cart,
+over real websockets, shards, Postgres and Redis; the cart is neither read nor cleared, a retry
+with the key replays, bad lines change nothing, and a race never oversells."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from cluster.config import Settings
+from tests.integration import market_kit as mk
+from tests.integration.client import Api
+
+pytestmark = pytest.mark.integration
+
+
+async def test_buy_now_orders_the_lines_and_leaves_the_cart_alone(
+    api: Api, settings: Settings
+) -> None:
+    baker, _ = await mk.vendor(api, mk.spot(settings, 21), "buynow-baker")
+    grocer, _ = await mk.vendor(api, mk.spot(settings, 22), "buynow-grocer")
+    loaf = await mk.listing(api, baker.access_token, title="Rye", stock=5, price=400)
+    eggs = await mk.listing(api, grocer.access_token, title="Eggs", stock=9, price=300)
+    jam = await mk.listing(api, grocer.access_token, title="Jam", stock=3, price=500)
+    buyer = await api.signup("buynow-buyer")
+    ws = await api.connect(buyer)
+    try:
+        await ws.mutate("cart.add", {"listing_id": jam["id"], "qty": 1})  # not bought now
+        lines = [{"listing_id": loaf["id"], "qty": 2}, {"listing_id": eggs["id"], "qty": 3}]
+        key = uuid.uuid4().hex
+        body = {"payment": mk.APPROVE, "lines": lines}
+        reply = await ws.request("checkout", body, key=key, timeout=60)
+        assert reply["ok"], reply
+        orders = reply["data"]["orders"]
+        assert sorted(o["total"] for o in orders) == [800, 900]
+        assert {o["status"] for o in orders} == {"paid"}
+        assert reply["data"]["payment"]["amount"] == 1700
+        cart = await ws.ok("cart.get", {})
+        assert [(i["listing_id"], i["qty"]) for i in cart["items"]] == [(jam["id"], 1)]
+        assert await mk.stock_of(settings, loaf["id"]) == 3
+        assert await mk.stock_of(settings, eggs["id"]) == 6
+        assert await mk.stock_of(settings, jam["id"]) == 3
+
+        again = await ws.request("checkout", body, key=key, timeout=60)  # a retry: replayed
+        assert again["ok"] and [o["id"] for o in again["data"]["orders"]] == [
+            o["id"] for o in orders
+        ]
+        other = {"payment": mk.APPROVE, "lines": lines[:1]}
+        clash = await ws.request("checkout", other, key=key, timeout=60)
+        assert not clash["ok"] and clash["error"]["code"] == "conflict"
+        conn = await mk.db(settings)
+        try:
+            paid = await conn.fetchval(
+                "SELECT count(*) FROM payments p JOIN order_groups g ON g.id = p.group_id"
+                " WHERE g.buyer_id = $1",
+                buyer.id,
+            )
+            assert paid == 1  # one charge for the key, however often it is sent
+            captured = await conn.fetchval(
+                "SELECT sum(e.amount) FROM ledger_entries e JOIN ledger_transactions t"
+                " ON t.id = e.txn_id WHERE t.kind = 'capture' AND t.order_id = ANY($1::text[])"
+                " AND e.account = 'provider_clearing'",
+                [o["id"] for o in orders],
+            )
+            assert captured == 1700  # the capture's entries, posted for both orders
+        finally:
+            await conn.close()
+        # the cart's own checkout still takes the cart, and only it
+        rest = await ws.request("checkout", {"payment": mk.APPROVE}, key=uuid.uuid4().hex,
+                                timeout=60)  # fmt: skip
+        assert rest["ok"] and [o["total"] for o in rest["data"]["orders"]] == [500]
+        assert (await ws.ok("cart.get", {}))["items"] == []
+    finally:
+        await ws.close()
+
+
+async def test_bad_lines_are_refused_and_change_nothing(api: Api, settings: Settings) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 23), "buynow-bad")
+    item = await mk.listing(api, seller.access_token, title="Pie", stock=4, price=700)
+    buyer = await api.signup("buynow-bad-buyer")
+    ws = await api.connect(buyer)
+    try:
+        cases = [
+            ([], "bad_request"),
+            ([{"listing_id": item["id"], "qty": 0}], "bad_request"),
+            ([{"listing_id": item["id"], "qty": 1000}], "bad_request"),
+            ([{"listing_id": item["id"]}, {"listing_id": item["id"], "qty": 2}], "bad_request"),
+            ([{"listing_id": "l_nosuchlisting"}], "not_found"),
+            ([{"listing_id": item["id"]}, {"listing_id": "l_nosuchlisting"}], "not_found"),
+            ([{"qty": 1}], "bad_request"),
+        ]
+        for lines, code in cases:
+            body = {"payment": mk.APPROVE, "lines": lines}
+            reply = await ws.request("checkout", body, key=uuid.uuid4().hex, timeout=60)
+            assert not reply["ok"] and reply["error"]["code"] == code, (lines, reply)
+        conn = await mk.db(settings)
+        try:
+            groups = await conn.fetchval(
+                "SELECT count(*) FROM order_groups WHERE buyer_id = $1", buyer.id
+            )
+            assert groups == 0
+        finally:
+            await conn.close()
+        assert await mk.stock_of(settings, item["id"]) == 4
+    finally:
+        await ws.close()
+
+
+async def test_a_race_of_buy_nows_never_oversells(api: Api, settings: Settings) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 24), "buynow-race")
+    item = await mk.listing(api, seller.access_token, title="Drop", stock=5, price=1000)
+    buyers = await asyncio.gather(*(api.signup(f"buynow-racer{i}") for i in range(20)))
+    sockets = await asyncio.gather(*(api.connect(b) for b in buyers))
+    try:
+        body = {"payment": mk.APPROVE, "lines": [{"listing_id": item["id"], "qty": 1}]}
+        replies = await asyncio.gather(
+            *(ws.request("checkout", body, key=uuid.uuid4().hex, timeout=90) for ws in sockets)
+        )
+        won = [r for r in replies if r["ok"]]
+        lost = [r for r in replies if not r["ok"]]
+        assert len(won) == 5 and {r["error"]["code"] for r in lost} == {"out_of_stock"}
+        assert await mk.stock_of(settings, item["id"]) == 0
+    finally:
+        for ws in sockets:
+            await ws.close()
