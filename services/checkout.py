@@ -66,6 +66,7 @@ from models.market import (
 from payments import Charge, PaymentProvider
 from services.market import SYSTEM, Actor, MarketService
 from store import market_store as ms
+from store.coalesce import Coalescer
 from store.db import one
 
 log = logging.getLogger("hyperlocal.checkout")
@@ -96,6 +97,10 @@ class Checkout:
     def __init__(self, market: MarketService) -> None:
         self.market = market
         self.db = market.db
+        # the statements every checkout runs alone, coalesced across concurrent checkouts:
+        # one statement and one commit for all that arrive while one is in flight
+        self._paid = Coalescer(self.db, "payment", _PAID, lambda row: row["id"])
+        self._finished = Coalescer(self.db, "group-final", _FINISHED, lambda row: row["id"])
         self.in_flight = 0
         self.refused = 0
         """Checkouts answered ``unavailable`` because ``checkout_max_in_flight`` were running."""
@@ -235,18 +240,7 @@ class Checkout:
         ``awaiting_payment``, ``held``), so a late writer (the checkout call finishing after a
         webhook settled it, a late failure after success) never regresses it; a final group without
         a stored answer yet gets ``result`` (a retry then replays it)."""
-        await self.db.execute(
-            "WITH g AS (UPDATE order_groups SET status = $2, result = COALESCE(result, $3),"
-            " updated_at = now() WHERE id = $1 AND (status IN ('open', 'awaiting_payment', 'held')"
-            " OR (status = $2 AND result IS NULL)) RETURNING id)"
-            # failed before any provider call: the payment row made with the group never ran
-            " UPDATE payments SET status = 'cancelled', updated_at = now()"
-            " WHERE $2 = 'failed' AND group_id IN (SELECT id FROM g) AND status = 'pending'"
-            " AND provider_ref IS NULL",
-            group_id,
-            status,
-            result,
-        )
+        await self._finished.run(group_id, group_id, status, result)
 
     # -- 2-4 ------------------------------------------------------------------------------------
     async def _run(
@@ -383,10 +377,8 @@ class Checkout:
             capture=not hold,
         )
         result = await provider.charge(charge)
-        updated = await self.db.fetchrow(
-            "UPDATE payments SET status = $2, provider_ref = COALESCE($3, provider_ref),"
-            " client_secret = $4, action = $5, updated_at = now() WHERE id = $1"
-            " AND status = 'pending' RETURNING *",
+        updated = await self._paid.run(
+            payment["id"],
             payment["id"],
             result.status,
             result.provider_ref,
@@ -580,6 +572,31 @@ count is an index range scan of the last hour (30 days for accounts sharing a ca
 device) of one key, stopped at ``FACTS_CAP``; the history looks at the buyer's last 100
 completed checkouts."""
 
+
+_PAID = (
+    "UPDATE payments p SET status = v.status, provider_ref = COALESCE(v.ref, p.provider_ref),"
+    " client_secret = v.secret, action = v.action, updated_at = now()"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])"
+    " AS v(id, status, ref, secret, action)"
+    " WHERE p.id = v.id AND p.status = 'pending' RETURNING p.*"
+)
+"""Store the provider's answers to pending payments (the ledger's capture trigger posts with
+it); a payment a webhook settled first is not returned (its row is the answer)."""
+_FINISHED = (
+    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])"
+    " AS v(id, status, result)),"
+    " g AS (UPDATE order_groups g SET status = v.status, result = COALESCE(g.result, v.result),"
+    " updated_at = now() FROM v WHERE g.id = v.id"
+    " AND (g.status IN ('open', 'awaiting_payment', 'held')"
+    " OR (g.status = v.status AND g.result IS NULL)) RETURNING g.id, g.status),"
+    # failed before any provider call: the payment row made with the group never ran
+    " c AS (UPDATE payments SET status = 'cancelled', updated_at = now()"
+    " WHERE group_id IN (SELECT id FROM g WHERE status = 'failed') AND status = 'pending'"
+    " AND provider_ref IS NULL)"
+    " SELECT id FROM g"
+)
+"""Groups to their final (or waiting) status: only from a non-final one, so a late writer never
+regresses it; ``result`` stored once."""
 
 _LINE_COLUMNS = "l.vendor_id, l.cell, l.title, l.price, l.currency, l.lat, l.lng, l.category, f.*"
 _CART_LINES = (
