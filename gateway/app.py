@@ -85,6 +85,12 @@ def _services_ctx(
                 ("surface", "model"),
                 lambda: services.ranker.served.items(),
             )
+            app[METRICS].watch_counts(
+                "checkout_coalesced",
+                "rows and statements of the checkout's coalesced writes (store/coalesce.py)",
+                ("statement", "what"),
+                services.checkout.coalesced,
+            )
             notifier = services.notifier  # the notifier actor's counts (docs/notifications.md)
             app[METRICS].watch_counts(
                 "notify_deliveries",

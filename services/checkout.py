@@ -63,6 +63,7 @@ from models.market import (
     RefundRecord,
     split_by_vendor,
 )
+from models.streams import compact_json
 from payments import Charge, PaymentProvider
 from services.market import SYSTEM, Actor, MarketService
 from store import market_store as ms
@@ -100,10 +101,20 @@ class Checkout:
         # the statements every checkout runs alone, coalesced across concurrent checkouts:
         # one statement and one commit for all that arrive while one is in flight
         self._paid = Coalescer(self.db, "payment", _PAID, lambda row: row["id"])
+        self._opened = Coalescer(self.db, "group", _OPENED, lambda row: row["id"])
         self._finished = Coalescer(self.db, "group-final", _FINISHED, lambda row: row["id"])
         self.in_flight = 0
         self.refused = 0
         """Checkouts answered ``unavailable`` because ``checkout_max_in_flight`` were running."""
+
+    def coalesced(self) -> list[tuple[tuple[str, str], float]]:
+        """Rows and statements so far of each coalesced write (rows / statements: how many
+        checkouts shared one), for /metrics."""
+        return [
+            ((co.name, what), float(count))
+            for co in (self._opened, self._paid, self._finished)
+            for what, count in (("rows", co.rows), ("statements", co.statements))
+        ]
 
     async def checkout(
         self,
@@ -201,24 +212,18 @@ class Checkout:
         context = rk.RiskContext(address, device, ctx.here, ctx.before)
         risk = rk.score(rk.RiskFacts.from_row(rows[0]), context, rk.Order(total, vendors))
         here = ctx.here
-        created = await self.db.fetchrow(
-            "WITH g AS (INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount,"
-            " currency, risk, card_fp, request_fp, client_addr, device, buyer_lat, buyer_lng,"
-            " from_cart)"
-            " VALUES ($1, $2, $3, 'open', $4, $5, $6, $9, $10, $11, $12, $13, $14, $15, $16)"
-            " ON CONFLICT (buyer_id, idem_key) DO NOTHING RETURNING *),"
-            " p AS (INSERT INTO payments (id, group_id, provider, amount, currency, status)"
-            " SELECT $7, g.id, $8, g.amount, g.currency, 'pending' FROM g RETURNING *)"
-            " SELECT g.*, (SELECT to_jsonb(p) FROM p) AS payment FROM g",
-            new_id(),
+        group_id = new_id()
+        created = await self._opened.run(
+            group_id,
+            group_id,
             user_id,
             key,
-            parts,
+            compact_json(parts),
             total,
             currency,
             new_id(),
             paying.provider,
-            risk.stored(),
+            compact_json(risk.stored()),
             paying.card_fp,
             paying.request_fp,
             address,
@@ -240,7 +245,7 @@ class Checkout:
         ``awaiting_payment``, ``held``), so a late writer (the checkout call finishing after a
         webhook settled it, a late failure after success) never regresses it; a final group without
         a stored answer yet gets ``result`` (a retry then replays it)."""
-        await self._finished.run(group_id, group_id, status, result)
+        await self._finished.run(group_id, group_id, status, _json(result))
 
     # -- 2-4 ------------------------------------------------------------------------------------
     async def _run(
@@ -383,7 +388,7 @@ class Checkout:
             result.status,
             result.provider_ref,
             result.client_secret,
-            result.action,
+            _json(result.action),
         )  # None: a webhook settled it first; its row is the answer
         return updated or one(
             await self.db.fetchrow("SELECT * FROM payments WHERE id = $1", payment["id"])
@@ -573,19 +578,39 @@ device) of one key, stopped at ``FACTS_CAP``; the history looks at the buyer's l
 completed checkouts."""
 
 
+_OPENED = (
+    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+    " $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+    " $12::text[], $13::text[], $14::float8[], $15::float8[], $16::bool[]) AS v(id, buyer_id,"
+    " idem_key, parts, amount, currency, payment_id, provider, risk, card_fp, request_fp,"
+    " client_addr, device, buyer_lat, buyer_lng, from_cart)),"
+    " g AS (INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount, currency,"
+    " risk, card_fp, request_fp, client_addr, device, buyer_lat, buyer_lng, from_cart)"
+    " SELECT id, buyer_id, idem_key, 'open', parts::jsonb, amount, currency, risk::jsonb, card_fp,"
+    " request_fp, client_addr, device, buyer_lat, buyer_lng, from_cart FROM v"
+    " ON CONFLICT (buyer_id, idem_key) DO NOTHING RETURNING *),"
+    " p AS (INSERT INTO payments (id, group_id, provider, amount, currency, status)"
+    " SELECT v.payment_id, g.id, v.provider, g.amount, g.currency, 'pending'"
+    " FROM g JOIN v ON v.id = g.id RETURNING *)"
+    " SELECT g.*, (SELECT to_jsonb(p) FROM p WHERE p.group_id = g.id) AS payment FROM g"
+)
+"""Open groups, each with its payment row (before any provider call); a group whose
+``(buyer_id, idem_key)`` is taken (a concurrent request with the same key, even in the same
+statement) is not returned: that one is it."""
 _PAID = (
     "UPDATE payments p SET status = v.status, provider_ref = COALESCE(v.ref, p.provider_ref),"
-    " client_secret = v.secret, action = v.action, updated_at = now()"
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])"
+    " client_secret = v.secret, action = v.action::jsonb, updated_at = now()"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
     " AS v(id, status, ref, secret, action)"
     " WHERE p.id = v.id AND p.status = 'pending' RETURNING p.*"
 )
 """Store the provider's answers to pending payments (the ledger's capture trigger posts with
 it); a payment a webhook settled first is not returned (its row is the answer)."""
 _FINISHED = (
-    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])"
+    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
     " AS v(id, status, result)),"
-    " g AS (UPDATE order_groups g SET status = v.status, result = COALESCE(g.result, v.result),"
+    " g AS (UPDATE order_groups g SET status = v.status,"
+    " result = COALESCE(g.result, v.result::jsonb),"
     " updated_at = now() FROM v WHERE g.id = v.id"
     " AND (g.status IN ('open', 'awaiting_payment', 'held')"
     " OR (g.status = v.status AND g.result IS NULL)) RETURNING g.id, g.status),"
@@ -631,6 +656,12 @@ def _buying(lines: list[tuple[str, int]] | None) -> dict[str, int] | None:
             raise BadRequest(f"lines: qty must be 1-{CART_MAX_QTY}", listing_id=listing_id)
         wanted[listing_id] = qty
     return wanted
+
+
+def _json(value: Any) -> str | None:
+    """A jsonb value for a coalesced statement (its arrays go as ``text[]``, cast there: a
+    ``jsonb[]`` parameter would read a JSON array as one more array dimension)."""
+    return None if value is None else compact_json(value)
 
 
 def _has_payment(group: asyncpg.Record) -> bool:

@@ -8,8 +8,10 @@ import asyncio
 import uuid
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
+from gateway.context import SERVICES
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
 
@@ -108,11 +110,15 @@ async def test_bad_lines_are_refused_and_change_nothing(api: Api, settings: Sett
         await ws.close()
 
 
-async def test_a_race_of_buy_nows_never_oversells(api: Api, settings: Settings) -> None:
+async def test_a_race_of_buy_nows_never_oversells_and_shares_statements(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
     seller, _ = await mk.vendor(api, mk.spot(settings, 24), "buynow-race")
     item = await mk.listing(api, seller.access_token, title="Drop", stock=5, price=1000)
     buyers = await asyncio.gather(*(api.signup(f"buynow-racer{i}") for i in range(20)))
     sockets = await asyncio.gather(*(api.connect(b) for b in buyers))
+    checkout = server.app[SERVICES].checkout
+    opened = (checkout._opened.statements, checkout._opened.rows)
     try:
         body = {"payment": mk.APPROVE, "lines": [{"listing_id": item["id"], "qty": 1}]}
         replies = await asyncio.gather(
@@ -122,6 +128,12 @@ async def test_a_race_of_buy_nows_never_oversells(api: Api, settings: Settings) 
         lost = [r for r in replies if not r["ok"]]
         assert len(won) == 5 and {r["error"]["code"] for r in lost} == {"out_of_stock"}
         assert await mk.stock_of(settings, item["id"]) == 0
+        # the twenty groups arrived together: they shared statements (store/coalesce.py)
+        statements = checkout._opened.statements - opened[0]
+        assert checkout._opened.rows - opened[1] == 20 and statements < 20
+        async with api.http.get(api.base + "/metrics") as resp:
+            text = await resp.text()
+        assert 'hl_checkout_coalesced_total{statement="group",what="rows"}' in text
     finally:
         for ws in sockets:
             await ws.close()
