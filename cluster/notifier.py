@@ -26,11 +26,13 @@ import os
 import uuid
 from typing import Any
 
+import asyncpg
 import ray
 
 from cluster import gcpolicy
 from cluster.config import Settings
 from services.container import open_notifier
+from services.loops import Backoff, LoopFailures, SupervisedLoop
 from services.notifier import Notifier
 
 log = logging.getLogger("hyperlocal.notifier")
@@ -74,32 +76,34 @@ class NotifierActor:
         self._incarnation = uuid.uuid4().hex[:12]
         self._notifier: Notifier | None = None
         self._ready = asyncio.Event()
+        self._failures = LoopFailures()
         # An async actor's __init__ runs on its event loop: the loop starts with the actor.
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="notifier")
 
     async def _serve(self) -> None:
-        """Open the notifier and run it. Must not die: a failure to open (Postgres away) or an
-        error out of the loop is logged and tried again with backoff; counts carry over."""
-        backoff = 0.0
-        settled = False
-        while True:
-            try:
-                async with open_notifier(self._settings) as notifier:
-                    if self._notifier is not None:
-                        notifier.outcomes = self._notifier.outcomes
-                    self._notifier = notifier
-                    if not settled:
-                        gcpolicy.settle(self._settings)
-                        settled = True
-                    self._ready.set()
-                    backoff = 0.0
-                    await notifier.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the loop must not die: log with context, back off, reopen
-                backoff = min(30.0, max(1.0, backoff * 2))
-                log.exception("the notifier stopped (reopened in %.1f s)", backoff)
-            await asyncio.sleep(backoff or 1.0)
+        """Open the notifier and run it, supervised (services/loops.py): a failure to open
+        (Postgres away) or an error out of its loop is logged, counted and tried again with
+        backoff, 1 s doubling to 30 s; counts carry over to the reopened notifier."""
+        await SupervisedLoop(
+            "notifier-host",
+            self._open_and_run,
+            period_s=1.0,
+            log=log,
+            backoff=Backoff(1.0, 30.0),
+            expected=(asyncpg.PostgresError, OSError),
+            failures=self._failures,
+        ).run()
+
+    async def _open_and_run(self) -> float:
+        async with open_notifier(self._settings, self._failures) as notifier:
+            if self._notifier is not None:
+                notifier.outcomes = self._notifier.outcomes
+            self._notifier = notifier
+            if not self._ready.is_set():
+                gcpolicy.settle(self._settings)
+                self._ready.set()
+            await notifier.run()
+        return 1.0  # not reached: run ends only by cancellation
 
     async def ping(self) -> str:
         """``notifier:<incarnation>`` once the notifier is open (a new one after a restart)."""
@@ -110,7 +114,8 @@ class NotifierActor:
         """The notifier's counts (``Notifier.stats``), and this incarnation."""
         base = {"incarnation": self._incarnation, "pid": os.getpid()}
         if self._notifier is None:
-            return {**base, "outcomes": {}, "queued": {}, "paced_s": 0.0}
+            failed = dict(self._failures.counts)
+            return {**base, "outcomes": {}, "queued": {}, "paced_s": 0.0, "loop_failures": failed}
         return {**base, **self._notifier.stats()}
 
     async def threads(self) -> dict[int, int]:

@@ -101,9 +101,10 @@ def _services_ctx(
             app[METRICS].watch(notifier.gauges)
             app[METRICS].watch_counts(
                 "loop_failures",
-                "failures of this gateway's background loops, by loop (services/loops.py)",
+                "failures of this gateway's background loops and the notifier actor's, by loop"
+                " (services/loops.py)",
                 ("loop",),
-                services.loops.items,
+                lambda: [*services.loops.items(), *notifier.loop_items()],
             )
             yield
             recheck.cancel()

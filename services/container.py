@@ -310,7 +310,9 @@ async def open_services(
 
 
 @contextlib.asynccontextmanager
-async def open_notifier(settings: Settings) -> AsyncIterator[Notifier]:
+async def open_notifier(
+    settings: Settings, failures: LoopFailures | None = None
+) -> AsyncIterator[Notifier]:
     """The notifier and only what it needs (Postgres, Redis, the keys, presence to ask who is
     online, Web Push, SMTP, links), open for the ``async with`` block: the notifier actor's
     (cluster/notifier.py), benchmarks'. Its loop is the caller's to run (``Notifier.run``)."""
@@ -329,7 +331,7 @@ async def open_notifier(settings: Settings) -> AsyncIterator[Notifier]:
         await links.start()
         presence = Presence(redis, new_id(), settings.presence_ttl_s)  # asks, never enters
         mailer = Mailer(settings) if settings.smtp_url else None
-        yield Notifier(settings, db, redis, keys, presence, push, mailer, links)
+        yield Notifier(settings, db, redis, keys, presence, push, mailer, links, failures)
     finally:
         await push.close()
         await redis.aclose()

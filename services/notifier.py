@@ -25,13 +25,13 @@ its own timer wakes it for the retries it set, and ``notify_poll_s`` is the safe
 
 At-least-once: a delivery interrupted after sending is sent again when its lease ends; the
 receiver can dedupe by the delivery id (the email's ``Message-ID``, the push payload's ``id``).
-The loop must not die: a failing claim is logged and retried with backoff.
+The loops must not die: they are services/loops.py's (a failing round is logged, counted and
+tried again with backoff).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 from collections import Counter
@@ -53,6 +53,7 @@ from models.notifications import (
     rate_window,
 )
 from models.notify_templates import Context, email_bodies, folded_line, push_payload, render
+from services.loops import Backoff, LoopFailures, Step, SupervisedLoop, beside
 from services.mailer import Mail, Mailer, message_id
 from services.notify_links import Links
 from services.pace import Pace
@@ -98,8 +99,11 @@ class Notifier:
         push: WebPush,
         mailer: Mailer | None,
         links: Links,
+        failures: LoopFailures | None = None,
     ) -> None:
         self.settings = settings
+        self.failures = failures if failures is not None else LoopFailures()
+        """Failed rounds of this notifier's loops, by loop name (its stats show them)."""
         self.db = db
         self.redis = redis
         self.keys = keys
@@ -126,66 +130,64 @@ class Notifier:
     def stats(self) -> dict[str, Any]:
         """What ``/metrics`` shows of this notifier: outcomes by (channel, outcome) since it
         started, the outbox's pending rows by channel (refreshed every 10 s), the seconds its
-        sends waited for the rate limit."""
+        sends waited for the rate limit, its loops' failed rounds by loop."""
         return {
             "outcomes": dict(self.outcomes),
             "queued": dict(self.queued),
             "paced_s": self.pace.waited_s,
+            "loop_failures": dict(self.failures.counts),
         }
 
-    # -- the loops ------------------------------------------------------------------------------
+    # -- the loops (services/loops.py: logged, counted, backed off, never dead) ----------------
     async def run(self) -> None:
         """Deliver until cancelled: the outbox loop, and beside it the housekeeping (gauges,
         purge, digests) on timers of its own, so those never wake the outbox loop."""
         assert self.settings.database_url
         wake = Listener(self.settings.database_url, WAKE_CHANNEL)
-        housekeeping = asyncio.create_task(self._housekeeping(), name="notifier-housekeeping")
         try:
-            await self._deliveries(wake)
+            await beside(
+                self._loop("notifier", lambda: self._delivery_round(wake)).run(),
+                self._loop("notifier-housekeeping", self._housekeeping_round).run(),
+                "notifier-housekeeping",
+            )
         finally:
-            housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
             await wake.close()
 
-    async def _deliveries(self, wake: Listener) -> None:
-        backoff = 0.0
-        while True:
-            claimed = 0
-            wake.clear()  # what is queued from now on wakes the next wait
-            try:
-                claimed = await self.run_once()
-                backoff = 0.0
-            except (asyncpg.PostgresError, OSError) as exc:
-                backoff = min(60.0, max(1.0, backoff * 2))
-                log.warning("notifier claim failed (next in %.1f s): %r", backoff, exc)
-            except Exception:  # the loop must not die; log with context and back off
-                backoff = min(60.0, max(1.0, backoff * 2))
-                log.exception("unexpected notifier error (next in %.1f s)", backoff)
-            if backoff:
-                await asyncio.sleep(backoff)
-            elif claimed < self.batch and await wake.wait(self._idle_s()):
-                await asyncio.sleep(self.settings.notify_gather_ms / 1000)
+    def _loop(self, name: str, step: Step) -> SupervisedLoop:
+        """A loop of this notifier: a failing round (Postgres or the network away: a warning;
+        anything else: a traceback) is counted in ``failures`` and backs off 1 s doubling to
+        60 s; each round says how long to wait before the next."""
+        return SupervisedLoop(
+            name,
+            step,
+            period_s=self.settings.notify_poll_s,
+            log=log,
+            backoff=Backoff(1.0, 60.0),
+            expected=(asyncpg.PostgresError, OSError),
+            failures=self.failures,
+        )
 
-    async def _housekeeping(self) -> None:
-        backoff = 0.0
-        while True:
-            try:
-                await self._maybe_count()
-                await self._maybe_digest()
-                backoff = 0.0
-            except (asyncpg.PostgresError, OSError) as exc:
-                backoff = min(60.0, max(1.0, backoff * 2))
-                log.warning("notifier housekeeping failed (next in %.1f s): %r", backoff, exc)
-            except Exception:  # the loop must not die; log with context and back off
-                backoff = min(60.0, max(1.0, backoff * 2))
-                log.exception("unexpected notifier housekeeping error (next in %.1f s)", backoff)
-            now = asyncio.get_running_loop().time()
-            soonest = min(
-                self._counted_at + _COUNTS_EVERY_S,
-                self._digests_at + self.settings.notify_digest_check_s,
-            )
-            await asyncio.sleep(max(backoff, soonest - now, 0.05))
+    async def _delivery_round(self, wake: Listener) -> float:
+        """One batch; then, unless the batch was full (more are due), sleep until woken by a
+        queued delivery (and ``notify_gather_ms`` more, so a burst is one batch), a retry this
+        notifier set, or the poll."""
+        wake.clear()  # what is queued from now on wakes the next wait
+        claimed = await self.run_once()
+        if claimed < self.batch and await wake.wait(self._idle_s()):
+            await asyncio.sleep(self.settings.notify_gather_ms / 1000)
+        return 0.0
+
+    async def _housekeeping_round(self) -> float:
+        """The gauges (and the purge) and the digest look, each when due; the wait until the
+        sooner of the two is due again."""
+        await self._maybe_count()
+        await self._maybe_digest()
+        now = asyncio.get_running_loop().time()
+        soonest = min(
+            self._counted_at + _COUNTS_EVERY_S,
+            self._digests_at + self.settings.notify_digest_check_s,
+        )
+        return max(soonest - now, 0.05)
 
     def _idle_s(self) -> float:
         """How long to sleep unless woken: the poll, or less when a retry or a hold this

@@ -26,6 +26,7 @@ class NotifierClient:
         self.timeout_s = timeout_s
         self.outcomes: dict[tuple[str, str], float] = {}
         self.queued: dict[str, float] = {}
+        self.loop_failures: dict[str, float] = {}
         self.up = False
         self._handle: Any = None
 
@@ -55,8 +56,14 @@ class NotifierClient:
             return
         self.outcomes = {(str(c), str(o)): float(n) for (c, o), n in stats["outcomes"].items()}
         self.queued = {name: float(n) for name, n in stats["queued"].items()}
+        self.loop_failures = {name: float(n) for name, n in stats["loop_failures"].items()}
         self.up = True
 
     def gauges(self) -> dict[str, float]:
         """``notifier_up`` and the outbox's pending rows by channel."""
         return {"notifier_up": 1.0 if self.up else 0.0, **self.queued}
+
+    def loop_items(self) -> list[tuple[tuple[str], float]]:
+        """The actor's loops' failed rounds as ``hl_loop_failures{loop}`` pairs (its loops'
+        names begin ``notifier``: no gateway loop has those)."""
+        return [((name,), n) for name, n in self.loop_failures.items()]

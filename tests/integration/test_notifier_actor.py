@@ -61,6 +61,7 @@ async def test_the_notifier_actor_delivers_niced_and_metrics_show_its_counts(
     after = await actor.stats.remote()
     assert after["outcomes"][("email", "sent")] >= metrics[key]
     assert after["pid"] == before["pid"] and "paced_s" in after
+    assert after["loop_failures"].get("notifier", 0) == 0  # no failed round on a healthy stack
 
 
 async def test_a_killed_notifier_is_restarted_and_delivers_again(
