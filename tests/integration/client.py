@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import msgpack
+
+from hyperlocal_client.ws import Socket
 
 
 @dataclass
@@ -69,40 +70,26 @@ class Api:
         return client
 
 
-@dataclass
-class Ws:
-    """A websocket session: requests by id, replies matched, events queued in order."""
+class Ws(Socket):
+    """The package's websocket session (hyperlocal_client/ws.py) with what tests add: msgpack
+    frames (``binary``), raw sends, ``request`` answering the whole reply frame, ``ok`` and
+    ``mutate`` asserting success, and ``no_event``."""
 
-    ws: aiohttp.ClientWebSocketResponse
-    binary: bool = False
-    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
-    replies: dict[Any, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
-    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    close_code: int | None = None
-    _task: asyncio.Task[None] | None = None
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, binary: bool = False) -> None:
+        super().__init__(ws)
+        self.binary = binary
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._read())
+    def decode(self, msg: aiohttp.WSMessage) -> dict[str, Any] | None:
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            frame: dict[str, Any] = msgpack.unpackb(msg.data, raw=False)
+            return frame
+        return super().decode(msg)
 
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                frame = json.loads(msg.data)
-            elif msg.type == aiohttp.WSMsgType.BINARY:
-                frame = msgpack.unpackb(msg.data, raw=False)
-            else:
-                break
-            if "re" in frame:
-                future = self.replies.pop(frame["re"], None)
-                if future is not None and not future.done():
-                    future.set_result(frame)
-                else:
-                    await self.events.put(frame)  # unmatched replies are visible to tests
-            else:
-                await self.events.put(frame)
-        self.close_code = self.ws.close_code
-        self.closed.set()
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        if self.binary:
+            await self.ws.send_bytes(msgpack.packb(frame, use_bin_type=True))
+        else:
+            await super().send_frame(frame)
 
     async def send_raw(self, data: str | bytes) -> None:
         if isinstance(data, bytes):
@@ -110,7 +97,7 @@ class Ws:
         else:
             await self.ws.send_str(data)
 
-    async def request(
+    async def request(  # type: ignore[override]  # the reply frame, error or not
         self,
         op: str,
         data: dict[str, Any] | None = None,
@@ -118,17 +105,7 @@ class Ws:
         *,
         timeout: float = 15.0,
     ) -> dict[str, Any]:
-        ident = next(self.ids)
-        frame: dict[str, Any] = {"id": ident, "op": op, "data": data or {}}
-        if key is not None:
-            frame["key"] = key
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.replies[ident] = future
-        if self.binary:
-            await self.ws.send_bytes(msgpack.packb(frame, use_bin_type=True))
-        else:
-            await self.ws.send_str(json.dumps(frame))
-        return await asyncio.wait_for(future, timeout)
+        return await self.call(op, data, key, timeout_s=timeout)
 
     async def ok(
         self, op: str, data: dict[str, Any] | None = None, key: str | None = None
@@ -137,17 +114,13 @@ class Ws:
         assert reply["ok"], reply
         return dict(reply["data"])
 
-    async def mutate(self, op: str, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.ok(op, data, key=uuid.uuid4().hex)
+    async def mutate(self, op: str, data: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        return await self.ok(op, data, key=key or uuid.uuid4().hex)
 
-    async def next_event(self, ev: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
-        """The next event (of kind ``ev``, skipping others)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            left = deadline - asyncio.get_running_loop().time()
-            frame = await asyncio.wait_for(self.events.get(), max(left, 0.001))
-            if ev is None or frame.get("ev") == ev:
-                return frame
+    async def next_event(  # ``timeout``, as the tests call it
+        self, ev: str | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        return await super().next_event(ev, timeout_s=timeout)
 
     async def no_event(self, ev: str, wait: float = 1.0) -> None:
         """Assert no event of kind ``ev`` arrives within ``wait`` seconds."""
@@ -159,5 +132,5 @@ class Ws:
 
     async def close(self) -> None:
         await self.ws.close()
-        if self._task:
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._reader is not None:  # a reader that failed on a bad frame: the test's concern
+            await asyncio.gather(self._reader, return_exceptions=True)
