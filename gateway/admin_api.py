@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.admin_openapi import OPENAPI_PATHS, OPENAPI_SCHEMAS  # noqa: F401 - registry reads
 from gateway.auth import require_principal
 from gateway.context import SERVICES, SETTINGS
+from gateway.control_api import act as _act
+from gateway.control_api import query_args as _query
 from gateway.http import read_json
 from gateway.input_guard import check_text
 from gateway.ops import Call, Op
@@ -28,30 +30,6 @@ from services.appeals import AppealBody, DecideBody
 from services.disputes import ResolveDisputeBody
 from services.moderation import RemoveBody, ReportBody, ResolveBody
 from services.payout_holds import HoldBody, ReleaseBody
-
-
-async def _staff(request: web.Request) -> Staff:
-    principal = await require_principal(request)
-    return Staff(principal.user_id, principal.roles)
-
-
-async def _act(
-    request: web.Request, action: str, args: dict[str, Any], status: int = 200
-) -> web.Response:
-    staff = await _staff(request)
-    result = await request.app[SERVICES].control.call(action, staff, args)
-    return web.json_response(result, status=status)
-
-
-def _query(request: web.Request, *names: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in names:
-        value = request.query.get(name)
-        if value is not None:
-            if len(value) > 256:
-                raise BadRequest(f"{name}: too long")
-            out[name] = value
-    return out
 
 
 def _limit(request: web.Request) -> int:

@@ -1,9 +1,9 @@
 """Ops REST endpoints (role ``ops``): thin adapters in front of the control actor's
 ``cluster.*`` actions (services/control.py -> services/scaling.py), as the admin API is.
 
-Each handler authenticates the caller, validates the body into its typed model (a
-``bad_request`` never reaches the actor) and calls one action, which checks the permission,
-runs it and audits it. docs/operations.md describes what each one does.
+Each route (gateway/control_api.py) validates the body into its typed model (a ``bad_request``
+never reaches the actor), authenticates the caller and calls one action, which checks the
+permission, runs it and audits it. docs/operations.md describes what each one does.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.admin_api import _act
-from gateway.http import read_json
+from gateway.control_api import ControlRoute, add_control_routes
 from gateway.openapi_schema import Schema, errors, json_body, obj
 
 _SHARD = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -40,44 +39,19 @@ class ScaleBody(BaseModel):
         return value
 
 
-def _cell(request: web.Request) -> str:
-    return request.match_info["cell"]
-
-
-async def cluster_view(request: web.Request) -> web.Response:
-    return await _act(request, "cluster.view", {})
-
-
-async def cell_view(request: web.Request) -> web.Response:
-    return await _act(request, "cluster.cell", {"cell": _cell(request)})
-
-
-async def move_view(request: web.Request) -> web.Response:
-    body = await read_json(request, ShardBody)
-    return await _act(request, "cluster.move", {"cell": _cell(request), "shard": body.shard})
-
-
-async def pin_view(request: web.Request) -> web.Response:
-    body = await read_json(request, ShardBody)
-    return await _act(request, "cluster.pin", {"cell": _cell(request), "shard": body.shard})
-
-
-async def unpin_view(request: web.Request) -> web.Response:
-    return await _act(request, "cluster.unpin", {"cell": _cell(request)})
-
-
-async def scale_view(request: web.Request) -> web.Response:
-    body = await read_json(request, ScaleBody)
-    return await _act(request, "cluster.scale", {"shards": body.shards})
+_CELL = "/api/v1/admin/cluster/cells/{cell}"
+ROUTES = (
+    ControlRoute("GET", "/api/v1/admin/cluster", "cluster.view"),
+    ControlRoute("GET", _CELL, "cluster.cell", ("cell",)),
+    ControlRoute("POST", _CELL + "/move", "cluster.move", ("cell",), body=ShardBody),
+    ControlRoute("POST", _CELL + "/pin", "cluster.pin", ("cell",), body=ShardBody),
+    ControlRoute("POST", _CELL + "/unpin", "cluster.unpin", ("cell",)),
+    ControlRoute("POST", "/api/v1/admin/cluster/scale", "cluster.scale", body=ScaleBody),
+)
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/admin/cluster", cluster_view)
-    app.router.add_get("/api/v1/admin/cluster/cells/{cell}", cell_view)
-    app.router.add_post("/api/v1/admin/cluster/cells/{cell}/move", move_view)
-    app.router.add_post("/api/v1/admin/cluster/cells/{cell}/pin", pin_view)
-    app.router.add_post("/api/v1/admin/cluster/cells/{cell}/unpin", unpin_view)
-    app.router.add_post("/api/v1/admin/cluster/scale", scale_view)
+    add_control_routes(app, ROUTES)
 
 
 # -- OpenAPI ------------------------------------------------------------------------------------

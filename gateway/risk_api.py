@@ -12,36 +12,22 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.admin_api import _act, _query
-from gateway.http import read_json
+from gateway.control_api import ControlRoute, add_control_routes
 from gateway.openapi_schema import Schema, errors, json_body, obj
 from services.risk import ReviewBody
 
-
-async def risk_orders_view(request: web.Request) -> web.Response:
-    return await _act(request, "risk.list", _query(request, "cursor"))
-
-
-async def _decide(request: web.Request, action: str) -> web.Response:
-    body = ReviewBody(note=None)
-    if request.can_read_body:
-        body = await read_json(request, ReviewBody)
-    args = {"order_id": request.match_info["order_id"], "body": body.model_dump(mode="json")}
-    return await _act(request, action, args)
-
-
-async def risk_release_view(request: web.Request) -> web.Response:
-    return await _decide(request, "risk.release")
-
-
-async def risk_reject_view(request: web.Request) -> web.Response:
-    return await _decide(request, "risk.reject")
+_ORDERS = "/api/v1/admin/risk/orders"
+ROUTES = (
+    ControlRoute("GET", _ORDERS, "risk.list", query=("cursor",)),
+    ControlRoute("POST", _ORDERS + "/{order_id}/release", "risk.release", ("order_id",),
+                 body=ReviewBody, body_key="body", body_optional=True),
+    ControlRoute("POST", _ORDERS + "/{order_id}/reject", "risk.reject", ("order_id",),
+                 body=ReviewBody, body_key="body", body_optional=True),
+)  # fmt: skip
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/admin/risk/orders", risk_orders_view)
-    app.router.add_post("/api/v1/admin/risk/orders/{order_id}/release", risk_release_view)
-    app.router.add_post("/api/v1/admin/risk/orders/{order_id}/reject", risk_reject_view)
+    add_control_routes(app, ROUTES)
 
 
 # -- OpenAPI ------------------------------------------------------------------------------------
