@@ -88,9 +88,23 @@ class Runtime:
     def start_shards(self) -> Placement:
         """Create (or find) the shard actors and make the placement table match them: the
         shards a stored table names (the last scale, failover or pin, kept across restarts),
-        else ``shard_count`` of them, which only seeds a new table."""
+        else ``shard_count`` of them, which only seeds a new table. One Postgres connection
+        reads the stored table and writes the new one."""
+        return asyncio.run(self._place_shards())
+
+    async def _place_shards(self) -> Placement:
+        assert self.settings.database_url
+        pool = await create_pool(self.settings.database_url, max_size=1)
+        try:
+            stored = await placement.load(pool)
+            names = stored.shards if stored else self.settings.shard_names()
+            await asyncio.to_thread(self._start_actors, names)  # Ray's blocking calls
+            return await placement.ensure(pool, names)
+        finally:
+            await pool.close()
+
+    def _start_actors(self, names: tuple[str, ...]) -> None:
         options = shard_actor_options(self.settings)
-        names = asyncio.run(self._stored_shards()) or self.settings.shard_names()
         for name in names:
             self.shards[name] = ShardActor.options(
                 **options,
@@ -100,24 +114,6 @@ class Runtime:
                 get_if_exists=True,
             ).remote(name, self.settings)
         ray.get([h.ping.remote() for h in self.shards.values()], timeout=60)  # type: ignore[attr-defined]
-        return asyncio.run(self._ensure_placement(names))
-
-    async def _stored_shards(self) -> tuple[str, ...] | None:
-        assert self.settings.database_url
-        pool = await create_pool(self.settings.database_url)
-        try:
-            table = await placement.load(pool)
-            return table.shards if table else None
-        finally:
-            await pool.close()
-
-    async def _ensure_placement(self, names: tuple[str, ...]) -> Placement:
-        assert self.settings.database_url
-        pool = await create_pool(self.settings.database_url)
-        try:
-            return await placement.ensure(pool, names)
-        finally:
-            await pool.close()
 
     def start(self) -> Settings:
         settings = self.start_services()
