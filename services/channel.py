@@ -23,7 +23,7 @@ from typing import Any
 from models import shard_wire as wire
 from models.commands import ShardCommand, ShardRead
 from models.errors import BadRequest, Unavailable, error_from_dict
-from services.transport import RayTransport
+from services.transport import RayTransport, ShardGone
 
 log = logging.getLogger("hyperlocal.router")
 
@@ -35,7 +35,7 @@ retries an actor task once its actor is back: ``max_task_retries``). Safe: reads
 every command is idempotent by its key."""
 
 
-class ChannelLost(Unavailable):
+class ChannelLost(ShardGone):
     """The connection broke (or could not be made) before the answer came: send again."""
 
 

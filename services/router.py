@@ -5,6 +5,9 @@ commands from all sockets bound for a shard travel together, at most ``batch_in_
 per shard at a time (under load batches grow rather than calls). A shard
 answering ``moved`` makes the router reload the table and retry (a few times). Transport errors
 (actor dead, timeout) become ``unavailable``; the client retries with the same idempotency key.
+Only a shard that is gone (``ShardGone``: unknown, dead, its connection broken) makes the router
+look at the table again, in case its cells moved; the calls that failed together share that one
+load (a slow shard's timeout reloads nothing: it is still the owner).
 With failover on (``failover_poll_s``), a call whose connection to a shard broke is sent again
 while the router reloads the table every ``failover_poll_s``: once the control actor has failed
 the shard over, the call leaves the dead shard's restart behind and goes to the new owner.
@@ -17,6 +20,7 @@ is the only thing that knows about Ray: ``RayTransport`` for the real path, ``Lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -26,7 +30,7 @@ from models.commands import ShardCommand, ShardRead
 from models.errors import AppError, Unavailable, error_from_dict
 from models.placement import Placement, cell_key
 from services.channel import ChannelLost
-from services.transport import ShardTransport
+from services.transport import ShardGone, ShardTransport
 
 log = logging.getLogger("hyperlocal.router")
 
@@ -140,27 +144,42 @@ class ShardRouter:
         self.placement: Placement | None = None
         self._batchers: dict[tuple[str, int], _Batcher] = {}
         self._loading: asyncio.Future[Placement] | None = None
+        self._loading_since = 0.0  # when the load in flight began (loop time)
+        self._read_at = 0.0  # when the load of the table we hold began
         self.moved_retries = 0
         self.calls = 0  # command batches sent to shards
         self.commands = 0  # commands in them (commands / calls: the batching achieved)
 
-    async def refresh(self, seen: int = 0, max_age_s: float = 0.0) -> Placement:
+    async def refresh(
+        self, seen: int = 0, max_age_s: float = 0.0, since: float | None = None
+    ) -> Placement:
         """The table from Postgres; with ``seen`` (the version a shard answered ``moved``
-        with), only if ours is older; with ``max_age_s``, only if ours was loaded longer ago.
+        with), only if ours is older; with ``max_age_s``, only if ours was loaded longer ago;
+        with ``since`` (loop time), only if ours was read before then (a load begun since is
+        as good: a failure observed at ``since`` needs no second one).
         One load at a time: the many calls a move turns back together wait for the same one."""
         if seen and self.placement is not None and self.placement.version >= seen:
             return self.placement
         fresh = asyncio.get_running_loop().time() - self._loaded_at < max_age_s
         if max_age_s and self.placement is not None and fresh:
             return self.placement
-        if self._loading is None:
-            self._loading = asyncio.ensure_future(self._load())
-        return await asyncio.shield(self._loading)  # a caller cancelled leaves it to the rest
+        while True:
+            if since is not None and self.placement is not None and self._read_at >= since:
+                return self.placement
+            if self._loading is None:
+                self._loading = asyncio.ensure_future(self._load())
+            loading = self._loading
+            if since is None or self._loading_since >= since:
+                return await asyncio.shield(loading)  # a caller cancelled leaves it to the rest
+            with contextlib.suppress(Exception):  # begun before ``since``: wait, then judge
+                await asyncio.shield(loading)
 
     async def _load(self) -> Placement:
+        loop = asyncio.get_running_loop()
+        started = self._loading_since = loop.time()
         try:
             self.placement = await self._load_placement()
-            self._loaded_at = asyncio.get_running_loop().time()
+            self._loaded_at, self._read_at = loop.time(), started
             return self.placement
         finally:
             self._loading = None
@@ -219,31 +238,38 @@ class ShardRouter:
         """Send with the current table; on ``moved`` reload it and send again (a few times)."""
         for _ in range(MAX_MOVED_RETRIES + 1):
             table = await self._table()
-            try:
-                reply = await send(table)
-            except Unavailable as exc:
-                # A shard removed by a scale-in is gone, not restarting: if the table changed
-                # since, the command has another owner now.
-                if (await self.refresh()).version == table.version:
-                    if not (self._poll_s and isinstance(exc, ChannelLost)):
-                        raise  # no failover, or a timeout (that shard answers slowly)
-                    answer = await self._unless_moved(send(table), table.version)
-                    if answer is not None:
-                        reply = answer
-                    else:
-                        self.moved_retries += 1
-                        continue
-                else:
-                    self.moved_retries += 1
-                    continue
-            if "moved" in reply:
+            reply = await self._send(send, table)
+            if reply is None or "moved" in reply:
                 self.moved_retries += 1
-                await self.refresh(int(reply["moved"] or 0))
+                if reply is not None:
+                    await self.refresh(int(reply["moved"] or 0))
                 continue
             if reply.get("ok"):
                 return dict(reply["data"])
             raise error_from_dict(reply["error"])
         raise Unavailable("placement is changing, retry")
+
+    async def _send(
+        self, send: Callable[[Placement], Awaitable[dict[str, Any]]], table: Placement
+    ) -> dict[str, Any] | None:
+        """``send(table)``'s reply; None when its shard is gone and the table has moved past
+        ``table`` (the command has another owner now: send again). A shard that is gone while
+        the table stays is sent to again with failover on (``_unless_moved``), else its
+        ``unavailable`` raised; any other failure (a timeout: that shard answers slowly) is
+        raised at once, with no reload."""
+        since = asyncio.get_running_loop().time()
+        try:
+            return await send(table)
+        except ShardGone as exc:
+            gone = exc
+        # A shard removed by a scale-in, or failed over, is gone: if the table changed since,
+        # the command has another owner now. A load begun after this call was sent serves it
+        # (the calls of a batch that broke together share one load, not one each).
+        if (await self.refresh(since=since)).version != table.version:
+            return None
+        if not (self._poll_s and isinstance(gone, ChannelLost)):
+            raise gone  # no failover, or it is not the connection that broke
+        return await self._unless_moved(send(table), table.version)
 
     async def _unless_moved(
         self, sending: Awaitable[dict[str, Any]], version: int

@@ -24,6 +24,12 @@ log = logging.getLogger("hyperlocal.router")
 T = TypeVar("T")
 
 
+class ShardGone(Unavailable):
+    """The shard is not there: unknown by name (removed by a scale-in), dead or restarting, or
+    its connection broke. Unlike a timeout (a slow shard is still the owner), this says the
+    placement may have moved its cells: the router looks at the table again."""
+
+
 class ShardTransport(Protocol):
     async def execute(
         self, shard: str, version: int, commands: list[ShardCommand], waited_s: float = 0.0
@@ -84,7 +90,7 @@ class RayTransport:
             except ValueError:  # no such actor (yet, or any more)
                 handle = None
         if handle is None:
-            raise Unavailable(f"shard {shard} is unknown to this gateway")
+            raise ShardGone(f"shard {shard} is unknown to this gateway")
         return handle
 
     async def _call(self, shard: str, method: str, *args: Any) -> Any:
@@ -103,7 +109,9 @@ class RayTransport:
             log.warning("shard %s %s failed: %r", shard, method, exc)
             if isinstance(exc, ActorDiedError) and self._namespace is not None:
                 self._handles.pop(shard, None)  # by name again next time
-            raise Unavailable("a shard is restarting, retry with the same key") from None
+            if isinstance(exc, TimeoutError):  # slow, not gone (Ray's GetTimeoutError too)
+                raise Unavailable("a shard is restarting, retry with the same key") from None
+            raise ShardGone("a shard is restarting, retry with the same key") from None
 
     async def execute(
         self, shard: str, version: int, commands: list[ShardCommand], waited_s: float = 0.0
@@ -173,7 +181,7 @@ class LocalTransport:
     def _host(self, shard: str) -> Any:
         host = self.hosts.get(shard)
         if host is None:
-            raise Unavailable(f"shard {shard} is unknown to this gateway")
+            raise ShardGone(f"shard {shard} is unknown to this gateway")
         return host
 
     async def execute(
