@@ -31,7 +31,11 @@ def test_failures_are_exported_as_labelled_counts() -> None:
 
 
 async def _run_until(loop: SupervisedLoop, done: asyncio.Event) -> None:
-    task = asyncio.create_task(loop.run())
+    await _ended(asyncio.create_task(loop.run()), done)
+
+
+async def _ended(task: asyncio.Task[None], done: asyncio.Event) -> None:
+    """Once ``done`` is set, cancel ``task``: it must end cancelled."""
     await asyncio.wait_for(done.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -137,10 +141,7 @@ async def test_a_wake_ends_the_wait_and_one_during_a_step_is_not_lost() -> None:
     await asyncio.sleep(0.05)
     assert rounds == 2 and not wake.is_set()  # woken once, cleared, now waiting the period
     wake.set()
-    await asyncio.wait_for(done.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await _ended(task, done)
 
 
 async def test_cancelling_mid_step_ends_the_loop_without_a_failure(

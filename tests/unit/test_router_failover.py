@@ -46,6 +46,10 @@ class DeadShard:
         self.sent.append((shard, version))
         if shard == "shard-1":
             return [{"ok": True, "data": {"by": shard}} for _ in commands]
+        await self.shard_0()
+        raise AssertionError("shard-0 never answers")
+
+    async def shard_0(self) -> None:
         if self.first is not None:
             err, self.first = self.first, None
             raise err
@@ -90,15 +94,14 @@ async def test_a_timeout_is_not_sent_again_a_slow_shard_is_not_dead() -> None:
     assert shard.sent == [("shard-0", 1)]
 
 
-class GoneShard:
+class GoneShard(DeadShard):
     """shard-0 is gone (a scale-in removed it, ``ShardGone``) or, with ``slow``, times out;
     the table in Postgres has moved its cells to shard-1 unless ``stays``. Loads are counted,
     and each takes a little while, as a query does."""
 
     def __init__(self, *, slow: bool = False, stays: bool = False) -> None:
+        super().__init__(Unavailable("a shard did not answer in time, retry with the key"))
         self.slow, self.stays = slow, stays
-        self.loads = 0
-        self.sent: list[tuple[str, int]] = []
 
     async def load(self) -> Placement:
         self.loads += 1
@@ -107,12 +110,7 @@ class GoneShard:
             return Placement(1, ("shard-0", "shard-1"), {KEY: "shard-0"})
         return Placement(2, ("shard-1",))
 
-    async def execute(
-        self, shard: str, version: int, commands: list[Any], waited_s: float = 0.0
-    ) -> list[dict[str, Any]]:
-        self.sent.append((shard, version))
-        if shard == "shard-1":
-            return [{"ok": True, "data": {"by": shard}} for _ in commands]
+    async def shard_0(self) -> None:
         if self.slow:
             raise Unavailable("a shard did not answer in time, retry with the key")
         await asyncio.sleep(0.002 * len(self.sent))  # the calls break one after another
