@@ -1,19 +1,23 @@
-"""The admin panel's actions in the browser, each checked where it lands: a reported post
-removed (its feed hears ``post.removed``), a role granted (the user's open socket hears
-``session.roles``), a suspension (the socket closes 4003), the appeal accepted, a suspension
-lifted, a dispute refunded (the order is refunded), and the audit log listing them."""
+"""The admin panel's actions in the browser, each checked where it lands: a report dismissed,
+a reported post removed (its feed hears ``post.removed``), a role granted (the user's open
+socket hears ``session.roles``), a suspension (the socket closes 4003), an appeal accepted and
+one rejected, a suspension lifted, a dispute refunded (the order is refunded), the audit log
+listing them; orders held for fraud review released and rejected."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import uuid
 
 import pytest
 from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
 from playwright.async_api import expect
 
 from cluster.config import Settings
+from gateway.app import build_app
 from hyperlocal_client import Api, ApiError, SignIn, Socket
 from tests.browser.conftest import PASSWORD, Pages, sign_in
 from tests.integration import market_kit as mk
@@ -193,3 +197,52 @@ async def test_admin_panel_actions_land(
         )
     finally:
         await ws.close()
+
+
+async def test_held_orders_are_released_and_rejected_from_the_panel(
+    pages: Pages, settings: Settings, client_api: Api, http: ClientSession
+) -> None:
+    """Orders held for fraud review (a gateway of this deployment that holds, as in
+    tests/integration/test_risk.py: one card shared by new accounts), released and rejected by
+    an admin in the panel: captured and paid, or voided and cancelled."""
+    held_settings = settings.model_copy(update={"risk_hold_score": 60})
+    risky_server = TestServer(build_app(held_settings), host="127.0.0.1", port=0)
+    await risky_server.start_server()
+    try:
+        risky = Api(str(risky_server.make_url("")).rstrip("/"), http)
+        lat, lng = round(random.uniform(-50, 50), 4), round(random.uniform(-150, 150), 4)
+        seller = await risky.signup(f"rv-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "Rv")
+        await risky.become_vendor(seller, "Risky Bikes", "bikes", lat, lng)
+        listing = await risky.create_listing(
+            seller, title="Bell", category="bikes", price=300, stock=20
+        )
+        card = {**CARD, "card_id": f"shared-{uuid.uuid4().hex}"}
+        buyers: list[tuple[str, str]] = []  # (email, order id) of the held ones
+        for n in range(5):  # the fourth and fifth are held (new accounts, a card shared)
+            buyer = await risky.signup(f"m{n}-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "M")
+            async with await risky.connect(buyer) as ws:
+                await ws.request("locate", {"lat": lat, "lng": lng})
+                await ws.mutate("cart.add", {"listing_id": listing["id"], "qty": 1})
+                reply = await ws.request("checkout", {"payment": card}, uuid.uuid4().hex)
+            (order,) = reply["orders"]
+            if order["status"] == "held":
+                buyers.append((buyer.email, str(order["id"])))
+        assert len(buyers) >= 2, buyers
+        (release_email, released), (reject_email, rejected) = buyers[:2]
+
+        boss = await client_api.signup(f"rb-{uuid.uuid4().hex[:8]}@example.test", PASSWORD, "B")
+        await operator(settings, "users.grant", {"email": boss.email, "role": "admin"})
+        page = await pages.open("/#/admin")
+        await sign_in(page, boss.email)
+        await page.get_by_role("link", name="Admin").click()
+        queue = page.get_by_role("list", name="Held orders")
+        one = queue.get_by_role("listitem").filter(has_text=release_email)
+        await one.get_by_role("button", name="Release order").click()
+        await expect(one).to_have_count(0)
+        other = queue.get_by_role("listitem").filter(has_text=reject_email)
+        await other.get_by_role("button", name="Reject order").click()
+        await expect(other).to_have_count(0)
+        await _order_status(settings, released, "paid")
+        await _order_status(settings, rejected, "cancelled")
+    finally:
+        await risky_server.close()
