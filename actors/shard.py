@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from actors import lifeline
 from actors.cell_host import CellHost
 from actors.channel import ChannelServer
 from actors.registry import HANDLERS, READERS, TICKS
@@ -28,6 +29,7 @@ class CellShard:
         self._host = CellHost(name, settings, dict(HANDLERS), dict(READERS), TICKS)
         self._channel = ChannelServer(self._host, settings.shard_direct_host)
         gcpolicy.settle(settings)  # a long-running process from here on (cluster/gcpolicy.py)
+        lifeline.watch_parent(settings.shard_lifeline_s)  # its raylet gone: exit at once
 
     async def endpoint(self) -> dict[str, Any]:
         """Where this incarnation's direct channel listens, and its secret (actors/channel.py):

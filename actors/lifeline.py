@@ -1,0 +1,70 @@
+"""A shard process that outlives its raylet exits at once.
+
+Ray starts every worker process as a child of its node's raylet. When the raylet dies (its
+node removed, the raylet crashed or was OOM-killed), the worker notices only after a second or
+so and meanwhile still listens on its direct channel: the failover watcher's pings are
+answered by a process that can no longer be restarted, reached by its node's scheduler, or
+trusted to stay (docs/operations.md "Node failure and failover"). The lifeline is a daemon
+thread that reads the parent's pid every ``period_s``; once the process has been re-parented
+(the raylet is gone), it exits with status 1, so the kernel resets its connections and the
+watcher fails its cells over at once, as for a SIGKILL of the shard itself.
+
+A worker whose parent is not a raylet (a test calling this outside Ray) is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def parent_is_raylet(ppid: int) -> bool:
+    """Is process ``ppid`` a raylet (what Ray's workers are children of)?"""
+    try:
+        return Path(f"/proc/{ppid}/comm").read_text().strip() == "raylet"
+    except OSError:
+        return False
+
+
+def watch_parent(
+    period_s: float,
+    on_orphaned: Callable[[], None] | None = None,
+    parent: int | None = None,
+) -> threading.Thread | None:
+    """Start the lifeline: ``on_orphaned`` (default: exit the process at once) runs when the
+    parent (``parent``, default this process's parent if it is a raylet) is gone. None (no
+    thread) when the period is 0 or the parent is not a raylet."""
+    ppid = os.getppid() if parent is None else parent
+    if period_s <= 0 or (parent is None and not parent_is_raylet(ppid)):
+        return None
+    act = on_orphaned or _exit_now
+
+    def watch() -> None:
+        while True:
+            time.sleep(period_s)
+            if os.getppid() != ppid or not _alive(ppid):
+                act()
+                return
+
+    thread = threading.Thread(target=watch, name="hl-lifeline", daemon=True)
+    thread.start()
+    return thread
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_now() -> None:
+    # straight to the descriptor and out: no logging handler (Ray's may block) in the way
+    os.write(2, b"hyperlocal.lifeline: the raylet is gone: this shard process exits\n")
+    os._exit(1)
