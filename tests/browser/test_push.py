@@ -97,17 +97,22 @@ async def test_push_opt_in_subscribes_and_the_worker_shows_the_push(
                 "data": json.dumps(message),
             },
         )
-        shown = await page.wait_for_function(
-            """(body) => navigator.serviceWorker.ready
-                 .then((r) => r.getNotifications())
-                 .then((ns) => ns.filter((n) => n.body === body).map((n) => [n.title, n.data.url]))
-                 .then((found) => found.length ? found : null)""",
-            arg=message["body"],
-        )
-        assert await shown.json_value() == [["Hyperlocal", message["url"]]]
+        shown = await eventually(lambda: _notifications(page, message["body"]))
+        assert shown == [["Hyperlocal", message["url"]]]
     finally:
         await service.close()
 
 
 async def _received(items: list[dict[str, Any]]) -> bool:
     return bool(items)
+
+
+async def _notifications(page: Page, body: str) -> list[list[str]]:
+    """The notifications the service worker shows with this body: [title, the link it opens]."""
+    found = await page.evaluate(
+        """(body) => navigator.serviceWorker.ready
+             .then((r) => r.getNotifications())
+             .then((ns) => ns.filter((n) => n.body === body).map((n) => [n.title, n.data.url]))""",
+        body,
+    )
+    return list(found)
