@@ -11,6 +11,9 @@ Sources (bit flags in ``CandidateSet.source``):
     SIM    co-visitation neighbours (item-item CF) of the last item
     NEAR   most popular items in the H3 disk (cell + k-ring) around the user's location
     POP    globally most popular items
+    NEARLAST the items nearest (in metres) to the trajectory's last item, whatever their
+           popularity: the next stop is often next door
+    TRANSK transitions from the 3rd to the ``transk_depth``-th last items of the trajectory
 
 Guarantees: each (query, item) pair appears once; candidates never depend on the target; an item
 is a candidate only if it existed at query time (created, or first seen, at or before it).
@@ -26,7 +29,7 @@ import numpy as np
 from .queries import QueryBatch
 from .stats import HistoryStats
 
-HIST, PREFIX, TRANS, TRANS2, SIM, NEAR, POP = (1 << k for k in range(7))
+HIST, PREFIX, TRANS, TRANS2, SIM, NEAR, POP, NEARLAST, TRANSK = (1 << k for k in range(9))
 SOURCE_NAMES = {
     HIST: "hist",
     PREFIX: "prefix",
@@ -35,6 +38,8 @@ SOURCE_NAMES = {
     SIM: "sim",
     NEAR: "near",
     POP: "pop",
+    NEARLAST: "near_last",
+    TRANSK: "trans_k",
 }
 
 
@@ -49,6 +54,9 @@ class CandidateConfig:
     near_k: int = 30
     near_rings: int = 1
     pop_k: int = 20
+    near_last_k: int = 40
+    transk_k: int = 20
+    transk_depth: int = 5
 
 
 @dataclass
@@ -78,6 +86,13 @@ class CandidateSet:
 
     def sizes(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+
+def deeper_transitions(st: HistoryStats, prefix: np.ndarray, cfg: CandidateConfig) -> np.ndarray:
+    """Top transitions from the 3rd to the ``transk_depth``-th last items of a prefix."""
+    deeper = prefix[max(len(prefix) - cfg.transk_depth, 0) : max(len(prefix) - 2, 0)]
+    parts = [st.transitions_from(int(i))[: cfg.transk_k] for i in deeper]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 class CandidateGenerator:
@@ -117,6 +132,8 @@ class CandidateGenerator:
             (st.similar_to(last)[: cfg.sim_k], SIM),
             (self._near(cell), NEAR),
             (self._pop, POP),
+            (st.nearest_to(last, cfg.near_last_k), NEARLAST),
+            (deeper_transitions(st, queries.prefix(q), cfg), TRANSK),
         ]
         items = np.concatenate([p for p, _ in parts]).astype(np.int64)
         flags = np.concatenate([np.full(len(p), f, dtype=np.int64) for p, f in parts])

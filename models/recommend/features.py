@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .candidates import HIST, NEAR, POP, SIM, TRANS, CandidateSet
+from .candidates import HIST, NEAR, NEARLAST, POP, SIM, TRANS, TRANSK, CandidateSet
 from .queries import QueryBatch
 from .stats import DAY_S, HOURS, HistoryStats, PairTable, pair_key
 
@@ -41,6 +41,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "dist_centroid_log", "drift_cos", "step_m_log",
     # the user's own time profile of the item
     "ui_hour_cnt", "ui_hour_frac", "ui_weekend_frac",
+    # issue 19: the wider candidate sources
+    "src_near_last", "src_trans_k",
 )  # fmt: skip
 FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
     "user-item": ("u_total_log", "u_cnt", "u_frac", "u_decay", "u_last_dt_log", "u_rank"),
@@ -63,6 +65,7 @@ FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
     "item-item CF": ("cf_last", "cf_prev2", "cf_prefix", "cf_user"),
     "candidate sources": (
         "src_hist", "src_trans", "src_sim", "src_near", "src_pop", "cand_count_log",
+        "src_near_last", "src_trans_k",
     ),
     "sequence: last k + gaps": (
         "seq_tr_decay", "seq_tr_max", "utr2_p", "seq_gap_log", "seq_span_log",
@@ -410,6 +413,8 @@ def build_features(qb: QueryBatch, cs: CandidateSet, st: HistoryStats) -> np.nda
         "src_sim": (cs.source & SIM > 0).astype(np.float64),
         "src_near": (cs.source & NEAR > 0).astype(np.float64),
         "src_pop": (cs.source & POP > 0).astype(np.float64),
+        "src_near_last": (cs.source & NEARLAST > 0).astype(np.float64),
+        "src_trans_k": (cs.source & TRANSK > 0).astype(np.float64),
         "cand_count_log": np.log1p(cs.sizes()[p.q].astype(np.float64)),
     }
     cols.update(_user_features(st, p))

@@ -25,7 +25,19 @@ from dataclasses import asdict, dataclass
 import h3
 import numpy as np
 
-from .candidates import HIST, NEAR, POP, PREFIX, SIM, TRANS, CandidateConfig, CandidateSet
+from .candidates import (
+    HIST,
+    NEAR,
+    NEARLAST,
+    POP,
+    PREFIX,
+    SIM,
+    TRANS,
+    TRANSK,
+    CandidateConfig,
+    CandidateSet,
+    deeper_transitions,
+)
 from .data import Catalog, Interaction, InteractionLog, local_hour_dow
 from .features import FEATURE_NAMES, build_features
 from .queries import QueryBatch
@@ -183,6 +195,8 @@ def _sources(
         (SIM, st.similar_to(last)),
         (NEAR, st.nearby(cell, cfg.near_rings, cfg.near_k)),
         (POP, st.popular[: cfg.pop_k]),
+        (NEARLAST, st.nearest_to(last, cfg.near_last_k)),
+        (TRANSK, deeper_transitions(st, qb.prefix(0), cfg)),
     ):
         src[np.isin(items, pool)] |= flag
     return src

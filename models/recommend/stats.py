@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import h3
 import numpy as np
 import scipy.sparse as sp
+from scipy.spatial import cKDTree
 
 from .data import Catalog, InteractionLog
 
@@ -219,6 +220,9 @@ class HistoryStats:
         self._ij_origin: str | None = None
         self._ij_cache: dict[str, tuple[float, float]] = {}
         self._item_ij: np.ndarray | None = None
+        self._near_tree: cKDTree | None = None
+        self._near_ids = np.zeros(0, dtype=np.int64)
+        self._lat0 = 0.0
         buckets: dict[str, list[int]] = {}
         for idx in range(self.n_items):
             cell = catalog.item_cell[idx]
@@ -245,6 +249,27 @@ class HistoryStats:
         if item < 0:
             return np.zeros(0, dtype=np.int64)
         return self.trans_items[self.trans_offsets[item] : self.trans_offsets[item + 1]]
+
+    def nearest_to(self, item: int, k: int) -> np.ndarray:
+        """The ``k`` items nearest to ``item`` in metres (itself excluded, nearest first; none
+        for an unknown item or one without a location). A k-d tree over local equirectangular
+        metres, built on first use."""
+        if item < 0 or k <= 0 or not np.isfinite(self.item_lat[item] + self.item_lng[item]):
+            return np.zeros(0, dtype=np.int64)
+        if self._near_tree is None:
+            located = np.flatnonzero(np.isfinite(self.item_lat) & np.isfinite(self.item_lng))
+            self._lat0 = float(np.mean(self.item_lat[located]))
+            self._near_ids = located
+            self._near_tree = cKDTree(self._metres(located))
+        got = min(k + 1, len(self._near_ids))
+        _, idx = self._near_tree.query(self._metres(np.array([item])), k=got)
+        found = self._near_ids[np.atleast_1d(idx.ravel())]
+        return found[found != item][:k].astype(np.int64)
+
+    def _metres(self, items: np.ndarray) -> np.ndarray:
+        """(x, y) metres of items in one local frame (a neighbourhood or a city is small)."""
+        x = self.item_lng[items] * np.cos(np.radians(self._lat0)) * 111_195.0
+        return np.column_stack([x, self.item_lat[items] * 111_195.0])
 
     def similar_to(self, item: int) -> np.ndarray:
         """Most co-visited items of ``item`` by cosine similarity (up to ``neighbours_k``)."""

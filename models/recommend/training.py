@@ -45,6 +45,9 @@ class Recipe:
     ranker: RankerConfig = field(default_factory=RankerConfig)
     train_days: float = 30.0  # one training window (queries); its statistics are before it
     train_windows: int = 6  # consecutive windows, newest first (fit_windows: the evaluation)
+    # each training window's statistics end this long before the window starts: the age of the
+    # history when the queries to answer come (the evaluation sets it from its split; 0: none)
+    stats_lag_days: float = 0.0
     masked_features: tuple[str, ...] = ()  # set missing in training and scoring (ablations)
     shuffle_targets: bool = False  # leakage control only: train on permuted targets
     train_min_prefix: int = 1
@@ -89,8 +92,10 @@ def window_groups(
     recipe: Recipe,
     progress: Progress = _quiet,
 ) -> Groups:
-    """Training rows of the queries in ``[start, end)``, statistics of everything before."""
-    stats = HistoryStats(log.before(start), catalog, start, recipe.stats)
+    """Training rows of the queries in ``[start, end)``, statistics of everything before
+    ``start`` less ``recipe.stats_lag_days``."""
+    seen = start - recipe.stats_lag_days * DAY_S
+    stats = HistoryStats(log.before(seen), catalog, seen, recipe.stats)
     window = log.subset((log.ts >= start) & (log.ts < end))
     trajs = split_trajectories(window, recipe.stats.transition_gap_s)
     qb = QueryBatch.from_trajectories(trajs, last_only=False, min_prefix=recipe.train_min_prefix)
@@ -178,7 +183,7 @@ def windows_groups(
     for k in range(recipe.train_windows):
         hi = end - k * recipe.train_days * DAY_S
         lo = hi - recipe.train_days * DAY_S
-        if lo <= first:
+        if lo - recipe.stats_lag_days * DAY_S <= first:
             break
         groups.append(window_groups(log, catalog, lo, hi, recipe, progress))
     if not groups:

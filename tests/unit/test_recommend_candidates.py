@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h3
 import numpy as np
 
-from models.recommend.candidates import HIST, NEAR, PREFIX, CandidateConfig, CandidateGenerator
+from models.recommend.candidates import (
+    HIST,
+    NEAR,
+    NEARLAST,
+    PREFIX,
+    TRANSK,
+    CandidateConfig,
+    CandidateGenerator,
+)
 from models.recommend.data import Catalog, Interaction, InteractionLog, split_trajectories
 from models.recommend.queries import QueryBatch
 from models.recommend.serving import encode
@@ -83,3 +93,40 @@ def test_h3_grid_distance_matches_h3() -> None:
     want = [h3.grid_distance(x, y) for x, y in zip(a, b, strict=True)]
     assert got.tolist() == want
     assert np.isnan(stats.grid_distance(stats.cell_ij([None]), stats.cell_ij([a[0]]))[0])
+
+
+def test_nearest_to_the_last_item_is_by_metres_not_popularity() -> None:
+    catalog = Catalog()
+    here = catalog.item("here", 40.7000, -74.0000, "a")
+    catalog.item("next_door", 40.7002, -74.0000, "a")  # ~22 m, never visited
+    catalog.item("across", 40.7030, -74.0000, "a")  # ~330 m
+    catalog.item("far_hit", 40.7500, -74.0000, "a")  # ~5.6 km, the popular one
+    catalog.item("nowhere", float("nan"), float("nan"), "a")
+    ev = [Interaction(f"u{i}", "far_hit", 10.0 + i) for i in range(9)]
+    ev.append(Interaction("u0", "here", 50.0))
+    stats = HistoryStats(InteractionLog.from_interactions(ev, catalog), catalog, 100.0)
+    names = [catalog.item_ids[int(i)] for i in stats.nearest_to(here, 3)]
+    assert names == ["next_door", "across", "far_hit"]  # itself and the unlocated left out
+    assert len(stats.nearest_to(catalog.item("nowhere"), 3)) == 0
+    assert len(stats.nearest_to(-1, 3)) == 0 and len(stats.nearest_to(here, 0)) == 0
+
+
+def test_near_last_and_deeper_transition_sources() -> None:
+    catalog = Catalog()
+    lats = {"a": 40.70, "b": 40.71, "c": 40.7105, "d": 40.73, "x": 40.75, "y": 40.76}
+    ids = {n: catalog.item(n, lat, -74.0, "a") for n, lat in lats.items()}
+    # in the past: c -> x many times (c will be the 3rd last item of the prefix), d -> y
+    ev = [Interaction(f"p{i}", n, 1000.0 * i + j) for i in range(5) for j, n in enumerate("cx")]
+    ev += [Interaction("p9", n, 9000.0 + j) for j, n in enumerate("dy")]
+    stats = HistoryStats(InteractionLog.from_interactions(ev, catalog), catalog, 20_000.0)
+    prefix = [ids[n] for n in "cdab"]  # ... c, d, a, b: c and d are the 4th and 3rd last
+    qb = QueryBatch.single(0, prefix, [19_000.0 + k for k in range(4)], 19_500.0, 12, 2)
+    cfg = CandidateConfig(hist_k=0, trans_k=0, trans2_k=0, sim_k=0, near_k=0, pop_k=0)
+    cs = CandidateGenerator(stats, replace(cfg, near_last_k=1)).generate(qb)
+    got = {catalog.item_ids[int(i)]: int(s) for i, s in zip(cs.item, cs.source, strict=True)}
+    assert got["x"] & TRANSK and got["y"] & TRANSK  # transitions of the 3rd+ last items
+    assert not got["a"] & TRANSK and got["a"] & PREFIX
+    near = [n for n, s in got.items() if s & NEARLAST]
+    assert near == ["c"]  # the nearest to b, the last item, is 55 m away
+    shallow = CandidateGenerator(stats, replace(cfg, transk_depth=2)).generate(qb)
+    assert not np.any(shallow.source & TRANSK)  # depth 2: nothing deeper than the last two

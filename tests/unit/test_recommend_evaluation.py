@@ -16,7 +16,7 @@ from models.recommend.metrics import MetricRow, bootstrap_ci, paired_diff_ci, su
 from models.recommend.serving import encode
 from models.recommend.stats import DAY_S
 from models.recommend.synthetic import make_events, make_items
-from models.recommend.training import Recipe, mask_features
+from models.recommend.training import Recipe, mask_features, window_groups, windows_groups
 
 
 def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_queries() -> None:
@@ -86,3 +86,19 @@ def test_ablation_retrains_once_per_family() -> None:
     table = ablation(log, catalog, trajs, cutoff, recipe)
     assert [name for name, _ in table] == ["all features"] + [f"- {f}" for f in FEATURE_FAMILIES]
     assert all(0 < row.mrr <= 1 for _, row in table)
+
+
+def test_stats_lag_hides_the_rows_between_the_history_and_the_window() -> None:
+    catalog, log, cutoff, _ = _world()
+    start, end, lag = cutoff - 10 * DAY_S, cutoff, 5.0
+    recipe = replace(_recipe(), stats_lag_days=lag)
+    gap = (log.ts >= start - lag * DAY_S) & (log.ts < start)
+    assert gap.any()
+    with_gap = window_groups(log, catalog, start, end, recipe)
+    without = window_groups(log.subset(~gap), catalog, start, end, recipe)
+    assert np.array_equal(with_gap.x, without.x, equal_nan=True)  # those rows are never seen
+    assert np.array_equal(with_gap.group, without.group)
+    no_lag = window_groups(log, catalog, start, end, replace(recipe, stats_lag_days=0.0))
+    assert not np.array_equal(no_lag.x, with_gap.x, equal_nan=True)
+    # windows whose lagged history would start before the log are left out
+    assert len(windows_groups(log, catalog, cutoff, replace(recipe, stats_lag_days=12.0))) == 1
