@@ -212,6 +212,14 @@ class HistoryStats:
             self.home_lat[u] = np.nanmedian(lat[idx])
             self.home_lng[u] = np.nanmedian(lng[idx])
 
+    def _build_near(self) -> None:
+        """A k-d tree of the located items in local equirectangular metres (``nearest_to``);
+        built here, so a snapshot shared by concurrent scorers is never written to."""
+        self._located = np.isfinite(self.item_lat) & np.isfinite(self.item_lng)
+        self._near_ids = np.flatnonzero(self._located)
+        self._lat0 = float(np.mean(self.item_lat[self._near_ids])) if len(self._near_ids) else 0.0
+        self._near_tree = cKDTree(self._metres(self._near_ids)) if len(self._near_ids) else None
+
     def _build_cells(self, catalog: Catalog) -> None:
         """Bucket items with a cell (given, or from their coordinates) most popular first."""
         res = self.config.h3_resolution
@@ -220,9 +228,7 @@ class HistoryStats:
         self._ij_origin: str | None = None
         self._ij_cache: dict[str, tuple[float, float]] = {}
         self._item_ij: np.ndarray | None = None
-        self._near_tree: cKDTree | None = None
-        self._near_ids = np.zeros(0, dtype=np.int64)
-        self._lat0 = 0.0
+        self._build_near()
         buckets: dict[str, list[int]] = {}
         for idx in range(self.n_items):
             cell = catalog.item_cell[idx]
@@ -252,15 +258,9 @@ class HistoryStats:
 
     def nearest_to(self, item: int, k: int) -> np.ndarray:
         """The ``k`` items nearest to ``item`` in metres (itself excluded, nearest first; none
-        for an unknown item or one without a location). A k-d tree over local equirectangular
-        metres, built on first use."""
-        if item < 0 or k <= 0 or not np.isfinite(self.item_lat[item] + self.item_lng[item]):
+        for an unknown item or one without a location)."""
+        if item < 0 or k <= 0 or self._near_tree is None or not self._located[item]:
             return np.zeros(0, dtype=np.int64)
-        if self._near_tree is None:
-            located = np.flatnonzero(np.isfinite(self.item_lat) & np.isfinite(self.item_lng))
-            self._lat0 = float(np.mean(self.item_lat[located]))
-            self._near_ids = located
-            self._near_tree = cKDTree(self._metres(located))
         got = min(k + 1, len(self._near_ids))
         _, idx = self._near_tree.query(self._metres(np.array([item])), k=got)
         found = self._near_ids[np.atleast_1d(idx.ravel())]
