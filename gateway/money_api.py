@@ -114,7 +114,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         id=_STR, vendor_id=_STR, amount=_INT, currency=_STR,
         method={"enum": ["stripe_transfer", "manual"]},
         status={"enum": ["pending", "paid", "failed"]},
-        reference=_NSTR, error=_NSTR, orders={"type": "array", "items": _STR},
+        destination=_NSTR, reference=_NSTR, error=_NSTR, orders={"type": "array", "items": _STR},
         created_at=_STR, paid_at=_NSTR,
     ),
 }  # fmt: skip

@@ -31,6 +31,7 @@ from gateway import (
     oauth,
     ops,
     payments_api,
+    payout_account_api,
     provider_payments_api,
     risk_api,
     security_api,
@@ -61,6 +62,7 @@ FEATURES: tuple[ModuleType, ...] = (
     cluster_api,
     analytics_api,
     money_api,
+    payout_account_api,  # where a vendor's payouts go (issue 17)
     webapp,  # the web client's files at / (docs/web.md)
 )
 

@@ -53,6 +53,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "revenue.read": _ADMIN,
     "payouts.run": _ADMIN,
     "payouts.paid": _ADMIN,
+    "payouts.account": _ADMIN,  # a vendor's payout bank details in full (to pay them)
     # the cluster (issue 13, docs/operations.md): shards, placement, scaling
     "cluster.view": _OPS,
     "cluster.move": _OPS,

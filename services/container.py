@@ -52,6 +52,7 @@ from services.notifications import NotificationService
 from services.notifier import Notifier
 from services.notifier_client import NotifierClient
 from services.notify_links import Links
+from services.payout_accounts import PayoutAccounts
 from services.payout_holds import PayoutHolds
 from services.payouts import Payouts
 from services.presence import Presence
@@ -212,7 +213,8 @@ async def open_services(
         ledger = LedgerService(settings, db)
         if settings.stripe_api_key:
             transfers = StripeTransfers(settings.stripe_api_key, settings.stripe_api_base)
-        payouts = Payouts(db, ledger, transfers)
+        keys = Keys(settings)
+        payouts = Payouts(db, ledger, transfers, PayoutAccounts(db, keys))
         if fleet is None:
             fleet = LocalFleet(transport) if isinstance(transport, LocalTransport) else NoFleet()
         cluster = ClusterService(settings, db, geo, router, fleet)
@@ -227,7 +229,6 @@ async def open_services(
                 )
             )
         )
-        keys = Keys(settings)
         accounts = AuthService(settings, db, redis, keys, on_revoked)
         push = WebPush(settings, db, keys)
         await push.start()

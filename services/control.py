@@ -203,13 +203,14 @@ def _money_actions(p: Payouts) -> dict[str, Action]:
         "payouts.run": lambda s, x: p.run(s),
         "payouts.paid": lambda s, x: p.mark_paid(s, str(x["payout_id"]), str(x["reference"])),
         "payouts.listed": lambda s, x: p.listed(s, x.get("status")),
+        "payouts.account": lambda s, x: p.account_details(s, str(x["vendor_id"])),
     }
 
 
 READS = frozenset(
     {"users.get", "users.find", "audit.list", "reports.list", "appeals.list", "disputes.list",
      "risk.list", "payouts.list", "cluster.view", "cluster.cell",
-     "revenue.report", "payouts.listed"}
+     "revenue.report", "payouts.listed", "payouts.account"}
 )  # fmt: skip
 """Actions that change nothing: audited by the host (a change audits itself)."""
 
@@ -221,6 +222,7 @@ _TARGET_ARGS = (
     ("order_id", "order"),
     ("hold_id", "hold"),
     ("payout_id", "payout"),
+    ("vendor_id", "vendor"),
     ("email", "email"),
     ("cell", "cell"),
 )

@@ -17,7 +17,9 @@ Then the money moves: a **Stripe Connect transfer** to the vendor's connected ac
 same transfer); paid: in transit -> Stripe's balance. Refused for good: the payout fails and the
 money goes back to the orders it came from; unavailable: it stays pending and the next batch
 tries again. Without a connected account it is a **manual** payout: a record the operator pays
-and marks paid (``payouts.paid``, with its reference): in transit -> ``payouts_settled``.
+and marks paid (``payouts.paid``, with its reference): in transit -> ``payouts_settled``; its
+``destination`` is the masked bank account the vendor set (services/payout_accounts.py), whose
+details an admin opens with ``payouts.account``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from models.market import PageCursor
 from models.rbac import OPERATOR, Staff
 from services.ledger import LedgerService
 from services.loops import LoopFailures, SupervisedLoop
+from services.payout_accounts import PayoutAccounts
 from services.payout_holds import payout_blocked
 from store import admin_store as st
 from store import ledger_store as ls
@@ -61,6 +64,7 @@ def payout_public(row: asyncpg.Record) -> dict[str, Any]:
         "currency": row["currency"],
         "method": row["method"],
         "status": row["status"],
+        "destination": row["destination"],
         "reference": row["reference"],
         "error": row["error"],
         "orders": list(row["orders"]),
@@ -74,11 +78,17 @@ class Payouts:
     keeps no state."""
 
     def __init__(
-        self, db: asyncpg.Pool, ledger: LedgerService, transfers: Transfers | None
+        self,
+        db: asyncpg.Pool,
+        ledger: LedgerService,
+        transfers: Transfers | None,
+        accounts: PayoutAccounts | None = None,
     ) -> None:
         self.db = db
         self.ledger = ledger
         self.transfers = transfers
+        self.accounts = accounts
+        """Where each vendor's payouts go (None in tests that set the columns by hand)."""
 
     # -- batches --------------------------------------------------------------------------------
     async def run(self, staff: Staff) -> dict[str, Any]:
@@ -99,7 +109,8 @@ class Payouts:
         """The vendor's payouts of this batch (one per currency with money to pay)."""
         async with self.db.acquire() as conn, conn.transaction():
             vendor = await conn.fetchrow(
-                "SELECT id, payout_account FROM vendors WHERE id = $1 FOR UPDATE", vendor_id
+                "SELECT id, payout_account, payout_bank_hint FROM vendors WHERE id = $1 FOR UPDATE",
+                vendor_id,
             )
             if vendor is None:
                 return []
@@ -143,7 +154,7 @@ class Payouts:
             currency,
             sum(taken.values()),
             method,
-            vendor["payout_account"] if method == "stripe_transfer" else None,
+            vendor["payout_account" if method == "stripe_transfer" else "payout_bank_hint"],
             sorted(taken),
         )
         assert row is not None
@@ -253,6 +264,13 @@ class Payouts:
             status,
         )
         return {"items": [payout_public(r) for r in rows], "next_cursor": None}
+
+    async def account_details(self, staff: Staff, vendor_id: str) -> dict[str, Any]:
+        """A vendor's payout destination in full (``payouts.account``), to pay it by hand."""
+        staff.require("payouts.account")
+        if self.accounts is None:
+            raise NotFound("payout accounts are not kept here")
+        return await self.accounts.details(staff, vendor_id)
 
     # -- the vendor's side --------------------------------------------------------------------
     async def of_vendor(self, vendor_id: str, cursor: str | None, limit: int) -> dict[str, Any]:

@@ -65,6 +65,9 @@ ACCEPTED: dict[tuple[str, str], str] = {
     " at most HL_ANALYTICS_MAX_DAYS apart; a caller who is not a vendor and names none is"
     " forbidden, another vendor's vendor_id too (docs/analytics.md)",
     ("ST202", "GET /api/v1/vendor/analytics/export"): "as GET /api/v1/vendor/analytics",
+    ("ST202", "PUT /api/v1/vendor/payout-account"): "iban: its check digits must match (ISO"
+    " 13616 mod 97) and a country given with it must be the IBAN's own; no JSON Schema computes"
+    " a checksum or compares two values",
     ("ST202", "POST /api/v1/graphql"): "query must be a GraphQL document valid against the"
     " schema (docs/graphql.md); JSON Schema cannot say so",
 }
