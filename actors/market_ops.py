@@ -446,7 +446,9 @@ async def order_refund(
                 listing = await ms.put_back(tx.conn, item["listing_id"], item["qty"])
                 _stock_moved(host, tx, out, listing, listing["stock"] - item["qty"])
         status = step.target
-    refund_id = await record_refund(tx, row, amount, external=cmd.actor == "provider")
+    refund_id = await record_refund(
+        tx, row, amount, external=cmd.actor == "provider", provider_ref=cmd.provider_ref
+    )
     if refund_id is None:  # nothing written: nothing recorded under the key either
         raise Conflict("the order's payment is not captured", order_id=row["id"])
     reason = cmd.reason or f"refund by {cmd.actor}"

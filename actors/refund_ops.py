@@ -27,22 +27,26 @@ if TYPE_CHECKING:
     from actors.group_commit import Tx
 
 
-async def record_refund(tx: Tx, row: asyncpg.Record, amount: int, *, external: bool) -> str | None:
+async def record_refund(
+    tx: Tx, row: asyncpg.Record, amount: int, *, external: bool, provider_ref: str | None = None
+) -> str | None:
     """A new refund row of ``amount`` for the order ``row`` (its ``refunded`` amount moves
-    with it: the caller writes the order); None without a captured payment."""
+    with it: the caller writes the order); None without a captured payment. ``provider_ref``:
+    the provider's id of a refund made at the provider (an ``external`` one)."""
     payment_id = await tx.conn.fetchval(
         "SELECT id FROM payments WHERE group_id = $1 AND status = 'captured'", row["group_id"]
     )
     if payment_id is None:
         return None
     refund_id = await tx.conn.fetchval(
-        "INSERT INTO refunds (id, order_id, payment_id, amount, status) VALUES ($1, $2, $3, $4, $5)"
-        " RETURNING id",
+        "INSERT INTO refunds (id, order_id, payment_id, amount, status, provider_ref)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         new_id(),
         row["id"],
         payment_id,
         amount,
         "external" if external else "pending",
+        provider_ref,
     )
     return str(refund_id)
 

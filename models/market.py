@@ -404,6 +404,9 @@ class OrderRefund(OrderCommand):
     vendor_id: str | None = None
     reason: str | None = None
     audit: dict[str, Any] | None = None
+    provider_ref: str | None = None
+    """A refund made at the provider (``actor`` ``provider``): the provider's refund id, kept
+    on the row (services/provider_refunds.py finds what it has mirrored by it)."""
 
 
 @command

@@ -169,13 +169,26 @@ class PayPalProvider:
         capture = _capture(order)
         if capture is None:
             raise RefundRefused("paypal: the order has no capture to refund")
+        # custom_id comes back in PAYMENT.CAPTURE.REFUNDED: ours, never mirrored as PayPal's
         body = {"amount": {"value": decimal_amount(amount, capture["amount"]["currency_code"]),
-                           "currency_code": capture["amount"]["currency_code"]}}  # fmt: skip
+                           "currency_code": capture["amount"]["currency_code"]},
+                "custom_id": idempotency_key[:127]}  # fmt: skip
         path = f"/v2/payments/captures/{capture['id']}/refund"
         status, refund = await self._api("POST", path, idempotency_key, body)
         if status >= 400:
             raise RefundRefused(f"paypal refused the refund: {_issue(refund) or status}")
         return str(refund["id"])
+
+    async def order_of_capture(self, capture_id: str) -> str | None:
+        """The PayPal order a capture belongs to (a refund event names only its capture)."""
+        status, capture = await self._api("GET", f"/v2/payments/captures/{capture_id}", None, None)
+        if status == 404:
+            return None
+        if status >= 400:
+            raise Unavailable(f"paypal: capture {capture_id} unreadable ({status})")
+        related = (capture.get("supplementary_data") or {}).get("related_ids") or {}
+        order_id = related.get("order_id")
+        return str(order_id) if order_id else None
 
     async def close(self) -> None:
         await self._http.close()

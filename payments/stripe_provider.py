@@ -124,7 +124,12 @@ class StripeProvider:
     async def refund(self, provider_ref: str, amount: int, idempotency_key: str) -> str:
         try:
             refund = await self._client.v1.refunds.create_async(
-                {"payment_intent": provider_ref, "amount": amount},
+                # the key comes back in the refund's events: ours, never mirrored as Stripe's
+                {
+                    "payment_intent": provider_ref,
+                    "amount": amount,
+                    "metadata": {"hl_refund": idempotency_key},
+                },
                 {"idempotency_key": idempotency_key},
             )
         except stripe.InvalidRequestError as exc:  # permanent: the same request fails again

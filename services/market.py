@@ -350,9 +350,11 @@ class MarketService:
         currency: str | None = None,
         reason: str | None = None,
         audit: dict[str, Any] | None = None,
+        provider_ref: str | None = None,
     ) -> dict[str, Any]:
         """A whole or partial refund of an order at its owner shard (``order.refund``: the
-        amount is checked there against what is left), then at the provider."""
+        amount is checked there against what is left), then at the provider (unless it was
+        made there: ``actor`` ``provider``, with its ``provider_ref``)."""
         command = OrderRefund(
             user_id=who.user_id,
             key=who.key,
@@ -363,6 +365,7 @@ class MarketService:
             vendor_id=who.vendor_id if actor == "vendor" else None,
             reason=reason or None,
             audit=audit,
+            provider_ref=provider_ref,
         )
         result = await self.mutate(command)
         await self.run_refund(str(result["refund_id"]))

@@ -18,6 +18,10 @@ Out-of-order events are safe: a decline after a capture changes nothing, a captu
 decline confirms what is still pending and refunds an order that ended meanwhile
 (services/checkout.py ``_confirm_one``).
 
+**Refunds made at the provider** (``PAYMENT.CAPTURE.REFUNDED``, Razorpay's
+``refund.processed``) are mirrored by services/provider_refunds.py: whole or partial, once per
+provider refund id, never one of our own (they carry our key back: ``custom_id``, ``notes``).
+
 **UPI duplicates.** Razorpay keeps no idempotency key for orders; two concurrent first attempts
 of one checkout could each make an order. A payment captured on a Razorpay order that is not
 the one our payment row holds (its receipt is ours) is refunded in full at once.
@@ -35,9 +39,12 @@ from typing import Any, TypeVar
 import asyncpg
 
 from models.errors import BadRequest, NotFound, PaymentFailed
+from models.refund_mirror import ProviderRefund
+from payments.amounts import minor_units
 from payments.paypal import PayPalProvider
 from payments.upi import UpiProvider, signature_of
 from services.checkout import Checkout, payment_public
+from services.provider_refunds import RefundMirror
 from store import market_store as ms
 
 log = logging.getLogger("hyperlocal.payments")
@@ -48,6 +55,8 @@ _PAYPAL_CAPTURED = frozenset({"PAYMENT.CAPTURE.COMPLETED"})
 _PAYPAL_DECLINED = frozenset({"PAYMENT.CAPTURE.DECLINED", "PAYMENT.CAPTURE.DENIED",
                               "PAYMENT.AUTHORIZATION.VOIDED", "CHECKOUT.ORDER.VOIDED"})  # fmt: skip
 _UPI_CAPTURED = frozenset({"payment.captured", "order.paid"})
+_PAYPAL_REFUNDED = "PAYMENT.CAPTURE.REFUNDED"
+_UPI_REFUNDED = "refund.processed"
 
 
 class ProviderEvents:
@@ -56,6 +65,7 @@ class ProviderEvents:
     def __init__(self, checkout: Checkout) -> None:
         self.checkout = checkout
         self.db = checkout.db
+        self.refunds = RefundMirror(checkout.market)
 
     # -- PayPal ---------------------------------------------------------------------------------
     async def paypal_webhook(self, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
@@ -65,10 +75,16 @@ class ProviderEvents:
         if await self._seen("paypal", event_id):
             return {"received": True, "duplicate": True}
         resource = event.get("resource") or {}
-        payment = await self._paypal_payment(resource if isinstance(resource, dict) else {}, kind)
+        resource = resource if isinstance(resource, dict) else {}
+        if kind == _PAYPAL_REFUNDED:
+            payment = await self._paypal_refunded(provider, resource)
+        else:
+            payment = await self._paypal_payment(resource, kind)
         key_base = f"paypal:{event_id}#"
         if payment is not None:
-            if kind == "CHECKOUT.ORDER.APPROVED":
+            if kind == _PAYPAL_REFUNDED and resource.get("status") == "COMPLETED":
+                await self.refunds.mirror(payment, _paypal_refund(resource))
+            elif kind == "CHECKOUT.ORDER.APPROVED":
                 await self._approve(provider, payment, key_base)
             elif kind in _PAYPAL_CAPTURED:
                 await self.captured(payment, key_base)
@@ -135,6 +151,24 @@ class ProviderEvents:
             "paypal", order_id, custom if isinstance(custom, str) else None
         )
 
+    async def _paypal_refunded(
+        self, provider: PayPalProvider, resource: dict[str, Any]
+    ) -> asyncpg.Record | None:
+        """Our payment of a refund's PayPal order: named by the event, or by its capture (the
+        refund's ``up`` link) read at PayPal."""
+        related = (resource.get("supplementary_data") or {}).get("related_ids") or {}
+        order_id = related.get("order_id")
+        if not isinstance(order_id, str):
+            up = next((link.get("href") for link in resource.get("links") or []
+                       if isinstance(link, dict) and link.get("rel") == "up"), None)  # fmt: skip
+            capture_id = str(up).rstrip("/").rsplit("/", 1)[-1] if up else None
+            order_id = await provider.order_of_capture(capture_id) if capture_id else None
+        if not isinstance(order_id, str):
+            return None
+        return await self.db.fetchrow(
+            "SELECT * FROM payments WHERE provider = 'paypal' AND provider_ref = $1", order_id
+        )
+
     # -- UPI (Razorpay) -------------------------------------------------------------------------
     async def upi_webhook(
         self, body: bytes, signature: str, event_id: str | None
@@ -164,6 +198,8 @@ class ProviderEvents:
                 await self.declined(payment, key_base)
             elif kind == "payment.authorized" and await provider.status(ref) == "authorized":
                 await self.authorized(payment, key_base)
+            elif kind == _UPI_REFUNDED:
+                await self.refunds.mirror(payment, _upi_refund(event))
         first = await self._record("upi", event_id, kind)
         log.info("upi event %s (%s) applied=%s", event_id, kind, first)
         return {"received": True, "duplicate": not first}
@@ -263,3 +299,26 @@ def _upi_entities(event: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     order = ((payload.get("order") or {}).get("entity")) or {}
     ref = paid.get("order_id") or order.get("id")
     return (paid if isinstance(paid, dict) else {}), (ref if isinstance(ref, str) else None)
+
+
+def _paypal_refund(resource: dict[str, Any]) -> ProviderRefund:
+    amount = resource.get("amount") or {}
+    try:
+        value = minor_units(str(amount["value"]), str(amount["currency_code"]))
+        ref = str(resource["id"])
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest("a PayPal refund without an id or an amount") from None
+    tag = resource.get("custom_id")
+    return ProviderRefund("paypal", ref, value, tag if isinstance(tag, str) else None)
+
+
+def _upi_refund(event: dict[str, Any]) -> ProviderRefund:
+    entity = ((event.get("payload") or {}).get("refund") or {}).get("entity") or {}
+    try:
+        ref, amount = str(entity["id"]), int(entity["amount"])
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest("a Razorpay refund without an id or an amount") from None
+    tag = (
+        (entity.get("notes") or {}).get("refund") if isinstance(entity.get("notes"), dict) else None
+    )
+    return ProviderRefund("upi", ref, amount, tag if isinstance(tag, str) else None)

@@ -7,9 +7,13 @@ transaction as its payment-row effect; a redelivered event already recorded is a
 without effect. Handled: ``payment_intent.succeeded`` (confirm the orders),
 ``payment_intent.canceled`` (release them, unless captured),
 ``payment_intent.amount_capturable_updated`` (a checkout held for review finished customer
-action: its payment is authorised, its orders are held) and ``charge.refunded`` (a full
-refund made at Stripe refunds the orders not already refunded; ``refunded_amount`` takes
-Stripe's cumulative figure without counting our own refunds twice). Others, including
+action: its payment is authorised, its orders are held), refunds made at Stripe (its
+dashboard): ``refund.created`` / ``refund.updated`` / ``charge.refund.updated`` once the
+refund has ``succeeded``, and each succeeded refund a ``charge.refunded`` lists, mirrored by
+services/provider_refunds.py (whole or partial, once per Stripe refund id, never one of our own:
+those carry ``metadata.hl_refund``); a ``charge.refunded`` without its refund list that says
+the charge is refunded in full refunds the orders not already refunded. ``refunded_amount``
+takes Stripe's cumulative figure without counting our own refunds twice. Others, including
 ``payment_intent.payment_failed`` (not final: the customer may retry), are acknowledged.
 """
 
@@ -21,9 +25,11 @@ from typing import Any
 import asyncpg
 
 from models.errors import BadRequest, NotFound
+from models.refund_mirror import ProviderRefund
 from payments.stripe_provider import StripeProvider
 from services.checkout import Checkout
 from services.market import Actor
+from services.provider_refunds import RefundMirror
 from store import market_store as ms
 
 log = logging.getLogger("hyperlocal.stripe")
@@ -37,6 +43,8 @@ _STATUS = {
 }
 _AUTHORIZED = "payment_intent.amount_capturable_updated"
 """Only a manual-capture PaymentIntent (a checkout held for review) becomes capturable."""
+_REFUND = frozenset({"refund.created", "refund.updated", "charge.refund.updated"})
+"""Events whose object is one refund (mirrored once it has succeeded)."""
 
 
 class StripeEvents:
@@ -66,7 +74,8 @@ class StripeEvents:
 
 
 async def _payment_of(db: asyncpg.Pool, obj: dict[str, Any], kind: str) -> asyncpg.Record | None:
-    intent = obj.get("payment_intent") if kind.startswith("charge.") else obj.get("id")
+    by_intent = kind.startswith(("charge.", "refund."))
+    intent = obj.get("payment_intent") if by_intent else obj.get("id")
     if not isinstance(intent, str):
         return None
     found = await db.fetchrow(
@@ -103,6 +112,11 @@ async def _apply(
             payment["id"],
         )
         await checkout.hold(payment["group_id"], key_base)
+    elif kind in _REFUND or (kind == "charge.refunded" and _listed(obj) is not None):
+        mirror = RefundMirror(checkout.market)
+        for refund in [obj] if kind in _REFUND else _listed(obj) or []:
+            if isinstance(refund, dict) and refund.get("status") == "succeeded":
+                await mirror.mirror(payment, _refund_of(refund))
     elif kind == "charge.refunded" and obj.get("refunded"):
         market = checkout.market
         for order in await checkout.db.fetch(
@@ -112,6 +126,25 @@ async def _apply(
         ):
             who = Actor("stripe", f"{key_base}refund:{order['id']}")
             await market.act(who, order["id"], "refund", "provider", "refunded at stripe")
+
+
+def _listed(charge: dict[str, Any]) -> list[Any] | None:
+    """The refunds a ``charge.refunded`` lists, when it lists them all (None otherwise: newer
+    API versions leave the list out)."""
+    refunds = charge.get("refunds")
+    if not isinstance(refunds, dict) or refunds.get("has_more"):
+        return None
+    data = refunds.get("data")
+    return data if isinstance(data, list) and data else None
+
+
+def _refund_of(refund: dict[str, Any]) -> ProviderRefund:
+    try:
+        ref, amount = str(refund["id"]), int(refund["amount"])
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest("a refund without an id or an amount") from None
+    tag = (refund.get("metadata") or {}).get("hl_refund")
+    return ProviderRefund("stripe", ref, amount, tag if isinstance(tag, str) else None)
 
 
 async def _record(
@@ -139,7 +172,7 @@ async def _record(
                 payment["id"],
                 status,
             )
-        elif kind == "charge.refunded":
+        elif kind == "charge.refunded" or kind in _REFUND:
             # Stripe's cumulative figure, maxed with our own refund rows: the event our own
             # refund triggers is not counted again (see ms.sync_refunded).
             await ms.sync_refunded(conn, payment["id"], int(obj.get("amount_refunded") or 0))

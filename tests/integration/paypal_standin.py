@@ -60,6 +60,10 @@ class FakePayPal:
         """Seconds to wait, once, before answering the next request to a path suffix
         (``"/v2/checkout/orders"``, ``"/capture"``): the work is done first, as a slow PayPal."""
         self.refunds: dict[str, int] = {}
+        self.refund_objects: list[dict[str, Any]] = []
+        """Every refund made, as PayPal's refund resource (with its capture's ``up`` link)."""
+        self.on_refund: Any = None
+        """An async callable run with each new refund before it is answered (a webhook race)."""
         self.key, self.cert_pem = _keypair("messageverificationcerts.paypal.test")
         self.base = ""
 
@@ -74,6 +78,7 @@ class FakePayPal:
         app.router.add_post("/v2/payments/authorizations/{id}/capture", self.capture_auth)
         app.router.add_post("/v2/payments/authorizations/{id}/void", self.void_auth)
         app.router.add_post("/v2/payments/captures/{id}/refund", self.refund)
+        app.router.add_get("/v2/payments/captures/{id}", self.get_capture)
         return app
 
     # -- the buyer, at PayPal --------------------------------------------------------------------
@@ -128,6 +133,40 @@ class FakePayPal:
         resource = {**captures[-1], "custom_id": unit.get("custom_id"),
                     "supplementary_data": {"related_ids": {"order_id": order_id}}}  # fmt: skip
         return {"id": f"WH-{uuid.uuid4().hex[:12]}", "event_type": kind, "resource": resource}
+
+    def refund_in_dashboard(self, order_id: str, cents: int) -> dict[str, Any]:
+        """A refund made at PayPal (its dashboard): its ``PAYMENT.CAPTURE.REFUNDED`` event,
+        naming only the capture (the ``up`` link), as PayPal's does."""
+        capture = self.orders[order_id]["purchase_units"][0]["payments"]["captures"][-1]
+        self.refunds[capture["id"]] = self.refunds.get(capture["id"], 0) + cents
+        value = {"currency_code": capture["amount"]["currency_code"],
+                 "value": f"{cents // 100}.{cents % 100:02d}"}  # fmt: skip
+        refund = self._refund_object(capture["id"], value, None)
+        return self.refund_event(refund)
+
+    def refund_event(self, refund: dict[str, Any]) -> dict[str, Any]:
+        return {"id": f"WH-{uuid.uuid4().hex[:12]}", "event_type": "PAYMENT.CAPTURE.REFUNDED",
+                "resource": dict(refund)}  # fmt: skip
+
+    def _refund_object(
+        self, capture_id: str, amount: dict[str, Any], custom_id: str | None
+    ) -> dict[str, Any]:
+        refund = {"id": f"RF{uuid.uuid4().hex[:12].upper()}", "status": "COMPLETED",
+                  "amount": amount, "links": [{"rel": "up", "method": "GET",
+                  "href": f"{self.base}/v2/payments/captures/{capture_id}"}]}  # fmt: skip
+        if custom_id:
+            refund["custom_id"] = custom_id
+        self.refund_objects.append(refund)
+        return refund
+
+    async def get_capture(self, request: web.Request) -> web.Response:
+        capture_id = request.match_info["id"]
+        for order in self.orders.values():
+            for capture in order["purchase_units"][0]["payments"].get("captures", []):
+                if capture["id"] == capture_id:
+                    related = {"related_ids": {"order_id": order["id"]}}
+                    return web.json_response({**capture, "supplementary_data": related})
+        return web.json_response({"name": "RESOURCE_NOT_FOUND"}, status=404)
 
     # -- the API ---------------------------------------------------------------------------------
     async def token(self, request: web.Request) -> web.Response:
@@ -264,7 +303,10 @@ class FakePayPal:
             if done + asked > round(float(capture["amount"]["value"]) * 100):
                 return _unprocessable("REFUND_AMOUNT_EXCEEDED")
             self.refunds[capture_id] = done + asked
-            return 201, {"id": f"RF{uuid.uuid4().hex[:12].upper()}", "status": "COMPLETED",
-                         "amount": body["amount"]}  # fmt: skip
+            return 201, self._refund_object(capture_id, body["amount"], body.get("custom_id"))
 
-        return await self._once(request, make)
+        made = len(self.refund_objects)
+        response = await self._once(request, make)
+        if self.on_refund is not None and len(self.refund_objects) > made:
+            await self.on_refund(self.refund_objects[-1])
+        return response

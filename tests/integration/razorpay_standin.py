@@ -100,6 +100,20 @@ class FakeRazorpay:
         return {"entity": "event", "account_id": "acc_test", "event": kind,
                 "contains": list(payload), "payload": payload, "created_at": 1}  # fmt: skip
 
+    def refund_in_dashboard(self, payment: dict[str, Any], amount: int) -> dict[str, Any]:
+        """A refund made at Razorpay (its dashboard): its ``refund.processed`` event."""
+        payment["amount_refunded"] += amount
+        refund = {"id": f"rfnd_{uuid.uuid4().hex[:14]}", "entity": "refund", "amount": amount,
+                  "payment_id": payment["id"], "currency": "INR", "notes": [],
+                  "status": "processed"}  # fmt: skip
+        return self.refund_event(refund)
+
+    def refund_event(self, refund: dict[str, Any]) -> dict[str, Any]:
+        payment = self.payments[refund["payment_id"]]
+        payload = {"refund": {"entity": dict(refund)}, "payment": {"entity": dict(payment)}}
+        return {"entity": "event", "account_id": "acc_test", "event": "refund.processed",
+                "contains": list(payload), "payload": payload, "created_at": 1}  # fmt: skip
+
     # -- the API ---------------------------------------------------------------------------------
     async def list_orders(self, request: web.Request) -> web.Response:
         receipt = request.query.get("receipt")
@@ -159,7 +173,7 @@ class FakeRazorpay:
         payment["amount_refunded"] += amount
         refund = {"id": f"rfnd_{uuid.uuid4().hex[:14]}", "entity": "refund", "amount": amount,
                   "payment_id": payment["id"], "receipt": body.get("receipt"),
-                  "status": "processed"}  # fmt: skip
+                  "notes": body.get("notes") or [], "status": "processed"}  # fmt: skip
         if key:
             self.refunds[key] = refund
         return web.json_response(refund)

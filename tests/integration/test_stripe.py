@@ -159,6 +159,7 @@ class FakeStripe:
                 "status": "succeeded",
                 "amount": int(form["amount"]),
                 "payment_intent": form["payment_intent"],
+                "metadata": {k[9:-1]: v for k, v in form.items() if k.startswith("metadata[")},
             }
             return 200, body
 
