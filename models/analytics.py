@@ -149,3 +149,30 @@ def heatmap(rows: Iterable[Mapping[str, Any]]) -> list[list[int]]:
 def repeat_rate(customers: int, repeat: int) -> float:
     """The share of the range's customers with two or more orders in it (0.0 without any)."""
     return round(repeat / customers, 4) if customers else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MonthSplit:
+    """A range as the rollups read it: its whole months from a monthly table, the days before
+    and after them (``edges``) from a daily or hourly one; so a year reads 12 monthly slices
+    and at most two partial months, never 365 days. Intervals are [start, end), in days."""
+
+    months: tuple[date, date] | None
+    """[first month's first day, the day after the last whole month), or None (no whole month)."""
+    edges: tuple[tuple[date, date], ...]
+    """The days outside ``months``: at most two [start, end) intervals, none empty."""
+
+
+def month_split(first: date, last: date) -> MonthSplit:
+    """``first`` .. ``last`` (inclusive) split into whole months and partial-month edges."""
+    end = last + timedelta(days=1)
+    start_month = first if first.day == 1 else _next_month(first)
+    end_month = end.replace(day=1)
+    if start_month >= end_month:
+        return MonthSplit(None, ((first, end),))
+    edges = tuple((a, b) for a, b in ((first, start_month), (end_month, end)) if a < b)
+    return MonthSplit((start_month, end_month), edges)
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)

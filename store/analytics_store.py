@@ -9,8 +9,10 @@ reads only what changed (plus the overlap), and running it again over the same r
 same figures: it is idempotent by construction (replace, never add). An order's day is the UTC
 day it was placed; a refund a week later re-touches that day (its ``updated_at`` moves).
 
-**Reads** (``dashboard``): four small range scans of the rollups by their primary keys, in one
-read-only snapshot (every figure from the same run); never a raw order. **Export**
+**Reads** (``dashboard``): five small scans of the rollups, in one read-only snapshot (every
+figure from the same run); never a raw order, and none reads rows in proportion to the orders
+(the series one row per day, the heatmap and top listings whole months and two partial ones,
+the repeat-customer rate one row per customer by its GiST index of buyer spans). **Export**
 (``export_rows``): the vendor's order lines of a range, from the raw tables through a
 server-side cursor (an export is not a dashboard).
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from models.analytics import COUNTED
+from models.analytics import COUNTED, month_split
 from store.db import Db
 
 ROLLUP_LOCK = 0x484C_414E  # "HLAN": one rollup run at a time, across every process
@@ -78,6 +80,58 @@ _INSERT = [  # $1: the counted states
          GROUP BY 1, 2, 3, 4""",
     f"""INSERT INTO analytics_buyer_days (vendor_id, day, buyer_id, orders)
         SELECT d.vendor_id, d.day, d.buyer_id, count(*) FROM ({_DAY_ORDERS}) d
+         GROUP BY 1, 2, 3""",
+]
+
+# Before the days are replaced: the buyers whose days this run touches (their spans are redone).
+_TOUCHED_BUYERS = """
+CREATE TEMP TABLE hl_touched_buyers ON COMMIT DROP AS
+SELECT a.vendor_id, a.buyer_id FROM analytics_buyer_days a
+  JOIN hl_touched_orders t ON a.vendor_id = t.vendor_id AND a.day = t.day
+"""
+
+# After: every touched buyer's (prev_day, day] spans and next days, redone whole; then the
+# monthly and daily rollups of the touched months and days, remade from the hourly and daily
+# rollups just written (replace, never add).
+_AFTER_DAYS = [
+    """INSERT INTO hl_touched_buyers SELECT a.vendor_id, a.buyer_id FROM analytics_buyer_days a
+         JOIN hl_touched_orders t ON a.vendor_id = t.vendor_id AND a.day = t.day""",
+    """UPDATE analytics_buyer_days a SET prev_day = w.prev_day, next_day = w.next_day
+         FROM (SELECT b.vendor_id, b.buyer_id, b.day,
+                      lag(b.day) OVER w AS prev_day, lead(b.day) OVER w AS next_day
+                 FROM analytics_buyer_days b
+                 JOIN (SELECT DISTINCT vendor_id, buyer_id FROM hl_touched_buyers) t
+                   ON t.vendor_id = b.vendor_id AND t.buyer_id = b.buyer_id
+               WINDOW w AS (PARTITION BY b.vendor_id, b.buyer_id ORDER BY b.day)) w
+        WHERE a.vendor_id = w.vendor_id AND a.buyer_id = w.buyer_id AND a.day = w.day
+          AND (a.prev_day IS DISTINCT FROM w.prev_day OR a.next_day IS DISTINCT FROM w.next_day)""",
+    """CREATE TEMP TABLE hl_touched_months ON COMMIT DROP AS
+       SELECT DISTINCT vendor_id, date_trunc('month', day)::date AS month FROM hl_touched_orders""",
+    """DELETE FROM analytics_listing_months a USING hl_touched_months t
+        WHERE a.vendor_id = t.vendor_id AND a.month = t.month""",
+    """INSERT INTO analytics_listing_months
+               (vendor_id, month, listing_id, currency, orders, units, revenue)
+        SELECT d.vendor_id, t.month, d.listing_id, d.currency, sum(d.orders), sum(d.units),
+               sum(d.revenue)
+          FROM hl_touched_months t JOIN analytics_listing_days d ON d.vendor_id = t.vendor_id
+           AND d.day >= t.month AND d.day < (t.month + interval '1 month')::date
+         GROUP BY 1, 2, 3, 4""",
+    """DELETE FROM analytics_heat_months a USING hl_touched_months t
+        WHERE a.vendor_id = t.vendor_id AND a.month = t.month""",
+    """INSERT INTO analytics_heat_months (vendor_id, month, isodow, hour, orders)
+        SELECT h.vendor_id, t.month, extract(isodow FROM h.hour AT TIME ZONE 'UTC'),
+               extract(hour FROM h.hour AT TIME ZONE 'UTC'), sum(h.orders)
+          FROM hl_touched_months t JOIN analytics_hourly h ON h.vendor_id = t.vendor_id
+           AND h.hour >= (t.month::timestamp AT TIME ZONE 'UTC')
+           AND h.hour < ((t.month + interval '1 month') AT TIME ZONE 'UTC')
+         GROUP BY 1, 2, 3, 4""",
+    """DELETE FROM analytics_days a USING hl_touched_orders t
+        WHERE a.vendor_id = t.vendor_id AND a.day = t.day""",
+    """INSERT INTO analytics_days (vendor_id, day, currency, orders, units, revenue)
+        SELECT h.vendor_id, t.day, h.currency, sum(h.orders), sum(h.units), sum(h.revenue)
+          FROM hl_touched_orders t JOIN analytics_hourly h ON h.vendor_id = t.vendor_id
+           AND h.hour >= (t.day::timestamp AT TIME ZONE 'UTC')
+           AND h.hour < ((t.day + 1)::timestamp AT TIME ZONE 'UTC')
          GROUP BY 1, 2, 3""",
 ]
 
@@ -137,10 +191,13 @@ async def rollup(conn: asyncpg.Connection, overlap_s: float) -> RollupRun:
                 await conn.execute(sql, since or _BEGINNING)
             order_days = int(await conn.fetchval("SELECT count(*) FROM hl_touched_orders"))
             funnel_days = int(await conn.fetchval("SELECT count(*) FROM hl_touched_funnel"))
+            await conn.execute(_TOUCHED_BUYERS)
             for sql in _DELETE:
                 await conn.execute(sql)
             for sql in _INSERT:
                 await conn.execute(sql, list(COUNTED))
+            for sql in _AFTER_DAYS:
+                await conn.execute(sql)
             for sql in _REPLACE_FUNNEL:
                 await conn.execute(sql)
             await conn.execute(
@@ -167,45 +224,74 @@ async def watermark(db: Db) -> datetime | None:
 
 
 # -- the dashboard --------------------------------------------------------------------------------
-# The series (by day and currency) and the heatmap (by weekday and hour) in one scan of the
-# range's hourly rows: grouping set 0 is the series, 1 the heatmap.
-_HOURLY = """
-SELECT GROUPING((hour AT TIME ZONE 'UTC')::date, currency) AS heat,
-       (hour AT TIME ZONE 'UTC')::date AS period, currency,
-       extract(isodow FROM hour AT TIME ZONE 'UTC')::int AS isodow,
-       extract(hour FROM hour AT TIME ZONE 'UTC')::int AS hour,
-       sum(orders) AS orders, sum(units) AS units, sum(revenue) AS revenue
-  FROM analytics_hourly
- WHERE vendor_id = $1 AND hour >= ($2::date::timestamp AT TIME ZONE 'UTC')
-   AND hour < (($3::date + 1)::timestamp AT TIME ZONE 'UTC')
- GROUP BY GROUPING SETS (((hour AT TIME ZONE 'UTC')::date, currency),
-                         (extract(isodow FROM hour AT TIME ZONE 'UTC')::int,
-                          extract(hour FROM hour AT TIME ZONE 'UTC')::int))
+# Every read is bounded by the range's length, never by its orders (docs/analytics.md, "What a
+# query reads"): the series one row per day and currency; the heatmap and the top listings the
+# range's whole months from the monthly rollups ($2..$3) and only the partial months' edges
+# ($4..$5, $6..$7: [start, end) days, empty when start = end) from the hourly and daily ones;
+# the repeat-customer rate one row per customer (the buyer's span holding the first day).
+_SERIES = """
+SELECT day AS period, currency, orders, units, revenue FROM analytics_days
+ WHERE vendor_id = $1 AND day BETWEEN $2 AND $3
 """
 
-_TOP = """
+_EDGE_HOURS = """
+SELECT extract(isodow FROM hour AT TIME ZONE 'UTC')::int AS isodow,
+       extract(hour FROM hour AT TIME ZONE 'UTC')::int AS hour, orders
+  FROM analytics_hourly WHERE vendor_id = $1
+   AND hour >= (${a}::date::timestamp AT TIME ZONE 'UTC')
+   AND hour < (${b}::date::timestamp AT TIME ZONE 'UTC')
+"""
+
+_HEAT = f"""
+SELECT isodow, hour, sum(orders)::bigint AS orders FROM (
+  SELECT isodow::int AS isodow, hour::int AS hour, orders FROM analytics_heat_months
+   WHERE vendor_id = $1 AND month >= $2 AND month < $3
+  UNION ALL {_EDGE_HOURS.format(a=4, b=5)}
+  UNION ALL {_EDGE_HOURS.format(a=6, b=7)}
+) x GROUP BY 1, 2
+"""
+
+_EDGE_DAYS = """
+SELECT listing_id, currency, orders, units, revenue FROM analytics_listing_days
+ WHERE vendor_id = $1 AND day >= ${a} AND day < ${b}
+"""
+
+_TOP = f"""
 SELECT t.listing_id, l.title, t.currency, t.orders, t.units, t.revenue
   FROM (SELECT listing_id, currency, sum(orders)::bigint AS orders, sum(units)::bigint AS units,
                sum(revenue)::bigint AS revenue
-          FROM analytics_listing_days
-         WHERE vendor_id = $1 AND day BETWEEN $2 AND $3
+          FROM (SELECT listing_id, currency, orders, units, revenue
+                  FROM analytics_listing_months
+                 WHERE vendor_id = $1 AND month >= $2 AND month < $3
+                UNION ALL {_EDGE_DAYS.format(a=4, b=5)}
+                UNION ALL {_EDGE_DAYS.format(a=6, b=7)}) u
          GROUP BY 1, 2
          ORDER BY revenue DESC, units DESC, listing_id
-         LIMIT $4) t
+         LIMIT $8) t
   LEFT JOIN listings l ON l.id = t.listing_id
  ORDER BY t.revenue DESC, t.units DESC, t.listing_id
 """
 
+# The buyer's span (prev_day, day] that holds $2: the first day it bought on or after $2; a
+# customer of the range if that day is <= $3, a repeat one if it has 2+ orders or the next does.
 _CUSTOMERS = """
-SELECT count(*) AS customers, count(*) FILTER (WHERE n >= 2) AS repeat
-  FROM (SELECT sum(orders) AS n FROM analytics_buyer_days
-         WHERE vendor_id = $1 AND day BETWEEN $2 AND $3 GROUP BY buyer_id) b
+SELECT count(*) AS customers, count(*) FILTER (WHERE orders >= 2 OR next_day <= $3) AS repeat
+  FROM analytics_buyer_days
+ WHERE vendor_id = $1 AND daterange(prev_day, day, '(]') @> $2::date AND day <= $3
 """
 
 _FUNNEL = """
 SELECT coalesce(sum(views), 0)::bigint AS views, coalesce(sum(carts), 0)::bigint AS carts
   FROM analytics_funnel_days WHERE vendor_id = $1 AND day BETWEEN $2 AND $3
 """
+
+
+def split_args(first: date, last: date) -> tuple[date, ...]:
+    """$2..$7 of ``_HEAT`` and ``_TOP``: the whole months, then two edges (empty: start=end)."""
+    split = month_split(first, last)
+    months = split.months or (first, first)
+    edges = (*split.edges, (first, first), (first, first))[:2]
+    return (*months, *edges[0], *edges[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,14 +313,14 @@ async def dashboard(
 ) -> DashboardRows:
     # one snapshot: every figure of the answer comes from the same rollup run
     async with db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        hourly = await conn.fetch(_HOURLY, vendor_id, first, last)
-        best = await conn.fetch(_TOP, vendor_id, first, last, top)
+        split = split_args(first, last)
+        series = await conn.fetch(_SERIES, vendor_id, first, last)
+        heat = await conn.fetch(_HEAT, vendor_id, *split)
+        best = await conn.fetch(_TOP, vendor_id, *split, top)
         cust = await conn.fetchrow(_CUSTOMERS, vendor_id, first, last)
         funnel = await conn.fetchrow(_FUNNEL, vendor_id, first, last)
         mark = await watermark(conn)
     assert cust is not None and funnel is not None
-    series = [r for r in hourly if r["heat"] == 0]
-    heat = [r for r in hourly if r["heat"] != 0]
     return DashboardRows(
         series, heat, best, int(cust["customers"]), int(cust["repeat"]),
         int(funnel["views"]), int(funnel["carts"]), mark,

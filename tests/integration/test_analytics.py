@@ -129,7 +129,7 @@ async def test_figures_match_the_orders_placed_and_runs_are_incremental(
         # Incremental: a run reads only what changed since the last one. A figure spoiled by
         # hand stays spoiled while nothing of its day changes...
         await pool.execute(
-            "UPDATE analytics_hourly SET orders = orders + 100 WHERE vendor_id = $1",
+            "UPDATE analytics_days SET orders = orders + 100 WHERE vendor_id = $1",
             shop.vendor["id"],
         )
         quiet = await run_rollup(settings.database_url, 0.0)

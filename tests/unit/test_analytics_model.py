@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
@@ -77,3 +78,35 @@ def test_a_vendor_reads_its_own_an_admin_anyones() -> None:
     assert an.target_vendor(admin, "v2") == "v2"
     with pytest.raises(Forbidden):  # an admin who sells nothing has no "own"
         an.target_vendor(admin, None)
+
+
+# -- month_split: what the heatmap and top listings read from the monthly rollups -------------
+@pytest.mark.parametrize(
+    ("first", "last", "months", "edges"),
+    [
+        # a whole month, nothing by day
+        (date(2026, 3, 1), date(2026, 3, 31), (date(2026, 3, 1), date(2026, 4, 1)), ()),
+        # inside one month: all of it by day
+        (date(2026, 3, 5), date(2026, 3, 20), None, ((date(2026, 3, 5), date(2026, 3, 21)),)),
+        # a year from mid-month to mid-month, across a new year: 11 months and two edges
+        (date(2025, 12, 2), date(2026, 12, 1), (date(2026, 1, 1), date(2026, 12, 1)),
+         ((date(2025, 12, 2), date(2026, 1, 1)), (date(2026, 12, 1), date(2026, 12, 2)))),
+        # from a month's first day to a day inside the next
+        (date(2026, 2, 1), date(2026, 3, 10), (date(2026, 2, 1), date(2026, 3, 1)),
+         ((date(2026, 3, 1), date(2026, 3, 11)),)),
+        # a single day at a month's end; two partial months with no whole one between
+        (date(2026, 1, 31), date(2026, 1, 31), None, ((date(2026, 1, 31), date(2026, 2, 1)),)),
+        (date(2026, 1, 20), date(2026, 2, 10), None, ((date(2026, 1, 20), date(2026, 2, 11)),)),
+    ],
+)  # fmt: skip
+def test_month_split(
+    first: date, last: date, months: tuple[date, date] | None, edges: tuple[Any, ...]
+) -> None:
+    split = an.month_split(first, last)
+    assert (split.months, split.edges) == (months, edges)
+    # every day of the range is read exactly once, from a month or an edge
+    days = {first + timedelta(days=i) for i in range((last - first).days + 1)}
+    covered: list[date] = []
+    for a, b in (*split.edges, split.months) if split.months else split.edges:
+        covered += [a + timedelta(days=i) for i in range((b - a).days)]
+    assert sorted(covered) == sorted(days)
