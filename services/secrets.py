@@ -27,6 +27,7 @@ SEALED_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("hooks", "id", "secret", "hook"),
     ("user_totp", "user_id", "secret", "totp"),
     ("app_secrets", "name", "value", "app"),  # VAPID key pair, unsubscribe key (notifications)
+    ("vendors", "id", "payout_bank", "payout"),  # bank details for payouts (NULL: none)
 )
 
 
@@ -68,7 +69,9 @@ class Keys:
         counts: dict[str, int] = {}
         for table, key_col, col, prefix in SEALED_COLUMNS:
             done = 0
-            rows = await db.fetch(f"SELECT {key_col} AS k, {col} AS v FROM {table}")
+            rows = await db.fetch(
+                f"SELECT {key_col} AS k, {col} AS v FROM {table} WHERE {col} IS NOT NULL"
+            )
             for row in rows:
                 if not sealer.needs_reseal(row["v"]):
                     continue

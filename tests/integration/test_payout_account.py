@@ -16,6 +16,8 @@ import pytest
 from cluster.config import Settings
 from models.rbac import OPERATOR
 from services.payouts import Payouts
+from services.secrets import Keys
+from store.db import create_pool
 from tests.integration import market_kit as mk
 from tests.integration.admin_kit import staff
 from tests.integration.client import Api, User
@@ -142,6 +144,17 @@ async def test_bank_details_are_sealed_masked_audited_and_a_manual_payout_goes_t
         )
     finally:
         await conn.close()
+
+    # a key rotation's re-sealing covers them (and skips vendors without any)
+    assert settings.database_url
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        counts = await Keys(settings).reseal(pool)
+    finally:
+        await pool.close()
+    assert "vendors" in counts
+    status, again = await mk.rest(api, "GET", admin_path, None, admin.access_token)
+    assert status == 200 and again["payout_account"] == full["payout_account"]
 
     status, reply = await mk.rest(api, "DELETE", PATH, None, seller.access_token)
     assert status == 200 and reply == {"payout_account": None}
