@@ -47,7 +47,7 @@ class RefundMirror:
 
     async def mirror(self, payment: asyncpg.Record, refund: rm.ProviderRefund) -> dict[str, Any]:
         """Record ``refund`` of ``payment`` unless it is ours; what was recorded per order."""
-        if refund.is_ours() or await self._ours_by_ref(payment["id"], refund.ref):
+        if refund.is_ours() or await self._ours(payment["id"], refund):
             return {"ours": True, "mirrored": {}}
         orders = await self._orders(payment, refund.ref)
         plan = rm.allocate(orders, refund.amount)
@@ -72,11 +72,24 @@ class RefundMirror:
         await ms.sync_refunded(self.db, payment["id"])
         return {"ours": False, "mirrored": done, "excess": plan.excess}
 
-    async def _ours_by_ref(self, payment_id: str, ref: str) -> bool:
-        return bool(await self.db.fetchval(
-            "SELECT 1 FROM refunds WHERE payment_id = $1 AND provider_ref = $2"
-            " AND status <> 'external'", payment_id, ref,
-        ))  # fmt: skip
+    async def _ours(self, payment_id: str, refund: rm.ProviderRefund) -> bool:
+        """A refund row of ours has its id, or (an untagged refund: one made before our refunds
+        carried their key) one of ours of that amount is still in flight, its id not yet
+        stored: taken as ours, since mirroring it would refund the same money twice."""
+        found = await self.db.fetchrow(
+            "SELECT bool_or(provider_ref = $2) AS by_ref,"
+            " bool_or(status = 'pending' AND provider_ref IS NULL AND amount = $3) AS in_flight"
+            " FROM refunds WHERE payment_id = $1 AND status <> 'external'",
+            payment_id,
+            refund.ref,
+            refund.amount,
+        )
+        if found is not None and found["in_flight"] and not refund.tag and not found["by_ref"]:
+            log.warning("refund %s at %s of payment %s: untagged, taken as our refund in flight"
+                        " of the same amount", refund.ref, refund.provider, payment_id)  # fmt: skip
+        return found is not None and bool(
+            found["by_ref"] or (found["in_flight"] and not refund.tag)
+        )
 
     async def _orders(self, payment: asyncpg.Record, ref: str) -> list[rm.OrderMoney]:
         """The group's orders in their fixed order, what each has left and what ``ref`` has

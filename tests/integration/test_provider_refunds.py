@@ -116,6 +116,31 @@ async def test_stripe_events_of_our_own_refund_are_not_mirrored(
     await ws.close()
 
 
+async def test_an_untagged_event_of_our_refund_in_flight_is_not_mirrored(
+    settings: Settings, stripe_env: tuple[FakeStripe, Any]
+) -> None:
+    """A refund event without our key (made before our refunds carried one) landing while our
+    refund of that amount is in flight: taken as ours, never the same money twice."""
+    fake, api = stripe_env
+    ws, order, _ = await paid_by_card(settings, stripe_env, 157, "stripe-untagged", 900)
+    landed: list[int] = []
+
+    async def webhook_first(refund: dict[str, Any] | None) -> None:
+        assert refund is not None
+        untagged = {**refund, "metadata": {}}
+        landed.append((await send_event(api, event("refund.created", untagged)))[0])
+
+    fake.on_refund = webhook_first
+    try:
+        cancelled = await ws.mutate("order.cancel", {"order_id": order["id"]})
+    finally:
+        fake.on_refund = None
+    assert landed == [200] and cancelled["order"]["refunded"] == 900
+    assert [r[0] for r in await _refunds(settings, order["id"])] == ["succeeded"]
+    assert (await _entries(settings, order["id"]))[("refund", "refunds_payable")] == -900
+    await ws.close()
+
+
 async def test_a_group_refund_is_spread_over_its_orders_oldest_first(
     settings: Settings, stripe_env: tuple[FakeStripe, Any]
 ) -> None:
