@@ -14,8 +14,8 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.admin_api import _act
 from gateway.context import SERVICES
+from gateway.control_api import act
 from gateway.http import read_json
 from gateway.oauth import require_vendor
 from gateway.openapi_schema import Schema, errors, json_body, obj
@@ -68,7 +68,7 @@ async def delete_view(request: web.Request) -> web.Response:
 
 
 async def admin_view(request: web.Request) -> web.Response:
-    return await _act(request, "payouts.account", {"vendor_id": request.match_info["vendor_id"]})
+    return await act(request, "payouts.account", {"vendor_id": request.match_info["vendor_id"]})
 
 
 def add_routes(app: web.Application) -> None:
