@@ -52,6 +52,25 @@ class ControlActor:
         self._failover: asyncio.Task[None] | None = None
         self._money: asyncio.Task[None] | None = None
         self._incarnation = uuid.uuid4().hex[:12]
+        # Open at once, not at the first call: after Ray restarts this actor its loops (money,
+        # suspension sweep, rebalancer, failover watcher) run again by themselves. An async
+        # actor's __init__ runs on its event loop.
+        self._opening_task = asyncio.get_running_loop().create_task(
+            self._open_at_start(), name="control-open"
+        )
+
+    async def _open_at_start(self) -> None:
+        """Open the services and start the loops, tried again (0.5 s, doubling to 5 s) while
+        Postgres or Redis is away; a call meanwhile opens them itself."""
+        delay = 0.5
+        while True:
+            try:
+                await self._ready()
+                return
+            except Exception as exc:  # away for now: try again
+                log.warning("control actor not open yet (%r): again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _ready(self) -> ControlHost:
         async with self._opening:
@@ -138,6 +157,13 @@ class ControlActor:
         """The failovers and rejoins this incarnation made (tests, benchmarks)."""
         await self._ready()
         return list(self._watcher.changes) if self._watcher else []
+
+    async def background(self) -> dict[str, Any]:
+        """This incarnation (as ``ping`` names it) and its running loops, without opening
+        anything (tests: a restarted actor runs them before anyone calls it)."""
+        tasks = (self._money, self._sweeper, self._rebalancer, self._failover)
+        running = sorted(t.get_name() for t in tasks if t is not None and not t.done())
+        return {"incarnation": f"control:{self._incarnation}", "loops": running}
 
     async def ping(self) -> str:
         """``control:<incarnation>``, once the services are open (a new one after a restart)."""

@@ -140,6 +140,19 @@ async def test_the_control_actor_survives_a_crash(api: Api, settings: Settings) 
     handle = ray.get_actor(settings.control_actor_name, namespace=settings.ray_namespace)
     before = await handle.ping.remote()
     ray.kill(handle, no_restart=False)  # crash it: Ray restarts it under the same name
+    seen: dict[str, object] = {}
+    for _ in range(240):  # the new incarnation's loops run before anyone calls it
+        try:
+            seen = await handle.background.remote()
+            if seen["incarnation"] != before and {"money", "suspension-sweep"} <= set(
+                seen["loops"]  # type: ignore[arg-type]
+            ):
+                break
+        except ray.exceptions.RayError:
+            pass
+        await asyncio.sleep(0.25)
+    assert seen.get("incarnation") != before, seen
+    assert {"money", "suspension-sweep"} <= set(seen["loops"]), seen  # type: ignore[arg-type]
     for _ in range(240):  # until the new incarnation serves (a call sent before the kill may
         try:  # still have run on the old one, and its answer been lost: not what this tests)
             if await handle.ping.remote() != before:
