@@ -32,7 +32,9 @@ _Item = tuple[Hashable, Sequence[Any], "asyncio.Future[Any]"]
 class Coalescer:
     """Owns one statement and the queue of rows waiting for it; guarantees each queued row is
     written by exactly one committed statement (or its caller gets that statement's error),
-    at most ``max_rows`` rows per statement, one statement in flight at a time.
+    at most ``max_rows`` rows per statement and one row per key (two rows of one key, e.g. a
+    group's status set by a checkout and a webhook at once, go in order, in two statements),
+    one statement in flight at a time.
 
     ``sql`` takes one array parameter per column (``$1::text[]``, ...; the columns of a row in
     order) and returns rows from which ``key_of`` reads the key a caller passed to ``run``.
@@ -51,8 +53,9 @@ class Coalescer:
         self._queue: list[_Item] = []
         self._draining: asyncio.Task[None] | None = None
         self.statements = 0
-        """Statements sent so far (rows / statements: how much they coalesced)."""
+        """Statements sent so far, a failed batch's retries row by row included."""
         self.rows = 0
+        """Rows queued so far, each counted once (rows / statements: how much they coalesced)."""
 
     async def run(self, key: Hashable, *values: Any) -> asyncpg.Record | None:
         """Write ``values`` (one row) with the others queued now; the row ``RETURNING`` gave
@@ -67,14 +70,30 @@ class Coalescer:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                batch, self._queue = self._queue[: self.max_rows], self._queue[self.max_rows :]
+                batch = self._take()
+                self.rows += len(batch)
                 await self._write(batch)
         finally:
             self._draining = None
 
+    def _take(self) -> list[_Item]:
+        """The next statement's rows, in arrival order: at most ``max_rows``, and one per key
+        (a second row of a key waits for the next statement, so rows of one key are applied
+        in the order they came, as separate statements would)."""
+        batch: list[_Item] = []
+        rest: list[_Item] = []
+        keys: set[Hashable] = set()
+        for item in self._queue:
+            if len(batch) < self.max_rows and item[0] not in keys:
+                keys.add(item[0])
+                batch.append(item)
+            else:
+                rest.append(item)
+        self._queue = rest
+        return batch
+
     async def _write(self, batch: list[_Item]) -> None:
         self.statements += 1
-        self.rows += len(batch)
         try:
             rows = await self.db.fetch(self.sql, *_columns([values for _, values, _ in batch]))
         except Exception as err:  # each row's own outcome decides

@@ -93,3 +93,16 @@ async def test_a_caller_gone_still_has_its_row_written() -> None:
         await task
     assert await co.run("b", "b", 2) == {"id": "b", "value": 2}
     assert [call[0] for call in db.calls] == [["a"], ["b"]]
+
+
+async def test_two_rows_of_one_key_go_in_order_in_separate_statements() -> None:
+    db = FakeDb(delay=0.02)
+    co = _coalescer(db)
+    first = asyncio.create_task(co.run("a", "a", 0))
+    await asyncio.sleep(0.005)
+    rest = [asyncio.create_task(co.run(k, k, n)) for n, k in enumerate("bbc", start=1)]
+    answers = await asyncio.gather(first, *rest)
+    assert [call[0] for call in db.calls] == [["a"], ["b", "c"], ["b"]]
+    assert [call[1] for call in db.calls][1:] == [[1, 3], [2]]  # b's first row, then its second
+    assert [a["value"] for a in answers] == [0, 1, 2, 3]
+    assert (co.statements, co.rows) == (3, 4)
