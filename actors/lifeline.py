@@ -34,8 +34,9 @@ def watch_parent(
     on_orphaned: Callable[[], None] | None = None,
     parent: int | None = None,
 ) -> threading.Thread | None:
-    """Start the lifeline: ``on_orphaned`` (default: exit the process at once) runs when the
-    parent (``parent``, default this process's parent if it is a raylet) is gone. None (no
+    """Start the lifeline: ``on_orphaned`` (default: exit the process at once) runs when this
+    process's parent (``parent``: its pid as known, default ``os.getppid()`` if that is a
+    raylet) is gone, i.e. the process was re-parented. None (no
     thread) when the period is 0 or the parent is not a raylet."""
     ppid = os.getppid() if parent is None else parent
     if period_s <= 0 or (parent is None and not parent_is_raylet(ppid)):
@@ -45,23 +46,13 @@ def watch_parent(
     def watch() -> None:
         while True:
             time.sleep(period_s)
-            if os.getppid() != ppid or not _alive(ppid):
+            if os.getppid() != ppid:  # re-parented: the raylet is gone
                 act()
                 return
 
     thread = threading.Thread(target=watch, name="hl-lifeline", daemon=True)
     thread.start()
     return thread
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _exit_now() -> None:
