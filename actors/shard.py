@@ -85,5 +85,17 @@ def shard_actor_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def deployment_actor_options(settings: Settings, name: str) -> dict[str, Any]:
+    """Ray options every named actor of this deployment shares (shards, the control actor,
+    the notifier): named in the deployment's namespace, detached (outliving the process that
+    created it), and found rather than duplicated when it exists already."""
+    return {
+        "name": name,
+        "namespace": settings.ray_namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+    }
+
+
 ShardActor = ray.remote(CellShard)
 """The Ray actor class; created with ``ShardActor.options(**shard_actor_options(s), name=...)``."""

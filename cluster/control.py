@@ -23,19 +23,25 @@ import logging
 import uuid
 from typing import Any
 
+import asyncpg
 import ray
+from redis.exceptions import RedisError
 
+from actors.shard import deployment_actor_options
 from cluster import gcpolicy
 from cluster.config import Settings
 from cluster.fleet import RayFleet
 from services.container import Services, open_services
 from services.control import ControlHost
 from services.failover import FailoverWatcher
-from services.loops import SupervisedLoop
+from services.loops import Backoff, SupervisedLoop
 from services.payouts import run_scheduled
 from services.transport import RayTransport
 
 log = logging.getLogger("hyperlocal.control")
+
+_OPEN_BACKOFF = Backoff(first_s=0.5, cap_s=5.0)
+"""How a control actor that could not open its services (at start) tries again."""
 
 
 class ControlActor:
@@ -60,17 +66,21 @@ class ControlActor:
         )
 
     async def _open_at_start(self) -> None:
-        """Open the services and start the loops, tried again (0.5 s, doubling to 5 s) while
+        """Open the services and start the loops, tried again (``_OPEN_BACKOFF``) while
         Postgres or Redis is away; a call meanwhile opens them itself."""
-        delay = 0.5
+        failures = 0
         while True:
             try:
                 await self._ready()
                 return
-            except Exception as exc:  # away for now: try again
-                log.warning("control actor not open yet (%r): again in %.1f s", exc, delay)
+            except Exception as exc:  # tried again whatever it was; a bug logs its traceback
+                failures += 1
+                delay = _OPEN_BACKOFF.delay_s(failures)
+                away = isinstance(exc, (OSError, asyncpg.PostgresError, RedisError))
+                (log.warning if away else log.exception)(
+                    "control actor not open yet (%r): again in %.1f s", exc, delay
+                )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def _ready(self) -> ControlHost:
         async with self._opening:
@@ -184,10 +194,7 @@ def start_control(settings: Settings, **placed: Any) -> Any:
     Ray scheduling options (``scheduling_strategy``: off the shards' nodes, say)."""
     handle = ControlRemote.options(
         **placed,
-        name=settings.control_actor_name,
-        namespace=settings.ray_namespace,
-        lifetime="detached",
-        get_if_exists=True,
+        **deployment_actor_options(settings, settings.control_actor_name),
         max_restarts=-1,
         max_task_retries=0,
         max_concurrency=100,

@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from actors.shard import ShardActor, shard_actor_options
+from actors.shard import ShardActor, deployment_actor_options, shard_actor_options
 from cluster.config import Settings
 from models.errors import Unavailable
 
@@ -31,13 +31,9 @@ class RayFleet:
     async def start(self, names: Sequence[str]) -> None:
         options = shard_actor_options(self.settings)
         handles: list[Any] = [
-            ShardActor.options(
-                **options,
-                name=name,
-                namespace=self.settings.ray_namespace,
-                lifetime="detached",
-                get_if_exists=True,
-            ).remote(name, self.settings)
+            ShardActor.options(**options, **deployment_actor_options(self.settings, name)).remote(
+                name, self.settings
+            )
             for name in names
         ]
         try:

@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import ray
 
+from actors.shard import deployment_actor_options
 from cluster import gcpolicy
 from cluster.config import Settings
 from services.container import open_notifier
@@ -132,10 +133,7 @@ def start_notifier(settings: Settings, wait: bool = True, **placed: Any) -> Any:
     options. Its niceness is ``notifier_niceness`` over this process's own."""
     handle = NotifierRemote.options(
         **placed,
-        name=settings.notifier_actor_name,
-        namespace=settings.ray_namespace,
-        lifetime="detached",
-        get_if_exists=True,
+        **deployment_actor_options(settings, settings.notifier_actor_name),
         max_restarts=-1,
         max_task_retries=0,
         max_concurrency=16,

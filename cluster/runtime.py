@@ -18,7 +18,7 @@ from pathlib import Path
 
 import ray
 
-from actors.shard import ShardActor, shard_actor_options
+from actors.shard import ShardActor, deployment_actor_options, shard_actor_options
 from cluster.config import Settings
 from cluster.control import start_control
 from cluster.notifier import start_notifier, wait_ready
@@ -107,11 +107,7 @@ class Runtime:
         options = shard_actor_options(self.settings)
         for name in names:
             self.shards[name] = ShardActor.options(
-                **options,
-                name=name,
-                namespace=self.settings.ray_namespace,
-                lifetime="detached",
-                get_if_exists=True,
+                **options, **deployment_actor_options(self.settings, name)
             ).remote(name, self.settings)
         ray.get([h.ping.remote() for h in self.shards.values()], timeout=60)  # type: ignore[attr-defined]
 
