@@ -166,17 +166,17 @@ class ShardRouter:
         while True:
             if since is not None and self.placement is not None and self._read_at >= since:
                 return self.placement
-            if self._loading is None:
-                self._loading = asyncio.ensure_future(self._load())
+            if self._loading is None:  # begun now: stamped before anyone judges it below
+                self._loading_since = asyncio.get_running_loop().time()
+                self._loading = asyncio.ensure_future(self._load(self._loading_since))
             loading = self._loading
             if since is None or self._loading_since >= since:
                 return await asyncio.shield(loading)  # a caller cancelled leaves it to the rest
             with contextlib.suppress(Exception):  # begun before ``since``: wait, then judge
                 await asyncio.shield(loading)
 
-    async def _load(self) -> Placement:
+    async def _load(self, started: float) -> Placement:
         loop = asyncio.get_running_loop()
-        started = self._loading_since = loop.time()
         try:
             self.placement = await self._load_placement()
             self._loaded_at, self._read_at = loop.time(), started
