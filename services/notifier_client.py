@@ -30,14 +30,16 @@ class NotifierClient:
         self.up = False
         self._handle: Any = None
 
-    def _actor(self) -> Any:
+    async def _actor(self) -> Any:
         import ray
 
         if self._handle is None:
             if not ray.is_initialized():
                 raise LookupError("this process is not connected to Ray")
-            try:
-                self._handle = ray.get_actor(self.name, namespace=self.namespace)
+            try:  # a blocking call to Ray's control server: off the gateway's loop (rule 6)
+                self._handle = await asyncio.to_thread(
+                    ray.get_actor, self.name, namespace=self.namespace
+                )
             except ValueError:
                 raise LookupError(f"no notifier actor {self.name!r} is running") from None
         return self._handle
@@ -47,7 +49,8 @@ class NotifierClient:
         import ray.exceptions
 
         try:
-            stats = await asyncio.wait_for(self._actor().stats.remote(), self.timeout_s)
+            actor = await asyncio.wait_for(self._actor(), self.timeout_s)
+            stats = await asyncio.wait_for(actor.stats.remote(), self.timeout_s)
         except (LookupError, ray.exceptions.RayError, TimeoutError) as exc:
             self._handle = None
             if self.up:
