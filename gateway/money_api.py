@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.admin_api import _act, _query
 from gateway.context import SERVICES
+from gateway.control_api import act, query_args
 from gateway.http import read_json
 from gateway.oauth import require_vendor
 from gateway.openapi_schema import Schema, errors, json_body, obj
@@ -51,21 +51,21 @@ async def vendor_payouts_view(request: web.Request) -> web.Response:
 
 
 async def revenue_view(request: web.Request) -> web.Response:
-    return await _act(request, "revenue.report", _query(request, "from", "to", "group"))
+    return await act(request, "revenue.report", query_args(request, "from", "to", "group"))
 
 
 async def payouts_view(request: web.Request) -> web.Response:
-    return await _act(request, "payouts.listed", _query(request, "status"))
+    return await act(request, "payouts.listed", query_args(request, "status"))
 
 
 async def run_view(request: web.Request) -> web.Response:
-    return await _act(request, "payouts.run", {})
+    return await act(request, "payouts.run", {})
 
 
 async def paid_view(request: web.Request) -> web.Response:
     body = await read_json(request, PaidBody)
     args = {"payout_id": request.match_info["payout_id"], "reference": body.reference}
-    return await _act(request, "payouts.paid", args)
+    return await act(request, "payouts.paid", args)
 
 
 def add_routes(app: web.Application) -> None:
