@@ -104,6 +104,8 @@ def _get(summary: str, description: str, schema: Schema, *errs: int, **more: Any
 _FIGURES = dict(currency=_STR, gmv=_INT, orders=_INT, refunds=_INT, commission=_INT)
 _BALANCE = obj(["currency", "available", "pending", "held", "in_transit"], currency=_STR,
                available=_INT, pending=_INT, held=_INT, in_transit=_INT)  # fmt: skip
+_VENDOR_HOLD = obj(["id", "order_id", "dispute_id", "reason", "created_at"], id=_STR,
+                   order_id=_NSTR, dispute_id=_NSTR, reason=_STR, created_at=_STR)  # fmt: skip
 _PAGE = obj(["items", "next_cursor"], items={"type": "array", "items": _ref("Payout")},
             next_cursor=_NSTR)  # fmt: skip
 _VENDOR = "A vendor user token or an app token with the scope orders:read; the caller's own."
@@ -122,10 +124,15 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/vendor/balance": {
         "get": _get("The vendor's balance: available (payable), pending (before fulfilment and"
-                    " the hold period), held (disputes), in transit (payouts made)", _VENDOR,
-                    {**_BALANCE, "required": [*_BALANCE["required"], "balances"],
+                    " the hold period), held (disputes), in transit (payouts made); the open"
+                    " holds that stop its payouts and whether a suspension does", _VENDOR,
+                    {**_BALANCE,
+                     "required": [*_BALANCE["required"], "balances", "holds",
+                                  "payouts_suspended"],
                      "properties": {**_BALANCE["properties"],
-                                    "balances": {"type": "array", "items": _BALANCE}}},
+                                    "balances": {"type": "array", "items": _BALANCE},
+                                    "holds": {"type": "array", "items": _VENDOR_HOLD},
+                                    "payouts_suspended": {"type": "boolean"}}},
                     401, 403),
     },
     "/api/v1/vendor/payouts": {

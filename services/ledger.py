@@ -19,7 +19,7 @@ import asyncpg
 from cluster.config import Settings
 from models import ledger as lg
 from models.rbac import Staff
-from services.payout_holds import payout_blocked
+from services.payout_holds import payout_blocked, vendor_hold
 from store import ledger_store as ls
 
 log = logging.getLogger("hyperlocal.ledger")
@@ -37,11 +37,16 @@ class LedgerService:
     async def balance(self, vendor_id: str) -> dict[str, Any]:
         """``{available, pending, currency}`` of the vendor's newest currency (none yet: zeros
         in the default currency), with ``held``, ``in_transit`` and ``balances``: every
-        currency's figures."""
+        currency's figures; ``holds``: the open holds that stop its payouts (a dispute's or an
+        admin's, of one order or, ``order_id`` null, of all), and ``payouts_suspended`` while
+        the vendor is suspended (``payout_blocked``: what a payout batch skips)."""
         rows = await ls.balances(self.db, vendor_id)
         first = rows[0] if rows else {"currency": "usd", "available": 0, "pending": 0,
                                       "held": 0, "in_transit": 0}  # fmt: skip
-        return {**first, "balances": rows}
+        blocked = await payout_blocked(self.db, vendor_id)
+        holds = [vendor_hold(b["hold"]) for b in blocked if b.get("hold")]
+        suspended = any(b["reason"] == "vendor_suspended" for b in blocked)
+        return {**first, "balances": rows, "holds": holds, "payouts_suspended": suspended}
 
     async def release_due(self, now: dt.datetime | None = None) -> int:
         """Release the pending balance of every order fulfilled at least ``balance_hold_s``

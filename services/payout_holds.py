@@ -65,6 +65,12 @@ def hold_public(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+def vendor_hold(hold: dict[str, Any]) -> dict[str, Any]:
+    """An open hold as its vendor sees it: what is held and why, not which staff member held
+    it (``actor_id``) nor anything of its release."""
+    return {k: hold[k] for k in ("id", "order_id", "dispute_id", "reason", "created_at")}
+
+
 async def hold_in(
     conn: Conn,
     vendor_id: str,

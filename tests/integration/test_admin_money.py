@@ -196,13 +196,20 @@ async def test_vendor_refunds_part_of_a_disputed_order(api: Api, settings: Setti
     await ws.close()
 
 
+async def _vendor_holds(api: Api, vendor: User) -> list[dict[str, Any]]:
+    status, balance = await api.get("/api/v1/vendor/balance", token=vendor.access_token)
+    assert status == 200 and balance["payouts_suspended"] is False, balance
+    return list(balance["holds"])
+
+
 async def test_payout_holds_by_an_admin(api: Api, settings: Settings) -> None:
     admin = await staff(api, settings, "admin")
     mod = await staff(api, settings, "moderator", "holdmod")
-    _, ws, _, order = await _paid(api, settings, 3)
+    _, ws, seller, order = await _paid(api, settings, 3)
     vendor_id = order["vendor_id"]
     token = admin.access_token
     assert await _blocked(settings, vendor_id, order["id"]) == []
+    assert await _vendor_holds(api, seller) == []
     body = {"vendor_id": vendor_id, "reason": "chargebacks under review"}
     status, err = await api.post("/api/v1/admin/payouts/holds", body, token=mod.access_token)
     assert status == 403, err
@@ -221,6 +228,9 @@ async def test_payout_holds_by_an_admin(api: Api, settings: Settings) -> None:
         assert status == code, (bad, err)
     blocked = await _blocked(settings, vendor_id, order["id"])
     assert [b["hold"]["id"] for b in blocked] == [hold["id"]]
+    (seen,) = await _vendor_holds(api, seller)  # the vendor's balance says why, not who
+    assert seen == {"id": hold["id"], "order_id": None, "dispute_id": None,
+                    "reason": body["reason"], "created_at": hold["created_at"]}  # fmt: skip
     status, page = await api.get(
         f"/api/v1/admin/payouts/holds?vendor_id={vendor_id}&status=open", token=token
     )
@@ -231,6 +241,7 @@ async def test_payout_holds_by_an_admin(api: Api, settings: Settings) -> None:
     status, err = await api.post(release, {}, token=token)
     assert status == 409, err
     assert await _blocked(settings, vendor_id, order["id"]) == []
+    assert await _vendor_holds(api, seller) == []
     # a dispute's hold is not released by hand
     dispute = (
         await ws.mutate("dispute.open", {"order_id": order["id"], "reason": "other", "text": "x"})
@@ -240,6 +251,8 @@ async def test_payout_holds_by_an_admin(api: Api, settings: Settings) -> None:
     )
     dispute_hold = page["items"][0]
     assert dispute_hold["dispute_id"] == dispute["id"]
+    seen_now = [(h["id"], h["order_id"], h["dispute_id"]) for h in await _vendor_holds(api, seller)]
+    assert seen_now == [(dispute_hold["id"], order["id"], dispute["id"])]
     status, err = await api.post(
         f"/api/v1/admin/payouts/holds/{dispute_hold['id']}/release", {}, token=token
     )

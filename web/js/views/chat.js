@@ -1,7 +1,9 @@
 // Chat: the neighbourhood room of your cell, your direct and group rooms (with vendors too),
 // live messages, typing, read receipts and presence, as the protocol has them; a new group room
-// (`room.create {title, members}`: a name and people found by name).
+// (`room.create {title, members}`: a name and people found by name); a group room's members,
+// adding someone and leaving it (chat_group.js).
 import { field, form, h, mount, time } from "../dom.js";
+import { groupPanel } from "./chat_group.js";
 
 export async function render(app, root, { args }) {
   if (args[0]) return room(app, root, decodeURIComponent(args[0]));
@@ -168,13 +170,16 @@ async function room(app, root, roomId) {
   });
 
   const heading = h("h2", { id: "room-title" }, neighbourhood ? "Neighbourhood room" : "Chat");
+  const group = h("div");
+  let gone = false; // the view was left: add no listeners after its cleanup
   if (!neighbourhood) {
     app.session.request("rooms.list").then(({ rooms }) => {
       const r = rooms.find((x) => x.id === roomId);
       if (r?.title) heading.textContent = r.title; // a group room's name
+      if (r?.kind === "group" && !gone) mount(group, groupPanel(app, r, offs));
     }).catch(() => null);
   }
-  mount(root, h("p", {}, h("a", { href: "#/chat" }, "← All rooms")), heading, presence, h("section", { class: "card", "aria-labelledby": "room-title" }, list, receipt, typing, send));
+  mount(root, h("p", {}, h("a", { href: "#/chat" }, "← All rooms")), heading, presence, h("section", { class: "card", "aria-labelledby": "room-title" }, list, receipt, typing, send), group);
   if (!neighbourhood) {
     await app.session.subscribe(stream);
     offs.push(() => app.session?.unsubscribe(stream).catch(() => null));
@@ -184,5 +189,8 @@ async function room(app, root, roomId) {
   who.users.forEach((u) => here.add(typeof u === "string" ? u : u.user_id));
   showPresence();
   input.focus();
-  return () => offs.forEach((off) => off());
+  return () => {
+    gone = true;
+    offs.forEach((off) => off());
+  };
 }

@@ -1,6 +1,8 @@
 // The vendor's money (docs/payments.md): the ledger's balance (available to pay out, pending
 // until fulfilment and the hold period, held by disputes, in transit in payouts made; one row
-// per currency) and the payouts, newest first, paged (GET /api/v1/vendor/balance, /payouts).
+// per currency), what stops its payouts (the open holds: a dispute's or an admin's, of one order
+// or of all; a suspension) and the payouts, newest first, paged (GET /api/v1/vendor/balance,
+// /payouts).
 import { h, money, mount, time } from "../dom.js";
 
 export function balance(app) {
@@ -16,10 +18,22 @@ export function balance(app) {
       h("tbody", {}, rows.map((r) => h("tr", {},
         h("td", {}, r.currency.toUpperCase()),
         ...["available", "pending", "held", "in_transit"].map((k) => h("td", {}, money(r[k], r.currency))))))),
-    h("p", { class: "muted" }, "Pending money becomes available once an order is fulfilled and the hold period has passed; payouts take what is available."));
+    h("p", { class: "muted" }, "Pending money becomes available once an order is fulfilled and the hold period has passed; payouts take what is available."),
+    holds(b));
   }, (exc) => mount(body, h("p", { class: "error" }, exc.message)));
   load();
   return el;
+}
+
+/** The open holds of the balance answer, each with its reason; a suspension above them. */
+function holds(b) {
+  const what = (x) => x.order_id ? `Order ${x.order_id.slice(-6)}` : "All your payouts";
+  const items = b.holds.map((x) => h("li", { dataset: { id: x.id } },
+    h("strong", {}, what(x)), x.dispute_id ? " · a buyer's dispute" : "", `: ${x.reason} · since `, time(x.created_at)));
+  return h("div", { class: "holds" },
+    b.payouts_suspended ? h("p", { class: "error" }, "Your shop is suspended: no payouts are made until it is lifted.") : null,
+    items.length ? [h("h4", { id: "holds-title" }, "Held payouts"), h("ul", { "aria-labelledby": "holds-title" }, items)]
+      : h("p", { class: "muted" }, "Nothing holds your payouts."));
 }
 
 const METHOD = { stripe_transfer: "Stripe transfer", manual: "bank (manual)" };

@@ -1,17 +1,18 @@
 // The vendor's figures, integrations and after-sale work: sales analytics (vendor_sales.js),
-// balance and payouts (vendor_money.js), webhooks (create with their events, see the
+// balance and payouts (vendor_money.js), the payout account (vendor_payout.js), webhooks (create with their events, see the
 // secret once, delete), OAuth apps (client credentials, the secret shown once; revoke) and the
 // disputes buyers opened (respond, with a refund if you choose).
 import { newKey } from "../client.js";
 import { field, form, h, mount, time } from "../dom.js";
 import { balance, payouts } from "./vendor_money.js";
+import { payoutAccount } from "./vendor_payout.js";
 import { sales } from "./vendor_sales.js";
 
 const EVENTS = ["order.created", "order.updated", "listing.low_stock", "listing.updated"];
 const idem = () => ({ headers: { "Idempotency-Key": newKey() } });
 
 export function sections(app) {
-  return [sales(app), balance(app), payouts(app), hooks(app), apps(app), disputes(app)];
+  return [sales(app), balance(app), payoutAccount(app), payouts(app), hooks(app), apps(app), disputes(app)];
 }
 
 function panel(title, id) {
