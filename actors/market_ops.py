@@ -35,7 +35,7 @@ from models.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, O
 from models.ids import cell_of, cell_scoped_id
 from models.placement import cell_key
 from models.streams import feed_stream, listing_stream, user_stream
-from store import admin_store, hooks_store, recommend_store
+from store import admin_store, hooks_store, order_writes
 from store import market_store as ms
 
 if TYPE_CHECKING:
@@ -334,7 +334,7 @@ def _check_lines(
         raise Refused(error)
 
 
-def _taken(host: CellHost, tx: Tx, out: Emitted, rows: list[asyncpg.Record],
+def _taken(host: CellHost, tx: Tx, out: Emitted, rows: list[dict[str, Any]],
            items: tuple[dict[str, Any], ...], hooks: Hooks) -> None:  # fmt: skip
     """The events and hooks of the stock ``rows`` a reservation just took for ``items``."""
     qty = {item["listing_id"]: item["qty"] for item in items}
@@ -356,12 +356,6 @@ async def order_reserve(
         raise Refused(NotFound("no such vendor"))
     if any(cell_of(item["listing_id"]) != cell for item in cmd.items):
         raise Refused(BadRequest("a part must hold only its vendor's listings"))
-    locked = await ms.lock_listings(tx.conn, [item["listing_id"] for item in cmd.items])
-    _check_lines(locked, cmd.items, cmd.currency)
-    taken = await ms.take_stocks(tx.conn, [(i["listing_id"], i["qty"]) for i in cmd.items])
-    assert len(taken) == len(cmd.items), "checked and locked by _check_lines"  # CHECK backs it
-    hooks: Hooks = []
-    _taken(host, tx, out, taken, cmd.items, hooks)
     order = {
         "id": cell_scoped_id(cell),
         "group_id": cmd.group_id,
@@ -369,16 +363,27 @@ async def order_reserve(
         "vendor_id": vendor_id,
         "vendor_user_id": vendor["user_id"],
         "cell": cell,
-        "status": market.PENDING,
         "total": cmd.total,
         "currency": cmd.currency,
         "reservation_s": cmd.ttl_s,  # from the database clock: the one expiry is decided by
         "risk": cmd.risk,
     }
-    placed = await ms.insert_order(tx.conn, order, list(cmd.items))
+    # the listings locked and checked, the stock taken and the order written: one statement,
+    # which writes nothing unless every line can be taken
+    done = await order_writes.reserve(tx.conn, order, list(cmd.items))
+    if done.order is None:
+        _check_lines(done.locked, cmd.items, cmd.currency)  # raises the line's refusal
+        raise AssertionError("a reservation refused with every line takeable")
+    assert len(done.taken) == len(cmd.items), "all or none: the statement checked each line"
+    hooks: Hooks = []
+    _taken(host, tx, out, done.taken, cmd.items, hooks)
+    placed = ms.order_public(done.order, list(cmd.items))
     _order_events(out, placed, vendor["user_id"], hooks, created=True)
     _queue_hooks(tx, vendor_id, hooks)
-    return {"order": placed}
+    # who sold it, as every order reaches a client (services/market.py ``with_vendors``), from
+    # this shard's memory: the checkout then reads no vendor row for its answer
+    ref = {"id": vendor["id"], "name": vendor["name"], "user_id": vendor["user_id"]}
+    return {"order": placed, "vendor": ref}
 
 
 def _may_see(row: asyncpg.Record, cmd: market.OrderAct | market.OrderRefund) -> bool:
@@ -391,6 +396,13 @@ def _may_see(row: asyncpg.Record, cmd: market.OrderAct | market.OrderRefund) -> 
 
 async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) -> dict[str, Any]:
     """One step of the order state machine (models/market.py), with its stock and refund."""
+    plain = _plain_step(cmd)
+    if plain is not None:  # one statement; None: the order is not where the step starts
+        sources, target = plain
+        reason = cmd.reason or f"{cmd.action} by {cmd.actor}"
+        moved = await order_writes.step(tx.conn, cmd.order_id, target, reason, sources)
+        if moved is not None:
+            return _stepped(tx, out, *moved)
     found = await ms.order_locked(tx.conn, cmd.order_id)
     if found is None or not _may_see(found[0], cmd):
         raise NotFound("no such order")
@@ -413,16 +425,32 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     reason = cmd.reason or f"{action} by {actor}"
     refunded = left if refund_id is not None else 0
     updated = await ms.set_order_status(tx.conn, row["id"], step.target, reason, refunded)
-    if step.target == market.PAID:  # a sale: the buyer's purchases train the rankers
-        await recommend_store.record_purchases(tx.conn, row["buyer_id"], row["id"], row["currency"])
-    hooks: Hooks = []
-    changed = ms.order_public(updated, lines)  # a step changes no line
-    _order_events(out, changed, row["vendor_user_id"], hooks)
-    _queue_hooks(tx, row["vendor_id"], hooks)
-    result = {"order": changed, "changed": True}
+    result = _stepped(tx, out, updated, lines)
     if refund_id is not None:
         result["refund_id"] = refund_id
     return result
+
+
+def _plain_step(cmd: market.OrderAct) -> tuple[frozenset[str], str] | None:
+    """A step of the system (or the provider) that only moves the status (``confirm``,
+    ``hold``): one conditional write, no read first (they may step any order: rule 7 has
+    nothing to check). None for the others."""
+    if cmd.actor not in ("system", "provider"):
+        return None
+    return market.plain_step(cmd.action, cmd.actor)
+
+
+def _stepped(
+    tx: Tx, out: Emitted, updated: asyncpg.Record, lines: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """An order step's events, hooks and (a sale) purchases, once its row is ``updated``."""
+    if updated["status"] == market.PAID:  # a sale: the buyer's purchases train the rankers
+        tx.defer(order_writes.purchases(updated["buyer_id"], updated["id"], updated["currency"]))
+    hooks: Hooks = []
+    changed = ms.order_public(updated, lines)  # a step changes no line
+    _order_events(out, changed, updated["vendor_user_id"], hooks)
+    _queue_hooks(tx, updated["vendor_id"], hooks)
+    return {"order": changed, "changed": True}
 
 
 async def order_refund(

@@ -103,6 +103,23 @@ def transition(status: str, action: str, actor: ActorKind) -> Step:
     return Step(status, target, restock, refund_owed)
 
 
+def plain_step(action: str, actor: ActorKind) -> tuple[frozenset[str], str] | None:
+    """``(sources, target)`` when ``action`` by ``actor`` only moves the status: every state
+    it is legal from leads to the same ``target``, with no stock to put back and no refund
+    owed (the system's ``confirm`` and ``hold``). Such a step can be one conditional write
+    from ``sources`` (store/order_writes.py ``step``), decided without reading the order
+    first; None for any other step."""
+    sources = frozenset(
+        status for (status, act), (_, actors) in _TRANSITIONS.items()
+        if act == action and actor in actors
+    )  # fmt: skip
+    steps = [transition(status, action, actor) for status in sources]
+    targets = {s.target for s in steps}
+    if not steps or len(targets) != 1 or any(s.restock or s.refund_owed for s in steps):
+        return None
+    return sources, targets.pop()
+
+
 def refund_amount(
     status: str,
     actor: ActorKind,

@@ -161,19 +161,24 @@ class Checkout:
         if group["request_fp"] is not None and group["request_fp"] != paying.request_fp:
             raise Conflict("this idempotency key was used with other payment details")
         if group["result"] is not None:
-            return await self._with_vendors(_replay(group["result"]))
+            return await self._with_vendors(_replay(group["result"]), {})
+        refs: dict[str, dict[str, Any]] = {}  # the vendors, as their shards answered
         try:
-            result = await self._run(group, provider, payment)
+            result = await self._run(group, provider, payment, refs)
         except AppError as err:
             if not err.temporary:
                 await self._finish(group["id"], "failed", {"error": err.to_dict()})
             raise
-        return await self._with_vendors(result)  # decorating the reply never fails the checkout
+        return await self._with_vendors(result, refs)  # decorating never fails the checkout
 
-    async def _with_vendors(self, result: dict[str, Any]) -> dict[str, Any]:
-        """The reply's orders as every order reaches a client: with their vendor and room."""
+    async def _with_vendors(
+        self, result: dict[str, Any], refs: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The reply's orders as every order reaches a client: with their vendor and room (the
+        vendors the reservations named: read only for a replay)."""
         if isinstance(result.get("orders"), list):
-            result = {**result, "orders": await self.market.with_vendors(list(result["orders"]))}
+            orders = await self.market.with_vendors(list(result["orders"]), refs)
+            result = {**result, "orders": orders}
         return result
 
     # -- 1. group -------------------------------------------------------------------------------
@@ -249,10 +254,14 @@ class Checkout:
 
     # -- 2-4 ------------------------------------------------------------------------------------
     async def _run(
-        self, group: asyncpg.Record, provider: PaymentProvider, details: dict[str, Any]
+        self,
+        group: asyncpg.Record,
+        provider: PaymentProvider,
+        details: dict[str, Any],
+        refs: dict[str, dict[str, Any]],
     ) -> dict[str, Any]:
         key = group["idem_key"]
-        orders = await self._reserve(group)
+        orders = await self._reserve(group, refs)
         # made with the group on a first attempt; a retry finds the first attempt's
         if _has_payment(group):
             payment = group["payment"]
@@ -280,8 +289,11 @@ class Checkout:
         log.info("checkout %s: %d orders, payment %s", group["id"], len(orders), payment["status"])
         return result
 
-    async def _reserve(self, group: asyncpg.Record) -> list[dict[str, Any]]:
-        """One ``order.reserve`` per owning cell, sent together; all or none stay reserved."""
+    async def _reserve(
+        self, group: asyncpg.Record, refs: dict[str, dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """One ``order.reserve`` per owning cell, sent together; all or none stay reserved.
+        ``refs`` gains each vendor as its shard named it."""
         buyer, key = group["buyer_id"], group["idem_key"]
         ttl = self.market.settings.reservation_ttl_s
 
@@ -299,7 +311,10 @@ class Checkout:
                 ttl_s=ttl,
                 risk=risk,
             )
-            return dict((await self.market.mutate(command))["order"])
+            reply = await self.market.mutate(command)
+            if isinstance(reply.get("vendor"), dict):  # a reply recorded before it: read later
+                refs[str(part["vendor_id"])] = dict(reply["vendor"])
+            return dict(reply["order"])
 
         done = await asyncio.gather(
             *(reserve(part) for part in group["parts"]), return_exceptions=True
@@ -323,7 +338,7 @@ class Checkout:
 
         async def hold(order: dict[str, Any]) -> dict[str, Any] | None:
             who = Actor(SYSTEM, f"{key_base}h:{order['id']}")
-            reply = await self.market.act(who, order["id"], "hold", SYSTEM, "held for review")
+            reply = await self.market.step(who, order["id"], "hold", SYSTEM, "held for review")
             return dict(reply["order"])
 
         held = await _gather([hold(order) for order in orders], self._clear_cart(group))
@@ -347,7 +362,7 @@ class Checkout:
 
     async def _release_one(self, order: dict[str, Any], key_base: str, reason: str) -> None:
         who = Actor(SYSTEM, f"{key_base}x:{order['id']}")
-        await self.market.act(who, order["id"], "release", SYSTEM, reason)
+        await self.market.step(who, order["id"], "release", SYSTEM, reason)
 
     async def _payment(self, group: asyncpg.Record, provider: str) -> asyncpg.Record:
         """On a retry: the group's payment row, made with it by the first attempt (or, for a
@@ -462,7 +477,7 @@ class Checkout:
         before the money came (then the money goes back)."""
         who = Actor(SYSTEM, f"{key_base}c:{order['id']}")
         try:
-            reply = await self.market.act(who, order["id"], "confirm", SYSTEM, "payment captured")
+            reply = await self.market.step(who, order["id"], "confirm", SYSTEM, "payment captured")
         except AppError as err:
             if err.temporary:
                 raise

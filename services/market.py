@@ -116,12 +116,17 @@ class MarketService:
     async def mutate(self, command: ShardCommand) -> dict[str, Any]:
         return await self.router.call(command)
 
-    async def with_vendors(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def with_vendors(
+        self, items: list[dict[str, Any]], known: dict[str, dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         """Listings and orders as clients get them: each with ``vendor: {id, name, user_id}``
-        (one query for the page), an order also with ``room_id``, the direct room of its buyer
-        and its vendor's user (``chat.open {order_id}`` opens it)."""
-        ids = sorted({str(x["vendor_id"]) for x in items if x.get("vendor_id")})
-        refs = await social_store.vendor_refs(self.db, ids) if ids else {}
+        (one query for the page, for the vendors not ``known`` already: a checkout knows its
+        vendors from its reservations), an order also with ``room_id``, the direct room of its
+        buyer and its vendor's user (``chat.open {order_id}`` opens it)."""
+        refs = dict(known or {})
+        ids = sorted({str(x["vendor_id"]) for x in items if x.get("vendor_id")} - set(refs))
+        if ids:
+            refs.update(await social_store.vendor_refs(self.db, ids))
         resolution = self.settings.h3_resolution
         for item in items:
             ref = refs.get(str(item.get("vendor_id")))
@@ -324,7 +329,17 @@ class MarketService:
     async def act(
         self, who: Actor, order_id: str, action: str, actor: ActorKind, reason: str | None = None
     ) -> dict[str, Any]:
-        """One order step (models/market.py decides if it is legal); runs a refund it owes."""
+        """One order step (models/market.py decides if it is legal); runs a refund it owes;
+        the order as clients get it (``with_vendor``)."""
+        result = await self.step(who, order_id, action, actor, reason)
+        if isinstance(result.get("order"), dict):
+            result["order"] = await self.with_vendor(dict(result["order"]))
+        return result
+
+    async def step(
+        self, who: Actor, order_id: str, action: str, actor: ActorKind, reason: str | None = None
+    ) -> dict[str, Any]:
+        """``act`` without the vendor reference read (the checkout adds its vendors itself)."""
         command = OrderAct(
             user_id=who.user_id,
             key=who.key,
@@ -337,8 +352,6 @@ class MarketService:
         result = dict(await self.mutate(command))
         if result.get("refund_id"):
             await self.run_refund(str(result["refund_id"]))
-        if isinstance(result.get("order"), dict):
-            result["order"] = await self.with_vendor(dict(result["order"]))
         return result
 
     async def refund(

@@ -21,7 +21,7 @@ LISTING_COLUMNS = (
     "id, vendor_id, cell, kind, title, description, category, price, currency, stock, images,"
     " active, lat, lng, created_at, updated_at, deleted_at, vendor_suspended"
 )
-_ORDER_COLUMNS = (
+ORDER_COLUMNS = (
     "id, group_id, buyer_id, vendor_id, vendor_user_id, cell, status, total, currency,"
     " reserved_until, reason, created_at, updated_at, risk, refunded"
 )
@@ -74,7 +74,7 @@ async def vendor_by_id(db: Db, vendor_id: str) -> dict[str, Any] | None:
 
 
 # -- listings -----------------------------------------------------------------------------------
-def listing_public(row: asyncpg.Record) -> dict[str, Any]:
+def listing_public(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     out = {
         "id": row["id"],
         "vendor_id": row["vendor_id"],
@@ -364,7 +364,9 @@ def _listing_alias(alias: str) -> str:
 
 
 # -- orders -------------------------------------------------------------------------------------
-def order_public(row: asyncpg.Record, lines: list[dict[str, Any]]) -> dict[str, Any]:
+def order_public(
+    row: asyncpg.Record | dict[str, Any], lines: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "id": row["id"],
         "group_id": row["group_id"],
@@ -391,7 +393,7 @@ async def insert_order(
     row = await conn.fetchrow(
         f"WITH o AS (INSERT INTO orders (id, group_id, buyer_id, vendor_id, vendor_user_id, cell,"
         f" status, total, currency, reserved_until, risk) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-        f" $9, now() + make_interval(secs => $10), $15) RETURNING {_ORDER_COLUMNS}),"
+        f" $9, now() + make_interval(secs => $10), $15) RETURNING {ORDER_COLUMNS}),"
         f" l AS (INSERT INTO order_lines (order_id, listing_id, title, qty, unit_price)"
         f" SELECT o.id, x.* FROM o, unnest($11::text[], $12::text[], $13::int[], $14::bigint[])"
         f" AS x(listing_id, title, qty, unit_price))"
@@ -441,7 +443,7 @@ async def _orders(db: Db, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
 
 async def order_row(db: Db, order_id: str, *, lock: bool = False) -> asyncpg.Record | None:
     suffix = " FOR UPDATE" if lock else ""
-    return await db.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1{suffix}", order_id)
+    return await db.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1{suffix}", order_id)
 
 
 async def order_locked(
@@ -449,7 +451,7 @@ async def order_locked(
 ) -> tuple[asyncpg.Record, list[dict[str, Any]]] | None:
     """The order's row, locked for this transaction, and its lines, in one round trip."""
     row = await conn.fetchrow(
-        f"SELECT {_ORDER_COLUMNS}, (SELECT coalesce(jsonb_agg(jsonb_build_object("
+        f"SELECT {ORDER_COLUMNS}, (SELECT coalesce(jsonb_agg(jsonb_build_object("
         f"'listing_id', x.listing_id, 'title', x.title, 'qty', x.qty, 'unit_price', x.unit_price)"
         f" ORDER BY x.listing_id), '[]'::jsonb) FROM order_lines x WHERE x.order_id = o.id)"
         f" AS lines FROM orders o WHERE o.id = $1 FOR UPDATE OF o",
@@ -470,7 +472,7 @@ async def set_order_status(
     row = await conn.fetchrow(
         f"UPDATE orders SET status = $2, reason = COALESCE($3, reason), updated_at = now(),"
         f" reserved_until = CASE WHEN $2 = 'pending_payment' THEN reserved_until END,"
-        f" refunded = refunded + $4 WHERE id = $1 RETURNING {_ORDER_COLUMNS}",
+        f" refunded = refunded + $4 WHERE id = $1 RETURNING {ORDER_COLUMNS}",
         order_id,
         status,
         reason,
@@ -486,7 +488,7 @@ async def orders_where(
     assert column in ("buyer_id", "vendor_id")
     at, last_id = _before(cursor)
     rows = await db.fetch(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {column} = $1"
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE {column} = $1"
         f" AND ($2::text IS NULL OR status = $2)"
         f" AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))"
         f" ORDER BY created_at DESC, id DESC LIMIT $5",
@@ -502,7 +504,7 @@ async def orders_where(
 
 async def orders_of_group(db: Db, group_id: str) -> list[dict[str, Any]]:
     rows = await db.fetch(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE group_id = $1 ORDER BY vendor_id", group_id
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE group_id = $1 ORDER BY vendor_id", group_id
     )
     return await _orders(db, rows)
 
@@ -550,7 +552,7 @@ async def held_orders(db: Db, offset: int, limit: int) -> list[dict[str, Any]]:
     """Held orders, longest held first, each with its checkout's stored risk, its buyer and
     its payment (``limit`` of them from ``offset``)."""
     rows = await db.fetch(
-        f"SELECT {', '.join('o.' + c.strip() for c in _ORDER_COLUMNS.split(','))},"
+        f"SELECT {', '.join('o.' + c.strip() for c in ORDER_COLUMNS.split(','))},"
         " g.risk AS group_risk, g.amount AS group_amount, u.email AS buyer_email,"
         " p.id AS payment_id, p.provider, p.status AS payment_status"
         " FROM orders o JOIN order_groups g ON g.id = o.group_id"

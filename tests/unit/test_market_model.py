@@ -36,7 +36,7 @@ def test_terminal_states_refuse_everything(state: str) -> None:
     for action in m.ACTIONS:
         for actor in ("buyer", "vendor", "system", "provider"):
             with pytest.raises(Conflict):
-                m.transition(state, action, actor)  # type: ignore[arg-type]
+                m.transition(state, action, actor)
 
 
 def test_cancel_and_refund_effects() -> None:
@@ -54,13 +54,43 @@ def test_cancel_and_refund_effects() -> None:
 
 def test_a_completed_order_is_refunded_by_an_admin_or_its_vendors_dispute_only() -> None:
     for actor in ("admin", "vendor", "provider"):
-        step = m.transition(m.COMPLETED, "refund", actor)  # type: ignore[arg-type]
+        step = m.transition(m.COMPLETED, "refund", actor)
         assert step.target == m.REFUNDED and not step.restock
         assert step.refund_owed == (actor != "provider")
     for actor in ("system", "buyer"):
         with pytest.raises(Conflict):
-            m.transition(m.COMPLETED, "refund", actor)  # type: ignore[arg-type]
+            m.transition(m.COMPLETED, "refund", actor)
     assert m.transition(m.PAID, "refund", "admin").restock  # nothing handed over yet
+
+
+def test_plain_steps_are_the_status_only_moves_of_the_system() -> None:
+    """A plain step (one conditional write, store/order_writes.py) is legal from its sources
+    only, always to one target, never restocks or owes a refund."""
+    assert m.plain_step("confirm", "system") == (frozenset({m.PENDING, m.HELD}), m.PAID)
+    assert m.plain_step("confirm", "provider") == (frozenset({m.PENDING, m.HELD}), m.PAID)
+    assert m.plain_step("hold", "system") == (frozenset({m.PENDING}), m.HELD)
+    for action, actor in [
+        ("release", "system"),
+        ("expire", "system"),
+        ("refund", "system"),
+        ("cancel", "buyer"),
+        ("confirm", "buyer"),
+        ("hold", "provider"),
+    ]:
+        assert m.plain_step(action, actor) is None, (action, actor)  # fmt: skip
+    for action in sorted(m.ACTIONS):
+        for actor in ("system", "provider", "buyer", "vendor", "admin"):
+            plain = m.plain_step(action, actor)
+            if plain is None:
+                continue
+            sources, target = plain
+            for state in m.ORDER_STATES:
+                if state in sources:
+                    step = m.transition(state, action, actor)
+                    assert (step.target, step.restock, step.refund_owed) == (target, False, False)
+                else:
+                    with pytest.raises(Conflict):
+                        m.transition(state, action, actor)
 
 
 def test_refund_amounts_whole_partial_and_refused() -> None:

@@ -1,0 +1,151 @@
+"""The checkout's order writes in the owning shard, each one statement (issue 20).
+
+``reserve``: a vendor's part of a checkout in one round trip: its listings locked, every line
+checked (on sale, enough stock, the price and currency the group saw), and only if all of them
+pass, the stock taken and the pending order written with its lines. Nothing is written when any
+line fails: the caller gets the locked rows back to say which (actors/market_ops.py raises the
+typed refusal from them), and its refusal is clean (``Refused``: no rollback of the batch).
+
+``step``: a system step that only moves an order's status (``confirm``, ``hold``: no stock, no
+refund; models/market.py ``plain_step``), as one conditional ``UPDATE`` from the states it is
+legal from, returning the order and its lines; None when the order is in none of them (the
+caller then reads it and decides as for any step: repeated, illegal, missing).
+
+``PURCHASES``: a paid order's ``purchase`` interactions (the recommender's training data) as
+rows of the shard's batch statement (store/batch_write.py): no statement of their own.
+
+Both run inside the shard's group commit, so stock still moves only in its cell's owner, and
+``CHECK (stock >= 0)`` stays the backstop behind the checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from models.recommend.listings import major_units
+from store.batch_write import Table, TableRow
+from store.db import Conn
+from store.market_store import LISTING_COLUMNS, ORDER_COLUMNS
+
+_ORDER_OUT = ", ".join(f"o.{c.strip()} AS o_{c.strip()}" for c in ORDER_COLUMNS.split(","))
+
+_RESERVE = f"""
+WITH w AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[])
+        AS w(id, qty, unit_price, title)
+), l AS (
+    SELECT {LISTING_COLUMNS} FROM listings WHERE id = ANY($1::text[]) ORDER BY id
+    FOR NO KEY UPDATE
+), ok AS (
+    SELECT count(*) = cardinality($1::text[]) AS ok FROM w JOIN l ON l.id = w.id
+    WHERE l.active AND l.deleted_at IS NULL AND NOT l.vendor_suspended AND l.stock >= w.qty
+        AND l.price = w.unit_price AND l.currency = $5
+), t AS (
+    UPDATE listings x SET stock = x.stock - w.qty, updated_at = now() FROM w, ok
+    WHERE ok.ok AND x.id = w.id
+    RETURNING x.id, x.stock, x.updated_at
+), o AS (
+    INSERT INTO orders (id, group_id, buyer_id, vendor_id, vendor_user_id, cell, status, total,
+        currency, reserved_until, risk)
+    SELECT $6, $7, $8, $9, $10, $11, 'pending_payment', $12, $5,
+        now() + make_interval(secs => $13), $14
+    FROM ok WHERE ok.ok
+    RETURNING {ORDER_COLUMNS}
+), ol AS (
+    INSERT INTO order_lines (order_id, listing_id, title, qty, unit_price)
+    SELECT o.id, w.id, w.title, w.qty, w.unit_price FROM o, w
+)
+SELECT l.*, t.stock AS taken_stock, t.updated_at AS taken_at, {_ORDER_OUT}
+FROM l LEFT JOIN t ON t.id = l.id LEFT JOIN o ON true
+"""
+"""One vendor's part: lock, check, take, write; the locked listings, each with its stock
+after (``taken_*``, NULL when nothing was taken) and the order written (``o_*``, NULL when
+not)."""
+
+
+class Reserved:
+    """What ``reserve`` found and did: the locked listings by id (as they were), the listings
+    taken (as they are now) and the order written, or no order and nothing taken."""
+
+    __slots__ = ("locked", "order", "taken")
+
+    def __init__(self, rows: list[asyncpg.Record]) -> None:
+        self.locked: dict[str, asyncpg.Record] = {r["id"]: r for r in rows}
+        self.taken: list[dict[str, Any]] = [
+            {**dict(r), "stock": r["taken_stock"], "updated_at": r["taken_at"]}
+            for r in rows
+            if r["taken_stock"] is not None
+        ]
+        first = rows[0] if rows else None
+        self.order: dict[str, Any] | None = None
+        if first is not None and first["o_id"] is not None:
+            self.order = {c.strip(): first[f"o_{c.strip()}"] for c in ORDER_COLUMNS.split(",")}
+
+
+async def reserve(conn: Conn, order: dict[str, Any], items: list[dict[str, Any]]) -> Reserved:
+    """Take ``items`` (``listing_id``, ``qty``, ``unit_price``, ``title``) for the pending
+    ``order`` (its id, group, buyer, vendor, vendor's user, cell, total, currency, reservation
+    seconds from now by the database clock, risk) if every line can be taken; else nothing."""
+    rows = await conn.fetch(
+        _RESERVE,
+        [i["listing_id"] for i in items],
+        [i["qty"] for i in items],
+        [i["unit_price"] for i in items],
+        [i["title"] for i in items],
+        order["currency"],
+        order["id"],
+        order["group_id"],
+        order["buyer_id"],
+        order["vendor_id"],
+        order["vendor_user_id"],
+        order["cell"],
+        order["total"],
+        float(order["reservation_s"]),
+        order.get("risk"),
+    )
+    return Reserved(rows)
+
+
+_STEP = f"""
+WITH u AS (
+    UPDATE orders SET status = $2, reason = COALESCE($3, reason), updated_at = now(),
+        reserved_until = CASE WHEN $2 = 'pending_payment' THEN reserved_until END
+    WHERE id = $1 AND status = ANY($4::text[])
+    RETURNING {ORDER_COLUMNS}
+)
+SELECT u.*, (SELECT coalesce(jsonb_agg(jsonb_build_object('listing_id', x.listing_id,
+    'title', x.title, 'qty', x.qty, 'unit_price', x.unit_price) ORDER BY x.listing_id),
+    '[]'::jsonb) FROM order_lines x WHERE x.order_id = u.id) AS lines
+FROM u
+"""
+
+
+async def step(
+    conn: Conn, order_id: str, target: str, reason: str, sources: frozenset[str]
+) -> tuple[asyncpg.Record, list[dict[str, Any]]] | None:
+    """Move the order to ``target`` if it is in one of ``sources``: its row and lines after;
+    None (nothing written) if it is not (or there is no such order)."""
+    row = await conn.fetchrow(_STEP, order_id, target, reason, sorted(sources))
+    return None if row is None else (row, list(row["lines"]))
+
+
+PURCHASES = Table(
+    "interactions",
+    (("user_id", "text"), ("order_id", "text"), ("divisor", "float8")),
+    into=("user_id", "item_kind", "item_id", "kind", "cell", "lat", "lng", "category", "price"),
+    select=(
+        "SELECT u.user_id, 'listing', ol.listing_id, 'purchase', l.cell, l.lat, l.lng,"
+        " l.category, ol.unit_price / u.divisor FROM {rows}"
+        " JOIN order_lines ol ON ol.order_id = u.order_id JOIN listings l ON l.id = ol.listing_id"
+        " ORDER BY u.order_id, ol.listing_id"
+    ),
+)
+"""One ``purchase`` per line of a paid order, at the price paid in major units of its
+currency, written with the batch that confirms it."""
+
+
+def purchases(buyer_id: str, order_id: str, currency: str) -> TableRow:
+    """The ``PURCHASES`` row of a paid order (``Tx.defer`` it)."""
+    return PURCHASES.row(buyer_id, order_id, float(round(1 / major_units(1, currency))))
