@@ -18,8 +18,13 @@ CREATE TRIGGER stream_events_notify AFTER INSERT ON stream_events
     EXECUTE FUNCTION hl_notify();
 
 -- 2. Every other inbox event that notifies (the rest of 0025's WHEN), per statement.
+-- A statement of feed or room events only (the chat and post hot paths) returns at the first
+-- check.
 CREATE FUNCTION hl_notify_batch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hl_new_events WHERE stream LIKE 'user:%') THEN
+        RETURN NULL;
+    END IF;
     WITH e AS (
         SELECT n.stream, n."offset", n.ev, n.data, substr(n.stream, 6) AS uid,
                n.stream || '@' || n."offset" AS src,
