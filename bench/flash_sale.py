@@ -719,30 +719,64 @@ async def pg_statements_reset(dsn: str) -> None:
         await conn.close()
 
 
-async def pg_statements_top(dsn: str, n: int, checkouts: int) -> list[dict[str, Any]]:
-    """The ``n`` statements of most execution time since the reset, per checkout answered."""
+async def pg_statements_read(dsn: str) -> dict[tuple[str, bool], list[float]]:
+    """Every statement since the reset: (query, top level) -> [calls, ms, plans, plan ms,
+    rows]; the bench's own reads of the statistics left out."""
     conn = await asyncpg.connect(dsn)
-    per = max(checkouts, 1)
     try:
         rows = await conn.fetch(
-            "SELECT calls, total_exec_time, total_plan_time, plans, rows, query"
-            " FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT $1",
-            n,
+            "SELECT query, toplevel, calls, total_exec_time, plans, total_plan_time, rows"
+            " FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%'"
         )
     finally:
         await conn.close()
-    return [
-        {
-            "calls": r["calls"] / per,
-            "ms": r["total_exec_time"] / per,
-            "mean_ms": r["total_exec_time"] / max(r["calls"], 1),
-            "plan_ms": r["total_plan_time"] / per,  # with pg_stat_statements.track_planning
-            "plans": r["plans"] / per,
-            "rows": r["rows"] / per,
-            "query": " ".join(r["query"].split())[:150],
-        }
-        for r in rows
-    ]
+    out: dict[tuple[str, bool], list[float]] = {}
+    for r in rows:
+        key = (" ".join(r["query"].split())[:150], bool(r["toplevel"]))
+        got = out.setdefault(key, [0.0] * 5)
+        for i, name in enumerate(("calls", "total_exec_time", "plans", "total_plan_time", "rows")):
+            got[i] += float(r[name])
+    return out
+
+
+def pg_statements_top(
+    seen: dict[tuple[str, bool], list[float]], n: int, checkouts: int
+) -> dict[str, Any]:
+    """Per checkout answered: the top-level statements (each a round trip; ``BEGIN`` and
+    ``COMMIT`` included) and the ones triggers and functions ran (with
+    ``pg_stat_statements.track=all``) summed, and the ``n`` statements of most calls."""
+    per = max(checkouts, 1)
+    top = [v for (_, toplevel), v in seen.items() if toplevel]
+    nested = [v for (_, toplevel), v in seen.items() if not toplevel]
+    ordered = sorted(seen.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:n]
+    return {
+        "toplevel_calls": sum(v[0] for v in top) / per,
+        "toplevel_ms": sum(v[1] for v in top) / per,
+        "nested_calls": sum(v[0] for v in nested) / per,
+        "nested_ms": sum(v[1] for v in nested) / per,
+        "statements": [
+            {
+                "calls": v[0] / per,
+                "ms": v[1] / per,
+                "mean_ms": v[1] / max(v[0], 1),
+                "plans": v[2] / per,
+                "plan_ms": v[3] / per,  # with pg_stat_statements.track_planning
+                "rows": v[4] / per,
+                "toplevel": toplevel,
+                "query": query,
+            }
+            for (query, toplevel), v in ordered
+        ],
+    }
+
+
+def merge_statements(
+    into: dict[tuple[str, bool], list[float]], more: dict[tuple[str, bool], list[float]]
+) -> None:
+    for key, values in more.items():
+        got = into.setdefault(key, [0.0] * len(values))
+        for i, value in enumerate(values):
+            got[i] += value
 
 
 async def pg_work(dsn: str) -> tuple[int, int]:
@@ -769,10 +803,15 @@ async def run_step(driver: Driver, meters: Meters, idle: deque[int], hot_ids: li
     events0 = Counter(driver.events)
     dsn = stack_dsn(Path(os.environ[DATA_DIR_ENV]))
     pg0 = await pg_work(dsn)
+    if args.pg_statements and args.part == "ours":
+        await pg_statements_reset(dsn)  # the step's window only (not the watchers' subscribes)
     async with meters.window() as cost:
         started = time.perf_counter()
         late = await offer(driver, checkouts, step, idle, args.drain)
         ended = time.perf_counter()
+    statements = None
+    if args.pg_statements and args.part == "ours":
+        statements = await pg_statements_read(dsn)
     pg1 = await pg_work(dsn)
     events = Counter(driver.events)
     events.subtract(events0)
@@ -814,6 +853,8 @@ async def run_step(driver: Driver, meters: Meters, idle: deque[int], hot_ids: li
     # a step's late checkouts may still commit after pg1: an upper bound of the step's share
     result["pg_commits_per_checkout"] = (pg1[0] - pg0[0]) / answered if answered else float("nan")
     result["pg_rows_per_checkout"] = (pg1[1] - pg0[1]) / answered if answered else float("nan")
+    if statements is not None:
+        result["pg_statements_seen"] = statements
     result["pass"] = bool(
         not errors and answered == step.scheduled and result["total_p99_ms"] <= P99_LIMIT_MS
     )
@@ -904,35 +945,37 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
             rate = min(20.0, args.rates[0])
             warm = plan(args, 999, rate, args.warmup, 0.0)
             result, late = await run_step(driver, metered, idle, [], warm, rate, args)
+            result.pop("pg_statements_seen", None)  # the steps' statements only
             await settle_late(late)
             out["warmup"] = result
             say(f"[{driver.name}] warm-up: {summary(result)}")
-        statements = args.pg_statements if args.part == "ours" else 0
-        if statements:
-            await pg_statements_reset(stack_dsn(data_dir))
+        seen: dict[tuple[str, bool], list[float]] = {}
         for s, rate in enumerate(args.rates):
             hot_ids = await driver.add_hot(cat.hot[s])
             await driver.watch(hot_ids, args.watchers)
             await asyncio.sleep(args.pause)
             lines = plan(args, s, rate, args.step_seconds, args.hot_share)
             result, late = await run_step(driver, metered, idle, hot_ids, lines, rate, args)
+            merge_statements(seen, result.pop("pg_statements_seen", {}))
             out["steps"].append(result)
             say(f"[{driver.name}] {rate:,.0f}/s: {'pass' if result['pass'] else 'FAIL'}"
                 f" {summary(result)}")  # fmt: skip
             say(f"[{driver.name}]   {cpu_summary(result)}")
             await settle_late(late)
-        if statements:
+        if seen:
             answered = sum(r["answered"] for r in out["steps"])
-            out["pg_statements"] = await pg_statements_top(
-                stack_dsn(data_dir), statements, answered
-            )
-            say(f"[{driver.name}] Postgres statements over the steps, per checkout answered"
-                " (calls, ms of execution, then planning: plans x ms, counted with"
-                " -c pg_stat_statements.track_planning=on):")  # fmt: skip
-            for row in out["pg_statements"]:
+            out["pg_statements"] = top = pg_statements_top(seen, args.pg_statements, answered)
+            say(f"[{driver.name}] Postgres statements in the steps' windows, per checkout"
+                f" answered: {top['toplevel_calls']:.2f} top-level (round trips, BEGIN/COMMIT"
+                f" included) {top['toplevel_ms']:.3f} ms; {top['nested_calls']:.2f} run by"
+                f" triggers and functions (with pg_stat_statements.track=all)"
+                f" {top['nested_ms']:.3f} ms. By calls (calls x mean ms = ms, then planning:"
+                " plans x = ms, with -c pg_stat_statements.track_planning=on):")  # fmt: skip
+            for row in top["statements"]:
+                where = "top" if row["toplevel"] else "nested"
                 say(f"  {row['calls']:6.2f} x {row['mean_ms']:6.3f} ms = {row['ms']:6.3f} ms"
                     f" + plan {row['plans']:5.2f} x = {row['plan_ms']:6.3f} ms"
-                    f"  {row['rows']:6.2f} rows  {row['query']}")  # fmt: skip
+                    f"  {row['rows']:6.2f} rows  {where:6} {row['query']}")  # fmt: skip
     finally:
         await driver.close()
     dsn = stack_dsn(data_dir)
@@ -1222,9 +1265,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unpinned", action="store_true")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--pg-statements", type=int, default=0, metavar="N",
-                   help="print ours' N costliest statements per checkout over the steps (needs"
-                   " --ours-env 'HL_EMBEDDED_PG_OPTIONS=-c shared_preload_libraries="
-                   "pg_stat_statements')")  # fmt: skip
+                   help="count ours' Postgres statements per checkout in the steps' windows"
+                   " and print the N of most calls (needs --ours-env 'HL_EMBEDDED_PG_OPTIONS=-c"
+                   " shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track"
+                   "=all')")  # fmt: skip
     hidden = argparse.SUPPRESS  # a part's own flags, given by the parent
     p.add_argument("--part", choices=TARGETS, help=hidden)
     p.add_argument("--url", help=hidden)
