@@ -170,6 +170,11 @@ class Settings(BaseSettings):
     entering presence at once queues, it does not lose entries."""
     redis_pool_timeout_s: float = Field(10.0, gt=0, le=300)
     """How long a Redis call waits for a free connection before it fails (and is logged)."""
+    db_pool_min: int = Field(2, ge=1, le=100)
+    """Postgres connections a process of the services (a gateway, the control actor) keeps
+    open at least."""
+    db_pool_max: int = Field(20, ge=1, le=1000)
+    """Postgres connections such a process opens at most (a caller waits for a free one)."""
     presence_ttl_s: float = Field(30.0, ge=3, le=3600)
     """A gateway refreshes its presence entries every third of this; a dead gateway's users
     vanish from presence after it."""
@@ -360,6 +365,14 @@ class Settings(BaseSettings):
     payout_interval_s: float = Field(86_400.0, ge=0)
     """A payout batch every this many seconds, run by the control actor (0: only on demand,
     ``POST /api/v1/admin/payouts/run``)."""
+    payout_vendor_page: int = Field(500, ge=1, le=100_000)
+    """A payout batch reads the vendors with an available balance this many at a time (in
+    vendor id order, page after page, until every one was seen)."""
+    payout_retry_base_s: float = Field(60.0, gt=0, le=86_400)
+    """A Stripe transfer the provider could not take (unavailable) is sent again by the
+    control actor's money loop after about this long, doubling each attempt."""
+    payout_retry_max_s: float = Field(3600.0, gt=0, le=86_400)
+    """The longest wait between two attempts of a transfer (it stays pending until sent)."""
 
     @field_validator("commission_bps_by_category")
     @classmethod
@@ -422,6 +435,10 @@ class Settings(BaseSettings):
     """Name of the detached notifier actor in ray_namespace (cluster/notifier.py)."""
     notifier_num_cpus: float = Field(0.25, ge=0, le=8)
     """Ray CPU reservation of the notifier actor."""
+    notifier_db_pool_max: int = Field(10, ge=1, le=1000)
+    """Postgres connections the notifier actor opens at most (it keeps one open at least)."""
+    notifier_redis_max_connections: int = Field(20, ge=2, le=10_000)
+    """Redis connections the notifier actor opens at most (a caller waits for a free one)."""
     notifier_niceness: int = Field(10, ge=0, le=19)
     """The notifier actor's process runs at this niceness over the process that starts it
     (``hyperlocal up``), every thread of it: on a core shared with the gateway, the shards and
@@ -600,6 +617,14 @@ class Settings(BaseSettings):
             raise ValueError("HL_MEDIA_BACKEND=s3 needs HL_MEDIA_S3_BUCKET")
         if self.login_needs_verified_email and not self.smtp_url:
             raise ValueError("HL_LOGIN_NEEDS_VERIFIED_EMAIL=1 needs HL_SMTP_URL (the links)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_pools(self) -> Settings:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError(
+                f"HL_DB_POOL_MIN={self.db_pool_min} is above HL_DB_POOL_MAX={self.db_pool_max}"
+            )
         return self
 
     def shard_names(self) -> tuple[str, ...]:

@@ -159,7 +159,8 @@ OPENAPI_PATHS: dict[str, Any] = {
                     parameters=[_q("status", {"enum": ["pending", "paid", "failed"]})]),
     },
     "/api/v1/admin/payouts/run": {
-        "post": {"summary": "Run a payout batch now: releases due, payouts made, transfers sent",
+        "post": {"summary": "Run a payout batch now: releases due, payouts made; its transfers"
+                            " queued (pending) for the control actor's money loop to send",
                  "description": _ADMIN, "security": _BEARER,
                  "responses": {"200": {"description": "ok", **json_body(obj(
                      ["released", "payouts", "transfers"], released=_INT,

@@ -42,7 +42,7 @@ from services.disputes import DisputeService
 from services.feed import FeedService
 from services.hooks import HookDispatcher
 from services.ledger import LedgerService
-from services.loops import LoopFailures, stop
+from services.loops import Backoff, LoopFailures, stop
 from services.mailer import Mailer
 from services.market import MarketService
 from services.market_jobs import Sweeper
@@ -152,16 +152,48 @@ async def open_services(
     ``fleet`` starts and stops shards for scaling (the control actor's ``RayFleet``); None
     means the hosts of a given ``LocalTransport``, else none (scaling is ``unavailable``).
     """
+    sizes = (settings.db_pool_min, settings.db_pool_max, settings.redis_max_connections)
+    async with (
+        open_stores(settings, *sizes) as (db, redis),
+        _open_services(settings, db, redis, transport, on_revoked, background, fleet) as services,
+    ):
+        yield services
+
+
+@contextlib.asynccontextmanager
+async def open_stores(
+    settings: Settings, db_min: int, db_max: int, redis_max: int
+) -> AsyncIterator[tuple[asyncpg.Pool, aioredis.Redis]]:
+    """The Postgres pool and the Redis client of one process, sized by the caller (from
+    config), open for the ``async with`` block and closed in reverse, whatever fails."""
     assert settings.database_url and settings.redis_url, "resolve the database and redis first"
-    db = await create_pool(settings.database_url, min_size=2, max_size=20)
-    # A blocking pool: with every connection busy a caller waits for one (redis-py's default
-    # pool raises MaxConnectionsError instead, and a connect storm lost presence entries).
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_max_connections,
-        timeout=settings.redis_pool_timeout_s,
-    )
-    redis = aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes it
+    db = await create_pool(settings.database_url, min_size=db_min, max_size=db_max)
+    try:
+        # A blocking pool: with every connection busy a caller waits for one (redis-py's
+        # default pool raises MaxConnectionsError instead; a connect storm lost presence).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=redis_max, timeout=settings.redis_pool_timeout_s
+        )
+        redis = aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes it
+        try:
+            yield db, redis
+        finally:
+            await redis.aclose()
+    finally:
+        await db.close()
+
+
+@contextlib.asynccontextmanager
+async def _open_services(
+    settings: Settings,
+    db: asyncpg.Pool,
+    redis: aioredis.Redis,
+    transport: ShardTransport | None,
+    on_revoked: Callable[[str, str], object] | None,
+    background: bool,
+    fleet: Fleet | None,
+) -> AsyncIterator[Services]:
+    """``open_services`` over its open stores (which it closes)."""
     owned: ShardTransport | None = None
     on_ray = transport is None
     if transport is None:
@@ -214,7 +246,9 @@ async def open_services(
         if settings.stripe_api_key:
             transfers = StripeTransfers(settings.stripe_api_key, settings.stripe_api_base)
         keys = Keys(settings)
-        payouts = Payouts(db, ledger, transfers, PayoutAccounts(db, keys))
+        retry = Backoff(settings.payout_retry_base_s, settings.payout_retry_max_s)
+        payouts = Payouts(db, ledger, transfers, PayoutAccounts(db, keys),
+                          page=settings.payout_vendor_page, retry=retry)  # fmt: skip
         if fleet is None:
             fleet = LocalFleet(transport) if isinstance(transport, LocalTransport) else NoFleet()
         cluster = ClusterService(settings, db, geo, router, fleet)
@@ -306,8 +340,6 @@ async def open_services(
             await media.close()
         if owned is not None:
             await owned.close()
-        await redis.aclose()
-        await db.close()
 
 
 @contextlib.asynccontextmanager
@@ -317,23 +349,16 @@ async def open_notifier(
     """The notifier and only what it needs (Postgres, Redis, the keys, presence to ask who is
     online, Web Push, SMTP, links), open for the ``async with`` block: the notifier actor's
     (cluster/notifier.py), benchmarks'. Its loop is the caller's to run (``Notifier.run``)."""
-    assert settings.database_url and settings.redis_url, "resolve the database and redis first"
-    db = await create_pool(settings.database_url, min_size=1, max_size=10)
-    redis = aioredis.Redis.from_pool(
-        aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=20, timeout=settings.redis_pool_timeout_s
-        )
-    )
-    keys = Keys(settings)
-    push = WebPush(settings, db, keys)
-    try:
-        await push.start()
-        links = Links(settings, db, keys)
-        await links.start()
-        presence = Presence(redis, new_id(), settings.presence_ttl_s)  # asks, never enters
-        mailer = Mailer(settings) if settings.smtp_url else None
-        yield Notifier(settings, db, redis, keys, presence, push, mailer, links, failures)
-    finally:
-        await push.close()
-        await redis.aclose()
-        await db.close()
+    sizes = (1, settings.notifier_db_pool_max, settings.notifier_redis_max_connections)
+    async with open_stores(settings, *sizes) as (db, redis):
+        keys = Keys(settings)
+        push = WebPush(settings, db, keys)
+        try:
+            await push.start()
+            links = Links(settings, db, keys)
+            await links.start()
+            presence = Presence(redis, new_id(), settings.presence_ttl_s)  # asks, never enters
+            mailer = Mailer(settings) if settings.smtp_url else None
+            yield Notifier(settings, db, redis, keys, presence, push, mailer, links, failures)
+        finally:
+            await push.close()

@@ -3,9 +3,9 @@
 The ledger itself is Postgres (store/migrations/0016_ledger.sql): captures, refunds and holds
 are posted by triggers on the rows whose change causes them, in that change's own statement;
 this service posts the **release** of an order's pending balance (fulfilled, then
-``balance_hold_s`` passed, no open hold of the order: ``payout_blocked``) as a ledger
-transaction, and reads balances and revenue. It keeps no state; every call is idempotent (a
-release is unique per order).
+``balance_hold_s`` passed, no open hold of the order: ``orders_held``) as a ledger
+transaction, a batch of orders by one statement, and reads balances and revenue. It keeps no
+state; every call is idempotent (a release is unique per order).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import asyncpg
 from cluster.config import Settings
 from models import ledger as lg
 from models.rbac import Staff
-from services.payout_holds import payout_blocked, vendor_hold
+from services.payout_holds import orders_held, payout_blocked, vendor_hold
 from store import ledger_store as ls
 
 log = logging.getLogger("hyperlocal.ledger")
@@ -52,38 +52,23 @@ class LedgerService:
         """Release the pending balance of every order fulfilled at least ``balance_hold_s``
         ago and not held (an open hold of the order keeps it queued); the orders released.
 
-        Each order's row is locked first (``SKIP LOCKED``: one being written is left for the
-        next sweep, so this never waits on a shard), so a refund or a hold of the order is
-        posted either wholly before or wholly after its release."""
+        A batch of due orders is locked first, queue rows and order rows each in one
+        statement (``SKIP LOCKED``: one being written is left for the next sweep, so this
+        never waits on a shard), so a refund or a hold of an order is posted either wholly
+        before or wholly after its release; then the open holds of the batch are read and
+        every other order is released by one set-based statement (store/ledger_store.py
+        ``post_releases``), with a snapshot taken after the locks."""
         now = now or dt.datetime.now(dt.UTC)
         cutoff = now - dt.timedelta(seconds=self.settings.balance_hold_s)
-        released = 0
         async with self.db.acquire() as conn, conn.transaction():
-            due = await ls.due_releases(conn, cutoff, _BATCH)
-            by_vendor: dict[str, list[str]] = {}
-            for row in due:
-                by_vendor.setdefault(row["vendor_id"], []).append(row["order_id"])
-            for vendor_id, orders in by_vendor.items():
-                blocked = await payout_blocked(conn, vendor_id, orders)
-                held = {b["hold"]["order_id"] for b in blocked if b.get("hold")}
-                for order_id in orders:
-                    if order_id not in held:
-                        released += await self._release(conn, vendor_id, order_id)
+            due = [row["order_id"] for row in await ls.due_releases(conn, cutoff, _BATCH)]
+            locked = await ls.lock_orders(conn, due) if due else set()
+            held = await orders_held(conn, sorted(locked)) if locked else set()
+            ready = sorted(locked - held)
+            released = await ls.post_releases(conn, ready) if ready else 0
         if released:
             log.info("released the pending balance of %d orders", released)
         return released
-
-    async def _release(self, conn: Any, vendor_id: str, order_id: str) -> int:
-        if not await ls.lock_orders(conn, [order_id]):
-            return 0  # its owner shard is writing it (a refund?): the next sweep releases it
-        capture = await ls.capture_of(conn, order_id)
-        if capture is not None:
-            pending = await ls.owed(conn, lg.VENDOR_PENDING, vendor_id, order_id)
-            await ls.post(conn, f"order:{order_id}", "release", capture["currency"],
-                          lg.release_legs(vendor_id, order_id, pending), order_id=order_id,
-                          vendor_id=vendor_id, cell=capture["cell"])  # fmt: skip
-        await ls.dequeue(conn, order_id)
-        return 1
 
     async def revenue(
         self, staff: Staff, first: str | None, last: str | None, group: str | None

@@ -129,6 +129,17 @@ async def payout_blocked(
     return blocked
 
 
+async def orders_held(db: Db, order_ids: Sequence[str]) -> set[str]:
+    """Which of ``order_ids`` have an open hold of their own (a release leaves them queued;
+    vendor-wide holds and suspensions block payouts, not releases)."""
+    rows = await db.fetch(
+        "SELECT DISTINCT order_id FROM payout_holds WHERE released_at IS NULL"
+        " AND order_id = ANY($1::text[])",
+        list(order_ids),
+    )
+    return {r["order_id"] for r in rows}
+
+
 class PayoutHolds:
     """The admin side of payout holds: place, release, list (see the module docstring)."""
 

@@ -4,6 +4,10 @@ A batch (``run``: every ``payout_interval_s`` from the control actor, or ``payou
 admin) first releases what is due (services/ledger.py), then, per vendor and currency, in one
 transaction with the vendor's row locked (two batches never pay the same money):
 
+Every vendor with an available balance is reached, ``page`` at a time in vendor id order
+(keyset over the partial index ``ledger_entries_available``, migration 0026), so no vendor
+waits behind the same first page run after run.
+
 1. asks ``payout_blocked`` (services/payout_holds.py): a vendor-wide hold or a suspension skips
    the vendor; an order's open hold skips that order (its money is in ``vendor_held`` anyway);
 2. locks the rows of the orders with an available balance (``SKIP LOCKED``: one its owner
@@ -12,14 +16,17 @@ transaction with the vendor's row locked (two batches never pay the same money):
    payout nets against this one); nothing positive left: no payout;
 3. writes the ``payouts`` row and its ledger transaction (available -> in transit) together.
 
-Then the money moves: a **Stripe Connect transfer** to the vendor's connected account
-(``vendors.payout_account``) when Stripe is configured, keyed by the payout id (a retry is the
-same transfer); paid: in transit -> Stripe's balance. Refused for good: the payout fails and the
-money goes back to the orders it came from; unavailable: it stays pending and the next batch
-tries again. Without a connected account it is a **manual** payout: a record the operator pays
-and marks paid (``payouts.paid``, with its reference): in transit -> ``payouts_settled``; its
-``destination`` is the masked bank account the vendor set (services/payout_accounts.py), whose
-details an admin opens with ``payouts.account``.
+Then the money moves, never inside the batch (nor the admin's request that ran it): a
+**Stripe Connect transfer** to the vendor's connected account (``vendors.payout_account``) when
+Stripe is configured is queued ``pending`` and sent by the control actor's money loop
+(``send_due``, woken by the batch), keyed by the payout id (a retry is the same transfer);
+paid: in transit -> Stripe's balance. Refused for good: the payout fails and the money goes
+back to the orders it came from; unavailable: it stays pending (``attempts`` counted) and is
+sent again after ``retry`` (capped exponential backoff). Without a connected account it is a
+**manual** payout: a record the operator pays and marks paid (``payouts.paid``, with its
+reference; a compare-and-set with its audit entry in one transaction): in transit ->
+``payouts_settled``; its ``destination`` is the masked bank account the vendor set
+(services/payout_accounts.py), whose details an admin opens with ``payouts.account``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import asyncpg
@@ -38,7 +46,7 @@ from models.ids import new_id
 from models.market import PageCursor
 from models.rbac import OPERATOR, Staff
 from services.ledger import LedgerService
-from services.loops import LoopFailures, SupervisedLoop
+from services.loops import Backoff, LoopFailures, SupervisedLoop
 from services.payout_accounts import PayoutAccounts
 from services.payout_holds import payout_blocked
 from store import admin_store as st
@@ -47,7 +55,8 @@ from store.db import Conn
 
 log = logging.getLogger("hyperlocal.payouts")
 
-_VENDORS = 500
+_RETRY = Backoff(first_s=60.0, cap_s=3600.0)
+"""The defaults of ``payout_retry_base_s`` and ``payout_retry_max_s``."""
 
 
 class Transfers(Protocol):
@@ -83,27 +92,67 @@ class Payouts:
         ledger: LedgerService,
         transfers: Transfers | None,
         accounts: PayoutAccounts | None = None,
+        *,
+        page: int = 500,
+        retry: Backoff = _RETRY,
     ) -> None:
         self.db = db
         self.ledger = ledger
         self.transfers = transfers
         self.accounts = accounts
         """Where each vendor's payouts go (None in tests that set the columns by hand)."""
+        self.page = page
+        """Vendors read per page by a batch (``payout_vendor_page``)."""
+        self.retry = retry
+        """When a transfer the provider could not take is sent again (``payout_retry_*``)."""
+        self.queued = asyncio.Event()
+        """Set when a batch queued transfers: wakes the money loop (``run_scheduled``)."""
 
     # -- batches --------------------------------------------------------------------------------
     async def run(self, staff: Staff) -> dict[str, Any]:
-        """One batch (``payouts.run``): releases, new payouts, pending transfers sent; audited."""
+        """One batch (``payouts.run``): releases, then new payouts recorded; audited. No money
+        moves here: the transfer payouts are queued (``pending``) and the money loop sends
+        them (``send_due``), woken at once (``queued``)."""
         staff.require("payouts.run")
         released = await self.ledger.release_due()
         made = []
-        for vendor_id in await ls.vendors_with_available(self.db, _VENDORS):
+        async for vendor_id in self._vendors():
             made.extend(await self._make(vendor_id))
-        sent = [await self._send(row["id"]) for row in await self._pending_transfers()]
+        if any(r["method"] == "stripe_transfer" for r in made):
+            self.queued.set()
         result = {"released": released, "payouts": [payout_public(r) for r in made],
-                  "transfers": [payout_public(r) for r in sent if r is not None]}  # fmt: skip
+                  "transfers": [payout_public(r) for r in made
+                                if r["method"] == "stripe_transfer"]}  # fmt: skip
         summary = {"released": released, "payouts": [r["id"] for r in made]}
         await st.audit(self.db, staff.user_id, "payouts.run", "-", None, summary)
         return result
+
+    async def _vendors(self) -> AsyncIterator[str]:
+        """Every vendor with an available balance, a page (``page``) at a time in id order:
+        a batch reaches them all, not the same first page each run."""
+        after = ""
+        while True:
+            page = await ls.vendors_with_available(self.db, after, self.page)
+            for vendor_id in page:
+                yield vendor_id
+            if len(page) < self.page:
+                return
+            after = page[-1]
+
+    async def send_due(self) -> list[asyncpg.Record]:
+        """Send the pending transfers whose attempt is due (the first at once, a retry after
+        ``retry.delay_s(attempts)``); the payouts afterwards. The money loop's step."""
+        if self.transfers is None:
+            return []
+        now = dt.datetime.now(dt.UTC)
+        sent = []
+        for row in await self._pending_transfers():
+            wait = self.retry.delay_s(row["attempts"]) if row["attempts"] else 0.0
+            if row["updated_at"] + dt.timedelta(seconds=wait) <= now:
+                done = await self._send(row["id"])
+                if done is not None:
+                    sent.append(done)
+        return sent
 
     async def _make(self, vendor_id: str) -> list[asyncpg.Record]:
         """The vendor's payouts of this batch (one per currency with money to pay)."""
@@ -168,8 +217,8 @@ class Payouts:
             return []
         return list(
             await self.db.fetch(
-                "SELECT id FROM payouts WHERE status = 'pending' AND method = 'stripe_transfer'"
-                " ORDER BY created_at LIMIT 100"
+                "SELECT id, attempts, updated_at FROM payouts WHERE status = 'pending'"
+                " AND method = 'stripe_transfer' ORDER BY created_at LIMIT 100"
             )
         )
 
@@ -203,18 +252,10 @@ class Payouts:
     async def _finish(
         self, payout_id: str, status: str, reference: str | None, error: str | None
     ) -> asyncpg.Record:
-        """A pending payout ``paid`` or ``failed``, with its ledger transaction, together; one
-        no longer pending is left as it is (``conflict`` for a manual one marked twice)."""
+        """A pending transfer ``paid`` or ``failed``, with its ledger transaction, together; one
+        no longer pending is left as it is (another batch finished it)."""
         async with self.db.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "UPDATE payouts SET status = $2, reference = $3, error = $4, updated_at = now(),"
-                " paid_at = CASE WHEN $2 = 'paid' THEN now() END"
-                f" WHERE id = $1 AND status = 'pending' RETURNING {ls.PAYOUT_COLUMNS}",
-                payout_id,
-                status,
-                reference,
-                error,
-            )
+            row = await _settled(conn, payout_id, status, reference, error, "stripe_transfer")
             if row is None:
                 current = await conn.fetchrow(
                     f"SELECT {ls.PAYOUT_COLUMNS} FROM payouts WHERE id = $1", payout_id
@@ -222,35 +263,30 @@ class Payouts:
                 if current is None:
                     raise NotFound("no such payout")
                 return current
-            source, vendor = f"payout:{payout_id}", row["vendor_id"]
-            if status == "paid":
-                legs = lg.payout_paid_legs(vendor, row["amount"], row["method"])
-                await ls.post(conn, source, "payout_paid", row["currency"], legs, vendor_id=vendor)
-            else:
-                taken = await ls.payout_taken(conn, payout_id)
-                legs = lg.payout_failed_legs(vendor, taken)
-                await ls.post(conn, source, "payout_failed", row["currency"], legs,
-                              vendor_id=vendor)  # fmt: skip
             return row
 
     # -- the operator's side ------------------------------------------------------------------
     async def mark_paid(self, staff: Staff, payout_id: str, reference: str) -> dict[str, Any]:
-        """A manual payout the operator has paid (``payouts.paid``), with its reference."""
+        """A manual payout the operator has paid (``payouts.paid``), with its reference: the
+        change is a compare-and-set (pending -> paid) in one transaction with its ledger
+        posting and its audit entry, so of two concurrent marks one wins and the other is a
+        ``conflict`` that changed nothing."""
         staff.require("payouts.paid")
         if not 1 <= len(reference) <= 200:
             raise BadRequest("reference: 1 to 200 characters")
-        row = await self.db.fetchrow(
-            f"SELECT {ls.PAYOUT_COLUMNS} FROM payouts WHERE id = $1", payout_id
-        )
-        if row is None:
-            raise NotFound("no such payout")
-        if row["method"] != "manual":
-            raise Conflict("a transfer payout is marked paid by its transfer")
-        if row["status"] != "pending":
-            raise Conflict(f"this payout is {row['status']}")
-        done = await self._finish(payout_id, "paid", reference, None)
-        await st.audit(self.db, staff.user_id, "payouts.paid", target_ref("payout", payout_id),
-                       None, {"reference": reference})  # fmt: skip
+        async with self.db.acquire() as conn, conn.transaction():
+            done = await _settled(conn, payout_id, "paid", reference, None, "manual")
+            if done is None:
+                row = await conn.fetchrow(
+                    "SELECT method, status FROM payouts WHERE id = $1", payout_id
+                )
+                if row is None:
+                    raise NotFound("no such payout")
+                if row["method"] != "manual":
+                    raise Conflict("a transfer payout is marked paid by its transfer")
+                raise Conflict(f"this payout is {row['status']}")
+            await st.audit(conn, staff.user_id, "payouts.paid", target_ref("payout", payout_id),
+                           None, {"reference": reference})  # fmt: skip
         return {"payout": payout_public(done)}
 
     async def listed(self, staff: Staff, status: str | None) -> dict[str, Any]:
@@ -286,6 +322,34 @@ class Payouts:
         return {"items": [payout_public(r) for r in page], "next_cursor": next_cursor}
 
 
+async def _settled(
+    conn: Conn, payout_id: str, status: str, reference: str | None, error: str | None, method: str
+) -> asyncpg.Record | None:
+    """Compare-and-set a pending payout of ``method`` to ``status`` (``paid`` or ``failed``)
+    and post its ledger transaction, in the caller's transaction; None (nothing changed) when
+    it is not such a pending payout."""
+    row = await conn.fetchrow(
+        "UPDATE payouts SET status = $2, reference = $3, error = $4, updated_at = now(),"
+        " paid_at = CASE WHEN $2 = 'paid' THEN now() END"
+        f" WHERE id = $1 AND status = 'pending' AND method = $5 RETURNING {ls.PAYOUT_COLUMNS}",
+        payout_id,
+        status,
+        reference,
+        error,
+        method,
+    )
+    if row is None:
+        return None
+    source, vendor = f"payout:{payout_id}", row["vendor_id"]
+    if status == "paid":
+        legs = lg.payout_paid_legs(vendor, row["amount"], row["method"])
+        await ls.post(conn, source, "payout_paid", row["currency"], legs, vendor_id=vendor)
+    else:
+        legs = lg.payout_failed_legs(vendor, await ls.payout_taken(conn, payout_id))
+        await ls.post(conn, source, "payout_failed", row["currency"], legs, vendor_id=vendor)
+    return row
+
+
 async def run_scheduled(
     payouts: Payouts,
     ledger: LedgerService,
@@ -294,8 +358,10 @@ async def run_scheduled(
     failures: LoopFailures | None = None,
 ) -> None:
     """The control actor's money loop: releases every ``release_every_s``, a payout batch as
-    the operator every ``payout_every_s`` (0: only on demand). Never dies (services/loops.py):
-    a failing round is logged and tried again next period."""
+    the operator every ``payout_every_s`` (0: only on demand), and every round the transfers
+    due (``Payouts.send_due``); a batch that queued transfers (an admin's too) wakes it at
+    once. Never dies (services/loops.py): a failing round is logged, counted in
+    ``failures`` and tried again next period."""
     loop = asyncio.get_running_loop()
     next_batch = loop.time() + payout_every_s if payout_every_s > 0 else None
 
@@ -306,7 +372,9 @@ async def run_scheduled(
             await payouts.run(OPERATOR)
         else:
             await ledger.release_due()
+        await payouts.send_due()
 
     await SupervisedLoop(
-        "money", one, period_s=release_every_s, log=log, wait_first=True, failures=failures
-    ).run()
+        "money", one, period_s=release_every_s, log=log, wait_first=True, failures=failures,
+        wake=payouts.queued,
+    ).run()  # fmt: skip

@@ -106,21 +106,38 @@ async def lock_orders(conn: Conn, order_ids: Sequence[str]) -> set[str]:
     return {r["id"] for r in rows}
 
 
-async def capture_of(conn: Conn, order_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT currency, cell, vendor_id FROM ledger_transactions"
-        " WHERE source = $1 AND kind = 'capture'",
-        f"order:{order_id}",
+async def post_releases(conn: Conn, order_ids: Sequence[str]) -> int:
+    """Release the pending balance of each of ``order_ids`` (queued, locked by the caller) in
+    one statement, and take them off the queue; how many left it. Per order with a capture:
+    one ``release`` transaction (``order:<id>``, unique: a repeat posts nothing) of two legs,
+    vendor_pending +pending and vendor_available -pending (balanced by construction, as
+    models/ledger.py ``release_legs``; nothing pending: nothing posted)."""
+    return int(
+        await conn.fetchval(
+            "WITH r AS ("
+            "  SELECT q.order_id, q.vendor_id, c.currency, c.cell, (SELECT -coalesce("
+            "   sum(e.amount), 0) FROM ledger_entries e WHERE e.order_id = q.order_id"
+            "   AND e.account = 'vendor_pending' AND e.owner = q.vendor_id)::bigint AS pending"
+            "  FROM ledger_release_queue q JOIN ledger_transactions c"
+            "   ON c.source = 'order:' || q.order_id AND c.kind = 'capture'"
+            "  WHERE q.order_id = ANY($1::text[])"
+            "), t AS ("
+            "  INSERT INTO ledger_transactions (source, kind, currency, order_id, vendor_id,"
+            "   cell, amount)"
+            "  SELECT 'order:' || order_id, 'release', currency, order_id, vendor_id, cell,"
+            "   pending FROM r WHERE pending > 0 ORDER BY order_id"
+            "  ON CONFLICT (source, kind) DO NOTHING RETURNING id, order_id"
+            "), e AS ("
+            "  INSERT INTO ledger_entries (txn_id, account, owner, order_id, amount, currency)"
+            "  SELECT t.id, l.account, r.vendor_id, r.order_id, l.amount, r.currency"
+            "   FROM t JOIN r ON r.order_id = t.order_id CROSS JOIN LATERAL (VALUES"
+            "   ('vendor_pending', r.pending), ('vendor_available', -r.pending)) l(account, amount)"
+            "), d AS ("
+            "  DELETE FROM ledger_release_queue WHERE order_id = ANY($1::text[]) RETURNING 1"
+            ") SELECT count(*) FROM d",
+            list(order_ids),
+        )
     )
-
-
-async def owed(conn: Conn, account: str, vendor_id: str, order_id: str) -> int:
-    return int(await conn.fetchval("SELECT hl_ledger_owed($1, $2, $3)", account, vendor_id,
-                                   order_id))  # fmt: skip
-
-
-async def dequeue(conn: Conn, order_id: str) -> None:
-    await conn.execute("DELETE FROM ledger_release_queue WHERE order_id = $1", order_id)
 
 
 _KEYS = {
@@ -165,14 +182,18 @@ PAYOUT_COLUMNS = (
 )
 
 
-async def vendors_with_available(db: Db, limit: int) -> list[str]:
-    """Vendors with a non-zero available balance in some currency."""
+async def vendors_with_available(db: Db, after: str, limit: int) -> list[str]:
+    """Up to ``limit`` vendors after ``after`` (in id order; "" for the first page) with a
+    positive available balance in some currency: a keyset page, read in order off the partial
+    index ``ledger_entries_available`` (migration 0026)."""
     rows = await db.fetch(
-        "SELECT owner FROM ledger_entries WHERE account = 'vendor_available'"
-        " GROUP BY owner, currency HAVING sum(amount) < 0 ORDER BY owner LIMIT $1",
+        "SELECT owner FROM (SELECT owner, currency, sum(amount) AS owed FROM ledger_entries"
+        "  WHERE account = 'vendor_available' AND owner > $1 GROUP BY owner, currency) v"
+        " WHERE owed < 0 GROUP BY owner ORDER BY owner LIMIT $2",
+        after,
         limit,
     )
-    return sorted({r["owner"] for r in rows})
+    return [r["owner"] for r in rows]
 
 
 async def payout_taken(conn: Conn, payout_id: str) -> dict[str, int]:

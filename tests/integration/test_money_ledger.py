@@ -27,12 +27,12 @@ from gateway.app import build_app
 from models.rbac import OPERATOR
 from payments.stripe_transfers import StripeTransfers
 from services.ledger import LedgerService
-from services.payouts import Payouts
+from services.payouts import Payouts, payout_public
 from store.db import create_pool
 from tests.integration import market_kit as mk
 from tests.integration.admin_kit import staff
 from tests.integration.client import Api, User, Ws
-from tests.integration.test_stripe import FakeStripe, event, send_event
+from tests.integration.test_stripe import FakeStripe, event, send_event, with_stripe
 
 pytestmark = pytest.mark.integration
 
@@ -298,11 +298,15 @@ async def _balance_with(api: Api, vendor: User, **want: int) -> dict[str, Any] |
 
 class FakeTransfers:
     """Stripe's ``POST /v1/transfers`` on loopback, honouring idempotency keys; an account
-    named ``acct_gone`` does not exist."""
+    named ``acct_gone`` does not exist; the next ``unavailable[account]`` calls to an account
+    answer 503."""
 
     def __init__(self) -> None:
         self.by_key: dict[str, dict[str, Any]] = {}
         self.calls = 0
+        self.keys: list[str] = []
+        """The idempotency key of every call, in order (retries included)."""
+        self.unavailable: dict[str, int] = {}
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -313,6 +317,10 @@ class FakeTransfers:
         assert request.headers["Authorization"] == "Bearer sk_test_hyperlocal"
         form = {k: str(v) for k, v in (await request.post()).items()}
         self.calls += 1
+        self.keys.append(request.headers["Idempotency-Key"])
+        if self.unavailable.get(form["destination"], 0) > 0:
+            self.unavailable[form["destination"]] -= 1
+            return web.json_response({"error": {"type": "api_error"}}, status=503)
         if form["destination"] == "acct_gone":
             error = {
                 "type": "invalid_request_error",
@@ -370,7 +378,9 @@ async def test_connected_accounts_get_stripe_transfers_and_a_refused_one_gives_t
     for seller, _ in shops:
         await _until(lambda s=seller: _balance_with(api, s, available=1800))
     result = await payouts.run(OPERATOR)
-    mine = {p["vendor_id"]: p for p in result["transfers"]}
+    queued = {p["vendor_id"]: p for p in result["transfers"]}
+    assert all(queued[item["vendor"]["id"]]["status"] == "pending" for _, item in shops)
+    mine = {r["vendor_id"]: payout_public(r) for r in await payouts.send_due()}
     ok, gone = (mine[item["vendor"]["id"]] for _, item in shops)
     assert (ok["method"], ok["status"], ok["reference"][:3]) == ("stripe_transfer", "paid", "tr_")
     assert gone["status"] == "failed" and "acct_gone" in gone["error"]
@@ -379,6 +389,7 @@ async def test_connected_accounts_get_stripe_transfers_and_a_refused_one_gives_t
     assert (back["available"], back["in_transit"]) == (1800, 0)  # refused: the money is back
     calls = fake.calls
     await payouts.run(OPERATOR)  # the paid one is not sent again
+    await payouts.send_due()
     assert fake.by_key.keys() == {f"payout-{ok['id']}"} and fake.calls >= calls
 
 
@@ -387,13 +398,7 @@ async def test_replayed_stripe_webhooks_add_nothing(api: Api, settings: Settings
     fake = FakeStripe()
     fake_server = TestServer(fake.app(), host="127.0.0.1", port=0)
     await fake_server.start_server()
-    configured = settings.model_copy(
-        update={
-            "stripe_api_key": "sk_test_hyperlocal",
-            "stripe_webhook_secret": "whsec_test_hyperlocal",
-            "stripe_api_base": str(fake_server.make_url("")).rstrip("/"),
-        }
-    )
+    configured = with_stripe(settings, fake_server)
     gateway = TestServer(build_app(configured), host="127.0.0.1", port=0)
     await gateway.start_server()
     try:

@@ -9,13 +9,16 @@ Bad input, another caller or an app token change nothing.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from cluster.config import Settings
+from models.errors import NotFound
 from models.rbac import OPERATOR
-from services.payouts import Payouts
+from services.payout_accounts import PayoutAccounts
+from services.payouts import Payouts, payout_public
 from services.secrets import Keys
 from store.db import create_pool
 from tests.integration import market_kit as mk
@@ -159,6 +162,49 @@ async def test_bank_details_are_sealed_masked_audited_and_a_manual_payout_goes_t
     status, reply = await mk.rest(api, "DELETE", PATH, None, seller.access_token)
     assert status == 200 and reply == {"payout_account": None}
     assert await _get(api, seller) is None
+    # nothing left to clear: a typed not_found, nothing written or audited
+    status, reply = await mk.rest(api, "DELETE", PATH, None, seller.access_token)
+    assert status == 404 and reply["error"]["code"] == "not_found", reply
+    conn = await mk.db(settings)
+    try:
+        results = await conn.fetch(
+            "SELECT result::text AS result FROM audit_log WHERE action = 'vendor.payout_account'"
+            " AND target = $1 ORDER BY seq",
+            f"vendor:{vendor_id}",
+        )
+        assert len(results) == 2 and json.loads(results[1]["result"]) == {"cleared": True}
+    finally:
+        await conn.close()
+
+
+async def test_setting_an_account_answers_from_what_it_wrote_without_opening_it_again(
+    api: Api, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seller, item = await _shop(api, settings, 142, "bread", 500)
+    vendor_id = item["vendor"]["id"]
+    assert settings.database_url
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        keys = Keys(settings)
+        accounts = PayoutAccounts(pool, keys)
+        with pytest.raises(NotFound):  # nothing set yet: nothing to clear
+            await accounts.clear(vendor_id, seller.id)
+
+        def no_open(*_: Any) -> str:
+            raise AssertionError("set opened the sealed details it had just written")
+
+        monkeypatch.setattr(keys, "open", no_open)
+        body = {"kind": "bank", "holder_name": "C Baker", "iban": IBAN}
+        shown = await accounts.set(vendor_id, seller.id, body)
+        monkeypatch.undo()
+        assert shown["payout_account"]["account_last4"] == "3000"
+        assert shown == await accounts.get(vendor_id)  # the same as read back and opened
+        stripe = await accounts.set(
+            vendor_id, seller.id, {"kind": "stripe_connect", "account_id": "acct_c142abcd"}
+        )
+        assert stripe == await accounts.get(vendor_id)  # fmt: skip
+    finally:
+        await pool.close()
 
 
 async def test_a_connected_account_the_vendor_sets_gets_the_batch_transfer(
@@ -173,8 +219,9 @@ async def test_a_connected_account_the_vendor_sets_gets_the_batch_transfer(
     _, (order,) = await _buy(api, [(item, 1)], "payout-account-buyer2")
     await _fulfil(api, seller, order["id"])
     await _until(lambda: _balance_with(api, seller, available=810))
-    result = await payouts.run(OPERATOR)
-    (sent,) = [p for p in result["transfers"] if p["vendor_id"] == item["vendor"]["id"]]
+    await payouts.run(OPERATOR)
+    sent_rows = await payouts.send_due()
+    (sent,) = [payout_public(r) for r in sent_rows if r["vendor_id"] == item["vendor"]["id"]]
     assert (sent["method"], sent["status"], sent["destination"]) == (
         "stripe_transfer", "paid", "acct_vendor141"
     )  # fmt: skip
