@@ -106,6 +106,21 @@ def parse_model(model: type[M], payload: Any) -> M:
         raise BadRequest(validation_message(exc)) from None
 
 
+WEBHOOK_MAX_BODY = 512 * 1024
+"""A payment provider's webhook body is at most this many bytes (Stripe's, PayPal's, UPI's)."""
+
+
+async def read_webhook_body(request: web.Request) -> bytes:
+    """A provider's webhook body, raw (its signature covers these very bytes); ``too_large``
+    past ``WEBHOOK_MAX_BODY``, told by its Content-Length or by what arrived."""
+    if request.content_length is not None and request.content_length > WEBHOOK_MAX_BODY:
+        raise TooLarge("webhook body too large")
+    payload = await request.read()
+    if len(payload) > WEBHOOK_MAX_BODY:
+        raise TooLarge("webhook body too large")
+    return payload
+
+
 async def read_json(request: web.Request, model: type[M]) -> M:
     """Read a JSON object body (size-limited by the app's client_max_size) into ``model``."""
     if request.content_length is not None and request.content_length > request._client_max_size:

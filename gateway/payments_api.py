@@ -9,17 +9,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.context import SERVICES
-from models.errors import TooLarge, Unauthorized
-
-_MAX_BODY = 512 * 1024
+from gateway.http import read_webhook_body
+from models.errors import Unauthorized
 
 
 async def stripe_webhook_view(request: web.Request) -> web.Response:
-    if request.content_length is not None and request.content_length > _MAX_BODY:
-        raise TooLarge("webhook body too large")
-    payload = await request.read()
-    if len(payload) > _MAX_BODY:
-        raise TooLarge("webhook body too large")
+    payload = await read_webhook_body(request)
     signature = request.headers.get("Stripe-Signature")
     if not signature:  # before anything else: not even whether Stripe is configured is told
         raise Unauthorized("missing Stripe-Signature")

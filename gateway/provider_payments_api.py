@@ -7,7 +7,7 @@
   from PayPal; the payment is captured now -> ``{orders, payment}`` like ``checkout``.
 - ``POST /api/v1/payments/upi/webhook``: Razorpay events, ``X-Razorpay-Signature`` verified.
 
-Webhook bodies are at most 512 KiB (as Stripe's).
+Webhook bodies are at most 512 KiB (gateway/http.py ``read_webhook_body``, as Stripe's).
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from gateway.auth import require_principal
 from gateway.context import SERVICES
-from gateway.http import read_json
+from gateway.http import read_json, read_webhook_body
 from gateway.openapi_schema import ERROR, Schema, errors, json_body, obj
-from models.errors import TooLarge, Unauthorized
+from models.errors import Unauthorized
 from payments.paypal_webhooks import HEADERS, require_headers
-
-_MAX_BODY = 512 * 1024
 
 
 class ReturnBody(BaseModel):
@@ -32,18 +30,9 @@ class ReturnBody(BaseModel):
     order_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-async def _body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > _MAX_BODY:
-        raise TooLarge("webhook body too large")
-    payload = await request.read()
-    if len(payload) > _MAX_BODY:
-        raise TooLarge("webhook body too large")
-    return payload
-
-
 async def paypal_webhook_view(request: web.Request) -> web.Response:
     require_headers(request.headers)  # first: not even whether PayPal is configured is told
-    payload = await _body(request)
+    payload = await read_webhook_body(request)
     events = request.app[SERVICES].provider_events
     return web.json_response(await events.paypal_webhook(payload, request.headers))
 
@@ -59,7 +48,7 @@ async def upi_webhook_view(request: web.Request) -> web.Response:
     signature = request.headers.get("X-Razorpay-Signature")
     if not signature:
         raise Unauthorized("missing X-Razorpay-Signature")
-    payload = await _body(request)
+    payload = await read_webhook_body(request)
     event_id = request.headers.get("X-Razorpay-Event-Id") or None
     events = request.app[SERVICES].provider_events
     return web.json_response(await events.upi_webhook(payload, signature, event_id))

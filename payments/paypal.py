@@ -13,7 +13,12 @@
 - **cancel**: void an authorisation; an order never captured takes no money and lapses at
   PayPal by itself, so there is nothing else to void.
 
-Our ``provider_ref`` is the PayPal order id. Webhooks are verified by payments/paypal_webhooks.py.
+PayPal's answers are typed at this boundary: unreachable, a timeout, 5xx or 429 is
+``Unavailable`` (retried with the same request id); a 4xx is PayPal's verdict on our request or
+the payment: an order it does not know or will not process ``payment_failed``, any other
+refusal ``bad_request`` (a refund refused either way ``RefundRefused``); an order's create or
+capture refused is a ``declined`` result. Our ``provider_ref`` is the PayPal order id.
+Webhooks are verified by payments/paypal_webhooks.py.
 An access token (client credentials) is fetched on first use and renewed before it expires.
 """
 
@@ -23,7 +28,7 @@ import asyncio
 import time
 from typing import Any, Literal
 
-from models.errors import Unavailable
+from models.errors import BadRequest, PaymentFailed, Unavailable
 from payments.amounts import decimal_amount
 from payments.base import Charge, ChargeResult, ChargeStatus, RefundRefused
 from payments.http import ProviderHttp, basic_auth
@@ -165,7 +170,10 @@ class PayPalProvider:
         return None
 
     async def refund(self, provider_ref: str, amount: int, idempotency_key: str) -> str:
-        order = await self._order(provider_ref)
+        try:
+            order = await self._order(provider_ref)
+        except (PaymentFailed, BadRequest) as err:  # PayPal's verdict: retrying cannot help
+            raise RefundRefused(err.message) from None
         capture = _capture(order)
         if capture is None:
             raise RefundRefused("paypal: the order has no capture to refund")
@@ -185,7 +193,8 @@ class PayPalProvider:
         if status == 404:
             return None
         if status >= 400:
-            raise Unavailable(f"paypal: capture {capture_id} unreadable ({status})")
+            raise BadRequest(f"paypal refused to read capture {capture_id}: "
+                             f"{_issue(capture) or status}")  # fmt: skip
         related = (capture.get("supplementary_data") or {}).get("related_ids") or {}
         order_id = related.get("order_id")
         return str(order_id) if order_id else None
@@ -195,9 +204,16 @@ class PayPalProvider:
 
     # -- HTTP -----------------------------------------------------------------------------------
     async def _order(self, provider_ref: str) -> dict[str, Any]:
+        """The PayPal order. Its outage (unreachable, a timeout, 5xx, 429) is ``Unavailable``
+        (payments/http.py); a 4xx is PayPal's verdict, never retried into success: an order
+        it does not know or will not process (404, 422) is ``payment_failed``, any other
+        refusal of our request (400, 403, ...) ``bad_request``."""
         status, order = await self._api("GET", f"/v2/checkout/orders/{provider_ref}", None, None)
+        if status in (404, 422):
+            raise PaymentFailed(f"paypal: order {provider_ref} {_issue(order) or status}")
         if status >= 400:
-            raise Unavailable(f"paypal: order {provider_ref} unreadable ({status})")
+            raise BadRequest(f"paypal refused to read order {provider_ref}: "
+                             f"{_issue(order) or status}")  # fmt: skip
         return order
 
     async def _api(

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from models import webhook_shapes as shape
 from models.errors import BadRequest, NotFound, PaymentFailed
 from models.refund_mirror import ProviderRefund
 from payments.amounts import minor_units
@@ -71,11 +72,12 @@ class ProviderEvents:
     async def paypal_webhook(self, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
         provider = self._provider("paypal", PayPalProvider)
         event = await provider.webhooks.verify(body, headers)
-        event_id, kind = str(event["id"]), str(event.get("event_type", ""))
+        event_id = shape.text(event, "id", required=True) or ""
+        kind = shape.text(event, "event_type") or ""
+        resource = shape.obj(event, "resource")
+        _paypal_shape(resource, kind)  # a malformed body: bad_request before anything changes
         if await self._seen("paypal", event_id):
             return {"received": True, "duplicate": True}
-        resource = event.get("resource") or {}
-        resource = resource if isinstance(resource, dict) else {}
         if kind == _PAYPAL_REFUNDED:
             payment = await self._paypal_refunded(provider, resource)
         else:
@@ -139,31 +141,26 @@ class ProviderEvents:
         """Our payment of the event's PayPal order; attached by our ``custom_id`` when we
         crashed before storing PayPal's answer."""
         if kind.startswith("CHECKOUT.ORDER."):
-            order_id = resource.get("id")
-            units = resource.get("purchase_units") or [{}]
-            custom = units[0].get("custom_id") if isinstance(units[0], dict) else None
+            order_id = shape.text(resource, "id")
+            custom = shape.text(shape.first(resource, "purchase_units"), "custom_id")
         else:
-            related = (resource.get("supplementary_data") or {}).get("related_ids") or {}
-            order_id, custom = related.get("order_id"), resource.get("custom_id")
-        if not isinstance(order_id, str):
+            order_id, custom = _related_order(resource), shape.text(resource, "custom_id")
+        if order_id is None:
             return None
-        return await self._payment_of(
-            "paypal", order_id, custom if isinstance(custom, str) else None
-        )
+        return await self._payment_of("paypal", order_id, custom)
 
     async def _paypal_refunded(
         self, provider: PayPalProvider, resource: dict[str, Any]
     ) -> asyncpg.Record | None:
         """Our payment of a refund's PayPal order: named by the event, or by its capture (the
         refund's ``up`` link) read at PayPal."""
-        related = (resource.get("supplementary_data") or {}).get("related_ids") or {}
-        order_id = related.get("order_id")
-        if not isinstance(order_id, str):
-            up = next((link.get("href") for link in resource.get("links") or []
-                       if isinstance(link, dict) and link.get("rel") == "up"), None)  # fmt: skip
-            capture_id = str(up).rstrip("/").rsplit("/", 1)[-1] if up else None
+        order_id = _related_order(resource)
+        if order_id is None:
+            up = next((shape.text(link, "href") for link in shape.objects(resource, "links")
+                       if link.get("rel") == "up"), None)  # fmt: skip
+            capture_id = up.rstrip("/").rsplit("/", 1)[-1] if up else None
             order_id = await provider.order_of_capture(capture_id) if capture_id else None
-        if not isinstance(order_id, str):
+        if order_id is None:
             return None
         return await self.db.fetchrow(
             "SELECT * FROM payments WHERE provider = 'paypal' AND provider_ref = $1", order_id
@@ -185,10 +182,11 @@ class ProviderEvents:
         if not isinstance(event, dict) or not isinstance(event.get("event"), str):
             raise BadRequest("webhook body is not a Razorpay event")
         kind = str(event["event"])
+        paid, ref = _upi_entities(event)  # a malformed body: bad_request, nothing changed
+        refund = _upi_refund(event) if kind == _UPI_REFUNDED and ref else None
         event_id = event_id or hashlib.sha256(body).hexdigest()  # Razorpay sends the header
         if await self._seen("upi", event_id):
             return {"received": True, "duplicate": True}
-        paid, ref = _upi_entities(event)
         payment = await self._upi_payment(provider, ref, kind, paid) if ref else None
         key_base = f"upi:{event_id}#"
         if payment is not None and ref is not None:
@@ -198,8 +196,8 @@ class ProviderEvents:
                 await self.declined(payment, key_base)
             elif kind == "payment.authorized" and await provider.status(ref) == "authorized":
                 await self.authorized(payment, key_base)
-            elif kind == _UPI_REFUNDED:
-                await self.refunds.mirror(payment, _upi_refund(event))
+            elif refund is not None:
+                await self.refunds.mirror(payment, refund)
         first = await self._record("upi", event_id, kind)
         log.info("upi event %s (%s) applied=%s", event_id, kind, first)
         return {"received": True, "duplicate": not first}
@@ -221,7 +219,7 @@ class ProviderEvents:
                 "SELECT * FROM payments WHERE id = $1 AND provider = 'upi'", receipt
             )
             if mine is not None:  # money on a second order of one checkout: give it back
-                amount = int(paid.get("amount") or mine["amount"])
+                amount = shape.whole(paid, "amount") or int(mine["amount"])
                 log.warning("upi payment %s paid twice (order %s): refunding", receipt, ref)
                 await provider.refund(ref, amount, f"dup-{ref}")
         return attached
@@ -292,33 +290,49 @@ class ProviderEvents:
         return first is not None
 
 
+def _related_order(resource: dict[str, Any]) -> str | None:
+    """The PayPal order a capture's (or a refund's) event names, if it names one."""
+    return shape.text(shape.obj(resource, "supplementary_data", "related_ids"), "order_id")
+
+
+def _paypal_shape(resource: dict[str, Any], kind: str) -> None:
+    """Refuse (``bad_request``) a PayPal event whose parts we read have the wrong shape."""
+    if kind.startswith("CHECKOUT.ORDER."):
+        shape.text(resource, "id")
+        shape.text(shape.first(resource, "purchase_units"), "custom_id")
+        return
+    _related_order(resource)
+    shape.text(resource, "custom_id")
+    if kind == _PAYPAL_REFUNDED:
+        for link in shape.objects(resource, "links"):
+            shape.text(link, "href")
+        if resource.get("status") == "COMPLETED":
+            _paypal_refund(resource)
+
+
 def _upi_entities(event: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """The event's payment entity and the Razorpay order id it concerns."""
-    payload = event.get("payload") or {}
-    paid = ((payload.get("payment") or {}).get("entity")) or {}
-    order = ((payload.get("order") or {}).get("entity")) or {}
-    ref = paid.get("order_id") or order.get("id")
-    return (paid if isinstance(paid, dict) else {}), (ref if isinstance(ref, str) else None)
+    paid = shape.obj(event, "payload", "payment", "entity")
+    order = shape.obj(event, "payload", "order", "entity")
+    shape.whole(paid, "amount")
+    return paid, shape.text(paid, "order_id") or shape.text(order, "id")
 
 
 def _paypal_refund(resource: dict[str, Any]) -> ProviderRefund:
-    amount = resource.get("amount") or {}
+    amount = shape.obj(resource, "amount")
     try:
         value = minor_units(str(amount["value"]), str(amount["currency_code"]))
-        ref = str(resource["id"])
+        ref = shape.text(resource, "id", required=True) or ""
     except (KeyError, TypeError, ValueError):
         raise BadRequest("a PayPal refund without an id or an amount") from None
-    tag = resource.get("custom_id")
-    return ProviderRefund("paypal", ref, value, tag if isinstance(tag, str) else None)
+    return ProviderRefund("paypal", ref, value, shape.text(resource, "custom_id"))
 
 
 def _upi_refund(event: dict[str, Any]) -> ProviderRefund:
-    entity = ((event.get("payload") or {}).get("refund") or {}).get("entity") or {}
-    try:
-        ref, amount = str(entity["id"]), int(entity["amount"])
-    except (KeyError, TypeError, ValueError):
-        raise BadRequest("a Razorpay refund without an id or an amount") from None
-    tag = (
-        (entity.get("notes") or {}).get("refund") if isinstance(entity.get("notes"), dict) else None
-    )
+    entity = shape.obj(event, "payload", "refund", "entity")
+    ref, amount = shape.text(entity, "id"), shape.whole(entity, "amount")
+    if ref is None or amount is None:
+        raise BadRequest("a Razorpay refund without an id or an amount")
+    notes = entity.get("notes")  # Razorpay sends [] for no notes
+    tag = notes.get("refund") if isinstance(notes, dict) else None
     return ProviderRefund("upi", ref, amount, tag if isinstance(tag, str) else None)

@@ -81,6 +81,15 @@ async def stock_of(settings: Settings, listing_id: str) -> int:
         await conn.close()
 
 
+async def order_status(settings: Settings, order_id: str) -> str:
+    """The order's status as Postgres has it now."""
+    conn = await db(settings)
+    try:
+        return str(await conn.fetchval("SELECT status FROM orders WHERE id = $1", order_id))
+    finally:
+        await conn.close()
+
+
 async def refund_of(settings: Settings, order_id: str) -> asyncpg.Record:
     """The order's first refund row with its payment's ``refunded_amount``."""
     conn = await db(settings)

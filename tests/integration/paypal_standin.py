@@ -59,6 +59,9 @@ class FakePayPal:
         self.delays: dict[str, float] = {}
         """Seconds to wait, once, before answering the next request to a path suffix
         (``"/v2/checkout/orders"``, ``"/capture"``): the work is done first, as a slow PayPal."""
+        self.answers: dict[str, tuple[int, dict[str, Any]]] = {}
+        """What the next read of an order answers instead, once, by order id (PayPal refusing
+        it: a 4xx, or down: a 5xx)."""
         self.refunds: dict[str, int] = {}
         self.refund_objects: list[dict[str, Any]] = []
         """Every refund made, as PayPal's refund resource (with its capture's ``up`` link)."""
@@ -212,6 +215,9 @@ class FakePayPal:
         return await self._once(request, make)
 
     async def get(self, request: web.Request) -> web.Response:
+        forced = self.answers.pop(request.match_info["id"], None)
+        if forced is not None:
+            return web.json_response(forced[1], status=forced[0])
         order = self.orders.get(request.match_info["id"])
         if order is None:
             return web.json_response({"name": "RESOURCE_NOT_FOUND"}, status=404)

@@ -16,6 +16,9 @@ from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
 from gateway.app import build_app
+from models.errors import PaymentFailed, Unavailable
+from payments.base import RefundRefused
+from payments.paypal import PayPalProvider
 from tests.integration import market_kit as mk
 from tests.integration.client import Api, Ws
 from tests.integration.paypal_standin import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID, FakePayPal
@@ -82,14 +85,6 @@ async def pending(
     return ws, buyer, data, data["orders"][0], fake.last_order()
 
 
-async def status_of(settings: Settings, order_id: str) -> str:
-    conn = await mk.db(settings)
-    try:
-        return str(await conn.fetchval("SELECT status FROM orders WHERE id = $1", order_id))
-    finally:
-        await conn.close()
-
-
 async def test_checkout_approve_and_return_captures_once(settings: Settings, paypal_env: Env):
     fake, api = paypal_env
     ws, buyer, data, order, pp = await pending(settings, paypal_env, 101)
@@ -107,7 +102,7 @@ async def test_checkout_approve_and_return_captures_once(settings: Settings, pay
     stranger = await api.signup("paypal-stranger")
     status, body = await back(api, stranger.access_token, pp["id"])
     assert status == 404 and body["error"]["code"] == "not_found"
-    assert await status_of(settings, order["id"]) == "pending_payment"
+    assert await mk.order_status(settings, order["id"]) == "pending_payment"
 
     status, body = await back(api, buyer.access_token, order["id"])  # our order id works too
     assert status == 200, body
@@ -125,7 +120,7 @@ async def test_decline_releases_the_orders(settings: Settings, paypal_env: Env):
     fake.declines.add(pp["id"])
     status, body = await back(api, buyer.access_token, pp["id"])
     assert status == 402 and body["error"]["code"] == "payment_failed"
-    assert await status_of(settings, order["id"]) == "cancelled"
+    assert await mk.order_status(settings, order["id"]) == "cancelled"
     assert await mk.stock_of(settings, order["items"][0]["listing_id"]) == 3
     status, _ = await back(api, buyer.access_token, pp["id"])  # nothing to capture any more
     assert status == 402
@@ -156,7 +151,7 @@ async def test_webhook_verification_refuses_and_changes_nothing(
     missing = {k: v for k, v in headers.items() if k != "PAYPAL-TRANSMISSION-SIG"}
     async with api.http.post(url, data=body, headers=missing) as resp:
         assert resp.status == 401
-    assert await status_of(settings, order["id"]) == "pending_payment"
+    assert await mk.order_status(settings, order["id"]) == "pending_payment"
     assert fake.captures_of(pp["id"]) == []
     conn = await mk.db(settings)
     try:
@@ -167,7 +162,7 @@ async def test_webhook_verification_refuses_and_changes_nothing(
         assert status == 200 and reply == {"received": True, "duplicate": False}
         status, reply = await send(api, fake, approved)  # PayPal redelivers
         assert status == 200 and reply["duplicate"] is True
-        assert await status_of(settings, order["id"]) == "paid"
+        assert await mk.order_status(settings, order["id"]) == "paid"
         assert len(fake.captures_of(pp["id"])) == 1
     finally:
         await conn.close()
@@ -183,12 +178,12 @@ async def test_out_of_order_events(settings: Settings, paypal_env: Env):
     fake.capture_directly(pp["id"])
     completed = fake.capture_event("PAYMENT.CAPTURE.COMPLETED", pp["id"])
     assert (await send(api, fake, completed))[0] == 200
-    assert await status_of(settings, order["id"]) == "paid"
+    assert await mk.order_status(settings, order["id"]) == "paid"
     status, reply = await send(api, fake, fake.order_event("CHECKOUT.ORDER.APPROVED", pp["id"]))
     assert status == 200 and reply["duplicate"] is False
     declined = fake.capture_event("PAYMENT.CAPTURE.DECLINED", pp["id"])
     assert (await send(api, fake, declined))[0] == 200
-    assert await status_of(settings, order["id"]) == "paid"
+    assert await mk.order_status(settings, order["id"]) == "paid"
     assert len(fake.captures_of(pp["id"])) == 1
     conn = await mk.db(settings)
     try:
@@ -215,7 +210,7 @@ async def test_return_and_webhook_race_capture_once(settings: Settings, paypal_e
         back(api, buyer.access_token, order["id"]),
     )
     assert hook[0] == 200 and ret[0] == 200 and ret2[0] == 200, (hook, ret, ret2)
-    assert await status_of(settings, order["id"]) == "paid"
+    assert await mk.order_status(settings, order["id"]) == "paid"
     captures = fake.orders[pp["id"]]["purchase_units"][0]["payments"]["captures"]
     assert len(captures) == 1  # every capture call carried one PayPal-Request-Id
     assert {rid for p, _, rid in fake.requests if p.endswith(f"{pp['id']}/capture")} == {
@@ -275,4 +270,98 @@ async def test_refunds_full_and_partial(settings: Settings, paypal_env: Env):
     assert len(keys) == 2 and len(set(keys)) == 2
     row = await mk.refund_of(settings, order["id"])
     assert row["status"] == "succeeded" and row["refunded_amount"] == 800
+    await ws.close()
+
+
+async def test_paypal_refusing_an_order_is_a_typed_error_and_only_an_outage_unavailable(
+    settings: Settings, paypal_env: Env
+):
+    """A 4xx reading the order is PayPal's verdict (payment_failed / bad_request), a 5xx an
+    outage (unavailable, retry); either way nothing changes, and once PayPal answers again the
+    return captures. A refund of an order PayPal does not know is refused for good."""
+    fake, api = paypal_env
+    ws, buyer, _, order, pp = await pending(settings, paypal_env, 165)
+    fake.approve(pp["id"])
+    cases = [
+        (422, {"name": "UNPROCESSABLE_ENTITY", "details": [{"issue": "ORDER_EXPIRED"}]},
+         402, "payment_failed"),
+        (404, {"name": "RESOURCE_NOT_FOUND"}, 402, "payment_failed"),
+        (400, {"name": "INVALID_REQUEST"}, 400, "bad_request"),
+        (403, {"name": "NOT_AUTHORIZED"}, 400, "bad_request"),
+        (500, {"name": "INTERNAL_SERVER_ERROR"}, 503, "unavailable"),
+    ]  # fmt: skip
+    for answer, body, want, code in cases:
+        fake.answers[pp["id"]] = (answer, body)
+        status, reply = await back(api, buyer.access_token, pp["id"])
+        assert (status, reply["error"]["code"]) == (want, code), (answer, reply)
+        assert await mk.order_status(settings, order["id"]) == "pending_payment"
+    assert fake.captures_of(pp["id"]) == []
+    status, reply = await back(api, buyer.access_token, pp["id"])
+    assert status == 200 and reply["payment"]["status"] == "captured", reply
+
+    provider = PayPalProvider(
+        CLIENT_ID, CLIENT_SECRET, fake.base, webhook_id=WEBHOOK_ID, cert_hosts=("127.0.0.1",),
+        return_url="https://app.example/return", cancel_url="https://app.example/cancel",
+        timeout_s=2.0,
+    )  # fmt: skip
+    try:
+        with pytest.raises(PaymentFailed):
+            await provider.status("NO-SUCH-ORDER")
+        with pytest.raises(RefundRefused):  # a refund the stand-in cannot find: never retried
+            await provider.refund("NO-SUCH-ORDER", 100, "refund-x")
+        fake.answers["NO-SUCH-ORDER"] = (503, {})
+        with pytest.raises(Unavailable):
+            await provider.status("NO-SUCH-ORDER")
+    finally:
+        await provider.close()
+    await ws.close()
+
+
+def _malformed(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """``event`` broken in the ways a fuzzer would: keys gone, wrong types, nested nulls."""
+    resource = event["resource"]
+    broken: list[dict[str, Any]] = [
+        {k: v for k, v in event.items() if k != "id"},
+        {**event, "id": 12345},
+        {**event, "event_type": ["CHECKOUT.ORDER.APPROVED"]},
+        {**event, "resource": "an order"},
+        {**event, "resource": [resource]},
+    ]
+    for key, junk in (("purchase_units", {"0": {}}), ("purchase_units", "unit"),
+                      ("purchase_units", [None, 7]), ("purchase_units", [{"custom_id": 5}]),
+                      ("id", {"nested": None}), ("id", 42)):  # fmt: skip
+        broken.append({**event, "resource": {**resource, key: junk}})
+    captured = {**event, "event_type": "PAYMENT.CAPTURE.COMPLETED"}
+    for junk in ("related", {"related_ids": "x"}, {"related_ids": {"order_id": 9}}, [None]):
+        broken.append({**captured, "resource": {**resource, "supplementary_data": junk}})
+    refunded = {**event, "event_type": "PAYMENT.CAPTURE.REFUNDED"}
+    for part in ({"links": {"rel": "up"}}, {"links": [1, 2]}, {"links": [{"href": 3}]},
+                 {"status": "COMPLETED", "amount": None, "id": "RF1"},
+                 {"status": "COMPLETED", "amount": {"value": "x", "currency_code": "EUR"}},
+                 {"status": "COMPLETED", "amount": {"value": "1.00"}, "id": "RF1"}):  # fmt: skip
+        broken.append({**refunded, "resource": {**resource, **part}})
+    return broken
+
+
+async def test_malformed_webhook_bodies_are_a_typed_400_and_change_nothing(
+    settings: Settings, paypal_env: Env
+):
+    fake, api = paypal_env
+    ws, _, _, order, pp = await pending(settings, paypal_env, 166)
+    fake.approve(pp["id"])
+    approved = fake.order_event("CHECKOUT.ORDER.APPROVED", pp["id"])
+    for event in _malformed(approved):
+        status, reply = await send(api, fake, event)
+        assert status == 400 and reply["error"]["code"] == "bad_request", (event, reply)
+    assert await mk.order_status(settings, order["id"]) == "pending_payment"
+    assert fake.captures_of(pp["id"]) == []
+    conn = await mk.db(settings)
+    try:
+        assert not await conn.fetchval("SELECT 1 FROM provider_events WHERE id = $1",
+                                       approved["id"])  # fmt: skip
+    finally:
+        await conn.close()
+    status, reply = await send(api, fake, approved)  # the well-formed one still works
+    assert status == 200 and reply["duplicate"] is False
+    assert await mk.order_status(settings, order["id"]) == "paid"
     await ws.close()

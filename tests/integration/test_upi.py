@@ -76,14 +76,6 @@ async def pending(
     return ws, buyer, data, data["orders"][0], fake.last_order()
 
 
-async def status_of(settings: Settings, order_id: str) -> str:
-    conn = await mk.db(settings)
-    try:
-        return str(await conn.fetchval("SELECT status FROM orders WHERE id = $1", order_id))
-    finally:
-        await conn.close()
-
-
 async def paid_events(settings: Settings, user_id: str, order_id: str) -> int:
     conn = await mk.db(settings)
     try:
@@ -114,7 +106,7 @@ async def test_intent_uri_qr_and_captured_once(settings: Settings, upi_env: Env)
     captured = fake.event("payment.captured", paid)
     status, reply = await send(api, fake, captured, event_id="evt_cap_121")
     assert status == 200 and reply == {"received": True, "duplicate": False}
-    assert await status_of(settings, order["id"]) == "paid"
+    assert await mk.order_status(settings, order["id"]) == "paid"
     status, reply = await send(api, fake, captured, event_id="evt_cap_121")  # redelivered
     assert status == 200 and reply["duplicate"] is True
     status, reply = await send(api, fake, fake.event("order.paid", paid))  # the same money
@@ -164,11 +156,11 @@ async def test_failure_releases_and_a_late_capture_is_refunded(settings: Setting
     ws, _, _, order, rzp = await pending(settings, upi_env, 124, price=1500)
     failed = fake.pay(rzp["id"], status="failed")
     assert (await send(api, fake, fake.event("payment.failed", failed)))[0] == 200
-    assert await status_of(settings, order["id"]) == "cancelled"
+    assert await mk.order_status(settings, order["id"]) == "cancelled"
     assert await mk.stock_of(settings, order["items"][0]["listing_id"]) == 3
     late = fake.pay(rzp["id"])
     assert (await send(api, fake, fake.event("payment.captured", late)))[0] == 200
-    assert await status_of(settings, order["id"]) in ("cancelled", "refunded")
+    assert await mk.order_status(settings, order["id"]) in ("cancelled", "refunded")
     assert late["amount_refunded"] == 1500
     await ws.close()
 
@@ -180,7 +172,7 @@ async def test_out_of_order_failure_after_capture_changes_nothing(settings: Sett
     earlier_attempt = {**paid, "id": "pay_earlier", "status": "failed"}
     assert (await send(api, fake, fake.event("payment.captured", paid)))[0] == 200
     assert (await send(api, fake, fake.event("payment.failed", earlier_attempt)))[0] == 200
-    assert await status_of(settings, order["id"]) == "paid"
+    assert await mk.order_status(settings, order["id"]) == "paid"
     assert await paid_events(settings, buyer.id, order["id"]) == 1
     await ws.close()
 
@@ -199,14 +191,14 @@ async def test_bad_signature_refused_nothing_changed(settings: Settings, upi_env
     unsigned = {k: v for k, v in headers.items() if k != "X-Razorpay-Signature"}
     async with api.http.post(url, data=good, headers=unsigned) as resp:
         assert resp.status == 401
-    assert await status_of(settings, order["id"]) == "pending_payment"
+    assert await mk.order_status(settings, order["id"]) == "pending_payment"
     conn = await mk.db(settings)
     try:
         assert not await conn.fetchval("SELECT 1 FROM provider_events WHERE id = 'evt_forged_126'")
     finally:
         await conn.close()
     assert (await send(api, fake, captured, event_id="evt_forged_126"))[0] == 200
-    assert await status_of(settings, order["id"]) == "paid"
+    assert await mk.order_status(settings, order["id"]) == "paid"
     await ws.close()
 
 
@@ -238,9 +230,9 @@ async def test_money_on_a_second_order_of_one_checkout_goes_back(settings: Setti
     stray = fake.pay(twin["id"])
     assert (await send(api, fake, fake.event("payment.captured", stray)))[0] == 200
     assert stray["amount_refunded"] == 2000
-    assert await status_of(settings, order["id"]) == "pending_payment"
+    assert await mk.order_status(settings, order["id"]) == "pending_payment"
     assert (await send(api, fake, fake.event("payment.captured", fake.pay(rzp["id"]))))[0] == 200
-    assert await status_of(settings, order["id"]) == "paid"
+    assert await mk.order_status(settings, order["id"]) == "paid"
     assert data["payment"]["id"] == twin["receipt"]
     await ws.close()
 
@@ -266,4 +258,48 @@ async def test_refunds_full_and_partial(settings: Settings, upi_env: Env):
     ]  # fmt: skip
     row = await mk.refund_of(settings, order["id"])
     assert row["status"] == "succeeded" and row["refunded_amount"] == 800
+    await ws.close()
+
+
+async def test_malformed_webhook_bodies_are_a_typed_400_and_change_nothing(
+    settings: Settings, upi_env: Env
+):
+    """Signed (so past the signature) but the wrong shape: keys gone, wrong types, nested
+    nulls, a small fuzz of each level the handler reads; each a 400, nothing recorded."""
+    fake, api = upi_env
+    ws, _, _, order, rzp = await pending(settings, upi_env, 167)
+    paid = fake.pay(rzp["id"])
+    captured = fake.event("payment.captured", paid)
+    payload = captured["payload"]
+    broken: list[Any] = [
+        ["payment.captured"],
+        {**captured, "event": None},
+        {**captured, "event": 7},
+        {**captured, "payload": "payment"},
+        {**captured, "payload": [payload]},
+        {**captured, "payload": {"payment": "entity"}},
+        {**captured, "payload": {"payment": {"entity": [paid]}}},
+        {**captured, "payload": {"payment": {"entity": {**paid, "order_id": 5}}}},
+        {**captured, "payload": {"payment": {"entity": {**paid, "amount": "249"}}}},
+        {**captured, "payload": {"payment": None, "order": {"entity": {"id": ["x"]}}}},
+        {**captured, "payload": {"payment": None, "order": "order"}},
+    ]
+    refund = fake.refund_in_dashboard(paid, 100)
+    for entity in ({"id": 5, "amount": 100}, {"id": "rfnd_x"}, {"id": "rfnd_x", "amount": "1"},
+                   "refund", None):  # fmt: skip
+        body = {**refund["payload"], "refund": {"entity": entity}}
+        broken.append({**refund, "payload": body})
+    for i, event in enumerate(broken):
+        status, reply = await send(api, fake, event, event_id=f"evt_bad_167_{i}")
+        assert status == 400 and reply["error"]["code"] == "bad_request", (event, reply)
+    assert await mk.order_status(settings, order["id"]) == "pending_payment"
+    conn = await mk.db(settings)
+    try:
+        assert not await conn.fetchval(
+            "SELECT 1 FROM provider_events WHERE id LIKE 'evt_bad_167_%'"
+        )
+    finally:
+        await conn.close()
+    assert (await send(api, fake, captured))[0] == 200  # the well-formed event still works
+    assert await mk.order_status(settings, order["id"]) == "paid"
     await ws.close()
