@@ -12,7 +12,10 @@ when ``rebalance_interval_s`` is set, runs the hot-cell rebalancer (services/sca
 unless ``failover_ping_s`` is 0, the failover watcher (services/failover.py): a dead shard's
 cells go to the others by one table change.
 It also runs the money loop (services/payouts.py ``run_scheduled``): the ledger's release
-sweep every ``ledger_sweep_s`` and a payout batch every ``payout_interval_s``.
+sweep every ``ledger_sweep_s``, a payout batch every ``payout_interval_s`` and the Stripe
+transfers due (woken at once by a batch that queued some: an admin's ``payouts.run`` answers
+before any money moves). Every loop counts its failed rounds in the actor's ``LoopFailures``
+(``background`` answers them).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from cluster.fleet import RayFleet
 from services.container import Services, open_services
 from services.control import ControlHost
 from services.failover import FailoverWatcher
-from services.loops import Backoff, SupervisedLoop
+from services.loops import Backoff, LoopFailures, SupervisedLoop
 from services.payouts import run_scheduled
 from services.transport import RayTransport
 
@@ -58,6 +61,8 @@ class ControlActor:
         self._failover: asyncio.Task[None] | None = None
         self._money: asyncio.Task[None] | None = None
         self._incarnation = uuid.uuid4().hex[:12]
+        self._failures = LoopFailures()
+        """Failed rounds of this actor's loops by name (``background`` answers them)."""
         # Open at once, not at the first call: after Ray restarts this actor its loops (money,
         # suspension sweep, rebalancer, failover watcher) run again by themselves. An async
         # actor's __init__ runs on its event loop.
@@ -100,7 +105,8 @@ class ControlActor:
                 )
                 self._money = asyncio.create_task(
                     run_scheduled(services.payouts, services.ledger,
-                                  self._settings.payout_interval_s, self._settings.ledger_sweep_s),
+                                  self._settings.payout_interval_s, self._settings.ledger_sweep_s,
+                                  self._failures),
                     name="money",
                 )  # fmt: skip
                 self._sweeper = asyncio.create_task(self._sweep(), name="suspension-sweep")
@@ -110,7 +116,9 @@ class ControlActor:
                     self._watcher = FailoverWatcher(
                         self._settings, services.db, services.cluster, self._probe_transport()
                     )
-                    self._failover = asyncio.create_task(self._watcher.run(), name="failover")
+                    self._failover = asyncio.create_task(
+                        self._watcher.run(self._failures), name="failover"
+                    )
                 gcpolicy.settle(self._settings)
             return self._host
 
@@ -122,6 +130,7 @@ class ControlActor:
             period_s=self._settings.admin_sweep_s,
             log=log,
             wait_first=True,
+            failures=self._failures,
         ).run()
 
     async def _sweep_once(self) -> None:
@@ -147,6 +156,7 @@ class ControlActor:
             period_s=self._settings.rebalance_interval_s,
             log=log,
             wait_first=True,
+            failures=self._failures,
         ).run()
 
     def _probe_transport(self) -> RayTransport:
@@ -169,11 +179,13 @@ class ControlActor:
         return list(self._watcher.changes) if self._watcher else []
 
     async def background(self) -> dict[str, Any]:
-        """This incarnation (as ``ping`` names it) and its running loops, without opening
-        anything (tests: a restarted actor runs them before anyone calls it)."""
+        """This incarnation (as ``ping`` names it), its running loops and their failed rounds
+        by loop (services/loops.py), without opening anything (tests: a restarted actor runs
+        them before anyone calls it)."""
         tasks = (self._money, self._sweeper, self._rebalancer, self._failover)
         running = sorted(t.get_name() for t in tasks if t is not None and not t.done())
-        return {"incarnation": f"control:{self._incarnation}", "loops": running}
+        return {"incarnation": f"control:{self._incarnation}", "loops": running,
+                "loop_failures": dict(self._failures.counts)}  # fmt: skip
 
     async def ping(self) -> str:
         """``control:<incarnation>``, once the services are open (a new one after a restart)."""

@@ -62,11 +62,12 @@ async def require_vendor(request: web.Request, scope: str) -> VendorCaller:
     return caller
 
 
-async def require_vendor_user(request: web.Request) -> VendorCaller:
-    """Only the vendor's own user token (managing apps is not for apps)."""
+async def require_vendor_user(request: web.Request, what: str = "manage apps") -> VendorCaller:
+    """Only the vendor's own user token (it holds every scope): an app token is ``403``,
+    "apps cannot ``what``" (managing apps, changing where payouts go: not for apps)."""
     header = request.headers.get("Authorization", "")
     if header and request.app[SERVICES].app_tokens.decode(bearer_token(header)) is not None:
-        raise Forbidden("apps cannot manage apps: use the vendor user's token")
+        raise Forbidden(f"apps cannot {what}: use the vendor user's token")
     return await require_vendor(request, "hooks:write")
 
 

@@ -17,11 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.context import SERVICES
 from gateway.control_api import act
 from gateway.http import read_json
-from gateway.oauth import require_vendor
+from gateway.oauth import require_vendor, require_vendor_user
 from gateway.openapi_schema import Schema, errors, json_body, obj
-from models.auth import bearer_token
-from models.errors import Forbidden
-from services.vendor_apps import VendorCaller
 
 
 class PayoutAccountBody(BaseModel):
@@ -37,11 +34,7 @@ class PayoutAccountBody(BaseModel):
     country: str | None = Field(None, max_length=2)
 
 
-async def _vendor_user(request: web.Request) -> VendorCaller:
-    header = request.headers.get("Authorization", "")
-    if header and request.app[SERVICES].app_tokens.decode(bearer_token(header)) is not None:
-        raise Forbidden("apps cannot change where payouts go: use the vendor user's token")
-    return await require_vendor(request, "orders:read")
+_WHAT = "change where payouts go"
 
 
 async def get_view(request: web.Request) -> web.Response:
@@ -52,7 +45,7 @@ async def get_view(request: web.Request) -> web.Response:
 
 
 async def put_view(request: web.Request) -> web.Response:
-    caller = await _vendor_user(request)
+    caller = await require_vendor_user(request, _WHAT)
     body = await read_json(request, PayoutAccountBody)
     accounts = request.app[SERVICES].payouts.accounts
     assert accounts is not None
@@ -61,7 +54,7 @@ async def put_view(request: web.Request) -> web.Response:
 
 
 async def delete_view(request: web.Request) -> web.Response:
-    caller = await _vendor_user(request)
+    caller = await require_vendor_user(request, _WHAT)
     accounts = request.app[SERVICES].payouts.accounts
     assert accounts is not None
     return web.json_response(await accounts.clear(caller.vendor["id"], caller.user_id))
@@ -129,10 +122,10 @@ OPENAPI_PATHS: dict[str, Any] = {
                 "responses": {"200": {"description": "ok", **_ANSWER},
                               **errors(400, 401, 403, 413)}},
         "delete": {"summary": "Forget the payout destination (payouts become manual records"
-                              " without details)",
+                              " without details); none set: 404",
                    "description": _SELF + " Audited.", "security": _BEARER,
                    "responses": {"200": {"description": "ok", **_ANSWER},
-                                 **errors(401, 403)}},
+                                 **errors(401, 403, 404)}},
     },
     "/api/v1/admin/vendors/{vendor_id}/payout-account": {
         "get": {"summary": "A vendor's payout destination in full, to pay a manual payout",

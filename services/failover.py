@@ -35,7 +35,7 @@ import asyncpg
 from cluster.config import Settings
 from models.errors import AppError
 from models.failover import Outcome
-from services.loops import SupervisedLoop
+from services.loops import LoopFailures, SupervisedLoop
 from services.probe import ShardProbe
 from services.scaling import ClusterService
 from services.transport import RayTransport
@@ -67,14 +67,16 @@ class FailoverWatcher:
         log.warning("shard %s: its probe connection broke", shard)
         self._wake.set()
 
-    async def run(self) -> None:
-        """Rounds every ``failover_ping_s``, or at once when a connection broke; never dies."""
+    async def run(self, failures: LoopFailures | None = None) -> None:
+        """Rounds every ``failover_ping_s``, or at once when a connection broke; never dies
+        (a failed round is counted in ``failures``)."""
         await SupervisedLoop(
             "failover",
             self._round_step,
             period_s=self.settings.failover_ping_s,
             log=log,
             wake=self._wake,
+            failures=failures,
         ).run()
 
     async def _round_step(self) -> None:

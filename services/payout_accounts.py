@@ -13,6 +13,7 @@ no state of its own.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -39,36 +40,41 @@ class PayoutAccounts:
 
     async def set(self, vendor_id: str, user_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Replace the destination by the one ``body`` names (``bad_request`` before anything
-        is written); the masked answer, as ``get``."""
+        is written); the masked answer, as ``get`` (made from what was written: nothing is
+        read back or opened again)."""
         account = pa.parse(body)
         sealed = hint = None
         if account.bank is not None:
             sealed = self.keys.seal(json.dumps(account.bank.full()), _context(vendor_id))
             hint = account.bank.hint()
         async with self.db.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
+            at = await conn.fetchval(
                 "UPDATE vendors SET payout_account = $2, payout_bank = $3, payout_bank_hint = $4,"
-                " payout_set_at = now() WHERE id = $1 RETURNING id",
+                " payout_set_at = now() WHERE id = $1 RETURNING payout_set_at",
                 vendor_id,
                 account.stripe_account,
                 sealed,
                 hint,
             )
-            if row is None:
+            if at is None:
                 raise NotFound("no such vendor")
-            shown = await self._masked(conn, vendor_id)
+            shown = _shown(account.stripe_account, account.bank, at)
             await st.audit(conn, user_id, "vendor.payout_account", target_ref("vendor", vendor_id),
                            None, shown or {})  # fmt: skip
         return {"payout_account": shown}
 
     async def clear(self, vendor_id: str, user_id: str) -> dict[str, Any]:
-        """No destination: payouts are manual records without details until one is set."""
+        """No destination: payouts are manual records without details until one is set.
+        ``not_found`` (nothing written, nothing audited) when none is set."""
         async with self.db.acquire() as conn, conn.transaction():
-            await conn.execute(
+            cleared = await conn.fetchval(
                 "UPDATE vendors SET payout_account = NULL, payout_bank = NULL,"
-                " payout_bank_hint = NULL, payout_set_at = now() WHERE id = $1",
+                " payout_bank_hint = NULL, payout_set_at = now() WHERE id = $1"
+                " AND (payout_account IS NOT NULL OR payout_bank IS NOT NULL) RETURNING id",
                 vendor_id,
             )
+            if cleared is None:
+                raise NotFound("no payout account is set")
             await st.audit(conn, user_id, "vendor.payout_account", target_ref("vendor", vendor_id),
                            None, {"cleared": True})  # fmt: skip
         return {"payout_account": None}
@@ -101,11 +107,19 @@ class PayoutAccounts:
 
     async def _masked(self, db: Any, vendor_id: str) -> dict[str, Any] | None:
         row = await self._row(db, vendor_id)
-        at = st.iso(row["payout_set_at"])
-        if row["payout_account"]:
-            return {"kind": pa.STRIPE, **pa.stripe_masked(row["payout_account"]), "updated_at": at}
-        if row["payout_bank"]:
+        bank = None
+        if not row["payout_account"] and row["payout_bank"]:
             opened = json.loads(self.keys.open(row["payout_bank"], _context(vendor_id)))
             bank = pa.BankDetails.from_full(opened)
-            return {"kind": pa.BANK, **bank.masked(), "updated_at": at}
-        return None
+        return _shown(row["payout_account"], bank, row["payout_set_at"])
+
+
+def _shown(
+    stripe_account: str | None, bank: pa.BankDetails | None, at: dt.datetime | None
+) -> dict[str, Any] | None:
+    """A destination as the vendor sees it (masked), set at ``at``; None: none set."""
+    if stripe_account:
+        return {"kind": pa.STRIPE, **pa.stripe_masked(stripe_account), "updated_at": st.iso(at)}
+    if bank is not None:
+        return {"kind": pa.BANK, **bank.masked(), "updated_at": st.iso(at)}
+    return None

@@ -171,18 +171,23 @@ class FakeStripe:
         return self._once(request, make)
 
 
+def with_stripe(settings: Settings, fake_server: TestServer, **more: Any) -> Settings:
+    """The session's settings with Stripe configured against the stand-in at
+    ``fake_server`` (its API key, webhook secret and base URL), and ``more``."""
+    stripe_keys = {
+        "stripe_api_key": "sk_test_hyperlocal",
+        "stripe_webhook_secret": WEBHOOK_SECRET,
+        "stripe_api_base": str(fake_server.make_url("")).rstrip("/"),
+    }
+    return settings.model_copy(update={**stripe_keys, **more})
+
+
 @pytest.fixture(scope="module")
 async def stripe_env(settings: Settings) -> AsyncIterator[tuple[FakeStripe, Api]]:
     fake = FakeStripe()
     fake_server = TestServer(fake.app(), host="127.0.0.1", port=0)
     await fake_server.start_server()
-    configured = settings.model_copy(
-        update={
-            "stripe_api_key": "sk_test_hyperlocal",
-            "stripe_webhook_secret": WEBHOOK_SECRET,
-            "stripe_api_base": str(fake_server.make_url("")).rstrip("/"),
-        }
-    )
+    configured = with_stripe(settings, fake_server)
     gateway = TestServer(build_app(configured), host="127.0.0.1", port=0)
     await gateway.start_server()
     async with ClientSession() as http:
@@ -492,14 +497,7 @@ async def test_a_held_checkout_needing_3ds_is_held_once_authorised(settings: Set
     fake = FakeStripe()
     fake_server = TestServer(fake.app(), host="127.0.0.1", port=0)
     await fake_server.start_server()
-    configured = settings.model_copy(
-        update={
-            "stripe_api_key": "sk_test_hyperlocal",
-            "stripe_webhook_secret": WEBHOOK_SECRET,
-            "stripe_api_base": str(fake_server.make_url("")).rstrip("/"),
-            "risk_hold_score": 60,
-        }
-    )
+    configured = with_stripe(settings, fake_server, risk_hold_score=60)
     gateway = TestServer(build_app(configured), host="127.0.0.1", port=0)
     await gateway.start_server()
     try:
