@@ -118,13 +118,13 @@ class Payouts:
         made = []
         async for vendor_id in self._vendors():
             made.extend(await self._make(vendor_id))
-        if any(r["method"] == "stripe_transfer" for r in made):
-            self.queued.set()
         result = {"released": released, "payouts": [payout_public(r) for r in made],
                   "transfers": [payout_public(r) for r in made
                                 if r["method"] == "stripe_transfer"]}  # fmt: skip
         summary = {"released": released, "payouts": [r["id"] for r in made]}
         await st.audit(self.db, staff.user_id, "payouts.run", "-", None, summary)
+        if result["transfers"]:
+            self.queued.set()  # last: the answer is made before the loop sends a thing
         return result
 
     async def _vendors(self) -> AsyncIterator[str]:
@@ -140,18 +140,16 @@ class Payouts:
             after = page[-1]
 
     async def send_due(self) -> list[asyncpg.Record]:
-        """Send the pending transfers whose attempt is due (the first at once, a retry after
-        ``retry.delay_s(attempts)``); the payouts afterwards. The money loop's step."""
+        """Send the pending transfers whose attempt is due (the first at once, the n-th retry
+        ``retry.delay_s(n)`` after the last attempt), oldest first, 100 a call; the payouts
+        afterwards. The money loop's step."""
         if self.transfers is None:
             return []
-        now = dt.datetime.now(dt.UTC)
         sent = []
-        for row in await self._pending_transfers():
-            wait = self.retry.delay_s(row["attempts"]) if row["attempts"] else 0.0
-            if row["updated_at"] + dt.timedelta(seconds=wait) <= now:
-                done = await self._send(row["id"])
-                if done is not None:
-                    sent.append(done)
+        for row in await ls.transfers_due(self.db, self.retry.first_s, self.retry.cap_s, 100):
+            done = await self._send(row["id"])
+            if done is not None:
+                sent.append(done)
         return sent
 
     async def _make(self, vendor_id: str) -> list[asyncpg.Record]:
@@ -211,16 +209,6 @@ class Payouts:
         await ls.post(conn, f"payout:{row['id']}", "payout", currency,
                       lg.payout_legs(vendor["id"], taken), vendor_id=vendor["id"])  # fmt: skip
         return row
-
-    async def _pending_transfers(self) -> list[asyncpg.Record]:
-        if self.transfers is None:
-            return []
-        return list(
-            await self.db.fetch(
-                "SELECT id, attempts, updated_at FROM payouts WHERE status = 'pending'"
-                " AND method = 'stripe_transfer' ORDER BY created_at LIMIT 100"
-            )
-        )
 
     async def _send(self, payout_id: str) -> asyncpg.Record | None:
         """Send one pending transfer; the payout afterwards (None: not a pending transfer)."""

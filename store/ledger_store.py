@@ -196,6 +196,23 @@ async def vendors_with_available(db: Db, after: str, limit: int) -> list[str]:
     return [r["owner"] for r in rows]
 
 
+async def transfers_due(db: Db, first_s: float, cap_s: float, limit: int) -> list[asyncpg.Record]:
+    """Pending transfer payouts whose next attempt is due, oldest first: never tried, or the
+    n-th attempt at least ``min(cap_s, first_s * 2 ** (n - 1))`` ago (services/loops.py
+    ``Backoff``), so transfers waiting out a backoff never hold back the others."""
+    return list(
+        await db.fetch(
+            "SELECT id FROM payouts WHERE status = 'pending' AND method = 'stripe_transfer'"
+            " AND (attempts = 0 OR updated_at + make_interval(secs => least($2::float8,"
+            " $1::float8 * power(2, least(attempts - 1, 60)))) <= now())"
+            " ORDER BY created_at LIMIT $3",
+            first_s,
+            cap_s,
+            limit,
+        )
+    )
+
+
 async def payout_taken(conn: Conn, payout_id: str) -> dict[str, int]:
     """What a payout took of each order's available balance (its ``payout`` transaction)."""
     rows = await conn.fetch(
