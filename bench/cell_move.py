@@ -38,6 +38,8 @@ from bench.procs import choose_pinning, machine, pin_process
 from bench.report import fmt, table
 from bench.targets import make_target, rev_parse, snapshot, stack_dsn
 from cluster.config import load_settings
+from hyperlocal_client import Api
+from hyperlocal_client.ws import ENDS, Socket
 from models.cells import Geo
 from models.placement import cell_key
 from services.cluster_ops import move_cell, unpin_cell
@@ -51,43 +53,23 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-class Client:
-    """One websocket: requests by id, events ignored."""
+class Client(Socket):
+    """A hyperlocal_client session that decodes only replies once it has its hello: every
+    client of the cell hears every message, and none of it is this benchmark's business."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT and msg.data.startswith('{"re"'):
-                frame = json.loads(msg.data)
-                future = self.waiting.pop(frame["re"], None)
-                if future is not None and not future.done():
-                    future.set_result(frame)
-
-    async def request(self, op: str, data: dict[str, Any], key: str | None = None) -> Any:
-        self.next_id += 1
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.waiting[self.next_id] = future
-        frame: dict[str, Any] = {"id": self.next_id, "op": op, "data": data}
-        if key:
-            frame["key"] = key
-        await self.ws.send_str(json.dumps(frame))
-        return await asyncio.wait_for(future, 30)
+    def receive(self, msg: aiohttp.WSMessage) -> bool:
+        if not self.hello:
+            return super().receive(msg)
+        if msg.type == aiohttp.WSMsgType.TEXT and msg.data.startswith('{"re"'):
+            self.resolve(json.loads(msg.data))
+        return msg.type not in ENDS
 
 
 async def connect(http: aiohttp.ClientSession, url: str, i: int) -> Client:
-    body = {"email": f"mover{i}-{uuid.uuid4().hex[:8]}@bench.test", "password": "bench-pass-1",
-            "display_name": f"mover{i}"}  # fmt: skip
-    async with http.post(f"{url}/api/v1/auth/signup", json=body) as resp:
-        token = (await resp.json())["access_token"]
-    ws = await http.ws_connect(f"{url}/ws", headers={"Authorization": f"Bearer {token}"})
-    client = Client(ws)
-    reply = await client.request("locate", {"lat": LAT, "lng": LNG})
-    assert reply["ok"], reply
+    email = f"mover{i}-{uuid.uuid4().hex[:8]}@bench.test"
+    user = await Api(url, http).signup(email, "bench-pass-1", f"mover{i}")
+    client = await Client.open(http, url, user.access_token)
+    await client.request("locate", {"lat": LAT, "lng": LNG}, timeout_s=30)
     return client
 
 
@@ -96,7 +78,8 @@ async def send(client: Client, room: str, due: float, i: int) -> dict[str, Any]:
     key = uuid.uuid4().hex
     await asyncio.sleep(max(0.0, due - time.perf_counter()))
     for _ in range(50):
-        reply = await client.request("chat.send", {"room_id": room, "text": f"m{i}"}, key)
+        body = {"room_id": room, "text": f"m{i}"}
+        reply = await client.call("chat.send", body, key, timeout_s=30)
         if reply["ok"] or reply["error"]["code"] != "unavailable":
             break
         await asyncio.sleep(0.02)
@@ -145,15 +128,15 @@ async def drive(args: argparse.Namespace, url: str, dsn: str) -> dict[str, Any]:
             query: dict[str, Any] = {"room_id": room, "limit": 200}
             if before:
                 query["before"] = before
-            page = await clients[0].request("chat.history", query)
-            for m in page["data"]["messages"]:
+            page = await clients[0].request("chat.history", query, timeout_s=30)
+            for m in page["messages"]:
                 stored[m["id"]] = stored.get(m["id"], 0) + 1
-            before = page["data"]["next_before"]
+            before = page["next_before"]
             if not before:
                 break
         offsets = sorted(m["offset"] for m in acked)
         for client in clients:
-            await client.ws.close()
+            await client.close()
     await pool.close()
     window = args.window / 1000
     during = [d["ms"] for d in done if any(0 <= d["due"] - m["at"] <= window for m in moves)]

@@ -208,7 +208,7 @@ class ChatBench(Bench):
                 await fleet.connect()
                 connect_s += time.perf_counter() - started
                 readings.append(await self.idle_reading(target))
-            open_sockets = sum(1 for f in fleets for c in f.clients if c.closed_code is None)
+            open_sockets = sum(1 for f in fleets for c in f.clients if c.close_code is None)
         finally:
             for fleet in fleets:
                 await fleet.close()

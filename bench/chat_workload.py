@@ -41,9 +41,7 @@ class ChatWorkload:
 
     async def setup(self, client: Session) -> None:
         spot = self.spots[client.index]
-        reply = await client.request("locate", {"lat": spot.lat, "lng": spot.lng})
-        if not reply.get("ok"):
-            raise RuntimeError(f"locate refused: {reply}")
+        await client.request("locate", {"lat": spot.lat, "lng": spot.lng}, timeout_s=30)
 
     async def prepare(self, clients: list[Session]) -> None:
         """Create every room (by its first member), then subscribe every member to it."""
@@ -54,17 +52,13 @@ class ChatWorkload:
             members = [by_index[i] for i in self.members[room]]
             body = {"title": f"bench room {room}", "members": [m.user_id for m in members]}
             async with gate:
-                reply = await members[0].request("room.create", body, key=uuid.uuid4().hex)
-            if not reply.get("ok"):
-                raise RuntimeError(f"room.create refused: {reply}")
-            self.room_ids[room] = reply["data"]["room"]["id"]
+                made = await members[0].request("room.create", body, uuid.uuid4().hex, timeout_s=30)
+            self.room_ids[room] = made["room"]["id"]
 
         async def subscribe(client: Session) -> None:
             stream = f"room:{self.room_ids[self.room_of(client.index)]}"
             async with gate:
-                reply = await client.request("subscribe", {"stream": stream})
-            if not reply.get("ok"):
-                raise RuntimeError(f"subscribe {stream} refused: {reply}")
+                await client.request("subscribe", {"stream": stream}, timeout_s=30)
 
         await asyncio.gather(*(create(r) for r in range(self.rooms)))
         await asyncio.gather(*(subscribe(c) for c in clients))

@@ -42,6 +42,8 @@ from aiohttp.test_utils import TestServer
 from cluster.config import Settings, load_settings
 from cluster.runtime import Runtime
 from gateway.app import build_app
+from hyperlocal_client import Api, SignIn
+from hyperlocal_client.ws import open_ws
 from store import market_store as ms
 
 BASE = (48.8566, 2.3522)  # Paris
@@ -64,36 +66,16 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-class Client:
-    def __init__(self, base: str, http: aiohttp.ClientSession) -> None:
-        self.base, self.http = base, http
-
-    async def post(self, path: str, body: Any, token: str | None = None) -> Any:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.http.post(self.base + path, json=body, headers=headers) as resp:
-            out = await resp.json()
-            assert resp.status < 300, out
-            return out
-
-    async def signup(self, name: str) -> dict[str, Any]:
-        body = {"email": f"{name}-{uuid.uuid4().hex[:8]}@bench.test",
-                "password": "bench password", "display_name": name}  # fmt: skip
-        out = await self.post("/api/v1/auth/signup", body)
-        return {"id": out["user"]["id"], "token": out["access_token"]}
-
-
 class Socket:
-    """A minimal websocket client: one request at a time per socket."""
+    """A minimal websocket session over the client package's ``open_ws``: one request at a
+    time per socket, its reply read in line (the measured checkout and nearby paths)."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws, self.next_id = ws, 0
 
     @classmethod
-    async def open(cls, client: Client, token: str) -> Socket:
-        ws = await client.http.ws_connect(
-            client.base + "/ws", headers={"Authorization": f"Bearer {token}"}
-        )
-        sock = cls(ws)
+    async def open(cls, client: Api, token: str) -> Socket:
+        sock = cls(await open_ws(client.http, client.base, token))
         await sock._reply(None)  # hello
         return sock
 
@@ -117,38 +99,41 @@ def cells(settings: Settings, radius: int) -> list[str]:
     return sorted(h3.grid_disk(center, radius))
 
 
-async def setup(client: Client, settings: Settings, args: argparse.Namespace) -> list[dict]:
+async def signup(client: Api, name: str) -> SignIn:
+    email = f"{name}-{uuid.uuid4().hex[:8]}@bench.test"
+    return await client.signup(email, "bench password", name)
+
+
+async def setup(client: Api, settings: Settings, args: argparse.Namespace) -> list[dict]:
     rand = random.Random(1)
     region = cells(settings, 3)
     listings: list[dict[str, Any]] = []
     for v in range(args.vendors):
         lat, lng = h3.cell_to_latlng(region[v % len(region)])
-        user = await client.signup(f"vendor{v}")
-        body = {"name": f"vendor {v}", "lat": lat, "lng": lng, "category": "grocery"}
-        await client.post("/api/v1/vendors", body, user["token"])
+        user = await signup(client, f"vendor{v}")
+        await client.become_vendor(user, f"vendor {v}", "grocery", lat, lng)
         for i in range(args.listings):
             words = " ".join(rand.sample(WORDS, 2))
             body = {"title": f"{words} #{i}", "description": f"{words} from vendor {v}",
                     "category": rand.choice(["bread", "cheese", "drinks"]),
                     "price": rand.randrange(100, 2000), "stock": args.stock}  # fmt: skip
-            out = await client.post("/api/v1/vendor/listings", body, user["token"])
-            listings.append(out["listing"])
+            listings.append(await client.create_listing(user, **body))
     return listings
 
 
 async def checkout_phase(
-    client: Client, listings: list[dict[str, Any]], args: argparse.Namespace
+    client: Api, listings: list[dict[str, Any]], args: argparse.Namespace
 ) -> dict[str, Any]:
     rand = random.Random(2)
     hot = listings[: max(1, len(listings) // 10)]  # a tenth of the listings draw half the demand
-    buyers = [await client.signup(f"buyer{i}") for i in range(args.buyers)]
+    buyers = [await signup(client, f"buyer{i}") for i in range(args.buyers)]
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     gate = asyncio.Semaphore(args.concurrency)
 
-    async def one(buyer: dict[str, Any]) -> None:
+    async def one(buyer: SignIn) -> None:
         async with gate:
-            sock = await Socket.open(client, buyer["token"])
+            sock = await Socket.open(client, buyer.access_token)
             try:
                 for _ in range(rand.randint(1, 3)):
                     pick = rand.choice(hot if rand.random() < 0.5 else listings)
@@ -199,7 +184,7 @@ async def fixed_rate(rate: float, seconds: float, call: Any) -> list[float]:
 
 
 async def nearby_phase(
-    client: Client, db: asyncpg.Pool, settings: Settings, args: argparse.Namespace
+    client: Api, db: asyncpg.Pool, settings: Settings, args: argparse.Namespace
 ) -> dict[str, float]:
     region = cells(settings, 2)
     rand = random.Random(3)
@@ -207,8 +192,8 @@ async def nearby_phase(
     for _ in range(int(args.rate * args.seconds)):
         lat, lng = h3.cell_to_latlng(rand.choice(region))
         plan.append({"lat": lat, "lng": lng, **rand.choice(QUERIES)})
-    user = await client.signup("browser")
-    socks = [await Socket.open(client, user["token"]) for _ in range(16)]
+    user = await signup(client, "browser")
+    socks = [await Socket.open(client, user.access_token) for _ in range(16)]
     locks = [asyncio.Lock() for _ in socks]
 
     async def over_ws(i: int) -> None:
@@ -247,7 +232,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     conn = await asyncpg.connect(settings.database_url)
     try:
         async with aiohttp.ClientSession() as http:
-            client = Client(str(server.make_url("")).rstrip("/"), http)
+            client = Api(str(server.make_url("")), http)
             listings = await setup(client, settings, args)
             phase = await checkout_phase(client, listings, args)
             over, paid = await oversell(conn, args.stock)

@@ -83,6 +83,8 @@ from bench.report import fmt, table
 from bench.targets import REPO, Target, make_target, rev_parse, snapshot, stack_dsn
 from cluster import gcpolicy
 from cluster.config import Settings, load_settings
+from hyperlocal_client import Api, SignIn
+from hyperlocal_client.ws import open_ws
 from store.embedded import free_port
 
 T = TypeVar("T")
@@ -386,8 +388,9 @@ class Ours:
     def __init__(self, url: str, args: argparse.Namespace, settings: Settings) -> None:
         self.url, self.args, self.settings = url, args, settings
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.api = Api(url, self.http, retries=4)  # 429 and 5xx retried, as before
         self.events: Counter[str] = Counter()
-        self.vendor_tokens: list[str] = []
+        self.vendor_users: list[SignIn] = []
         self.buyers: list[Buyer] = []
         self.watching: list[str] = []  # the hot listings the watchers follow
         self.ordinary_ids: list[str] = []
@@ -395,25 +398,12 @@ class Ours:
         self.join_ms: dict[str, list[float]] = {"signup": [], "connect_locate": []}
         self.answered: Counter[str] = Counter()
 
-    async def post(self, path: str, body: Any, token: str | None = None) -> Any:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        for attempt in range(5):
-            async with self.http.post(self.url + path, json=body, headers=headers) as resp:
-                out = await resp.json()
-                if resp.status < 300:
-                    return out
-                if (resp.status < 500 and resp.status != 429) or attempt == 4:
-                    raise RuntimeError(f"POST {path}: {resp.status} {out}")
-            await asyncio.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    async def signup(self, name: str) -> str:
-        body = {"email": f"{name}-{uuid.uuid4().hex[:8]}@bench.test", "password": PASSWORD,
-                "display_name": name}  # fmt: skip
+    async def signup(self, name: str) -> SignIn:
+        email = f"{name}-{uuid.uuid4().hex[:8]}@bench.test"
         t0 = time.perf_counter()
-        out = await self.post("/api/v1/auth/signup", body)
+        user = await self.api.signup(email, PASSWORD, name)
         self.join_ms["signup"].append(1000 * (time.perf_counter() - t0))
-        return str(out["access_token"])
+        return user
 
     async def create(self, items: list[Item]) -> list[str]:
         """The items as listings, each by its vendor (vendors in parallel, each in order)."""
@@ -427,31 +417,28 @@ class Ours:
                 it = items[i]
                 body = {"title": it.title, "description": it.description,
                         "category": it.category, "price": it.price, "stock": it.stock}  # fmt: skip
-                out = await self.post("/api/v1/vendor/listings", body, self.vendor_tokens[v])
-                ids[i] = str(out["listing"]["id"])
+                listing = await self.api.create_listing(self.vendor_users[v], **body)
+                ids[i] = str(listing["id"])
                 self.initial[ids[i]] = it.stock
 
         await asyncio.gather(*(vendor(v) for v in by_vendor))
         return ids
 
     async def setup(self, cat: Catalog) -> None:
-        async def vendor(v: int) -> str:
-            token = await self.signup(f"vendor{v}")
+        async def vendor(v: int) -> SignIn:
+            user = await self.signup(f"vendor{v}")
             lat, lng = h3.cell_to_latlng(cat.vendor_cells[v])
-            body = {"name": f"vendor {v}", "lat": lat, "lng": lng, "category": "grocery"}
-            await self.post("/api/v1/vendors", body, token)
-            return token
+            await self.api.become_vendor(user, f"vendor {v}", "grocery", lat, lng)
+            return user
 
-        self.vendor_tokens = await gated(len(cat.vendor_cells), 16, vendor)
+        self.vendor_users = await gated(len(cat.vendor_cells), 16, vendor)
         self.ordinary_ids = await self.create(cat.ordinary)
         tokens = await gated(len(cat.buyer_cells), 32, lambda b: self.signup(f"buyer{b}"))
 
         async def join(b: int) -> Buyer:
             t0 = time.perf_counter()
-            ws = await self.http.ws_connect(
-                self.url + "/ws", headers={"Authorization": f"Bearer {tokens[b]}"},
-                protocols=("hl.json",), heartbeat=None, max_msg_size=0,
-            )  # fmt: skip
+            ws = await open_ws(self.http, self.url, tokens[b].access_token, heartbeat=None,
+                               max_msg_size=0)  # fmt: skip
             hello = await ws.receive_json(timeout=60)
             if hello.get("ev") != "hello":
                 raise RuntimeError(f"expected hello, got {hello}")

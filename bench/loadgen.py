@@ -1,6 +1,8 @@
 """An open-loop websocket load generator for Hyperlocal and for the raw broadcast baseline.
 
-N clients sign up over REST, open one websocket each (``Authorization: Bearer``) and run a
+N clients sign up over REST, open one websocket each (``Authorization: Bearer``), both through
+the typed client package (hyperlocal_client: ``Api.signup``, ``open_ws``, a ``Socket`` per
+client whose per-message path this module keeps as lean as a raw client's), and run a
 workload's setup (the feed workload sends ``locate``). A fraction of them are senders: one clock
 fires sends at a fixed total offered rate, round-robin over the senders, whatever the replies do
 (open loop: a slow server makes latency grow, never the offered rate shrink). Every sent text
@@ -28,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import math
 import random
@@ -45,6 +46,8 @@ import psutil
 
 from bench.report import result_rows, table
 from bench.workloads import FeedWorkload, Workload, place_clients
+from hyperlocal_client import Api
+from hyperlocal_client.ws import ENDS, Socket, open_ws
 
 T = TypeVar("T")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -166,32 +169,20 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 
 # -- one client ------------------------------------------------------------------------------------
-class Client:
-    """One websocket session: requests by id, replies and events routed to the running phase."""
+class Client(Socket):
+    """One websocket session of the fleet: a hyperlocal_client ``Socket`` (its setup requests,
+    the ``hello``, the close are the package's) whose hot path is this class's own, as lean as
+    a hand-written client: ``send`` encodes its frame once and writes it on the raw socket,
+    ``receive`` (the reader's one call per message) routes a send's reply and the workload's
+    events to the running phase, drops other events unqueued and hands setup replies and the
+    ``hello`` to the package."""
 
     def __init__(self, fleet: Fleet, index: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        super().__init__(ws)
         self.fleet = fleet
         self.index = index
-        self.ws = ws
-        self.ids = itertools.count(1)
-        self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.sends: dict[int, tuple[Phase, int, int]] = {}  # request id -> (phase, seq, sched ns)
-        self.closed_code: int | None = None
         self.user_id = ""  # from the server's hello frame
-        self.reader = asyncio.create_task(self._read(), name=f"lg-reader-{index}")
-
-    async def request(
-        self, op: str, data: dict[str, Any], timeout: float = 30, key: str | None = None
-    ) -> dict[str, Any]:
-        """A request awaited for its reply (setup only; sends never wait). ``key``: mutating."""
-        ident = next(self.ids)
-        future = asyncio.get_running_loop().create_future()
-        self.waiting[ident] = future
-        frame = {"id": ident, "op": op, "data": data}
-        if key is not None:
-            frame["key"] = key
-        await self.ws.send_str(json.dumps(frame))
-        return await asyncio.wait_for(future, timeout)
 
     async def send(self, phase: Phase, seq: int, scheduled_ns: int) -> None:
         ident = next(self.ids)
@@ -205,40 +196,36 @@ class Client:
         }
         self.sends[ident] = (phase, seq, scheduled_ns)
         phase.sent += 1
-        await self.ws.send_str(json.dumps(frame))
+        await self.ws.send_str(json.dumps(frame))  # the raw fast path: no per-send future
 
-    async def _read(self) -> None:
-        try:
-            async for msg in self.ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    self._on_frame(json.loads(msg.data))
-                elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
-                    break
-        finally:
-            self.closed_code = self.ws.close_code
-            self.fleet.on_closed(self)
-
-    def _on_frame(self, frame: dict[str, Any]) -> None:
+    def receive(self, msg: aiohttp.WSMessage) -> bool:
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            return msg.type not in ENDS
+        frame = json.loads(msg.data)
         if "re" in frame:
-            ident = frame["re"]
-            sent = self.sends.pop(ident, None)
-            if sent is not None:
-                phase, _, scheduled_ns = sent
-                phase.on_reply(self.index, scheduled_ns, frame)
-                return
-            future = self.waiting.pop(ident, None)
-            if future is not None and not future.done():
-                future.set_result(frame)
-            return
-        if frame.get("ev") != self.fleet.workload.event:
-            return
+            sent = self.sends.pop(frame["re"], None)
+            if sent is None:
+                self.resolve(frame)  # a setup request's reply
+                return True
+            phase, _, scheduled_ns = sent
+            phase.on_reply(self.index, scheduled_ns, frame)
+            return True
+        ev = frame.get("ev")
+        if ev != self.fleet.workload.event:
+            if ev == "hello":
+                self.dispatch(frame)  # wait_hello reads it
+            return True
         text = self.fleet.workload.text_of(frame)
         current = self.fleet.phase
         if not text or current is None:
-            return
+            return True
         parts = text.split()
         if len(parts) == 5 and parts[0] == "lg" and parts[1] == current.tag:
             current.on_delivery(self.index, int(parts[2]), int(parts[3]), int(parts[4]))
+        return True
+
+    def on_closed(self) -> None:
+        self.fleet.on_closed(self)
 
 
 # -- the fleet -------------------------------------------------------------------------------------
@@ -303,34 +290,20 @@ class Fleet:
     async def _signup(self, index: int) -> str:
         """A new user for client ``index``; its access token."""
         t0 = time.perf_counter()
-        body = {
-            "email": f"lg-{index}-{uuid.uuid4().hex[:8]}@bench.test",
-            "password": PASSWORD,
-            "display_name": f"lg{index}",
-        }
-        async with self._session().post(self.base + "/api/v1/auth/signup", json=body) as resp:
-            data = await resp.json()
-            if resp.status != 201:
-                raise RuntimeError(f"signup failed ({resp.status}): {data}")
+        email = f"lg-{index}-{uuid.uuid4().hex[:8]}@bench.test"
+        user = await Api(self.base, self._session()).signup(email, PASSWORD, f"lg{index}")
         self.join_ms["signup"].append(1000 * (time.perf_counter() - t0))
-        return str(data["access_token"])
+        return user.access_token
 
     async def _join(self, index: int) -> Client:
         token = self._tokens.pop(index, None) or await self._signup(index)
         t1 = time.perf_counter()
-        ws = await self._session().ws_connect(
-            self.base + "/ws",
-            headers={"Authorization": f"Bearer {token}"},
-            protocols=("hl.json",),
-            heartbeat=None,
-            max_msg_size=0,
-        )
-        hello = await ws.receive_json(timeout=30)
-        if hello.get("ev") != "hello":
-            raise RuntimeError(f"expected hello, got {hello}")
-        t2 = time.perf_counter()
+        ws = await open_ws(self._session(), self.base, token, heartbeat=None, max_msg_size=0)
         client = Client(self, index, ws)
-        client.user_id = str(hello.get("data", {}).get("user_id", ""))
+        client.start()
+        hello = await client.wait_hello(30)
+        t2 = time.perf_counter()
+        client.user_id = str(hello.get("user_id", ""))
         await self.workload.setup(client)
         self.join_ms["connect"].append(1000 * (t2 - t1))
         self.join_ms["setup"].append(1000 * (time.perf_counter() - t2))
@@ -347,7 +320,7 @@ class Fleet:
     def on_closed(self, client: Client) -> None:
         if not self._closing and self.phase is not None:
             self.closed_during_phase += 1
-            self.phase.errors[f"closed:{client.closed_code}"] += 1
+            self.phase.errors[f"closed:{client.close_code}"] += 1
 
     async def run_phase(self, rate: float, duration_s: float, drain_s: float = 10.0) -> Phase:
         """Offer ``rate`` sends/s for ``duration_s``, then drain; the phase's measurements."""
@@ -384,14 +357,13 @@ class Fleet:
                 await asyncio.sleep(wait_ns / 1e9)
             phase.lag_ms.append(max(0, (time.perf_counter_ns() - start_perf) - due) / 1e6)
             client = senders[i % len(senders)]
-            if client.closed_code is None:
+            if client.close_code is None:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await client.send(phase, i // len(senders), start_wall + due)
 
     async def close(self) -> None:
         self._closing = True
-        await asyncio.gather(*(c.ws.close() for c in self.clients), return_exceptions=True)
-        await asyncio.gather(*(c.reader for c in self.clients), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
         if self._http is not None:
             await self._http.close()
 

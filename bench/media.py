@@ -52,6 +52,7 @@ from PIL import Image
 from bench.procs import ServerProcess, python_module
 from bench.targets import make_target
 from cluster.config import load_settings
+from hyperlocal_client import Api
 from models.media import ImageLimits, init_worker, process
 from store.embedded import free_port
 
@@ -175,23 +176,18 @@ async def run_http(
     """The uploads through a running server, as one freshly signed-up user (``signup``); with
     ``probe``, ``/healthz`` asked every 20 ms meanwhile."""
     async with aiohttp.ClientSession() as http:
-        headers = {}
+        api = Api(base, http)
+        token = None
         if signup:
             email = f"bench-media-{uuid.uuid4().hex[:10]}@example.test"
-            body = {"email": email, "password": "correct horse battery", "display_name": "bench"}
-            async with http.post(f"{base}/api/v1/auth/signup", json=body) as resp:
-                assert resp.status == 201, await resp.text()
-                headers = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+            token = (await api.signup(email, "correct horse battery", "bench")).access_token
         gate = asyncio.Semaphore(concurrency)
         latencies: list[float] = []
 
         async def one(data: bytes) -> None:
-            form = aiohttp.FormData()
-            form.add_field("file", data, filename="photo.jpg", content_type="image/jpeg")
             async with gate:
                 t0 = time.perf_counter()
-                async with http.post(f"{base}/api/v1/media", data=form, headers=headers) as resp:
-                    assert resp.status == 201, await resp.text()
+                await api.upload(data, token)  # 201 {media}, else ApiError
                 latencies.append(time.perf_counter() - t0)
 
         probes: list[float] = []
@@ -200,8 +196,7 @@ async def run_http(
         async def ask() -> None:
             while not done.is_set():
                 t0 = time.perf_counter()
-                async with http.get(f"{base}/healthz") as resp:
-                    assert resp.status == 200
+                await api.get("/healthz")  # 200, else ApiError
                 probes.append(time.perf_counter() - t0)
                 await asyncio.sleep(0.02)
 

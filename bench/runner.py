@@ -67,6 +67,7 @@ from bench.report import result_rows, table
 from bench.targets import DEFAULT_TARGETS, STACKS, TARGETS, Target, make_target, rev_parse, snapshot
 from cluster import gcpolicy
 from cluster.config import Settings
+from hyperlocal_client import Api, ApiError
 
 P99_LIMIT_MS = 250.0
 OTHERS_WARN_PCT = 10
@@ -551,11 +552,9 @@ def step_line(result: dict[str, Any]) -> str:
 async def gauges(url: str) -> dict[str, float]:
     """The target's unlabelled Prometheus samples (``/metrics``); empty if it has none."""
     try:
-        async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
-            if resp.status != 200:
-                return {}
-            text = await resp.text()
-    except aiohttp.ClientError:
+        async with aiohttp.ClientSession() as http:
+            text = await Api(url, http).text("/metrics")
+    except (aiohttp.ClientError, ApiError):
         return {}
     out = {}
     for line in text.splitlines():

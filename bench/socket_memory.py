@@ -310,7 +310,9 @@ def say(text: str) -> None:
 class Idle:
     """``n`` idle located clients: signed up first (``sign_up``), then each opens ``/ws`` with
     its token, reads the ``hello`` and sends ``locate`` (``open``); from then on each only
-    reads (aiohttp answers the server's pings), until ``close``."""
+    reads (aiohttp answers the server's pings), until ``close``. Through the client package
+    (hyperlocal_client: ``Api.signup``, a ``Socket`` per client that stops decoding what it
+    reads once located: an idle client's cost here is a raw one's)."""
 
     PASSWORD = "socket memory horse staple"
     CONCURRENCY = 64
@@ -322,7 +324,6 @@ class Idle:
         self.spots = place_clients(n, cells)
         self.tokens: list[str] = []
         self.sockets: list[Any] = []
-        self.readers: list[asyncio.Task[None]] = []
         self.closed = 0
         self._http: Any = None
 
@@ -338,61 +339,54 @@ class Idle:
     async def sign_up(self) -> None:
         import aiohttp
 
+        from hyperlocal_client import Api
+
         async def one(i: int) -> str:
-            body = {
-                "email": f"sm-{i}-{uuid.uuid4().hex[:8]}@bench.test",
-                "password": self.PASSWORD,
-                "display_name": f"sm{i}",
-            }
-            async with http.post(self.url + "/api/v1/auth/signup", json=body) as resp:
-                data = await resp.json()
-                if resp.status != 201:
-                    raise RuntimeError(f"signup failed ({resp.status}): {data}")
-                return str(data["access_token"])
+            email = f"sm-{i}-{uuid.uuid4().hex[:8]}@bench.test"
+            return (await api.signup(email, self.PASSWORD, f"sm{i}")).access_token
 
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            api = Api(self.url, http)
             self.tokens = await self._each(len(self.spots), one)
 
     async def open(self) -> None:
         """Each websocket on a connection of its own (the signups' are closed)."""
         import aiohttp
 
+        from hyperlocal_client.ws import ENDS, Socket, open_ws
+
+        idle = self
+
+        class Quiet(Socket):
+            """Decodes frames until located, then only reads."""
+
+            quiet = False
+
+            def receive(self, msg: aiohttp.WSMessage) -> bool:
+                return msg.type not in ENDS if self.quiet else super().receive(msg)
+
+            def on_closed(self) -> None:
+                idle.closed += 1
+
         self._http = http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
         async def one(i: int) -> Any:
-            ws = await http.ws_connect(
-                self.url + "/ws",
-                headers={"Authorization": f"Bearer {self.tokens[i]}"},
-                protocols=("hl.json",),
-                heartbeat=None,
-                max_msg_size=0,
-            )
-            self.sockets.append(ws)
-            hello = await ws.receive_json(timeout=30)
-            if hello.get("ev") != "hello":
-                raise RuntimeError(f"expected hello, got {hello}")
+            ws = await open_ws(http, self.url, self.tokens[i], heartbeat=None, max_msg_size=0)
+            sock = Quiet(ws)
+            self.sockets.append(sock)
+            sock.start()
+            await sock.wait_hello(30)
             spot = self.spots[i]
-            await ws.send_json(
-                {"id": 1, "op": "locate", "data": {"lat": spot.lat, "lng": spot.lng}}
-            )
-            while True:
-                reply = await ws.receive_json(timeout=30)
-                if reply.get("re") == 1:
-                    break
-            if not reply.get("ok") or reply["data"]["cell"] != spot.cell:
-                raise RuntimeError(f"locate refused or elsewhere: {reply}")
-            self.readers.append(asyncio.create_task(self._read(ws)))
+            here = await sock.request("locate", {"lat": spot.lat, "lng": spot.lng}, timeout_s=30)
+            if here["cell"] != spot.cell:
+                raise RuntimeError(f"located elsewhere: {here}")
+            sock.quiet = True
+            sock.events = asyncio.Queue()  # what came before the reply: not kept
 
         await self._each(len(self.spots), one)
 
-    async def _read(self, ws: Any) -> None:
-        async for _ in ws:
-            pass
-        self.closed += 1
-
     async def close(self) -> None:
-        await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
-        await asyncio.gather(*self.readers, return_exceptions=True)
+        await asyncio.gather(*(sock.close() for sock in self.sockets), return_exceptions=True)
         if self._http is not None:
             await self._http.close()
 

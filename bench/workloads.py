@@ -20,7 +20,8 @@ import h3
 
 # -- what the load generator and a workload agree on -----------------------------------------------
 class Session(Protocol):
-    """A connected client, as a workload sees it (bench/loadgen.py's ``Client``)."""
+    """A connected client, as a workload sees it (bench/loadgen.py's ``Client``, a
+    hyperlocal_client ``Socket``)."""
 
     index: int
     """The client's number in its fleet, 0 to clients - 1."""
@@ -28,9 +29,15 @@ class Session(Protocol):
     """Its user's id, from the server's ``hello`` frame."""
 
     async def request(
-        self, op: str, data: dict[str, Any], timeout: float = 30, key: str | None = None
+        self,
+        op: str,
+        data: dict[str, Any] | None = None,
+        key: str | None = None,
+        *,
+        timeout_s: float = 15.0,
     ) -> dict[str, Any]:
-        """A request awaited for its reply frame. ``key``: mutating (an idempotency key)."""
+        """The reply's data, or ``hyperlocal_client.ApiError`` for an error reply (the
+        package's ``Socket.request``). ``key``: mutating (an idempotency key)."""
 
 
 class Workload(Protocol):
@@ -127,11 +134,9 @@ class FeedWorkload:
 
     async def setup(self, client: Session) -> None:
         spot = self.spots[client.index]
-        reply = await client.request("locate", {"lat": spot.lat, "lng": spot.lng})
-        if not reply.get("ok"):
-            raise RuntimeError(f"locate refused: {reply}")
-        cells = set(reply["data"]["cells"])
-        if reply["data"]["cell"] != spot.cell or cells != set(h3.grid_disk(spot.cell, self.k_ring)):
+        here = await client.request("locate", {"lat": spot.lat, "lng": spot.lng}, timeout_s=30)
+        cells = set(here["cells"])
+        if here["cell"] != spot.cell or cells != set(h3.grid_disk(spot.cell, self.k_ring)):
             raise RuntimeError(f"server neighbourhood {sorted(cells)} differs from k={self.k_ring}")
 
     def payload(self, client: Session, text: str) -> dict[str, Any]:

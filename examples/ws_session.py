@@ -1,4 +1,5 @@
-"""A small websocket client of Hyperlocal: sign in, open /ws, locate, do one thing.
+"""A small websocket client of Hyperlocal: sign in, open /ws, locate, do one thing; over the
+typed client package (hyperlocal_client: ``Api.login``, ``Socket``; docs/client.md).
 
 Run it from the repository root while `make run` is serving (docs/quickstart.md walks through it):
 
@@ -24,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import sys
-import uuid
 from typing import Any
 
 import aiohttp
+
+from hyperlocal_client import Api, ApiError, Socket
 
 LISBON = (38.7223, -9.1393)
 APPROVE_CARD = "4242424242424242"
@@ -42,67 +43,59 @@ def show(kind: str, *parts: Any) -> None:
 
 
 class OpError(Exception):
-    def __init__(self, op: str, error: dict[str, Any]) -> None:
-        self.code = str(error.get("code"))
-        super().__init__(f"{op} {self.code}: {error.get('message')}")
+    """An op's error reply, named by the op (the script's ``error <op> <code>`` line)."""
+
+    def __init__(self, op: str, exc: ApiError) -> None:
+        self.code = exc.code
+        super().__init__(f"{op} {exc.code}: {exc.message}")
 
 
 class Session:
-    """One socket: requests matched to their replies by id, events printed as they arrive."""
+    """One socket (hyperlocal_client's ``Socket``): replies printed as they are answered,
+    every event (and any frame nobody waits for) printed as it arrives."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.ids = itertools.count(1)
-        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self.reader = asyncio.create_task(self._read())
+    def __init__(self, sock: Socket) -> None:
+        self.sock = sock
+        show("event", "hello", "-", sock.hello)  # the server's first frame
+        self.printer = asyncio.create_task(self._print())
 
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                break
-            frame = json.loads(msg.data)
-            future = self.pending.pop(frame.get("re"), None) if "re" in frame else None
-            if future is not None:
-                future.set_result(frame)
-            elif "ev" in frame:
+    async def _print(self) -> None:
+        while True:
+            frame = await self.sock.events.get()
+            if "ev" in frame:
                 show("event", frame["ev"], frame.get("stream", "-"), frame.get("data"))
             else:
                 show("frame", frame)
-        for future in self.pending.values():
-            future.set_exception(ConnectionError(f"socket closed ({self.ws.close_code})"))
 
     async def call(self, op: str, data: dict[str, Any], *, mutating: bool = False) -> Any:
-        """Send ``op``, wait for its reply, print it; the reply's data, or OpError."""
-        key = uuid.uuid4().hex if mutating else None  # one key for all retries of this call
-        attempt = 0
-        while True:
-            ident = next(self.ids)
-            frame: dict[str, Any] = {"id": ident, "op": op, "data": data}
-            if key is not None:
-                frame["key"] = key
-            future = asyncio.get_running_loop().create_future()
-            self.pending[ident] = future
-            await self.ws.send_json(frame)
-            reply = await asyncio.wait_for(future, 60)
-            if reply["ok"]:
-                show("reply", op, reply["data"])
-                return reply["data"]
-            attempt += 1
-            if reply["error"].get("code") != "unavailable" or attempt == 5:
-                raise OpError(op, reply["error"])
-            await asyncio.sleep(attempt)  # "retry later, with the same idempotency key"
+        """Send ``op``, wait for its reply, print it; the reply's data, or ApiError. A
+        mutating op retries ``unavailable`` with the same idempotency key."""
+        try:
+            if mutating:
+                answer = await self.sock.mutate(op, data, retries=4, timeout_s=60)
+            else:
+                answer = await self.sock.request(op, data, timeout_s=60)
+        except ApiError as exc:
+            raise OpError(op, exc) from None
+        show("reply", op, answer)
+        return answer
+
+    async def watch(self) -> int:
+        """Print events until the server closes the socket (or Ctrl-C)."""
+        await self.sock.closed.wait()
+        await asyncio.sleep(0)  # let the printer show what came last
+        print(f"closed {self.sock.close_code}", file=sys.stderr)
+        return 1
 
 
-async def sign_in(http: aiohttp.ClientSession, args: argparse.Namespace) -> str:
+async def sign_in(api: Api, args: argparse.Namespace) -> str:
     """An access token: --token as given, else POST /api/v1/auth/login."""
     if args.token:
         return str(args.token)
-    body = {"email": args.email, "password": args.password}
-    async with http.post(f"{args.base}/api/v1/auth/login", json=body) as resp:
-        answer = await resp.json(content_type=None)
-    if resp.status != 200:
-        raise SystemExit(f"error login {resp.status}: {answer['error']['message']}")
-    return str(answer["access_token"])
+    try:
+        return (await api.login(args.email, args.password)).access_token
+    except ApiError as exc:
+        raise SystemExit(f"error login {exc.status}: {exc.message}") from None
 
 
 async def act(s: Session, args: argparse.Namespace) -> None:
@@ -122,17 +115,14 @@ async def act(s: Session, args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     async with aiohttp.ClientSession() as http:
-        token = await sign_in(http, args)
-        ws = await http.ws_connect(
-            f"{args.base}/ws", headers={"Authorization": f"Bearer {token}"}, protocols=("hl.json",)
-        )
-        s = Session(ws)  # the server's first frame, `hello`, is printed as an event
+        api = Api(args.base, http)
+        token = await sign_in(api, args)
+        sock = await Socket.open(http, args.base, token)
+        s = Session(sock)
         try:
             await s.call("locate", {"lat": args.lat, "lng": args.lng})
             if args.action == "watch":
-                await s.reader  # until Ctrl-C or the server closes the socket
-                print(f"closed {ws.close_code}", file=sys.stderr)
-                return 1
+                return await s.watch()  # until Ctrl-C or the server closes the socket
             await act(s, args)
             await asyncio.sleep(args.linger)
             return 0
@@ -140,7 +130,8 @@ async def run(args: argparse.Namespace) -> int:
             print(f"error {exc}", file=sys.stderr)
             return 1
         finally:
-            await ws.close()
+            await sock.close()
+            s.printer.cancel()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

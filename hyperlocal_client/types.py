@@ -7,14 +7,25 @@ from typing import Any
 
 
 class ApiError(Exception):
-    """A typed error answer: ``{"error": {"code", "message", "details"?}}`` and its status."""
+    """A typed error answer: ``{"error": {"code", "message", "details"?}}`` and its status (0: a
+    websocket error reply)."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.retry_after_s = retry_after_s
+        """A ``429``'s ``Retry-After``, in seconds, when it gave one."""
 
 
 @dataclass

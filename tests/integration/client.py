@@ -72,7 +72,7 @@ class Api:
 
 class Ws(Socket):
     """The package's websocket session (hyperlocal_client/ws.py) with what tests add: msgpack
-    frames (``binary``), raw sends, ``request`` answering the whole reply frame, ``ok`` and
+    frames (``binary``), ``request`` answering the whole reply frame, ``ok`` and
     ``mutate`` asserting success, and ``no_event``."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, binary: bool = False) -> None:
@@ -90,12 +90,6 @@ class Ws(Socket):
             await self.ws.send_bytes(msgpack.packb(frame, use_bin_type=True))
         else:
             await super().send_frame(frame)
-
-    async def send_raw(self, data: str | bytes) -> None:
-        if isinstance(data, bytes):
-            await self.ws.send_bytes(data)
-        else:
-            await self.ws.send_str(data)
 
     async def request(  # type: ignore[override]  # the reply frame, error or not
         self,
