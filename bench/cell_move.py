@@ -180,7 +180,9 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     if args.source:
         source, sha = snapshot(rev_parse(args.source), root / "src")
         say(f"runs commit {sha[:12]} ({args.source})")
-    target = make_target("ours", root, source, {}, pinning.server if pinning else None)
+    target = make_target(
+        "ours", root, source, {"HL_SHARD_COUNT": "2"}, pinning.server if pinning else None
+    )
     try:
         if pinning:
             os.sched_setaffinity(0, pinning.loadgen)

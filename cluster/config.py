@@ -8,6 +8,7 @@ at startup. docs/config.md lists them all; keep the two in step.
 from __future__ import annotations
 
 import base64
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -70,8 +71,11 @@ class Settings(BaseSettings):
     """H3 resolution of a neighbourhood cell (8 is about 0.74 km2)."""
     k_ring: int = Field(1, ge=0, le=5)
     """A user sees their cell and the cells within this grid distance."""
-    shard_count: int = Field(2, ge=1, le=256)
-    """Number of CellShard actors."""
+    shard_count: int = Field(0, ge=0, le=256)
+    """Number of CellShard actors. 0: one per CPU this process may run on (its affinity, so a
+    deployment pinned to one core runs one shard: two owners on one core only split each
+    batch's fixed cost between them, docs/benchmarks.md). Seeds a new placement table only;
+    later, scale with ``hyperlocal scale``."""
     shard_num_cpus: float = Field(0.25, gt=0, le=8)
     """Ray CPU reservation of each shard actor."""
     shard_max_restarts: int = Field(-1, ge=-1)
@@ -610,6 +614,11 @@ class Settings(BaseSettings):
             if key is not None and len(_b64_or_empty(key)) != 32:
                 raise ValueError("HL_DATA_KEY (and previous ones) must be 32 bytes, base64")
         return self
+
+    @field_validator("shard_count")
+    @classmethod
+    def _resolve_shard_count(cls, value: int) -> int:
+        return value or min(max(len(os.sched_getaffinity(0)), 1), 256)
 
     @model_validator(mode="after")
     def _check_media(self) -> Settings:

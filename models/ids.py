@@ -8,21 +8,43 @@ every id as opaque.
 
 from __future__ import annotations
 
-import secrets
+import os
+import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lowercase
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
+"""Every two-character run: ten bits a lookup, so an id is eight lookups, not sixteen."""
+
+_RANDOM_CHUNK = 4096
+_random = bytearray()
+_random_lock = threading.Lock()
+
+
+def _random32() -> int:
+    """32 bits from the kernel's CSPRNG, read a chunk at a time (one ``getrandom`` per 1,024
+    ids instead of one per id: ids are made on the shards' hot path)."""
+    global _random
+    with _random_lock:
+        if not _random:
+            _random = bytearray(os.urandom(_RANDOM_CHUNK))
+        value = int.from_bytes(_random[-4:], "little")
+        del _random[-4:]
+        return value
+
+
+def _forget_random() -> None:  # a forked child must not reuse its parent's bytes
+    global _random
+    _random = bytearray()
+
+
+os.register_at_fork(after_in_child=_forget_random)
 
 
 def new_id(now_ms: int | None = None) -> str:
-    value = ((now_ms if now_ms is not None else time.time_ns() // 1_000_000) << 32) | (
-        secrets.randbits(32)
-    )
-    chars = []
-    for _ in range(16):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    value = ((now_ms if now_ms is not None else time.time_ns() // 1_000_000) << 32) | _random32()
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in (70, 60, 50, 40, 30, 20, 10, 0)])
 
 
 def cell_scoped_id(cell: str, now_ms: int | None = None) -> str:
