@@ -48,7 +48,7 @@ from store import batch_write, feed_store, idempotency, placement
 from store import events as event_log
 from store.batch_write import PendingEvent, RecordRow
 from store.db import Conn, create_pool
-from store.fanout import publish
+from store.fanout import RespPublisher
 
 log = logging.getLogger("hyperlocal.shard")
 
@@ -81,10 +81,10 @@ class ShardWriter:
     """The group committer's ``BatchWriter`` for one host: a batch's deferred rows and moved
     stream heads in one statement (store/batch_write.py), then its events to Redis."""
 
-    def __init__(self, name: str, heads: StreamHeads, redis: aioredis.Redis) -> None:
+    def __init__(self, name: str, heads: StreamHeads, publisher: RespPublisher) -> None:
         self.name = name
         self.heads = heads
-        self.redis = redis
+        self.publisher = publisher
 
     async def write(self, conn: Conn, rows: list[batch_write.Row], version: int) -> None:
         """The rows, and the moved heads (none on the careful path), in one statement behind
@@ -106,7 +106,7 @@ class ShardWriter:
 
     async def publish(self, committed: list[Event | PendingEvent]) -> None:
         events = [e.committed() if isinstance(e, PendingEvent) else e for e in committed]
-        await publish(self.redis, events)
+        await self.publisher.publish(events)
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,8 @@ class CellHost:
         self._reloading: SingleFlight[str, None] = SingleFlight()
         self.pool: asyncpg.Pool | None = None
         self.redis: aioredis.Redis | None = None
+        self.publisher: RespPublisher | None = None
+        """The batches' fanout (its own lean connection: the hot path's one Redis call)."""
         self.committer: GroupCommitter | None = None
         self.heads = StreamHeads()
         """Offsets of the feed and room streams this host writes alone (fast path)."""
@@ -180,12 +182,13 @@ class CellHost:
         assert self.settings.database_url and self.settings.redis_url
         self.pool = await create_pool(self.settings.database_url, min_size=2, max_size=8)
         self.redis = aioredis.from_url(self.settings.redis_url, decode_responses=False)
+        self.publisher = RespPublisher(self.settings.redis_url, f"hl-fanout-{self.name}")
         self.placement = await placement.load(self.pool)
         self.committer = GroupCommitter(
             self.pool,
             self.settings.group_commit_ms / 1000,
             self.settings.group_commit_max,
-            ShardWriter(self.name, self.heads, self.redis),
+            ShardWriter(self.name, self.heads, self.publisher),
         )
         self.committer.start()
         self._janitor = asyncio.create_task(self._passivate_loop(), name="passivate")
@@ -207,6 +210,8 @@ class CellHost:
             await self.committer.stop()
         if self.redis:
             await self.redis.aclose()
+        if self.publisher:
+            await self.publisher.aclose()
         if self.pool:
             await self.pool.close()
 
