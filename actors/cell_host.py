@@ -98,7 +98,8 @@ class ShardWriter:
                 raise Fenced(str(exc)) from exc
             raise
         if not written:
-            log.warning("a stream head moved under shard %s: batch runs carefully", self.name)
+            log.warning("a stream head moved, or a checked row was not as believed, under"
+                        " shard %s: batch runs carefully", self.name)  # fmt: skip
             raise RunCarefully
 
     def settle(self, committed: bool) -> None:

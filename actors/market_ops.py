@@ -23,8 +23,10 @@ buyer only their own.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from actors import order_memory
 from actors.cell_host import Tick
 from actors.group_commit import Refused
 from actors.refund_ops import record_refund
@@ -380,6 +382,7 @@ async def order_reserve(
     placed = ms.order_public(done.order, list(cmd.items))
     _order_events(out, placed, vendor["user_id"], hooks, created=True)
     _queue_hooks(tx, vendor_id, hooks)
+    order_memory.remember(host, tx, placed, vendor["user_id"])  # its confirm: from memory
     # who sold it, as every order reaches a client (services/market.py ``with_vendors``), from
     # this shard's memory: the checkout then reads no vendor row for its answer
     ref = {"id": vendor["id"], "name": vendor["name"], "user_id": vendor["user_id"]}
@@ -397,12 +400,17 @@ def _may_see(row: asyncpg.Record, cmd: market.OrderAct | market.OrderRefund) -> 
 async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) -> dict[str, Any]:
     """One step of the order state machine (models/market.py), with its stock and refund."""
     plain = _plain_step(cmd)
-    if plain is not None:  # one statement; None: the order is not where the step starts
+    if plain is not None:
         sources, target = plain
         reason = cmd.reason or f"{cmd.action} by {cmd.actor}"
+        known = None if tx.careful else order_memory.recall(host, cmd.order_id)
+        if known is not None and known["status"] in sources:  # no statement of its own
+            return _stepped_in_memory(host, tx, out, known, target, reason)
+        order_memory.from_sql(host, tx, cmd.order_id)
         moved = await order_writes.step(tx.conn, cmd.order_id, target, reason, sources)
-        if moved is not None:
+        if moved is not None:  # one statement; None: the order is not where the step starts
             return _stepped(tx, out, *moved)
+    order_memory.from_sql(host, tx, cmd.order_id)
     found = await ms.order_locked(tx.conn, cmd.order_id)
     if found is None or not _may_see(found[0], cmd):
         raise NotFound("no such order")
@@ -440,6 +448,27 @@ def _plain_step(cmd: market.OrderAct) -> tuple[frozenset[str], str] | None:
     return market.plain_step(cmd.action, cmd.actor)
 
 
+def _stepped_in_memory(
+    host: CellHost, tx: Tx, out: Emitted, known: dict[str, Any], target: str, reason: str
+) -> dict[str, Any]:
+    """A plain step of a remembered order: its row moves in the batch statement (checked:
+    from the status remembered), its reply and events carry the time this host gave it."""
+    at = datetime.now(UTC)
+    tx.defer(order_writes.STEPS.row(known["id"], known["status"], target, reason, at))
+    order_memory.stepping(host, tx).add(known["id"])
+    changed = {key: value for key, value in known.items() if key != "vendor_user_id"}
+    changed.update(status=target, reason=reason, updated_at=at.isoformat())
+    if target != market.PENDING:
+        changed["reserved_until"] = None
+    if target == market.PAID:  # a sale: the buyer's purchases train the rankers
+        tx.defer(order_writes.purchases(known["buyer_id"], known["id"], known["currency"]))
+    hooks: Hooks = []
+    _order_events(out, changed, known["vendor_user_id"], hooks)
+    _queue_hooks(tx, known["vendor_id"], hooks)
+    order_memory.remember(host, tx, changed, known["vendor_user_id"])
+    return {"order": changed, "changed": True}
+
+
 def _stepped(
     tx: Tx, out: Emitted, updated: asyncpg.Record, lines: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -459,6 +488,7 @@ async def order_refund(
     """A refund, whole or partial (models/market.py ``refund_amount``): its refund row and
     the order's ``refunded`` amount; the one that leaves nothing to refund is the order's
     ``refund`` step (restock included). An admin's carries its audit entry, written here."""
+    order_memory.from_sql(host, tx, cmd.order_id)
     found = await ms.order_locked(tx.conn, cmd.order_id)
     if found is None or not _may_see(found[0], cmd):
         raise NotFound("no such order")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from actors import order_memory
 from models import market
 from models.commands import ShardCommand
 from models.errors import BadRequest, Conflict, NotFound
@@ -61,6 +62,7 @@ async def refund_record(
 ) -> dict[str, Any]:
     """A pending refund for an order whose payment was captured after the order ended (an
     orphaned capture), or the order's refund already recorded; the services then run it."""
+    order_memory.from_sql(host, tx, cmd.order_id)
     row = await ms.order_row(tx.conn, cmd.order_id, lock=True)
     if row is None or not _in_route(cmd, row["cell"]):
         raise NotFound("no such order")

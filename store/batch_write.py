@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
 from models.streams import Event, compact_json
 from store.db import Conn
 from store.events import new_epoch
@@ -47,12 +49,21 @@ class Table:
     By default each row is inserted as given. A table whose rows are computed from the given
     values names its target columns in ``into`` and the query that computes them in ``select``,
     with ``{rows}`` standing for the given rows (``unnest(...) AS u(<columns>)``): REST hook
-    deliveries, one per subscribed hook of each event, are one such (store/hooks_store.py)."""
+    deliveries, one per subscribed hook of each event, are one such (store/hooks_store.py).
+
+    A **checked** table's rows change existing rows by compare-and-set: ``statement`` is the
+    whole data-modifying statement (``UPDATE ... FROM {rows} WHERE <the expected state>
+    RETURNING 1``), and every given row must change one row, else the statement fails (nothing
+    of it is written, even when it is the batch's only statement) and ``write`` answers False
+    as for a moved stream head (the batch runs carefully): a writer that decided from its
+    memory of a row learns here that the row was not as it believed."""
 
     name: str
     columns: tuple[tuple[str, str], ...]
     into: tuple[str, ...] = ()
     select: str = ""
+    statement: str = ""
+    checked: bool = False
 
     def row(self, *values: Any) -> TableRow:
         if len(values) != len(self.columns):
@@ -134,24 +145,38 @@ def statement(tables: tuple[Table, ...]) -> str:
         for index, table in enumerate(tables):
             names = ", ".join(f'"{c}"' for c, _ in table.columns)
             arrays = ", ".join(f"${n + j + 1}::{t}[]" for j, (_, t) in enumerate(table.columns))
-            if table.select:
+            rows = f"unnest({arrays}) AS u({names})"
+            if table.statement:
+                body = table.statement.format(rows=rows)
+            elif table.select:
                 into = ", ".join(f'"{c}"' for c in table.into)
-                source = table.select.format(rows=f"unnest({arrays}) AS u({names})")
+                body = f"INSERT INTO {table.name} ({into})\n    {table.select.format(rows=rows)}"
             else:
-                into, source = names, f"SELECT * FROM unnest({arrays})"
-            parts.append(f", t{index} AS (\n    INSERT INTO {table.name} ({into})\n"
-                         f"    {source}\n)")  # fmt: skip
+                body = f"INSERT INTO {table.name} ({names})\n    SELECT * FROM {rows}"
+            parts.append(f", t{index} AS (\n    {body}\n)")
             n += len(table.columns)
+        # a checked table's rows must all have changed one row, or the statement fails (so
+        # nothing of it commits, even sent alone): the cast of a value no CASE branch gives
+        # when they did (not a constant, so never folded at planning)
+        checked = "".join(
+            f", (CASE WHEN (SELECT count(*) FROM t{index}) = ${n + k + 1}::bigint THEN '0'"
+            f" ELSE '{CHECK_FAILED}' END)::int AS checked{index}"
+            for k, index in enumerate(i for i, table in enumerate(tables) if table.checked)
+        )
         # ``f`` must run even when no head moves: a CTE that is a plain SELECT runs only if
         # referenced (data-modifying ones always run)
         parts.append(
-            "\nSELECT (SELECT count(*) FROM h) + 0 * (SELECT ok FROM f) AS moved, a.*"
+            f"\nSELECT (SELECT count(*) FROM h) + 0 * (SELECT ok FROM f) AS moved{checked}, a.*"
             " FROM (SELECT array_agg(name) AS names, array_agg(epoch) AS epochs,"
             " array_agg(last_offset) AS lasts FROM r) a"
         )
         sql = _statements[tables] = "".join(parts)
     return sql
 
+
+CHECK_FAILED = "hl_checked_row_not_as_believed"
+"""What the batch statement fails with (``invalid input syntax for type integer``) when a
+checked table's row changed nothing."""
 
 Fence = tuple[str, int]
 """(shard, placement version): the batch commits only if that version is still in force for
@@ -160,8 +185,9 @@ that shard (store/placement.py, ``hl_fence``); else the statement fails with ``F
 
 async def write(conn: Conn, heads: list[HeadChange], rows: list[Row], fence: Fence) -> bool:
     """Write everything inside the caller's transaction, behind ``fence``; False if a head
-    had moved. With nothing to write, the fence alone is checked (the caller's transaction may
-    hold writes of its own)."""
+    had moved or a checked table's row changed nothing (the caller must roll back). With
+    nothing to write, the fence alone is checked (the caller's transaction may hold writes of
+    its own)."""
     if not (heads or rows):
         await conn.fetchval("SELECT hl_fence($1, $2)", *fence)
         return True
@@ -211,7 +237,13 @@ async def write(conn: Conn, heads: list[HeadChange], rows: list[Row], fence: Fen
     for table in tables:
         values = by_table[table]
         args.extend([v[j] for v in values] for j in range(len(table.columns)))
-    out = await conn.fetchrow(statement(tables), *args)
+    args.extend(len(by_table[table]) for table in tables if table.checked)
+    try:
+        out = await conn.fetchrow(statement(tables), *args)
+    except asyncpg.InvalidTextRepresentationError as exc:
+        if CHECK_FAILED in str(exc):  # nothing was written: the caller runs it carefully
+            return False
+        raise
     assert out is not None
     if names:
         columns = zip(out["names"], out["epochs"], out["lasts"], strict=True)

@@ -11,6 +11,9 @@ refund; models/market.py ``plain_step``), as one conditional ``UPDATE`` from the
 legal from, returning the order and its lines; None when the order is in none of them (the
 caller then reads it and decides as for any step: repeated, illegal, missing).
 
+``STEPS``: the same plain step decided from the owner's memory of the order, as a checked row
+of the batch statement (no statement of its own).
+
 ``PURCHASES``: a paid order's ``purchase`` interactions (the recommender's training data) as
 rows of the shard's batch statement (store/batch_write.py): no statement of their own.
 
@@ -129,6 +132,29 @@ async def step(
     None (nothing written) if it is not (or there is no such order)."""
     row = await conn.fetchrow(_STEP, order_id, target, reason, sorted(sources))
     return None if row is None else (row, list(row["lines"]))
+
+
+STEPS = Table(
+    "orders",
+    (
+        ("id", "text"),
+        ("expected", "text"),
+        ("status", "text"),
+        ("reason", "text"),
+        ("at", "timestamptz"),
+    ),
+    statement=(
+        "UPDATE orders o SET status = u.status, reason = COALESCE(u.reason, o.reason),"
+        " updated_at = u.at,"
+        " reserved_until = CASE WHEN u.status = 'pending_payment' THEN o.reserved_until END"
+        " FROM {rows} WHERE o.id = u.id AND o.status = u.expected RETURNING 1"
+    ),
+    checked=True,
+)
+"""A plain step decided from the owner's memory of the order (actors/order_memory.py), as a
+checked row of the batch statement: it moves the order from the status remembered
+(``expected``) to ``status`` at ``at`` (the time its reply and events carry), or, if the order
+was not there, fails the batch's fast path (it runs again carefully, from SQL)."""
 
 
 PURCHASES = Table(

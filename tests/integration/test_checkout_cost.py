@@ -1,7 +1,8 @@
 """What a checkout costs (issue 20): a reservation is one statement that writes nothing unless
 every line can be taken, a system confirmation one conditional write with the purchases in the
 batch, and the checkout's answer names its vendors from the shards' memory (no vendor read at
-the gateway). Real websockets, shards, Postgres and Redis."""
+the gateway); a plain step of an order the owner remembers is decided from memory, and
+from SQL when the row was not as remembered. Real websockets, shards, Postgres and Redis."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import uuid
 from typing import Any
 
 import pytest
+import ray
 from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
 from gateway.context import SERVICES
+from models.errors import Conflict
+from models.market import OrderReserve
 from services.market import SYSTEM, Actor
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
@@ -132,3 +136,81 @@ async def test_a_confirmation_records_each_purchase_once(
         assert status == "paid"
     finally:
         await ws.close()
+
+
+async def _slow_batches(settings: Settings) -> int:
+    stats = [
+        await ray.get_actor(name, namespace=settings.ray_namespace).stats.remote()
+        for name in settings.shard_names()
+    ]
+    return sum(int(s["slow_batches"]) for s in stats)
+
+
+async def _reserved(api: Api, settings: Settings, server: TestServer, i: int) -> dict[str, Any]:
+    """A pending order reserved straight at its owner (no checkout around it)."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, i), f"cost-memory-{i}")
+    item = await mk.listing(api, seller.access_token, title="Jar", stock=3, price=500)
+    buyer = await api.signup(f"cost-memory-buyer-{i}")
+    group = uuid.uuid4().hex
+    conn = await mk.db(settings)
+    try:
+        await conn.execute(
+            "INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount, currency)"
+            " VALUES ($1, $2, $1, 'open', '[]'::jsonb, 500, $3)",
+            group,
+            buyer.id,
+            item["currency"],
+        )
+    finally:
+        await conn.close()
+    line = {"listing_id": item["id"], "title": item["title"], "qty": 1, "unit_price": 500}
+    command = OrderReserve(user_id=buyer.id, key=uuid.uuid4().hex, vendor_id=item["vendor_id"],
+                           group_id=group, items=(line,), total=500, currency=item["currency"],
+                           ttl_s=60)  # fmt: skip
+    return dict((await server.app[SERVICES].market.mutate(command))["order"])
+
+
+async def test_a_confirmation_from_memory_is_what_postgres_then_holds(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    order = await _reserved(api, settings, server, 35)
+    slow = await _slow_batches(settings)
+    who = Actor(SYSTEM, f"test-confirm-{uuid.uuid4().hex}")
+    done = await server.app[SERVICES].market.step(who, order["id"], "confirm", SYSTEM, "paid")
+    assert done["order"]["status"] == "paid" and done["order"]["reserved_until"] is None
+    conn = await mk.db(settings)
+    try:
+        row = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", order["id"])
+    finally:
+        await conn.close()
+    assert row is not None and row["status"] == "paid" and row["reserved_until"] is None
+    assert row["updated_at"].isoformat() == done["order"]["updated_at"]  # the same instant
+    assert row["reason"] == "paid"
+    assert await _slow_batches(settings) == slow  # the fast path: the row was as remembered
+
+
+async def test_a_remembered_order_moved_behind_the_owner_is_decided_from_sql(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    order = await _reserved(api, settings, server, 36)
+    conn = await mk.db(settings)
+    try:  # what the shard remembers is now stale (no op does this: only a test can)
+        await conn.execute("UPDATE orders SET status = 'cancelled' WHERE id = $1", order["id"])
+        slow = await _slow_batches(settings)
+        who = Actor(SYSTEM, f"test-confirm-{uuid.uuid4().hex}")
+        with pytest.raises(Conflict):  # a cancelled order cannot be confirmed
+            await server.app[SERVICES].market.step(who, order["id"], "confirm", SYSTEM, "paid")
+        # the compare-and-set refused the remembered step: the batch ran carefully, from SQL
+        assert await _slow_batches(settings) == slow + 1
+        status = await conn.fetchval("SELECT status FROM orders WHERE id = $1", order["id"])
+        bought = await conn.fetchval(
+            "SELECT count(*) FROM interactions WHERE item_id = $1 AND kind = 'purchase'",
+            order["items"][0]["listing_id"],
+        )
+        recorded = await conn.fetchval(
+            "SELECT count(*) FROM idempotency WHERE user_id = $1 AND key = $2", SYSTEM, who.key
+        )
+    finally:
+        await conn.close()
+    assert status == "cancelled" and bought == 0
+    assert recorded == 0  # the refused fast path wrote nothing, not even its record
