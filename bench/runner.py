@@ -222,6 +222,18 @@ class Bench:
             commands = after["hl_router_shard_commands"] - before["hl_router_shard_commands"]
             result["shard_calls_per_s"] = calls / max(phase.wall_s, 1e-9)
             result["commands_per_call"] = commands / calls if calls else 0.0
+        if "hl_gc_full_collections" in before and "hl_gc_full_collections" in after:
+            # the gateway's collector in the step: its full collections stop the loop
+            result["gateway_gc_full"] = (
+                after["hl_gc_full_collections"] - before["hl_gc_full_collections"]
+            )
+            result["gateway_gc_pause_ms"] = 1000 * (
+                after["hl_gc_full_pause_seconds"]
+                - before["hl_gc_full_pause_seconds"]
+                + after["hl_gc_young_pause_seconds"]
+                - before["hl_gc_young_pause_seconds"]
+            )
+            result["gateway_gc_longest_ms"] = 1000 * after["hl_gc_longest_pause_seconds"]
         result["pass"] = passes(result)
         verdict = "pass" if result["pass"] else "FAIL"
         say(f"[{target.name}] {what} {rate:,.0f}/s: {verdict} {summary(result)}")
@@ -534,6 +546,12 @@ def cpu_line(result: dict[str, Any]) -> str:
         line += (
             f", {result['shard_calls_per_s']:.0f} shard calls/s"
             f" of {result['commands_per_call']:.1f} commands"
+        )
+    if "gateway_gc_full" in result:
+        line += (
+            f"; gateway GC: {result['gateway_gc_full']:.0f} full collections,"
+            f" {result['gateway_gc_pause_ms']:.0f} ms paused in all"
+            f" (longest so far {result['gateway_gc_longest_ms']:.0f} ms)"
         )
     return line
 

@@ -14,14 +14,63 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
+from dataclasses import dataclass, field
 
 from cluster.config import Settings
 
 log = logging.getLogger("hyperlocal.gc")
 
 
+@dataclass
+class Pauses:
+    """What the collector has cost this process since ``settle``: collections and the time the
+    process was stopped for them, per generation, and the longest. A full collection stops the
+    event loop, so its pauses are a latency tail of everything this process serves (a gateway
+    exports them on /metrics; benchmarks print them per step). A pause longer than
+    ``warn_s`` is logged."""
+
+    collections: list[int] = field(default_factory=lambda: [0, 0, 0])
+    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    longest_s: float = 0.0
+    warn_s: float = 0.05
+    _started: float = 0.0
+
+    def on_collect(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info.get("generation", 2)
+        self.collections[generation] += 1
+        self.seconds[generation] += took
+        self.longest_s = max(self.longest_s, took)
+        if took > self.warn_s:
+            log.warning(
+                "gc: generation %d collection stopped the process %.0f ms (%d collected)",
+                generation,
+                took * 1000,
+                info.get("collected", 0),
+            )
+
+    def gauges(self) -> dict[str, float]:
+        return {
+            "gc_full_collections": self.collections[2],
+            "gc_full_pause_seconds": self.seconds[2],
+            "gc_young_pause_seconds": self.seconds[0] + self.seconds[1],
+            "gc_longest_pause_seconds": self.longest_s,
+        }
+
+
+pauses = Pauses()
+"""This process's collector costs (one collector per process, so one record)."""
+
+
 def settle(settings: Settings) -> None:
-    """Apply the policy of ``settings`` (``gc_*``) to this process; call once started."""
+    """Apply the policy of ``settings`` (``gc_*``) to this process; call once started. From
+    here on every collection is timed into ``pauses``."""
+    if pauses.on_collect not in gc.callbacks:
+        gc.callbacks.append(pauses.on_collect)
     gc.set_threshold(settings.gc_young, 10, settings.gc_full_every)
     if settings.gc_freeze:
         gc.collect()

@@ -20,6 +20,7 @@ import asyncpg
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from cluster import gcpolicy
 from cluster.config import Settings
 from gateway import headers, registry
 from gateway.context import HUB, METRICS, SERVICES, SESSIONS, SETTINGS
@@ -60,6 +61,7 @@ def _services_ctx(
             await hub.start()
             recheck = asyncio.create_task(_recheck_after_reconnects(hub, sessions, services.db))
             router = services.router
+            app[METRICS].watch(gcpolicy.pauses.gauges)
             app[METRICS].watch(
                 lambda: {
                     "ws_sessions": len(sessions),
