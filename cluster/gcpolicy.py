@@ -69,10 +69,10 @@ pauses = Pauses()
 def settle(settings: Settings) -> None:
     """Apply the policy of ``settings`` (``gc_*``) to this process; call once started. From
     here on every collection is timed into ``pauses``."""
-    if pauses.on_collect not in gc.callbacks:
-        gc.callbacks.append(pauses.on_collect)
     gc.set_threshold(settings.gc_young, 10, settings.gc_full_every)
     if settings.gc_freeze:
         gc.collect()
         gc.freeze()
+    if pauses.on_collect not in gc.callbacks:  # serving from here: the start's own is not timed
+        gc.callbacks.append(pauses.on_collect)
     log.info("gc: thresholds %s, %d objects frozen", gc.get_threshold(), gc.get_freeze_count())
