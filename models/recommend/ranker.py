@@ -36,7 +36,7 @@ class RankerConfig:
     bagging_fraction: float = 0.8
     bagging_freq: int = 1
     lambda_l2: float = 1.0
-    truncation_level: int = 20
+    truncation_level: int = 10
     num_threads: int = 2
     seed: int = 0
     extra: dict[str, float | int | str] = field(default_factory=dict)
