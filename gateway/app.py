@@ -57,7 +57,10 @@ def _services_ctx(
                 elif kind == "user.roles":
                     sessions.set_roles(str(message["user_id"]), frozenset(message["roles"]))
 
-            hub = app[HUB] = Hub(services.redis, services.db, OutEvent, OutEphemeral, on_control)
+            assert settings.redis_url
+            hub = app[HUB] = Hub(
+                settings.redis_url, services.db, OutEvent, OutEphemeral, on_control
+            )
             await hub.start()
             recheck = asyncio.create_task(_recheck_after_reconnects(hub, sessions, services.db))
             router = services.router

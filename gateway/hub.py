@@ -27,12 +27,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import asyncpg
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from models.streams import Event, Position, StreamCursor, parse_json
 from store import events as event_log
-from store.fanout import CONTROL_CHANNEL, channel, stream_of
+from store.fanout import CONTROL_CHANNEL, RespSubscriber, channel, stream_of
 
 log = logging.getLogger("hyperlocal.hub")
 
@@ -125,19 +124,19 @@ class Hub:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis_url: str,
         db: asyncpg.Pool,
         make_out: OutFactory,
         make_ephemeral: EphemeralFactory,
         on_control: ControlHandler,
     ) -> None:
-        self._redis = redis
+        self._redis_url = redis_url
         self._db = db
         self._make_out = make_out
         self._make_ephemeral = make_ephemeral
         self._on_control = on_control
         self._streams: dict[str, _Stream] = {}
-        self._pubsub: aioredis.client.PubSub | None = None
+        self._sub: RespSubscriber | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self.delivered = 0
@@ -155,8 +154,8 @@ class Hub:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
+        if self._sub is not None:
+            await self._sub.aclose()
 
     @property
     def streams(self) -> int:
@@ -204,35 +203,27 @@ class Hub:
             await self._unsubscribe(stream)
 
     async def _subscribe(self, stream: str) -> None:
-        if self._pubsub is not None:
-            try:
-                await self._pubsub.subscribe(channel(stream))
-            except (RedisError, OSError) as exc:
-                log.warning("subscribe %s failed, will resubscribe on reconnect: %r", stream, exc)
+        # written at once; a lost connection resubscribes everything followed on reconnect
+        if self._sub is not None:
+            self._sub.subscribe(channel(stream))
 
     async def _unsubscribe(self, stream: str) -> None:
-        if self._pubsub is not None:
-            try:
-                await self._pubsub.unsubscribe(channel(stream))
-            except (RedisError, OSError) as exc:
-                log.debug("unsubscribe %s failed: %r", stream, exc)
+        if self._sub is not None:
+            self._sub.unsubscribe(channel(stream))
 
     # -- reading -------------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         backoff = 0.1
         while True:
             try:
-                await self._connect()
+                sub = await self._connect()
                 backoff = 0.1
                 while True:
-                    message = await self._pubsub.get_message(  # type: ignore[union-attr]
-                        ignore_subscribe_messages=True, timeout=1.0
-                    )
-                    if message is not None:
-                        await self._dispatch(message)
+                    for name, data in await sub.read():  # all a socket read brought
+                        await self._dispatch(name, data)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 self._connected.clear()
                 log.warning("redis fanout connection lost (%r); retrying in %.1fs", exc, backoff)
             except Exception:
@@ -241,22 +232,20 @@ class Hub:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    async def _connect(self) -> None:
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
+    async def _connect(self) -> RespSubscriber:
+        if self._sub is None:
+            self._sub = RespSubscriber(self._redis_url, "hl-hub")
+        else:
             self.reconnects += 1
-        self._pubsub = self._redis.pubsub()
-        await self._pubsub.subscribe(CONTROL_CHANNEL, *(channel(s) for s in self._streams))
+        await self._sub.connect([CONTROL_CHANNEL, *(channel(s) for s in self._streams)])
         self._connected.set()
         # Messages may have been lost while disconnected: catch every stream up from the log.
         for stream, state in self._streams.items():
             self._fill(stream, state)
+        return self._sub
 
-    async def _dispatch(self, message: dict[str, Any]) -> None:
-        name = message["channel"]
-        name = name.decode() if isinstance(name, bytes) else name
-        data = message["data"]
-        text = data.decode() if isinstance(data, bytes) else str(data)
+    async def _dispatch(self, name: str, data: bytes) -> None:
+        text = data.decode()
         if name == CONTROL_CHANNEL:
             await self._control(text)
             return

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisError
@@ -52,6 +55,39 @@ def resp_command(*parts: bytes) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(_bulk(p) for p in parts)
 
 
+async def open_resp(url: str, name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain connection to the Redis at ``url`` (``redis://``, TLS for ``rediss://``, a Unix
+    socket for ``unix://``), authenticated, on its database, named ``name`` in CLIENT LIST."""
+    opts: dict[str, Any] = dict(parse_url(url))
+    if "path" in opts:
+        reader, writer = await asyncio.open_unix_connection(opts["path"])
+    else:
+        tls = ssl.create_default_context() if url.startswith("rediss://") else None
+        reader, writer = await asyncio.open_connection(
+            opts.get("host", "localhost"), opts.get("port", 6379), ssl=tls
+        )
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # a peer gone without a word is noticed by the kernel
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    hello = []
+    if opts.get("password"):
+        user = [opts["username"].encode()] if opts.get("username") else []
+        hello.append(resp_command(b"AUTH", *user, opts["password"].encode()))
+    if opts.get("db"):
+        hello.append(resp_command(b"SELECT", str(opts["db"]).encode()))
+    hello.append(resp_command(b"CLIENT", b"SETNAME", name.encode()))
+    writer.write(b"".join(hello))
+    try:
+        for _ in hello:
+            line = await reader.readuntil(b"\r\n")
+            if line[:1] == b"-":
+                raise RedisError(line[1:-2].decode(errors="replace"))
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer
+
+
 class RespPublisher:
     """A connection to Redis that only publishes, for the shards' hot path: a batch's PUBLISH
     commands packed by hand, written at once, their replies read back in order. redis-py's
@@ -67,7 +103,6 @@ class RespPublisher:
         self.name = name
         """The connection's name in Redis (``CLIENT LIST``)."""
         self.timeout_s = timeout_s
-        self._options: dict[str, Any] = dict(parse_url(url))
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
@@ -109,24 +144,7 @@ class RespPublisher:
         return line
 
     async def _open(self) -> None:
-        opts = self._options
-        if "path" in opts:
-            self._reader, self._writer = await asyncio.open_unix_connection(opts["path"])
-        else:
-            tls = ssl.create_default_context() if self.url.startswith("rediss://") else None
-            self._reader, self._writer = await asyncio.open_connection(
-                opts.get("host", "localhost"), opts.get("port", 6379), ssl=tls
-            )
-        hello = []
-        if opts.get("password"):
-            user = [opts["username"].encode()] if opts.get("username") else []
-            hello.append(resp_command(b"AUTH", *user, opts["password"].encode()))
-        if opts.get("db"):
-            hello.append(resp_command(b"SELECT", str(opts["db"]).encode()))
-        hello.append(resp_command(b"CLIENT", b"SETNAME", self.name.encode()))
-        self._writer.write(b"".join(hello))
-        for _ in hello:
-            await self._reply()
+        self._reader, self._writer = await open_resp(self.url, self.name)
 
     async def _drop(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
@@ -138,6 +156,73 @@ class RespPublisher:
     async def aclose(self) -> None:
         async with self._lock:
             await self._drop()
+
+
+class RespSubscriber:
+    """A gateway's pub/sub connection, read without redis-py: SUBSCRIBE and UNSUBSCRIBE written
+    as they come, and every message a socket read brought parsed at once by hiredis
+    (``read``), instead of one ``get_message`` call (a timeout, a readiness check and a
+    reply object) per message, about 10 µs each at chat rates (docs/benchmarks.md, sixth
+    session). Owns its connection; ``read`` raises ``ConnectionError`` once it is gone (the
+    owner reconnects, subscribes again and fills its streams from the log, as before)."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url = url
+        self.name = name
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._parser = hiredis.Reader()
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    async def connect(self, channels: list[str], timeout_s: float = 5.0) -> None:
+        """A new connection subscribed to ``channels`` (the old one, if any, closed)."""
+        await self.aclose()
+        async with asyncio.timeout(timeout_s):
+            self._reader, self._writer = await open_resp(self.url, self.name)
+        self._parser = hiredis.Reader()
+        if channels:
+            self._send(b"SUBSCRIBE", channels)
+
+    def subscribe(self, *channels: str) -> None:
+        """Subscribe (written now; Redis confirms with a message ``read`` skips). Not connected:
+        nothing, the next ``connect`` subscribes to what its caller follows."""
+        self._send(b"SUBSCRIBE", channels)
+
+    def unsubscribe(self, *channels: str) -> None:
+        self._send(b"UNSUBSCRIBE", channels)
+
+    def _send(self, command: bytes, channels: Sequence[str]) -> None:
+        if channels and self.connected:
+            assert self._writer is not None
+            self._writer.write(resp_command(command, *(c.encode() for c in channels)))
+
+    async def read(self) -> list[tuple[str, bytes]]:
+        """The next messages, as (channel, data): every one the next socket read completes (at
+        least one; subscription confirmations are skipped)."""
+        if self._reader is None:
+            raise ConnectionError("not connected")
+        out: list[tuple[str, bytes]] = []
+        while not out:
+            data = await self._reader.read(1 << 16)
+            if not data:
+                raise ConnectionError("redis closed the pub/sub connection")
+            self._parser.feed(data)
+            while (reply := self._parser.gets()) is not False:
+                if isinstance(reply, hiredis.ReplyError):
+                    raise RedisError(str(reply))
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                    out.append((reply[1].decode(), reply[2]))
+        return out
+
+    async def aclose(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
 
 async def publish(redis: aioredis.Redis, events: list[Event]) -> None:

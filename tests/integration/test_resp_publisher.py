@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from cluster.config import Settings
 from models.streams import Event
-from store.fanout import RespPublisher, channel
+from store.fanout import RespPublisher, RespSubscriber, channel
 
 
 def _event(stream: str, offset: int) -> Event:
@@ -97,3 +97,51 @@ async def test_a_wrong_password_is_a_logged_failure_not_an_exception(settings: S
         assert publisher.failures == 1
     finally:
         await publisher.aclose()
+
+
+async def test_the_subscriber_reads_what_a_socket_read_brought_and_resubscribes(
+    settings: Settings,
+) -> None:
+    """The hub's reader (store/fanout.py RespSubscriber): every message of the channels it
+    subscribed to, none after an unsubscribe, confirmations skipped; a killed connection is a
+    ConnectionError, and ``connect`` opens a new one subscribed again."""
+    assert settings.redis_url
+    sub = RespSubscriber(settings.redis_url, "hl-hub-test")
+    publisher = RespPublisher(settings.redis_url)
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        await sub.connect([channel("room:sa")])
+        sub.subscribe(channel("room:sb"))
+        await asyncio.sleep(0.1)  # the subscriptions reach Redis before the publishes
+        await publisher.publish([_event("room:sa", 1), _event("room:sb", 1)])
+        got: list[tuple[str, bytes]] = []
+        async with asyncio.timeout(5):
+            while len(got) < 2:
+                got += await sub.read()
+        assert got == [
+            (channel("room:sa"), _event("room:sa", 1).frame_json.encode()),
+            (channel("room:sb"), _event("room:sb", 1).frame_json.encode()),
+        ]
+        sub.unsubscribe(channel("room:sa"))
+        await asyncio.sleep(0.1)
+        await publisher.publish([_event("room:sa", 2), _event("room:sb", 2)])
+        async with asyncio.timeout(5):
+            assert await sub.read() == [
+                (channel("room:sb"), _event("room:sb", 2).frame_json.encode())
+            ]
+        mine = [c for c in await client.client_list() if c["name"] == "hl-hub-test"]
+        await client.client_kill_filter(_id=mine[0]["id"])
+        with pytest.raises(ConnectionError):
+            async with asyncio.timeout(5):
+                await sub.read()
+        await sub.connect([channel("room:sa")])
+        await asyncio.sleep(0.1)
+        await publisher.publish([_event("room:sa", 3)])
+        async with asyncio.timeout(5):
+            assert await sub.read() == [
+                (channel("room:sa"), _event("room:sa", 3).frame_json.encode())
+            ]
+    finally:
+        await sub.aclose()
+        await publisher.aclose()
+        await client.aclose()

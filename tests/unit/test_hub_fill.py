@@ -120,9 +120,9 @@ async def test_one_message_carries_a_batch_of_a_streams_events_in_order() -> Non
     events = [Event("room:a", "e", n, "chat.message", {"text": f"line\n{n}"}) for n in (1, 2, 3)]
     text = "\n".join(e.frame_json for e in events)
     assert text.count("\n") == 2
-    await hub._dispatch({"channel": b"hl:s:room:a", "data": text.encode()})
+    await hub._dispatch("hl:s:room:a", text.encode())
     typing = '{"ev":"chat.typing","stream":"room:a","data":{}}'
-    await hub._dispatch({"channel": b"hl:s:room:a", "data": typing.encode()})
+    await hub._dispatch("hl:s:room:a", typing.encode())
     assert listener.seen == {"room:a": [1, 2, 3]}
     await hub.stop()
 
