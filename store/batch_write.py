@@ -4,10 +4,12 @@ feature table that declares itself a ``Table`` (chat messages, for one).
 
 One round trip for the whole batch instead of one per command. It checks the shard's fence first
 (``hl_fence``: the placement version the shard believes is still in force, a share lock held to
-commit), so a stale owner writes nothing. The heads move by compare-and-set: ``write`` returns
-False (and the caller must roll back) if any head was not at the offset the shard believed, so
-two writers can never both commit the same offsets. A duplicate idempotency key (or a duplicate
-row of a feature table) raises the unique violation, as separate inserts would.
+commit), so a stale owner writes nothing. The heads move by compare-and-set: if any head was
+not at the offset the shard believed, the statement fails inside Postgres (nothing of it is
+written, even when it ran alone without ``BEGIN``) and ``write`` returns False (the caller runs
+the batch carefully), so two writers can never both commit the same offsets. A duplicate
+idempotency key (or a duplicate row of a feature table) raises the unique violation, as separate
+inserts would.
 
 The core statement knows no feature: a feature's rows come as ``TableRow``s of its ``Table``
 (name, typed columns), each table one more ``INSERT ... SELECT FROM unnest(...)`` in the same
@@ -163,11 +165,17 @@ def statement(tables: tuple[Table, ...]) -> str:
             f" ELSE '{CHECK_FAILED}' END)::int AS checked{index}"
             for k, index in enumerate(i for i, table in enumerate(tables) if table.checked)
         )
+        # every head must have moved too, or the statement fails the same way: sent alone (no
+        # BEGIN) it would otherwise commit its rows at offsets the heads no longer agree with
+        heads = (
+            ", (CASE WHEN (SELECT count(*) FROM h) = cardinality($1::text[]) THEN '0'"
+            f" ELSE '{CHECK_FAILED}' END)::int AS heads_checked"
+        )
         # ``f`` must run even when no head moves: a CTE that is a plain SELECT runs only if
         # referenced (data-modifying ones always run)
         parts.append(
-            f"\nSELECT (SELECT count(*) FROM h) + 0 * (SELECT ok FROM f) AS moved{checked}, a.*"
-            " FROM (SELECT array_agg(name) AS names, array_agg(epoch) AS epochs,"
+            f"\nSELECT (SELECT count(*) FROM h) + 0 * (SELECT ok FROM f) AS moved{heads}{checked},"
+            " a.* FROM (SELECT array_agg(name) AS names, array_agg(epoch) AS epochs,"
             " array_agg(last_offset) AS lasts FROM r) a"
         )
         sql = _statements[tables] = "".join(parts)
@@ -176,7 +184,7 @@ def statement(tables: tuple[Table, ...]) -> str:
 
 CHECK_FAILED = "hl_checked_row_not_as_believed"
 """What the batch statement fails with (``invalid input syntax for type integer``) when a
-checked table's row changed nothing."""
+checked table's row changed nothing or a stream head was not where the shard believed."""
 
 Fence = tuple[str, int]
 """(shard, placement version): the batch commits only if that version is still in force for

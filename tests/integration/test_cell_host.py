@@ -106,17 +106,36 @@ async def test_stream_offsets_stay_gap_free_when_a_cached_head_is_stale(
         assert after["ok"], after
         assert await offsets() == list(range(start, start + 6))
 
+        # A head moved behind the owner's back with no event where the owner would write next
+        # (the case a primary key cannot catch): the fast statement must write nothing, not
+        # commit the post and its event at the stale offset before its check fails.
+        assert first.pool is not None
+        await first.pool.execute(
+            "UPDATE streams SET last_offset = last_offset + 5 WHERE name = $1", f"feed:{cell}"
+        )
+        slow_before = first.committer.slow_batches
+        [moved] = await first.execute(version, [post("behind a moved head")])
+        assert moved["ok"], moved
+        assert first.committer.slow_batches == slow_before + 1
+        assert await offsets() == [*range(start, start + 6), start + 11]
+        copies = await first.pool.fetchval(
+            "SELECT count(*) FROM posts WHERE text = 'behind a moved head'"
+        )
+        assert copies == 1
+        start_mixed = start + 12
+
         # A typed refusal inside a batch: the others still get consecutive offsets.
         missing = f"{cell}.{'0' * 16}"  # routed to this cell, but there is no such post
         bad = CommentCreate(user_id=user.id, key=uuid.uuid4().hex, post_id=missing, text="hi")
         mixed = await first.execute(version, [post("d"), bad, post("e")])
         assert [r["ok"] for r in mixed] == [True, False, True]
-        assert await offsets() == list(range(start, start + 8))
-        assert first.pool is not None
+        assert await offsets() == [
+            *range(start, start + 6), start + 11, start_mixed, start_mixed + 1
+        ]
         head = await first.pool.fetchval(
             "SELECT last_offset FROM streams WHERE name = $1", f"feed:{cell}"
         )
-        assert head == start + 7
+        assert head == start_mixed + 1
     finally:
         await first.close()
         await second.close()
