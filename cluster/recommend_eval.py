@@ -93,6 +93,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     recipe.stats_lag_days = lag_days if args.stats_lag == "auto" else 0.0
     if args.windows is not None:
         recipe.train_windows = args.windows
+    recipe.query_at_target = args.query_time == "target"
     if args.leakage:
         checks = leakage_checks(data.log, data.catalog, trajs, cutoff, recipe, progress)
         progress.done()
@@ -119,6 +120,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{int(train_info['queries'])} queries, statistics {recipe.stats_lag_days:.1f} days "
         "older than each training window"
     )
+    if recipe.query_at_target:
+        print(
+            "# --query-time target: every query is asked at its target's time (LLM4POI's prompt "
+            "does this); not the GETNext protocol, not comparable with GETNext or STHGCN"
+        )
     print_table(rows)
     print(rows[-1].format_short())
     return 0
@@ -223,6 +229,13 @@ def register(subparsers: Any) -> None:
         choices=("auto", "none"),
         default="auto",
         help="auto: training windows see statistics as old as the split's (none: current)",
+    )
+    ev.add_argument(
+        "--query-time",
+        choices=("prefix", "target"),
+        default="prefix",
+        help="prefix: a query is asked at its last input check-in (the protocol); target: at the "
+        "time of the check-in to predict (a labelled variant, as LLM4POI's prompt)",
     )
     ev.add_argument("--threads", type=int, default=2, help="LightGBM threads (1: share the box)")
     ev.set_defaults(func=cmd_eval)

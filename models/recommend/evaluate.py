@@ -40,15 +40,20 @@ from .training import (
 )
 
 
-def protocol_queries(trajs: Sequence[Trajectory], min_inputs: int = 2) -> QueryBatch:
+def protocol_queries(
+    trajs: Sequence[Trajectory], min_inputs: int = 2, at_target: bool = False
+) -> QueryBatch:
     """GETNext queries: the last check-in of trajectories with ``min_inputs`` or more before it,
-    keeping only known users and target POIs (GETNext drops unseen ones)."""
+    keeping only known users and target POIs (GETNext drops unseen ones). ``at_target``: asked
+    at the target's time (a labelled protocol variant, ``QueryBatch.from_trajectories``)."""
     keep = [t for t in trajs if len(t) >= min_inputs + 1 and t.user >= 0 and t.items[-1] >= 0]
     for t in keep:  # an unknown prefix POI cannot be looked up; drop it from the input
         ok = t.items >= 0
         if not ok.all():
             t.items, t.ts, t.hour, t.dow = t.items[ok], t.ts[ok], t.hour[ok], t.dow[ok]
-    return QueryBatch.from_trajectories([t for t in keep if len(t) >= 2], last_only=True)
+    return QueryBatch.from_trajectories(
+        [t for t in keep if len(t) >= 2], last_only=True, at_target=at_target
+    )
 
 
 def history_stats(
@@ -85,7 +90,7 @@ def evaluate(
 
     The history is everything before ``cutoff``, at most the first check-in of ``trajs``.
     """
-    qb = protocol_queries(trajs)
+    qb = protocol_queries(trajs, at_target=recipe.query_at_target)
     first = float(min(t.ts[0] for t in trajs))
     cutoff = first if cutoff is None else min(cutoff, first)
     stats = history_stats(log, catalog, cutoff, recipe.stats)
@@ -135,7 +140,7 @@ def ablation(
     turn (its columns missing in training and scoring): what each family adds. The training
     rows and the evaluation's candidates are built once; only LightGBM runs per family."""
     groups = windows_groups(log, catalog, cutoff, recipe, progress)
-    qb = protocol_queries(trajs)
+    qb = protocol_queries(trajs, at_target=recipe.query_at_target)
     stats = history_stats(
         log, catalog, min(cutoff, float(min(t.ts[0] for t in trajs))), recipe.stats
     )

@@ -101,12 +101,16 @@ class QueryBatch:
         last_only: bool = True,
         min_prefix: int = 1,
         max_prefix: int | None = None,
+        at_target: bool = False,
     ) -> QueryBatch:
         """Queries from trajectories.
 
         ``last_only``: one query per trajectory predicting its last event (GETNext protocol);
         otherwise one query per position ``p >= min_prefix`` (training data augmentation).
-        ``max_prefix`` keeps only the most recent events of long prefixes.
+        ``max_prefix`` keeps only the most recent events of long prefixes. ``at_target``: the
+        query is asked at the target's time (its hour and day too), not at the last prefix
+        event's; the place stays the last prefix event's. A protocol variant (LLM4POI's prompt
+        states the time of the check-in to predict), never the default.
         """
         rows: list[tuple[Trajectory, int]] = []
         for tr in trajs:
@@ -114,10 +118,12 @@ class QueryBatch:
                 continue
             positions = [len(tr) - 1] if last_only else range(min_prefix, len(tr))
             rows.extend((tr, p) for p in positions)
-        return cls._from_rows(rows, max_prefix)
+        return cls._from_rows(rows, max_prefix, at_target)
 
     @classmethod
-    def _from_rows(cls, rows: list[tuple[Trajectory, int]], max_prefix: int | None) -> QueryBatch:
+    def _from_rows(
+        cls, rows: list[tuple[Trajectory, int]], max_prefix: int | None, at_target: bool = False
+    ) -> QueryBatch:
         n = len(rows)
         user = np.zeros(n, dtype=np.int64)
         last = np.zeros(n, dtype=np.int64)
@@ -133,8 +139,9 @@ class QueryBatch:
         for q, (tr, p) in enumerate(rows):
             lo = 0 if max_prefix is None else max(0, p - max_prefix)
             if p >= 1:
-                user[q], last[q], ts[q] = tr.user, tr.items[p - 1], tr.ts[p - 1]
-                hour[q], dow[q], target[q] = tr.hour[p - 1], tr.dow[p - 1], tr.items[p]
+                at = p if at_target else p - 1  # whose time the query is asked at
+                user[q], last[q], ts[q] = tr.user, tr.items[p - 1], tr.ts[at]
+                hour[q], dow[q], target[q] = tr.hour[at], tr.dow[at], tr.items[p]
             else:  # no prefix: the request comes just before the target, nothing more is known
                 user[q], last[q], ts[q] = tr.user, -1, tr.ts[0] - 1.0
                 hour[q], dow[q], target[q] = tr.hour[0], tr.dow[0], tr.items[0]

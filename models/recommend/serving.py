@@ -69,13 +69,17 @@ def tz_offset_min(lng: float) -> int:
 
 
 def product_recipe(h3_resolution: int, k_ring: int) -> Recipe:
-    """The recipe for product data: small, young catalogs (posts), every interaction a query."""
+    """The recipe for product data: small, young catalogs (posts), every interaction a query,
+    asked at that interaction's time as a served query is asked at the request's."""
     return Recipe(
         stats=StatsConfig(h3_resolution=h3_resolution, decay_half_life_days=7.0, recent_days=3.0),
         candidates=CandidateConfig(hist_k=100, near_k=300, near_rings=k_ring, pop_k=20),
         ranker=RankerConfig(n_estimators=120, min_data_in_leaf=5, num_leaves=15, num_threads=1),
         train_min_prefix=0,
         max_negatives=60,
+        # a served query is asked at the request's time, the time of the action it predicts:
+        # train the same way (the NYC variant --query-time target measures what that is worth)
+        query_at_target=True,
     )
 
 

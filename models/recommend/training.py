@@ -49,6 +49,9 @@ class Recipe:
     # history when the queries to answer come (the evaluation sets it from its split; 0: none)
     stats_lag_days: float = 0.0
     masked_features: tuple[str, ...] = ()  # set missing in training and scoring (ablations)
+    # protocol variant (recommend eval --query-time target): every query, in training and in
+    # the evaluation, is asked at its target's time instead of the last prefix event's
+    query_at_target: bool = False
     shuffle_targets: bool = False  # leakage control only: train on permuted targets
     train_min_prefix: int = 1
     max_negatives: int = 80
@@ -98,7 +101,9 @@ def window_groups(
     stats = HistoryStats(log.before(seen), catalog, seen, recipe.stats)
     window = log.subset((log.ts >= start) & (log.ts < end))
     trajs = split_trajectories(window, recipe.stats.transition_gap_s)
-    qb = QueryBatch.from_trajectories(trajs, last_only=False, min_prefix=recipe.train_min_prefix)
+    qb = QueryBatch.from_trajectories(
+        trajs, last_only=False, min_prefix=recipe.train_min_prefix, at_target=recipe.query_at_target
+    )
     if recipe.shuffle_targets:  # nothing left to learn: the check that scores then collapse
         qb.target = np.random.default_rng(recipe.seed).permutation(qb.target)
     gen = CandidateGenerator(stats, recipe.candidates)

@@ -10,13 +10,19 @@ import numpy as np
 import pytest
 
 from models.recommend.data import Catalog, InteractionLog, Trajectory, split_trajectories
-from models.recommend.evaluate import ablation, leakage_checks
+from models.recommend.evaluate import ablation, evaluate, leakage_checks, protocol_queries
 from models.recommend.features import FEATURE_FAMILIES, FEATURE_NAMES
 from models.recommend.metrics import MetricRow, bootstrap_ci, paired_diff_ci, summarize
 from models.recommend.serving import encode
 from models.recommend.stats import DAY_S
 from models.recommend.synthetic import make_events, make_items
-from models.recommend.training import Recipe, mask_features, window_groups, windows_groups
+from models.recommend.training import (
+    Recipe,
+    fit_windows,
+    mask_features,
+    window_groups,
+    windows_groups,
+)
 
 
 def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_queries() -> None:
@@ -102,3 +108,32 @@ def test_stats_lag_hides_the_rows_between_the_history_and_the_window() -> None:
     assert not np.array_equal(no_lag.x, with_gap.x, equal_nan=True)
     # windows whose lagged history would start before the log are left out
     assert len(windows_groups(log, catalog, cutoff, replace(recipe, stats_lag_days=12.0))) == 1
+
+
+def test_query_time_target_asks_at_the_targets_time_and_nothing_else_moves() -> None:
+    """The labelled variant (recommend eval --query-time target): the query's time, hour and day
+    are the target's; its user, prefix, place and target are the protocol's own."""
+    traj = Trajectory(
+        "t",
+        0,
+        np.array([3, 4, 5]),
+        np.array([1000.0, 2000.0, 9000.0]),
+        np.array([8, 9, 21]),
+        np.array([1, 1, 2]),
+    )
+    plain, at = protocol_queries([traj]), protocol_queries([traj], at_target=True)
+    assert (plain.ts[0], plain.hour[0], plain.dow[0]) == (2000.0, 9, 1)
+    assert (at.ts[0], at.hour[0], at.dow[0]) == (9000.0, 21, 2)
+    for name in ("user", "last", "prev2", "target", "prefix_items", "prefix_ts"):
+        assert np.array_equal(getattr(plain, name), getattr(at, name)), name
+    catalog, log, cutoff, trajs = _world()
+    recipe = replace(_recipe(), query_at_target=True)
+    ranker, _ = fit_windows(log, catalog, cutoff, recipe)
+    rows, _ = evaluate(log, catalog, trajs, ranker, recipe, cutoff=cutoff, baselines=False)
+    assert 0 < rows[-1].mrr <= 1
+    # still blind to everything at or after the cutoff: deleting it changes no rank
+    past = log.before(cutoff)
+    again, _ = fit_windows(past, catalog, cutoff, recipe)
+    rows2, _ = evaluate(past, catalog, trajs, again, recipe, cutoff=cutoff, baselines=False)
+    assert rows[-1].ranks is not None and rows2[-1].ranks is not None
+    assert np.array_equal(rows[-1].ranks, rows2[-1].ranks)
