@@ -130,7 +130,10 @@ async def test_stream_offsets_stay_gap_free_when_a_cached_head_is_stale(
         mixed = await first.execute(version, [post("d"), bad, post("e")])
         assert [r["ok"] for r in mixed] == [True, False, True]
         assert await offsets() == [
-            *range(start, start + 6), start + 11, start_mixed, start_mixed + 1
+            *range(start, start + 6),
+            start + 11,
+            start_mixed,
+            start_mixed + 1,
         ]
         head = await first.pool.fetchval(
             "SELECT last_offset FROM streams WHERE name = $1", f"feed:{cell}"
