@@ -71,11 +71,11 @@ class Settings(BaseSettings):
     """H3 resolution of a neighbourhood cell (8 is about 0.74 km2)."""
     k_ring: int = Field(1, ge=0, le=5)
     """A user sees their cell and the cells within this grid distance."""
-    shard_count: int = Field(0, ge=0, le=256)
-    """Number of CellShard actors. 0: one per CPU this process may run on (its affinity, so a
-    deployment pinned to one core runs one shard: two owners on one core only split each
-    batch's fixed cost between them, docs/benchmarks.md). Seeds a new placement table only;
-    later, scale with ``hyperlocal scale``."""
+    shard_count: int = Field(2, ge=0, le=256)
+    """Number of CellShard actors a new deployment starts with (it seeds the placement table;
+    later, scale with ``hyperlocal scale``). 0: one per CPU this process may run on (its
+    affinity). Two shards on one core measured less CPU per message than one at 100 and 506
+    msgs/s, and lower latency at every rate (docs/benchmarks.md, sixth session)."""
     shard_num_cpus: float = Field(0.25, gt=0, le=8)
     """Ray CPU reservation of each shard actor."""
     shard_max_restarts: int = Field(-1, ge=-1)
