@@ -88,6 +88,14 @@ async def open_resp(url: str, name: str) -> tuple[asyncio.StreamReader, asyncio.
     return reader, writer
 
 
+async def _close(writer: asyncio.StreamWriter | None) -> None:
+    """Close a lean connection, whatever state it is in (it is being dropped)."""
+    if writer is not None:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
 class RespPublisher:
     """A connection to Redis that only publishes, for the shards' hot path: a batch's PUBLISH
     commands packed by hand, written at once, their replies read back in order. redis-py's
@@ -148,10 +156,7 @@ class RespPublisher:
 
     async def _drop(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        await _close(writer)
 
     async def aclose(self) -> None:
         async with self._lock:
@@ -219,10 +224,7 @@ class RespSubscriber:
 
     async def aclose(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        await _close(writer)
 
 
 async def publish(redis: aioredis.Redis, events: list[Event]) -> None:
