@@ -237,7 +237,10 @@ class Hub:
             self._sub = RespSubscriber(self._redis_url, "hl-hub")
         else:
             self.reconnects += 1
-        await self._sub.connect([CONTROL_CHANNEL, *(channel(s) for s in self._streams)])
+        await self._sub.connect([])
+        # the list is taken after the connection is open, and written at once: a stream joined
+        # while it opened is in it (a join's own subscribe found no connection to write to)
+        self._sub.subscribe(CONTROL_CHANNEL, *(channel(s) for s in self._streams))
         self._connected.set()
         # Messages may have been lost while disconnected: catch every stream up from the log.
         for stream, state in self._streams.items():

@@ -3,6 +3,8 @@ other's post and chat message live, without a reload."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.async_api import expect
 
@@ -10,6 +12,9 @@ from tests.browser.conftest import Pages, pick_spot, sign_up
 from tests.images import png
 
 pytestmark = pytest.mark.integration
+
+ROOM_READY = re.compile(r"^(Here now: .+|Nobody else is here right now)$")
+"""A chat room's presence line: shown once the view has read the room's history and presence."""
 
 
 async def test_post_and_chat_live_between_two_browsers(
@@ -60,6 +65,8 @@ async def test_post_and_chat_live_between_two_browsers(
         await page.get_by_role("link", name="Chat").click()
         await page.get_by_role("link", name="Neighbourhood room").click()
         await page.get_by_role("heading", name="Neighbourhood room").wait_for()
+    for page in (ada, bob):  # the room is set up (history and presence read) before anyone types
+        await expect(page.get_by_text(ROOM_READY)).to_be_visible()
     await bob.get_by_label("Message", exact=True).fill("Hi Ada, saving me a loaf?")
     await expect(ada.get_by_text("Bob is typing…")).to_be_visible()
     await bob.get_by_role("button", name="Send").click()
