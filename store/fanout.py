@@ -55,6 +55,14 @@ def resp_command(*parts: bytes) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(_bulk(p) for p in parts)
 
 
+async def read_reply(reader: asyncio.StreamReader) -> bytes:
+    """One simple reply line (``+OK``, ``:n``); a Redis error reply raises ``RedisError``."""
+    line = await reader.readuntil(b"\r\n")
+    if line[:1] == b"-":
+        raise RedisError(line[1:-2].decode(errors="replace"))
+    return line
+
+
 async def open_resp(url: str, name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A plain connection to the Redis at ``url`` (``redis://``, TLS for ``rediss://``, a Unix
     socket for ``unix://``), authenticated, on its database, named ``name`` in CLIENT LIST."""
@@ -79,9 +87,7 @@ async def open_resp(url: str, name: str) -> tuple[asyncio.StreamReader, asyncio.
     writer.write(b"".join(hello))
     try:
         for _ in hello:
-            line = await reader.readuntil(b"\r\n")
-            if line[:1] == b"-":
-                raise RedisError(line[1:-2].decode(errors="replace"))
+            await read_reply(reader)
     except BaseException:
         writer.close()
         raise
@@ -98,13 +104,13 @@ async def _close(writer: asyncio.StreamWriter | None) -> None:
 
 class RespPublisher:
     """A connection to Redis that only publishes, for the shards' hot path: a batch's PUBLISH
-    commands packed by hand, written at once, their replies read back in order. redis-py's
-    pipeline spends ~65 µs of Python a flush on what this does in ~10 (docs/benchmarks.md,
-    sixth session). Owns its one connection, opened on first use (AUTH and SELECT from the
-    URL, TLS for ``rediss://``, a Unix socket for ``unix://``), named in Redis, dropped on
-    any error or after ``timeout_s``: the next publish opens a new one. Like ``publish``, it
-    logs and never raises: the events are durable already and subscribers fill gaps from the
-    log. Publishes are serialised, so a stream's messages reach Redis in the order given."""
+    commands packed by hand, written at once, their replies read back in order (redis-py's
+    pipeline: 130 µs of client CPU a flush of two events, this: 71; ``python -m
+    bench.redis_fanout``, docs/benchmarks.md, sixth session). Owns its one connection, opened
+    on first use (``open_resp``), dropped on any error or after ``timeout_s``: the next publish
+    opens a new one. Like ``publish``, it logs and never raises: the events are durable
+    already and subscribers fill gaps from the log. Publishes are serialised, so a stream's
+    messages reach Redis in the order given."""
 
     def __init__(self, url: str, name: str = "hl-fanout", timeout_s: float = 2.0) -> None:
         self.url = url
@@ -142,14 +148,7 @@ class RespPublisher:
         assert self._reader is not None and self._writer is not None
         self._writer.write(commands)
         for _ in range(count):
-            await self._reply()
-
-    async def _reply(self) -> bytes:
-        assert self._reader is not None
-        line = await self._reader.readuntil(b"\r\n")
-        if line[:1] == b"-":
-            raise RedisError(line[1:-2].decode(errors="replace"))
-        return line
+            await read_reply(self._reader)
 
     async def _open(self) -> None:
         self._reader, self._writer = await open_resp(self.url, self.name)
@@ -165,11 +164,11 @@ class RespPublisher:
 
 class RespSubscriber:
     """A gateway's pub/sub connection, read without redis-py: SUBSCRIBE and UNSUBSCRIBE written
-    as they come, and every message a socket read brought parsed at once by hiredis
-    (``read``), instead of one ``get_message`` call (a timeout, a readiness check and a
-    reply object) per message, about 10 µs each at chat rates (docs/benchmarks.md, sixth
-    session). Owns its connection; ``read`` raises ``ConnectionError`` once it is gone (the
-    owner reconnects, subscribes again and fills its streams from the log, as before)."""
+    as they come, and every message a socket read brought parsed at once by hiredis (``read``)
+    instead of one ``get_message`` call per message (98 against 44 µs of client CPU for a
+    message that arrives alone; ``python -m bench.redis_fanout``). Owns its connection;
+    ``read`` raises ``ConnectionError`` once it is gone (the owner reconnects, subscribes
+    again and fills its streams from the log)."""
 
     def __init__(self, url: str, name: str) -> None:
         self.url = url
