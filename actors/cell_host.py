@@ -366,7 +366,7 @@ class CellHost:
                 # On the fast path no record was looked up: a retry of a command that committed
                 # may now refuse (sold out since); its first result is still its answer.
                 if not tx.careful:
-                    prior = await idempotency.lookup(tx.conn, user_id, key, op, asked)
+                    prior = await self._recorded(user_id, key, op, asked)
                     if prior is not None:
                         return dict(prior)
                 raise
@@ -376,6 +376,14 @@ class CellHost:
             return result
 
         return work
+
+    async def _recorded(self, user_id: str, key: str, op: str, asked: str) -> Any | None:
+        """A refused command's first result, on the fast path: read outside the batch's
+        transaction (the batch writes its records last, so its own are not there yet either),
+        so a batch of refusals (a sold-out listing's) still sends its one statement alone."""
+        assert self.pool is not None
+        async with self.pool.acquire() as conn:
+            return await idempotency.lookup(conn, user_id, key, op, asked)
 
     async def _append(self, tx: Tx, emitted: Emitted) -> list[Event | PendingEvent]:
         by_stream: dict[str, list[tuple[str, dict[str, Any]]]] = {}

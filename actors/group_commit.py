@@ -33,6 +33,18 @@ log = logging.getLogger("hyperlocal.group_commit")
 
 
 @dataclass
+class Batch:
+    """What the commands of one fast-path batch share: ``state``, a feature's per-batch view
+    (keyed by the feature: the stock its reservations took, actors/listing_memory.py), and
+    ``closing``, steps that defer the batch's rows once every command has run (one
+    compare-and-set row per listing however many commands took from it). Gone with the attempt:
+    a careful re-run has none."""
+
+    state: dict[str, Any] = field(default_factory=dict)
+    closing: list[Callable[[], list[Any]]] = field(default_factory=list)
+
+
+@dataclass
 class Tx:
     """What one command may do inside the batch transaction."""
 
@@ -41,6 +53,8 @@ class Tx:
     """False on the batch's fast path: a duplicate will fail the batch at ``defer``'s write, and
     the batch then runs again carefully (savepoints, ``careful`` True). Work may skip checks
     that only matter for duplicates (the idempotency lookup) when it is False."""
+    batch: Batch | None = None
+    """The fast path's shared ``Batch`` (None on the careful path: each command alone)."""
     after_commit: list[Callable[[], object]] = field(default_factory=list)
     outbox: list[Any] = field(default_factory=list)
     deferred: list[Any] = field(default_factory=list)
@@ -230,8 +244,11 @@ class GroupCommitter:
             try:
                 try:
                     deferred: list[Any] = []
+                    shared = Batch()
                     for item in batch:
-                        deferred.extend(await self._run_plain(lazy, item))
+                        deferred.extend(await self._run_plain(lazy, item, shared))
+                    for close in shared.closing:
+                        deferred.extend(close())
                     # the last statement: inside the transaction if one began, else alone
                     if deferred or lazy.begun:
                         await self._write(lazy if lazy.begun else conn, deferred, version, True)
@@ -253,8 +270,8 @@ class GroupCommitter:
         self.batches += 1
         self.commands += len(batch)
 
-    async def _run_plain(self, conn: Conn, item: _Pending) -> list[Any]:
-        tx = Tx(conn, careful=False)
+    async def _run_plain(self, conn: Conn, item: _Pending, shared: Batch) -> list[Any]:
+        tx = Tx(conn, careful=False, batch=shared)
         try:
             item.result = await item.work(tx)
         except Refused as refused:  # nothing written: the others go on, fast

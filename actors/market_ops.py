@@ -23,10 +23,11 @@ buyer only their own.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from actors import order_memory
+from actors import listing_memory, order_memory
 from actors.cell_host import Tick
 from actors.group_commit import Refused
 from actors.refund_ops import record_refund
@@ -36,7 +37,7 @@ from models.commands import ShardCommand
 from models.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, OutOfStock
 from models.ids import cell_of, cell_scoped_id
 from models.placement import cell_key
-from models.streams import feed_stream, listing_stream, user_stream
+from models.streams import compact_json, feed_stream, listing_stream, user_stream
 from store import admin_store, hooks_store, order_writes
 from store import market_store as ms
 
@@ -175,7 +176,8 @@ def _stock_hooks(host: CellHost, before: int | None, listing: dict[str, Any]) ->
     return hooks
 
 
-async def _own_listing(tx: Tx, cmd: market.ListingCommand) -> asyncpg.Record:
+async def _own_listing(host: CellHost, tx: Tx, cmd: market.ListingCommand) -> asyncpg.Record:
+    listing_memory.from_sql(host, tx, [cmd.listing_id])  # a vendor's change: from SQL
     row = await ms.listing_row(tx.conn, cmd.listing_id, lock=True)
     if row is None or row["vendor_id"] != cmd.vendor_id or row["deleted_at"]:
         raise NotFound("no such listing")
@@ -227,7 +229,7 @@ async def listing_create(
 async def listing_update(
     host: CellHost, tx: Tx, cmd: market.ListingUpdate, out: Emitted
 ) -> dict[str, Any]:
-    await _own_listing(tx, cmd)
+    await _own_listing(host, tx, cmd)
     if await tx.conn.fetchval("SELECT removed_at FROM listings WHERE id = $1", cmd.listing_id):
         raise Forbidden("a moderator removed this listing: appeal the removal to change it")
     listing = await ms.update_listing(tx.conn, cmd.listing_id, cmd.fields)
@@ -239,7 +241,7 @@ async def listing_update(
 async def listing_delete(
     host: CellHost, tx: Tx, cmd: market.ListingDelete, out: Emitted
 ) -> dict[str, Any]:
-    await _own_listing(tx, cmd)
+    await _own_listing(host, tx, cmd)
     listing = await ms.delete_listing(tx.conn, cmd.listing_id)
     _listing_changed(host, tx, out, listing)
     return {"listing": listing}
@@ -248,7 +250,7 @@ async def listing_delete(
 async def listing_stock(
     host: CellHost, tx: Tx, cmd: market.ListingStock, out: Emitted
 ) -> dict[str, Any]:
-    row = await _own_listing(tx, cmd)
+    row = await _own_listing(host, tx, cmd)
     if cmd.set_to is not None:
         stock = cmd.set_to
     elif cmd.delta is not None:
@@ -282,7 +284,7 @@ async def cart_add(host: CellHost, tx: Tx, cmd: market.CartAdd, out: Emitted) ->
 _CART_MAX = market.CART_MAX_QTY
 
 
-def _vendor_suspended(row: asyncpg.Record) -> Conflict:
+def _vendor_suspended(row: Any) -> Conflict:
     return Conflict(
         "this listing's vendor is suspended: it cannot be bought now",
         reason="vendor_suspended", listing_id=row["id"], vendor_id=row["vendor_id"],
@@ -309,11 +311,9 @@ def _order_events(
     return order
 
 
-def _check_lines(
-    rows: dict[str, asyncpg.Record], items: tuple[dict[str, Any], ...], currency: str
-) -> None:
+def _check_lines(rows: Mapping[str, Any], items: tuple[dict[str, Any], ...], currency: str) -> None:
     """Every line can be taken: on sale, enough stock, the price and currency the cart saw.
-    Checked on the rows locked before anything is written, so a refusal is clean
+    Checked on the rows locked (or remembered) before anything is written, so a refusal is clean
     (``Refused``: in a sell-out most batches hold one, and the others need not re-run)."""
     for item in items:
         row = rows.get(item["listing_id"])
@@ -358,6 +358,11 @@ async def order_reserve(
         raise Refused(NotFound("no such vendor"))
     if any(cell_of(item["listing_id"]) != cell for item in cmd.items):
         raise Refused(BadRequest("a part must hold only its vendor's listings"))
+    ids = [item["listing_id"] for item in cmd.items]
+    known = await listing_memory.rows(host, tx, ids)
+    if known is not None:  # the fast path: decided from memory, rows of the batch statement
+        return _reserve_in_memory(host, tx, out, cmd, vendor, cell, known)
+    listing_memory.from_sql(host, tx, ids)
     order = {
         "id": cell_scoped_id(cell),
         "group_id": cmd.group_id,
@@ -377,9 +382,58 @@ async def order_reserve(
         _check_lines(done.locked, cmd.items, cmd.currency)  # raises the line's refusal
         raise AssertionError("a reservation refused with every line takeable")
     assert len(done.taken) == len(cmd.items), "all or none: the statement checked each line"
+    listing_memory.remember(host, tx, done.taken)
+    return _reserved(host, tx, out, cmd, vendor, done.order, done.taken)
+
+
+def _reserve_in_memory(host: CellHost, tx: Tx, out: Emitted, cmd: market.OrderReserve,
+                       vendor: dict[str, Any], cell: str,
+                       known: dict[str, listing_memory.Row]) -> dict[str, Any]:  # fmt: skip
+    """``order.reserve`` from the owner's memory of its listings: every line checked against
+    them (a refusal before anything is taken), the stock taken in the batch's view (one
+    compare-and-set row per listing: actors/listing_memory.py) and the order with its lines
+    deferred as rows of the batch statement, stamped by this host's clock (its reservation's
+    end too; expiry is still decided by the database clock, the sweeper's)."""
+    _check_lines(known, cmd.items, cmd.currency)  # raises the first line's refusal
+    at = datetime.now(UTC)
+    taken = [listing_memory.take(host, tx, known[item["listing_id"]], item["qty"], at)
+             for item in cmd.items]  # fmt: skip
+    order = {
+        "id": cell_scoped_id(cell),
+        "group_id": cmd.group_id,
+        "buyer_id": cmd.user_id,
+        "vendor_id": cmd.vendor_id,
+        "vendor_user_id": vendor["user_id"],
+        "cell": cell,
+        "status": market.PENDING,
+        "total": cmd.total,
+        "currency": cmd.currency,
+        "reserved_until": at + timedelta(seconds=cmd.ttl_s),
+        "reason": None,
+        "created_at": at,
+        "updated_at": at,
+        "risk": cmd.risk,
+        "refunded": 0,
+    }
+    risk = None if cmd.risk is None else compact_json(cmd.risk)
+    tx.defer(order_writes.ORDERS.row(order["id"], cmd.group_id, cmd.user_id, cmd.vendor_id,
+                                     vendor["user_id"], cell, cmd.total, cmd.currency,
+                                     order["reserved_until"], at, risk))  # fmt: skip
+    for item in cmd.items:
+        tx.defer(order_writes.ORDER_LINES.row(order["id"], item["listing_id"], item["title"],
+                                              item["qty"], item["unit_price"]))  # fmt: skip
+    return _reserved(host, tx, out, cmd, vendor, order, taken)
+
+
+def _reserved(host: CellHost, tx: Tx, out: Emitted, cmd: market.OrderReserve,
+              vendor: dict[str, Any], order: dict[str, Any],
+              taken: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """A reservation's events, hooks and reply once its stock is ``taken`` (rows after) and its
+    ``order`` written (or deferred)."""
+    vendor_id = cmd.vendor_id
     hooks: Hooks = []
-    _taken(host, tx, out, done.taken, cmd.items, hooks)
-    placed = ms.order_public(done.order, list(cmd.items))
+    _taken(host, tx, out, taken, cmd.items, hooks)
+    placed = ms.order_public(order, list(cmd.items))
     _order_events(out, placed, vendor["user_id"], hooks, created=True)
     _queue_hooks(tx, vendor_id, hooks)
     order_memory.remember(host, tx, placed, vendor["user_id"])  # its confirm: from memory
@@ -424,9 +478,7 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
         return {"order": ms.order_public(row, lines), "changed": False}
     step = market.transition(row["status"], action, actor)
     if step.restock:
-        for item in lines:
-            listing = await ms.put_back(tx.conn, item["listing_id"], item["qty"])
-            _stock_moved(host, tx, out, listing, listing["stock"] - item["qty"])
+        await _restock(host, tx, out, lines)
     refund_id, left = None, row["total"] - row["refunded"]
     if step.target == market.REFUNDED and left > 0:  # what partial refunds left, all of it
         refund_id = await record_refund(tx, row, left, external=not step.refund_owed)
@@ -437,6 +489,25 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     if refund_id is not None:
         result["refund_id"] = refund_id
     return result
+
+
+async def _restock(host: CellHost, tx: Tx, out: Emitted, lines: list[dict[str, Any]]) -> None:
+    """Give an ended order's units back: in the batch's view of a remembered listing on sale
+    (its compare-and-set row), else from SQL."""
+    known = await listing_memory.rows(host, tx, [item["listing_id"] for item in lines]) or {}
+    at = datetime.now(UTC)
+    for item in lines:
+        row = known.get(item["listing_id"])
+        if row is not None and _on_sale(row):
+            listing = ms.listing_public(listing_memory.take(host, tx, row, -item["qty"], at))
+        else:
+            listing_memory.from_sql(host, tx, [item["listing_id"]])
+            listing = await ms.put_back(tx.conn, item["listing_id"], item["qty"])
+        _stock_moved(host, tx, out, listing, listing["stock"] - item["qty"])
+
+
+def _on_sale(row: Mapping[str, Any]) -> bool:
+    return bool(row["active"] and row["deleted_at"] is None and not row["vendor_suspended"])
 
 
 def _plain_step(cmd: market.OrderAct) -> tuple[frozenset[str], str] | None:
@@ -500,9 +571,7 @@ async def order_refund(
     if amount == total - done:
         step = market.transition(status, "refund", cmd.actor)
         if step.restock:
-            for item in lines:
-                listing = await ms.put_back(tx.conn, item["listing_id"], item["qty"])
-                _stock_moved(host, tx, out, listing, listing["stock"] - item["qty"])
+            await _restock(host, tx, out, lines)
         status = step.target
     refund_id = await record_refund(
         tx, row, amount, external=cmd.actor == "provider", provider_ref=cmd.provider_ref
@@ -530,6 +599,7 @@ async def vendor_suspend(
     """Flag (or unflag) every listing of the vendor, with the vendor row, in one transaction;
     each listing on sale is announced (``listing.updated``, ``active`` false while the vendor
     is suspended). A vendor already in that state: nothing changes."""
+    listing_memory.forget_vendor(host, tx, cmd.vendor_id)
     flagged = await tx.conn.fetchval(
         "UPDATE vendors SET suspended_at = CASE WHEN $2 THEN now() END WHERE id = $1"
         " AND (suspended_at IS NOT NULL) <> $2 RETURNING id",

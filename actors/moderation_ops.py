@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from actors import listing_memory
 from actors.market_ops import _listing_changed
 from models.admin import target_ref
 from models.chat import room_stream
@@ -86,6 +87,7 @@ async def _comment(host: CellHost, tx: Tx, cmd: EntityRemove, out: Emitted) -> d
 async def _listing(host: CellHost, tx: Tx, cmd: EntityRemove, out: Emitted) -> dict[str, Any]:
     value, cond = _flip(cmd.restore)
     active = "true" if cmd.restore else "false"
+    listing_memory.from_sql(host, tx, [cmd.target_id])  # its owner's memory of it goes stale
     author = await tx.conn.fetchval(
         f"UPDATE listings l SET removed_at = {value}, active = {active}, updated_at = now()"
         f" FROM vendors v WHERE l.id = $1 AND l.{cond} AND l.deleted_at IS NULL"

@@ -14,6 +14,12 @@ caller then reads it and decides as for any step: repeated, illegal, missing).
 ``STEPS``: the same plain step decided from the owner's memory of the order, as a checked row
 of the batch statement (no statement of its own).
 
+``TAKEN``, ``ORDERS``, ``ORDER_LINES``: a reservation decided from the owner's memory of its
+listings (actors/listing_memory.py) as rows of the batch statement: one compare-and-set row
+per listing per batch (the stock the owner believed, to the stock after every reservation of
+the batch; checked: a listing not as believed fails the whole statement and the batch runs
+carefully, from SQL), and the orders with their lines, stamped by the owner's clock.
+
 ``PURCHASES``: a paid order's ``purchase`` interactions (the recommender's training data) as
 rows of the shard's batch statement (store/batch_write.py): no statement of their own.
 
@@ -155,6 +161,81 @@ STEPS = Table(
 checked row of the batch statement: it moves the order from the status remembered
 (``expected``) to ``status`` at ``at`` (the time its reply and events carry), or, if the order
 was not there, fails the batch's fast path (it runs again carefully, from SQL)."""
+
+
+TAKEN = Table(
+    "listings",
+    (
+        ("id", "text"),
+        ("expected", "int"),
+        ("stock", "int"),
+        ("at", "timestamptz"),
+        ("price", "bigint"),
+        ("currency", "text"),
+    ),
+    statement=(
+        "UPDATE listings x SET stock = u.stock, updated_at = u.at FROM {rows}"
+        " WHERE x.id = u.id AND x.stock = u.expected AND x.active AND x.deleted_at IS NULL"
+        " AND NOT x.vendor_suspended AND x.price = u.price AND x.currency = u.currency"
+        " RETURNING 1"
+    ),
+    checked=True,
+)
+"""The stock a batch's reservations took from one listing, decided from memory: from the stock
+the owner believed (``expected``) to ``stock`` at ``at``, only while the listing is on sale at
+the price and currency believed (what the reservations checked); else the batch's statement
+fails (nothing written) and the batch runs carefully. ``CHECK (stock >= 0)`` still stands
+behind it."""
+
+ORDERS = Table(
+    "orders",
+    (
+        ("id", "text"),
+        ("group_id", "text"),
+        ("buyer_id", "text"),
+        ("vendor_id", "text"),
+        ("vendor_user_id", "text"),
+        ("cell", "text"),
+        ("total", "bigint"),
+        ("currency", "text"),
+        ("reserved_until", "timestamptz"),
+        ("at", "timestamptz"),
+        ("risk", "text"),
+    ),
+    into=(
+        "id",
+        "group_id",
+        "buyer_id",
+        "vendor_id",
+        "vendor_user_id",
+        "cell",
+        "status",
+        "total",
+        "currency",
+        "reserved_until",
+        "created_at",
+        "updated_at",
+        "risk",
+    ),
+    select=(
+        "SELECT id, group_id, buyer_id, vendor_id, vendor_user_id, cell, 'pending_payment',"
+        " total, currency, reserved_until, at, at, risk::jsonb FROM {rows}"
+    ),
+)
+"""A pending order reserved from memory, its timestamps (its reservation's end too) from the
+owner's clock; ``risk`` as JSON text (a ``jsonb[]`` parameter would not take it whole)."""
+
+ORDER_LINES = Table(
+    "order_lines",
+    (
+        ("order_id", "text"),
+        ("listing_id", "text"),
+        ("title", "text"),
+        ("qty", "int"),
+        ("unit_price", "bigint"),
+    ),
+)
+"""The lines of an order reserved from memory."""
 
 
 PURCHASES = Table(
