@@ -85,10 +85,18 @@ def view(tx: Tx) -> StockView | None:
     return found
 
 
-async def rows(host: CellHost, tx: Tx, ids: Iterable[str]) -> dict[str, Row] | None:
+VENDOR_READ = 200
+"""Listings of a vendor read along with the first of them a reservation asks for (one read per
+vendor, not per listing, as a sale starts)."""
+
+
+async def rows(
+    host: CellHost, tx: Tx, ids: Iterable[str], vendor_id: str | None = None
+) -> dict[str, Row] | None:
     """The listings ``ids`` as this batch sees them (its takes so far included), those not
-    remembered read once (no lock: committed state) and remembered; None when the command must
-    go to SQL: the careful path, a listing this batch wrote from SQL, or memory full."""
+    remembered read once (no lock: committed state; with ``vendor_id``, up to ``VENDOR_READ`` of
+    that vendor's other listings with them) and remembered; None when the command must go to
+    SQL: the careful path, a listing this batch wrote from SQL, or memory full."""
     batch = view(tx)
     if batch is None:
         return None
@@ -101,17 +109,23 @@ async def rows(host: CellHost, tx: Tx, ids: Iterable[str]) -> dict[str, Row] | N
         if len(known) + len(missing) > MAX_LISTINGS:
             return None
         assert host.pool is not None  # outside the batch's transaction: it began no write
-        found = await host.pool.fetch(
-            f"SELECT {LISTING_COLUMNS} FROM listings WHERE id = ANY($1::text[])", missing
-        )
+        found = await host.pool.fetch(_READ, missing, vendor_id, VENDOR_READ)
         for record in found:
-            known[record["id"]] = dict(record)
+            if record["id"] not in known and len(known) < MAX_LISTINGS:
+                known[record["id"]] = dict(record)
     out: dict[str, Row] = {}
     for listing_id in wanted:
         row = batch.now.get(listing_id) or known.get(listing_id)
         if row is not None:
             out[listing_id] = row
     return out
+
+
+_READ = (
+    f"SELECT {LISTING_COLUMNS} FROM listings WHERE id = ANY($1::text[])"
+    f" UNION ALL (SELECT {LISTING_COLUMNS} FROM listings WHERE vendor_id = $2"
+    " AND deleted_at IS NULL AND NOT id = ANY($1::text[]) LIMIT $3)"
+)
 
 
 def take(host: CellHost, tx: Tx, row: Row, qty: int, at: datetime) -> Row:

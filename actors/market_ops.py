@@ -359,7 +359,7 @@ async def order_reserve(
     if any(cell_of(item["listing_id"]) != cell for item in cmd.items):
         raise Refused(BadRequest("a part must hold only its vendor's listings"))
     ids = [item["listing_id"] for item in cmd.items]
-    known = await listing_memory.rows(host, tx, ids)
+    known = await listing_memory.rows(host, tx, ids, vendor_id)
     if known is not None:  # the fast path: decided from memory, rows of the batch statement
         return _reserve_in_memory(host, tx, out, cmd, vendor, cell, known)
     listing_memory.from_sql(host, tx, ids)
