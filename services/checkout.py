@@ -267,22 +267,25 @@ class Checkout:
             payment = group["payment"]
         else:
             payment = await self._payment(group, provider.name)
+        folded = False  # did the payment's outcome just move the group too (no answer yet)?
         if payment["status"] == "pending":
             held = rk.holds(group["risk"], self.market.settings.risk_hold_score)
-            payment = await self._charge(payment, provider, details, group["id"], held)
+            payment, folded = await self._charge(payment, provider, details, group["id"], held)
         if payment["status"] in ("declined", "cancelled"):
             await self._apply(group, orders, "declined", f"{key}#")
             raise PaymentFailed("the payment was declined", payment_id=payment["id"])
         result = {"orders": orders, "payment": payment_public(payment)}
         if payment["status"] == "authorized":  # held for review: nothing captured
             result["orders"] = await self._hold(group, orders, f"{key}#")
-            await self._finish(group["id"], "held", None)  # no stored answer: it will change
+            if not folded:  # no stored answer: it will change
+                await self._finish(group["id"], "held", None)
             log.info("checkout %s held for review (risk %s)", group["id"], group["risk"])
             return result
         if payment["status"] == "captured":
             # the orders just reserved are the group's: no need to read them back first
             result["orders"] = await self._apply(group, orders, "captured", f"{key}#", done=False)
-            await self._finish(group["id"], "completed", result)
+            if not folded:  # a retry (or a webhook captured it first): its answer is stored
+                await self._finish(group["id"], "completed", result)
         else:  # no stored answer while awaiting: a retry with the key reads the state afresh
             result["orders"] = await ms.orders_of_group(self.db, group["id"])
             await self._finish(group["id"], "awaiting_payment", None)
@@ -386,8 +389,12 @@ class Checkout:
         details: dict[str, Any],
         group_id: str,
         hold: bool = False,
-    ) -> asyncpg.Record:
-        """Charge the payment (``hold``: authorise only) and store the provider's answer."""
+    ) -> tuple[asyncpg.Record, bool]:
+        """Charge the payment (``hold``: authorise only) and store the provider's answer, with
+        the group's status it implies (captured: ``completed``; authorised: ``held``) in the same
+        statement; the payment row, and whether that statement moved the group (then the caller
+        stores no answer: a retry with the key derives it again, from the steps' own records,
+        and stores it)."""
         charge = Charge(
             payment["id"],
             payment["amount"],
@@ -404,10 +411,12 @@ class Checkout:
             result.provider_ref,
             result.client_secret,
             _json(result.action),
+            _GROUP_AFTER.get(result.status),
         )  # None: a webhook settled it first; its row is the answer
-        return updated or one(
-            await self.db.fetchrow("SELECT * FROM payments WHERE id = $1", payment["id"])
-        )
+        if updated is not None:
+            return updated, result.status in _GROUP_AFTER
+        row = await self.db.fetchrow("SELECT * FROM payments WHERE id = $1", payment["id"])
+        return one(row), False
 
     # -- settling (also from provider webhooks and the sweeper) ---------------------------------
     async def settle(
@@ -613,14 +622,23 @@ _OPENED = (
 ``(buyer_id, idem_key)`` is taken (a concurrent request with the same key, even in the same
 statement) is not returned: that one is it."""
 _PAID = (
-    "UPDATE payments p SET status = v.status, provider_ref = COALESCE(v.ref, p.provider_ref),"
-    " client_secret = v.secret, action = v.action::jsonb, updated_at = now()"
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
-    " AS v(id, status, ref, secret, action)"
-    " WHERE p.id = v.id AND p.status = 'pending' RETURNING p.*"
+    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    " $6::text[]) AS v(id, status, ref, secret, action, group_status)),"
+    " p AS (UPDATE payments p SET status = v.status, provider_ref = COALESCE(v.ref,"
+    " p.provider_ref), client_secret = v.secret, action = v.action::jsonb, updated_at = now()"
+    " FROM v WHERE p.id = v.id AND p.status = 'pending' RETURNING p.*),"
+    " g AS (UPDATE order_groups g SET status = v.group_status, updated_at = now()"
+    " FROM p JOIN v ON v.id = p.id WHERE g.id = p.group_id AND v.group_status IS NOT NULL"
+    " AND g.status IN ('open', 'awaiting_payment', 'held'))"
+    " SELECT * FROM p"
 )
 """Store the provider's answers to pending payments (the ledger's capture trigger posts with
-it); a payment a webhook settled first is not returned (its row is the answer)."""
+it) and move each one's group to what its answer implies (``group_status``, NULL: no move; only
+from a non-final status, as ``_FINISHED``); a payment a webhook settled first is not returned
+(its row is the answer) and moves nothing."""
+_GROUP_AFTER = {"captured": "completed", "authorized": "held"}
+"""The group's status a payment's answer implies at once: its orders are confirmed (or held)
+next, and a crash before that is finished by the sweeper or a retry with the key, as before."""
 _FINISHED = (
     "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
     " AS v(id, status, result)),"
