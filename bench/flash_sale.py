@@ -766,10 +766,13 @@ def merge_statements(
             got[i] += value
 
 
-async def pg_work(dsn: str) -> tuple[int, int]:
+async def pg_work(dsn: str) -> tuple[int, int, dict[str, int]]:
     """The server's Postgres so far: transactions committed and rows written, every database
     (pg_stat_database; backends report at most a second late, and these two reads count too).
-    Per checkout, what shape the path has on any machine, busy or quiet."""
+    Per checkout, what shape the path has on any machine, busy or quiet. Third: where the
+    commits come from beside the statements ``--pg-statements`` sees (``commits_<database>``;
+    ``sessions``: connections opened, each its own commits at start-up; ``autovacuum``: the
+    autovacuum and autoanalyze runs of every table, each one or more transactions)."""
     conn = await asyncpg.connect(dsn)
     try:
         await asyncio.sleep(1.1)  # what backends have not reported yet (PGSTAT_MIN_INTERVAL)
@@ -777,7 +780,16 @@ async def pg_work(dsn: str) -> tuple[int, int]:
             "SELECT sum(xact_commit)::bigint AS commits,"
             " sum(tup_inserted + tup_updated + tup_deleted)::bigint AS rows FROM pg_stat_database"
         )
-        return int(row["commits"]), int(row["rows"])
+        by_db = await conn.fetch(
+            "SELECT coalesce(datname, 'shared') AS db, xact_commit, sessions FROM pg_stat_database"
+        )
+        vacuums = await conn.fetchval(
+            "SELECT sum(autovacuum_count + autoanalyze_count)::bigint FROM pg_stat_all_tables"
+        )
+        parts = {f"commits_{r['db']}": int(r["xact_commit"]) for r in by_db}
+        parts["sessions"] = sum(int(r["sessions"] or 0) for r in by_db)
+        parts["autovacuum"] = int(vacuums or 0)
+        return int(row["commits"]), int(row["rows"]), parts
     finally:
         await conn.close()
 
@@ -840,6 +852,11 @@ async def run_step(driver: Driver, meters: Meters, idle: deque[int], hot_ids: li
     # a step's late checkouts may still commit after pg1: an upper bound of the step's share
     result["pg_commits_per_checkout"] = (pg1[0] - pg0[0]) / answered if answered else float("nan")
     result["pg_rows_per_checkout"] = (pg1[1] - pg0[1]) / answered if answered else float("nan")
+    result["pg_commit_sources"] = {
+        name: (n - pg0[2].get(name, 0)) / max(answered, 1)
+        for name, n in pg1[2].items()
+        if n != pg0[2].get(name, 0)
+    }
     if statements is not None:
         result["pg_statements_seen"] = statements
     result["pass"] = bool(
@@ -999,6 +1016,7 @@ def cpu_summary(r: dict[str, Any]) -> str:
         f"server CPU {r['server_cpu_pct']:.0f}% ({parts}); loadgen {r['loadgen_cpu_pct']:.0f}%;"
         f" {cores}; off-core threads set back {r['off_core_threads']}; Postgres per checkout:"
         f" {r['pg_commits_per_checkout']:.1f} commits, {r['pg_rows_per_checkout']:.1f} rows"
+        f" ({', '.join(f'{k} {v:.2f}' for k, v in r.get('pg_commit_sources', {}).items())})"
     )
 
 
