@@ -453,6 +453,9 @@ def _may_see(row: asyncpg.Record, cmd: market.OrderAct | market.OrderRefund) -> 
 
 async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) -> dict[str, Any]:
     """One step of the order state machine (models/market.py), with its stock and refund."""
+    released = await _released_in_memory(host, tx, out, cmd)
+    if released is not None:
+        return released
     plain = _plain_step(cmd)
     if plain is not None:
         sources, target = plain
@@ -489,6 +492,26 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     if refund_id is not None:
         result["refund_id"] = refund_id
     return result
+
+
+async def _released_in_memory(
+    host: CellHost, tx: Tx, out: Emitted, cmd: market.OrderAct
+) -> dict[str, Any] | None:
+    """The system's ``release`` of an order this host remembers (pending or held: no money
+    taken), on the fast path: its units given back in the batch's view of its listings and its
+    row moved by a checked row of the batch statement, as a remembered confirmation is; None
+    when it must go to SQL (another step, the careful path, an order not remembered)."""
+    if cmd.action != "release" or cmd.actor not in ("system", "provider") or tx.careful:
+        return None
+    known = order_memory.recall(host, cmd.order_id)
+    if known is None or known["status"] not in order_memory.WAITING:
+        return None
+    step = market.transition(known["status"], cmd.action, cmd.actor)
+    if not step.restock or step.refund_owed:
+        return None
+    await _restock(host, tx, out, list(known["items"]))
+    reason = cmd.reason or f"{cmd.action} by {cmd.actor}"
+    return _stepped_in_memory(host, tx, out, known, step.target, reason)
 
 
 async def _restock(host: CellHost, tx: Tx, out: Emitted, lines: list[dict[str, Any]]) -> None:

@@ -155,9 +155,22 @@ async def test_a_release_and_a_vendors_change_keep_memory_and_postgres_agreeing(
     order = await _reserve(server, settings, buyer, pears, 3)
     market = server.app[SERVICES].market
     who = Actor(SYSTEM, f"test-release-{uuid.uuid4().hex}")
+    slow = await _slow_batches(settings)
     released = await market.step(who, order["id"], "release", SYSTEM, "test")
     assert released["order"]["status"] == "cancelled"
+    assert released["order"]["reserved_until"] is None
     assert await mk.stock_of(settings, pears["id"]) == 4  # given back (in memory, then CAS)
+    assert await _slow_batches(settings) == slow  # decided from memory, order and stock
+    conn = await mk.db(settings)
+    try:
+        row = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", order["id"])
+    finally:
+        await conn.close()
+    assert row is not None and row["status"] == "cancelled" and row["reason"] == "test"
+    assert row["updated_at"].isoformat() == released["order"]["updated_at"]
+    again = await market.step(who, order["id"], "release", SYSTEM, "test")  # its key: replayed
+    assert again["order"]["status"] == "cancelled"
+    assert await mk.stock_of(settings, pears["id"]) == 4  # nothing given back twice
     path = f"/api/v1/vendor/listings/{pears['id']}/stock"
     status, out = await mk.rest(api, "POST", path, {"set": 2}, seller.access_token)
     assert status == 200, out
