@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from actors.cell_host import CellHost
     from actors.group_commit import Tx
 
-MAX_LISTINGS = 100_000
-"""Remembered listings at most (past it, a listing not remembered is reserved from SQL)."""
+MAX_LISTINGS = 20_000
+"""Remembered listings at most (past it, a listing not remembered is reserved from SQL): a row
+with its description and image list is about a kilobyte, so some 20 MB a shard at most."""
 
 _LISTINGS = "market.listing_rows"
 _VIEW = "market.stock_view"
