@@ -3,8 +3,9 @@ actors/group_commit.py): stream heads, events, idempotency records, and the rows
 feature table that declares itself a ``Table`` (chat messages, for one).
 
 One round trip for the whole batch instead of one per command. It checks the shard's fence first
-(``hl_fence``: the placement version the shard believes is still in force, a share lock held to
-commit), so a stale owner writes nothing. The heads move by compare-and-set: if any head was
+(the placement version the shard believes is still in force: a share lock on its
+``shard_fences`` row, held to commit; ``hl_fence`` raises ``FENCED`` when there is no such
+row), so a stale owner writes nothing. The heads move by compare-and-set: if any head was
 not at the offset the shard believed, the statement fails inside Postgres (nothing of it is
 written, even when it ran alone without ``BEGIN``) and ``write`` returns False (the caller runs
 the batch carefully), so two writers can never both commit the same offsets. A duplicate
@@ -13,7 +14,8 @@ inserts would.
 
 The core statement knows no feature: a feature's rows come as ``TableRow``s of its ``Table``
 (name, typed columns), each table one more ``INSERT ... SELECT FROM unnest(...)`` in the same
-statement. Statements are built once per set of tables and kept.
+statement. A core part the batch has no rows of is left out (a chat batch takes no inbox
+offsets), so there is one statement per shape of batch and set of tables, built once and kept.
 """
 
 from __future__ import annotations
@@ -106,80 +108,144 @@ class PendingEvent:
 Row = Event | PendingEvent | RecordRow | TableRow
 """What a command may defer (``Tx.defer``)."""
 
-_CORE = """
-WITH f AS (
-    SELECT hl_fence($14, $15) AS ok
-), h AS (
-    UPDATE streams s SET last_offset = v.new
-    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS v(name, epoch, old, new)
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One core part of the statement: a CTE over its parameters (``{0}``, ``{1}``, ... stand
+    for them, typed ``types``), present only when the batch has rows of its kind."""
+
+    name: str
+    types: tuple[str, ...]
+    sql: str
+
+
+# The fence is a plain row lock in the statement; ``hl_fence`` (the same check, raising
+# ``FENCED``) runs only when that lock found nothing, so a batch pays no plpgsql call.
+_FENCE = _Part(
+    "f",
+    ("text", "bigint"),
+    "SELECT count(*) AS n FROM (SELECT 1 FROM shard_fences"
+    " WHERE shard = {0} AND version = {1} FOR SHARE) l",
+)
+_HEADS = _Part(
+    "h",
+    ("text[]", "text[]", "bigint[]", "bigint[]"),
+    """UPDATE streams s SET last_offset = v.new
+    FROM unnest({0}, {1}, {2}, {3}) AS v(name, epoch, old, new)
     WHERE s.name = v.name AND s.epoch = v.epoch AND s.last_offset = v.old
-    RETURNING 1
-), e AS (
-    INSERT INTO stream_events (stream, "offset", ev, data)
+    RETURNING 1""",
+)
+_EVENTS = _Part(
+    "e",
+    ("text[]", "bigint[]", "text[]", "text[]"),
+    """INSERT INTO stream_events (stream, "offset", ev, data)
     SELECT stream, "offset", ev, data::jsonb
-    FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[]) AS x(stream, "offset", ev, data)
-), i AS (
-    INSERT INTO idempotency (user_id, key, op, result, fingerprint)
+    FROM unnest({0}, {1}, {2}, {3}) AS x(stream, "offset", ev, data)""",
+)
+_RECORDS = _Part(
+    "i",
+    ("text[]", "text[]", "text[]", "text[]", "text[]"),
+    """INSERT INTO idempotency (user_id, key, op, result, fingerprint)
     SELECT user_id, key, op, result::jsonb, fingerprint
-    FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
-        AS y(user_id, key, op, result, fingerprint)
-), r AS (
-    INSERT INTO streams AS s (name, epoch, last_offset)
-    SELECT name, epoch, n FROM unnest($16::text[], $17::text[], $18::bigint[]) AS q(name, epoch, n)
+    FROM unnest({0}, {1}, {2}, {3}, {4}) AS y(user_id, key, op, result, fingerprint)""",
+)
+_TAKEN = _Part(
+    "r",
+    ("text[]", "text[]", "bigint[]"),
+    """INSERT INTO streams AS s (name, epoch, last_offset)
+    SELECT name, epoch, n FROM unnest({0}, {1}, {2}) AS q(name, epoch, n)
     ORDER BY name
     ON CONFLICT (name) DO UPDATE SET last_offset = s.last_offset + excluded.last_offset
-    RETURNING name, epoch, last_offset
-), p AS (
-    INSERT INTO stream_events (stream, "offset", ev, data)
+    RETURNING name, epoch, last_offset""",
+)
+_PENDING = _Part(
+    "p",
+    ("text[]", "bigint[]", "text[]", "text[]"),
+    """INSERT INTO stream_events (stream, "offset", ev, data)
     SELECT x.stream, r.last_offset + x.back, x.ev, x.data::jsonb
-    FROM unnest($19::text[], $20::bigint[], $21::text[], $22::text[]) AS x(stream, back, ev, data)
-    JOIN r ON r.name = x.stream
-)"""
-_CORE_PARAMS = 22
-_statements: dict[tuple[Table, ...], str] = {}
+    FROM unnest({0}, {1}, {2}, {3}) AS x(stream, back, ev, data)
+    JOIN r ON r.name = x.stream""",
+)
+Shape = tuple[bool, bool, bool, bool]
+"""Which core rows a batch has: (heads, events, records, pending events)."""
+_statements: dict[tuple[Shape, tuple[Table, ...]], str] = {}
 
 
-def statement(tables: tuple[Table, ...]) -> str:
-    """The one statement for the core rows plus ``tables``' rows (built once, then kept)."""
-    sql = _statements.get(tables)
+def statement(shape: Shape, tables: tuple[Table, ...]) -> str:
+    """The one statement for a batch of ``shape`` plus ``tables``' rows (built once, then
+    kept). A part the batch has no rows of is left out, not sent empty: each part is a plan
+    node Postgres sets up on every execution (opening its table, indexes and triggers), and a
+    chat batch has neither pending events nor the stream rows they take (issue 11, docs/
+    benchmarks.md "Seventh session"). Parameters are numbered in the order ``write`` gives
+    them: the fence, then each present part's arrays, then the tables' columns, then the
+    checked tables' counts."""
+    key = (shape, tables)
+    sql = _statements.get(key)
     if sql is None:
-        parts, n = [_CORE], _CORE_PARAMS
-        for index, table in enumerate(tables):
-            names = ", ".join(f'"{c}"' for c, _ in table.columns)
-            arrays = ", ".join(f"${n + j + 1}::{t}[]" for j, (_, t) in enumerate(table.columns))
-            rows = f"unnest({arrays}) AS u({names})"
-            if table.statement:
-                body = table.statement.format(rows=rows)
-            elif table.select:
-                into = ", ".join(f'"{c}"' for c in table.into)
-                body = f"INSERT INTO {table.name} ({into})\n    {table.select.format(rows=rows)}"
-            else:
-                body = f"INSERT INTO {table.name} ({names})\n    SELECT * FROM {rows}"
-            parts.append(f", t{index} AS (\n    {body}\n)")
-            n += len(table.columns)
-        # a checked table's rows must all have changed one row, or the statement fails (so
-        # nothing of it commits, even sent alone): the cast of a value no CASE branch gives
-        # when they did (not a constant, so never folded at planning)
-        checked = "".join(
-            f", (CASE WHEN (SELECT count(*) FROM t{index}) = ${n + k + 1}::bigint THEN '0'"
-            f" ELSE '{CHECK_FAILED}' END)::int AS checked{index}"
-            for k, index in enumerate(i for i, table in enumerate(tables) if table.checked)
-        )
-        # every head must have moved too, or the statement fails the same way: sent alone (no
-        # BEGIN) it would otherwise commit its rows at offsets the heads no longer agree with
-        heads = (
-            ", (CASE WHEN (SELECT count(*) FROM h) = cardinality($1::text[]) THEN '0'"
-            f" ELSE '{CHECK_FAILED}' END)::int AS heads_checked"
-        )
-        # ``f`` must run even when no head moves: a CTE that is a plain SELECT runs only if
-        # referenced (data-modifying ones always run)
-        parts.append(
-            f"\nSELECT (SELECT count(*) FROM h) + 0 * (SELECT ok FROM f) AS moved{heads}{checked},"
-            " a.* FROM (SELECT array_agg(name) AS names, array_agg(epoch) AS epochs,"
-            " array_agg(last_offset) AS lasts FROM r) a"
-        )
-        sql = _statements[tables] = "".join(parts)
+        sql = _statements[key] = _build(shape, tables)
     return sql
+
+
+def _build(shape: Shape, tables: tuple[Table, ...]) -> str:
+    heads, events, records, pending = shape
+    n = 0
+
+    def params(types: tuple[str, ...]) -> list[str]:
+        nonlocal n
+        out = [f"${n + j + 1}::{t}" for j, t in enumerate(types)]
+        n += len(types)
+        return out
+
+    fence = params(_FENCE.types)
+    parts = [f"WITH f AS (\n    {_FENCE.sql.format(*fence)}\n)"]
+    heads_names = ""
+    for present, part in ((heads, _HEADS), (events, _EVENTS), (records, _RECORDS),
+                          (pending, _TAKEN), (pending, _PENDING)):  # fmt: skip
+        if present:
+            given = params(part.types)
+            heads_names = given[0] if part is _HEADS else heads_names
+            parts.append(f", {part.name} AS (\n    {part.sql.format(*given)}\n)")
+    for index, table in enumerate(tables):
+        names = ", ".join(f'"{c}"' for c, _ in table.columns)
+        arrays = ", ".join(params(tuple(f"{t}[]" for _, t in table.columns)))
+        rows = f"unnest({arrays}) AS u({names})"
+        if table.statement:
+            body = table.statement.format(rows=rows)
+        elif table.select:
+            into = ", ".join(f'"{c}"' for c in table.into)
+            body = f"INSERT INTO {table.name} ({into})\n    {table.select.format(rows=rows)}"
+        else:
+            body = f"INSERT INTO {table.name} ({names})\n    SELECT * FROM {rows}"
+        parts.append(f", t{index} AS (\n    {body}\n)")
+    # a checked table's rows must all have changed one row, or the statement fails (so
+    # nothing of it commits, even sent alone): the cast of a value no CASE branch gives when
+    # they did (not a constant, so never folded at planning)
+    checked = "".join(
+        f", (CASE WHEN (SELECT count(*) FROM t{index}) = {params(('bigint',))[0]} THEN '0'"
+        f" ELSE '{CHECK_FAILED}' END)::int AS checked{index}"
+        for index, table in enumerate(tables)
+        if table.checked
+    )
+    # every head must have moved too, or the statement fails the same way: sent alone (no
+    # BEGIN) it would otherwise commit its rows at offsets the heads no longer agree with
+    moved = (
+        f", (CASE WHEN (SELECT count(*) FROM h) = cardinality({heads_names}) THEN '0'"
+        f" ELSE '{CHECK_FAILED}' END)::int AS heads_checked"
+        if heads
+        else ""
+    )
+    # ``f`` must run even when nothing else reads it (a CTE that is a plain SELECT runs only
+    # if referenced; data-modifying ones always run); ``hl_fence`` raises ``FENCED`` when the
+    # lock found no row at this version (volatile: called only on that branch)
+    fenced = f"(SELECT CASE WHEN n > 0 THEN 0 ELSE hl_fence({fence[0]}, {fence[1]}) END FROM f)"
+    taken = (
+        ", a.* FROM (SELECT array_agg(name) AS names, array_agg(epoch) AS epochs,"
+        " array_agg(last_offset) AS lasts FROM r) a"
+        if pending
+        else ""
+    )
+    parts.append(f"\nSELECT {fenced} AS fenced{moved}{checked}{taken}")
+    return "".join(parts)
 
 
 CHECK_FAILED = "hl_checked_row_not_as_believed"
@@ -213,41 +279,36 @@ async def write(conn: Conn, heads: list[HeadChange], rows: list[Row], fence: Fen
         else:
             by_table.setdefault(row.table, []).append(row.values)
     tables = tuple(sorted(by_table, key=lambda t: t.name))
-    args: list[Any] = [
-        [h[0] for h in heads],
-        [h[1] for h in heads],
-        [h[2] for h in heads],
-        [h[3] for h in heads],
-        [e.stream for e in events],
-        [e.offset for e in events],
-        [e.ev for e in events],
-        [e.data_json for e in events],
-        [r.user_id for r in records],
-        [r.key for r in records],
-        [r.op for r in records],
-        [r.result_json for r in records],
-        [r.fingerprint for r in records],
-        fence[0],
-        fence[1],
-    ]
     names = sorted(pending)
-    in_order = [p for name in names for p in pending[name]]
-    args += [
-        names,
-        [new_epoch() for _ in names],  # used only by a stream's first event ever
-        [len(pending[name]) for name in names],
-        [p.stream for p in in_order],
-        # each event's place from its stream's new last offset: -(n-1) .. 0
-        [i + 1 - len(pending[name]) for name in names for i in range(len(pending[name]))],
-        [p.ev for p in in_order],
-        [p.data_json for p in in_order],
-    ]
+    shape = (bool(heads), bool(events), bool(records), bool(names))
+    args: list[Any] = [fence[0], fence[1]]
+    if heads:
+        args += [[h[0] for h in heads], [h[1] for h in heads], [h[2] for h in heads]]
+        args.append([h[3] for h in heads])
+    if events:
+        args += [[e.stream for e in events], [e.offset for e in events]]
+        args += [[e.ev for e in events], [e.data_json for e in events]]
+    if records:
+        args += [[r.user_id for r in records], [r.key for r in records], [r.op for r in records]]
+        args += [[r.result_json for r in records], [r.fingerprint for r in records]]
+    if names:
+        in_order = [p for name in names for p in pending[name]]
+        args += [
+            names,
+            [new_epoch() for _ in names],  # used only by a stream's first event ever
+            [len(pending[name]) for name in names],
+            [p.stream for p in in_order],
+            # each event's place from its stream's new last offset: -(n-1) .. 0
+            [i + 1 - len(pending[name]) for name in names for i in range(len(pending[name]))],
+            [p.ev for p in in_order],
+            [p.data_json for p in in_order],
+        ]
     for table in tables:
         values = by_table[table]
         args.extend([v[j] for v in values] for j in range(len(table.columns)))
     args.extend(len(by_table[table]) for table in tables if table.checked)
     try:
-        out = await conn.fetchrow(statement(tables), *args)
+        out = await conn.fetchrow(statement(shape, tables), *args)
     except asyncpg.InvalidTextRepresentationError as exc:
         if CHECK_FAILED in str(exc):  # nothing was written: the caller runs it carefully
             return False
