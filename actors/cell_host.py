@@ -77,14 +77,22 @@ Reader = Callable[["CellHost", Any], Awaitable[dict[str, Any]]]
 given its typed request (a ``ShardRead``)."""
 
 
+Push = Callable[[list[Event]], None]
+"""Hands committed events to the gateways at once (actors/channel.py ``ChannelServer.push``)."""
+
+
 class ShardWriter:
     """The group committer's ``BatchWriter`` for one host: a batch's deferred rows and moved
-    stream heads in one statement (store/batch_write.py), then its events to Redis."""
+    stream heads in one statement (store/batch_write.py), then its events to the gateways:
+    pushed on their channels (``push``), or published to Redis."""
 
-    def __init__(self, name: str, heads: StreamHeads, publisher: RespPublisher) -> None:
+    def __init__(
+        self, name: str, heads: StreamHeads, publisher: RespPublisher | None, push: Push | None
+    ) -> None:
         self.name = name
         self.heads = heads
         self.publisher = publisher
+        self.push = push
 
     async def write(self, conn: Conn, rows: list[batch_write.Row], version: int) -> None:
         """The rows, and the moved heads (none on the careful path), in one statement behind
@@ -107,7 +115,10 @@ class ShardWriter:
 
     async def publish(self, committed: list[Event | PendingEvent]) -> None:
         events = [e.committed() if isinstance(e, PendingEvent) else e for e in committed]
-        await self.publisher.publish(events)
+        if self.push is not None:
+            self.push(events)
+        elif self.publisher is not None:
+            await self.publisher.publish(events)
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,9 @@ class CellHost:
         ticks: tuple[Tick, ...] = (),
     ) -> None:
         self.name = name
+        self.push: Push | None = None
+        """Where committed events go instead of Redis (the shard's channel, set before the
+        host starts), if anywhere."""
         self.settings = settings
         self.handlers = handlers
         self.readers = readers or {}
@@ -183,13 +197,14 @@ class CellHost:
         assert self.settings.database_url and self.settings.redis_url
         self.pool = await create_pool(self.settings.database_url, min_size=2, max_size=8)
         self.redis = aioredis.from_url(self.settings.redis_url, decode_responses=False)
-        self.publisher = RespPublisher(self.settings.redis_url, f"hl-fanout-{self.name}")
+        if self.push is None:
+            self.publisher = RespPublisher(self.settings.redis_url, f"hl-fanout-{self.name}")
         self.placement = await placement.load(self.pool)
         self.committer = GroupCommitter(
             self.pool,
             self.settings.group_commit_ms / 1000,
             self.settings.group_commit_max,
-            ShardWriter(self.name, self.heads, self.publisher),
+            ShardWriter(self.name, self.heads, self.publisher, self.push),
         )
         self.committer.start()
         self._janitor = asyncio.create_task(self._passivate_loop(), name="passivate")

@@ -28,6 +28,8 @@ class CellShard:
     def __init__(self, name: str, settings: Settings) -> None:
         self._host = CellHost(name, settings, dict(HANDLERS), dict(READERS), TICKS)
         self._channel = ChannelServer(self._host, settings.shard_direct_host)
+        if settings.push_fanout:  # committed events to the gateways' channels, not Redis
+            self._host.push = self._channel.push
         gcpolicy.settle(settings)  # a long-running process from here on (cluster/gcpolicy.py)
         lifeline.watch_parent(settings.shard_lifeline_s)  # its raylet gone: exit at once
 
@@ -56,7 +58,10 @@ class CellShard:
 
     async def stats(self, cell: str | None = None) -> dict[str, Any]:
         await self._host.ready()
-        return {**await self._host.stats(cell), "node": _node_id()}
+        channel = self._channel
+        pushes = {"push_frames": channel.pushes, "push_cutoffs": channel.push_cutoffs,
+                  "push_gateways": channel.push_gateways}  # fmt: skip
+        return {**await self._host.stats(cell), **pushes, "node": _node_id()}
 
     async def drain(self) -> dict[str, Any]:
         """Scale-in's last call before this shard is stopped (``CellHost.drain``)."""

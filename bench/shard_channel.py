@@ -7,7 +7,11 @@ shard's own TCP channel, services/channel.py), the same requests in the same run
 
 - ``ping``: transport only (the shard answers its name);
 - ``feed_page``: a read of 20 posts from the cell's memory (a few KB of reply);
-- each with 1 request in flight (latency) and 32 (throughput).
+- each with 1 request in flight (latency) and 32 (throughput);
+- ``--chat``: instead, ``execute`` batches of 1, 4 and 16 ``chat.send`` commands to a
+  neighbourhood room (one call in flight, direct channel): what a durable chat message costs
+  the shard and Postgres per message, and how much of it is per batch. Postgres's CPU is every
+  process of the embedded server (backends, WAL writer, checkpointer...) over the row.
 
 CPU per call is measured in both processes (this one: ``process_time``, Ray's threads included;
 the shard: its process's user + system time). Unless ``--unpinned``, the shard's process (all
@@ -15,6 +19,8 @@ its threads) runs on core 0 and this process on core 1, as in a deployment's uni
 
     python -m bench.shard_channel            # about a minute
     python -m bench.shard_channel --quick
+    python -m bench.shard_channel --chat --calls 2000                 # events pushed
+    python -m bench.shard_channel --chat --calls 2000 --fanout redis  # events to Redis
 """
 
 from __future__ import annotations
@@ -91,6 +97,92 @@ async def _run(
     }
 
 
+async def _run_chat(
+    transport: ShardTransport, shard: str, version: int, room: str, author: str, calls: int,
+    batch: int, procs: dict[str, list[psutil.Process]],
+) -> dict[str, Any]:  # fmt: skip
+    from models.chat import ChatSend
+
+    async def one() -> float:
+        commands = [
+            ChatSend(user_id=author, key=uuid.uuid4().hex, room_id=room, text="x" * 64)
+            for _ in range(batch)
+        ]
+        started = time.perf_counter()
+        replies = await transport.execute(shard, version, commands)
+        elapsed = time.perf_counter() - started
+        if not all(r.get("ok") for r in replies):
+            raise RuntimeError(f"chat.send failed: {replies[:1]}")
+        return elapsed
+
+    for _ in range(30):
+        await one()
+    cpu0 = {part: sum(_cpu_s(p) for p in ps) for part, ps in procs.items()}
+    lat: list[float] = []
+    wall0 = time.perf_counter()
+    for _ in range(calls):
+        lat.append(await one())
+    wall = time.perf_counter() - wall0
+    cpu = {part: sum(_cpu_s(p) for p in ps) - cpu0[part] for part, ps in procs.items()}
+    messages = calls * batch
+    lat.sort()
+    return {
+        "calls/s": calls / wall,
+        "p50 us": lat[len(lat) // 2] * 1e6,
+        "p99 us": lat[int(len(lat) * 0.99)] * 1e6,
+        **{f"{part} CPU us/msg": cpu[part] / messages * 1e6 for part in procs},
+    }
+
+
+def _postgres_procs(data_dir: Path) -> list[psutil.Process]:
+    """The embedded Postgres server's processes (the postmaster and its children)."""
+    pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+    master = psutil.Process(pid)
+    return [master, *master.children()]
+
+
+async def measure_chat(settings: Any, calls: int) -> list[tuple[str, list[Any]]]:
+    import h3
+
+    from models.chat import NEIGHBOURHOOD_PREFIX
+    from models.ids import new_id
+    from store import placement, users
+    from store.db import create_pool
+
+    pool = await create_pool(settings.database_url)
+    table_ = await placement.load(pool)
+    author = new_id()
+    await users.create_user(pool, author, "bench@example.test", "bench@example.test", "!", "b")
+    await pool.close()
+    assert table_ is not None
+    shard, version = table_.shards[0], table_.version
+    cell = str(h3.latlng_to_cell(CELL_LAT, CELL_LNG, settings.h3_resolution))
+    room = NEIGHBOURHOOD_PREFIX + cell
+    direct = DirectTransport(RayTransport.connect(settings), settings.shard_call_timeout_s)
+    pushed: list[int] = [0]
+    if settings.push_fanout:  # as a gateway does: the shard's events come on the channel
+
+        def take(shard: str, items: list[Any]) -> None:
+            pushed[0] += len(items)
+
+        direct.receive_pushes(take, lambda shard: None)
+    stats = await ray.get_actor(shard, namespace=settings.ray_namespace).stats.remote()
+    procs = {
+        "shard": [psutil.Process(int(stats["pid"]))],
+        "postgres": _postgres_procs(settings.data_dir.resolve()),
+    }
+    rows = []
+    for batch in [int(b) for b in os.environ.get("HL_BENCH_CHAT_BATCHES", "1,4,16").split(",")]:
+        n = max(calls // batch, 50)
+        r = await _run_chat(direct, shard, version, room, author, n, batch, procs)
+        rows.append((f"chat.send x{batch} direct", list(r.values())))
+        print(f"  {rows[-1][0]}: " + ", ".join(f"{k} {v:,.0f}" for k, v in r.items()))
+    fanout = "pushed on the channel" if settings.push_fanout else "published to Redis"
+    print(f"  events {fanout} (stream messages received here: {pushed[0]:,})")
+    await direct.close()
+    return rows
+
+
 async def _seed(
     transport: ShardTransport, shard: str, version: int, cell: str, author: str
 ) -> None:
@@ -150,20 +242,34 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=5000, help="requests per row")
     p.add_argument("--quick", action="store_true", help="500 requests per row")
     p.add_argument("--unpinned", action="store_true", help="let processes share both cores")
+    p.add_argument("--chat", action="store_true", help="chat.send batches: shard and Postgres CPU")
+    p.add_argument(
+        "--fanout",
+        choices=("push", "redis"),
+        default="push",
+        help="with --chat: the shard pushes its events on the channel, or publishes to Redis",
+    )
     args = p.parse_args()
     calls = 500 if args.quick else args.calls
     root = Path(tempfile.mkdtemp(prefix="hl-bench-channel-"))
     runtime = Runtime(load_settings(data_dir=root, port=0, shard_count=1, ray_num_cpus=2,
-                                    shard_num_cpus=0.1, gc_freeze=True))  # fmt: skip
+                                    shard_num_cpus=0.1, gc_freeze=True,
+                                    shard_push=args.fanout == "push"))  # fmt: skip
     try:
         settings = runtime.start()
         if not args.unpinned and (os.cpu_count() or 1) >= 2:
             shard = asyncio.run(_shard_pid(settings))
             pin_process(shard, {0})
+            for proc in _postgres_procs(settings.data_dir.resolve()):  # new backends inherit
+                pin_process(proc.pid, {0})
             pin_process(os.getpid(), {1})
-            print(f"pinned: shard pid {shard} on core 0, this process on core 1")
-        rows = asyncio.run(measure(settings, calls))
-        header = ["calls/s", "p50 us", "p99 us", "caller CPU us/call", "shard CPU us/call"]
+            print(f"pinned: shard pid {shard} and Postgres on core 0, this process on core 1")
+        if args.chat:
+            rows = asyncio.run(measure_chat(settings, calls))
+            header = ["calls/s", "p50 us", "p99 us", "shard CPU us/msg", "postgres CPU us/msg"]
+        else:
+            rows = asyncio.run(measure(settings, calls))
+            header = ["calls/s", "p50 us", "p99 us", "caller CPU us/call", "shard CPU us/call"]
         print()
         print(table(rows, header))
     finally:

@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     """How gateways send commands to shards: ``direct`` over each shard's own TCP channel
     (actors/channel.py; its address comes from Ray, Ray still owns the actors), or ``ray``, a
     Ray actor call per batch (the reference path)."""
+    shard_push: bool = True
+    """With the direct channel (``shard_transport`` direct): shards push the events they
+    commit to every gateway over the channel the gateway already holds to them, instead of
+    publishing them to Redis (actors/channel.py, services/channel.py ``PushFeeds``): one hop,
+    and no Redis round trip a batch. Every gateway keeps a channel to every shard and receives
+    all of their events, dropping those of streams nobody on it follows: right for a few
+    gateways per shard; with many gateways, off (Redis sends each only what it follows). Redis
+    still carries what gateways and services publish (typing, presence, moderation,
+    notifications) and the control channel. Change it on shards and gateways together (safe
+    order: gateways on first, shards off first: gateways always listen on Redis too)."""
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     """The event loop of this process's gateway and of the shard actors of a Ray this process
     starts: ``uvloop`` (libuv; less CPU per socket write and wake-up, docs/benchmarks.md) or
@@ -635,6 +645,11 @@ class Settings(BaseSettings):
                 f"HL_DB_POOL_MIN={self.db_pool_min} is above HL_DB_POOL_MAX={self.db_pool_max}"
             )
         return self
+
+    @property
+    def push_fanout(self) -> bool:
+        """Shards push committed events to gateways on the direct channel (``shard_push``)."""
+        return self.shard_push and self.shard_transport == "direct"
 
     def shard_names(self) -> tuple[str, ...]:
         """Names of this deployment's shard actors."""

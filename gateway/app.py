@@ -31,6 +31,7 @@ from gateway.openapi import openapi_spec
 from gateway.ratelimit import rate_limit_middleware
 from gateway.sessions import CLOSE_SERVER_RESTART, OutEphemeral, OutEvent, SessionRegistry
 from gateway.ws import ws_handler
+from services.channel import DirectTransport, PushFeeds
 from services.container import open_services
 from services.router import ShardRouter
 from services.transport import ShardTransport
@@ -64,6 +65,15 @@ def _services_ctx(
             await hub.start()
             recheck = asyncio.create_task(_recheck_after_reconnects(hub, sessions, services.db))
             router = services.router
+            feeds: PushFeeds | None = None
+            if settings.push_fanout and isinstance(router.transport, DirectTransport):
+                feeds = PushFeeds(
+                    router.transport,
+                    lambda: router.placement.shards if router.placement else (),
+                    hub.pushed,
+                    hub.resync,
+                )
+                await feeds.start()
             app[METRICS].watch(gcpolicy.pauses.gauges)
             app[METRICS].watch(
                 lambda: {
@@ -72,6 +82,10 @@ def _services_ctx(
                     "hub_events_delivered": hub.delivered,
                     "hub_gap_fills": hub.gap_fills,
                     "hub_reconnects": hub.reconnects,
+                    "hub_pushed_events": hub.pushed_events,
+                    "hub_resyncs": hub.resyncs,
+                    "push_feed_reconnects": feeds.reconnects if feeds else 0,
+                    "push_feed_failures": feeds.failures if feeds else 0,
                     "router_moved_retries": router.moved_retries,
                     "router_shard_calls": router.calls,
                     "router_shard_commands": router.commands,
@@ -116,6 +130,8 @@ def _services_ctx(
             with contextlib.suppress(asyncio.CancelledError):
                 await recheck
             sessions.close_all(CLOSE_SERVER_RESTART, "server shutting down: reconnect and recover")
+            if feeds is not None:
+                await feeds.stop()
             await hub.stop()
 
     return ctx

@@ -14,6 +14,11 @@ can or nobody follows the stream any more.
 
 The reader loop must not die: it logs, backs off and reconnects.
 
+With ``shard_push`` the events shards commit do not come through Redis but on the gateway's
+channels to the shards (services/channel.py ``PushFeeds``): ``pushed`` takes them, the same
+way, and ``resync`` catches every stream up from the log after a shard's channel was down.
+Redis still brings what gateways and services publish, and the control channel.
+
 Most streams have one follower here (a user's inbox), so what the hub keeps per stream is what
 each socket costs: a slotted record, the one listener without a set, no buffer until held.
 """
@@ -142,6 +147,8 @@ class Hub:
         self.delivered = 0
         self.gap_fills = 0
         self.reconnects = 0
+        self.pushed_events = 0
+        self.resyncs = 0
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read_loop(), name="hub-reader")
@@ -189,7 +196,17 @@ class Hub:
             await asyncio.shield(state.ready)
         assert state.cursor is not None
         state.add(listener)
-        return Position(state.cursor.epoch, state.cursor.offset)
+        position = Position(state.cursor.epoch, state.cursor.offset)
+        if state.held is not None and state.filling is None:
+            # live events that came while the position was read: those after it are the
+            # listener's first (it buffers them until its replay is done)
+            held, state.held = state.held, None
+            for event, text in held:
+                self._accept(stream, event, text)
+        if state.overflowed and state.filling is None:  # too many to hold: read the log
+            state.overflowed = False
+            self._fill(stream, state)
+        return position
 
     async def leave(self, stream: str, listener: Listener) -> None:
         state = self._streams.get(stream)
@@ -264,6 +281,27 @@ class Hub:
                 continue
             self._accept(stream, Event.from_frame(frame), line)
 
+    def pushed(self, shard: str, items: list[Any]) -> None:
+        """Committed events a shard pushed: ``[[stream, lines], ...]``, each stream's frames in
+        offset order, one per line (actors/channel.py)."""
+        streams = self._streams
+        try:
+            for stream, text in items:
+                if stream not in streams:  # nobody here follows it
+                    continue
+                for line in text.split("\n"):
+                    self.pushed_events += 1
+                    self._accept(stream, Event.from_frame(parse_json(line)), line)
+        except (ValueError, KeyError, TypeError) as exc:  # the rest is read from the log
+            log.warning("ignored a malformed push of shard %s: %r", shard, exc)
+
+    def resync(self, shard: str) -> None:
+        """``shard``'s pushes flow again after its channel was down: anything it committed
+        meanwhile is only in the log, so every followed stream reads what it missed."""
+        self.resyncs += 1
+        for stream, state in self._streams.items():
+            self._fill(stream, state)
+
     async def _control(self, text: str) -> None:
         try:
             outcome = self._on_control(json.loads(text))
@@ -274,9 +312,9 @@ class Hub:
 
     def _accept(self, stream: str, event: Event, text: str | None) -> None:
         state = self._streams.get(stream)
-        if state is None or state.cursor is None:
+        if state is None:
             return
-        if state.filling is not None:
+        if state.cursor is None or state.filling is not None:  # joining, or filling
             self._hold(state, event, text)
             return
         verdict = state.cursor.classify(event)

@@ -10,6 +10,11 @@ Failure behaves as over Ray: a connection that breaks, a shard that does not ans
 ``shard_call_timeout_s``, or one that cannot be reached fails the requests in flight as
 ``unavailable`` (the client retries with the same idempotency key); the next request asks Ray
 for the endpoint again (a restarted shard listens elsewhere, with a new secret).
+
+**Pushed events** (``shard_push``, ``PushFeeds``): the same connection also brings the events
+the shard commits (actors/channel.py). ``PushFeeds`` keeps a connection open to every shard of
+the placement, and after each (re)connection tells its owner (the hub), which reads from the
+log whatever it may have missed while the connection was down.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from models import shard_wire as wire
@@ -28,6 +34,14 @@ from services.transport import RayTransport, ShardGone
 log = logging.getLogger("hyperlocal.router")
 
 Answer = tuple[bool, Any]
+
+PUSH = -1
+"""The id of a frame the shard pushes (actors/channel.py ``PUSH``)."""
+
+OnEvents = Callable[[str, list[Any]], None]
+"""Called with a shard's name and its pushed ``[[stream, lines], ...]``."""
+OnConnected = Callable[[str], None]
+"""Called once a shard's pushes are flowing (after every reconnection)."""
 
 ATTEMPTS = 3
 """A request whose connection broke is sent again on a new one, this many times in all (as Ray
@@ -54,6 +68,9 @@ class _Channel:
         self._ids = itertools.count(1)
         self._connecting = asyncio.Lock()
         self._reading: asyncio.Task[None] | None = None
+        self.on_events: OnEvents | None = None
+        """Pushed events go here; None: this connection does not ask for them."""
+        self.on_connected: OnConnected | None = None
         self.features: frozenset[str] = frozenset()
         """What the shard at the other end said it understands in its hello (actors/channel.py
         ``FEATURES``); an older shard says nothing and gets nothing newer."""
@@ -110,14 +127,45 @@ class _Channel:
                 writer.close()
                 raise ChannelLost("a shard refused this gateway's channel, retry")
             self.features = frozenset(hello[3]) if len(hello) > 3 else frozenset()
+            pushed = self.on_events is not None and "push" in self.features
+            if pushed:  # answered before any push: read it here, before the reader starts
+                writer.write(wire.frame([0, "push"]))
+                try:
+                    answer = await asyncio.wait_for(wire.read_frame(reader), self._timeout_s)
+                except (OSError, TimeoutError, asyncio.IncompleteReadError, BadRequest):
+                    writer.close()
+                    raise ChannelLost("a shard is restarting, retry with the same key") from None
+                if not (isinstance(answer, list) and answer[1:2] == [True]):
+                    writer.close()
+                    raise ChannelLost("a shard refused this gateway's pushes, retry")
             self._writer = writer
             self._reading = asyncio.create_task(self._read(reader, writer), name="shard-channel")
+            if pushed and self.on_connected is not None:
+                self.on_connected(self.shard)
             return writer
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    def drop(self) -> None:
+        """Close the connection (requests in flight fail as lost and are sent again)."""
+        if self._writer is not None:
+            self._writer.close()
+
+    async def ensure(self) -> None:
+        """Connected (a no-op when it is); ``ChannelLost`` if the shard cannot be reached."""
+        if not self.connected:
+            await self._connect()
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 ident, ok, payload = await wire.read_frame(reader)
+                if ident == PUSH:
+                    if self.on_events is not None:
+                        self.on_events(self.shard, payload)
+                    continue
                 future = self._pending.get(ident)
                 if future is not None and not future.done():
                     future.set_result((ok, payload))
@@ -163,7 +211,27 @@ class DirectTransport:
             channel = self._channels[shard] = _Channel(
                 shard, self._ray, self._timeout_s, self._attempts
             )
+            channel.on_events, channel.on_connected = self._on_events, self._on_connected
         return channel
+
+    _on_events: OnEvents | None = None
+    _on_connected: OnConnected | None = None
+
+    def receive_pushes(self, on_events: OnEvents, on_connected: OnConnected) -> None:
+        """Ask every shard connected from now on for its committed events (connections open
+        already are closed: their next use reconnects, asking)."""
+        self._on_events, self._on_connected = on_events, on_connected
+        for channel in self._channels.values():
+            channel.on_events, channel.on_connected = on_events, on_connected
+            channel.drop()
+
+    async def ensure(self, shard: str) -> None:
+        """A live connection to ``shard`` (``ChannelLost`` if it cannot be reached)."""
+        await self._channel(shard).ensure()
+
+    def connected(self, shard: str) -> bool:
+        channel = self._channels.get(shard)
+        return channel is not None and channel.connected
 
     async def execute(
         self, shard: str, version: int, commands: list[ShardCommand], waited_s: float = 0.0
@@ -193,3 +261,69 @@ class DirectTransport:
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
+
+
+class PushFeeds:
+    """Owns this gateway's feeds of pushed events: a connection to every shard that
+    ``shards()`` names (the placement's), opened at ``start`` and reopened whenever one is
+    found closed (checked every ``poll_s``; a command sent there reopens it sooner), each
+    time telling ``on_connected`` so its owner reads what it may have missed from the log.
+    Guarantees: an event a shard commits reaches ``on_events`` or, if its connection was
+    down, is in the log read after that connection is back."""
+
+    def __init__(
+        self,
+        transport: DirectTransport,
+        shards: Callable[[], Sequence[str]],
+        on_events: OnEvents,
+        on_connected: OnConnected,
+        poll_s: float = 1.0,
+    ) -> None:
+        self._transport = transport
+        self._shards = shards
+        self._poll_s = poll_s
+        self._task: asyncio.Task[None] | None = None
+        self.reconnects = 0
+        self.failures = 0
+        self._connected_once: set[str] = set()
+
+        def connected(shard: str) -> None:
+            if shard in self._connected_once:
+                self.reconnects += 1
+            self._connected_once.add(shard)
+            on_connected(shard)
+
+        transport.receive_pushes(on_events, connected)
+
+    async def start(self, timeout_s: float = 10.0) -> None:
+        """Connect to every shard (waiting at most ``timeout_s``: one that is down is retried
+        by the loop), then keep them connected."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connect_all(), timeout_s)
+        self._task = asyncio.create_task(self._keep(), name="push-feeds")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _connect_all(self) -> None:
+        await asyncio.gather(*(self._connect(s) for s in self._shards()))
+
+    async def _connect(self, shard: str) -> None:
+        if self._transport.connected(shard):
+            return
+        try:
+            await self._transport.ensure(shard)
+        except (ChannelLost, Unavailable, OSError) as exc:
+            self.failures += 1
+            log.warning("push feed of shard %s: cannot connect (%r), will retry", shard, exc)
+        except Exception:  # Ray's lookup of a shard not started yet, for one
+            self.failures += 1
+            log.exception("push feed of shard %s: cannot connect, will retry", shard)
+
+    async def _keep(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            await self._connect_all()

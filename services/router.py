@@ -150,6 +150,10 @@ class ShardRouter:
         self.calls = 0  # command batches sent to shards
         self.commands = 0  # commands in them (commands / calls: the batching achieved)
 
+    @property
+    def transport(self) -> ShardTransport:
+        return self._transport
+
     async def refresh(
         self, seen: int = 0, max_age_s: float = 0.0, since: float | None = None
     ) -> Placement:

@@ -39,11 +39,12 @@ def stream_of(channel_name: str) -> str | None:
     return channel_name[5:] if channel_name.startswith("hl:s:") else None
 
 
-def _by_stream(events: list[Event]) -> dict[str, list[str]]:
+def by_stream(events: list[Event]) -> dict[str, str]:
+    """Each stream's frames of ``events`` as one message: one frame per line, in order."""
     frames: dict[str, list[str]] = {}
     for event in events:
         frames.setdefault(event.stream, []).append(event.frame_json)
-    return frames
+    return {stream: "\n".join(lines) for stream, lines in frames.items()}
 
 
 def _bulk(value: bytes) -> bytes:
@@ -125,10 +126,10 @@ class RespPublisher:
     async def publish(self, events: list[Event]) -> None:
         if not events:
             return
-        frames = _by_stream(events)
+        frames = by_stream(events)
         commands = b"".join(
-            resp_command(b"PUBLISH", channel(stream).encode(), "\n".join(lines).encode())
-            for stream, lines in frames.items()
+            resp_command(b"PUBLISH", channel(stream).encode(), text.encode())
+            for stream, text in frames.items()
         )
         count = len(frames)
         async with self._lock:
@@ -231,11 +232,11 @@ async def publish(redis: aioredis.Redis, events: list[Event]) -> None:
     order given); log (not raise) if Redis is unavailable."""
     if not events:
         return
-    frames = _by_stream(events)
+    frames = by_stream(events)
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            for stream, lines in frames.items():
-                pipe.publish(channel(stream), "\n".join(lines))
+            for stream, text in frames.items():
+                pipe.publish(channel(stream), text)
             await pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning("publish of %d events failed (subscribers will recover): %r", len(events), exc)

@@ -47,7 +47,7 @@ async def test_only_the_holder_of_the_secret_is_served(settings: Settings, api: 
     endpoint = await _endpoint(settings, shard)
     assert endpoint["host"] == "127.0.0.1"
     assert await _hello(endpoint, "not-the-secret") == "closed"
-    assert await _hello(endpoint, str(endpoint["token"])) == [0, True, shard, ["waited"]]
+    assert await _hello(endpoint, str(endpoint["token"])) == [0, True, shard, ["waited", "push"]]
 
 
 async def test_a_gateway_sends_an_older_shard_only_what_it_understands(
@@ -59,7 +59,7 @@ async def test_a_gateway_sends_an_older_shard_only_what_it_understands(
     transport = DirectTransport(RayTransport.connect(settings), 5.0)
     try:
         channel = transport._channel(shard)
-        assert await transport.ping(shard) == shard and channel.features == {"waited"}
+        assert await transport.ping(shard) == shard and channel.features == {"waited", "push"}
         sent: list[list[object]] = []
         real = wire.frame
 
