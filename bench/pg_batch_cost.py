@@ -53,6 +53,7 @@ MESSAGES = Table(  # as actors/chat_ops.py declares it (actors/ is not imported 
         ("created_at", "timestamptz"),
     ),
 )
+_DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
 STATS = "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 CELL = "8828308281fffff"
 Writer = Callable[..., Awaitable[bool]]
@@ -171,6 +172,34 @@ class Side:
         if measured:
             self.ns += _run_ns(self.backend) - start
 
+    async def flush_gin(self) -> None:
+        """Empty the posts' GIN pending lists, on this side's backend (its CPU counted)."""
+        start = _run_ns(self.backend)
+        await self.conn.fetchval(_GIN_FLUSH)
+        self.ns += _run_ns(self.backend) - start
+
+
+_GIN_FLUSH = """
+SELECT count(gin_clean_pending_list(i.indexrelid)) FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+ WHERE i.indrelid = 'posts'::regclass AND a.amname = 'gin'
+"""
+
+
+async def _set(admin: asyncpg.Connection, side: Side, setting: str) -> None:
+    """Side b's chunks run with ``setting`` (NAME=VALUE, one a reload applies), side a's
+    with the server's default; the backend reads its configuration before the next batch."""
+    name, value = setting.split("=", 1)
+    if side.name == "b":
+        await admin.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+    else:
+        await admin.execute(f"ALTER SYSTEM RESET {name}")
+    await admin.execute("SELECT pg_reload_conf()")
+    await asyncio.sleep(0.05)
+    await side.conn.fetchval("SELECT 1")  # an idle backend reloads after its next command
+    want = await side.conn.fetchval(f"SELECT current_setting('{name}')")
+    assert side.name == "a" or want == value, (name, want, value)
+
 
 async def run(args: argparse.Namespace, pg: EmbeddedPostgres, postmaster: int) -> dict[str, Any]:
     admin = await asyncpg.connect(pg.url)
@@ -185,6 +214,8 @@ async def run(args: argparse.Namespace, pg: EmbeddedPostgres, postmaster: int) -
         spec.loader.exec_module(module)
         setattr(module, "RecordRow", RecordRow)  # noqa: B010 - the rows we make are ours
         setattr(module, "PendingEvent", PendingEvent)  # noqa: B010
+        args.sql_b = args.sql_b or ["SELECT 1"]
+    if args.setting_b:
         args.sql_b = args.sql_b or ["SELECT 1"]
     if args.sql_b:  # a second database of the same cluster, the batches alternating
         await admin.execute("DROP DATABASE IF EXISTS hl_variant_b")
@@ -209,8 +240,12 @@ async def run(args: argparse.Namespace, pg: EmbeddedPostgres, postmaster: int) -
     while done < args.batches:  # in chunks, alternating: the box's load drifts for both
         n = min(args.chunk, args.batches - done)
         for side in sides:
+            if args.setting_b:  # the server setting of this side's chunk
+                await _set(admin, side, args.setting_b)
             await side.batches(n, measured=True)
         done += n
+    for side in sides:  # what the posts' GIN indexes left in their pending lists is theirs too
+        await side.flush_gin()
     wall = time.monotonic() - t0
     if perf is not None:
         perf.send_signal(signal.SIGINT)
@@ -269,9 +304,17 @@ def main(argv: list[str] | None = None) -> int:
         help="compare: a second database with this run first, batches alternating with the first",
     )
     p.add_argument("--writer-b", type=Path, help="compare: side b writes with this batch_write.py")
+    p.add_argument(
+        "--setting-b",
+        metavar="NAME=VALUE",
+        help="compare: side b's chunks run with this reloadable server setting (durability"
+        " settings stay as they are: fsync and synchronous_commit cannot be named)",
+    )
     p.add_argument("--chunk", type=int, default=25, help="batches a side writes in a row")
     p.add_argument("--perf", type=Path, help="record the backend with perf -g into this file")
     args = p.parse_args(argv)
+    if args.setting_b and args.setting_b.split("=")[0].strip() in _DURABILITY:
+        p.error("fsync, synchronous_commit and full_page_writes stay on")
     root = args.keep or Path(tempfile.mkdtemp(prefix="hl-pgcost-"))
     pg = EmbeddedPostgres(root, extra_options=f"{STATS} {args.pg_options}".strip())
     pg.start()
