@@ -114,7 +114,8 @@ def _run_ns(pid: int) -> int:
 
 
 _STATEMENT_COUNTS = """
-SELECT coalesce(sum(calls) FILTER (WHERE toplevel), 0)::bigint AS batches,
+SELECT coalesce(sum(calls) FILTER (WHERE toplevel AND query LIKE 'WITH f AS%'), 0)::bigint
+           AS batches,
        coalesce(sum(shared_blks_hit) FILTER (WHERE toplevel), 0)::bigint AS hit,
        coalesce(sum(shared_blks_dirtied) FILTER (WHERE toplevel), 0)::bigint AS dirtied,
        coalesce(sum(wal_records) FILTER (WHERE toplevel), 0)::bigint AS wal_records,
