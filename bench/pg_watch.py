@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -95,12 +96,11 @@ def _ticks(fields: list[str], *, children: bool = False) -> int:
     return used
 
 
-def cpu_by_kind(postmaster: int, skip: set[int]) -> dict[str, float]:
-    """CPU seconds so far of every process of one Postgres cluster, by kind. The postmaster
-    counts the children it reaped (an autovacuum worker's whole life lands there when it
-    ends), so the total is continuous as processes come and go. Children are found from
-    /proc (each process's parent), their kind from their title."""
-    out: dict[str, float] = {"postmaster": _ticks(_stat(postmaster), children=True) / CLK_TCK}
+def cpu_by_pid(postmaster: int, skip: set[int]) -> dict[int, tuple[str, float]]:
+    """(kind, CPU seconds so far) of every live process of one Postgres cluster: the
+    postmaster and its children (found from /proc by their parent), their kind from their
+    title."""
+    out = {postmaster: ("postmaster", _ticks(_stat(postmaster)) / CLK_TCK)}
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in skip:
             continue
@@ -110,8 +110,32 @@ def cpu_by_kind(postmaster: int, skip: set[int]) -> dict[str, float]:
                 continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 title = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            kind = _kind(title)
-            out[kind] = out.get(kind, 0.0) + _ticks(fields) / CLK_TCK
+            out[int(entry)] = (_kind(title), _ticks(fields) / CLK_TCK)
+    return out
+
+
+def cpu_by_kind(postmaster: int, skip: set[int]) -> dict[str, float]:
+    """CPU seconds so far of one Postgres cluster's live processes by kind, the postmaster
+    with the children it reaped (for two readings around a window in which no process that
+    was running before it ends: else its whole life lands in the window)."""
+    out: dict[str, float] = {}
+    for kind, seconds in cpu_by_pid(postmaster, skip).values():
+        out[kind] = out.get(kind, 0.0) + seconds
+    out["postmaster"] += (
+        _ticks(_stat(postmaster), children=True) - _ticks(_stat(postmaster))
+    ) / CLK_TCK
+    return out
+
+
+def cpu_between(snaps: list[Snapshot]) -> dict[str, float]:
+    """CPU seconds by kind over consecutive snapshots: each process's growth from one to the
+    next (a process born in between counts from its start), so a backend that ends inside the
+    window takes none of its earlier life with it (it loses its last interval at most)."""
+    out: dict[str, float] = {}
+    for before, after in itertools.pairwise(snaps):
+        for pid, (kind, seconds) in after.cpu.items():
+            grown = seconds - before.cpu.get(pid, (kind, 0.0))[1]
+            out[kind] = out.get(kind, 0.0) + max(grown, 0.0)
     return out
 
 
@@ -138,7 +162,7 @@ class Snapshot:
     db: dict[str, int]
     funcs: dict[str, dict[str, float]]
     checkpoints: dict[str, int]
-    cpu: dict[str, float] = field(default_factory=dict)
+    cpu: dict[int, tuple[str, float]] = field(default_factory=dict)
 
     def rows(self, table: str) -> int:
         return self.tables.get(table, {}).get("n_tup_ins", 0)
@@ -157,7 +181,7 @@ async def snapshot(
     db = dict(await conn.fetchrow(_DB) or {})
     funcs = {r["funcname"]: dict(r) for r in await conn.fetch(_FUNCS)}
     checkpoints = dict(await conn.fetchrow(_CHECKPOINTS) or {})
-    cpu = cpu_by_kind(postmaster, {me})
+    cpu = cpu_by_pid(postmaster, {me})
     return Snapshot(time.monotonic(), stmts, tables, wal, db, funcs, checkpoints, cpu)
 
 
@@ -165,20 +189,21 @@ def _delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
     return {k: b[k] - a.get(k, 0) for k, v in b.items() if isinstance(v, int | float)}
 
 
-def active_window(snaps: list[Snapshot], table: str) -> tuple[Snapshot, Snapshot]:
-    """The snapshots around the rows of ``table``: the last before they began, the first after
-    they stopped."""
+def active_window(snaps: list[Snapshot], table: str) -> list[Snapshot]:
+    """The snapshots around the rows of ``table``: from the last before they began to the
+    first after they stopped."""
     counts = [s.rows(table) for s in snaps]
     start = next((i for i in range(1, len(counts)) if counts[i] > counts[i - 1]), 1) - 1
     end = max((i for i in range(1, len(counts)) if counts[i] > counts[i - 1]), default=start)
-    return snaps[start], snaps[end]
+    return snaps[start : end + 1]
 
 
 _PER_ROW = ("calls", "ms", "hit", "dirtied", "wal_records", "wal_fpi", "wal_bytes")
 
 
-def report(a: Snapshot, b: Snapshot, table: str, batch_marker: str) -> dict[str, Any]:
+def report(window: list[Snapshot], table: str, batch_marker: str) -> dict[str, Any]:
     """Per row of ``table`` and per batch (calls of the statements naming ``batch_marker``)."""
+    a, b = window[0], window[-1]
     rows = b.rows(table) - a.rows(table)
     per = max(rows, 1)
     stmts = []
@@ -188,7 +213,7 @@ def report(a: Snapshot, b: Snapshot, table: str, batch_marker: str) -> dict[str,
             stmts.append({"query": now["query"], "toplevel": now["toplevel"], **d})
     batches = sum(s["calls"] for s in stmts if s["toplevel"] and batch_marker in s["query"])
     stmts.sort(key=lambda s: -s["calls"])
-    cpu = _delta(a.cpu, b.cpu)
+    cpu = cpu_between(window)
     return {
         "table": table,
         "rows": rows,
@@ -294,8 +319,7 @@ async def watch(args: argparse.Namespace) -> dict[str, Any]:
             await conn.close()
     if len(snaps) < 2:
         raise SystemExit("fewer than two snapshots")
-    a, b = active_window(snaps, args.table)
-    return report(a, b, args.table, args.batch_marker)
+    return report(active_window(snaps, args.table), args.table, args.batch_marker)
 
 
 def main(argv: list[str] | None = None) -> int:
