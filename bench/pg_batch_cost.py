@@ -274,6 +274,13 @@ async def run(args: argparse.Namespace, pg: EmbeddedPostgres, postmaster: int) -
                 for r in await admin.fetch(_TOP, datname)
             ],
         }
+        out[side.name]["plans"] = [  # the batch statement's: generic (planned once) or custom
+            dict(r)
+            for r in await side.conn.fetch(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE 'WITH f AS%'"
+            )
+        ]
         await side.conn.close()
     rows = sum(side.rows for side in sides)
     out["cluster_cpu_us_per_row"] = {
