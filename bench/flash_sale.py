@@ -772,7 +772,8 @@ async def pg_work(dsn: str) -> tuple[int, int, dict[str, int]]:
     Per checkout, what shape the path has on any machine, busy or quiet. Third: where the
     commits come from beside the statements ``--pg-statements`` sees (``commits_<database>``;
     ``sessions``: connections opened, each its own commits at start-up; ``autovacuum``: the
-    autovacuum and autoanalyze runs of every table, each one or more transactions)."""
+    autovacuum and autoanalyze runs of every table, each one or more transactions; and
+    ``wal_bytes``, the WAL the whole server wrote)."""
     conn = await asyncpg.connect(dsn)
     try:
         await asyncio.sleep(1.1)  # what backends have not reported yet (PGSTAT_MIN_INTERVAL)
@@ -789,6 +790,7 @@ async def pg_work(dsn: str) -> tuple[int, int, dict[str, int]]:
         parts = {f"commits_{r['db']}": int(r["xact_commit"]) for r in by_db}
         parts["sessions"] = sum(int(r["sessions"] or 0) for r in by_db)
         parts["autovacuum"] = int(vacuums or 0)
+        parts["wal_bytes"] = int(await conn.fetchval("SELECT wal_bytes FROM pg_stat_wal"))
         return int(row["commits"]), int(row["rows"]), parts
     finally:
         await conn.close()

@@ -13,6 +13,10 @@ Steps, each durable before the next, each safe to repeat (a retry with the same 
 4. **Settle**: captured: each order is confirmed (reservation becomes a sale) and the bought
    items leave the cart; declined: every order is released; customer action needed: the orders
    stay reserved until a provider webhook settles them or the reservation expires.
+   The provider's answer is stored with the group's status it implies (captured: completed,
+   authorised: held) in one statement, and that first attempt stores no answer: a retry with
+   the key finds the group final without one, runs the steps again (each answers from its own
+   idempotency record: nothing is taken, charged or confirmed twice) and stores what it derived.
 
 **Risk** (models/risk.py): step 1's cart statement also reads the facts the fraud rules need
 (velocity per account, card, address and device, declines, history, the last located point:
