@@ -12,6 +12,7 @@ Training: ``train_scope`` with the product recipe (one thread, as one Ray task w
     python -m bench.recommend_scoring              # about a minute on 2 cores
     python -m bench.recommend_scoring --quick              # no global training, 50 calls
     python -m bench.recommend_scoring --quick --runs 1000  # the scoring figure alone
+    python -m bench.recommend_scoring --quick --embeddings # with the learned embeddings
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 import numpy as np
 
 from models.recommend.serving import ModelBundle, Snapshot, product_recipe, rank, train_scope
+from models.recommend.stats import EMBED_DIM
 from models.recommend.synthetic import make_events, make_items
 
 
@@ -30,9 +32,10 @@ def _world(n_items: int, n_users: int, days: int, seed: int) -> tuple[list, list
     return items, make_events(items, n_users=n_users, days=days, seed=seed)
 
 
-def _train(label: str, n_items: int, n_users: int, days: int) -> ModelBundle:
+def _train(label: str, n_items: int, n_users: int, days: int, embed_dim: int = 0) -> ModelBundle:
     items, events = _world(n_items, n_users, days, seed=1)
     recipe = product_recipe(8, 1)
+    recipe.stats.embed_dim = embed_dim
     t0 = time.perf_counter()
     ranker, info = train_scope(label, items, events, recipe)
     took = time.perf_counter() - t0
@@ -50,9 +53,14 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--cell-items", type=int, default=1000)
     parser.add_argument("--cell-events", type=int, default=20_000)
+    parser.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="the learned POI embeddings on (the snapshot fits them; the call looks them up)",
+    )
     args = parser.parse_args()
     runs = args.runs if args.runs is not None else 50 if args.quick else 300
-    cell_model = _train("cell", 300, 60, 30)
+    cell_model = _train("cell", 300, 60, 30, EMBED_DIM if args.embeddings else 0)
     if not args.quick:
         _train("global", 3000, 1000, 60)
     users = max(args.cell_events // 60, 10)

@@ -23,7 +23,7 @@ from typing import Any
 from models.recommend.data import CheckinData, Trajectory, checkin_rows, getnext_rows
 from models.recommend.evaluate import Recipe, ablation, evaluate, leakage_checks, train_ranker
 from models.recommend.metrics import BOOTSTRAP_SAMPLES, MetricRow, bootstrap_ci, paired_diff_ci
-from models.recommend.stats import DAY_S
+from models.recommend.stats import DAY_S, EMBED_DIM
 
 CHECKINS = "foursquare_nyc_checkins.tsv.gz"
 SPLIT = "foursquare_nyc_getnext_split.tsv.gz"
@@ -94,6 +94,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.windows is not None:
         recipe.train_windows = args.windows
     recipe.query_at_target = args.query_time == "target"
+    if args.embeddings:  # the learned retriever and its features (a variant, off by default)
+        recipe.stats.embed_dim = EMBED_DIM
     if args.leakage:
         checks = leakage_checks(data.log, data.catalog, trajs, cutoff, recipe, progress)
         progress.done()
@@ -120,6 +122,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{int(train_info['queries'])} queries, statistics {recipe.stats_lag_days:.1f} days "
         "older than each training window"
     )
+    if args.embeddings:
+        print(
+            f"# --embeddings: the learned POI embeddings ({EMBED_DIM} dimensions), their "
+            "retriever and their features are on"
+        )
     if recipe.query_at_target:
         print(
             "# --query-time target: every query is asked at its target's time (LLM4POI's prompt "
@@ -236,6 +243,11 @@ def register(subparsers: Any) -> None:
         default="prefix",
         help="prefix: a query is asked at its last input check-in (the protocol); target: at the "
         "time of the check-in to predict (a labelled variant, as LLM4POI's prompt)",
+    )
+    ev.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also fit the learned POI embeddings: their retriever and features (a variant)",
     )
     ev.add_argument("--threads", type=int, default=2, help="LightGBM threads (1: share the box)")
     ev.set_defaults(func=cmd_eval)

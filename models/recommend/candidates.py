@@ -14,6 +14,9 @@ Sources (bit flags in ``CandidateSet.source``):
     NEARLAST the items nearest (in metres) to the trajectory's last item, whatever their
            popularity: the next stop is often next door
     TRANSK transitions from the 3rd to the ``transk_depth``-th last items of the trajectory
+    EMB    the learned retriever: the items the trajectory-flow embeddings of the prefix's last
+           ``emb_depth`` items (halving weights) point to most, that no source above proposed
+    EMBU   the items with the highest user-item embedding score for the user, likewise new
 
 Guarantees: each (query, item) pair appears once; candidates never depend on the target; an item
 is a candidate only if it existed at query time (created, or first seen, at or before it).
@@ -30,6 +33,7 @@ from .queries import QueryBatch
 from .stats import HistoryStats
 
 HIST, PREFIX, TRANS, TRANS2, SIM, NEAR, POP, NEARLAST, TRANSK = (1 << k for k in range(9))
+EMB, EMBU = 1 << 9, 1 << 10
 SOURCE_NAMES = {
     HIST: "hist",
     PREFIX: "prefix",
@@ -40,6 +44,8 @@ SOURCE_NAMES = {
     POP: "pop",
     NEARLAST: "near_last",
     TRANSK: "trans_k",
+    EMB: "emb_flow",
+    EMBU: "emb_user",
 }
 
 
@@ -57,6 +63,9 @@ class CandidateConfig:
     near_last_k: int = 40
     transk_k: int = 20
     transk_depth: int = 5
+    emb_k: int = 30
+    emb_user_k: int = 20
+    emb_depth: int = 5
 
 
 @dataclass
@@ -93,6 +102,28 @@ def deeper_transitions(st: HistoryStats, prefix: np.ndarray, cfg: CandidateConfi
     deeper = prefix[max(len(prefix) - cfg.transk_depth, 0) : max(len(prefix) - 2, 0)]
     parts = [st.transitions_from(int(i))[: cfg.transk_k] for i in deeper]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def flow_context(st: HistoryStats, prefix: np.ndarray, depth: int) -> np.ndarray:
+    """The prefix's flow context: out-vectors of its last ``depth`` items, halving weights
+    from the last one back."""
+    recent = prefix[max(len(prefix) - depth, 0) :][::-1]
+    recent = recent[recent >= 0]
+    weights = 0.5 ** np.arange(len(recent), dtype=np.float64)
+    return st.emb.flow_context(recent, weights).sum(axis=0)
+
+
+def learned_sources(
+    st: HistoryStats, user: int, prefix: np.ndarray, taken: np.ndarray, cfg: CandidateConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(EMB, EMBU) items of a query: the first ``emb_k`` of the flow ranking and the first
+    ``emb_user_k`` of the user ranking that are not in ``taken`` (what the other sources
+    proposed), so the learned retriever spends its budget on places the counts did not."""
+    flow = st.emb.flow_ranking(flow_context(st, prefix, cfg.emb_depth), cfg.emb_k + len(taken))
+    flow = flow[~np.isin(flow, taken)][: cfg.emb_k]
+    users = st.emb.user_ranking(user, cfg.emb_user_k + len(taken) + len(flow))
+    users = users[~np.isin(users, taken) & ~np.isin(users, flow)][: cfg.emb_user_k]
+    return flow, users
 
 
 class CandidateGenerator:
@@ -135,6 +166,9 @@ class CandidateGenerator:
             (st.nearest_to(last, cfg.near_last_k), NEARLAST),
             (deeper_transitions(st, queries.prefix(q), cfg), TRANSK),
         ]
+        taken = np.unique(np.concatenate([p for p, _ in parts]).astype(np.int64))
+        emb, embu = learned_sources(st, int(queries.user[q]), queries.prefix(q), taken, cfg)
+        parts += [(emb, EMB), (embu, EMBU)]
         items = np.concatenate([p for p, _ in parts]).astype(np.int64)
         flags = np.concatenate([np.full(len(p), f, dtype=np.int64) for p, f in parts])
         alive = (st.item_born[items] <= queries.ts[q]) | (flags == PREFIX)

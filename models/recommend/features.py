@@ -19,7 +19,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .candidates import HIST, NEAR, NEARLAST, POP, SIM, TRANS, TRANSK, CandidateSet
+from .candidates import (
+    EMB,
+    EMBU,
+    HIST,
+    NEAR,
+    NEARLAST,
+    POP,
+    SIM,
+    TRANS,
+    TRANSK,
+    CandidateSet,
+)
 from .queries import QueryBatch
 from .stats import DAY_S, HOURS, HistoryStats, PairTable, pair_key
 
@@ -43,6 +54,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "ui_hour_cnt", "ui_hour_frac", "ui_weekend_frac",
     # issue 19: the wider candidate sources
     "src_near_last", "src_trans_k",
+    # issue 19, fourth pass: the learned POI embeddings (models/recommend/embeddings.py)
+    "emb_flow_last", "emb_flow_ctx", "emb_cos_last", "emb_cos_ctx", "emb_user",
+    "src_emb", "src_emb_user",
 )  # fmt: skip
 FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
     "user-item": ("u_total_log", "u_cnt", "u_frac", "u_decay", "u_last_dt_log", "u_rank"),
@@ -73,6 +87,10 @@ FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
     "sequence: categories": ("cat_is_last", "cat_pre_frac", "cat_tr2_p", "ucat_tr_p"),
     "sequence: geographic drift": ("dist_centroid_log", "drift_cos", "step_m_log"),
     "user's time profile of the item": ("ui_hour_cnt", "ui_hour_frac", "ui_weekend_frac"),
+    "learned embeddings": (
+        "emb_flow_last", "emb_flow_ctx", "emb_cos_last", "emb_cos_ctx", "emb_user",
+        "src_emb", "src_emb_user",
+    ),
 }  # fmt: skip
 """Every feature in exactly one family: the ablation table drops one family at a time."""
 PREFIX_CF_WINDOW = 5
@@ -398,6 +416,64 @@ def _user_time_features(st: HistoryStats, p: _Pairs) -> dict[str, np.ndarray]:
     }
 
 
+EMB_DEPTH = 5  # prefix items in the embedding contexts (halving weights), as the EMB source
+ROWDOT_CHUNK = 65536  # pairs per block of the row-wise dot products (bounds the temporaries)
+
+
+def _rowdot(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """``sum(a[ia] * b[ib], axis=1)`` in blocks."""
+    out = np.empty(len(ia))
+    for lo in range(0, len(ia), ROWDOT_CHUNK):
+        hi = lo + ROWDOT_CHUNK
+        out[lo:hi] = np.einsum("ij,ij->i", a[ia[lo:hi]], b[ib[lo:hi]])
+    return out
+
+
+def _prefix_contexts(qb: QueryBatch, vec: np.ndarray) -> np.ndarray:
+    """Per query: the sum of ``vec`` over its last ``EMB_DEPTH`` prefix items, halving weights
+    from the last one back (zeros without a prefix)."""
+    lens = qb.prefix_len()
+    ctx = np.zeros((len(qb), vec.shape[1]))
+    for k in range(1, EMB_DEPTH + 1):
+        has = np.flatnonzero(lens >= k)
+        if not len(has):
+            break
+        ctx[has] += vec[qb.prefix_items[qb.prefix_offsets[has + 1] - k]] * 0.5 ** (k - 1)
+    return ctx
+
+
+def _embedding_features(
+    qb: QueryBatch, st: HistoryStats, p: _Pairs, cs_source: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Scores of the learned embeddings: trajectory flow from the last item and from the
+    prefix's decayed context to the candidate, the user-item cosine of the candidate with the
+    last item and with the prefix, and the user-item factor score (looked up, never fitted,
+    here: ``HistoryStats`` fitted them)."""
+    emb = st.emb
+    if emb.out_vec.shape[1] == 0:  # no embeddings fitted (StatsConfig.embed_dim 0): missing
+        return {name: np.full(len(p.c), np.nan) for name in FEATURE_FAMILIES["learned embeddings"]}
+    flow_ctx = _prefix_contexts(qb, emb.out_vec)
+    unit_ctx = _prefix_contexts(qb, emb.item_unit)
+    unit_norm = np.linalg.norm(unit_ctx, axis=1)
+    unit_ctx = unit_ctx / np.maximum(unit_norm, 1e-12)[:, None]
+    has = qb.prefix_len()[p.q] > 0
+    return {
+        "emb_flow_last": np.where(
+            p.last_ok, _rowdot(emb.out_vec, p.last_i, emb.in_vec, p.c), np.nan
+        ),
+        "emb_flow_ctx": np.where(has, _rowdot(flow_ctx, p.q, emb.in_vec, p.c), np.nan),
+        "emb_cos_last": np.where(
+            p.last_ok, _rowdot(emb.item_unit, p.last_i, emb.item_unit, p.c), np.nan
+        ),
+        "emb_cos_ctx": np.where(
+            unit_norm[p.q] > 0, _rowdot(unit_ctx, p.q, emb.item_unit, p.c), np.nan
+        ),
+        "emb_user": _rowdot(emb.user_vec, p.u, emb.item_vec, p.c),
+        "src_emb": (cs_source & EMB > 0).astype(np.float64),
+        "src_emb_user": (cs_source & EMBU > 0).astype(np.float64),
+    }
+
+
 def build_features(qb: QueryBatch, cs: CandidateSet, st: HistoryStats) -> np.ndarray:
     """Float32 matrix ``(len(cs), len(FEATURE_NAMES))`` in ``FEATURE_NAMES`` order."""
     if len(cs) == 0:
@@ -425,6 +501,7 @@ def build_features(qb: QueryBatch, cs: CandidateSet, st: HistoryStats) -> np.nda
     cols.update(_cf_features(qb, st, p))
     cols.update(_sequence_features(qb, st, p))
     cols.update(_user_time_features(st, p))
+    cols.update(_embedding_features(qb, st, p, cs.source))
     missing = set(FEATURE_NAMES) - set(cols)
     if missing:
         raise RuntimeError(f"feature builder forgot {sorted(missing)}")

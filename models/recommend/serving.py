@@ -26,6 +26,8 @@ import h3
 import numpy as np
 
 from .candidates import (
+    EMB,
+    EMBU,
     HIST,
     NEAR,
     NEARLAST,
@@ -37,6 +39,7 @@ from .candidates import (
     CandidateConfig,
     CandidateSet,
     deeper_transitions,
+    learned_sources,
 )
 from .data import Catalog, Interaction, InteractionLog, local_hour_dow
 from .features import FEATURE_NAMES, build_features
@@ -191,9 +194,9 @@ def _sources(
 ) -> np.ndarray:
     """The retrieval sources that would have proposed each given item (feature parity)."""
     src = np.zeros(len(items), dtype=np.int64)
-    last = int(qb.last[0])
-    for flag, pool in (
-        (HIST, st.user_items(int(qb.user[0]))),
+    last, user = int(qb.last[0]), int(qb.user[0])
+    pools = [
+        (HIST, st.user_items(user)),
         (PREFIX, qb.prefix(0)),
         (TRANS, st.transitions_from(last)),
         (SIM, st.similar_to(last)),
@@ -201,7 +204,22 @@ def _sources(
         (POP, st.popular[: cfg.pop_k]),
         (NEARLAST, st.nearest_to(last, cfg.near_last_k)),
         (TRANSK, deeper_transitions(st, qb.prefix(0), cfg)),
-    ):
+    ]
+    # the learned sources propose what the others did not, as CandidateGenerator.for_query
+    taken = np.unique(
+        np.concatenate(
+            [
+                st.user_items(user)[: cfg.hist_k],
+                qb.prefix(0),
+                st.transitions_from(last)[: cfg.trans_k],
+                st.transitions_from(int(qb.prev2[0]))[: cfg.trans2_k],
+                st.similar_to(last)[: cfg.sim_k],
+                *(pool for flag, pool in pools[4:]),
+            ]
+        ).astype(np.int64)
+    )
+    emb, embu = learned_sources(st, user, qb.prefix(0), taken, cfg)
+    for flag, pool in (*pools, (EMB, emb), (EMBU, embu)):
         src[np.isin(items, pool)] |= flag
     return src
 

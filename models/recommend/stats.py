@@ -7,7 +7,8 @@ Owns:
       popularity, user-item counts/recency, time-of-day profiles (also per user and item),
       transitions (global, per user, per category, per user and category), item-item
       co-visitation cosine similarity, user "home" locations, H3 cell buckets and popularity
-      within a cell.
+      within a cell, and the learned POI embeddings of the history (``emb``,
+      ``PoiEmbeddings``).
 
 Guarantee: ``HistoryStats`` is computed from exactly the ``InteractionLog`` it is given; it
 never looks at anything else, so leakage control is the caller's job (pass only the past).
@@ -23,9 +24,11 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .data import Catalog, InteractionLog
+from .embeddings import EmbeddingConfig, PoiEmbeddings
 
 HOURS = 24
 DAY_S = 86400.0
+EMBED_DIM = 32  # StatsConfig.embed_dim of the learned-embedding variant
 
 
 def pair_key(a: np.ndarray | int, b: np.ndarray | int, n_b: int) -> np.ndarray:
@@ -102,6 +105,13 @@ class StatsConfig:
     recent_days: float = 30.0
     neighbours_k: int = 50
     h3_resolution: int = 8
+    # learned POI embeddings (models/recommend/embeddings.py): dimensions and how many later
+    # events of a trajectory count as flow from an item. 0, the default, fits none (their
+    # features are missing, their sources propose nothing): on the NYC validation file they
+    # did not add to the count features (docs/recommendation.md); `recommend eval
+    # --embeddings` sets EMBED_DIM
+    embed_dim: int = 0
+    embed_window: int = 2
 
 
 class HistoryStats:
@@ -145,6 +155,9 @@ class HistoryStats:
         self._build_transitions(log, cat)
         self._build_covisits(log)
         self._build_homes(log)
+        self.emb = PoiEmbeddings.fit(
+            log, nu, ni, EmbeddingConfig(cfg.embed_dim, cfg.embed_window, cfg.transition_gap_s)
+        )
         self._build_cells(catalog)
         self.popular = np.lexsort((np.arange(ni), -self.item_pop))
         first = np.full(ni, np.inf)
