@@ -10,8 +10,10 @@ enough to exhaust the recursion of a validator or encoder never gets past the ed
 The guard is on the hot path of every frame, so a JSON text that cannot break any rule is
 proven so by three C-speed scans of the raw text instead of a walk: no ``\\u`` escape (the only
 way a JSON text yields NUL or a surrogate: raw control characters are refused by the parser,
-and a decoded websocket text holds no surrogate), at most ``MAX_DEPTH`` brackets, no run of 19
-digits. Anything else is walked, iteratively.
+and a decoded websocket text holds no surrogate), at most ``MAX_DEPTH`` brackets, and no number
+that could leave the int64 range or overflow a float: no run of 19 digits and no exponent right
+after a ``:``, ``[`` or ``,`` (where every JSON number of an object starts; digits inside a
+string, a timestamp in a message's text, need no walk). Anything else is walked, iteratively.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ MAX_DEPTH = 32
 """Objects and arrays nested deeper than this are refused."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-_LONG_NUMBER = re.compile(r"\d{19}")
+_RISKY_NUMBER = re.compile(r"[:\[,]\s*-?(?:\d{19}|\d+(?:\.\d*)?[eE])")
+"""A number token of 19 digits or more (beyond int64, or near it) or with an exponent (1e999
+parses to infinity): such a text is walked."""
 _STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -99,7 +103,7 @@ def json_text_is_plain(raw: str) -> bool:
     return (
         "\\u" not in raw
         and raw.count("{") + raw.count("[") <= MAX_DEPTH
-        and _LONG_NUMBER.search(raw) is None
+        and _RISKY_NUMBER.search(raw) is None
     )
 
 

@@ -49,6 +49,12 @@ def test_the_guard_lets_plain_data_through() -> None:
     assert json_text_is_plain('{"id": 1, "op": "ping", "data": {"text": "hello"}}')
     assert not json_text_is_plain('{"x": "\\u0000"}')
     assert not json_text_is_plain('{"x": 12345678901234567890}')
+    assert not json_text_is_plain('{"x": [1, -12345678901234567890]}')
+    assert not json_text_is_plain('{"x":1e999}')  # infinity once parsed: walked, and refused
+    with pytest.raises(BadRequest):
+        check_value(json.loads('{"x":1e999}'))
+    # digits inside a string (a timestamp in a message) are no number: no walk
+    assert json_text_is_plain('{"data": {"text": "sent 1764654000123456789 at e5"}}')
 
 
 def test_cut_deep_json_keeps_the_id_readable() -> None:
