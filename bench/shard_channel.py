@@ -141,10 +141,10 @@ def _postgres_procs(data_dir: Path) -> list[psutil.Process]:
     return [master, *master.children()]
 
 
-async def measure_chat(settings: Any, calls: int) -> list[tuple[str, list[Any]]]:
+async def _setup(settings: Any) -> tuple[str, int, str, str]:
+    """The shard to call, the placement version, the bench's cell and a signed-up author."""
     import h3
 
-    from models.chat import NEIGHBOURHOOD_PREFIX
     from models.ids import new_id
     from store import placement, users
     from store.db import create_pool
@@ -155,8 +155,14 @@ async def measure_chat(settings: Any, calls: int) -> list[tuple[str, list[Any]]]
     await users.create_user(pool, author, "bench@example.test", "bench@example.test", "!", "b")
     await pool.close()
     assert table_ is not None
-    shard, version = table_.shards[0], table_.version
     cell = str(h3.latlng_to_cell(CELL_LAT, CELL_LNG, settings.h3_resolution))
+    return table_.shards[0], table_.version, cell, author
+
+
+async def measure_chat(settings: Any, calls: int) -> list[tuple[str, list[Any]]]:
+    from models.chat import NEIGHBOURHOOD_PREFIX
+
+    shard, version, cell, author = await _setup(settings)
     room = NEIGHBOURHOOD_PREFIX + cell
     direct = DirectTransport(RayTransport.connect(settings), settings.shard_call_timeout_s)
     pushed: list[int] = [0]
@@ -203,20 +209,7 @@ async def _seed(
 
 
 async def measure(settings: Any, calls: int) -> list[tuple[str, list[Any]]]:
-    import h3
-
-    from models.ids import new_id
-    from store import placement, users
-    from store.db import create_pool
-
-    pool = await create_pool(settings.database_url)
-    table_ = await placement.load(pool)
-    author = new_id()
-    await users.create_user(pool, author, "bench@example.test", "bench@example.test", "!", "b")
-    await pool.close()
-    assert table_ is not None
-    shard, version = table_.shards[0], table_.version
-    cell = str(h3.latlng_to_cell(CELL_LAT, CELL_LNG, settings.h3_resolution))
+    shard, version, cell, author = await _setup(settings)
     ray_t = RayTransport.connect(settings)
     direct = DirectTransport(ray_t, settings.shard_call_timeout_s)
     stats = await ray.get_actor(shard, namespace=settings.ray_namespace).stats.remote()

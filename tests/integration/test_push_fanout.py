@@ -16,7 +16,7 @@ from cluster.config import Settings
 from gateway.context import HUB, SERVICES
 from services.channel import DirectTransport
 from store.fanout import channel
-from tests.integration.client import Api
+from tests.integration.client import Api, Ws
 
 pytestmark = pytest.mark.integration
 
@@ -28,16 +28,21 @@ def _place(settings: Settings, ring: int) -> tuple[float, float]:
     return h3.cell_to_latlng(sorted(h3.grid_ring(base, ring))[0])
 
 
+async def _neighbours(settings: Settings, ring: int, api: Api, api_b: Api) -> tuple[Ws, Ws, str]:
+    """Two located users (on ``api`` and ``api_b``) and their neighbourhood room."""
+    here = _place(settings, ring)
+    ann, ben = await api.signup("ann"), await api_b.signup("ben")
+    a, b = await api.connect(ann), await api_b.connect(ben)
+    located = await a.ok("locate", {"lat": here[0], "lng": here[1]})
+    await b.ok("locate", {"lat": here[0], "lng": here[1]})
+    return a, b, f"cell-{located['cell']}"
+
+
 async def test_chat_is_pushed_to_both_gateways_and_not_through_redis(
     api: Api, api2: Api, settings: Settings
 ) -> None:
     assert settings.push_fanout
-    here = _place(settings, 3)
-    ann, ben = await api.signup("ann"), await api2.signup("ben")
-    a, b = await api.connect(ann), await api2.connect(ben)
-    located = await a.ok("locate", {"lat": here[0], "lng": here[1]})
-    await b.ok("locate", {"lat": here[0], "lng": here[1]})
-    room = f"cell-{located['cell']}"
+    a, b, room = await _neighbours(settings, 3, api, api2)
     assert settings.redis_url
     client = aioredis.from_url(settings.redis_url)
     sub = client.pubsub()
@@ -65,12 +70,7 @@ async def test_chat_is_pushed_to_both_gateways_and_not_through_redis(
 async def test_a_gateway_whose_channel_was_down_reads_the_missed_events_from_the_log(
     api: Api, server: TestServer, settings: Settings
 ) -> None:
-    here = _place(settings, 6)
-    ann, ben = await api.signup("ann"), await api.signup("ben")
-    a, b = await api.connect(ann), await api.connect(ben)
-    located = await a.ok("locate", {"lat": here[0], "lng": here[1]})
-    await b.ok("locate", {"lat": here[0], "lng": here[1]})
-    room = f"cell-{located['cell']}"
+    a, b, room = await _neighbours(settings, 6, api, api)
     hub = server.app[HUB]
     transport = server.app[SERVICES].router.transport
     assert isinstance(transport, DirectTransport)
