@@ -47,7 +47,7 @@ from models.streams import Event, compact_json, single_writer
 from store import batch_write, feed_store, idempotency, placement
 from store import events as event_log
 from store.batch_write import PendingEvent, RecordRow
-from store.db import Conn, create_pool
+from store.db import Conn, RawConn, create_pool
 from store.fanout import RespPublisher
 
 log = logging.getLogger("hyperlocal.shard")
@@ -112,6 +112,13 @@ class ShardWriter:
 
     def settle(self, committed: bool) -> None:
         self.heads.settle(committed)
+
+    async def recorded(self, conn: RawConn, asks: list[Any]) -> list[Any]:
+        """The fast path's refused commands' first results (``(user, key, op, fingerprint)``
+        each), one query for all; a key used otherwise answers its ``Conflict``. On the batch's
+        connection: its transaction sees no record of its own yet (they are written last), and
+        a batch that began none still sends its one statement alone."""
+        return await idempotency.lookup_many(conn, asks)
 
     async def publish(self, committed: list[Event | PendingEvent]) -> None:
         events = [e.committed() if isinstance(e, PendingEvent) else e for e in committed]
@@ -377,13 +384,12 @@ class CellHost:
             emitted = Emitted()
             try:
                 result = await handler(self, tx, cmd, emitted)
-            except Refused:
+            except Refused as refused:
                 # On the fast path no record was looked up: a retry of a command that committed
-                # may now refuse (sold out since); its first result is still its answer.
+                # may now refuse (sold out since); its first result is still its answer. The
+                # committer asks for every refusal's record of the batch at once (``recorded``).
                 if not tx.careful:
-                    prior = await self._recorded(user_id, key, op, asked)
-                    if prior is not None:
-                        return dict(prior)
+                    refused.recheck = (user_id, key, op, asked)
                 raise
             committed = await self._append(tx, emitted)
             tx.defer(RecordRow(user_id, key, op, _result_json(result, committed), asked))
@@ -391,14 +397,6 @@ class CellHost:
             return result
 
         return work
-
-    async def _recorded(self, user_id: str, key: str, op: str, asked: str) -> Any | None:
-        """A refused command's first result, on the fast path: read outside the batch's
-        transaction (the batch writes its records last, so its own are not there yet either),
-        so a batch of refusals (a sold-out listing's) still sends its one statement alone."""
-        assert self.pool is not None
-        async with self.pool.acquire() as conn:
-            return await idempotency.lookup(conn, user_id, key, op, asked)
 
     async def _append(self, tx: Tx, emitted: Emitted) -> list[Event | PendingEvent]:
         by_stream: dict[str, list[tuple[str, dict[str, Any]]]] = {}

@@ -88,6 +88,7 @@ class _Pending:
     outbox: list[Any] = field(default_factory=list)
     result: Any = None
     error: AppError | None = None
+    recheck: Any = None
 
 
 class BatchWriter(Protocol):
@@ -105,6 +106,11 @@ class BatchWriter(Protocol):
     async def publish(self, outbox: list[Any]) -> None:
         """The committed batch's outbox, once, as its replies leave."""
 
+    async def recorded(self, conn: RawConn, asks: list[Any]) -> list[Any]:
+        """For each refused command's ``Refused.recheck``: its first result if it has one
+        (then that is its answer), an ``AppError`` to answer instead, or None (the refusal
+        stands); read on ``conn`` (the batch's, its transaction begun or not)."""
+
 
 class Refused(Exception):
     """Raised by work that refuses *before it has written anything*: on the fast path the batch
@@ -114,6 +120,11 @@ class Refused(Exception):
     def __init__(self, error: AppError) -> None:
         super().__init__(error.message)
         self.error = error
+        self.recheck: Any = None
+        """Set by the owner on the fast path: what ``BatchWriter.recorded`` asks for this
+        command (its idempotency record: a retry of a command that committed may refuse now,
+        and its first result is still its answer). Every refusal of the batch is asked in one
+        call, once all of its commands have run."""
 
 
 class Fenced(Exception):
@@ -247,6 +258,7 @@ class GroupCommitter:
                     shared = Batch()
                     for item in batch:
                         deferred.extend(await self._run_plain(lazy, item, shared))
+                    await self._recheck(conn, batch)
                     for close in shared.closing:
                         deferred.extend(close())
                     # the last statement: inside the transaction if one began, else alone
@@ -266,6 +278,7 @@ class GroupCommitter:
                 async with conn.transaction():
                     for item in batch:
                         item.error, item.steps, item.outbox = None, [], []
+                        item.recheck = None
                         await self._run_one(conn, item, version)
         self.batches += 1
         self.commands += len(batch)
@@ -275,13 +288,26 @@ class GroupCommitter:
         try:
             item.result = await item.work(tx)
         except Refused as refused:  # nothing written: the others go on, fast
-            item.error = refused.error
+            item.error, item.recheck = refused.error, refused.recheck
             return []
         except _REFUSALS:
             raise RunCarefully from None
         item.steps = tx.after_commit
         item.outbox = tx.outbox
         return tx.deferred
+
+    async def _recheck(self, conn: RawConn, batch: list[_Pending]) -> None:
+        """The fast path's refusals that asked for it: their records, in one call."""
+        asked = [item for item in batch if item.recheck is not None]
+        if not asked:
+            return
+        answers = await self._writer.recorded(conn, [item.recheck for item in asked])
+        for item, answer in zip(asked, answers, strict=True):
+            item.recheck = None
+            if isinstance(answer, AppError):
+                item.error = answer
+            elif answer is not None:  # a retry: its first result, nothing written now
+                item.result, item.error = answer, None
 
     async def _write(self, conn: Conn, rows: list[Any], version: int, fast: bool) -> None:
         if not fast:

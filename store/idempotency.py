@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.errors import Conflict
+from models.errors import AppError, Conflict
 from store.db import Conn
 
 
@@ -26,8 +26,35 @@ async def lookup(
     )
     if row is None:
         return None
+    return _first(row, op, fingerprint)
+
+
+def _first(row: Any, op: str, fingerprint: str | None) -> Any:
     if row["op"] != op:
         raise Conflict(f"idempotency key already used for {row['op']}")
     if fingerprint is not None and row["fingerprint"] not in (None, fingerprint):
         raise Conflict(f"idempotency key already used for {op} with other data")
     return row["result"]
+
+
+async def lookup_many(
+    conn: Conn, asks: list[tuple[str, str, str, str | None]]
+) -> list[Any | AppError | None]:
+    """``lookup`` of each ``(user_id, key, op, fingerprint)`` in one query: its first result,
+    None, or the ``Conflict`` ``lookup`` would raise."""
+    rows = await conn.fetch(
+        "SELECT i.user_id, i.key, i.op, i.result, i.fingerprint FROM idempotency i"
+        " JOIN unnest($1::text[], $2::text[]) AS a(user_id, key)"
+        " ON i.user_id = a.user_id AND i.key = a.key",
+        [a[0] for a in asks],
+        [a[1] for a in asks],
+    )
+    found = {(r["user_id"], r["key"]): r for r in rows}
+    out: list[Any | AppError | None] = []
+    for user_id, key, op, fingerprint in asks:
+        row = found.get((user_id, key))
+        try:
+            out.append(None if row is None else _first(row, op, fingerprint))
+        except Conflict as err:
+            out.append(err)
+    return out

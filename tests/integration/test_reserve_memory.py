@@ -179,3 +179,32 @@ async def test_a_release_and_a_vendors_change_keep_memory_and_postgres_agreeing(
     assert refused.value.details["available"] == 2
     await _reserve(server, settings, buyer, pears, 2)
     assert await mk.stock_of(settings, pears["id"]) == 0
+
+
+async def test_a_refused_retry_of_a_committed_reservation_answers_its_first_result(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 45), "memory-plums")
+    plums = await mk.listing(api, seller.access_token, title="Plums", stock=2, price=150)
+    buyer = await api.signup("memory-plums-buyer")
+    group = await _group(settings, buyer, plums["currency"])
+    line = {"listing_id": plums["id"], "title": "Plums", "qty": 2, "unit_price": 150}
+    first = OrderReserve(user_id=buyer.id, key=uuid.uuid4().hex, vendor_id=plums["vendor_id"],
+                         group_id=group, items=(line,), total=300, currency=plums["currency"],
+                         ttl_s=120)  # fmt: skip
+    market = server.app[SERVICES].market
+    placed = (await market.mutate(first))["order"]
+    assert await mk.stock_of(settings, plums["id"]) == 0
+    slow = await _slow_batches(settings)
+    # sold out now: the retry is refused from memory like the new ones beside it, and the
+    # batch's refusals ask for their records in one query: the retry's first result answers it
+    outcomes = await asyncio.gather(
+        market.mutate(first),
+        *(_reserve(server, settings, buyer, plums, 1) for _ in range(3)),
+        return_exceptions=True,
+    )
+    again = outcomes[0]
+    assert isinstance(again, dict) and again["order"]["id"] == placed["id"], outcomes
+    assert all(isinstance(o, OutOfStock) for o in outcomes[1:]), outcomes
+    assert await _slow_batches(settings) == slow  # no careful run: refusals write nothing
+    assert await mk.stock_of(settings, plums["id"]) == 0
