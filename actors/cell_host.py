@@ -123,7 +123,9 @@ class ShardWriter:
     async def publish(self, committed: list[Event | PendingEvent]) -> None:
         events = [e.committed() if isinstance(e, PendingEvent) else e for e in committed]
         if self.push is not None:
-            self.push(events)
+            # after the answers this batch releases (their tasks wake first): a gateway reads
+            # them, and sends its next call, before it delivers the events
+            asyncio.get_running_loop().call_soon(self.push, events)
         elif self.publisher is not None:
             await self.publisher.publish(events)
 

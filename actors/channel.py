@@ -11,8 +11,11 @@ hello, or sends a frame that is not one, is closed; the shard keeps serving ever
 **Pushed events** (``shard_push``): a gateway that sends ``push`` on its connection gets every
 event this shard commits from then on, as frames ``[-1, "events", [[stream, lines], ...]]``
 (``lines``: the stream's frames in offset order, one per line, as a Redis message carries them),
-encoded once per batch and written ahead of the answers the batch releases, in the same write
-(every write to a connection waits for the end of the loop's turn: one wake-up of the gateway).
+encoded once per batch and written after the answers the batch releases, in the same write
+(every write to a connection waits for the end of the loop's turn: one wake-up of the gateway);
+the gateway answers its callers first and delivers the events after, so its next call to this
+shard never waits behind a batch's deliveries (measured: with the events ahead, ack p99 at
+1,139 msgs/s read 101-118 ms against Redis's 59-66).
 The registration is answered before any push, so a gateway that reads the log after the answer
 misses nothing. A gateway that stops
 reading is cut off once ``PUSH_BUFFER_MAX`` bytes wait for it (it reconnects and reads what it

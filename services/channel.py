@@ -159,12 +159,14 @@ class _Channel:
             await self._connect()
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 ident, ok, payload = await wire.read_frame(reader)
                 if ident == PUSH:
-                    if self.on_events is not None:
-                        self.on_events(self.shard, payload)
+                    if self.on_events is not None:  # after the answers read with it have
+                        # woken their callers (the router's next call leaves first)
+                        loop.call_soon(self.on_events, self.shard, payload)
                     continue
                 future = self._pending.get(ident)
                 if future is not None and not future.done():
