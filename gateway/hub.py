@@ -180,7 +180,7 @@ class Hub:
             ready = asyncio.get_running_loop().create_future()
             state = self._streams[stream] = _Stream(ready)
             try:
-                await self._subscribe(stream)
+                self._subscribe(stream)
                 # Read after subscribing: anything published before is already in the log.
                 pos = await event_log.position(self._db, stream)
             except BaseException as exc:
@@ -217,14 +217,14 @@ class Hub:
             del self._streams[stream]
             if state.filling is not None:
                 state.filling.cancel()
-            await self._unsubscribe(stream)
+            self._unsubscribe(stream)
 
-    async def _subscribe(self, stream: str) -> None:
+    def _subscribe(self, stream: str) -> None:
         # written at once; a lost connection resubscribes everything followed on reconnect
         if self._sub is not None:
             self._sub.subscribe(channel(stream))
 
-    async def _unsubscribe(self, stream: str) -> None:
+    def _unsubscribe(self, stream: str) -> None:
         if self._sub is not None:
             self._sub.unsubscribe(channel(stream))
 
@@ -254,7 +254,7 @@ class Hub:
             self._sub = RespSubscriber(self._redis_url, "hl-hub")
         else:
             self.reconnects += 1
-        await self._sub.connect([])
+        await self._sub.connect()
         # the list is taken after the connection is open, and written at once: a stream joined
         # while it opened is in it (a join's own subscribe found no connection to write to)
         self._sub.subscribe(CONTROL_CHANNEL, *(channel(s) for s in self._streams))
@@ -270,28 +270,32 @@ class Hub:
             await self._control(text)
             return
         stream = stream_of(name)
-        if stream is None or stream not in self._streams:
-            return
-        for line in text.split("\n"):  # consecutive events of the stream (store/fanout.py)
+        if stream is not None:
+            self._message(stream, text)
+
+    def _message(self, stream: str, text: str) -> int:
+        """One message of ``stream`` (Redis's or a shard's push): consecutive frames, one per
+        line (store/fanout.py ``by_stream``); how many it held, 0 if nobody here follows it."""
+        state = self._streams.get(stream)
+        if state is None:
+            return 0
+        lines = text.split("\n")
+        for line in lines:
             frame = parse_json(line)
             if "offset" not in frame:  # ephemeral (typing, presence): no order, no recovery
                 out = self._make_ephemeral(frame, line)
-                for listener in self._streams[stream].listeners():
+                for listener in state.listeners():
                     listener.on_ephemeral(stream, out)
                 continue
             self._accept(stream, Event.from_frame(frame), line)
+        return len(lines)
 
     def pushed(self, shard: str, items: list[Any]) -> None:
         """Committed events a shard pushed: ``[[stream, lines], ...]``, each stream's frames in
         offset order, one per line (actors/channel.py)."""
-        streams = self._streams
         try:
             for stream, text in items:
-                if stream not in streams:  # nobody here follows it
-                    continue
-                for line in text.split("\n"):
-                    self.pushed_events += 1
-                    self._accept(stream, Event.from_frame(parse_json(line)), line)
+                self.pushed_events += self._message(stream, text)
         except (ValueError, KeyError, TypeError) as exc:  # the rest is read from the log
             log.warning("ignored a malformed push of shard %s: %r", shard, exc)
 

@@ -206,6 +206,8 @@ class DirectTransport:
         self._timeout_s = timeout_s
         self._attempts = attempts
         self._channels: dict[str, _Channel] = {}
+        self._on_events: OnEvents | None = None  # set by ``receive_pushes``
+        self._on_connected: OnConnected | None = None
 
     def _channel(self, shard: str) -> _Channel:
         channel = self._channels.get(shard)
@@ -215,9 +217,6 @@ class DirectTransport:
             )
             channel.on_events, channel.on_connected = self._on_events, self._on_connected
         return channel
-
-    _on_events: OnEvents | None = None
-    _on_connected: OnConnected | None = None
 
     def receive_pushes(self, on_events: OnEvents, on_connected: OnConnected) -> None:
         """Ask every shard connected from now on for its committed events (connections open

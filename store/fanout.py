@@ -182,7 +182,7 @@ class RespSubscriber:
     def connected(self) -> bool:
         return self._writer is not None and not self._writer.is_closing()
 
-    async def connect(self, channels: list[str], timeout_s: float = 5.0) -> None:
+    async def connect(self, channels: Sequence[str] = (), timeout_s: float = 5.0) -> None:
         """A new connection subscribed to ``channels`` (the old one, if any, closed)."""
         await self.aclose()
         async with asyncio.timeout(timeout_s):
