@@ -276,6 +276,11 @@ class Settings(BaseSettings):
     """Checkouts one gateway runs at once; one more is answered ``unavailable`` (retry after 1
     s, with the same key) before it does anything, instead of queueing behind the others until
     every buyer waits seconds (a flash sale past what the cluster takes). 0: no limit."""
+    checkout_lines_ttl_s: float = Field(60.0, ge=0, le=3600)
+    """A gateway keeps what a buy-now's line takes of a listing (vendor, title, price,
+    currency, category; never the stock) this long after reading it; the owning shard checks
+    price, currency and on sale at the reservation, and a refusal makes the gateway read the
+    listing afresh (docs/marketplace.md "Checkout"). 0: every buy-now reads its lines."""
     market_sweep_s: float = Field(5.0, gt=0, le=3600)
     """How often a gateway releases expired reservations and retries pending refunds."""
     listing_update_ms: float = Field(250.0, ge=0, le=60_000)

@@ -20,7 +20,9 @@ Steps, each durable before the next, each safe to repeat (a retry with the same 
 
 **Risk** (models/risk.py): step 1's cart statement also reads the facts the fraud rules need
 (velocity per account, card, address and device, declines, history, the last located point:
-one round trip, no more), and its insert stores the score with the group. A checkout at or
+one round trip, no more; a buy-now's are read with those of concurrent buy-nows, and its lines
+come from the gateway's memory: services/checkout_reads.py), and its insert stores the score
+with the group. A checkout at or
 over ``risk_hold_score`` is **held**: step 3 only authorises the payment, step 4 moves the
 orders to ``held`` (the buyer's and the vendor's inboxes hear it) and takes the items out of
 the cart; an admin's review (services/risk.py) captures and confirms, or voids and releases.
@@ -69,6 +71,7 @@ from models.market import (
 )
 from models.streams import compact_json
 from payments import Charge, PaymentProvider
+from services.checkout_reads import FACTS, FACTS_MANY, LINE_COLUMNS, Lines
 from services.market import SYSTEM, Actor, MarketService
 from store import market_store as ms
 from store.coalesce import Coalescer
@@ -107,6 +110,10 @@ class Checkout:
         self._paid = Coalescer(self.db, "payment", _PAID, lambda row: row["id"])
         self._opened = Coalescer(self.db, "group", _OPENED, lambda row: row["id"])
         self._finished = Coalescer(self.db, "group-final", _FINISHED, lambda row: row["id"])
+        self._facts_read = Coalescer(self.db, "facts", FACTS_MANY, lambda row: row["token"])
+        self.lines = Lines(self.db, market.settings.checkout_lines_ttl_s)
+        """A buy-now's lines, kept by this gateway (services/checkout_reads.py: the rule)."""
+        market.listing_changed.append(lambda listing_id: self.lines.forget((listing_id,)))
         self.in_flight = 0
         self.refused = 0
         """Checkouts answered ``unavailable`` because ``checkout_max_in_flight`` were running."""
@@ -116,7 +123,7 @@ class Checkout:
         checkouts shared one), for /metrics."""
         return [
             ((co.name, what), float(count))
-            for co in (self._opened, self._paid, self._finished)
+            for co in (self._facts_read, self._opened, self._paid, self._finished)
             for what, count in (("rows", co.rows), ("statements", co.statements))
         ]
 
@@ -195,11 +202,13 @@ class Checkout:
         ctx = paying.ctx
         address, device = rk.address_key(ctx.address), ctx.device
         facts = (user_id, paying.card_fp, address, device)
-        if wanted is None:
+        rows: list[Any]
+        if wanted is None:  # the cart's lines and the fraud rules' facts: one round trip
             rows = await self.db.fetch(_CART_LINES, *facts)
-        else:
-            rows = await self.db.fetch(_BUY_LINES, *facts, list(wanted), list(wanted.values()))
-        # the lines and the fraud rules' facts: one round trip
+            known = rows[0] if rows else None
+        else:  # the lines from this gateway's memory, the facts shared with concurrent ones
+            found, known = await asyncio.gather(self.lines.of(wanted), self._facts(*facts))
+            rows = [{**found[i], "qty": qty} for i, qty in wanted.items() if i in found]
         lines = [
             Line(r["listing_id"], r["vendor_id"], r["cell"], r["title"], r["qty"], r["price"],
                  r["currency"])
@@ -219,7 +228,9 @@ class Checkout:
                                    settings.commission_bps)  # fmt: skip
         vendors = tuple({(float(r["lat"]), float(r["lng"])) for r in rows})
         context = rk.RiskContext(address, device, ctx.here, ctx.before)
-        risk = rk.score(rk.RiskFacts.from_row(rows[0]), context, rk.Order(total, vendors))
+        if known is None:
+            raise NotFound("no such account")
+        risk = rk.score(rk.RiskFacts.from_row(known), context, rk.Order(total, vendors))
         here = ctx.here
         group_id = new_id()
         created = await self._opened.run(
@@ -243,6 +254,14 @@ class Checkout:
         )  # the group (with its risk) and its payment row (before any provider call): one
         # statement. None: a concurrent request with the same key made it first; that one is it
         return created or one(await self._find(user_id, key))
+
+    async def _facts(
+        self, user_id: str, card_fp: str | None, address: str | None, device: str | None
+    ) -> asyncpg.Record | None:
+        """The fraud rules' facts of a buy-now (None: no such buyer), read with those of every
+        buy-now that arrives while one such read is in flight (services/checkout_reads.py)."""
+        token = new_id()
+        return await self._facts_read.run(token, token, user_id, card_fp, address, device)
 
     async def _find(self, user_id: str, key: str) -> asyncpg.Record | None:
         return await self.db.fetchrow(
@@ -333,6 +352,8 @@ class Checkout:
         temporary = [f for f in failures if isinstance(f, AppError) and f.temporary]
         if temporary:  # keep what is reserved: a retry with the key reuses it, else it expires
             raise temporary[0]
+        if any(isinstance(f, (Conflict, NotFound)) for f in failures):  # a listing changed
+            self.lines.forget(i["listing_id"] for part in group["parts"] for i in part["items"])
         await _all([self._release_one(order, f"{key}#", "checkout failed") for order in orders])
         raise failures[0]
 
@@ -562,50 +583,6 @@ class _Paying:
         self.ctx = ctx
 
 
-FACTS_CAP = 100
-"""Counts stop here: above every rule's highest tier (models/risk.py), and what bounds each
-count's index scan however busy its key (one test card in a load test, an address a whole
-campus shares)."""
-
-
-def _capped(where: str, distinct: bool = False) -> str:
-    """A count of ``order_groups`` matching ``where``, at most ``FACTS_CAP``."""
-    what = "DISTINCT buyer_id" if distinct else "1"
-    rows = f"SELECT {what} FROM order_groups WHERE {where} LIMIT {FACTS_CAP}"
-    return f"(SELECT count(*) FROM ({rows}) c)"
-
-
-_HOUR = "created_at > now() - interval '1 hour'"
-_MONTH = "created_at > now() - interval '30 days'"
-_FACTS = (
-    "SELECT extract(epoch FROM now() - u.created_at) AS r_age_s,"
-    f" {_capped(f'buyer_id = $1 AND {_HOUR}')} AS r_account_1h,"
-    f" {_capped(f'card_fp = $2 AND {_HOUR}')} AS r_card_1h,"
-    f" {_capped(f'card_fp = $2 AND buyer_id <> $1 AND {_MONTH}', True)} AS r_card_accounts,"
-    f" {_capped(f'client_addr = $3 AND {_HOUR}')} AS r_addr_1h,"
-    f" {_capped(f'client_addr = $3 AND buyer_id <> $1 AND {_HOUR}', True)} AS r_addr_accounts,"
-    f" {_capped(f'device = $4 AND {_HOUR}')} AS r_device_1h,"
-    f" {_capped(f'device = $4 AND buyer_id <> $1 AND {_MONTH}', True)} AS r_device_accounts,"
-    " (SELECT count(*) FROM (SELECT 1 FROM order_groups g JOIN payments p ON p.group_id = g.id"
-    "  WHERE (g.buyer_id = $1 OR (g.card_fp = $2 AND g.buyer_id <> $1))"
-    f"  AND g.created_at > now() - interval '1 hour' AND p.status = 'declined'"
-    f"  LIMIT {FACTS_CAP}) d) AS r_declines,"
-    " h.n AS r_paid, h.top AS r_paid_max, lg.buyer_lat AS r_last_lat,"
-    " lg.buyer_lng AS r_last_lng, extract(epoch FROM lg.created_at) AS r_last_at"
-    " FROM users u"
-    " CROSS JOIN LATERAL (SELECT count(*) AS n, max(amount) AS top FROM (SELECT amount"
-    "  FROM order_groups WHERE buyer_id = $1 AND status = 'completed'"
-    "  ORDER BY created_at DESC LIMIT 100) x) h"
-    " LEFT JOIN LATERAL (SELECT buyer_lat, buyer_lng, created_at FROM order_groups"
-    "  WHERE buyer_id = $1 ORDER BY created_at DESC LIMIT 1) lg ON true"
-    " WHERE u.id = $1"
-)
-"""The fraud rules' facts (models/risk.py ``RiskFacts``), counted before this checkout: every
-count is an index range scan of the last hour (30 days for accounts sharing a card or a
-device) of one key, stopped at ``FACTS_CAP``; the history looks at the buyer's last 100
-completed checkouts."""
-
-
 _OPENED = (
     "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
     " $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
@@ -660,20 +637,12 @@ _FINISHED = (
 """Groups to their final (or waiting) status: only from a non-final one, so a late writer never
 regresses it; ``result`` stored once."""
 
-_LINE_COLUMNS = "l.vendor_id, l.cell, l.title, l.price, l.currency, l.lat, l.lng, l.category, f.*"
 _CART_LINES = (
-    f"WITH f AS ({_FACTS}) SELECT c.listing_id, c.qty, {_LINE_COLUMNS}"
+    f"WITH f AS ({FACTS}) SELECT c.listing_id, c.qty, {LINE_COLUMNS}, f.*"
     " FROM cart_items c JOIN listings l ON l.id = c.listing_id CROSS JOIN f"
     " WHERE c.user_id = $1 AND l.active AND l.deleted_at IS NULL"  # on sale only
 )
 """The buyer's cart, as lines of listings on sale, with the fraud rules' facts."""
-_BUY_LINES = (
-    f"WITH f AS ({_FACTS}) SELECT w.listing_id, w.qty, {_LINE_COLUMNS}"
-    " FROM unnest($5::text[], $6::int[]) AS w(listing_id, qty)"
-    " JOIN listings l ON l.id = w.listing_id CROSS JOIN f"
-    " WHERE l.active AND l.deleted_at IS NULL"
-)
-"""A buy-now's ``(listing_id, qty)`` lines, of listings on sale, with the same facts."""
 
 BUY_NOW_MAX_LINES = 50
 """The most lines one buy-now takes (a cart's checkout has its own bound: the cart)."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -112,9 +113,17 @@ class MarketService:
         self.providers = providers
         self.ranker = ranker
         """Shared with the feed (one memory of cells without a model)."""
+        self.listing_changed: list[Callable[[str], None]] = []
+        """Told of every listing a vendor's command through this gateway changed, once its
+        owner answered (the checkout's memory of lines: services/checkout_reads.py)."""
 
     async def mutate(self, command: ShardCommand) -> dict[str, Any]:
-        return await self.router.call(command)
+        try:
+            return await self.router.call(command)
+        finally:  # even a refusal or a timeout: the listing may have changed meanwhile
+            if isinstance(command, ListingCommand):
+                for told in self.listing_changed:
+                    told(command.listing_id)
 
     async def with_vendors(
         self, items: list[dict[str, Any]], known: dict[str, dict[str, Any]] | None = None

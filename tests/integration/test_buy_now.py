@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -119,6 +120,8 @@ async def test_a_race_of_buy_nows_never_oversells_and_shares_statements(
     sockets = await asyncio.gather(*(api.connect(b) for b in buyers))
     checkout = server.app[SERVICES].checkout
     opened = (checkout._opened.statements, checkout._opened.rows)
+    facts = (checkout._facts_read.statements, checkout._facts_read.rows)
+    reads = checkout.lines.reads
     try:
         body = {"payment": mk.APPROVE, "lines": [{"listing_id": item["id"], "qty": 1}]}
         replies = await asyncio.gather(
@@ -131,9 +134,62 @@ async def test_a_race_of_buy_nows_never_oversells_and_shares_statements(
         # the twenty groups arrived together: they shared statements (store/coalesce.py)
         statements = checkout._opened.statements - opened[0]
         assert checkout._opened.rows - opened[1] == 20 and statements < 20
+        # their fraud facts too, and the new listing's line was read once for all of them
+        facts_statements = checkout._facts_read.statements - facts[0]
+        assert checkout._facts_read.rows - facts[1] == 20 and facts_statements < 20
+        assert checkout.lines.reads - reads == 1
         async with api.http.get(api.base + "/metrics") as resp:
             text = await resp.text()
         assert 'hl_checkout_coalesced_total{statement="group",what="rows"}' in text
     finally:
         for ws in sockets:
             await ws.close()
+
+
+async def test_lines_kept_by_the_gateway_never_sell_at_a_price_the_listing_lost(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    """A buy-now's lines come from the gateway's memory (services/checkout_reads.py): a
+    vendor's change through this gateway is read afresh at once; a stale line (another
+    gateway's change, not seen here) is refused by the owner, sells nothing, and is forgotten,
+    so the next buy-now pays the new price."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, 26), "buynow-lines")
+    item = await mk.listing(api, seller.access_token, title="Tart", stock=10, price=400)
+    buyer = await api.signup("buynow-lines-buyer")
+    checkout = server.app[SERVICES].checkout
+    ws = await api.connect(buyer)
+
+    async def buy() -> dict[str, Any]:
+        body = {"payment": mk.APPROVE, "lines": [{"listing_id": item["id"], "qty": 1}]}
+        return await ws.request("checkout", body, key=uuid.uuid4().hex, timeout=60)
+
+    try:
+        reads = checkout.lines.reads
+        first, second = await buy(), await buy()
+        assert first["ok"] and second["ok"], (first, second)
+        assert [r["data"]["payment"]["amount"] for r in (first, second)] == [400, 400]
+        assert checkout.lines.reads - reads == 1  # the second line came from memory
+        path = f"/api/v1/vendor/listings/{item['id']}"
+        status, _ = await mk.rest(api, "PATCH", path, {"price": 600}, seller.access_token)
+        assert status == 200
+        third = await buy()  # the change went through this gateway: forgotten at once
+        assert third["ok"] and third["data"]["payment"]["amount"] == 600, third
+        kept = checkout.lines._rows[item["id"]]  # as another gateway's change would leave it
+        checkout.lines._rows[item["id"]] = (kept[0], {**kept[1], "price": 500})
+        stale = await buy()
+        assert not stale["ok"] and stale["error"]["code"] == "conflict", stale
+        assert await mk.stock_of(settings, item["id"]) == 7  # the refused one took nothing
+        fourth = await buy()  # the refusal made the gateway read the listing again
+        assert fourth["ok"] and fourth["data"]["payment"]["amount"] == 600, fourth
+        conn = await mk.db(settings)
+        try:
+            prices = await conn.fetch(
+                "SELECT l.unit_price FROM order_lines l JOIN orders o ON o.id = l.order_id"
+                " WHERE o.buyer_id = $1 AND o.status = 'paid' ORDER BY o.created_at",
+                buyer.id,
+            )
+        finally:
+            await conn.close()
+        assert [r["unit_price"] for r in prices] == [400, 400, 600, 600]
+    finally:
+        await ws.close()
