@@ -71,9 +71,12 @@ async def post_create(host: CellHost, tx: Tx, cmd: PostCreate, out: Emitted) -> 
         "shared_from": None,
     }
     tx.defer(feed_store.post_row(post))  # with the batch's one statement
-    out.add(feed_stream(cell), "post.created", {"post": post})
+    # The event's data is the reply: the idempotency record takes the event's JSON, encoded
+    # once for the log, the record and the wire (actors/cell_host.py ``_result_json``).
+    data = {"post": post}
+    out.add(feed_stream(cell), "post.created", data)
     tx.then(lambda: active.feed.add(dict(post)))
-    return {"post": post}
+    return data
 
 
 async def comment_create(

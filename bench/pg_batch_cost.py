@@ -62,9 +62,14 @@ Writer = Callable[..., Awaitable[bool]]
 class Workload:
     """Batches of chat messages in ``rooms`` rooms (or posts in ``rooms`` cells)."""
 
-    def __init__(self, kind: str, rooms: int, per_batch: int, seed: int) -> None:
-        self.kind, self.per_batch = kind, per_batch
+    def __init__(self, kind: str, rooms: int, per_batch: int, seed: int, words: int = 0) -> None:
+        self.kind, self.per_batch, self.words = kind, per_batch, words
         self.rng = random.Random(seed)
+        vocabulary = random.Random(seed + 1)  # the same words on both sides
+        self.vocabulary = [
+            "".join(vocabulary.choice("abcdefghiklmnoprstuvwy") for _ in range(3 + i % 7))
+            for i in range(2000)
+        ]
         prefix = "room:cell-" if kind == "chat" else "feed:"
         self.streams = [f"{prefix}{CELL[:-3]}{i:03d}" for i in range(rooms)]
         self.heads = dict.fromkeys(self.streams, 0)
@@ -80,7 +85,7 @@ class Workload:
             offset = self.heads[stream]
             now = datetime.now(UTC)
             user = f"u{self.rng.randrange(1000):04d}"
-            text = "x" * 64
+            text = self.text()
             ident = f"m{self.n:012d}{self.rng.getrandbits(40):010x}"
             if self.kind == "chat":
                 data = {"message": {"id": ident, "room_id": stream[5:], "cell": CELL,
@@ -101,6 +106,13 @@ class Workload:
             rows.append(RecordRow(user, f"k{self.n}", op, event.data_json, "f" * 24))
         heads = [(s, "e1", before[s], self.heads[s]) for s in sorted(before)]
         return heads, rows
+
+    def text(self) -> str:
+        """64 x's, or ``words`` words of the vocabulary (what a post's search index sees: ten
+        words are ~60 trigrams and ~10 lexemes, 64 x's are 4 trigrams and one lexeme)."""
+        if not self.words:
+            return "x" * 64
+        return " ".join(self.rng.choice(self.vocabulary) for _ in range(self.words))
 
 
 def _table_rows(rows: list[Any]) -> int:
@@ -143,7 +155,7 @@ class Side:
         self, name: str, url: str, sql: list[str], args: argparse.Namespace, writer: Writer = write
     ) -> None:
         self.name, self.url, self.sql, self.write = name, url, sql, writer
-        self.work = Workload(args.kind, args.rooms, args.per_batch, args.seed)
+        self.work = Workload(args.kind, args.rooms, args.per_batch, args.seed, args.words)
         self.rows = 0
         self.ns = 0
 
@@ -301,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rooms", type=int, default=50, help="rooms (cells) the rows go to")
     p.add_argument("--warmup", type=int, default=300, help="batches before the window")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--words",
+        type=int,
+        default=0,
+        help="texts of this many generated words (default: 64 x's, as earlier runs wrote)",
+    )
     p.add_argument("--pg-options", default="", help="more server settings (-c name=value)")
     p.add_argument("--keep", type=Path, help="use (and keep) this data dir, e.g. for perf")
     p.add_argument("--json", type=Path, help="also write the figures here")

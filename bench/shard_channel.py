@@ -12,6 +12,7 @@ shard's own TCP channel, services/channel.py), the same requests in the same run
   neighbourhood room (one call in flight, direct channel): what a durable chat message costs
   the shard and Postgres per message, and how much of it is per batch. Postgres's CPU is every
   process of the embedded server (backends, WAL writer, checkpointer...) over the row.
+  ``--post``: the same with ``post.create`` to one cell (texts shaped as the load generator's).
 
 CPU per call is measured in both processes (this one: ``process_time``, Ray's threads included;
 the shard: its process's user + system time). Unless ``--unpinned``, the shard's process (all
@@ -99,20 +100,26 @@ async def _run(
 
 async def _run_chat(
     transport: ShardTransport, shard: str, version: int, room: str, author: str, calls: int,
-    batch: int, procs: dict[str, list[psutil.Process]],
+    batch: int, procs: dict[str, list[psutil.Process]], cell: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """``batch`` chat messages to ``room`` a call, or with ``cell`` posts there (``--post``)."""
     from models.chat import ChatSend
 
+    def command(i: int) -> ChatSend | PostCreate:
+        key = uuid.uuid4().hex
+        if cell is None:
+            return ChatSend(user_id=author, key=key, room_id=room, text="x" * 64)
+        text = f"lg m {i} {key[:6]} {time.time_ns()}"  # the load generator's shape
+        return PostCreate(user_id=author, key=key, cell=cell, lat=CELL_LAT, lng=CELL_LNG,
+                          text=text)  # fmt: skip
+
     async def one() -> float:
-        commands = [
-            ChatSend(user_id=author, key=uuid.uuid4().hex, room_id=room, text="x" * 64)
-            for _ in range(batch)
-        ]
+        commands = [command(i) for i in range(batch)]
         started = time.perf_counter()
         replies = await transport.execute(shard, version, commands)
         elapsed = time.perf_counter() - started
         if not all(r.get("ok") for r in replies):
-            raise RuntimeError(f"chat.send failed: {replies[:1]}")
+            raise RuntimeError(f"{commands[0].op} failed: {replies[:1]}")
         return elapsed
 
     for _ in range(30):
@@ -159,7 +166,9 @@ async def _setup(settings: Any) -> tuple[str, int, str, str]:
     return table_.shards[0], table_.version, cell, author
 
 
-async def measure_chat(settings: Any, calls: int) -> list[tuple[str, list[Any]]]:
+async def measure_chat(
+    settings: Any, calls: int, posts: bool = False
+) -> list[tuple[str, list[Any]]]:
     from models.chat import NEIGHBOURHOOD_PREFIX
 
     shard, version, cell, author = await _setup(settings)
@@ -180,8 +189,12 @@ async def measure_chat(settings: Any, calls: int) -> list[tuple[str, list[Any]]]
     rows = []
     for batch in [int(b) for b in os.environ.get("HL_BENCH_CHAT_BATCHES", "1,4,16").split(",")]:
         n = max(calls // batch, 50)
-        r = await _run_chat(direct, shard, version, room, author, n, batch, procs)
-        rows.append((f"chat.send x{batch} direct", list(r.values())))
+        r = await _run_chat(
+            direct, shard, version, room, author, n, batch, procs, cell if posts else None
+        )
+        rows.append(
+            (f"{'post.create' if posts else 'chat.send'} x{batch} direct", list(r.values()))
+        )
         print(f"  {rows[-1][0]}: " + ", ".join(f"{k} {v:,.0f}" for k, v in r.items()))
     fanout = "pushed on the channel" if settings.push_fanout else "published to Redis"
     print(f"  events {fanout} (stream messages received here: {pushed[0]:,})")
@@ -236,6 +249,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="500 requests per row")
     p.add_argument("--unpinned", action="store_true", help="let processes share both cores")
     p.add_argument("--chat", action="store_true", help="chat.send batches: shard and Postgres CPU")
+    p.add_argument("--post", action="store_true", help="as --chat with post.create batches")
     p.add_argument(
         "--fanout",
         choices=("push", "redis"),
@@ -257,8 +271,8 @@ def main() -> None:
                 pin_process(proc.pid, {0})
             pin_process(os.getpid(), {1})
             print(f"pinned: shard pid {shard} and Postgres on core 0, this process on core 1")
-        if args.chat:
-            rows = asyncio.run(measure_chat(settings, calls))
+        if args.chat or args.post:
+            rows = asyncio.run(measure_chat(settings, calls, posts=args.post))
             header = ["calls/s", "p50 us", "p99 us", "shard CPU us/msg", "postgres CPU us/msg"]
         else:
             rows = asyncio.run(measure(settings, calls))
