@@ -42,6 +42,7 @@ import ray
 from bench.report import table
 from cluster.config import load_settings
 from cluster.runtime import Runtime
+from models.commands import ShardCommand
 from models.feed import PostCreate
 from services.channel import DirectTransport
 from services.transport import RayTransport, ShardTransport
@@ -105,7 +106,7 @@ async def _run_chat(
     """``batch`` chat messages to ``room`` a call, or with ``cell`` posts there (``--post``)."""
     from models.chat import ChatSend
 
-    def command(i: int) -> ChatSend | PostCreate:
+    def command(i: int) -> ShardCommand:
         key = uuid.uuid4().hex
         if cell is None:
             return ChatSend(user_id=author, key=key, room_id=room, text="x" * 64)
@@ -205,7 +206,7 @@ async def measure_chat(
 async def _seed(
     transport: ShardTransport, shard: str, version: int, cell: str, author: str
 ) -> None:
-    commands = [
+    commands: list[ShardCommand] = [
         PostCreate(
             user_id=author,
             key=uuid.uuid4().hex,
