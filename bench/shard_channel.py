@@ -188,6 +188,13 @@ async def measure_chat(
         "postgres": _postgres_procs(settings.data_dir.resolve()),
     }
     rows = []
+    # what the processes spend doing nothing (ticks, timers, Ray's threads), a second: a part
+    # of every row's per-message figure at these rates (~100-150 calls/s)
+    await _run_chat(direct, shard, version, room, author, 30, 1, procs)  # the room, warm
+    idle0 = {part: sum(_cpu_s(p) for p in ps) for part, ps in procs.items()}
+    await asyncio.sleep(10.0)
+    idle = {part: (sum(_cpu_s(p) for p in ps) - idle0[part]) / 10.0 for part, ps in procs.items()}
+    print("  idle: " + ", ".join(f"{part} CPU ms/s {v * 1e3:,.1f}" for part, v in idle.items()))
     for batch in [int(b) for b in os.environ.get("HL_BENCH_CHAT_BATCHES", "1,4,16").split(",")]:
         n = max(calls // batch, 50)
         r = await _run_chat(
