@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from models.errors import AppError, BadRequest, Conflict, Unavailable
 from store.db import Conn, LazyTransaction, RawConn
@@ -171,7 +172,7 @@ class GroupCommitter:
         self._busy = False
         self._settled = asyncio.Event()
         """Set after every batch (``idle`` waits on it)."""
-        self._conn: asyncpg.Connection | None = None
+        self._conn: PoolConnectionProxy[Any] | None = None
         """The connection batches run on, held from the first batch to ``stop`` (or to a
         failure that may have left it in doubt): one batch at a time needs one, and a pool's
         acquire and release cost every batch ~50 µs of Python (issue 11)."""
@@ -185,11 +186,12 @@ class GroupCommitter:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._drop_connection()
 
-    async def _connection(self) -> asyncpg.Connection:
+    async def _connection(self) -> PoolConnectionProxy[Any]:
         """The held connection, taken from the pool if there is none (or it closed)."""
         if self._conn is None or self._conn.is_closed():
             await self._drop_connection()
-            self._conn = await self._pool.acquire()
+            self._conn = conn = await self._pool.acquire()
+            return conn
         return self._conn
 
     async def _drop_connection(self) -> None:
