@@ -138,7 +138,11 @@ class Lines:
         if mine:
             out.update(await self._read(mine))
         for listing_id, reading in theirs.items():
-            found = await asyncio.shield(reading)
+            await asyncio.wait([reading])  # its reader's cancellation is not this caller's
+            if reading.cancelled():  # that reader's checkout was cancelled: read it here
+                out.update(await self._read([listing_id]))
+                continue
+            found = reading.result()  # the shared read's error, if it failed, is ours too
             if listing_id in found:
                 out[listing_id] = found[listing_id]
         return out

@@ -1,5 +1,6 @@
 """services/checkout_reads.py ``Lines`` without Postgres: a line is read once and then kept
-for its TTL, concurrent misses of one listing share one read (and its failure), a listing
+for its TTL, concurrent misses of one listing share one read (and its failure, not its reader's
+cancellation), a listing
 not on sale is never kept, ``forget`` and a TTL of 0 make the next checkout read again."""
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ async def test_a_failed_read_fails_its_waiters_and_keeps_nothing() -> None:
     assert all(isinstance(a, ConnectionError) for a in answers)
     db.fail = False
     assert set(await lines.of(["a"])) == {"a"} and len(db.calls) == 2
+
+
+async def test_a_cancelled_reader_does_not_cancel_those_waiting_on_its_read() -> None:
+    db = FakeDb({"a"}, delay=0.05)
+    lines = _lines(db)
+    reader = asyncio.create_task(lines.of(["a"]))
+    await asyncio.sleep(0.01)  # its read is in flight
+    waiter = asyncio.create_task(lines.of(["a"]))
+    await asyncio.sleep(0.01)  # waiting on that read
+    reader.cancel()  # e.g. its client went away
+    assert set(await waiter) == {"a"}  # read again by the waiter, not cancelled with it
+    assert reader.cancelled() and db.calls == [["a"], ["a"]]
 
 
 async def test_a_listing_not_on_sale_is_missing_and_never_kept() -> None:
