@@ -73,6 +73,15 @@ async def db(settings: Settings) -> asyncpg.Connection:
     return await asyncpg.connect(settings.database_url)
 
 
+async def fetch(settings: Settings, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """``sql``'s rows, on a connection of its own (opened and closed here)."""
+    conn = await db(settings)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
 async def stock_of(settings: Settings, listing_id: str) -> int:
     conn = await db(settings)
     try:

@@ -181,15 +181,12 @@ async def test_lines_kept_by_the_gateway_never_sell_at_a_price_the_listing_lost(
         assert await mk.stock_of(settings, item["id"]) == 7  # the refused one took nothing
         fourth = await buy()  # the refusal made the gateway read the listing again
         assert fourth["ok"] and fourth["data"]["payment"]["amount"] == 600, fourth
-        conn = await mk.db(settings)
-        try:
-            prices = await conn.fetch(
-                "SELECT l.unit_price FROM order_lines l JOIN orders o ON o.id = l.order_id"
-                " WHERE o.buyer_id = $1 AND o.status = 'paid' ORDER BY o.created_at",
-                buyer.id,
-            )
-        finally:
-            await conn.close()
+        prices = await mk.fetch(
+            settings,
+            "SELECT l.unit_price FROM order_lines l JOIN orders o ON o.id = l.order_id"
+            " WHERE o.buyer_id = $1 AND o.status = 'paid' ORDER BY o.created_at",
+            buyer.id,
+        )
         assert [r["unit_price"] for r in prices] == [400, 400, 600, 600]
     finally:
         await ws.close()
