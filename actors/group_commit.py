@@ -5,7 +5,9 @@ until ``max_batch``), runs them in one transaction (each in its own savepoint on
 fails: see ``_commit``; a batch whose only statement is its final write sends it alone, with no
 ``BEGIN``/``COMMIT``: store/db.py ``LazyTransaction``), commits, and only then runs the
 after-commit steps (memory updates), resolves the futures (the replies leave) and flushes the
-whole batch's outbox in one call (publishing). A command that fails with a typed error is rolled
+whole batch's outbox in one call (publishing). Batches run on one held connection, taken from the
+pool once and given back only on ``stop`` or a connection error (the next batch takes another).
+A command that fails with a typed error is rolled
 back alone; a failed commit fails the whole batch as ``unavailable``, and nothing of it is
 applied or published.
 
