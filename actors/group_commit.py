@@ -130,6 +130,15 @@ class Refused(Exception):
         call, once all of its commands have run."""
 
 
+def _usable(conn: PoolConnectionProxy[Any]) -> bool:
+    """Is the held connection still open? One that closed (Postgres ended it) was detached
+    from its proxy by the pool, and asking the proxy then raises instead of answering."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # released back to the pool when its connection closed
+        return False
+
+
 class Fenced(Exception):
     """Raised by ``BatchWriter.write``: the placement version the batch's owner was checked at
     is no longer in force (the shard may own none of its cells now). Nothing was written; every
@@ -190,7 +199,7 @@ class GroupCommitter:
 
     async def _connection(self) -> PoolConnectionProxy[Any]:
         """The held connection, taken from the pool if there is none (or it closed)."""
-        if self._conn is None or self._conn.is_closed():
+        if self._conn is None or not _usable(self._conn):
             await self._drop_connection()
             self._conn = conn = await self._pool.acquire()
             return conn
