@@ -13,6 +13,8 @@ shard's own TCP channel, services/channel.py), the same requests in the same run
   the shard and Postgres per message, and how much of it is per batch. Postgres's CPU is every
   process of the embedded server (backends, WAL writer, checkpointer...) over the row.
   ``--post``: the same with ``post.create`` to one cell (texts shaped as the load generator's).
+  Both first print what the shard and Postgres spend idle (CPU ms a second over 10 s): a part
+  of every row's per-message figure at these call rates.
 
 CPU per call is measured in both processes (this one: ``process_time``, Ray's threads included;
 the shard: its process's user + system time). Unless ``--unpinned``, the shard's process (all
@@ -190,16 +192,15 @@ async def measure_chat(
     rows = []
     # what the processes spend doing nothing (ticks, timers, Ray's threads), a second: a part
     # of every row's per-message figure at these rates (~100-150 calls/s)
-    await _run_chat(direct, shard, version, room, author, 30, 1, procs)  # the room, warm
+    kind = cell if posts else None
+    await _run_chat(direct, shard, version, room, author, 30, 1, procs, kind)  # warm
     idle0 = {part: sum(_cpu_s(p) for p in ps) for part, ps in procs.items()}
     await asyncio.sleep(10.0)
     idle = {part: (sum(_cpu_s(p) for p in ps) - idle0[part]) / 10.0 for part, ps in procs.items()}
     print("  idle: " + ", ".join(f"{part} CPU ms/s {v * 1e3:,.1f}" for part, v in idle.items()))
     for batch in [int(b) for b in os.environ.get("HL_BENCH_CHAT_BATCHES", "1,4,16").split(",")]:
         n = max(calls // batch, 50)
-        r = await _run_chat(
-            direct, shard, version, room, author, n, batch, procs, cell if posts else None
-        )
+        r = await _run_chat(direct, shard, version, room, author, n, batch, procs, kind)
         rows.append(
             (f"{'post.create' if posts else 'chat.send'} x{batch} direct", list(r.values()))
         )
