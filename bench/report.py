@@ -48,6 +48,7 @@ ROWS = [
     ("errors", "errors"),
     ("no reply", "no_reply"),
     ("loadgen send lag p99 ms", "send_lag_p99_ms"),
+    ("loadgen stall max ms", "loadgen_stall_max_ms"),
     ("loadgen CPU %", "loadgen_cpu_pct"),
     ("loadgen CPU µs / delivery", "loadgen_us_per_delivery"),
 ]

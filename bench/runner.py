@@ -523,7 +523,8 @@ def summary(result: dict[str, Any]) -> str:
         f" p99 {result['delivery_p99_ms']:.1f} ms, ack p99 {result['ack_p99_ms']:.1f} ms,"
         f" loss {result['loss']}, errors {result['errors'] or 0},"
         f" loadgen CPU {result['loadgen_cpu_pct']:.0f}%,"
-        f" send lag p99 {result['send_lag_p99_ms']:.0f} ms"
+        f" send lag p99 {result['send_lag_p99_ms']:.0f} ms,"
+        f" loadgen stall max {result.get('loadgen_stall_max_ms', float('nan')):.0f} ms"
     )
 
 

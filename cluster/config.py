@@ -71,11 +71,13 @@ class Settings(BaseSettings):
     """H3 resolution of a neighbourhood cell (8 is about 0.74 km2)."""
     k_ring: int = Field(1, ge=0, le=5)
     """A user sees their cell and the cells within this grid distance."""
-    shard_count: int = Field(2, ge=0, le=256)
+    shard_count: int = Field(0, ge=0, le=256)
     """Number of CellShard actors a new deployment starts with (it seeds the placement table;
-    later, scale with ``hyperlocal scale``). 0: one per CPU this process may run on (its
-    affinity). Two shards on one core measured less CPU per message than one at 100 and 506
-    msgs/s, and lower latency at every rate (docs/benchmarks.md, sixth session)."""
+    later, scale with ``hyperlocal scale``). 0 (the default): one per CPU this process may run
+    on (its affinity). Every batch costs a shard and Postgres a fixed amount of CPU, so fewer
+    shards per core make fuller batches: on one core, one shard took 53-54 % of it at 506 chat
+    msgs/s where two took 66-67 %, and 70 % against 86-88 % at 1,139, in alternating runs
+    (docs/benchmarks.md, ninth session)."""
     shard_num_cpus: float = Field(0.25, gt=0, le=8)
     """Ray CPU reservation of each shard actor."""
     shard_max_restarts: int = Field(-1, ge=-1)
