@@ -82,12 +82,14 @@ class Settings(BaseSettings):
     """Ray CPU reservation of each shard actor."""
     shard_max_restarts: int = Field(-1, ge=-1)
     """Ray restarts a killed shard this many times (-1: forever)."""
-    group_commit_ms: float = Field(5.0, ge=0, le=100)
-    """A shard gathers mutations this long before committing them in one transaction. Every
-    batch costs a fixed amount of CPU in each process it crosses, so a longer window means
-    bigger batches and more throughput per core, for that much more latency (chat bench,
-    docs/benchmarks.md, before the collector policy: 2 ms about 700-900 msgs/s, 5 ms 854,
-    8 ms 949)."""
+    group_commit_ms: float = Field(8.0, ge=0, le=100)
+    """A shard gathers mutations this long (from the oldest one's arrival, less what it waited
+    at its gateway) before committing them in one transaction. Every batch costs a fixed amount
+    of CPU in each process it crosses, so a longer window means bigger batches and less CPU
+    per message, for that much more latency. One shard on one core, chat at 506 / 1,139 msgs/s
+    (docs/benchmarks.md, ninth session): 5 ms took 55-57 / 70-74 % of the core at ack p50 8.3 /
+    11 ms; 8 ms 48 / 65 % at 11.1 / 14.6 ms (ack p99 25.8 ms at 1,139); 10 ms 45-46 / 59-60 %
+    at 13 / 16 ms."""
     group_commit_max: int = Field(256, ge=1, le=10_000)
     """At most this many mutations per transaction."""
     cell_idle_s: float = Field(300.0, gt=0)
