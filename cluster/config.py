@@ -194,8 +194,9 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(20, ge=1, le=1000)
     """Postgres connections such a process opens at most (a caller waits for a free one)."""
     presence_ttl_s: float = Field(30.0, ge=3, le=3600)
-    """A gateway refreshes its presence entries every third of this; a dead gateway's users
-    vanish from presence after it."""
+    """A gateway refreshes its presence entries every third of this (in ten rounds, a tenth of
+    its streams each, so no round holds its event loop for all of them); a dead gateway's
+    users vanish from presence after it."""
 
     # -- sockets and limits -------------------------------------------------------------------
     public_url: str | None = Field(None, pattern=r"^https?://[^/\s]+/?$")

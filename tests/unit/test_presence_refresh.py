@@ -75,3 +75,25 @@ def test_a_refresh_sends_each_member_once_in_bounded_round_trips() -> None:
         assert sum(len(c[2]) for c in trip if c[0] == "zadd") <= REFRESH_BATCH + 1
     assert redis.round_trips[0][0] == ("zadd", "hl:pr:gateways", redis.round_trips[0][0][2])
     assert len(redis.round_trips) >= 3
+
+
+def test_the_rounds_of_a_period_refresh_every_stream_once() -> None:
+    redis = FakeRedis()
+    presence = Presence(redis, "gw", 30.0)  # type: ignore[arg-type]
+    streams = [f"room:{i}" for i in range(40)]
+    for stream in streams:
+        presence._local[stream] = {"u": 1}
+    parts = presence_module.REFRESH_SLICES
+    for part in range(parts):
+        asyncio.run(presence._refresh(part, parts))
+    refreshed = [
+        command[1]
+        for trip in redis.round_trips
+        for command in trip
+        if command[0] == "zadd" and command[1] != "hl:pr:gateways"
+    ]
+    assert sorted(refreshed) == sorted(presence_module._key(s) for s in streams)
+    gateway_entries = [c for t in redis.round_trips for c in t if c[1] == "hl:pr:gateways"]
+    assert len([c for c in gateway_entries if c[0] == "zadd"]) == parts  # every round
+    rounds_used = {presence_module._slice(s, parts) for s in streams}
+    assert len(rounds_used) > parts // 2  # spread over the period, not all in one round
