@@ -120,10 +120,14 @@ def _services_ctx(
             app[METRICS].watch(notifier.gauges)
             app[METRICS].watch_counts(
                 "loop_failures",
-                "failures of this gateway's background loops and the notifier actor's, by loop"
-                " (services/loops.py)",
+                "failures of this gateway's background loops, the notifier actor's and the"
+                " control actor's, by loop (services/loops.py)",
                 ("loop",),
-                lambda: [*services.loops.items(), *notifier.loop_items()],
+                lambda: [
+                    *services.loops.items(),
+                    *notifier.loop_items(),
+                    *services.control.loop_items(),
+                ],
             )
             yield
             recheck.cancel()
@@ -200,6 +204,7 @@ async def metrics_view(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     await services.cluster.view_of.snapshot()  # the shards' stats, cached
     await services.notifier.refresh()  # the notifier actor's counts
+    await services.control.refresh()  # the control actor's loops
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 

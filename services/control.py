@@ -248,6 +248,13 @@ class Control(Protocol):
         self, action: str, staff: Staff | None, args: dict[str, Any]
     ) -> dict[str, Any]: ...
 
+    async def refresh(self) -> None:
+        """Read the control actor's loop failures now (``/metrics`` calls it)."""
+
+    def loop_items(self) -> list[tuple[tuple[str], float]]:
+        """Its loops' failed rounds as ``hl_loop_failures{loop}`` pairs (last read)."""
+        ...
+
 
 def unwrap(reply: dict[str, Any]) -> dict[str, Any]:
     if reply.get("ok"):
@@ -264,6 +271,12 @@ class LocalControl:
     async def call(self, action: str, staff: Staff | None, args: dict[str, Any]) -> dict[str, Any]:
         return unwrap(await self.host.call(action, staff_data(staff), args))
 
+    async def refresh(self) -> None:
+        """Nothing to read: an in-process host runs no loops of its own."""
+
+    def loop_items(self) -> list[tuple[tuple[str], float]]:
+        return []
+
 
 SLOW_ACTIONS: dict[str, float] = {"cluster.scale": 180.0}
 """Actions that may take longer than ``control_call_timeout_s`` (a scale starts shard actors,
@@ -272,29 +285,53 @@ waits ``shard_start_timeout_s`` at most, and drains for ``scale_drain_s``): thei
 
 class RayControl:
     """The named, detached control actor, found by name on first use (and again after a
-    failure: Ray restarts it under the same name)."""
+    failure: Ray restarts it under the same name). Owns the last loop failures the actor
+    answered (``refresh``; ``up`` False while it does not answer, the last counts kept)."""
 
     def __init__(self, name: str, namespace: str, timeout_s: float) -> None:
         self.name = name
         self.namespace = namespace
         self.timeout_s = timeout_s
+        self.loop_failures: dict[str, float] = {}
+        self.up = False
         self._handle: Any = None
 
-    def _actor(self) -> Any:
+    async def _actor(self) -> Any:
         import ray
 
         if self._handle is None:
-            try:
-                self._handle = ray.get_actor(self.name, namespace=self.namespace)
+            try:  # a blocking call to Ray's control server: off the gateway's loop (rule 6)
+                self._handle = await asyncio.to_thread(
+                    ray.get_actor, self.name, namespace=self.namespace
+                )
             except ValueError:
                 raise Unavailable("the control actor is not running") from None
         return self._handle
+
+    async def refresh(self) -> None:
+        """Read the actor's loop failures (``background``), bounded by ``timeout_s``."""
+        import ray.exceptions
+
+        try:
+            actor = await asyncio.wait_for(self._actor(), self.timeout_s)
+            answer = await asyncio.wait_for(actor.background.remote(), self.timeout_s)
+        except (Unavailable, ray.exceptions.RayError, TimeoutError) as exc:
+            self._handle = None
+            if self.up:
+                log.warning("the control actor did not answer its loops: %r", exc)
+            self.up = False
+            return
+        self.loop_failures = {str(k): float(n) for k, n in answer["loop_failures"].items()}
+        self.up = True
+
+    def loop_items(self) -> list[tuple[tuple[str], float]]:
+        return [((name,), n) for name, n in self.loop_failures.items()]
 
     async def call(self, action: str, staff: Staff | None, args: dict[str, Any]) -> dict[str, Any]:
         import ray.exceptions
 
         try:
-            ref = self._actor().call.remote(action, staff_data(staff), args)
+            ref = (await self._actor()).call.remote(action, staff_data(staff), args)
             reply = await asyncio.wait_for(ref, max(self.timeout_s, SLOW_ACTIONS.get(action, 0)))
         except (ray.exceptions.RayError, TimeoutError) as exc:
             self._handle = None

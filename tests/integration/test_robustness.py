@@ -14,7 +14,8 @@ import ray
 from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
-from gateway.context import SERVICES
+from gateway.context import METRICS, SERVICES
+from services.control import RayControl
 from tests.integration.client import Api
 
 pytestmark = pytest.mark.integration
@@ -210,3 +211,15 @@ async def test_health_ready_metrics_openapi(api: Api, server: TestServer) -> Non
     assert status == 200 and spec["openapi"].startswith("3.")
     routes = {r.resource.canonical for r in server.app.router.routes() if r.resource}
     assert routes <= set(spec["paths"]), routes - set(spec["paths"])
+
+
+async def test_metrics_show_the_control_actors_loop_failures(api: Api, server: TestServer) -> None:
+    """``/metrics`` asks the control actor for its loops' failed rounds (``background``) and
+    exports them in ``hl_loop_failures`` beside the gateway's and the notifier's."""
+    control = server.app[SERVICES].control
+    assert isinstance(control, RayControl)
+    status, _ = await api.get("/metrics")
+    assert status == 200 and control.up  # the scrape reached the actor
+    control.loop_failures = {"money": 3.0}  # as a failed payout round would answer
+    text = server.app[METRICS].render().decode()
+    assert 'hl_loop_failures_total{loop="money"} 3.0' in text.splitlines()
