@@ -1,0 +1,36 @@
+-- An order's lines no longer check a foreign key to their order nor to their listing (issue 20,
+-- docs/benchmarks.md "Ninth session: Postgres per checkout, counted"), as 0031 and 0032 did for
+-- the checkout's other keys. Each check was a `SELECT 1 FROM ONLY <table> WHERE id = $1 FOR KEY
+-- SHARE` per line, run by a trigger at the end of the statement that wrote the line: 2.94
+-- statements a checkout in the flash sale (1.47 each; pg_stat_statements 18 counts both under
+-- one entry, their texts differing only in the table), each a tuple lock on a row the same
+-- statement had just inserted (the order) or updated (the listing's stock).
+--
+-- Who guarantees the order exists, writer by writer (tests/integration/test_order_lines.py
+-- runs each of them and finds no line without its order or its listing):
+-- * the reservation from SQL (store/order_writes.py `_RESERVE`): the lines are inserted from the
+--   RETURNING of the order's insert in the same statement (`ol ... FROM o, w`): no order
+--   written, no line.
+-- * the reservation from the owner's memory (actors/market_ops.py `_reserve_in_memory`): the
+--   order (`ORDERS`) and its lines (`ORDER_LINES`) are deferred by the same command, and one
+--   command's deferred rows are always written by one statement (actors/group_commit.py: the
+--   batch's statement on the fast path, the command's own in its savepoint on the careful
+--   path), so both commit or neither does.
+-- * store/market_store.py `insert_order` (no caller today) inserts the lines from the order's
+--   RETURNING in the same statement too.
+-- * bench/analytics.py's seed writes the lines of the orders it writes, from the same
+--   temporary table in the same transaction (a benchmark's own database).
+-- Orders are never deleted (no code path deletes one; a failed or cancelled order stays with its
+-- status) and no line is ever moved to another order (order_lines are never updated).
+--
+-- Who guarantees the listing exists: a line is written only with the stock it takes, in the same
+-- statement, and that statement fails or writes nothing unless every line's listing row is
+-- there: from SQL, `_RESERVE` locks the listings (`FOR NO KEY UPDATE`) and writes nothing unless
+-- each line found its row (`ok`); from memory, every listing a batch takes from has a checked
+-- compare-and-set row (`TAKEN`: the batch statement fails unless it updated that listing's row).
+-- Either way the listing row is locked by the writing transaction until it commits, and
+-- listings are never deleted (a vendor's delete sets `deleted_at`; the row stays). The bench
+-- seed above takes its lines' listings from a join with `listings`.
+-- Every other foreign key stays.
+ALTER TABLE order_lines DROP CONSTRAINT order_lines_order_id_fkey,
+    DROP CONSTRAINT order_lines_listing_id_fkey;
