@@ -410,7 +410,8 @@ class Settings(BaseSettings):
     smtp_url: str | None = Field(None, pattern=r"^smtps?://")
     """SMTP server of notification and account emails: ``smtp://[user:pass@]host[:port]``
     (``?starttls=1`` to upgrade), ``smtps://`` for TLS from the start. Unset: no email is
-    sent (the notifier settles email deliveries ``skipped``, "no SMTP server configured")."""
+    sent (the notification trigger queues none, migration 0034; one queued otherwise, a
+    digest, is settled ``skipped``, "no SMTP server configured")."""
     smtp_from: str = "Hyperlocal <no-reply@hyperlocal.invalid>"
     """From address of every email."""
     smtp_timeout_s: float = Field(15.0, gt=0, le=120)

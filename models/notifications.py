@@ -80,6 +80,13 @@ def kind_rows() -> list[tuple[str, bool, bool, bool, bool]]:
     return [(k, d.inapp, d.email, d.push, k in DIGEST_KINDS) for k, d in KINDS.items()]
 
 
+def open_channels(smtp: bool) -> dict[str, bool]:
+    """The channels a deployment can deliver on, as the trigger reads them (table
+    ``notification_channels``, migration 0034): email only with an SMTP server, push always
+    (the deployment's own VAPID keys; a user without a device still gets no push row)."""
+    return {"email": smtp, "push": True}
+
+
 def settings_kind(kind: str) -> str:
     """The preference entry a notification kind falls under (``moderation.removed`` under
     ``moderation``; an unknown kind under itself, with the fallback defaults)."""

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from cluster.config import Settings
 from models.cells import Geo
 from models.ids import new_id
-from models.notifications import kind_rows
+from models.notifications import kind_rows, open_channels
 from models.placement import Placement
 from payments import PaymentProvider, providers_from
 from payments.stripe_transfers import StripeTransfers
@@ -269,6 +269,7 @@ async def _open_services(
         links = Links(settings, db, keys)
         await links.start()
         await notifications_store.sync_kinds(db, kind_rows())  # the trigger's defaults
+        await notifications_store.sync_channels(db, open_channels(bool(settings.smtp_url)))
         services = Services(
             settings=settings,
             db=db,

@@ -8,6 +8,7 @@ module reads them, marks them read, and claims and settles deliveries for the no
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,6 +183,19 @@ async def sync_kinds(db: Db, rows: list[tuple[str, bool, bool, bool, bool]]) -> 
         " $5::boolean[]) ON CONFLICT (kind) DO UPDATE SET inapp = EXCLUDED.inapp,"
         " email = EXCLUDED.email, push = EXCLUDED.push, digest = EXCLUDED.digest",
         *(list(column) for column in zip(*rows, strict=True)),
+    )
+
+
+async def sync_channels(db: Db, open_channels: Mapping[str, bool]) -> None:
+    """Write which channels the deployment can deliver on (the trigger writes no delivery row
+    on a closed one: migration 0034), e.g. ``{"email": False, "push": True}`` without SMTP."""
+    await db.execute(
+        "INSERT INTO notification_channels (channel, open)"
+        " SELECT * FROM unnest($1::text[], $2::boolean[])"
+        " ON CONFLICT (channel) DO UPDATE SET open = EXCLUDED.open"
+        " WHERE notification_channels.open IS DISTINCT FROM EXCLUDED.open",
+        list(open_channels),
+        list(open_channels.values()),
     )
 
 

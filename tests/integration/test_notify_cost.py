@@ -9,9 +9,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
-from models.notifications import kind_rows
+from gateway.app import build_app
+from models.notifications import kind_rows, open_channels
 from services.notifier import WAKE_CHANNEL
 from store import notifications_store as st
 from store.admin_store import inbox_event
@@ -142,6 +144,78 @@ async def test_every_gateway_wrote_the_kinds_the_trigger_reads(settings: Setting
     finally:
         await conn.close()
     assert sorted(tuple(r) for r in rows) == sorted(kind_rows())
+
+
+async def _open_channels(settings: Settings) -> dict[str, bool]:
+    rows = await mk.fetch(settings, "SELECT channel, open FROM notification_channels")
+    return {r["channel"]: r["open"] for r in rows}
+
+
+async def _started(settings: Settings) -> None:
+    """A gateway of ``settings`` started and stopped (what it writes at start stays)."""
+    srv = TestServer(build_app(settings), host="127.0.0.1", port=0)
+    await srv.start_server()
+    await srv.close()
+
+
+async def test_a_gateway_writes_the_channels_its_settings_can_deliver(settings: Settings) -> None:
+    """Email is open only where an SMTP server is configured: a gateway without one closes it
+    at start (migration 0034), one with it (the session's) opens it again."""
+    assert settings.smtp_url  # the session's SMTP sink
+    assert await _open_channels(settings) == {"email": True, "push": True}
+    try:
+        await _started(settings.model_copy(update={"smtp_url": None}))
+        closed = await _open_channels(settings)
+        await _started(settings)
+        reopened = await _open_channels(settings)
+    finally:  # the session's deployment has SMTP, whatever failed above
+        conn = await mk.db(settings)
+        try:
+            await st.sync_channels(conn, open_channels(True))
+        finally:
+            await conn.close()
+    assert closed == {"email": False, "push": True}
+    assert reopened == {"email": True, "push": True}
+
+
+async def test_without_smtp_no_email_is_queued_and_push_still_is(
+    api: Api, settings: Settings
+) -> None:
+    """A deployment without an SMTP server (its gateways write ``email`` closed at start,
+    migration 0034): the trigger queues no email, so a paid order of a user without a device
+    queues nothing (and wakes no notifier: nothing queued, no NOTIFY); a device still gets its
+    push, and the centre lists every notification as before. Closed inside a transaction here,
+    rolled back: the session's deployment has SMTP."""
+    user = await api.signup("nosmtp")
+    order = {"order": {"id": "o3", "status": "paid", "buyer_id": user.id}}
+    follow = {"kind": "user.followed", "by": "someone"}
+    conn = await mk.db(settings)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await st.sync_channels(conn, open_channels(False))
+            assert await _channels(conn, user.id, "order.updated", order) == []
+            await _set(conn, user.id, '{"kinds": {"user.followed": {"email": true}}}')
+            assert await _channels(conn, user.id, "notification", follow) == []  # a fold too
+            await conn.execute(
+                "INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth)"
+                " VALUES ($1, $2, 'k', 'a')",
+                f"https://push.invalid/{user.id}",
+                user.id,
+            )
+            assert await _channels(conn, user.id, "order.updated", order) == ["push"]
+            assert await _channels(conn, user.id, "notification", follow) == ["push"]
+            listed = await conn.fetchval(
+                "SELECT count(*) FROM notifications WHERE user_id = $1", user.id
+            )
+            assert listed == 4
+        finally:
+            await tx.rollback()
+        # the session's channels again (open): the same order queues its email
+        assert await _channels(conn, user.id, "order.updated", order) == ["email"]
+    finally:
+        await conn.close()
 
 
 async def test_one_notify_per_transaction_and_none_for_nothing_queued(

@@ -4,6 +4,7 @@ a 5xx is retried; direct messages are pushed only to a recipient who is offline.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import redis.asyncio as aioredis
 from cluster.config import Settings
 from tests.integration import market_kit as mk
 from tests.integration.client import Api, User
-from tests.integration.notify_kit import Device, PushService, eventually
+from tests.integration.notify_kit import Device, MailSink, PushService, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -180,6 +181,41 @@ async def test_a_direct_message_is_pushed_only_when_the_recipient_is_offline(
     # the sender's own copy of the message is never a notification
     assert all(r["kind"] != "chat.message" for r in await _rows(settings, alice.id))
     await a.close()
+
+
+async def test_a_paid_order_is_emailed_and_pushed_once(
+    api: Api, push: PushService, settings: Settings, mail_sink: MailSink
+) -> None:
+    """A checkout's paid step reaches the buyer once by email and once on their device (the
+    trigger's channels, migration 0034: both open in this deployment), each one delivery row
+    settled ``sent``; nothing goes out twice."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, 142), "once-shop")
+    item = await mk.listing(api, seller.access_token, title="Tart", stock=3, price=500)
+    buyer = await api.signup("once-buyer")
+    phone = await _device(api, push, buyer)
+    ws = await api.connect(buyer)
+    try:
+        reply = await mk.buy(ws, item["id"], 1, mk.APPROVE)
+    finally:
+        await ws.close()
+    assert reply["ok"], reply
+    subject = "Your order was updated"
+    await mail_sink.wait_for(buyer.email, subject=subject)
+
+    async def settled() -> list[tuple[str, str]]:
+        rows = await mk.fetch(
+            settings,
+            "SELECT channel, status FROM notification_deliveries"
+            " WHERE user_id = $1 AND kind = 'order.status' ORDER BY channel",
+            buyer.id,
+        )
+        done = [(r["channel"], r["status"]) for r in rows]
+        return done if all(status != "pending" for _, status in done) and phone.received else []
+
+    assert await eventually(settled) == [("email", "sent"), ("push", "sent")]
+    await asyncio.sleep(0.5)  # a second send would be here by now
+    assert len([m for m in mail_sink.to(buyer.email) if m["Subject"] == subject]) == 1
+    assert [m["kind"] for m in phone.received] == ["order.status"]
 
 
 async def test_subscriptions_refuse_bad_input_and_delete_only_ones_own(
