@@ -10,7 +10,8 @@ Three windows of ``--seconds`` each, counted with ``pg_stat_database`` (``xact_c
 ``tup_inserted + tup_updated + tup_deleted``): idle (the server's own background), the producer
 alone, the producer with the notifier. The notifier's commits per inbox event are
 ``(with - alone) / events``; ``--scenario flash`` is the flash sale's case (default preferences,
-no SMTP configured, no push device: nothing can be delivered but the emails' skip);
+no SMTP configured, no push device: nothing can be delivered, and since migration 0034 the
+trigger queues no email either, as a gateway without SMTP closes that channel at start);
 ``--scenario deliver`` gives every user a push device and SMTP on loopback (all delivered).
 
     python -m bench.notify_cost                     # flash, 25 transactions/s, 10 s windows
@@ -33,6 +34,8 @@ import asyncpg
 
 from bench.notify_burst import Sinks, _keys
 from cluster.config import Settings, load_settings
+from models.notifications import open_channels
+from store import notifications_store
 from store.db import create_pool
 
 _STATS = (
@@ -129,6 +132,8 @@ async def measure(settings: Settings, scenario: str, rate: float, seconds: float
         await sinks.start()
         settings = settings.model_copy(update={"smtp_url": sinks.smtp_url})
     db = await create_pool(url, min_size=2, max_size=10)
+    # what a gateway of these settings writes at start: the channels the trigger may queue on
+    await notifications_store.sync_channels(db, open_channels(bool(settings.smtp_url)))
     redis = aioredis.Redis.from_url(redis_url)
     keys = Keys(settings)
     push = WebPush(settings, db, keys)
