@@ -962,11 +962,20 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(args.pause)
             lines = plan(args, s, rate, args.step_seconds, args.hot_share)
             result, late = await run_step(driver, metered, idle, hot_ids, lines, rate, args)
-            merge_statements(seen, result.pop("pg_statements_seen", {}))
+            step_seen = result.pop("pg_statements_seen", {})
+            merge_statements(seen, step_seen)
+            if step_seen:  # this step's sums too: the sweep's list below is of every step
+                sums = pg_statements_top(step_seen, 0, result["answered"])
+                result["pg_statements"] = {k: v for k, v in sums.items() if k != "statements"}
             out["steps"].append(result)
             say(f"[{driver.name}] {rate:,.0f}/s: {'pass' if result['pass'] else 'FAIL'}"
                 f" {summary(result)}")  # fmt: skip
             say(f"[{driver.name}]   {cpu_summary(result)}")
+            if step_seen:
+                sums = result["pg_statements"]
+                say(f"[{driver.name}]   Postgres statements per checkout answered:"
+                    f" {sums['toplevel_calls']:.2f} top-level, {sums['nested_calls']:.2f} run"
+                    " by triggers and functions")  # fmt: skip
             await settle_late(late)
         if seen:
             answered = sum(r["answered"] for r in out["steps"])
@@ -1273,9 +1282,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--pg-statements", type=int, default=0, metavar="N",
                    help="count ours' Postgres statements per checkout in the steps' windows"
-                   " and print the N of most calls (needs --ours-env 'HL_EMBEDDED_PG_OPTIONS=-c"
-                   " shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track"
-                   "=all')")  # fmt: skip
+                   " (each step's sums, then every step's N of most calls; needs --ours-env"
+                   " 'HL_EMBEDDED_PG_OPTIONS=-c shared_preload_libraries=pg_stat_statements"
+                   " -c pg_stat_statements.track=all')")  # fmt: skip
     hidden = argparse.SUPPRESS  # a part's own flags, given by the parent
     p.add_argument("--part", choices=TARGETS, help=hidden)
     p.add_argument("--url", help=hidden)
