@@ -11,7 +11,7 @@ Three windows of ``--seconds`` each, counted with ``pg_stat_database`` (``xact_c
 alone, the producer with the notifier. The notifier's commits per inbox event are
 ``(with - alone) / events``; ``--scenario flash`` is the flash sale's case (default preferences,
 no SMTP configured, no push device: nothing can be delivered, and since migration 0034 the
-trigger queues no email either, as a gateway without SMTP closes that channel at start);
+trigger queues no email either, as a notifier without SMTP closes that channel when it opens);
 ``--scenario deliver`` gives every user a push device and SMTP on loopback (all delivered).
 
     python -m bench.notify_cost                     # flash, 25 transactions/s, 10 s windows
@@ -132,7 +132,7 @@ async def measure(settings: Settings, scenario: str, rate: float, seconds: float
         await sinks.start()
         settings = settings.model_copy(update={"smtp_url": sinks.smtp_url})
     db = await create_pool(url, min_size=2, max_size=10)
-    # what a gateway of these settings writes at start: the channels the trigger may queue on
+    # what a notifier of these settings writes when it opens: the channels the trigger may queue on
     await notifications_store.sync_channels(db, open_channels(bool(settings.smtp_url)))
     redis = aioredis.Redis.from_url(redis_url)
     keys = Keys(settings)

@@ -269,7 +269,6 @@ async def _open_services(
         links = Links(settings, db, keys)
         await links.start()
         await notifications_store.sync_kinds(db, kind_rows())  # the trigger's defaults
-        await notifications_store.sync_channels(db, open_channels(bool(settings.smtp_url)))
         services = Services(
             settings=settings,
             db=db,
@@ -360,6 +359,9 @@ async def open_notifier(
             await links.start()
             presence = Presence(redis, new_id(), settings.presence_ttl_s)  # asks, never enters
             mailer = Mailer(settings) if settings.smtp_url else None
+            # what the trigger may queue: the channels this notifier, their one deliverer, can
+            # deliver on (a gateway's settings do not decide where the notifier's SMTP is)
+            await notifications_store.sync_channels(db, open_channels(mailer is not None))
             yield Notifier(settings, db, redis, keys, presence, push, mailer, links, failures)
         finally:
             await push.close()

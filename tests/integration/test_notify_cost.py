@@ -9,11 +9,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
-from gateway.app import build_app
 from models.notifications import kind_rows, open_channels
+from services.container import open_notifier
 from services.notifier import WAKE_CHANNEL
 from store import notifications_store as st
 from store.admin_store import inbox_event
@@ -151,22 +150,21 @@ async def _open_channels(settings: Settings) -> dict[str, bool]:
     return {r["channel"]: r["open"] for r in rows}
 
 
-async def _started(settings: Settings) -> None:
-    """A gateway of ``settings`` started and stopped (what it writes at start stays)."""
-    srv = TestServer(build_app(settings), host="127.0.0.1", port=0)
-    await srv.start_server()
-    await srv.close()
+async def _opened(settings: Settings) -> None:
+    """A notifier of ``settings`` opened and closed (what it writes when it opens stays)."""
+    async with open_notifier(settings):
+        pass
 
 
-async def test_a_gateway_writes_the_channels_its_settings_can_deliver(settings: Settings) -> None:
-    """Email is open only where an SMTP server is configured: a gateway without one closes it
-    at start (migration 0034), one with it (the session's) opens it again."""
+async def test_the_notifier_writes_the_channels_it_can_deliver_on(settings: Settings) -> None:
+    """Email is open only where the notifier has an SMTP server: one without closes it when it
+    opens (migration 0034), one with it (the session's) opens it again."""
     assert settings.smtp_url  # the session's SMTP sink
     assert await _open_channels(settings) == {"email": True, "push": True}
     try:
-        await _started(settings.model_copy(update={"smtp_url": None}))
+        await _opened(settings.model_copy(update={"smtp_url": None}))
         closed = await _open_channels(settings)
-        await _started(settings)
+        await _opened(settings)
         reopened = await _open_channels(settings)
     finally:  # the session's deployment has SMTP, whatever failed above
         conn = await mk.db(settings)
@@ -181,7 +179,7 @@ async def test_a_gateway_writes_the_channels_its_settings_can_deliver(settings: 
 async def test_without_smtp_no_email_is_queued_and_push_still_is(
     api: Api, settings: Settings
 ) -> None:
-    """A deployment without an SMTP server (its gateways write ``email`` closed at start,
+    """A deployment without an SMTP server (its notifier writes ``email`` closed when it opens,
     migration 0034): the trigger queues no email, so a paid order of a user without a device
     queues nothing (and wakes no notifier: nothing queued, no NOTIFY); a device still gets its
     push, and the centre lists every notification as before. Closed inside a transaction here,
