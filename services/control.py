@@ -35,6 +35,7 @@ from services.admin import AdminService, RefundBody, RolesBody, SuspendBody
 from services.appeals import AppealService, DecideBody
 from services.disputes import DisputeService, ResolveDisputeBody
 from services.moderation import ModerationService, RemoveBody, ResolveBody
+from services.named_actor import NamedActor
 from services.payout_holds import HoldBody, PayoutHolds, ReleaseBody
 from services.payouts import Payouts
 from services.risk import ReviewBody, RiskReview
@@ -284,39 +285,34 @@ waits ``shard_start_timeout_s`` at most, and drains for ``scale_drain_s``): thei
 
 
 class RayControl:
-    """The named, detached control actor, found by name on first use (and again after a
-    failure: Ray restarts it under the same name). Owns the last loop failures the actor
+    """The named, detached control actor (``NamedActor``). Owns the last loop failures it
     answered (``refresh``; ``up`` False while it does not answer, the last counts kept)."""
 
-    def __init__(self, name: str, namespace: str, timeout_s: float) -> None:
-        self.name = name
-        self.namespace = namespace
+    def __init__(
+        self, name: str, namespace: str, timeout_s: float, stats_timeout_s: float = 2.0
+    ) -> None:
+        self.actor = NamedActor(name, namespace)
         self.timeout_s = timeout_s
+        self.stats_timeout_s = stats_timeout_s
+        """``refresh``'s bound: a scrape of ``/metrics`` must not wait out an action's."""
         self.loop_failures: dict[str, float] = {}
         self.up = False
-        self._handle: Any = None
 
     async def _actor(self) -> Any:
-        import ray
-
-        if self._handle is None:
-            try:  # a blocking call to Ray's control server: off the gateway's loop (rule 6)
-                self._handle = await asyncio.to_thread(
-                    ray.get_actor, self.name, namespace=self.namespace
-                )
-            except ValueError:
-                raise Unavailable("the control actor is not running") from None
-        return self._handle
+        try:
+            return await self.actor.handle()
+        except LookupError:
+            raise Unavailable("the control actor is not running") from None
 
     async def refresh(self) -> None:
-        """Read the actor's loop failures (``background``), bounded by ``timeout_s``."""
+        """Read the actor's loop failures (``background``), bounded by ``stats_timeout_s``."""
         import ray.exceptions
 
         try:
-            actor = await asyncio.wait_for(self._actor(), self.timeout_s)
-            answer = await asyncio.wait_for(actor.background.remote(), self.timeout_s)
+            actor = await asyncio.wait_for(self._actor(), self.stats_timeout_s)
+            answer = await asyncio.wait_for(actor.background.remote(), self.stats_timeout_s)
         except (Unavailable, ray.exceptions.RayError, TimeoutError) as exc:
-            self._handle = None
+            self.actor.forget()
             if self.up:
                 log.warning("the control actor did not answer its loops: %r", exc)
             self.up = False
@@ -334,7 +330,7 @@ class RayControl:
             ref = (await self._actor()).call.remote(action, staff_data(staff), args)
             reply = await asyncio.wait_for(ref, max(self.timeout_s, SLOW_ACTIONS.get(action, 0)))
         except (ray.exceptions.RayError, TimeoutError) as exc:
-            self._handle = None
+            self.actor.forget()
             log.warning("control actor call %s failed: %r", action, exc)
             raise Unavailable("the control actor is unavailable; try again") from None
         return unwrap(reply)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+
+from services.named_actor import NamedActor
 
 log = logging.getLogger("hyperlocal.notifier")
 
@@ -21,38 +22,22 @@ class NotifierClient:
     first use, and again after a failure: Ray restarts it under the same name)."""
 
     def __init__(self, name: str, namespace: str, timeout_s: float = 2.0) -> None:
-        self.name = name
-        self.namespace = namespace
+        self.actor = NamedActor(name, namespace)
         self.timeout_s = timeout_s
         self.outcomes: dict[tuple[str, str], float] = {}
         self.queued: dict[str, float] = {}
         self.loop_failures: dict[str, float] = {}
         self.up = False
-        self._handle: Any = None
-
-    async def _actor(self) -> Any:
-        import ray
-
-        if self._handle is None:
-            if not ray.is_initialized():
-                raise LookupError("this process is not connected to Ray")
-            try:  # a blocking call to Ray's control server: off the gateway's loop (rule 6)
-                self._handle = await asyncio.to_thread(
-                    ray.get_actor, self.name, namespace=self.namespace
-                )
-            except ValueError:
-                raise LookupError(f"no notifier actor {self.name!r} is running") from None
-        return self._handle
 
     async def refresh(self) -> None:
         """Read the actor's counters now (bounded by ``timeout_s``)."""
         import ray.exceptions
 
         try:
-            actor = await asyncio.wait_for(self._actor(), self.timeout_s)
+            actor = await asyncio.wait_for(self.actor.handle(), self.timeout_s)
             stats = await asyncio.wait_for(actor.stats.remote(), self.timeout_s)
         except (LookupError, ray.exceptions.RayError, TimeoutError) as exc:
-            self._handle = None
+            self.actor.forget()
             if self.up:
                 log.warning("the notifier actor did not answer its stats: %r", exc)
             self.up = False
