@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import h3
+import ray
 
 from cluster.config import Settings
 from tests.integration.client import Api, User, Ws
@@ -113,3 +114,30 @@ async def refund_of(settings: Settings, order_id: str) -> asyncpg.Record:
         await conn.close()
     assert row is not None, f"no refund for order {order_id}"
     return row
+
+
+async def slow_batches(settings: Settings) -> int:
+    """Careful re-runs of every shard's group committer so far (``stats``' ``slow_batches``)."""
+    stats = [
+        await ray.get_actor(name, namespace=settings.ray_namespace).stats.remote()
+        for name in settings.shard_names()
+    ]
+    return sum(int(s["slow_batches"]) for s in stats)
+
+
+async def open_group(settings: Settings, buyer_id: str, currency: str, amount: int = 0) -> str:
+    """A new open order group of ``buyer_id`` (what a checkout makes first), its id."""
+    group = uuid.uuid4().hex
+    conn = await db(settings)
+    try:
+        await conn.execute(
+            "INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount, currency)"
+            " VALUES ($1, $2, $1, 'open', '[]'::jsonb, $4, $3)",
+            group,
+            buyer_id,
+            currency,
+            amount,
+        )
+    finally:
+        await conn.close()
+    return group

@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 import pytest
-import ray
 from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
@@ -144,31 +143,12 @@ async def test_a_confirmation_records_each_purchase_once(
         await ws.close()
 
 
-async def _slow_batches(settings: Settings) -> int:
-    stats = [
-        await ray.get_actor(name, namespace=settings.ray_namespace).stats.remote()
-        for name in settings.shard_names()
-    ]
-    return sum(int(s["slow_batches"]) for s in stats)
-
-
 async def _reserved(api: Api, settings: Settings, server: TestServer, i: int) -> dict[str, Any]:
     """A pending order reserved straight at its owner (no checkout around it)."""
     seller, _ = await mk.vendor(api, mk.spot(settings, i), f"cost-memory-{i}")
     item = await mk.listing(api, seller.access_token, title="Jar", stock=3, price=500)
     buyer = await api.signup(f"cost-memory-buyer-{i}")
-    group = uuid.uuid4().hex
-    conn = await mk.db(settings)
-    try:
-        await conn.execute(
-            "INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount, currency)"
-            " VALUES ($1, $2, $1, 'open', '[]'::jsonb, 500, $3)",
-            group,
-            buyer.id,
-            item["currency"],
-        )
-    finally:
-        await conn.close()
+    group = await mk.open_group(settings, buyer.id, item["currency"], 500)
     line = {"listing_id": item["id"], "title": item["title"], "qty": 1, "unit_price": 500}
     command = OrderReserve(user_id=buyer.id, key=uuid.uuid4().hex, vendor_id=item["vendor_id"],
                            group_id=group, items=(line,), total=500, currency=item["currency"],
@@ -180,7 +160,7 @@ async def test_a_confirmation_from_memory_is_what_postgres_then_holds(
     api: Api, settings: Settings, server: TestServer
 ) -> None:
     order = await _reserved(api, settings, server, 35)
-    slow = await _slow_batches(settings)
+    slow = await mk.slow_batches(settings)
     who = Actor(SYSTEM, f"test-confirm-{uuid.uuid4().hex}")
     done = await server.app[SERVICES].market.step(who, order["id"], "confirm", SYSTEM, "paid")
     assert done["order"]["status"] == "paid" and done["order"]["reserved_until"] is None
@@ -192,7 +172,7 @@ async def test_a_confirmation_from_memory_is_what_postgres_then_holds(
     assert row is not None and row["status"] == "paid" and row["reserved_until"] is None
     assert row["updated_at"].isoformat() == done["order"]["updated_at"]  # the same instant
     assert row["reason"] == "paid"
-    assert await _slow_batches(settings) == slow  # the fast path: the row was as remembered
+    assert await mk.slow_batches(settings) == slow  # the fast path: the row was as remembered
 
 
 async def test_a_remembered_order_moved_behind_the_owner_is_decided_from_sql(
@@ -202,12 +182,12 @@ async def test_a_remembered_order_moved_behind_the_owner_is_decided_from_sql(
     conn = await mk.db(settings)
     try:  # what the shard remembers is now stale (no op does this: only a test can)
         await conn.execute("UPDATE orders SET status = 'cancelled' WHERE id = $1", order["id"])
-        slow = await _slow_batches(settings)
+        slow = await mk.slow_batches(settings)
         who = Actor(SYSTEM, f"test-confirm-{uuid.uuid4().hex}")
         with pytest.raises(Conflict):  # a cancelled order cannot be confirmed
             await server.app[SERVICES].market.step(who, order["id"], "confirm", SYSTEM, "paid")
         # the compare-and-set refused the remembered step: the batch ran carefully, from SQL
-        assert await _slow_batches(settings) == slow + 1
+        assert await mk.slow_batches(settings) == slow + 1
         status = await conn.fetchval("SELECT status FROM orders WHERE id = $1", order["id"])
         bought = await conn.fetchval(
             "SELECT count(*) FROM interactions WHERE item_id = $1 AND kind = 'purchase'",

@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-import ray
 from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
@@ -34,30 +33,11 @@ _ORPHANS = (
 )
 
 
-async def _slow_batches(settings: Settings) -> int:
-    stats = [
-        await ray.get_actor(name, namespace=settings.ray_namespace).stats.remote()
-        for name in settings.shard_names()
-    ]
-    return sum(int(s["slow_batches"]) for s in stats)
-
-
 async def _reserve(
     server: TestServer, settings: Settings, buyer: User, item: dict[str, Any], qty: int
 ) -> dict[str, Any]:
     """One ``order.reserve`` of ``qty`` of ``item`` at its owner, in a group of its own."""
-    group = uuid.uuid4().hex
-    conn = await mk.db(settings)
-    try:
-        await conn.execute(
-            "INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount, currency)"
-            " VALUES ($1, $2, $1, 'open', '[]'::jsonb, 0, $3)",
-            group,
-            buyer.id,
-            item["currency"],
-        )
-    finally:
-        await conn.close()
+    group = await mk.open_group(settings, buyer.id, item["currency"])
     line = {"listing_id": item["id"], "title": item["title"], "qty": qty,
             "unit_price": item["price"]}  # fmt: skip
     command = OrderReserve(user_id=buyer.id, key=uuid.uuid4().hex, vendor_id=item["vendor_id"],
@@ -92,9 +72,9 @@ async def test_every_path_that_writes_lines_writes_their_order(
         await conn.execute("UPDATE listings SET stock = 8 WHERE id = $1", bread["id"])
     finally:
         await conn.close()
-    slow = await _slow_batches(settings)
+    slow = await mk.slow_batches(settings)
     from_sql = await _reserve(server, settings, buyer, bread, 2)
-    assert await _slow_batches(settings) == slow + 1
+    assert await mk.slow_batches(settings) == slow + 1
     assert await _lines(settings, from_sql["id"]) == [(bread["id"], 2)]
     # refusals beside reservations in the same batches: a refused part writes neither
     outcomes = await asyncio.gather(

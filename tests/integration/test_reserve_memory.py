@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import ray
 from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
@@ -26,35 +25,11 @@ from tests.integration.client import Api, User
 pytestmark = pytest.mark.integration
 
 
-async def _slow_batches(settings: Settings) -> int:
-    stats = [
-        await ray.get_actor(name, namespace=settings.ray_namespace).stats.remote()
-        for name in settings.shard_names()
-    ]
-    return sum(int(s["slow_batches"]) for s in stats)
-
-
-async def _group(settings: Settings, buyer: User, currency: str) -> str:
-    group = uuid.uuid4().hex
-    conn = await mk.db(settings)
-    try:
-        await conn.execute(
-            "INSERT INTO order_groups (id, buyer_id, idem_key, status, parts, amount, currency)"
-            " VALUES ($1, $2, $1, 'open', '[]'::jsonb, 0, $3)",
-            group,
-            buyer.id,
-            currency,
-        )
-    finally:
-        await conn.close()
-    return group
-
-
 async def _reserve(
     server: TestServer, settings: Settings, buyer: User, item: dict[str, Any], qty: int
 ) -> dict[str, Any]:
     """One ``order.reserve`` of ``qty`` of ``item`` straight at its owner, in a group of its own."""
-    group = await _group(settings, buyer, item["currency"])
+    group = await mk.open_group(settings, buyer.id, item["currency"])
     line = {"listing_id": item["id"], "title": item["title"], "qty": qty,
             "unit_price": item["price"]}  # fmt: skip
     command = OrderReserve(user_id=buyer.id, key=uuid.uuid4().hex, vendor_id=item["vendor_id"],
@@ -70,11 +45,11 @@ async def test_a_reservation_from_memory_is_what_postgres_then_holds(
     jam = await mk.listing(api, seller.access_token, title="Jam", stock=20, price=300)
     buyer = await api.signup("memory-jam-buyer")
     await _reserve(server, settings, buyer, jam, 1)  # the listing is read once, remembered
-    slow = await _slow_batches(settings)
+    slow = await mk.slow_batches(settings)
     # many reservations of one listing at once: they share batches, each batch one row for it
     orders = await asyncio.gather(*(_reserve(server, settings, buyer, jam, 2) for _ in range(6)))
     assert await mk.stock_of(settings, jam["id"]) == 20 - 1 - 12
-    assert await _slow_batches(settings) == slow  # every one decided from memory
+    assert await mk.slow_batches(settings) == slow  # every one decided from memory
     conn = await mk.db(settings)
     try:
         for order in orders:
@@ -129,11 +104,11 @@ async def test_a_listing_moved_behind_the_owner_is_reserved_from_sql(
     conn = await mk.db(settings)
     try:  # what the shard remembers is now stale (no op does this: only a test can)
         await conn.execute("UPDATE listings SET stock = 1 WHERE id = $1", honey["id"])
-        slow = await _slow_batches(settings)
+        slow = await mk.slow_batches(settings)
         with pytest.raises(OutOfStock) as refused:
             await _reserve(server, settings, buyer, honey, 2)
         # the compare-and-set refused the remembered stock: the batch ran carefully, from SQL
-        assert await _slow_batches(settings) == slow + 1
+        assert await mk.slow_batches(settings) == slow + 1
         assert refused.value.details["available"] == 1
         assert await mk.stock_of(settings, honey["id"]) == 1
         orders = await conn.fetchval(
@@ -155,12 +130,12 @@ async def test_a_release_and_a_vendors_change_keep_memory_and_postgres_agreeing(
     order = await _reserve(server, settings, buyer, pears, 3)
     market = server.app[SERVICES].market
     who = Actor(SYSTEM, f"test-release-{uuid.uuid4().hex}")
-    slow = await _slow_batches(settings)
+    slow = await mk.slow_batches(settings)
     released = await market.step(who, order["id"], "release", SYSTEM, "test")
     assert released["order"]["status"] == "cancelled"
     assert released["order"]["reserved_until"] is None
     assert await mk.stock_of(settings, pears["id"]) == 4  # given back (in memory, then CAS)
-    assert await _slow_batches(settings) == slow  # decided from memory, order and stock
+    assert await mk.slow_batches(settings) == slow  # decided from memory, order and stock
     conn = await mk.db(settings)
     try:
         row = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", order["id"])
@@ -187,7 +162,7 @@ async def test_a_refused_retry_of_a_committed_reservation_answers_its_first_resu
     seller, _ = await mk.vendor(api, mk.spot(settings, 45), "memory-plums")
     plums = await mk.listing(api, seller.access_token, title="Plums", stock=2, price=150)
     buyer = await api.signup("memory-plums-buyer")
-    group = await _group(settings, buyer, plums["currency"])
+    group = await mk.open_group(settings, buyer.id, plums["currency"])
     line = {"listing_id": plums["id"], "title": "Plums", "qty": 2, "unit_price": 150}
     first = OrderReserve(user_id=buyer.id, key=uuid.uuid4().hex, vendor_id=plums["vendor_id"],
                          group_id=group, items=(line,), total=300, currency=plums["currency"],
@@ -195,7 +170,7 @@ async def test_a_refused_retry_of_a_committed_reservation_answers_its_first_resu
     market = server.app[SERVICES].market
     placed = (await market.mutate(first))["order"]
     assert await mk.stock_of(settings, plums["id"]) == 0
-    slow = await _slow_batches(settings)
+    slow = await mk.slow_batches(settings)
     # sold out now: the retry is refused from memory like the new ones beside it, and the
     # batch's refusals ask for their records in one query: the retry's first result answers it
     outcomes = await asyncio.gather(
@@ -206,5 +181,5 @@ async def test_a_refused_retry_of_a_committed_reservation_answers_its_first_resu
     again = outcomes[0]
     assert isinstance(again, dict) and again["order"]["id"] == placed["id"], outcomes
     assert all(isinstance(o, OutOfStock) for o in outcomes[1:]), outcomes
-    assert await _slow_batches(settings) == slow  # no careful run: refusals write nothing
+    assert await mk.slow_batches(settings) == slow  # no careful run: refusals write nothing
     assert await mk.stock_of(settings, plums["id"]) == 0

@@ -8,7 +8,6 @@ import asyncio
 import uuid
 
 import pytest
-import ray
 from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
@@ -21,14 +20,6 @@ from tests.integration.client import Api
 pytestmark = pytest.mark.integration
 
 
-async def _slow_batches(settings: Settings) -> int:
-    stats = [
-        await ray.get_actor(name, namespace=settings.ray_namespace).stats.remote()
-        for name in settings.shard_names()
-    ]
-    return sum(int(s["slow_batches"]) for s in stats)
-
-
 async def test_out_of_stock_refusals_do_not_rerun_the_batch(
     api: Api, settings: Settings, server: TestServer
 ) -> None:
@@ -37,7 +28,7 @@ async def test_out_of_stock_refusals_do_not_rerun_the_batch(
     sockets = [await api.connect(await api.signup(f"sellout{i}")) for i in range(30)]
     for ws in sockets:
         await ws.mutate("cart.add", {"listing_id": item["id"], "qty": 1})
-    before = await _slow_batches(settings)
+    before = await mk.slow_batches(settings)
     replies = await asyncio.gather(
         *(
             ws.request("checkout", {"payment": mk.APPROVE}, uuid.uuid4().hex, timeout=60)
@@ -48,7 +39,7 @@ async def test_out_of_stock_refusals_do_not_rerun_the_batch(
     refused = [r["error"]["code"] for r in replies if not r["ok"]]
     assert len(paid) == 5 and refused == ["out_of_stock"] * 25
     assert await mk.stock_of(settings, item["id"]) == 0
-    assert await _slow_batches(settings) == before, "a refusal sent a batch down the careful path"
+    assert await mk.slow_batches(settings) == before, "a refusal sent a batch down the careful path"
 
     # a reservation's retry after the sell-out: its first result, not out_of_stock
     market = server.app[SERVICES].market
