@@ -339,7 +339,8 @@ class Fleet:
         cpu0 = sum(me.cpu_times()[:2])
         t0 = time.perf_counter()
         phase.first_ns = time.time_ns()
-        watch = asyncio.create_task(_watch_stalls(phase))
+        stalls = LoopStalls()
+        watch = asyncio.create_task(stalls.watch())
         try:
             await self._offer(phase)
             phase.offering = False
@@ -348,6 +349,7 @@ class Fleet:
                 await asyncio.wait_for(phase.done.wait(), drain_s)
         finally:
             watch.cancel()
+            phase.stall_ms = 1000 * stalls.worst_s
         phase.wall_s = time.perf_counter() - t0
         phase.loadgen_cpu_s = sum(me.cpu_times()[:2]) - cpu0
         self.phase = None
@@ -380,13 +382,23 @@ class Fleet:
             await self._http.close()
 
 
-async def _watch_stalls(phase: Phase, tick_s: float = 0.005) -> None:
-    """Record in ``phase.stall_ms`` the longest lateness of a ``tick_s`` timer on this loop."""
-    loop = asyncio.get_running_loop()
-    while True:
-        started = loop.time()
-        await asyncio.sleep(tick_s)
-        phase.stall_ms = max(phase.stall_ms, 1000 * (loop.time() - started - tick_s))
+class LoopStalls:
+    """The longest lateness of a ``tick_s`` timer on this event loop while ``watch`` runs (in
+    ``worst_s``; ``reset`` starts over): how long the loop was held at once."""
+
+    def __init__(self, tick_s: float = 0.005) -> None:
+        self.tick_s = tick_s
+        self.worst_s = 0.0
+
+    def reset(self) -> None:
+        self.worst_s = 0.0
+
+    async def watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.tick_s)
+            self.worst_s = max(self.worst_s, loop.time() - started - self.tick_s)
 
 
 # -- command line ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bench.loadgen import LoopStalls
 from services.presence import REFRESH_SLICES, Presence
 from store.embedded import EmbeddedRedis
 
@@ -35,27 +36,18 @@ async def _measure(url: str, args: argparse.Namespace) -> dict[str, list[tuple[f
         user = f"user{i}"
         for stream in (f"room:{i % args.rooms}", f"user:{user}", f"feed:cell{i % args.cells}"):
             presence._local[stream][user] = 1
-    worst = 0.0
-
-    async def probe() -> None:
-        nonlocal worst
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            await asyncio.sleep(0.001)
-            worst = max(worst, loop.time() - started - 0.001)
-
-    watcher = asyncio.create_task(probe())
+    stalls = LoopStalls(tick_s=0.001)
+    watcher = asyncio.create_task(stalls.watch())
     out: dict[str, list[tuple[float, float]]] = {"all streams": [], "one slice": []}
     try:
         await presence._refresh()  # warm: connections, Redis's keys
         for i in range(args.rounds):
             for label, part, parts in (("all streams", 0, 1), ("one slice", i, REFRESH_SLICES)):
                 await asyncio.sleep(0.05)
-                worst = 0.0
+                stalls.reset()
                 started = time.perf_counter()
                 await presence._refresh(part % parts, parts)
-                out[label].append((time.perf_counter() - started, worst))
+                out[label].append((time.perf_counter() - started, stalls.worst_s))
     finally:
         watcher.cancel()
         await redis.aclose()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from bench.loadgen import Phase
+import asyncio
+import time
+
+from bench.loadgen import LoopStalls, Phase
 
 
 def _phase() -> Phase:
@@ -35,3 +38,16 @@ def test_a_delivery_to_a_non_member_is_unexpected() -> None:
     phase.first_ns = 0
     phase.on_delivery(9, 1, 0, 0)
     assert (phase.matched, phase.unexpected) == (0, 1)
+
+
+def test_loop_stalls_sees_the_loop_held() -> None:
+    async def run() -> float:
+        stalls = LoopStalls(tick_s=0.001)
+        watch = asyncio.create_task(stalls.watch())
+        await asyncio.sleep(0.01)
+        time.sleep(0.03)  # noqa: ASYNC251 (the point: the loop held, as a long step would)
+        await asyncio.sleep(0.01)
+        watch.cancel()
+        return stalls.worst_s
+
+    assert asyncio.run(run()) >= 0.025
