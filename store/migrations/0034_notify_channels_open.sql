@@ -6,10 +6,10 @@
 -- flash sale ~0.6 NOTIFYs a checkout (a confirmation's `order.updated` to the buyer and to the
 -- vendor, email on by default), and the rows, their index entries and the notifier's claims
 -- and settlements with them. What a deployment can deliver is now a fact Postgres has, as the
--- kinds' defaults are (0020): `notification_channels`, which every gateway writes from its
--- settings when it starts (store/notifications_store.py `sync_channels`: email open only with
--- an SMTP server; push always, with the deployment's own VAPID keys). Seeded open, so a
--- database no gateway has started on yet behaves as before. Nothing that would have gone out
+-- kinds' defaults are (0020): `notification_channels`, which the notifier (the one process
+-- that delivers) writes from its settings each time it opens (store/notifications_store.py
+-- `sync_channels`: email open only with an SMTP server; push always, with the deployment's own
+-- VAPID keys). Seeded open, so a database no notifier has opened on yet behaves as before. Nothing that would have gone out
 -- is lost: the notification itself is in the centre either way, and an email row without SMTP
 -- was only ever `skipped`.
 CREATE TABLE notification_channels (
