@@ -192,7 +192,9 @@ class Settings(BaseSettings):
     """Postgres connections a process of the services (a gateway, the control actor) keeps
     open at least."""
     db_pool_max: int = Field(20, ge=1, le=1000)
-    """Postgres connections such a process opens at most (a caller waits for a free one)."""
+    """Postgres connections such a process opens at most (a caller waits for a free one); it
+    opens up to 4 more for the checkout's coalesced statements, on a pool of generic plans
+    (store/db.py)."""
     presence_ttl_s: float = Field(30.0, ge=3, le=3600)
     """A gateway refreshes its presence entries every third of this (in ten rounds, a tenth of
     its streams each, so no round holds its event loop for all of them); a dead gateway's

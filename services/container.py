@@ -210,6 +210,7 @@ async def _open_services(
     media: MediaService | None = None
     push: WebPush | None = None
     transfers: StripeTransfers | None = None
+    batches: asyncpg.Pool | None = None
     try:
 
         async def load() -> Placement:
@@ -235,7 +236,12 @@ async def _open_services(
         providers = providers_from(settings)
         media = MediaService(settings, db, open_blobs(settings))
         market = MarketService(settings, db, router, geo, providers, ranker, media)
-        checkout = Checkout(market)
+        assert settings.database_url
+        # the checkout's coalesced statements, planned once per connection (store/db.py)
+        batches = await create_pool(
+            settings.database_url, min_size=1, max_size=Checkout.COALESCED, generic_plans=True
+        )
+        checkout = Checkout(market, batches)
         admin = AdminService(db, redis, market)
         moderation = ModerationService(settings, db, router, admin)
         appeals = AppealService(db, redis, admin, moderation)
@@ -340,6 +346,8 @@ async def _open_services(
             await media.close()
         if owned is not None:
             await owned.close()
+        if batches is not None:
+            await batches.close()
 
 
 @contextlib.asynccontextmanager

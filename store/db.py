@@ -101,8 +101,20 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
     trip (``RESET ALL; UNLISTEN *; ...``) on every release, i.e. on every pooled query."""
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections speak jsonb as Python objects."""
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, generic_plans: bool = False
+) -> asyncpg.Pool:
+    """A pool whose connections speak jsonb as Python objects.
+
+    ``generic_plans`` plans each prepared statement once per connection
+    (``plan_cache_mode = force_generic_plan``) instead of Postgres's default of re-planning
+    while a custom plan looks cheaper. Only for statements whose plan does not depend on their
+    values: a coalesced ``unnest`` of arrays (store/coalesce.py) is costed as 10 rows whatever
+    the arrays hold, so Postgres re-plans it at every call (about 1 ms of a checkout's CPU,
+    measured in docs/benchmarks.md) for the same plan. A statement matching a partial index
+    by a parameter (``status = $1``) must not run on such a pool.
+    """
+    settings = {"plan_cache_mode": "force_generic_plan"} if generic_plans else None
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
@@ -110,6 +122,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
         init=_init_connection,
         reset=_no_session_state,
         command_timeout=30,
+        server_settings=settings,
     )
     assert pool is not None
     return pool

@@ -200,3 +200,51 @@ async def test_a_remembered_order_moved_behind_the_owner_is_decided_from_sql(
         await conn.close()
     assert status == "cancelled" and bought == 0
     assert recorded == 0  # the refused fast path wrote nothing, not even its record
+
+
+_PLANS = "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1"
+
+
+async def test_the_coalesced_statements_are_planned_once(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    """The fraud facts of a buy-now are one ``unnest`` statement (a Coalescer's) that Postgres
+    would re-plan at every call by default; on the checkout's pool of generic plans it is
+    planned once per connection, and a plain connection shows what that saves."""
+    from services.checkout_reads import FACTS_MANY
+
+    seller, _ = await mk.vendor(api, mk.spot(settings, 39), "cost-plans")
+    item = await mk.listing(api, seller.access_token, title="Plan", stock=20, price=100)
+    buyer = await api.signup("cost-plans-buyer")
+    ws = await api.connect(buyer)
+    try:
+        body = {"payment": mk.APPROVE, "lines": [{"listing_id": item["id"], "qty": 1}]}
+        for _ in range(7):  # buy-now: the facts are read by the coalesced statement
+            reply = await ws.request("checkout", body, key=uuid.uuid4().hex, timeout=60)
+            assert reply["ok"], reply
+    finally:
+        await ws.close()
+    batches = server.app[SERVICES].checkout.batches
+    assert batches is not server.app[SERVICES].db
+    held = [await batches.acquire() for _ in range(batches.get_size())]
+    try:
+        generic = custom = 0
+        for conn in held:
+            assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+            for row in await conn.fetch(_PLANS, FACTS_MANY):
+                generic, custom = generic + row["generic_plans"], custom + row["custom_plans"]
+    finally:
+        for conn in held:
+            await batches.release(conn)
+    assert generic >= 1 and custom == 0, (generic, custom)
+    # the same statement on a connection of the default setting: a custom plan every call
+    conn = await mk.db(settings)
+    try:
+        args = [[buyer.id], [buyer.id], ["fp"], ["127.0.0.1"], ["dev"]]
+        statement = await conn.prepare(FACTS_MANY)
+        for _ in range(8):
+            await statement.fetch(*args)
+        row = await conn.fetchrow(_PLANS, FACTS_MANY)
+        assert (row["generic_plans"], row["custom_plans"]) == (0, 8), dict(row)
+    finally:
+        await conn.close()
