@@ -772,8 +772,10 @@ async def pg_work(dsn: str) -> tuple[int, int, dict[str, int]]:
     Per checkout, what shape the path has on any machine, busy or quiet. Third: where the
     commits come from beside the statements ``--pg-statements`` sees (``commits_<database>``;
     ``sessions``: connections opened, each its own commits at start-up; ``autovacuum``: the
-    autovacuum and autoanalyze runs of every table, each one or more transactions; and
-    ``wal_bytes``, the WAL the whole server wrote)."""
+    autovacuum and autoanalyze runs of every table, each one or more transactions;
+    ``wal_bytes``, the WAL the whole server wrote, ``wal_fpi`` its full-page images;
+    ``rows_<schema>.<table>``: the rows each table had inserted, updated or deleted, which
+    ``run_step`` moves to its own ``pg_rows_by_table``)."""
     conn = await asyncpg.connect(dsn)
     try:
         await asyncio.sleep(1.1)  # what backends have not reported yet (PGSTAT_MIN_INTERVAL)
@@ -790,7 +792,13 @@ async def pg_work(dsn: str) -> tuple[int, int, dict[str, int]]:
         parts = {f"commits_{r['db']}": int(r["xact_commit"]) for r in by_db}
         parts["sessions"] = sum(int(r["sessions"] or 0) for r in by_db)
         parts["autovacuum"] = int(vacuums or 0)
-        parts["wal_bytes"] = int(await conn.fetchval("SELECT wal_bytes FROM pg_stat_wal"))
+        wal = await conn.fetchrow("SELECT wal_bytes, wal_fpi FROM pg_stat_wal")
+        parts["wal_bytes"], parts["wal_fpi"] = int(wal["wal_bytes"]), int(wal["wal_fpi"])
+        tables = await conn.fetch(
+            "SELECT schemaname || '.' || relname AS name,"
+            " (n_tup_ins + n_tup_upd + n_tup_del)::bigint AS rows FROM pg_stat_all_tables"
+        )
+        parts.update((f"rows_{r['name']}", int(r["rows"])) for r in tables if r["rows"])
         return int(row["commits"]), int(row["rows"]), parts
     finally:
         await conn.close()
@@ -854,11 +862,14 @@ async def run_step(driver: Driver, meters: Meters, idle: deque[int], hot_ids: li
     # a step's late checkouts may still commit after pg1: an upper bound of the step's share
     result["pg_commits_per_checkout"] = (pg1[0] - pg0[0]) / answered if answered else float("nan")
     result["pg_rows_per_checkout"] = (pg1[1] - pg0[1]) / answered if answered else float("nan")
-    result["pg_commit_sources"] = {
+    sources = {
         name: (n - pg0[2].get(name, 0)) / max(answered, 1)
         for name, n in pg1[2].items()
         if n != pg0[2].get(name, 0)
     }
+    by_table = {k.removeprefix("rows_"): v for k, v in sources.items() if k.startswith("rows_")}
+    result["pg_commit_sources"] = {k: v for k, v in sources.items() if not k.startswith("rows_")}
+    result["pg_rows_by_table"] = dict(sorted(by_table.items(), key=lambda kv: -kv[1]))
     if statements is not None:
         result["pg_statements_seen"] = statements
     result["pass"] = bool(
@@ -971,6 +982,8 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
             say(f"[{driver.name}] {rate:,.0f}/s: {'pass' if result['pass'] else 'FAIL'}"
                 f" {summary(result)}")  # fmt: skip
             say(f"[{driver.name}]   {cpu_summary(result)}")
+            rows = ", ".join(f"{t} {n:.2f}" for t, n in result["pg_rows_by_table"].items())
+            say(f"[{driver.name}]   rows written per checkout answered, by table: {rows}")
             if step_seen:
                 sums = result["pg_statements"]
                 say(f"[{driver.name}]   Postgres statements per checkout answered:"
