@@ -5,9 +5,12 @@ node removed, the raylet crashed or was OOM-killed), the worker notices only aft
 so and meanwhile still listens on its direct channel: the failover watcher's pings are
 answered by a process that can no longer be restarted, reached by its node's scheduler, or
 trusted to stay (docs/operations.md "Node failure and failover"). The lifeline is a daemon
-thread that reads the parent's pid every ``period_s``; once the process has been re-parented
-(the raylet is gone), it exits with status 1, so the kernel resets its connections and the
-watcher fails its cells over at once, as for a SIGKILL of the shard itself.
+thread that waits on a pidfd of the parent (Linux 5.3+: readable once that process has exited)
+and never wakes before; where pidfds are missing it reads the parent's pid every ``period_s``
+instead. Once the parent is gone, it exits with status 1, so the kernel resets its connections
+and the watcher fails its cells over at once, as for a SIGKILL of the shard itself. (The
+polling thread woke 20 times a second in every shard, each time taking the GIL from the event
+loop: part of an idle shard's CPU, docs/benchmarks.md "Eleventh session".)
 
 A worker whose parent is not a raylet (a test calling this outside Ray) is left alone.
 """
@@ -15,6 +18,7 @@ A worker whose parent is not a raylet (a test calling this outside Ray) is left 
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -42,17 +46,41 @@ def watch_parent(
     if period_s <= 0 or (parent is None and not parent_is_raylet(ppid)):
         return None
     act = on_orphaned or _exit_now
+    pidfd = _pidfd(ppid)
 
-    def watch() -> None:
+    def wait_on_pidfd() -> None:
+        assert pidfd is not None
+        select.select([pidfd], [], [])  # readable once the parent has exited, not before
+        act()
+
+    def poll() -> None:
         while True:
             time.sleep(period_s)
             if os.getppid() != ppid:  # re-parented: the raylet is gone
                 act()
                 return
 
+    watch = poll if pidfd is None else wait_on_pidfd
     thread = threading.Thread(target=watch, name="hl-lifeline", daemon=True)
     thread.start()
     return thread
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of process ``pid``, or None where this kernel or Python has none (then the
+    lifeline polls). A parent already gone (``pid`` reused or no such process) still gives a
+    descriptor or an error that the poll then sees at its first look."""
+    open_pidfd = getattr(os, "pidfd_open", None)
+    if open_pidfd is None:
+        return None
+    try:
+        fd = int(open_pidfd(pid))
+    except OSError:
+        return None
+    if os.getppid() != pid:  # it died between the caller's look and the open: poll decides
+        os.close(fd)
+        return None
+    return fd
 
 
 def _exit_now() -> None:

@@ -132,9 +132,11 @@ class Settings(BaseSettings):
     owners a few percent of the CPU whenever the others are busy (docs/benchmarks.md), so 0:
     a shard competes as an equal. A Ray cluster started elsewhere keeps its own setting."""
     shard_lifeline_s: float = Field(0.05, ge=0, le=10)
-    """How often a shard process checks that its raylet (its parent) is alive; once it is gone
-    (its node removed, the raylet killed) the shard exits at once instead of lingering a second
-    or so, so its cells fail over as fast as for a killed shard (actors/lifeline.py). 0: off."""
+    """A shard process exits at once when its raylet (its parent) is gone (its node removed,
+    the raylet killed) instead of lingering a second or so, so its cells fail over as fast as
+    for a killed shard (actors/lifeline.py). It waits on a pidfd of the raylet, which costs
+    nothing until then; where the kernel has no pidfds it checks every this many seconds.
+    0: off."""
     shard_direct_host: str = "127.0.0.1"
     """Interface a shard's direct channel listens on. On a cluster of several nodes set it to
     0.0.0.0 (the shard then gives gateways its node's address); connections must present the

@@ -1,5 +1,6 @@
-"""actors/lifeline.py: a process whose parent dies exits within a few periods; nothing is
-started outside Ray (the parent is no raylet) or with the period 0."""
+"""actors/lifeline.py: a process whose parent dies exits at once (waiting on a pidfd) or within
+a few periods (polling, where pidfds are missing); nothing is started outside Ray (the parent
+is no raylet) or with the period 0."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from actors import lifeline
 
 _GRANDCHILD = textwrap.dedent(
     """
     import os, time
     from actors import lifeline
+    if os.environ.get("NO_PIDFD"):
+        del os.pidfd_open
     lifeline.watch_parent(0.05, parent=os.getppid())
     print(os.getpid(), flush=True)
     time.sleep(30)
@@ -39,12 +44,15 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")  # exited (a zombie until its new parent reaps it)
 
 
-def test_a_process_whose_parent_dies_exits_soon() -> None:
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_a_process_whose_parent_dies_exits_soon(pidfd: bool) -> None:
     root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    if not pidfd:
+        env["NO_PIDFD"] = "1"
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, text=True, cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )  # fmt: skip
+        [sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, text=True, cwd=root, env=env
+    )
     try:
         assert child.stdout is not None
         grandchild = int(child.stdout.readline())
@@ -65,3 +73,10 @@ def test_nothing_is_watched_outside_ray_or_with_period_zero() -> None:
     assert not lifeline.parent_is_raylet(os.getppid())
     assert lifeline.watch_parent(0.05) is None  # pytest's parent is no raylet
     assert lifeline.watch_parent(0, parent=os.getppid()) is None
+
+
+def test_the_parent_is_watched_through_a_pidfd_where_there_is_one() -> None:
+    fd = lifeline._pidfd(os.getppid())
+    assert fd is not None  # Linux 5.3+ (every machine this runs on)
+    os.close(fd)
+    assert lifeline._pidfd(os.getpid()) is None  # not this process's parent: poll decides
