@@ -85,6 +85,7 @@ from cluster import gcpolicy
 from cluster.config import Settings, load_settings
 from hyperlocal_client import Api, SignIn
 from hyperlocal_client.ws import open_ws
+from store.db import one
 from store.embedded import free_port
 
 T = TypeVar("T")
@@ -766,22 +767,23 @@ def merge_statements(
             got[i] += value
 
 
-async def pg_work(dsn: str) -> tuple[int, int, dict[str, int]]:
+async def pg_work(dsn: str) -> tuple[int, int, dict[str, int], dict[str, int]]:
     """The server's Postgres so far: transactions committed and rows written, every database
     (pg_stat_database; backends report at most a second late, and these two reads count too).
     Per checkout, what shape the path has on any machine, busy or quiet. Third: where the
     commits come from beside the statements ``--pg-statements`` sees (``commits_<database>``;
     ``sessions``: connections opened, each its own commits at start-up; ``autovacuum``: the
     autovacuum and autoanalyze runs of every table, each one or more transactions;
-    ``wal_bytes``, the WAL the whole server wrote, ``wal_fpi`` its full-page images;
-    ``rows_<schema>.<table>``: the rows each table had inserted, updated or deleted, which
-    ``run_step`` moves to its own ``pg_rows_by_table``)."""
+    ``wal_bytes``, the WAL the whole server wrote, ``wal_fpi`` its full-page images). Fourth:
+    the rows each table (``<schema>.<table>``) had inserted, updated or deleted."""
     conn = await asyncpg.connect(dsn)
     try:
         await asyncio.sleep(1.1)  # what backends have not reported yet (PGSTAT_MIN_INTERVAL)
-        row = await conn.fetchrow(
-            "SELECT sum(xact_commit)::bigint AS commits,"
-            " sum(tup_inserted + tup_updated + tup_deleted)::bigint AS rows FROM pg_stat_database"
+        row = one(
+            await conn.fetchrow(
+                "SELECT sum(xact_commit)::bigint AS commits,"
+                " sum(tup_inserted + tup_updated + tup_deleted)::bigint AS rows FROM pg_stat_database"
+            )
         )
         by_db = await conn.fetch(
             "SELECT coalesce(datname, 'shared') AS db, xact_commit, sessions FROM pg_stat_database"
@@ -792,16 +794,25 @@ async def pg_work(dsn: str) -> tuple[int, int, dict[str, int]]:
         parts = {f"commits_{r['db']}": int(r["xact_commit"]) for r in by_db}
         parts["sessions"] = sum(int(r["sessions"] or 0) for r in by_db)
         parts["autovacuum"] = int(vacuums or 0)
-        wal = await conn.fetchrow("SELECT wal_bytes, wal_fpi FROM pg_stat_wal")
+        wal = one(await conn.fetchrow("SELECT wal_bytes, wal_fpi FROM pg_stat_wal"))
         parts["wal_bytes"], parts["wal_fpi"] = int(wal["wal_bytes"]), int(wal["wal_fpi"])
         tables = await conn.fetch(
             "SELECT schemaname || '.' || relname AS name,"
             " (n_tup_ins + n_tup_upd + n_tup_del)::bigint AS rows FROM pg_stat_all_tables"
         )
-        parts.update((f"rows_{r['name']}", int(r["rows"])) for r in tables if r["rows"])
-        return int(row["commits"]), int(row["rows"]), parts
+        by_table = {r["name"]: int(r["rows"]) for r in tables if r["rows"]}
+        return int(row["commits"]), int(row["rows"]), parts, by_table
     finally:
         await conn.close()
+
+
+def per_checkout(before: dict[str, int], after: dict[str, int], answered: int) -> dict[str, float]:
+    """What each named count grew by in a step, per checkout answered (the counts that moved)."""
+    return {
+        name: (n - before.get(name, 0)) / max(answered, 1)
+        for name, n in after.items()
+        if n != before.get(name, 0)
+    }
 
 
 async def run_step(driver: Driver, meters: Meters, idle: deque[int], hot_ids: list[str],
@@ -862,13 +873,8 @@ async def run_step(driver: Driver, meters: Meters, idle: deque[int], hot_ids: li
     # a step's late checkouts may still commit after pg1: an upper bound of the step's share
     result["pg_commits_per_checkout"] = (pg1[0] - pg0[0]) / answered if answered else float("nan")
     result["pg_rows_per_checkout"] = (pg1[1] - pg0[1]) / answered if answered else float("nan")
-    sources = {
-        name: (n - pg0[2].get(name, 0)) / max(answered, 1)
-        for name, n in pg1[2].items()
-        if n != pg0[2].get(name, 0)
-    }
-    by_table = {k.removeprefix("rows_"): v for k, v in sources.items() if k.startswith("rows_")}
-    result["pg_commit_sources"] = {k: v for k, v in sources.items() if not k.startswith("rows_")}
+    result["pg_commit_sources"] = per_checkout(pg0[2], pg1[2], answered)
+    by_table = per_checkout(pg0[3], pg1[3], answered)
     result["pg_rows_by_table"] = dict(sorted(by_table.items(), key=lambda kv: -kv[1]))
     if statements is not None:
         result["pg_statements_seen"] = statements
