@@ -8,9 +8,9 @@ trusted to stay (docs/operations.md "Node failure and failover"). The lifeline i
 thread that waits on a pidfd of the parent (Linux 5.3+: readable once that process has exited)
 and never wakes before; where pidfds are missing it reads the parent's pid every ``period_s``
 instead. Once the parent is gone, it exits with status 1, so the kernel resets its connections
-and the watcher fails its cells over at once, as for a SIGKILL of the shard itself. (The
-polling thread woke 20 times a second in every shard, each time taking the GIL from the event
-loop: part of an idle shard's CPU, docs/benchmarks.md "Eleventh session".)
+and the watcher fails its cells over at once, as for a SIGKILL of the shard itself. (Polling
+woke the thread 20 times a second in every shard, each time taking the GIL from the event loop;
+the pidfd also sees the parent go at once rather than within a period.)
 
 A worker whose parent is not a raylet (a test calling this outside Ray) is left alone.
 """
@@ -48,28 +48,24 @@ def watch_parent(
     act = on_orphaned or _exit_now
     pidfd = _pidfd(ppid)
 
-    def wait_on_pidfd() -> None:
-        assert pidfd is not None
-        select.select([pidfd], [], [])  # readable once the parent has exited, not before
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])  # readable once the parent has exited, not before
+        else:
+            while os.getppid() == ppid:  # until re-parented: the raylet is gone
+                time.sleep(period_s)
         act()
 
-    def poll() -> None:
-        while True:
-            time.sleep(period_s)
-            if os.getppid() != ppid:  # re-parented: the raylet is gone
-                act()
-                return
-
-    watch = poll if pidfd is None else wait_on_pidfd
     thread = threading.Thread(target=watch, name="hl-lifeline", daemon=True)
     thread.start()
     return thread
 
 
 def _pidfd(pid: int) -> int | None:
-    """A pidfd of process ``pid``, or None where this kernel or Python has none (then the
-    lifeline polls). A parent already gone (``pid`` reused or no such process) still gives a
-    descriptor or an error that the poll then sees at its first look."""
+    """A pidfd of ``pid``, this process's parent, or None (then the lifeline polls): where this
+    kernel or Python has no pidfds, or the parent is already gone (the open fails, or it
+    succeeds on a reused pid while this process has been re-parented; the poll's first look
+    sees either)."""
     open_pidfd = getattr(os, "pidfd_open", None)
     if open_pidfd is None:
         return None
