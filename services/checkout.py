@@ -106,18 +106,17 @@ class Checkout:
     """The coalesced statements below: one connection each is all ``batches`` needs (a
     Coalescer has one statement in flight at a time)."""
 
-    def __init__(self, market: MarketService, batches: asyncpg.Pool | None = None) -> None:
+    def __init__(self, market: MarketService, batches: asyncpg.Pool) -> None:
         self.market = market
         self.db = market.db
+        self.batches = batches
+        """The pool of generic plans (store/db.py) the coalesced statements run on."""
         # the statements every checkout runs alone, coalesced across concurrent checkouts:
-        # one statement and one commit for all that arrive while one is in flight; on
-        # ``batches`` (a pool of generic plans, store/db.py) when given, else the main pool
-        self.batches = pool = batches or self.db
-        """The pool the coalesced statements run on."""
-        self._paid = Coalescer(pool, "payment", _PAID, lambda row: row["id"])
-        self._opened = Coalescer(pool, "group", _OPENED, lambda row: row["id"])
-        self._finished = Coalescer(pool, "group-final", _FINISHED, lambda row: row["id"])
-        self._facts_read = Coalescer(pool, "facts", FACTS_MANY, lambda row: row["token"])
+        # one statement and one commit for all that arrive while one is in flight
+        self._paid = Coalescer(batches, "payment", _PAID, lambda row: row["id"])
+        self._opened = Coalescer(batches, "group", _OPENED, lambda row: row["id"])
+        self._finished = Coalescer(batches, "group-final", _FINISHED, lambda row: row["id"])
+        self._facts_read = Coalescer(batches, "facts", FACTS_MANY, lambda row: row["token"])
         self.lines = Lines(self.db, market.settings.checkout_lines_ttl_s)
         """A buy-now's lines, kept by this gateway (services/checkout_reads.py: the rule)."""
         market.listing_changed.append(lambda listing_id: self.lines.forget((listing_id,)))
