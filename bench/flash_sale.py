@@ -781,8 +781,8 @@ async def pg_work(dsn: str) -> tuple[int, int, dict[str, int], dict[str, int]]:
         await asyncio.sleep(1.1)  # what backends have not reported yet (PGSTAT_MIN_INTERVAL)
         row = one(
             await conn.fetchrow(
-                "SELECT sum(xact_commit)::bigint AS commits,"
-                " sum(tup_inserted + tup_updated + tup_deleted)::bigint AS rows FROM pg_stat_database"
+                "SELECT sum(xact_commit)::bigint AS commits, sum(tup_inserted + tup_updated"
+                " + tup_deleted)::bigint AS rows FROM pg_stat_database"
             )
         )
         by_db = await conn.fetch(
