@@ -36,6 +36,7 @@ from models.admin import target_ref
 from models.commands import ShardCommand
 from models.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, OutOfStock
 from models.ids import cell_of, cell_scoped_id
+from models.market import TERMINAL
 from models.placement import cell_key
 from models.streams import compact_json, feed_stream, listing_stream, user_stream
 from store import admin_store, hooks_store, order_writes
@@ -300,15 +301,27 @@ async def cart_remove(
 
 # -- orders (routed to the vendor's cell) -------------------------------------------------------
 def _order_events(
-    out: Emitted, order: dict[str, Any], vendor_user_id: str, hooks: Hooks, created: bool = False
+    out: Emitted,
+    order: dict[str, Any],
+    vendor_user_id: str,
+    hooks: Hooks,
+    created: bool = False,
+    announce: bool = True,
 ) -> dict[str, Any]:
-    """``order.updated`` to the buyer's and the vendor's inboxes, and its hooks."""
-    for user in {order["buyer_id"], vendor_user_id}:
-        out.add(user_stream(user), "order.updated", {"order": order})
+    """``order.updated`` to the buyer's and the vendor's inboxes (unless not ``announce``: a
+    checkout's reservation, or its release before it was announced), and its hooks (always:
+    a vendor's hooks hear every step)."""
+    if announce:
+        _announce(out, order, vendor_user_id)
     if created:
         hooks.append(("order.created", order))
     hooks.append(("order.updated", order))
     return order
+
+
+def _announce(out: Emitted, order: dict[str, Any], vendor_user_id: str) -> None:
+    for user in {order["buyer_id"], vendor_user_id}:
+        out.add(user_stream(user), "order.updated", {"order": order})
 
 
 def _check_lines(rows: Mapping[str, Any], items: tuple[dict[str, Any], ...], currency: str) -> None:
@@ -434,9 +447,10 @@ def _reserved(host: CellHost, tx: Tx, out: Emitted, cmd: market.OrderReserve,
     hooks: Hooks = []
     _taken(host, tx, out, taken, cmd.items, hooks)
     placed = ms.order_public(order, list(cmd.items))
-    _order_events(out, placed, vendor["user_id"], hooks, created=True)
+    _order_events(out, placed, vendor["user_id"], hooks, created=True, announce=cmd.announce)
     _queue_hooks(tx, vendor_id, hooks)
-    order_memory.remember(host, tx, placed, vendor["user_id"])  # its confirm: from memory
+    order_memory.remember(host, tx, placed, vendor["user_id"], cmd.announce)  # its confirm:
+    # from memory
     # who sold it, as every order reaches a client (services/market.py ``with_vendors``), from
     # this shard's memory: the checkout then reads no vendor row for its answer
     ref = {"id": vendor["id"], "name": vendor["name"], "user_id": vendor["user_id"]}
@@ -453,6 +467,7 @@ def _may_see(row: asyncpg.Record, cmd: market.OrderAct | market.OrderRefund) -> 
 
 async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) -> dict[str, Any]:
     """One step of the order state machine (models/market.py), with its stock and refund."""
+    quiet = order_memory.unannounced(host, cmd.order_id)  # if it ends now: never announced
     released = await _released_in_memory(host, tx, out, cmd)
     if released is not None:
         return released
@@ -466,7 +481,7 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
         order_memory.from_sql(host, tx, cmd.order_id)
         moved = await order_writes.step(tx.conn, cmd.order_id, target, reason, sources)
         if moved is not None:  # one statement; None: the order is not where the step starts
-            return _stepped(tx, out, *moved)
+            return _stepped(tx, out, *moved)  # confirm, hold: an outcome, announced
     order_memory.from_sql(host, tx, cmd.order_id)
     found = await ms.order_locked(tx.conn, cmd.order_id)
     if found is None or not _may_see(found[0], cmd):
@@ -488,7 +503,7 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     reason = cmd.reason or f"{action} by {actor}"
     refunded = left if refund_id is not None else 0
     updated = await ms.set_order_status(tx.conn, row["id"], step.target, reason, refunded)
-    result = _stepped(tx, out, updated, lines)
+    result = _stepped(tx, out, updated, lines, announce=not (quiet and step.target in TERMINAL))
     if refund_id is not None:
         result["refund_id"] = refund_id
     return result
@@ -550,30 +565,60 @@ def _stepped_in_memory(
     at = datetime.now(UTC)
     tx.defer(order_writes.STEPS.row(known["id"], known["status"], target, reason, at))
     order_memory.stepping(host, tx).add(known["id"])
-    changed = {key: value for key, value in known.items() if key != "vendor_user_id"}
+    changed = order_memory.public(known)
     changed.update(status=target, reason=reason, updated_at=at.isoformat())
     if target != market.PENDING:
         changed["reserved_until"] = None
     if target == market.PAID:  # a sale: the buyer's purchases train the rankers
         tx.defer(order_writes.purchases(known["buyer_id"], known["id"], known["currency"]))
     hooks: Hooks = []
-    _order_events(out, changed, known["vendor_user_id"], hooks)
+    announce = known["announced"] or target not in TERMINAL  # ended unannounced: stays so
+    _order_events(out, changed, known["vendor_user_id"], hooks, announce=announce)
     _queue_hooks(tx, known["vendor_id"], hooks)
     order_memory.remember(host, tx, changed, known["vendor_user_id"])
     return {"order": changed, "changed": True}
 
 
 def _stepped(
-    tx: Tx, out: Emitted, updated: asyncpg.Record, lines: list[dict[str, Any]]
+    tx: Tx,
+    out: Emitted,
+    updated: asyncpg.Record,
+    lines: list[dict[str, Any]],
+    announce: bool = True,
 ) -> dict[str, Any]:
-    """An order step's events, hooks and (a sale) purchases, once its row is ``updated``."""
+    """An order step's events (unless not ``announce``), hooks and (a sale) purchases, once
+    its row is ``updated``."""
     if updated["status"] == market.PAID:  # a sale: the buyer's purchases train the rankers
         tx.defer(order_writes.purchases(updated["buyer_id"], updated["id"], updated["currency"]))
     hooks: Hooks = []
     changed = ms.order_public(updated, lines)  # a step changes no line
-    _order_events(out, changed, updated["vendor_user_id"], hooks)
+    _order_events(out, changed, updated["vendor_user_id"], hooks, announce=announce)
     _queue_hooks(tx, updated["vendor_id"], hooks)
     return {"order": changed, "changed": True}
+
+
+async def order_announce(
+    host: CellHost, tx: Tx, cmd: market.OrderAnnounce, out: Emitted
+) -> dict[str, Any]:
+    """Put a pending order reserved unannounced on its inboxes (its payment waits for the
+    buyer now); an order past ``pending_payment`` was announced by the step that moved it, and
+    is answered as it is."""
+    known = None if tx.careful else order_memory.recall(host, cmd.order_id)
+    if known is not None:
+        order = order_memory.public(known)
+        if not known["announced"]:
+            _announce(out, order, known["vendor_user_id"])
+            order_memory.remember(host, tx, order, known["vendor_user_id"])
+        return {"order": order, "announced": not known["announced"]}
+    order_memory.from_sql(host, tx, cmd.order_id)
+    found = await ms.order_locked(tx.conn, cmd.order_id)
+    if found is None:
+        raise NotFound("no such order")
+    row, lines = found
+    order = ms.order_public(row, lines)
+    if row["status"] == market.PENDING:  # not remembered: whether it was, nobody knows here
+        _announce(out, order, row["vendor_user_id"])
+    return {"order": order, "announced": row["status"] == market.PENDING}
 
 
 async def order_refund(
@@ -668,6 +713,7 @@ HANDLERS: dict[type[ShardCommand], Handler] = {
     market.CartRemove: cart_remove,
     market.OrderReserve: order_reserve,
     market.OrderAct: order_act,
+    market.OrderAnnounce: order_announce,
     market.OrderRefund: order_refund,
     market.VendorSuspend: vendor_suspend,
 }

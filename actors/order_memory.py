@@ -9,7 +9,9 @@ the status it remembered) instead of a statement of its own, and the batch needs
 compare-and-set, the batch runs again carefully (every step from SQL) and nothing is lost.
 
 Owns, in ``host.ext`` (cleared with it when the placement changes): each remembered order
-(its public shape and its vendor's user), set only once a batch committed (``Tx.then``), at
+(its public shape, its vendor's user, and whether its inboxes heard of it yet: a checkout's
+reservation is announced at its payment's outcome, actors/market_ops.py), set only once a batch
+committed (``Tx.then``), at
 most ``MAX_ORDERS``; and the orders whose step the batch in progress holds as a deferred row,
 so another command of that batch that would read such an order from SQL (where it has not
 moved yet) refuses the fast path instead (``RunCarefully``).
@@ -41,15 +43,34 @@ def _orders(host: CellHost) -> dict[str, dict[str, Any]]:
     return orders
 
 
+_INTERNAL = ("vendor_user_id", "announced")
+"""What a remembered order holds beyond its public shape."""
+
+
 def recall(host: CellHost, order_id: str) -> dict[str, Any] | None:
-    """The order as this host last committed it (with ``vendor_user_id``), if remembered."""
+    """The order as this host last committed it (with ``vendor_user_id`` and ``announced``),
+    if remembered."""
     return _orders(host).get(order_id)
 
 
-def remember(host: CellHost, tx: Tx, order: dict[str, Any], vendor_user_id: str) -> None:
+def public(known: dict[str, Any]) -> dict[str, Any]:
+    """A remembered order's public shape (a copy: the caller may change it)."""
+    return {key: value for key, value in known.items() if key not in _INTERNAL}
+
+
+def unannounced(host: CellHost, order_id: str) -> bool:
+    """Is ``order_id`` remembered as reserved and not yet on its inboxes? (Not remembered:
+    False. Its owner cannot tell then, so a step announces it.)"""
+    known = recall(host, order_id)
+    return known is not None and not known["announced"]
+
+
+def remember(
+    host: CellHost, tx: Tx, order: dict[str, Any], vendor_user_id: str, announced: bool = True
+) -> None:
     """Once the batch commits, remember ``order`` (public shape) while it waits for a system
-    step; forget it otherwise."""
-    kept = {**order, "vendor_user_id": vendor_user_id,
+    step (``announced``: its inboxes heard of it); forget it otherwise."""
+    kept = {**order, "vendor_user_id": vendor_user_id, "announced": announced,
             "items": sorted(order["items"], key=lambda i: str(i["listing_id"]))}  # fmt: skip
 
     def keep() -> None:

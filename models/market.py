@@ -385,6 +385,11 @@ class OrderReserve(ShardCommand):
     ttl_s: float
     risk: dict[str, Any] | None = None
     """The checkout's risk as the order shows it (models/risk.py ``Risk.public``)."""
+    announce: bool = True
+    """Put the pending order on the buyer's and the vendor's inboxes now. A checkout sends
+    False: its orders are announced at their payment's outcome (``confirm``, ``hold``), or by
+    ``OrderAnnounce`` when the payment waits for the buyer; one released before that is never
+    announced (docs/protocol.md, "order.updated")."""
 
     route_by: ClassVar[RoutedBy] = RoutedBy("vendor_id", entity("vendor"))
 
@@ -406,6 +411,14 @@ class OrderAct(OrderCommand):
     actor: ActorKind
     vendor_id: str | None = None
     reason: str | None = None
+
+
+@command
+class OrderAnnounce(OrderCommand):
+    """Put a pending order reserved unannounced (``OrderReserve.announce``) on the buyer's and
+    the vendor's inboxes, as it is: its payment now waits for the buyer (system only)."""
+
+    op: ClassVar[str] = "order.announce"
 
 
 @command

@@ -6,13 +6,17 @@ Steps, each durable before the next, each safe to repeat (a retry with the same 
    per vendor (models/market.py). A retry finds it, and its stored answer once finished.
 2. **Reserve**: one ``order.reserve`` command per vendor, to the shard owning that vendor's
    cell (idempotency key ``<key>#r:<vendor>``): stock is taken and a ``pending_payment`` order
-   opened with ``reserved_until``. If any part fails, the reserved parts are released.
+   opened with ``reserved_until``, not announced yet. If any part fails, the reserved parts are
+   released (and never announced: the checkout's error is the answer).
 3. **Pay**: the ``payments`` row (its id is the provider idempotency key) was written with the
    group, in step 1's statement, so *before* the provider is called: a crash here leaves a
    pending payment the sweeper can reconcile; a group that fails before paying cancels it.
 4. **Settle**: captured: each order is confirmed (reservation becomes a sale) and the bought
    items leave the cart; declined: every order is released; customer action needed: the orders
-   stay reserved until a provider webhook settles them or the reservation expires.
+   are announced (``order.announce``) and stay reserved until a provider webhook settles them
+   or the reservation expires. So a checkout's orders reach the inboxes once per outcome:
+   ``paid`` (or ``held``) for a payment that settles at once, ``pending_payment`` then its
+   outcome for one that waits for the buyer.
    The provider's answer is stored with the group's status it implies (captured: completed,
    authorised: held) in one statement, and that first attempt stores no answer: a retry with
    the key finds the group final without one, runs the steps again (each answers from its own
@@ -65,6 +69,7 @@ from models.market import (
     PENDING,
     CartRemove,
     Line,
+    OrderAnnounce,
     OrderReserve,
     RefundRecord,
     split_by_vendor,
@@ -316,6 +321,7 @@ class Checkout:
             if not folded:  # a retry (or a webhook captured it first): its answer is stored
                 await self._finish(group["id"], "completed", result)
         else:  # no stored answer while awaiting: a retry with the key reads the state afresh
+            await _all([self._announce(order, f"{key}#") for order in orders])
             result["orders"] = await ms.orders_of_group(self.db, group["id"])
             await self._finish(group["id"], "awaiting_payment", None)
         log.info("checkout %s: %d orders, payment %s", group["id"], len(orders), payment["status"])
@@ -342,6 +348,7 @@ class Checkout:
                 currency=group["currency"],
                 ttl_s=ttl,
                 risk=risk,
+                announce=False,  # announced at its payment's outcome (_run)
             )
             reply = await self.market.mutate(command)
             if isinstance(reply.get("vendor"), dict):  # a reply recorded before it: read later
@@ -393,6 +400,11 @@ class Checkout:
             await self._hold(group, pending, key_base)
         await self._finish(group_id, "held", None)
         return await ms.orders_of_group(self.db, group_id)
+
+    async def _announce(self, order: dict[str, Any], key_base: str) -> None:
+        """The payment waits for the buyer: the pending order goes on its inboxes now."""
+        key = f"{key_base}a:{order['id']}"
+        await self.market.mutate(OrderAnnounce(user_id=SYSTEM, key=key, order_id=order["id"]))
 
     async def _release_one(self, order: dict[str, Any], key_base: str, reason: str) -> None:
         who = Actor(SYSTEM, f"{key_base}x:{order['id']}")

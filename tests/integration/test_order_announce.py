@@ -1,0 +1,135 @@
+"""When a checkout's orders reach the inboxes (docs/protocol.md, ``order.updated``): at their
+payment's outcome. A payment that settles at once announces its orders first as ``paid``; one
+that waits for the buyer announces them as ``pending_payment`` (once, however often the
+checkout is retried), then its outcome; an order its checkout released (a part out of stock, a
+decline) is never announced. Real websockets, shards, Postgres and Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from cluster.config import Settings
+from tests.integration import market_kit as mk
+from tests.integration.client import Api
+
+pytestmark = pytest.mark.integration
+
+
+async def _announced(settings: Settings, user_id: str, order_id: str) -> list[str]:
+    """The statuses ``order_id`` had in the ``order.updated`` events of ``user_id``'s inbox."""
+    rows = await mk.fetch(
+        settings,
+        "SELECT data -> 'order' ->> 'status' AS status FROM stream_events"
+        " WHERE stream = $1 AND ev = 'order.updated' AND data -> 'order' ->> 'id' = $2"
+        ' ORDER BY "offset"',
+        f"user:{user_id}",
+        order_id,
+    )
+    return [r["status"] for r in rows]
+
+
+async def test_a_settled_payment_announces_its_order_once_as_paid(
+    api: Api, settings: Settings
+) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 150), "announce-paid")
+    item = await mk.listing(api, seller.access_token, title="Loaf", stock=5, price=400)
+    buyer = await api.signup("announce-paid-buyer")
+    ws = await api.connect(buyer)
+    try:
+        out = await ws.ok("checkout", {"payment": mk.APPROVE, "lines": [
+            {"listing_id": item["id"], "qty": 1}]}, key=uuid.uuid4().hex)  # fmt: skip
+        order = out["orders"][0]
+        assert order["status"] == "paid"
+        event = await ws.next_event("order.updated", timeout=20)  # live: the first is paid
+        assert event["data"]["order"]["id"] == order["id"]
+        assert event["data"]["order"]["status"] == "paid"
+        assert "announced" not in event["data"]["order"]  # the owner's own mark stays its own
+        assert await _announced(settings, buyer.id, order["id"]) == ["paid"]
+        assert await _announced(settings, seller.id, order["id"]) == ["paid"]
+    finally:
+        await ws.close()
+
+
+async def test_a_part_released_by_its_checkout_is_never_announced(
+    api: Api, settings: Settings
+) -> None:
+    here = mk.spot(settings, 151)
+    seller_a, _ = await mk.vendor(api, here, "announce-plenty")
+    seller_b, _ = await mk.vendor(api, mk.neighbour(settings, here), "announce-scarce")
+    plenty = await mk.listing(api, seller_a.access_token, title="Buns", stock=8, price=200)
+    scarce = await mk.listing(api, seller_b.access_token, title="Cake", stock=1, price=900)
+    buyer = await api.signup("announce-refused-buyer")
+    ws = await api.connect(buyer)
+    try:
+        lines = [{"listing_id": plenty["id"], "qty": 3}, {"listing_id": scarce["id"], "qty": 2}]
+        reply = await ws.request(
+            "checkout", {"payment": mk.APPROVE, "lines": lines}, key=uuid.uuid4().hex, timeout=60
+        )
+        assert not reply["ok"] and reply["error"]["code"] == "out_of_stock", reply
+        made = await mk.fetch(
+            settings, "SELECT id, status FROM orders WHERE buyer_id = $1", buyer.id
+        )  # the plentiful part was reserved at its own shard, then released
+        assert [r["status"] for r in made] == ["cancelled"]
+        assert await mk.stock_of(settings, plenty["id"]) == 8
+        assert await _announced(settings, buyer.id, made[0]["id"]) == []
+        assert await _announced(settings, seller_a.id, made[0]["id"]) == []
+
+        declined = await ws.request(
+            "checkout", {"payment": mk.DECLINE, "lines": lines[:1]}, key=uuid.uuid4().hex,
+            timeout=60,
+        )  # fmt: skip
+        assert not declined["ok"] and declined["error"]["code"] == "payment_failed", declined
+        rows = await mk.fetch(
+            settings, "SELECT id FROM orders WHERE buyer_id = $1 AND id <> $2", buyer.id,
+            made[0]["id"],
+        )  # fmt: skip
+        assert len(rows) == 1
+        assert await _announced(settings, buyer.id, rows[0]["id"]) == []
+        assert await _announced(settings, seller_a.id, rows[0]["id"]) == []
+        assert await mk.stock_of(settings, plenty["id"]) == 8
+    finally:
+        await ws.close()
+
+
+async def test_a_payment_waiting_for_the_buyer_announces_the_pending_order_once(
+    api: Api, settings: Settings
+) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 152), "announce-action")
+    item = await mk.listing(api, seller.access_token, title="Tart", stock=5, price=600)
+    buyer = await api.signup("announce-action-buyer")
+    ws = await api.connect(buyer)
+    try:
+        key = uuid.uuid4().hex
+        body = {"payment": mk.ACTION, "lines": [{"listing_id": item["id"], "qty": 2}]}
+        out = await ws.ok("checkout", body, key=key)
+        assert out["payment"]["status"] == "requires_action"
+        order = out["orders"][0]
+        assert order["status"] == "pending_payment"
+        event = await ws.next_event("order.updated", timeout=20)
+        assert event["data"]["order"]["id"] == order["id"]
+        assert event["data"]["order"]["status"] == "pending_payment"
+        again = await ws.ok("checkout", body, key=key)  # a retry: the same, announced once
+        assert again["orders"][0]["id"] == order["id"]
+        assert await _announced(settings, buyer.id, order["id"]) == ["pending_payment"]
+        assert await _announced(settings, seller.id, order["id"]) == ["pending_payment"]
+
+        conn = await mk.db(settings)
+        try:  # its reservation runs out: announced, so its end is too
+            await conn.execute(
+                "UPDATE orders SET reserved_until = now() - interval '1 second' WHERE id = $1",
+                order["id"],
+            )
+        finally:
+            await conn.close()
+        while True:
+            event = await ws.next_event("order.updated", timeout=30)
+            if event["data"]["order"]["id"] == order["id"]:
+                break
+        assert event["data"]["order"]["status"] == "cancelled"
+        statuses = await _announced(settings, seller.id, order["id"])
+        assert statuses == ["pending_payment", "cancelled"]
+        assert await mk.stock_of(settings, item["id"]) == 5
+    finally:
+        await ws.close()
