@@ -290,6 +290,12 @@ class Settings(BaseSettings):
     currency, category; never the stock) this long after reading it; the owning shard checks
     price, currency and on sale at the reservation, and a refusal makes the gateway read the
     listing afresh (docs/marketplace.md "Checkout"). 0: every buy-now reads its lines."""
+    checkout_scarce_s: float = Field(10.0, ge=0, le=3600)
+    """A listing a reservation found out of stock is *scarce* at this gateway this long: a
+    checkout with several vendors reserves the parts holding a scarce listing first, and the
+    others only if those were taken, so a sold-out line refuses the checkout before any other
+    shard reserved (and then released) its part. Only the order of the reservations changes;
+    the owning shard still decides every line. 0: every part is reserved at once."""
     market_sweep_s: float = Field(5.0, gt=0, le=3600)
     """How often a gateway releases expired reservations and retries pending refunds."""
     listing_update_ms: float = Field(250.0, ge=0, le=60_000)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -197,6 +198,19 @@ def split_by_vendor(lines: list[Line]) -> tuple[list[dict[str, Any]], int, str]:
         part["total"] += line.amount
     total = sum(p["total"] for p in parts.values())
     return list(parts.values()), total, currencies.pop()
+
+
+def reserve_waves(
+    parts: list[dict[str, Any]], scarce: Container[str]
+) -> list[list[dict[str, Any]]]:
+    """A checkout's parts (``split_by_vendor``) in the order to reserve them: the parts that
+    hold a ``scarce`` listing first, together, then the others, together (the second wave only
+    if the first was taken, so a sold-out line refuses the checkout before any other shard
+    reserves a part). One wave when no part, or every part, holds one."""
+    first = [p for p in parts if any(i["listing_id"] in scarce for i in p["items"])]
+    if not first or len(first) == len(parts):
+        return [list(parts)]
+    return [first, [p for p in parts if p not in first]]
 
 
 def cart_totals(items: list[dict[str, Any]]) -> dict[str, int]:

@@ -58,6 +58,7 @@ from models.errors import (
     BadRequest,
     Conflict,
     NotFound,
+    OutOfStock,
     PaymentFailed,
     Unavailable,
     error_from_dict,
@@ -72,11 +73,12 @@ from models.market import (
     OrderAnnounce,
     OrderReserve,
     RefundRecord,
+    reserve_waves,
     split_by_vendor,
 )
 from models.streams import compact_json
 from payments import Charge, PaymentProvider
-from services.checkout_reads import FACTS, FACTS_MANY, LINE_COLUMNS, Lines
+from services.checkout_reads import FACTS, FACTS_MANY, LINE_COLUMNS, Lines, Scarce
 from services.market import SYSTEM, Actor, MarketService
 from store import market_store as ms
 from store.coalesce import Coalescer
@@ -124,10 +126,17 @@ class Checkout:
         self._facts_read = Coalescer(batches, "facts", FACTS_MANY, lambda row: row["token"])
         self.lines = Lines(self.db, market.settings.checkout_lines_ttl_s)
         """A buy-now's lines, kept by this gateway (services/checkout_reads.py: the rule)."""
-        market.listing_changed.append(lambda listing_id: self.lines.forget((listing_id,)))
+        self.scarce = Scarce(market.settings.checkout_scarce_s)
+        """Listings just found sold out: their parts are reserved first (``_reserve``)."""
+        market.listing_changed.append(self._changed)
         self.in_flight = 0
         self.refused = 0
         """Checkouts answered ``unavailable`` because ``checkout_max_in_flight`` were running."""
+
+    def _changed(self, listing_id: str) -> None:
+        """A vendor changed the listing (through this gateway): what is kept of it is stale."""
+        self.lines.forget((listing_id,))
+        self.scarce.forget((listing_id,))
 
     def coalesced(self) -> list[tuple[tuple[str, str], float]]:
         """Rows and statements so far of each coalesced write (rows / statements: how many
@@ -330,8 +339,9 @@ class Checkout:
     async def _reserve(
         self, group: asyncpg.Record, refs: dict[str, dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        """One ``order.reserve`` per owning cell, sent together; all or none stay reserved.
-        ``refs`` gains each vendor as its shard named it."""
+        """One ``order.reserve`` per owning cell, sent together (the parts holding a listing
+        just found sold out first: ``reserve_waves``); all or none stay reserved. ``refs``
+        gains each vendor as its shard named it."""
         buyer, key = group["buyer_id"], group["idem_key"]
         ttl = self.market.settings.reservation_ttl_s
 
@@ -355,13 +365,19 @@ class Checkout:
                 refs[str(part["vendor_id"])] = dict(reply["vendor"])
             return dict(reply["order"])
 
-        done = await asyncio.gather(
-            *(reserve(part) for part in group["parts"]), return_exceptions=True
-        )
-        orders = [r for r in done if isinstance(r, dict)]
-        failures = [r for r in done if isinstance(r, BaseException)]
+        orders: list[dict[str, Any]] = []
+        failures: list[BaseException] = []
+        for wave in reserve_waves(group["parts"], self.scarce):
+            done = await asyncio.gather(*(reserve(part) for part in wave), return_exceptions=True)
+            orders.extend(r for r in done if isinstance(r, dict))
+            failures.extend(r for r in done if isinstance(r, BaseException))
+            if failures:  # the next wave is not sent
+                break
         if not failures:
             return orders
+        for failure in failures:
+            if isinstance(failure, OutOfStock) and "listing_id" in failure.details:
+                self.scarce.mark(str(failure.details["listing_id"]))
         temporary = [f for f in failures if isinstance(f, AppError) and f.temporary]
         if temporary:  # keep what is reserved: a retry with the key reuses it, else it expires
             raise temporary[0]

@@ -13,6 +13,11 @@ forget the checkout's listings (``forget``), so the next one reads them afresh. 
 does not check, a line's title and the category its commission is computed from, is at most
 ``checkout_lines_ttl_s`` old. A listing's vendor, cell and place never change.
 
+**Scarce** (``Scarce``): a listing a reservation just found out of stock is remembered for
+``checkout_scarce_s``, so a checkout with several vendors reserves the part holding it first
+and the others only once that part was taken (a sell-out refuses such checkouts at one shard,
+with nothing reserved and released at the others). A hint for the order, never for the answer.
+
 **Facts** (``FACTS_MANY``): the facts of every buy-now that arrives while one such read is in
 flight are read by one statement (store/coalesce.py), each checkout's as fresh as a statement
 of its own would read them (read when its checkout begins, never kept).
@@ -181,6 +186,37 @@ class Lines:
         """Drop what is kept of ``ids`` (a reservation refused one: the listing changed)."""
         for listing_id in ids:
             self._rows.pop(listing_id, None)
+
+
+class Scarce:
+    """Owns this gateway's memory of listings a reservation found out of stock, each for
+    ``ttl_s`` from that answer (a vendor's change through this gateway forgets it), at most
+    ``MAX_LINES``. A hint for the order of a checkout's reservations (models/market.py
+    ``reserve_waves``), never an answer: the owning shard decides every line."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._until: dict[str, float] = {}
+
+    def mark(self, listing_id: str) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._until) >= MAX_LINES:
+            self._until.clear()
+        self._until[listing_id] = time.monotonic() + self.ttl_s
+
+    def forget(self, ids: Iterable[str]) -> None:
+        for listing_id in ids:
+            self._until.pop(listing_id, None)
+
+    def __contains__(self, listing_id: object) -> bool:
+        until = self._until.get(listing_id) if isinstance(listing_id, str) else None
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._until[listing_id]  # type: ignore[arg-type]
+        return False
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

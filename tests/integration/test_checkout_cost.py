@@ -248,3 +248,37 @@ async def test_the_coalesced_statements_are_planned_once(
         assert (row["generic_plans"], row["custom_plans"]) == (0, 8), dict(row)
     finally:
         await conn.close()
+
+
+async def test_a_sold_out_listing_refuses_the_next_checkouts_before_other_parts_reserve(
+    api: Api, settings: Settings
+) -> None:
+    """Once a reservation found a listing out of stock, a checkout with a part holding it
+    reserves that part first: refused there, its other vendors' shards reserve nothing (the
+    first such checkout, before anyone knew, reserved and released its other part)."""
+    here = mk.spot(settings, 153)
+    seller_a, _ = await mk.vendor(api, here, "scarce-plenty")
+    seller_b, _ = await mk.vendor(api, mk.neighbour(settings, here), "scarce-last")
+    plenty = await mk.listing(api, seller_a.access_token, title="Buns", stock=50, price=200)
+    last = await mk.listing(api, seller_b.access_token, title="Cake", stock=1, price=900)
+    both = [{"listing_id": plenty["id"], "qty": 1}, {"listing_id": last["id"], "qty": 1}]
+    buyers = [await api.signup(f"scarce-buyer-{i}") for i in range(3)]
+    sockets = [await api.connect(buyer) for buyer in buyers]
+    try:
+        first = await sockets[0].ok("checkout", {"payment": mk.APPROVE, "lines": both[1:]},
+                                    key=uuid.uuid4().hex)  # fmt: skip
+        assert first["orders"][0]["status"] == "paid"  # the last cake
+        for ws in sockets[1:]:
+            reply = await ws.request("checkout", {"payment": mk.APPROVE, "lines": both},
+                                     key=uuid.uuid4().hex, timeout=60)  # fmt: skip
+            assert not reply["ok"] and reply["error"]["code"] == "out_of_stock", reply
+        made = [
+            await mk.fetch(settings, "SELECT status FROM orders WHERE buyer_id = $1", b.id)
+            for b in buyers[1:]
+        ]
+        assert [r["status"] for r in made[0]] == ["cancelled"]  # reserved, then released
+        assert made[1] == []  # the cake was known sold out: refused before the buns' shard
+        assert await mk.stock_of(settings, plenty["id"]) == 50
+    finally:
+        for ws in sockets:
+            await ws.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from services.checkout_reads import FACTS, FACTS_MANY, Lines
+from services.checkout_reads import FACTS, FACTS_MANY, Lines, Scarce
 
 
 class FakeDb:
@@ -100,3 +100,21 @@ def test_the_facts_of_many_are_those_of_one_per_row() -> None:
     one = FACTS.replace("$1", "v.buyer_id").replace("$2", "v.card_fp")
     one = one.replace("$3", "v.client_addr").replace("$4", "v.device")
     assert one in FACTS_MANY and "$" not in one
+
+
+def test_a_scarce_listing_is_kept_for_its_ttl_and_forgotten(monkeypatch: Any) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("services.checkout_reads.time.monotonic", lambda: now[0])
+    scarce = Scarce(10.0)
+    scarce.mark("l1")
+    assert "l1" in scarce and "l2" not in scarce
+    now[0] += 9.9
+    assert "l1" in scarce
+    now[0] += 0.2
+    assert "l1" not in scarce  # its time is up
+    scarce.mark("l1")
+    scarce.forget(["l1"])  # a vendor's change through this gateway
+    assert "l1" not in scarce
+    off = Scarce(0.0)
+    off.mark("l1")
+    assert "l1" not in off

@@ -146,6 +146,17 @@ def test_split_by_vendor_totals_and_one_currency() -> None:
     assert m.cart_totals(items) == {"usd": 10}
 
 
+def test_parts_holding_a_scarce_listing_are_reserved_first() -> None:
+    parts, _, _ = m.split_by_vendor(
+        [_line("l1", "va", 1, 300), _line("l2", "vb", 1, 800), _line("l3", "vc", 1, 50)]
+    )
+    vendors = [[p["vendor_id"] for p in wave] for wave in m.reserve_waves(parts, {"l2"})]
+    assert vendors == [["vb"], ["va", "vc"]]
+    assert len(m.reserve_waves(parts, set())) == 1  # nothing scarce: all at once
+    assert len(m.reserve_waves(parts, {"l1", "l2", "l3"})) == 1  # all scarce: all at once
+    assert m.reserve_waves(parts[:1], {"l1"}) == [parts[:1]]
+
+
 def test_cursors_round_trip_and_refuse_garbage() -> None:
     cur = m.NearbyCursor("price", 450.0, "c.x")
     assert m.NearbyCursor.decode(cur.encode(), "price") == cur
