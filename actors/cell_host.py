@@ -375,11 +375,12 @@ class CellHost:
         """The committer's work for one command: its handler, events and idempotency record."""
         user_id, key, op = cmd.user_id, cmd.key, cmd.op
         asked = fingerprint(cmd)  # a retry with other data is a conflict, not the first result
+        recorded = cmd.recorded()  # else its repeat is answered by the state it left
 
         async def work(tx: Tx) -> dict[str, Any]:
             # A retry (of a committed command, or a duplicate inside this batch) fails the fast
             # path at the record's primary key; the careful re-run finds the first result here.
-            if tx.careful:
+            if tx.careful and recorded:
                 prior = await idempotency.lookup(tx.conn, user_id, key, op, asked)
                 if prior is not None:
                     return dict(prior)
@@ -390,11 +391,12 @@ class CellHost:
                 # On the fast path no record was looked up: a retry of a command that committed
                 # may now refuse (sold out since); its first result is still its answer. The
                 # committer asks for every refusal's record of the batch at once (``recorded``).
-                if not tx.careful:
+                if not tx.careful and recorded:
                     refused.recheck = (user_id, key, op, asked)
                 raise
             committed = await self._append(tx, emitted)
-            tx.defer(RecordRow(user_id, key, op, _result_json(result, committed), asked))
+            if recorded:
+                tx.defer(RecordRow(user_id, key, op, _result_json(result, committed), asked))
             tx.emit(committed)
             return result
 

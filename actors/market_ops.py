@@ -693,7 +693,14 @@ async def vendor_suspend(
 def _already(status: str, action: str) -> bool:
     """A system step repeated after it (or an equivalent) took effect: answer, change nothing."""
     done = {
-        "confirm": (market.PAID, market.ACCEPTED, market.FULFILLED, market.COMPLETED),
+        # refunded too: an order is refunded only once paid, so its confirmation took effect
+        "confirm": (
+            market.PAID,
+            market.ACCEPTED,
+            market.FULFILLED,
+            market.COMPLETED,
+            market.REFUNDED,
+        ),
         "release": (market.CANCELLED,),
         "refund": (market.REFUNDED,),
         "hold": (market.HELD,),

@@ -54,6 +54,12 @@ class ShardCommand:
     def route(self) -> str:
         return self.route_by.of(self)
 
+    def recorded(self) -> bool:
+        """Does its owner keep its first result under ``(user_id, key, op)`` (an idempotency
+        record, written with it) for a retry to answer? Yes, unless a repeat is answered by the
+        state the command left (a system step of an order: models/market.py ``OrderAct``)."""
+        return True
+
 
 @command
 class ShardRead:

@@ -77,6 +77,8 @@ _TRANSITIONS: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     (COMPLETED, "refund"): (REFUNDED, frozenset({"provider", "admin", "vendor"})),
 }
 ACTIONS = frozenset(action for _, action in _TRANSITIONS)
+_UNRECORDED = frozenset({"confirm", "release"})
+"""System steps whose repeat is answered by the order's state (``OrderAct.recorded``)."""
 
 
 @dataclass(frozen=True)
@@ -425,6 +427,14 @@ class OrderAct(OrderCommand):
     actor: ActorKind
     vendor_id: str | None = None
     reason: str | None = None
+
+    def recorded(self) -> bool:
+        """The system's (or the provider's) ``confirm`` and ``release`` keep no idempotency
+        record: a repeat finds the order past the step (paid or later; cancelled, which is
+        final) and answers it as it is, changing nothing (actors/market_ops.py ``_already``).
+        Every other step keeps one: a ``hold`` repeated after a review moved the order on, or a
+        buyer's ``cancel``, must answer what it did first."""
+        return not (self.actor in ("system", "provider") and self.action in _UNRECORDED)
 
 
 @command

@@ -202,6 +202,62 @@ async def test_a_remembered_order_moved_behind_the_owner_is_decided_from_sql(
     assert recorded == 0  # the refused fast path wrote nothing, not even its record
 
 
+async def test_a_system_confirmation_keeps_no_record_and_its_repeat_changes_nothing(
+    api: Api, settings: Settings, server: TestServer
+) -> None:
+    """The system's ``confirm`` and ``release`` write no idempotency record (a repeat is
+    answered by the order's state: ``OrderAct.recorded``); its ``hold`` and a reservation do."""
+    order = await _reserved(api, settings, server, 37)
+    market = server.app[SERVICES].market
+    who = Actor(SYSTEM, f"test-confirm-{uuid.uuid4().hex}")
+    done = await market.step(who, order["id"], "confirm", SYSTEM, "paid")
+    assert done["changed"] is True and done["order"]["status"] == "paid"
+    again = await market.step(who, order["id"], "confirm", SYSTEM, "paid")  # same key: a retry
+    assert again["changed"] is False and again["order"]["status"] == "paid"
+    conn = await mk.db(settings)
+    try:
+        records = await conn.fetchval(
+            "SELECT count(*) FROM idempotency WHERE user_id = $1 AND key = $2", SYSTEM, who.key
+        )
+        bought = await conn.fetchval(
+            "SELECT count(*) FROM interactions WHERE item_id = $1 AND kind = 'purchase'",
+            order["items"][0]["listing_id"],
+        )
+        paid = await conn.fetchval(
+            "SELECT count(*) FROM stream_events WHERE ev = 'order.updated'"
+            " AND data -> 'order' ->> 'id' = $1 AND data -> 'order' ->> 'status' = 'paid'",
+            order["id"],
+        )
+        # refunded later: a confirmation repeated then still took effect long ago
+        await conn.execute("UPDATE orders SET status = 'refunded' WHERE id = $1", order["id"])
+        late = await market.step(who, order["id"], "confirm", SYSTEM, "paid")
+        assert late["changed"] is False and late["order"]["status"] == "refunded"
+
+        held = await _reserved(api, settings, server, 38)
+        hold = Actor(SYSTEM, f"test-hold-{uuid.uuid4().hex}")
+        await market.step(hold, held["id"], "hold", SYSTEM, "review")
+        kept = await conn.fetchval(
+            "SELECT count(*) FROM idempotency WHERE user_id = $1 AND key = $2", SYSTEM, hold.key
+        )
+        release = Actor(SYSTEM, f"test-release-{uuid.uuid4().hex}")
+        gone = await market.step(release, held["id"], "release", SYSTEM, "rejected")
+        assert gone["order"]["status"] == "cancelled"
+        twice = await market.step(release, held["id"], "release", SYSTEM, "rejected")
+        assert twice["changed"] is False and twice["order"]["status"] == "cancelled"
+        released = await conn.fetchval(
+            "SELECT count(*) FROM idempotency WHERE user_id = $1 AND key = $2", SYSTEM,
+            release.key,
+        )  # fmt: skip
+        stock = await conn.fetchval(
+            "SELECT stock FROM listings WHERE id = $1", held["items"][0]["listing_id"]
+        )
+    finally:
+        await conn.close()
+    assert records == 0 and bought == 1 and paid == 2  # buyer and vendor, once
+    assert kept == 1 and released == 0
+    assert stock == 3  # released once: its one unit back, not two
+
+
 _PLANS = "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1"
 
 
