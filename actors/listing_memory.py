@@ -129,6 +129,12 @@ _READ = (
 )
 
 
+def committed(host: CellHost, listing_id: str) -> Row | None:
+    """The listing as the last committed batch left it, if remembered (no batch's view: a
+    read outside any batch, ``order.reserve``'s own check is in its batch)."""
+    return _rows(host).get(listing_id)
+
+
 def take(host: CellHost, tx: Tx, row: Row, qty: int, at: datetime) -> Row:
     """Take ``qty`` of the listing ``row`` (as ``rows`` gave it, checked by the caller) in the
     batch's view at ``at``; the row after. Remembered as the batch commits."""

@@ -33,7 +33,7 @@ from actors.group_commit import Refused
 from actors.refund_ops import record_refund
 from models import market
 from models.admin import target_ref
-from models.commands import ShardCommand
+from models.commands import ShardCommand, ShardRead
 from models.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, OutOfStock
 from models.ids import cell_of, cell_scoped_id
 from models.market import TERMINAL
@@ -45,7 +45,7 @@ from store import market_store as ms
 if TYPE_CHECKING:
     import asyncpg
 
-    from actors.cell_host import CellHost, Emitted, Handler
+    from actors.cell_host import CellHost, Emitted, Handler, Reader
     from actors.group_commit import Tx, Work
 
 
@@ -597,6 +597,19 @@ def _stepped(
     return {"order": changed, "changed": True}
 
 
+async def stock_probe(host: CellHost, read: market.StockProbe) -> dict[str, Any]:
+    """The first of the probe's lines this owner knows it cannot take now (a remembered
+    listing on sale with less stock than asked), or ``{"short": None}``. From memory only: a
+    listing not remembered, or off sale (the reservation answers that one), passes."""
+    for listing_id, qty in read.items:
+        if cell_of(listing_id) != cell_of(read.vendor_id):
+            raise BadRequest("a probe must hold only its vendor's listings")
+        row = listing_memory.committed(host, listing_id)
+        if row is not None and _on_sale(row) and row["stock"] < qty:
+            return {"short": {"listing_id": listing_id, "available": row["stock"]}}
+    return {"short": None}
+
+
 async def order_announce(
     host: CellHost, tx: Tx, cmd: market.OrderAnnounce, out: Emitted
 ) -> dict[str, Any]:
@@ -724,3 +737,4 @@ HANDLERS: dict[type[ShardCommand], Handler] = {
     market.OrderRefund: order_refund,
     market.VendorSuspend: vendor_suspend,
 }
+READERS: dict[type[ShardRead], Reader] = {market.StockProbe: stock_probe}

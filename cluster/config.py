@@ -292,10 +292,11 @@ class Settings(BaseSettings):
     listing afresh (docs/marketplace.md "Checkout"). 0: every buy-now reads its lines."""
     checkout_scarce_s: float = Field(10.0, ge=0, le=3600)
     """A listing a reservation found out of stock is *scarce* at this gateway this long: a
-    checkout with several vendors reserves the parts holding a scarce listing first, and the
-    others only if those were taken, so a sold-out line refuses the checkout before any other
-    shard reserved (and then released) its part. Only the order of the reservations changes;
-    the owning shard still decides every line. 0: every part is reserved at once."""
+    checkout with a scarce line first asks that listing's owner whether it can be taken (a
+    read; no: ``out_of_stock`` with nothing written), and reserves the parts holding one before
+    the others, so a sold-out line refuses the checkout before any other shard reserved (and
+    then released) its part. The owning shard still decides every line
+    (docs/marketplace.md "Sold out first"). 0: no probe, every part reserved at once."""
     market_sweep_s: float = Field(5.0, gt=0, le=3600)
     """How often a gateway releases expired reservations and retries pending refunds."""
     listing_update_ms: float = Field(250.0, ge=0, le=60_000)

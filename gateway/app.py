@@ -93,6 +93,7 @@ def _services_ctx(
                     "socket_batched_frames": sessions.writes.frames,
                     "checkouts_in_flight": services.checkout.in_flight,
                     "checkouts_refused_busy": services.checkout.refused,
+                    "checkouts_refused_by_probe": services.checkout.probe_refused,
                     "media_uploads": services.media.uploads,
                     "media_swept": services.media.swept,
                 }

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from models.commands import RoutedBy, ShardCommand, command, entity
+from models.commands import RoutedBy, ShardCommand, ShardRead, command, entity
 from models.errors import BadRequest, Conflict
 from models.placement import cell_key, user_key
 
@@ -406,6 +406,21 @@ class OrderReserve(ShardCommand):
     False: its orders are announced at their payment's outcome (``confirm``, ``hold``), or by
     ``OrderAnnounce`` when the payment waits for the buyer; one released before that is never
     announced (docs/protocol.md, "order.updated")."""
+
+    route_by: ClassVar[RoutedBy] = RoutedBy("vendor_id", entity("vendor"))
+
+
+@command
+class StockProbe(ShardRead):
+    """Which of ``items`` (``(listing_id, qty)``, one vendor's) its owner knows it cannot
+    take now: the first line whose committed stock (as the owner remembers it) is below its
+    qty. Writes nothing and takes nothing; a listing the owner does not remember passes (the
+    reservation decides it). What a checkout asks before it opens its group when a line is
+    scarce (services/checkout.py)."""
+
+    op: ClassVar[str] = "listing.stock_probe"
+    vendor_id: str
+    items: tuple[tuple[str, int], ...]
 
     route_by: ClassVar[RoutedBy] = RoutedBy("vendor_id", entity("vendor"))
 

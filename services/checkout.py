@@ -73,6 +73,7 @@ from models.market import (
     OrderAnnounce,
     OrderReserve,
     RefundRecord,
+    StockProbe,
     reserve_waves,
     split_by_vendor,
 )
@@ -130,6 +131,8 @@ class Checkout:
         """Listings just found sold out: their parts are reserved first (``_reserve``)."""
         market.listing_changed.append(self._changed)
         self.in_flight = 0
+        self.probe_refused = 0
+        """Checkouts answered ``out_of_stock`` by a probe, before any group or reservation."""
         self.refused = 0
         """Checkouts answered ``unavailable`` because ``checkout_max_in_flight`` were running."""
 
@@ -226,6 +229,12 @@ class Checkout:
         if wanted is None:  # the cart's lines and the fraud rules' facts: one round trip
             rows = await self.db.fetch(_CART_LINES, *facts)
             known = rows[0] if rows else None
+            await self._probe(user_id, key, rows)
+        elif any(listing_id in self.scarce for listing_id in wanted):  # probed before facts
+            kept = await self.lines.of(wanted)
+            rows = [{**kept[i], "qty": qty} for i, qty in wanted.items() if i in kept]
+            await self._probe(user_id, key, rows)
+            known = await self._facts(*facts)
         else:  # the lines from this gateway's memory, the facts shared with concurrent ones
             found, known = await asyncio.gather(self.lines.of(wanted), self._facts(*facts))
             rows = [{**found[i], "qty": qty} for i, qty in wanted.items() if i in found]
@@ -274,6 +283,37 @@ class Checkout:
         )  # the group (with its risk) and its payment row (before any provider call): one
         # statement. None: a concurrent request with the same key made it first; that one is it
         return created or one(await self._find(user_id, key))
+
+    async def _probe(self, user_id: str, key: str, rows: list[Any]) -> None:
+        """Before a group is opened for lines holding a scarce listing: ask those vendors'
+        owners (``listing.stock_probe``, together; no writes) whether they know a line cannot
+        be taken now, and refuse the checkout ``out_of_stock`` then, with nothing written
+        anywhere (unless the key's group exists: a retry of a checkout made before, which
+        resumes). A probe that fails says nothing: the reservation decides."""
+        by_vendor: dict[str, list[tuple[str, int]]] = {}
+        titles: dict[str, str] = {}
+        for row in rows:
+            if row["listing_id"] in self.scarce:
+                by_vendor.setdefault(str(row["vendor_id"]), []).append(
+                    (str(row["listing_id"]), int(row["qty"]))
+                )
+                titles[str(row["listing_id"])] = str(row["title"])
+        if not by_vendor:
+            return
+        probes = [StockProbe(vendor_id=v, items=tuple(items)) for v, items in by_vendor.items()]
+        answers = await asyncio.gather(
+            *(self.market.router.read(probe) for probe in probes), return_exceptions=True
+        )
+        for answer in answers:
+            short = answer.get("short") if isinstance(answer, dict) else None
+            if not short:
+                continue
+            if await self._find(user_id, key) is not None:
+                return  # a retry: its group goes on as it was
+            self.probe_refused += 1
+            listing_id, available = str(short["listing_id"]), int(short["available"])
+            raise OutOfStock(f"only {available} left of {titles[listing_id]}",
+                             listing_id=listing_id, available=available)  # fmt: skip
 
     async def _facts(
         self, user_id: str, card_fp: str | None, address: str | None, device: str | None

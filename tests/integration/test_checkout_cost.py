@@ -309,9 +309,11 @@ async def test_the_coalesced_statements_are_planned_once(
 async def test_a_sold_out_listing_refuses_the_next_checkouts_before_other_parts_reserve(
     api: Api, settings: Settings
 ) -> None:
-    """Once a reservation found a listing out of stock, a checkout with a part holding it
-    reserves that part first: refused there, its other vendors' shards reserve nothing (the
-    first such checkout, before anyone knew, reserved and released its other part)."""
+    """Once a reservation found a listing out of stock, a checkout with a line of it asks
+    that listing's owner first (``listing.stock_probe``): refused there, nothing is written
+    anywhere, no group and no reservation at the other vendors' shards (the first such
+    checkout, before anyone knew, reserved and released its other part). A retry of a key that
+    bought before resumes; a restock clears the hint."""
     here = mk.spot(settings, 153)
     seller_a, _ = await mk.vendor(api, here, "scarce-plenty")
     seller_b, _ = await mk.vendor(api, mk.neighbour(settings, here), "scarce-last")
@@ -321,8 +323,9 @@ async def test_a_sold_out_listing_refuses_the_next_checkouts_before_other_parts_
     buyers = [await api.signup(f"scarce-buyer-{i}") for i in range(3)]
     sockets = [await api.connect(buyer) for buyer in buyers]
     try:
+        first_key = uuid.uuid4().hex
         first = await sockets[0].ok("checkout", {"payment": mk.APPROVE, "lines": both[1:]},
-                                    key=uuid.uuid4().hex)  # fmt: skip
+                                    key=first_key)  # fmt: skip
         assert first["orders"][0]["status"] == "paid"  # the last cake
         for ws in sockets[1:]:
             reply = await ws.request("checkout", {"payment": mk.APPROVE, "lines": both},
@@ -335,6 +338,24 @@ async def test_a_sold_out_listing_refuses_the_next_checkouts_before_other_parts_
         assert [r["status"] for r in made[0]] == ["cancelled"]  # reserved, then released
         assert made[1] == []  # the cake was known sold out: refused before the buns' shard
         assert await mk.stock_of(settings, plenty["id"]) == 50
+        groups = [
+            await mk.fetch(settings, "SELECT status FROM order_groups WHERE buyer_id = $1", b.id)
+            for b in buyers[1:]
+        ]
+        assert [r["status"] for r in groups[0]] == ["failed"]
+        assert groups[1] == []  # its owner's probe refused it: no group, no payment row
+        # the first buyer's retry of the key that bought the cake resumes: no probe refusal
+        again = await sockets[0].ok("checkout", {"payment": mk.APPROVE, "lines": both[1:]},
+                                    key=first_key)  # fmt: skip
+        assert again["orders"][0]["id"] == first["orders"][0]["id"]
+        assert again["orders"][0]["status"] == "paid"
+        # restocked by its vendor (through this gateway): the hint is gone, the next one buys
+        status, _ = await mk.rest(api, "POST", f"/api/v1/vendor/listings/{last['id']}/stock",
+                                  {"delta": 1}, seller_b.access_token)  # fmt: skip
+        assert status == 200
+        bought = await sockets[2].ok("checkout", {"payment": mk.APPROVE, "lines": both},
+                                     key=uuid.uuid4().hex)  # fmt: skip
+        assert sorted(o["status"] for o in bought["orders"]) == ["paid", "paid"]
     finally:
         for ws in sockets:
             await ws.close()
