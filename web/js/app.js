@@ -190,11 +190,15 @@ class App {
     const root = $("main");
     if (this._cleanup) this._cleanup();
     this._cleanup = null;
-    const mod = await load();
     const token = (this._routeToken = {});
-    mount(root);
+    const mod = await load();
+    if (token !== this._routeToken) return; // a later route is on its way
+    // Each route renders into a slot of its own: a view still rendering when the next route
+    // starts (a slow reply) writes into its slot, no longer in the page, never over the next.
+    const slot = h("div", { class: "view" });
+    mount(root, slot);
     this.markTab();
-    const cleanup = await mod.render(this, root, { name, args: parts.slice(1), mode: parts[0] });
+    const cleanup = await mod.render(this, slot, { name, args: parts.slice(1), mode: parts[0] });
     if (token !== this._routeToken) {
       if (cleanup) cleanup();
       return;
