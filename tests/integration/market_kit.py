@@ -69,6 +69,31 @@ async def buy(ws: Ws, listing_id: str, qty: int, payment: dict[str, Any]) -> dic
     return await ws.request("checkout", {"payment": payment}, key=uuid.uuid4().hex, timeout=60)
 
 
+async def run_out(settings: Settings, order_id: str) -> None:
+    """Let time pass for an order's reservation: it ran out a second ago (the sweeper's next
+    round expires it)."""
+    conn = await db(settings)
+    try:
+        await conn.execute(
+            "UPDATE orders SET reserved_until = now() - interval '1 second' WHERE id = $1",
+            order_id,
+        )
+    finally:
+        await conn.close()
+
+
+async def order_event(
+    ws: Ws, order_id: str, status: str | None = None, timeout: float = 30
+) -> dict[str, Any]:
+    """The next ``order.updated`` of ``order_id`` on ``ws`` (in ``status``, if given): its
+    order; the others are skipped."""
+    while True:
+        event = await ws.next_event("order.updated", timeout=timeout)
+        seen = dict(event["data"]["order"])
+        if seen["id"] == order_id and status in (None, seen["status"]):
+            return seen
+
+
 async def db(settings: Settings) -> asyncpg.Connection:
     assert settings.database_url
     return await asyncpg.connect(settings.database_url)

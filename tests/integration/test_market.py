@@ -118,19 +118,8 @@ async def test_declined_payment_releases_and_expired_reservation_returns_stock(
     order = pending["data"]["orders"][0]
     assert order["status"] == "pending_payment" and order["reserved_until"]
     assert await mk.stock_of(settings, item["id"]) == 1
-    conn = await mk.db(settings)
-    try:  # let time pass: the reservation runs out
-        await conn.execute(
-            "UPDATE orders SET reserved_until = now() - interval '1 second' WHERE id = $1",
-            order["id"],
-        )
-    finally:
-        await conn.close()
-    while True:
-        event = await ws.next_event("order.updated", timeout=20)
-        seen = event["data"]["order"]
-        if seen["id"] == order["id"] and seen["status"] == "cancelled":
-            break
+    await mk.run_out(settings, order["id"])  # let time pass: the reservation runs out
+    await mk.order_event(ws, order["id"], "cancelled", timeout=20)
     assert await mk.stock_of(settings, item["id"]) == 4
     await ws.close()
 

@@ -7,12 +7,13 @@ decline) is never announced. Real websockets, shards, Postgres and Redis."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
 from cluster.config import Settings
 from tests.integration import market_kit as mk
-from tests.integration.client import Api
+from tests.integration.client import Api, User, Ws
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +31,20 @@ async def _announced(settings: Settings, user_id: str, order_id: str) -> list[st
     return [r["status"] for r in rows]
 
 
+async def _shop(
+    api: Api, settings: Settings, i: int, name: str
+) -> tuple[User, dict[str, Any], User, Ws]:
+    """A vendor in its own neighbourhood with a listing of 5, and a buyer connected."""
+    seller, _ = await mk.vendor(api, mk.spot(settings, i), f"announce-{name}")
+    item = await mk.listing(api, seller.access_token, title=name, stock=5, price=400)
+    buyer = await api.signup(f"announce-{name}-buyer")
+    return seller, item, buyer, await api.connect(buyer)
+
+
 async def test_a_settled_payment_announces_its_order_once_as_paid(
     api: Api, settings: Settings
 ) -> None:
-    seller, _ = await mk.vendor(api, mk.spot(settings, 150), "announce-paid")
-    item = await mk.listing(api, seller.access_token, title="Loaf", stock=5, price=400)
-    buyer = await api.signup("announce-paid-buyer")
-    ws = await api.connect(buyer)
+    seller, item, buyer, ws = await _shop(api, settings, 150, "Loaf")
     try:
         out = await ws.ok("checkout", {"payment": mk.APPROVE, "lines": [
             {"listing_id": item["id"], "qty": 1}]}, key=uuid.uuid4().hex)  # fmt: skip
@@ -96,10 +104,7 @@ async def test_a_part_released_by_its_checkout_is_never_announced(
 async def test_a_payment_waiting_for_the_buyer_announces_the_pending_order_once(
     api: Api, settings: Settings
 ) -> None:
-    seller, _ = await mk.vendor(api, mk.spot(settings, 152), "announce-action")
-    item = await mk.listing(api, seller.access_token, title="Tart", stock=5, price=600)
-    buyer = await api.signup("announce-action-buyer")
-    ws = await api.connect(buyer)
+    seller, item, buyer, ws = await _shop(api, settings, 152, "Tart")
     try:
         key = uuid.uuid4().hex
         body = {"payment": mk.ACTION, "lines": [{"listing_id": item["id"], "qty": 2}]}
@@ -115,19 +120,9 @@ async def test_a_payment_waiting_for_the_buyer_announces_the_pending_order_once(
         assert await _announced(settings, buyer.id, order["id"]) == ["pending_payment"]
         assert await _announced(settings, seller.id, order["id"]) == ["pending_payment"]
 
-        conn = await mk.db(settings)
-        try:  # its reservation runs out: announced, so its end is too
-            await conn.execute(
-                "UPDATE orders SET reserved_until = now() - interval '1 second' WHERE id = $1",
-                order["id"],
-            )
-        finally:
-            await conn.close()
-        while True:
-            event = await ws.next_event("order.updated", timeout=30)
-            if event["data"]["order"]["id"] == order["id"]:
-                break
-        assert event["data"]["order"]["status"] == "cancelled"
+        await mk.run_out(settings, order["id"])  # announced, so its end is too
+        ended = await mk.order_event(ws, order["id"])
+        assert ended["status"] == "cancelled"
         statuses = await _announced(settings, seller.id, order["id"])
         assert statuses == ["pending_payment", "cancelled"]
         assert await mk.stock_of(settings, item["id"]) == 5
