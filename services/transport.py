@@ -80,15 +80,19 @@ class RayTransport:
                 handles[name] = ray.get_actor(name, namespace=settings.ray_namespace)
         return cls(handles, settings.shard_call_timeout_s, settings.ray_namespace)
 
-    def _handle(self, shard: str) -> Any:
+    async def _handle(self, shard: str) -> Any:
+        """The shard's handle: kept, else looked up by name off the event loop
+        (``ray.get_actor`` is a blocking call to Ray's control server: rule 6)."""
         handle = self._handles.get(shard)
         if handle is None and self._namespace is not None:
             import ray
 
             try:
-                handle = self._handles[shard] = ray.get_actor(shard, namespace=self._namespace)
+                handle = await asyncio.to_thread(ray.get_actor, shard, namespace=self._namespace)
             except ValueError:  # no such actor (yet, or any more)
                 handle = None
+            if handle is not None:
+                self._handles[shard] = handle
         if handle is None:
             raise ShardGone(f"shard {shard} is unknown to this gateway")
         return handle
@@ -97,7 +101,7 @@ class RayTransport:
         import ray
         from ray.exceptions import ActorDiedError, RayError
 
-        handle = self._handle(shard)
+        handle = await self._handle(shard)
         try:
             return await asyncio.wait_for(getattr(handle, method).remote(*args), self._timeout_s)
         except ray.exceptions.RayTaskError as exc:
