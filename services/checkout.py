@@ -128,7 +128,8 @@ class Checkout:
         self.lines = Lines(self.db, market.settings.checkout_lines_ttl_s)
         """A buy-now's lines, kept by this gateway (services/checkout_reads.py: the rule)."""
         self.scarce = Scarce(market.settings.checkout_scarce_s)
-        """Listings just found sold out: their parts are reserved first (``_reserve``)."""
+        """Listings just found sold out: a line of one is probed at its owner first (``_probe``)
+        and its part reserved before the others (``_reserve``)."""
         market.listing_changed.append(self._changed)
         self.in_flight = 0
         self.probe_refused = 0
