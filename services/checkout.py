@@ -231,10 +231,11 @@ class Checkout:
             rows = await self.db.fetch(_CART_LINES, *facts)
             known = rows[0] if rows else None
             await self._probe(user_id, key, rows)
-        elif any(listing_id in self.scarce for listing_id in wanted):  # probed with the facts
+        elif any(listing_id in self.scarce for listing_id in wanted):  # probed before facts
             kept = await self.lines.of(wanted)
             rows = [{**kept[i], "qty": qty} for i, qty in wanted.items() if i in kept]
-            _, known = await asyncio.gather(self._probe(user_id, key, rows), self._facts(*facts))
+            await self._probe(user_id, key, rows)
+            known = await self._facts(*facts)
         else:  # the lines from this gateway's memory, the facts shared with concurrent ones
             found, known = await asyncio.gather(self.lines.of(wanted), self._facts(*facts))
             rows = [{**found[i], "qty": qty} for i, qty in wanted.items() if i in found]
