@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from cluster.config import Settings
 from models.commands import ShardCommand, ShardRead
 from models.errors import AppError, Unavailable
+from services.named_actor import NamedActor
 
 log = logging.getLogger("hyperlocal.router")
 
@@ -82,17 +83,11 @@ class RayTransport:
 
     async def _handle(self, shard: str) -> Any:
         """The shard's handle: kept, else looked up by name off the event loop
-        (``ray.get_actor`` is a blocking call to Ray's control server: rule 6)."""
+        (services/named_actor.py: ``ray.get_actor`` blocks on Ray's control server, rule 6)."""
         handle = self._handles.get(shard)
         if handle is None and self._namespace is not None:
-            import ray
-
-            try:
-                handle = await asyncio.to_thread(ray.get_actor, shard, namespace=self._namespace)
-            except ValueError:  # no such actor (yet, or any more)
-                handle = None
-            if handle is not None:
-                self._handles[shard] = handle
+            with contextlib.suppress(LookupError):  # no such actor (yet, or any more)
+                handle = self._handles[shard] = await NamedActor(shard, self._namespace).handle()
         if handle is None:
             raise ShardGone(f"shard {shard} is unknown to this gateway")
         return handle

@@ -30,6 +30,7 @@ async def test_a_shard_is_looked_up_off_the_event_loop_and_kept(
         return found
 
     monkeypatch.setattr(ray, "get_actor", slow_lookup)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # connected, as a gateway is
     transport = RayTransport({}, 5.0, "hyperlocal")
     ticks = 0
 
