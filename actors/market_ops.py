@@ -449,8 +449,8 @@ def _reserved(host: CellHost, tx: Tx, out: Emitted, cmd: market.OrderReserve,
     placed = ms.order_public(order, list(cmd.items))
     _order_events(out, placed, vendor["user_id"], hooks, created=True, announce=cmd.announce)
     _queue_hooks(tx, vendor_id, hooks)
-    order_memory.remember(host, tx, placed, vendor["user_id"], cmd.announce)  # its confirm:
-    # from memory
+    # its confirm (or release, or announcement) is decided from memory
+    order_memory.remember(host, tx, placed, vendor["user_id"], cmd.announce)
     # who sold it, as every order reaches a client (services/market.py ``with_vendors``), from
     # this shard's memory: the checkout then reads no vendor row for its answer
     ref = {"id": vendor["id"], "name": vendor["name"], "user_id": vendor["user_id"]}

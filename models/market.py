@@ -209,10 +209,12 @@ def reserve_waves(
     hold a ``scarce`` listing first, together, then the others, together (the second wave only
     if the first was taken, so a sold-out line refuses the checkout before any other shard
     reserves a part). One wave when no part, or every part, holds one."""
-    first = [p for p in parts if any(i["listing_id"] in scarce for i in p["items"])]
-    if not first or len(first) == len(parts):
-        return [list(parts)]
-    return [first, [p for p in parts if p not in first]]
+    first: list[dict[str, Any]] = []
+    rest: list[dict[str, Any]] = []
+    for part in parts:
+        holds = any(item["listing_id"] in scarce for item in part["items"])
+        (first if holds else rest).append(part)
+    return [first, rest] if first and rest else [list(parts)]
 
 
 def cart_totals(items: list[dict[str, Any]]) -> dict[str, int]:

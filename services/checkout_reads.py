@@ -14,9 +14,10 @@ does not check, a line's title and the category its commission is computed from,
 ``checkout_lines_ttl_s`` old. A listing's vendor, cell and place never change.
 
 **Scarce** (``Scarce``): a listing a reservation just found out of stock is remembered for
-``checkout_scarce_s``, so a checkout with several vendors reserves the part holding it first
-and the others only once that part was taken (a sell-out refuses such checkouts at one shard,
-with nothing reserved and released at the others). A hint for the order, never for the answer.
+``checkout_scarce_s``, so a checkout with a line of it asks the listing's owner first (a stock
+probe, no writes: known short, nothing is written anywhere) and reserves the part holding it
+before the others (a sell-out refuses such checkouts at one shard, with nothing reserved and
+released at the others). A hint for the order of the work, never for the answer.
 
 **Facts** (``FACTS_MANY``): the facts of every buy-now that arrives while one such read is in
 flight are read by one statement (store/coalesce.py), each checkout's as fresh as a statement
@@ -191,8 +192,9 @@ class Lines:
 class Scarce:
     """Owns this gateway's memory of listings a reservation found out of stock, each for
     ``ttl_s`` from that answer (a vendor's change through this gateway forgets it), at most
-    ``MAX_LINES``. A hint for the order of a checkout's reservations (models/market.py
-    ``reserve_waves``), never an answer: the owning shard decides every line."""
+    ``MAX_LINES``. A hint for what a checkout asks first (the owner's stock probe, and the
+    order of its reservations: models/market.py ``reserve_waves``), never an answer: the owning
+    shard decides every line."""
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
