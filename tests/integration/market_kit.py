@@ -63,6 +63,19 @@ async def listing(api: Api, token: str, **fields: Any) -> dict[str, Any]:
     return dict(out["listing"])
 
 
+async def two_shops(
+    api: Api, settings: Settings, i: int, tag: str, plenty: int, scarce: int
+) -> tuple[User, dict[str, Any], User, dict[str, Any]]:
+    """Two vendors in neighbouring cells (so two owning shards' worth of parts): one with
+    ``plenty`` buns at 200, one with ``scarce`` cakes at 900. Each vendor's user and listing."""
+    here = spot(settings, i)
+    seller_a, _ = await vendor(api, here, f"{tag}-plenty")
+    seller_b, _ = await vendor(api, neighbour(settings, here), f"{tag}-scarce")
+    buns = await listing(api, seller_a.access_token, title="Buns", stock=plenty, price=200)
+    cake = await listing(api, seller_b.access_token, title="Cake", stock=scarce, price=900)
+    return seller_a, buns, seller_b, cake
+
+
 async def buy(ws: Ws, listing_id: str, qty: int, payment: dict[str, Any]) -> dict[str, Any]:
     """cart.add then checkout; the checkout reply (ok or error)."""
     await ws.mutate("cart.add", {"listing_id": listing_id, "qty": qty})

@@ -314,11 +314,7 @@ async def test_a_sold_out_listing_refuses_the_next_checkouts_before_other_parts_
     anywhere, no group and no reservation at the other vendors' shards (the first such
     checkout, before anyone knew, reserved and released its other part). A retry of a key that
     bought before resumes; a restock clears the hint."""
-    here = mk.spot(settings, 153)
-    seller_a, _ = await mk.vendor(api, here, "scarce-plenty")
-    seller_b, _ = await mk.vendor(api, mk.neighbour(settings, here), "scarce-last")
-    plenty = await mk.listing(api, seller_a.access_token, title="Buns", stock=50, price=200)
-    last = await mk.listing(api, seller_b.access_token, title="Cake", stock=1, price=900)
+    _, plenty, seller_b, last = await mk.two_shops(api, settings, 153, "scarce", 50, 1)
     both = [{"listing_id": plenty["id"], "qty": 1}, {"listing_id": last["id"], "qty": 1}]
     buyers = [await api.signup(f"scarce-buyer-{i}") for i in range(3)]
     sockets = [await api.connect(buyer) for buyer in buyers]

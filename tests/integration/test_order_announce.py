@@ -63,11 +63,7 @@ async def test_a_settled_payment_announces_its_order_once_as_paid(
 async def test_a_part_released_by_its_checkout_is_never_announced(
     api: Api, settings: Settings
 ) -> None:
-    here = mk.spot(settings, 151)
-    seller_a, _ = await mk.vendor(api, here, "announce-plenty")
-    seller_b, _ = await mk.vendor(api, mk.neighbour(settings, here), "announce-scarce")
-    plenty = await mk.listing(api, seller_a.access_token, title="Buns", stock=8, price=200)
-    scarce = await mk.listing(api, seller_b.access_token, title="Cake", stock=1, price=900)
+    seller_a, plenty, _, scarce = await mk.two_shops(api, settings, 151, "announce", 8, 1)
     buyer = await api.signup("announce-refused-buyer")
     ws = await api.connect(buyer)
     try:
