@@ -387,6 +387,7 @@ async def order_reserve(
         "currency": cmd.currency,
         "reservation_s": cmd.ttl_s,  # from the database clock: the one expiry is decided by
         "risk": cmd.risk,
+        "announced": cmd.announce,
     }
     # the listings locked and checked, the stock taken and the order written: one statement,
     # which writes nothing unless every line can be taken
@@ -431,7 +432,8 @@ def _reserve_in_memory(host: CellHost, tx: Tx, out: Emitted, cmd: market.OrderRe
     risk = None if cmd.risk is None else compact_json(cmd.risk)
     tx.defer(order_writes.ORDERS.row(order["id"], cmd.group_id, cmd.user_id, cmd.vendor_id,
                                      vendor["user_id"], cell, cmd.total, cmd.currency,
-                                     order["reserved_until"], at, risk))  # fmt: skip
+                                     order["reserved_until"], at, risk,
+                                     cmd.announce))  # fmt: skip
     for item in cmd.items:
         tx.defer(order_writes.ORDER_LINES.row(order["id"], item["listing_id"], item["title"],
                                               item["qty"], item["unit_price"]))  # fmt: skip
@@ -467,7 +469,6 @@ def _may_see(row: asyncpg.Record, cmd: market.OrderAct | market.OrderRefund) -> 
 
 async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) -> dict[str, Any]:
     """One step of the order state machine (models/market.py), with its stock and refund."""
-    quiet = order_memory.unannounced(host, cmd.order_id)  # if it ends now: never announced
     released = await _released_in_memory(host, tx, out, cmd)
     if released is not None:
         return released
@@ -487,7 +488,8 @@ async def order_act(host: CellHost, tx: Tx, cmd: market.OrderAct, out: Emitted) 
     if found is None or not _may_see(found[0], cmd):
         raise NotFound("no such order")
     row, lines = found
-    action, actor = cmd.action, cmd.actor
+    quiet = row["status"] == market.PENDING and not row["announced"]  # if it ends now: never
+    action, actor = cmd.action, cmd.actor  # announced (the column outlives the owner's memory)
     if action == "expire" and not await ms.reservation_over(tx.conn, row["id"]):
         # Decided by the database clock (the sweeper's), never this host's; an error, not a
         # no-op, so nothing is recorded under the caller's key and a later sweep can expire it.
@@ -614,12 +616,14 @@ async def order_announce(
     host: CellHost, tx: Tx, cmd: market.OrderAnnounce, out: Emitted
 ) -> dict[str, Any]:
     """Put a pending order reserved unannounced on its inboxes (its payment waits for the
-    buyer now); an order past ``pending_payment`` was announced by the step that moved it, and
-    is answered as it is."""
+    buyer now), once: the order's ``announced`` column says whether it was (the owner's memory
+    of it does not survive a restart). An order announced before, or past ``pending_payment``
+    (announced by the step that moved it), is answered as it is."""
     known = None if tx.careful else order_memory.recall(host, cmd.order_id)
     if known is not None:
         order = order_memory.public(known)
         if not known["announced"]:
+            await ms.mark_announced(tx.conn, cmd.order_id)
             _announce(out, order, known["vendor_user_id"])
             order_memory.remember(host, tx, order, known["vendor_user_id"])
         return {"order": order, "announced": not known["announced"]}
@@ -629,9 +633,10 @@ async def order_announce(
         raise NotFound("no such order")
     row, lines = found
     order = ms.order_public(row, lines)
-    if row["status"] == market.PENDING:  # not remembered: whether it was, nobody knows here
+    now = row["status"] == market.PENDING and await ms.mark_announced(tx.conn, row["id"])
+    if now:
         _announce(out, order, row["vendor_user_id"])
-    return {"order": order, "announced": row["status"] == market.PENDING}
+    return {"order": order, "announced": now}
 
 
 async def order_refund(

@@ -58,13 +58,6 @@ def public(known: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in known.items() if key not in _INTERNAL}
 
 
-def unannounced(host: CellHost, order_id: str) -> bool:
-    """Is ``order_id`` remembered as reserved and not yet on its inboxes? (Not remembered:
-    False. Its owner cannot tell then, so a step announces it.)"""
-    known = recall(host, order_id)
-    return known is not None and not known["announced"]
-
-
 def remember(
     host: CellHost, tx: Tx, order: dict[str, Any], vendor_user_id: str, announced: bool = True
 ) -> None:

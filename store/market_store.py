@@ -449,15 +449,26 @@ async def order_row(db: Db, order_id: str, *, lock: bool = False) -> asyncpg.Rec
 async def order_locked(
     conn: Conn, order_id: str
 ) -> tuple[asyncpg.Record, list[dict[str, Any]]] | None:
-    """The order's row, locked for this transaction, and its lines, in one round trip."""
+    """The order's row, locked for this transaction (with ``announced``: whether its inboxes
+    heard of it yet), and its lines, in one round trip."""
     row = await conn.fetchrow(
         f"SELECT {ORDER_COLUMNS}, (SELECT coalesce(jsonb_agg(jsonb_build_object("
         f"'listing_id', x.listing_id, 'title', x.title, 'qty', x.qty, 'unit_price', x.unit_price)"
         f" ORDER BY x.listing_id), '[]'::jsonb) FROM order_lines x WHERE x.order_id = o.id)"
-        f" AS lines FROM orders o WHERE o.id = $1 FOR UPDATE OF o",
+        f" AS lines, o.announced FROM orders o WHERE o.id = $1 FOR UPDATE OF o",
         order_id,
     )
     return None if row is None else (row, list(row["lines"]))
+
+
+async def mark_announced(conn: Conn, order_id: str) -> bool:
+    """Note that a pending order reserved unannounced is on its inboxes now: True if this
+    call changed it (it was unannounced), so an announcement is made once."""
+    done = await conn.fetchval(
+        "UPDATE orders SET announced = true WHERE id = $1 AND NOT announced RETURNING true",
+        order_id,
+    )
+    return bool(done)
 
 
 async def order(db: Db, order_id: str) -> dict[str, Any] | None:

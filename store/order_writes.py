@@ -57,9 +57,9 @@ WITH w AS (
     RETURNING x.id, x.stock, x.updated_at
 ), o AS (
     INSERT INTO orders (id, group_id, buyer_id, vendor_id, vendor_user_id, cell, status, total,
-        currency, reserved_until, risk)
+        currency, reserved_until, risk, announced)
     SELECT $6, $7, $8, $9, $10, $11, 'pending_payment', $12, $5,
-        now() + make_interval(secs => $13), $14
+        now() + make_interval(secs => $13), $14, $15
     FROM ok WHERE ok.ok
     RETURNING {ORDER_COLUMNS}
 ), ol AS (
@@ -96,7 +96,8 @@ class Reserved:
 async def reserve(conn: Conn, order: dict[str, Any], items: list[dict[str, Any]]) -> Reserved:
     """Take ``items`` (``listing_id``, ``qty``, ``unit_price``, ``title``) for the pending
     ``order`` (its id, group, buyer, vendor, vendor's user, cell, total, currency, reservation
-    seconds from now by the database clock, risk) if every line can be taken; else nothing."""
+    seconds from now by the database clock, risk, whether it is ``announced``) if every line can be
+    taken; else nothing."""
     rows = await conn.fetch(
         _RESERVE,
         [i["listing_id"] for i in items],
@@ -113,6 +114,7 @@ async def reserve(conn: Conn, order: dict[str, Any], items: list[dict[str, Any]]
         order["total"],
         float(order["reservation_s"]),
         order.get("risk"),
+        order["announced"],
     )
     return Reserved(rows)
 
@@ -201,6 +203,7 @@ ORDERS = Table(
         ("reserved_until", "timestamptz"),
         ("at", "timestamptz"),
         ("risk", "text"),
+        ("announced", "bool"),
     ),
     into=(
         "id",
@@ -216,14 +219,16 @@ ORDERS = Table(
         "created_at",
         "updated_at",
         "risk",
+        "announced",
     ),
     select=(
         "SELECT id, group_id, buyer_id, vendor_id, vendor_user_id, cell, 'pending_payment',"
-        " total, currency, reserved_until, at, at, risk::jsonb FROM {rows}"
+        " total, currency, reserved_until, at, at, risk::jsonb, announced FROM {rows}"
     ),
 )
 """A pending order reserved from memory, its timestamps (its reservation's end too) from the
-owner's clock; ``risk`` as JSON text (a ``jsonb[]`` parameter would not take it whole)."""
+owner's clock; ``risk`` as JSON text (a ``jsonb[]`` parameter would not take it whole);
+``announced``: whether its inboxes hear of it now (a checkout's: at its payment's outcome)."""
 
 ORDER_LINES = Table(
     "order_lines",

@@ -2,7 +2,9 @@
 payment's outcome. A payment that settles at once announces its orders first as ``paid``; one
 that waits for the buyer announces them as ``pending_payment`` (once, however often the
 checkout is retried), then its outcome; an order its checkout released (a part out of stock, a
-decline) is never announced. Real websockets, shards, Postgres and Redis."""
+decline) is never announced. An owner that forgot its orders (a restart) still tells which
+pending orders were announced: the orders table keeps it. Real websockets, shards, Postgres and
+Redis."""
 
 from __future__ import annotations
 
@@ -11,7 +13,13 @@ from typing import Any
 
 import pytest
 
+from actors.cell_host import CellHost
+from actors.registry import HANDLERS, READERS
 from cluster.config import Settings
+from models.commands import ShardCommand
+from models.ids import cell_of
+from models.market import OrderAct, OrderAnnounce, OrderReserve
+from models.placement import cell_key
 from tests.integration import market_kit as mk
 from tests.integration.client import Api, User, Ws
 
@@ -124,3 +132,61 @@ async def test_a_payment_waiting_for_the_buyer_announces_the_pending_order_once(
         assert await mk.stock_of(settings, item["id"]) == 5
     finally:
         await ws.close()
+
+
+async def _as_owner(settings: Settings, cell: str, commands: list[ShardCommand]) -> list[Any]:
+    """``commands`` run by a new host acting as ``cell``'s owner: an owner just restarted,
+    which remembers none of the orders it reserved before."""
+    host = CellHost("shard-0", settings, dict(HANDLERS), dict(READERS))
+    await host.ready()
+    try:
+        owner = host.placement.owner(cell_key(cell)) if host.placement else None
+        host.name = owner or host.name
+        replies = []
+        for command in commands:  # one batch each: each sees what the last one committed
+            [reply] = await host.execute(host.placement_version(), [command])
+            assert reply["ok"], reply
+            replies.append(reply["data"])
+        return replies
+    finally:
+        await host.close()
+
+
+async def test_an_owner_that_forgot_its_orders_announces_each_pending_one_exactly_once(
+    api: Api, settings: Settings
+) -> None:
+    seller, _ = await mk.vendor(api, mk.spot(settings, 153), "announce-restart")
+    item = await mk.listing(api, seller.access_token, title="Scone", stock=5, price=300)
+    buyer = await api.signup("announce-restart-buyer")
+    cell = str(cell_of(item["vendor_id"]))
+    line = {"listing_id": item["id"], "title": item["title"], "qty": 1, "unit_price": 300}
+
+    async def reserve() -> OrderReserve:
+        group = await mk.open_group(settings, buyer.id, item["currency"], 300)
+        return OrderReserve(user_id=buyer.id, key=uuid.uuid4().hex, vendor_id=item["vendor_id"],
+                            group_id=group, items=(line,), total=300, currency=item["currency"],
+                            ttl_s=120, announce=False)  # fmt: skip
+
+    def system(command: type[OrderAct] | type[OrderAnnounce], order_id: str, **kw: Any) -> Any:
+        return command(user_id="system", key=uuid.uuid4().hex, order_id=order_id, **kw)
+
+    made = await _as_owner(settings, cell, [await reserve(), await reserve()])
+    quiet, waiting = (reply["order"]["id"] for reply in made)
+    assert await mk.stock_of(settings, item["id"]) == 3
+
+    # restarted: the never-announced order is released quietly, the other announced once
+    release = {"action": "release", "actor": "system", "reason": "checkout failed"}
+    replies = await _as_owner(settings, cell, [system(OrderAct, quiet, **release),
+                                               system(OrderAnnounce, waiting),
+                                               system(OrderAnnounce, waiting)])  # fmt: skip
+    assert [r["announced"] for r in replies[1:]] == [True, False]
+    assert await mk.order_status(settings, quiet) == "cancelled"
+    for user in (buyer.id, seller.id):
+        assert await _announced(settings, user, quiet) == []
+        assert await _announced(settings, user, waiting) == ["pending_payment"]
+
+    # restarted again: the announced one ends where its inboxes hear it
+    await _as_owner(settings, cell, [system(OrderAct, waiting, **release)])
+    for user in (buyer.id, seller.id):
+        assert await _announced(settings, user, waiting) == ["pending_payment", "cancelled"]
+    assert await mk.stock_of(settings, item["id"]) == 5

@@ -129,7 +129,7 @@ async def test_a_batch_statement_whose_order_fails_writes_none_of_its_lines(
         # another listing would be new, and is written only if the whole statement is
         order = order_writes.ORDERS.row(taken["id"], uuid.uuid4().hex, buyer.id, vendor["id"],
                                         seller.id, jam["cell"], 200, jam["currency"], at, at,
-                                        None)  # fmt: skip
+                                        None, False)  # fmt: skip
         line = order_writes.ORDER_LINES.row(taken["id"], honey["id"], "Honey", 1, 200)
         with pytest.raises(asyncpg.UniqueViolationError):  # sent alone, as a batch may be
             await batch_write.write(conn, [], [order, line], (fence["shard"], fence["version"]))
