@@ -50,11 +50,19 @@ def _refuse_constant(name: str) -> Any:
     raise BadRequest(f"{name} is not a JSON number")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+"""Made once: ``json.loads`` with an argument builds a decoder per call (1.5 µs of a frame's 3)."""
+
+
 def loads_json(raw: str | bytes) -> Any:
     """``json.loads`` that refuses NaN/Infinity and turns runaway nesting into ``bad_request``
-    (anything else that is not JSON raises ``ValueError``, as json does)."""
+    (anything else that is not JSON raises ``ValueError``, as json does: a UTF-8 BOM too)."""
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
+        if isinstance(raw, bytes | bytearray):  # what json.loads does with bytes
+            raw = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        if raw.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", raw, 0)
+        return _DECODER.decode(raw)
     except RecursionError:
         raise BadRequest(f"nested deeper than {MAX_DEPTH} levels") from None
 
