@@ -61,7 +61,8 @@ class CellShard:
         channel = self._channel
         pushes = {"push_frames": channel.pushes, "push_cutoffs": channel.push_cutoffs,
                   "push_gateways": channel.push_gateways}  # fmt: skip
-        return {**await self._host.stats(cell), **pushes, "node": _node_id()}
+        collector = gcpolicy.pauses.gauges()  # this process's collector (cluster/gcpolicy.py)
+        return {**await self._host.stats(cell), **pushes, **collector, "node": _node_id()}
 
     async def drain(self) -> dict[str, Any]:
         """Scale-in's last call before this shard is stopped (``CellHost.drain``)."""

@@ -82,8 +82,9 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         ["id", "node", "up", "cells", "active_cells", "calls_per_s"],
         id=_STR, node={"type": ["string", "null"]}, up=_BOOL, cells=_INT, active_cells=_INT,
         calls_per_s=_NUM, commands=_INT, batches=_INT, batch_size_mean=_NUM,
-        commit_ms_mean=_NUM, commit_s=_NUM, hot_cells={"type": "array", "items": _HOT},
-        pinned=_INT, dedicated=_BOOL,
+        commit_ms_mean=_NUM, commit_s=_NUM, gc_full_collections=_NUM,
+        gc_full_pause_seconds=_NUM, gc_young_pause_seconds=_NUM, gc_longest_pause_seconds=_NUM,
+        hot_cells={"type": "array", "items": _HOT}, pinned=_INT, dedicated=_BOOL,
     ),
 }  # fmt: skip
 

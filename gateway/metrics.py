@@ -48,11 +48,15 @@ _SHARD_GAUGES = (
     ("calls_per_s", "commands per second lately (HL_LOAD_TAU_S)"),
     ("batch_size_mean", "commands per group-commit batch, mean since the shard started"),
     ("commit_ms_mean", "milliseconds per group-commit batch, mean since the shard started"),
+    ("gc_longest_pause_seconds", "the shard process's longest collector pause since it settled"),
 )
 _SHARD_COUNTERS = (
     ("commands", "commands committed by the shard"),
     ("batches", "group-commit batches of the shard"),
     ("commit_s", "seconds the shard spent committing batches"),
+    ("gc_full_collections", "full collections of the shard process (each stops its loop)"),
+    ("gc_full_pause_seconds", "seconds the shard process was stopped by full collections"),
+    ("gc_young_pause_seconds", "seconds the shard process was stopped by young collections"),
 )
 
 

@@ -219,7 +219,9 @@ async def test_shard_metrics_are_exported(api: Api, settings: Settings) -> None:
     status, text = await _metrics(api)
     assert status == 200
     for family in ("hl_shard_up", "hl_shard_calls_per_s", "hl_shard_commands_total",
-                   "hl_shard_commit_ms_mean", "hl_placement_version"):  # fmt: skip
+                   "hl_shard_commit_ms_mean", "hl_placement_version",
+                   "hl_shard_gc_young_pause_seconds_total", "hl_shard_gc_full_collections_total",
+                   "hl_shard_gc_longest_pause_seconds"):  # fmt: skip
         assert family in text, family
     assert 'hl_shard_up{node="' in text or 'hl_shard_up{shard="' in text
 
