@@ -620,13 +620,13 @@ async def order_announce(
     of it does not survive a restart). An order announced before, or past ``pending_payment``
     (announced by the step that moved it), is answered as it is."""
     known = None if tx.careful else order_memory.recall(host, cmd.order_id)
-    if known is not None:
+    if known is not None:  # remembered: no read, but the column still decides
         order = order_memory.public(known)
-        if not known["announced"]:
-            await ms.mark_announced(tx.conn, cmd.order_id)
+        now = not known["announced"] and await ms.mark_announced(tx.conn, cmd.order_id)
+        if now:
             _announce(out, order, known["vendor_user_id"])
             order_memory.remember(host, tx, order, known["vendor_user_id"])
-        return {"order": order, "announced": not known["announced"]}
+        return {"order": order, "announced": now}
     order_memory.from_sql(host, tx, cmd.order_id)
     found = await ms.order_locked(tx.conn, cmd.order_id)
     if found is None:
