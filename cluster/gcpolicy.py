@@ -54,12 +54,20 @@ class Pauses:
             )
 
     def gauges(self) -> dict[str, float]:
-        return {
-            "gc_full_collections": self.collections[2],
-            "gc_full_pause_seconds": self.seconds[2],
-            "gc_young_pause_seconds": self.seconds[0] + self.seconds[1],
-            "gc_longest_pause_seconds": self.longest_s,
-        }
+        """The figures named ``GAUGES``, in that order."""
+        values = (self.collections[2], self.seconds[2], self.seconds[0] + self.seconds[1],
+                  self.longest_s)  # fmt: skip
+        return dict(zip(GAUGES, values, strict=True))
+
+
+GAUGES = (
+    "gc_full_collections",
+    "gc_full_pause_seconds",
+    "gc_young_pause_seconds",
+    "gc_longest_pause_seconds",
+)
+"""What ``Pauses.gauges`` answers: a gateway exports them as ``hl_<name>``, a shard in its stats
+(``hl_shard_<name>`` on a gateway's /metrics, services/cluster_view.py)."""
 
 
 pauses = Pauses()

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from cluster import gcpolicy
 from models.errors import AppError, Conflict
 from models.placement import Placement, cell_key
 from services.router import ShardRouter
@@ -118,16 +119,6 @@ class ClusterView:
         return self.last()
 
 
-_COLLECTOR = (
-    "gc_full_collections",
-    "gc_full_pause_seconds",
-    "gc_young_pause_seconds",
-    "gc_longest_pause_seconds",
-)
-"""The shard process's collector figures (cluster/gcpolicy.py ``Pauses.gauges``): a pause
-stops every command of the shard, so it is a latency tail of every cell it owns."""
-
-
 async def _no_cells() -> Counter[str]:
     return Counter()
 
@@ -146,7 +137,8 @@ def _shard_row(table: Placement, stats: dict[str, Any], cells: int, pinned: int)
         "batch_size_mean": float(stats.get("batch_size_mean", 0.0)),
         "commit_ms_mean": float(stats.get("commit_ms_mean", 0.0)),
         "commit_s": float(stats.get("commit_s", 0.0)),
-        **{name: float(stats.get(name, 0.0)) for name in _COLLECTOR},
+        # the shard process's collector: a pause stops every command of the cells it owns
+        **{name: float(stats.get(name, 0.0)) for name in gcpolicy.GAUGES},
         "hot_cells": list(stats.get("hot_cells", [])),
         "pinned": pinned,
         "dedicated": name in table.dedicated,
