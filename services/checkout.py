@@ -290,7 +290,8 @@ class Checkout:
         owners (``listing.stock_probe``, together; no writes) whether they know a line cannot
         be taken now, and refuse the checkout ``out_of_stock`` then, with nothing written
         anywhere (unless the key's group exists: a retry of a checkout made before, which
-        resumes). A probe that fails says nothing: the reservation decides."""
+        resumes). A probe answered with a typed error (its shard away, moving) says nothing:
+        the reservation decides; anything else is a fault and is raised."""
         by_vendor: dict[str, list[tuple[str, int]]] = {}
         titles: dict[str, str] = {}
         for row in rows:
@@ -306,6 +307,8 @@ class Checkout:
             *(self.market.router.read(probe) for probe in probes), return_exceptions=True
         )
         for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, AppError):
+                raise answer
             short = answer.get("short") if isinstance(answer, dict) else None
             if not short:
                 continue
