@@ -110,7 +110,7 @@ class Checkout:
     """Checkouts of this gateway: the group, reservations, payment and confirmation of each,
     at most ``checkout_max_in_flight`` at once (the rest are refused before they begin)."""
 
-    COALESCED = 4
+    COALESCED = 5
     """The coalesced statements below: one connection each is all ``batches`` needs (a
     Coalescer has one statement in flight at a time)."""
 
@@ -125,6 +125,9 @@ class Checkout:
         self._opened = Coalescer(batches, "group", _OPENED, lambda row: row["id"])
         self._finished = Coalescer(batches, "group-final", _FINISHED, lambda row: row["id"])
         self._facts_read = Coalescer(batches, "facts", FACTS_MANY, lambda row: row["token"])
+        self._groups_read = Coalescer(batches, "group-find", _GROUPS_OF, lambda row: row["token"])
+        self._coalescers = (self._facts_read, self._groups_read, self._opened, self._paid,
+                            self._finished)  # fmt: skip
         self.lines = Lines(self.db, market.settings.checkout_lines_ttl_s)
         """A buy-now's lines, kept by this gateway (services/checkout_reads.py: the rule)."""
         self.scarce = Scarce(market.settings.checkout_scarce_s)
@@ -147,7 +150,7 @@ class Checkout:
         checkouts shared one), for /metrics."""
         return [
             ((co.name, what), float(count))
-            for co in (self._facts_read, self._opened, self._paid, self._finished)
+            for co in self._coalescers
             for what, count in (("rows", co.rows), ("statements", co.statements))
         ]
 
@@ -328,9 +331,11 @@ class Checkout:
         return await self._facts_read.run(token, token, user_id, card_fp, address, device)
 
     async def _find(self, user_id: str, key: str) -> asyncpg.Record | None:
-        return await self.db.fetchrow(
-            "SELECT * FROM order_groups WHERE buyer_id = $1 AND idem_key = $2", user_id, key
-        )
+        """The group of ``(user_id, key)`` if a checkout made it (a retry's), read with every
+        such lookup that arrives while one is in flight: a sale's probe refuses hundreds of
+        checkouts a second, and each must first know it is not a retry (``_probe``)."""
+        token = new_id()
+        return await self._groups_read.run(token, token, user_id, key)
 
     async def _finish(self, group_id: str, status: str, result: dict[str, Any] | None) -> None:
         """Move the group to ``status`` only from a non-final one (``open``,
@@ -680,6 +685,13 @@ _OPENED = (
 """Open groups, each with its payment row (before any provider call); a group whose
 ``(buyer_id, idem_key)`` is taken (a concurrent request with the same key, even in the same
 statement) is not returned: that one is it."""
+_GROUPS_OF = (
+    "SELECT g.*, v.token FROM unnest($1::text[], $2::text[], $3::text[])"
+    " AS v(token, buyer_id, idem_key)"
+    " JOIN order_groups g ON g.buyer_id = v.buyer_id AND g.idem_key = v.idem_key"
+)
+"""The groups of many ``(buyer_id, idem_key)`` at once: one row per ``token`` whose group
+exists (``token`` last, so the group's own columns read as they do from the table)."""
 _PAID = (
     "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
     " $6::text[]) AS v(id, status, ref, secret, action, group_status)),"

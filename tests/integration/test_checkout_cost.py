@@ -6,6 +6,7 @@ from SQL when the row was not as remembered. Real websockets, shards, Postgres a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -307,7 +308,7 @@ async def test_the_coalesced_statements_are_planned_once(
 
 
 async def test_a_sold_out_listing_refuses_the_next_checkouts_before_other_parts_reserve(
-    api: Api, settings: Settings
+    api: Api, settings: Settings, server: TestServer
 ) -> None:
     """Once a reservation found a listing out of stock, a checkout with a line of it asks
     that listing's owner first (``listing.stock_probe``): refused there, nothing is written
@@ -345,6 +346,16 @@ async def test_a_sold_out_listing_refuses_the_next_checkouts_before_other_parts_
                                     key=first_key)  # fmt: skip
         assert again["orders"][0]["id"] == first["orders"][0]["id"]
         assert again["orders"][0]["status"] == "paid"
+        # a refusal first asks whether its key made a group (a retry's): those lookups are
+        # read together, one statement for all that arrive while one is in flight
+        checkout = server.app[SERVICES].checkout
+        asks = [(buyers[0].id, first_key)] + [(b.id, uuid.uuid4().hex) for b in buyers] * 8
+        statements = checkout._groups_read.statements
+        found = await asyncio.gather(*(checkout._find(user, key) for user, key in asks))
+        assert found[0] is not None and found[0]["idem_key"] == first_key
+        assert found[0]["buyer_id"] == buyers[0].id and found[0]["status"] == "completed"
+        assert all(group is None for group in found[1:])
+        assert checkout._groups_read.statements - statements <= 2  # not one per lookup
         # restocked by its vendor (through this gateway): the hint is gone, the next one buys
         status, _ = await mk.rest(api, "POST", f"/api/v1/vendor/listings/{last['id']}/stock",
                                   {"delta": 1}, seller_b.access_token)  # fmt: skip
