@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestServer
 
 from cluster.config import Settings
 from gateway.context import SERVICES
-from models.errors import Conflict
-from models.market import OrderReserve
+from models.errors import Conflict, Unavailable
+from models.market import OrderReserve, StockProbe
 from services.market import SYSTEM, Actor
 from tests.integration import market_kit as mk
 from tests.integration.client import Api
@@ -366,3 +366,44 @@ async def test_a_sold_out_listing_refuses_the_next_checkouts_before_other_parts_
     finally:
         for ws in sockets:
             await ws.close()
+
+
+async def test_a_probe_that_fails_untyped_is_a_fault_and_one_that_fails_typed_says_nothing(
+    api: Api, settings: Settings, server: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scarce line's probe answered with a typed error (its shard away or moving) says
+    nothing: the reservation decides and the checkout buys. Any other exception from the probe
+    is a fault, raised rather than read as "not short": the checkout answers ``unavailable``
+    (retry with the same key) and writes nothing."""
+    _, buns, _, cake = await mk.two_shops(api, settings, 157, "probe-fault", 50, 5)
+    checkout = server.app[SERVICES].checkout
+    router = checkout.market.router
+    real_read = router.read
+    failure: list[BaseException] = []
+
+    async def read(command: Any) -> dict[str, Any]:
+        if isinstance(command, StockProbe) and failure:
+            raise failure[0]
+        return await real_read(command)
+
+    monkeypatch.setattr(router, "read", read)
+    buyer = await api.signup("probe-fault-buyer")
+    ws = await api.connect(buyer)
+    lines = [{"listing_id": buns["id"], "qty": 1}, {"listing_id": cake["id"], "qty": 1}]
+    try:
+        checkout.scarce.mark(cake["id"])
+        failure[:] = [RuntimeError("the probe broke")]
+        faulted = await ws.request("checkout", {"payment": mk.APPROVE, "lines": lines},
+                                   key=uuid.uuid4().hex, timeout=60)  # fmt: skip
+        assert not faulted["ok"] and faulted["error"]["code"] == "unavailable", faulted
+        groups = "SELECT id FROM order_groups WHERE buyer_id = $1"
+        assert await mk.fetch(settings, groups, buyer.id) == []  # refused before any write
+        assert await mk.stock_of(settings, cake["id"]) == 5
+        checkout.scarce.mark(cake["id"])
+        failure[:] = [Unavailable("the owner is moving")]
+        bought = await ws.ok("checkout", {"payment": mk.APPROVE, "lines": lines},
+                             key=uuid.uuid4().hex)  # fmt: skip
+        assert sorted(o["status"] for o in bought["orders"]) == ["paid", "paid"]
+        assert await mk.stock_of(settings, cake["id"]) == 4
+    finally:
+        await ws.close()
